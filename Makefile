@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create (or reuse) the virtualenv in $(VENV) and install what they need into it.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.legc-installed
+
+.PHONY: demo test lint clean-venv
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[edge,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/legc demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check keras_legc tools edge tests
+	$(VENV)/bin/ruff format --check keras_legc tools edge tests
+
+clean-venv:
+	rm -rf $(VENV)

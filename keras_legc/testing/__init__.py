@@ -1,0 +1,1 @@
+"""Plain reference implementations, independent of the vectorised code, for tests and benchmarks."""

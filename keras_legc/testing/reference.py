@@ -1,0 +1,78 @@
+"""Plain, per-series reference implementations (slow on purpose: loops, no shared code).
+
+They restate ``../shared/spec/legcnet.md`` directly so that the vectorised code in
+``keras_legc.lyapunov`` and ``keras_legc.granger`` can be checked against something independent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def lyapunov_window_reference(x) -> float:
+    """LE of one window, TISEAN lyap_r semantics with m=2, delay 1, written as plain loops."""
+    x = [float(v) for v in x]
+    w = len(x)
+    if max(x) - min(x) < 1e-5:
+        return 0.0
+    points = [(x[t], x[t + 1]) for t in range(w - 1)]
+    candidates = range(w - 2)
+    sum_log_d0 = 0.0
+    sum_log_d1 = 0.0
+    count = 0
+    for t in candidates:
+        best_u, best_d = None, math.inf
+        for u in candidates:
+            if u == t:
+                continue
+            d = (points[t][0] - points[u][0]) ** 2 + (points[t][1] - points[u][1]) ** 2
+            if d == 0.0:
+                continue  # exact duplicate
+            if d < best_d:  # strict: the earliest wins on a tie
+                best_u, best_d = u, d
+        if best_u is None:
+            continue
+        d1 = (points[t + 1][0] - points[best_u + 1][0]) ** 2 + (
+            points[t + 1][1] - points[best_u + 1][1]
+        ) ** 2
+        if d1 == 0.0:
+            continue
+        sum_log_d0 += 0.5 * math.log(best_d)
+        sum_log_d1 += 0.5 * math.log(d1)
+        count += 1
+    if count == 0:
+        return 0.0
+    return sum_log_d1 / count - sum_log_d0 / count
+
+
+def windowed_lyapunov_reference(series, window: int, overlap: float = 0.1) -> np.ndarray:
+    """Per-series, per-window loop over :func:`lyapunov_window_reference`."""
+    x = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    stride = max(1, int(math.floor((1.0 - overlap) * window + 0.5)))
+    k = (x.shape[1] - window) // stride + 1
+    out = np.zeros((x.shape[0], k))
+    for i in range(x.shape[0]):
+        for j in range(k):
+            out[i, j] = lyapunov_window_reference(x[i, j * stride : j * stride + window])
+    return out
+
+
+def granger_pvalues_statsmodels(cause, effect, max_lag: int, test: str = "ssr_chi2") -> np.ndarray:
+    """Per-lag p-values from statsmodels ``grangercausalitytests``, one series at a time.
+
+    Returns an array ``(n_series, max_lag)``. ``test`` is ``"ssr_chi2"`` or ``"ssr_ftest"``.
+    """
+    from statsmodels.tsa.stattools import grangercausalitytests
+
+    key = {"ssr_chi2": "ssr_chi2test", "ssr_ftest": "ssr_ftest"}[test]
+    cause = np.atleast_2d(np.asarray(cause, dtype=np.float64))
+    effect = np.asarray(effect, dtype=np.float64)
+    out = np.empty((cause.shape[0], max_lag))
+    for i, x in enumerate(cause):
+        data = np.column_stack([effect, x])  # column 2 is tested as a cause of column 1
+        res = grangercausalitytests(data, maxlag=max_lag)
+        for lag in range(1, max_lag + 1):
+            out[i, lag - 1] = res[lag][0][key][1]
+    return out
