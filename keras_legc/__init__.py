@@ -1,0 +1,56 @@
+"""keras-legc: prune dense Keras networks by chaos and causality (LEGCNet), ship them to TFLite.
+
+The Keras 2 selection (``keras_legc._keras``) is imported first; TensorFlow itself is imported
+lazily, on first use of a name that needs it, so the numpy core imports fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import keras_legc._keras  # noqa: E402,F401  (must run before TensorFlow is imported)
+from keras_legc.errors import *  # noqa: E402,F401,F403
+from keras_legc.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
+from keras_legc.history import History  # noqa: E402
+from keras_legc.lyapunov import windowed_lyapunov  # noqa: E402
+from keras_legc.masks import Mask, magnitude_mask, random_mask  # noqa: E402
+from keras_legc.scoring import Scores, score  # noqa: E402
+
+# Public names that need TensorFlow, loaded on first access.
+_LAZY = {
+    "WeightHistory": "keras_legc.callbacks",
+    "prune": "keras_legc.pruning",
+    "strip": "keras_legc.pruning",
+    "pruning_callbacks": "keras_legc.pruning",
+    "load_model": "keras_legc.pruning",
+    "dense_layers": "keras_legc.layers",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_legc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "GrangerResult",
+    "granger_pvalues",
+    "granger_test",
+    "windowed_lyapunov",
+    "Mask",
+    "magnitude_mask",
+    "random_mask",
+    "History",
+    "Scores",
+    "score",
+    *_LAZY,
+]

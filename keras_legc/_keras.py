@@ -13,7 +13,7 @@ import sys
 from functools import cache
 from types import ModuleType
 
-from keras_legc.errors import MissingDependencyError, ModelStructureError
+from keras_legc.errors import MissingDependencyError
 
 if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -23,24 +23,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @cache
 def tf() -> ModuleType:
-    """TensorFlow, with ``tf.keras`` checked to be Keras 2 (tf_keras)."""
+    """TensorFlow (imported on first use, after the Keras 2 selection above)."""
     import tensorflow
 
-    keras_mod = tensorflow.keras
-    version = getattr(keras_mod, "__version__", "")
-    if not version.startswith("2."):
-        raise ModelStructureError(
-            f"tf.keras is Keras {version or '3'}, but keras_legc needs Keras 2 (tf_keras) because "
-            "TF-MOT 0.8 only supports Keras 2. TensorFlow was imported before keras_legc without "
-            "TF_USE_LEGACY_KERAS=1. Fix: `import keras_legc` before TensorFlow, or set the "
-            "environment variable TF_USE_LEGACY_KERAS=1 before starting Python."
-        )
     return tensorflow
 
 
+@cache
 def keras() -> ModuleType:
-    """The Keras 2 module (``tf.keras`` == ``tf_keras``)."""
-    return tf().keras
+    """The Keras 2 module, ``tf_keras`` (what ``tf.keras`` is when TF_USE_LEGACY_KERAS=1).
+
+    If TensorFlow was imported before keras_legc without TF_USE_LEGACY_KERAS=1, ``tf.keras`` is
+    Keras 3; models built with it are refused with a clear error by ``keras_legc.layers``.
+    """
+    tf()
+    try:
+        import tf_keras
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise MissingDependencyError(
+            "tf_keras is not installed. Fix: pip install keras-legc (it pins tf_keras==2.21.0)."
+        ) from exc
+    return tf_keras
+
+
+def keras_selection_ok() -> bool:
+    """True when ``tf.keras`` is Keras 2 (tf_keras), i.e. the selection took effect."""
+    return tf().keras.Model is keras().Model
 
 
 @cache

@@ -72,6 +72,7 @@ def granger_test(
     test: str = "ssr_chi2",
     *,
     chunk_size: int = DEFAULT_CHUNK,
+    progress=None,
 ) -> GrangerResult:
     """Granger test of every row of ``cause`` against ``effect`` for lags 1..max_lag.
 
@@ -82,6 +83,7 @@ def granger_test(
             series is too short for it.
         test: ``"ssr_chi2"`` (statsmodels ``ssr_chi2test``, the paper's) or ``"ssr_ftest"``.
         chunk_size: series per batch; bounds peak memory to ~``chunk_size * K * L * 24`` bytes.
+        progress: optional callable, called with the number of series finished after each batch.
 
     Returns:
         A :class:`GrangerResult`.
@@ -114,16 +116,18 @@ def granger_test(
     per_lag = np.full((n, lag_max), np.nan)
     degenerate = np.zeros(n, dtype=np.int8)
     # A cause that never changes (over the points any lag uses) cannot cause anything.
-    constant = np.ptp(x[:, : k - 1], axis=1) == 0.0
-    degenerate[constant] = CONSTANT_CAUSE
-    for lag in range(1, lag_max + 1):
-        restricted = _RestrictedFit(y, lag)
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            p, reason = restricted.test(x[start:stop], test)
-            per_lag[start:stop, lag - 1] = p
-            block = degenerate[start:stop]
-            block[(block == OK) & (reason != OK)] = reason[(block == OK) & (reason != OK)]
+    degenerate[np.ptp(x[:, : k - 1], axis=1) == 0.0] = CONSTANT_CAUSE
+    restricted = [_RestrictedFit(y, lag) for lag in range(1, lag_max + 1)]
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        block = degenerate[start:stop]
+        for fit in restricted:
+            p, reason = fit.test(x[start:stop], test)
+            per_lag[start:stop, fit.lag - 1] = p
+            newly = (block == OK) & (reason != OK)
+            block[newly] = reason[newly]
+        if progress is not None:
+            progress(stop - start)
     per_lag[degenerate > 0] = np.nan
     pvalues = np.full(n, np.nan)
     valid = degenerate == OK

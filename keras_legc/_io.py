@@ -1,0 +1,70 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then rename over the target."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from keras_legc.errors import OutputExistsError
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; create the parent folder."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} already exists and would be overwritten. Fix: choose another path, or pass "
+            "overwrite=True (CLI: --force) to replace it."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[IO[bytes]], Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Call ``write(fileobj)`` on a temp file and rename it to ``path`` only once it is complete.
+
+    A crash at any point leaves either the previous file or none, never a half-written one.
+    """
+    path = check_writable(path, overwrite)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:
+    return atomic_write(path, lambda f: f.write(data), overwrite=overwrite)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, overwrite: bool = False) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return atomic_write_bytes(path, text.encode(), overwrite=overwrite)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

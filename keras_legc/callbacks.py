@@ -1,0 +1,231 @@
+"""``WeightHistory``: a Keras callback that records Dense-kernel trajectories for LEGC scoring.
+
+Only the current LE window of snapshots is held (a ring buffer of ``window`` float32 snapshots);
+each closed window becomes one Lyapunov exponent per weight at once. What accumulates over training
+is the LE series (weights x windows), never the raw steps x weights history.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc._keras import keras
+from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
+from keras_legc.history import MANIFEST_FILE, History
+from keras_legc.layers import dense_layers
+from keras_legc.lyapunov import lyapunov_of_windows, window_stride
+
+
+class WeightHistory(keras().callbacks.Callback):
+    """Record every Dense kernel weight during ``model.fit`` and turn it into LE series on the fly.
+
+    At every ``every``-th optimizer step the kernels of all Dense layers are copied (float32) into
+    a ring buffer that holds one LE window. Each time a window closes (every ``stride`` snapshots,
+    ``stride = round((1 - overlap) * window)``), the windowed Lyapunov exponent of every weight is
+    computed and the validation misclassification rate ``1 - accuracy`` is evaluated once. Memory
+    is ``window x n_weights`` floats plus the growing LE series.
+
+    Args:
+        window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
+        overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
+        every: record one snapshot every ``every`` optimizer steps.
+        validation_data: ``(x, y)`` for the target series. If None, the ``validation_data`` (or
+            ``validation_split``) given to ``fit`` is used.
+        run_dir: if given, the history is saved there at the end of every epoch and of training.
+        overwrite: allow replacing a history already in ``run_dir``.
+        eval_batch_size: batch size of the validation forward passes.
+        verbose: print one line per closed window when > 1, a summary at the end when 1.
+
+    Labels may be integers or one-hot; with a single output unit, predictions above 0.5 (above 0
+    for a linear output) count as class 1.
+
+    After ``fit``, :attr:`history` holds a :class:`History`.
+
+    Example:
+        >>> recorder = keras_legc.WeightHistory(window=50)
+        >>> model.fit(x, y, validation_data=(xv, yv), epochs=30, callbacks=[recorder])
+        >>> scores = keras_legc.score(recorder.history)
+    """
+
+    def __init__(
+        self,
+        window: int = 50,
+        overlap: float = 0.1,
+        every: int = 1,
+        validation_data=None,
+        run_dir: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        eval_batch_size: int = 1024,
+        verbose: int = 0,
+    ):
+        super().__init__()
+        self.stride = window_stride(window, overlap)
+        if not isinstance(every, (int, np.integer)) or every < 1:
+            raise InvalidArgumentError(f"every must be a positive integer, got {every!r}.")
+        self.window, self.overlap, self.every = int(window), float(overlap), int(every)
+        self.validation_data = validation_data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.overwrite = overwrite
+        self.eval_batch_size = int(eval_batch_size)
+        self.verbose = verbose
+        self.history: History | None = None
+        if self.run_dir is not None and (self.run_dir / MANIFEST_FILE).exists() and not overwrite:
+            raise OutputExistsError(
+                f"{self.run_dir} already holds a recorded history. Fix: choose another run_dir, "
+                "or pass overwrite=True to replace it."
+            )
+
+    # -- Keras hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._layers = dense_layers(self.model)
+        self._names = [layer.name for layer in self._layers]
+        self._shapes = {layer.name: tuple(layer.kernel.shape) for layer in self._layers}
+        self._n = sum(int(np.prod(s)) for s in self._shapes.values())
+        self._ring = np.empty((self.window, self._n), dtype=np.float32)
+        self._snapshots = 0
+        self._steps = 0
+        self._le: list[np.ndarray] = []
+        self._target: list[float] = []
+        self._initial = [w.copy() for w in self.model.get_weights()]
+        self._val = self._resolve_validation_data()
+        self._t0 = time.perf_counter()
+        self._saved_windows = -1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+        if (self._steps - 1) % self.every:
+            return
+        row = self._ring[self._snapshots % self.window]
+        start = 0
+        for layer in self._layers:
+            kernel = layer.kernel.numpy()
+            row[start : start + kernel.size] = kernel.ravel()
+            start += kernel.size
+        self._snapshots += 1
+        closed = self._snapshots - self.window
+        if closed >= 0 and closed % self.stride == 0:
+            self._close_window()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.run_dir is not None and len(self._le) != self._saved_windows:
+            self._build().save(self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite)
+            self._saved_windows = len(self._le)
+
+    def on_train_end(self, logs=None):
+        self.history = self._build()
+        if self.run_dir is not None:
+            overwrite = True if self._saved_windows >= 0 else self.overwrite
+            self.history.save(self.run_dir, overwrite=overwrite)
+        if self.verbose:
+            print(
+                f"WeightHistory: {self._snapshots} snapshots of {self._n} weights -> "
+                f"{len(self._le)} LE windows ({time.perf_counter() - self._t0:.1f} s)",
+                file=sys.stderr,
+            )
+
+    # -- internals ------------------------------------------------------------------------------
+    def _close_window(self):
+        # Chronological order: the oldest snapshot sits right after the newest one in the ring.
+        pos = self._snapshots % self.window
+        window = np.concatenate([self._ring[pos:], self._ring[:pos]], axis=0)
+        if not np.all(np.isfinite(window)):
+            step = self._steps
+            raise NonFiniteError(
+                f"NaN or inf in the Dense kernels by optimizer step {step}: training diverged, "
+                "so its trajectory has no Lyapunov exponent. Fix: lower the learning rate or "
+                "clip gradients, then record again."
+            )
+        self._le.append(lyapunov_of_windows(window.T).astype(np.float32))
+        self._target.append(self._misclassification())
+        if self.verbose > 1:
+            print(
+                f"WeightHistory: window {len(self._le)} closed at step {self._steps}, "
+                f"misclassification {self._target[-1]:.4f}",
+                file=sys.stderr,
+            )
+
+    def _build(self) -> History:
+        le = np.stack(self._le, axis=1) if self._le else np.zeros((self._n, 0), np.float32)
+        start, final = 0, {}
+        for layer in self._layers:
+            final[layer.name] = layer.kernel.numpy().copy()
+            start += final[layer.name].size
+        return History(
+            layers=self._names,
+            shapes=self._shapes,
+            le=le,
+            target=np.asarray(self._target),
+            window=self.window,
+            overlap=self.overlap,
+            every=self.every,
+            n_snapshots=self._snapshots,
+            initial_weights=self._initial,
+            final_kernels=final,
+            meta={"model": self.model.name, "optimizer_steps": self._steps},
+        )
+
+    def _resolve_validation_data(self):
+        data = self.validation_data
+        if data is None:
+            data = _validation_data_from_fit()
+        if data is None:
+            raise HistoryError(
+                "WeightHistory needs validation data for the misclassification series. Fix: pass "
+                "validation_data=(x, y) (or validation_split) to fit, or "
+                "WeightHistory(validation_data=(x, y))."
+            )
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise InvalidArgumentError(
+                "validation_data must be a tuple (x, y) of arrays; tf.data datasets are not "
+                "supported yet. Fix: pass numpy arrays."
+            )
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        if len(x) != len(y) or len(x) == 0:
+            raise InvalidArgumentError(
+                f"validation x and y must have the same non-zero length, got {len(x)} and {len(y)}."
+            )
+        labels = y.argmax(axis=-1) if (y.ndim == 2 and y.shape[1] > 1) else y.reshape(len(y))
+        return x, labels.astype(np.int64)
+
+    def _misclassification(self) -> float:
+        x, labels = self._val
+        correct = 0
+        for start in range(0, len(x), self.eval_batch_size):
+            out = self.model(x[start : start + self.eval_batch_size], training=False).numpy()
+            correct += int((_predicted_class(out, self._layers[-1]) == labels[start : start + len(out)]).sum())
+        return 1.0 - correct / len(x)
+
+
+def _predicted_class(out: np.ndarray, last_layer) -> np.ndarray:
+    if out.ndim == 2 and out.shape[1] > 1:
+        return out.argmax(axis=1)
+    activation = getattr(getattr(last_layer, "activation", None), "__name__", "")
+    threshold = 0.0 if activation == "linear" else 0.5
+    return (out.reshape(len(out)) > threshold).astype(np.int64)
+
+
+def _validation_data_from_fit():
+    """The ``(val_x, val_y)`` that the enclosing ``Model.fit`` call unpacked, if any.
+
+    Keras 2 does not hand fit's validation data to callbacks, so look one frame up the stack for
+    the ``fit`` of tf_keras and read its locals (``val_x``/``val_y`` also cover validation_split).
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "fit" and "tf_keras" in code.co_filename:
+                loc = frame.f_locals
+                if loc.get("val_x") is not None and loc.get("val_y") is not None:
+                    return loc["val_x"], loc["val_y"]
+                return None
+            frame = frame.f_back
+        return None
+    finally:
+        del frame

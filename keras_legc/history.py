@@ -1,0 +1,181 @@
+"""``History``: the LE series of every Dense kernel weight plus the target series, on disk or not.
+
+Written by :class:`keras_legc.WeightHistory`; read by :func:`keras_legc.score`. Numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc import __version__
+from keras_legc._io import atomic_write, atomic_write_json
+from keras_legc.errors import HistoryError
+
+FORMAT = "keras_legc.history"
+FORMAT_VERSION = 1
+HISTORY_FILE = "history.npz"
+MANIFEST_FILE = "manifest.json"
+
+
+class History:
+    """What :class:`WeightHistory` recorded: one LE series per kernel weight plus the target series.
+
+    Attributes:
+        layers: Dense layer names in order.
+        shapes: kernel shape of each layer.
+        le: float32 ``(n_weights, n_windows)``; rows are the layers' kernels ``ravel()``-ed in order.
+        target: float64 ``(n_windows,)`` validation misclassification rate at each window's end.
+        window, overlap, every: the recording parameters.
+        n_snapshots: number of snapshots recorded (optimizer steps / every).
+        initial_weights: ``model.get_weights()`` at the start of training (for rewinding), or None.
+        final_kernels: ``{layer: kernel}`` at the end of recording (for tie-breaks by magnitude).
+    """
+
+    def __init__(
+        self,
+        *,
+        layers,
+        shapes,
+        le,
+        target,
+        window,
+        overlap,
+        every,
+        n_snapshots,
+        initial_weights=None,
+        final_kernels=None,
+        meta=None,
+    ):
+        self.layers = list(layers)
+        self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+        self.le = np.asarray(le, dtype=np.float32)
+        self.target = np.asarray(target, dtype=np.float64)
+        self.window, self.overlap, self.every = int(window), float(overlap), int(every)
+        self.n_snapshots = int(n_snapshots)
+        self.initial_weights = initial_weights
+        self.final_kernels = final_kernels
+        self.meta = dict(meta or {})
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.target.size)
+
+    @property
+    def n_weights(self) -> int:
+        return int(self.le.shape[0])
+
+    def offsets(self) -> dict[str, slice]:
+        """Row range of each layer in :attr:`le`."""
+        out, start = {}, 0
+        for name in self.layers:
+            size = int(np.prod(self.shapes[name]))
+            out[name] = slice(start, start + size)
+            start += size
+        return out
+
+    def le_of(self, layer: str) -> np.ndarray:
+        """LE series of one layer's weights, shape ``kernel.shape + (n_windows,)``."""
+        return self.le[self.offsets()[layer]].reshape(self.shapes[layer] + (self.n_windows,))
+
+    def __repr__(self) -> str:
+        return (
+            f"History(layers={self.layers}, weights={self.n_weights}, windows={self.n_windows}, "
+            f"window={self.window}, snapshots={self.n_snapshots})"
+        )
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``history.npz`` and ``manifest.json`` into ``run_dir``, each atomically."""
+        run_dir = Path(run_dir)
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "keras_legc": __version__,
+            "layers": self.layers,
+            "shapes": {k: list(v) for k, v in self.shapes.items()},
+            "window": self.window,
+            "overlap": self.overlap,
+            "every": self.every,
+            "n_snapshots": self.n_snapshots,
+            "n_windows": self.n_windows,
+            "has_initial_weights": self.initial_weights is not None,
+            **{k: v for k, v in self.meta.items() if k not in {"format", "version"}},
+        }
+        arrays = {"le": self.le, "target": self.target}
+        if self.initial_weights is not None:
+            arrays.update({f"init_{i}": w for i, w in enumerate(self.initial_weights)})
+            manifest["n_initial_weights"] = len(self.initial_weights)
+        if self.final_kernels is not None:
+            arrays.update({f"final_{i}": self.final_kernels[n] for i, n in enumerate(self.layers)})
+
+        def write(f):
+            buf = io.BytesIO()
+            np.savez(buf, __manifest__=np.array(json.dumps(manifest)), **arrays)
+            f.write(buf.getvalue())
+
+        # The .npz is the single source of truth (manifest embedded), so one atomic rename makes a
+        # save complete; manifest.json is a human-readable copy written after it.
+        atomic_write(run_dir / HISTORY_FILE, write, overwrite=overwrite)
+        atomic_write_json(run_dir / MANIFEST_FILE, manifest, overwrite=True)
+        return run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> History:
+        """Read a history written by :meth:`save` (or by ``WeightHistory(run_dir=...)``)."""
+        run_dir = Path(run_dir)
+        data_path = run_dir / HISTORY_FILE
+        if not data_path.exists():
+            raise HistoryError(
+                f"{run_dir} holds no recorded history (no {HISTORY_FILE}). Fix: pass the run_dir "
+                "given to WeightHistory."
+            )
+        try:
+            with np.load(data_path, allow_pickle=False) as data:
+                manifest = json.loads(str(data["__manifest__"]))
+            if manifest.get("format") != FORMAT:
+                raise ValueError("manifest is not a keras_legc history manifest")
+            if manifest.get("version", 0) > FORMAT_VERSION:
+                raise ValueError(
+                    f"format version {manifest['version']} is newer than this keras_legc reads"
+                )
+            with np.load(data_path, allow_pickle=False) as data:
+                le, target = data["le"], data["target"]
+                init = None
+                if manifest.get("has_initial_weights"):
+                    init = [data[f"init_{i}"] for i in range(manifest["n_initial_weights"])]
+                final = None
+                if f"final_{len(manifest['layers']) - 1}" in data:
+                    final = {n: data[f"final_{i}"] for i, n in enumerate(manifest["layers"])}
+        except Exception as exc:
+            raise HistoryError(
+                f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
+                "again; a run that was interrupted keeps its last complete save."
+            ) from exc
+        n_weights = sum(int(np.prod(s)) for s in manifest["shapes"].values())
+        if le.shape != (n_weights, target.size):
+            raise HistoryError(
+                f"the history in {run_dir} is inconsistent: LE array {le.shape} but the manifest "
+                f"says {n_weights} weights and {target.size} windows. Fix: record it again."
+            )
+        known = {
+            "format", "version", "keras_legc", "layers", "shapes", "window", "overlap", "every",
+            "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights",
+        }  # fmt: skip
+        return cls(
+            layers=manifest["layers"],
+            shapes=manifest["shapes"],
+            le=le,
+            target=target,
+            window=manifest["window"],
+            overlap=manifest["overlap"],
+            every=manifest["every"],
+            n_snapshots=manifest["n_snapshots"],
+            initial_weights=init,
+            final_kernels=final,
+            meta={k: v for k, v in manifest.items() if k not in known},
+        )

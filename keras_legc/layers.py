@@ -1,0 +1,87 @@
+"""Finding the Dense layers of a Keras model and reading their kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_legc._keras import keras, tfmot
+from keras_legc.errors import ModelStructureError
+
+
+def dense_layers(model) -> list:
+    """The ``Dense`` layers of ``model`` in order (inside TF-MOT pruning wrappers too).
+
+    Raises:
+        ModelStructureError: when ``model`` is not a Keras 2 model, is not built, or has no Dense
+            layer, or when a Dense layer is shared (used twice) or sits in a nested model.
+    """
+    k = keras()
+    if not isinstance(model, k.Model):
+        hint = ""
+        if type(model).__module__.startswith("keras"):
+            hint = (
+                " It is a Keras 3 model: TF-MOT only supports Keras 2. Fix: `import keras_legc` "
+                "before TensorFlow (or set TF_USE_LEGACY_KERAS=1) and build it with tf.keras, "
+                "or build it with tf_keras directly."
+            )
+        raise ModelStructureError(
+            f"expected a tf.keras (Keras 2) Model, got {type(model).__module__}."
+            f"{type(model).__name__}.{hint}"
+        )
+    if not model.built:
+        raise ModelStructureError(
+            f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
+            "first layer an input_shape (or call model.build(input_shape)) before using keras_legc."
+        )
+    found = []
+    for layer in model.layers:
+        inner = _unwrap(layer)
+        if isinstance(inner, k.layers.Dense):
+            found.append(inner)
+        elif isinstance(inner, k.Model) and any(
+            isinstance(_unwrap(sub), k.layers.Dense) for sub in inner.layers
+        ):
+            raise ModelStructureError(
+                f"Dense layers inside the nested model {inner.name!r} are not supported yet. "
+                "Fix: build the model flat (one Sequential or functional model of Dense layers)."
+            )
+    if not found:
+        raise ModelStructureError(
+            f"model {model.name!r} has no Dense layer; keras_legc prunes Dense kernels only. "
+            "Fix: pass a model with at least one tf.keras.layers.Dense layer."
+        )
+    shared = [layer.name for layer in found if len(getattr(layer, "_inbound_nodes", [])) > 1]
+    if shared:
+        raise ModelStructureError(
+            f"Dense layer(s) {shared} are shared (called more than once), so one kernel serves "
+            "several places and a per-place mask is ambiguous. Fix: use separate layers."
+        )
+    names = [layer.name for layer in found]
+    if len(set(names)) != len(names):
+        raise ModelStructureError(f"Dense layer names must be unique, got {names}.")
+    return found
+
+
+def dense_kernels(model) -> dict[str, np.ndarray]:
+    """``{layer name: kernel}`` as numpy arrays, for every Dense layer of ``model``."""
+    return {layer.name: layer.kernel.numpy() for layer in dense_layers(model)}
+
+
+def layer_signature(model) -> dict[str, tuple[int, ...]]:
+    """``{layer name: kernel shape}``: what a mask or a history must match."""
+    return {layer.name: tuple(int(d) for d in layer.kernel.shape) for layer in dense_layers(model)}
+
+
+def is_pruning_wrapper(layer) -> bool:
+    """True for a TF-MOT ``PruneLowMagnitude`` wrapper."""
+    tfmot()
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude,
+    )
+
+    return isinstance(layer, PruneLowMagnitude)
+
+
+def _unwrap(layer):
+    """The layer inside a TF-MOT wrapper (or the layer itself)."""
+    return layer.layer if is_pruning_wrapper(layer) else layer

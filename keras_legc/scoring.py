@@ -1,0 +1,244 @@
+"""``score()``: from a recorded :class:`History` to per-weight Granger p-values (``Scores``).
+
+A *scorer* maps a history to per-weight scores (here: the minimum Granger p-value over lags of the
+weight's LE series against the misclassification series); a *policy* maps scores to a
+:class:`~keras_legc.masks.Mask` (``Scores.mask``). Numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc import __version__
+from keras_legc._io import atomic_write
+from keras_legc._progress import Progress
+from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
+from keras_legc.granger import DEFAULT_CHUNK, DEGENERATE_REASONS, OK, granger_test
+from keras_legc.history import History
+from keras_legc.masks import Mask, mask_from_ranking
+
+FORMAT = "keras_legc.scores"
+FORMAT_VERSION = 1
+MIN_WINDOWS = 5  # a Granger test at lag 1 needs K > 3 * 1 + 1
+
+
+class Scores:
+    """Per-weight LEGC evidence: the Granger p-value of each weight's LE series.
+
+    Attributes:
+        layers, shapes: the Dense layers and their kernel shapes.
+        pvalues: float64 ``(n_weights,)``, minimum p-value over lags 1..max_lag; NaN if degenerate.
+        degenerate: int8 ``(n_weights,)`` reason code (0 = valid test; see ``degenerate_counts``).
+        max_lag: the largest lag tested (after capping); test: the statistic used.
+        kernels: ``{layer: kernel}`` at the end of recording (tie-breaks by magnitude), or None.
+    """
+
+    def __init__(self, *, layers, shapes, pvalues, degenerate, max_lag, test, kernels=None, info=None):
+        self.layers = list(layers)
+        self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+        self.pvalues = np.asarray(pvalues, dtype=np.float64)
+        self.degenerate = np.asarray(degenerate, dtype=np.int8)
+        self.max_lag, self.test = int(max_lag), str(test)
+        self.kernels = kernels
+        self.info = dict(info or {})
+
+    # -- per-layer views ------------------------------------------------------------------------
+    def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        out, start = {}, 0
+        for name in self.layers:
+            size = int(np.prod(self.shapes[name]))
+            out[name] = flat[start : start + size].reshape(self.shapes[name])
+            start += size
+        return out
+
+    def pvalues_by_layer(self) -> dict[str, np.ndarray]:
+        """``{layer: p-values of the kernel's shape}``."""
+        return self._split(self.pvalues)
+
+    @property
+    def n_weights(self) -> int:
+        return int(self.pvalues.size)
+
+    @property
+    def n_degenerate(self) -> int:
+        return int((self.degenerate != OK).sum())
+
+    def degenerate_counts(self) -> dict[str, int]:
+        """How many weights had no valid test, by reason."""
+        codes, counts = np.unique(self.degenerate[self.degenerate != OK], return_counts=True)
+        return {DEGENERATE_REASONS[int(c)]: int(n) for c, n in zip(codes, counts, strict=True)}
+
+    def summary(self, alpha: float = 0.05) -> str:
+        valid = self.degenerate == OK
+        causal = int((self.pvalues[valid] < alpha).sum())
+        lines = [
+            f"Scores: {self.n_weights} weights, Granger {self.test}, lags 1..{self.max_lag}",
+            f"  causal (p < {alpha}): {causal}   non-causal: {int(valid.sum()) - causal}   "
+            f"degenerate (kept, no valid test): {self.n_degenerate}",
+        ]
+        lines += [f"    {reason}: {n}" for reason, n in self.degenerate_counts().items()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"Scores(weights={self.n_weights}, max_lag={self.max_lag}, test={self.test!r}, "
+            f"degenerate={self.n_degenerate})"
+        )
+
+    # -- the policies ---------------------------------------------------------------------------
+    def mask(
+        self,
+        alpha: float | None = None,
+        *,
+        sparsity: float | None = None,
+        per_layer: bool = False,
+    ) -> Mask:
+        """A mask from the scores.
+
+        Args:
+            alpha: paper mode: prune every weight whose p-value is >= alpha (not Granger-causal);
+                the sparsity is whatever comes out. Default 0.05 when ``sparsity`` is not given.
+            sparsity: target mode: prune this fraction of weights, least causal (highest p) first,
+                ties broken by smallest final magnitude; degenerate weights are pruned last.
+            per_layer: in target mode, reach the sparsity in every layer instead of globally.
+
+        Degenerate weights (no valid test) are always kept in paper mode, and counted.
+        """
+        if alpha is not None and sparsity is not None:
+            raise InvalidArgumentError(
+                "give either alpha (paper mode) or sparsity (target mode), not both."
+            )
+        if self.n_degenerate == self.n_weights:
+            raise HistoryError(
+                f"all {self.n_weights} weights are degenerate ({self.degenerate_counts()}), so "
+                "there is no causal evidence to prune by. Fix: record more windows, a smaller "
+                "window, or check that the weights actually move during training."
+            )
+        base = {"method": "legc", "test": self.test, "max_lag": self.max_lag}
+        if sparsity is not None:
+            kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
+            p = self._split(np.where(self.degenerate == OK, self.pvalues, 0.0))
+            deg = self._split(self.degenerate != OK)
+            keys = {n: [np.abs(kernels[n]), -p[n], deg[n]] for n in self.layers}
+            return mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
+        alpha = 0.05 if alpha is None else alpha
+        if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
+            raise InvalidArgumentError(f"alpha must be in (0, 1), got {alpha!r}.")
+        keep = (self.degenerate != OK) | (self.pvalues < alpha)
+        return Mask(self._split(keep), {**base, "alpha": float(alpha)})
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the scores to a ``.npz`` atomically."""
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "keras_legc": __version__,
+            "layers": self.layers,
+            "shapes": {k: list(v) for k, v in self.shapes.items()},
+            "max_lag": self.max_lag,
+            "test": self.test,
+            "info": self.info,
+        }
+        arrays = {"pvalues": self.pvalues, "degenerate": self.degenerate}
+        if self.kernels is not None:
+            arrays.update({f"kernel_{i}": self.kernels[n] for i, n in enumerate(self.layers)})
+
+        def write(f):
+            buf = io.BytesIO()
+            np.savez_compressed(buf, __meta__=np.array(json.dumps(meta, default=str)), **arrays)
+            f.write(buf.getvalue())
+
+        return atomic_write(path, write, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Scores:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                if meta.get("format") != FORMAT or meta.get("version", 0) > FORMAT_VERSION:
+                    raise ValueError(f"not a keras_legc scores file of version <= {FORMAT_VERSION}")
+                kernels = None
+                if "kernel_0" in data:
+                    kernels = {n: data[f"kernel_{i}"] for i, n in enumerate(meta["layers"])}
+                pvalues, degenerate = data["pvalues"], data["degenerate"]
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise HistoryError(
+                f"{path} is not a readable keras_legc scores file ({exc}). Fix: pass a file "
+                "written by Scores.save, or score the history again."
+            ) from exc
+        return cls(
+            layers=meta["layers"],
+            shapes=meta["shapes"],
+            pvalues=pvalues,
+            degenerate=degenerate,
+            max_lag=meta["max_lag"],
+            test=meta["test"],
+            kernels=kernels,
+            info=meta.get("info"),
+        )
+
+
+def score(
+    history: History | str | os.PathLike,
+    *,
+    max_lag: int = 14,
+    test: str = "ssr_chi2",
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool | None = None,
+) -> Scores:
+    """Granger-test every weight's LE series against the misclassification series.
+
+    Args:
+        history: a :class:`History` (``WeightHistory(...).history``) or its run directory.
+        max_lag: largest lag L (paper: 14); capped to ``floor((K - 2) / 3)`` for K windows, with a
+            warning.
+        test: ``"ssr_chi2"`` (paper) or ``"ssr_ftest"``.
+        chunk_size: weights per batch; bounds peak memory.
+        progress: show a progress bar (None: only on a terminal).
+
+    Returns:
+        :class:`Scores`.
+
+    Example:
+        >>> scores = keras_legc.score(recorder.history)
+        >>> mask = scores.mask(alpha=0.05)            # the paper's mode
+        >>> mask90 = scores.mask(sparsity=0.9)        # a target sparsity
+    """
+    if not isinstance(history, History):
+        history = History.load(history)
+    k = history.n_windows
+    if k < MIN_WINDOWS:
+        raise HistoryError(
+            f"the history has {k} LE window(s) ({history.n_snapshots} snapshots, window "
+            f"{history.window}); a Granger test needs at least {MIN_WINDOWS} even at lag 1. "
+            "Fix: train for more steps, record every step (every=1), or use a smaller window."
+        )
+    if not np.all(np.isfinite(history.target)):
+        raise NonFiniteError("the target (misclassification) series contains NaN or inf.")
+    if not np.all(np.isfinite(history.le)):
+        raise NonFiniteError(
+            "the LE series contain NaN or inf; the recorded weights diverged. Fix: lower the "
+            "learning rate and record again."
+        )
+    bar = Progress(history.n_weights, "LEGC scoring", enabled=progress)
+    result = granger_test(
+        history.le, history.target, max_lag, test, chunk_size=chunk_size, progress=bar.update
+    )
+    return Scores(
+        layers=history.layers,
+        shapes=history.shapes,
+        pvalues=result.pvalues,
+        degenerate=result.degenerate,
+        max_lag=result.max_lag,
+        test=test,
+        kernels=history.final_kernels,
+        info={"n_windows": k, "window": history.window, "requested_max_lag": max_lag},
+    )
