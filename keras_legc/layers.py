@@ -50,12 +50,6 @@ def dense_layers(model) -> list:
             f"model {model.name!r} has no Dense layer; keras_legc prunes Dense kernels only. "
             "Fix: pass a model with at least one tf.keras.layers.Dense layer."
         )
-    shared = [layer.name for layer in found if len(getattr(layer, "_inbound_nodes", [])) > 1]
-    if shared:
-        raise ModelStructureError(
-            f"Dense layer(s) {shared} are shared (called more than once), so one kernel serves "
-            "several places and a per-place mask is ambiguous. Fix: use separate layers."
-        )
     names = [layer.name for layer in found]
     if len(set(names)) != len(names):
         raise ModelStructureError(f"Dense layer names must be unique, got {names}.")

@@ -1,0 +1,3 @@
+from legc_edge.bench import main
+
+raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Conversion of a (pruned) Keras model to TFLite, verified against the Keras outputs.
+
+Writes three files side by side, each atomically, never over existing ones unless asked:
+``<name>.tflite``, ``<name>.json`` (sizes, sparsity per layer, options, verification) and
+``<name>.reference.npz`` (a few inputs with the Keras outputs, for the device-side check in edge/).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc import __version__
+from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
+from keras_legc._keras import tf
+from keras_legc.errors import ExportError, InvalidArgumentError, LegcWarning, ModelStructureError
+
+QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
+# Largest |TFLite - Keras| output difference accepted per quantization (outputs of order 1).
+TOLERANCE = {"float": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
+
+
+def sidecar_paths(out: str | os.PathLike) -> dict[str, Path]:
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise InvalidArgumentError(f"the output must end in .tflite, got {out}.")
+    return {
+        "tflite": out,
+        "json": out.with_suffix(".json"),
+        "reference": out.with_suffix(".reference.npz"),
+    }
+
+
+def export_tflite(
+    model,
+    out: str | os.PathLike,
+    *,
+    quantization: str = "float",
+    sparse: bool = False,
+    representative_data: np.ndarray | None = None,
+    reference_inputs: np.ndarray | None = None,
+    n_reference: int = 16,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Convert ``model`` (a model or a saved-model path) to ``out`` (.tflite) and verify it.
+
+    Args:
+        model: a tf.keras model (pruning wrappers are stripped first) or a path to a saved one.
+        out: the .tflite path; ``.json`` and ``.reference.npz`` are written beside it.
+        quantization: ``"float"``, ``"float16"``, ``"dynamic"`` (dynamic-range int8 weights) or
+            ``"int8"`` (full integer, float interface; needs ``representative_data``).
+        sparse: store weights with >= 50% zeros in TFLite's sparse format.
+        representative_data: inputs that calibrate int8 activations (a few hundred rows).
+        reference_inputs: inputs for the verification and the device-side reference; if None,
+            rows of ``representative_data``, else seeded standard-normal inputs.
+        n_reference: number of reference rows kept.
+        overwrite: replace existing output files.
+
+    Returns:
+        The report written to the ``.json`` (also returned).
+    """
+    from keras_legc.pruning import load_model, strip
+
+    if quantization not in QUANTIZATIONS:
+        raise InvalidArgumentError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
+    paths = sidecar_paths(out)
+    for path in paths.values():
+        check_writable(path, overwrite)
+    source = str(model) if isinstance(model, (str, os.PathLike)) else None
+    if source is not None:
+        model = load_model(model, compile=False)
+    model = strip(model)
+    input_shape = _input_shape(model)
+    rng = np.random.default_rng(seed)
+    if representative_data is not None:
+        representative_data = _as_inputs(representative_data, input_shape, "representative data")
+    if quantization == "int8" and representative_data is None:
+        raise InvalidArgumentError(
+            "full int8 quantization needs representative data to calibrate activations. Fix: pass "
+            "representative_data (CLI: --representative-data inputs.npy) with a few hundred rows."
+        )
+    if reference_inputs is None:
+        if representative_data is not None:
+            reference_inputs = representative_data[:n_reference]
+        else:
+            reference_inputs = rng.standard_normal((n_reference, *input_shape)).astype(np.float32)
+    reference_inputs = _as_inputs(reference_inputs, input_shape, "reference inputs")[:n_reference]
+
+    flatbuffer = _convert(model, quantization, sparse, representative_data)
+    keras_out = np.asarray(model(reference_inputs, training=False), dtype=np.float32)
+    tflite_out, ops = _run_tflite(flatbuffer, reference_inputs)
+    error = float(np.max(np.abs(tflite_out - keras_out))) if keras_out.size else 0.0
+    atol = TOLERANCE[quantization]
+    kernels = {layer.name: layer.kernel.numpy() for layer in _dense(model)}
+    n_weights = sum(k.size for k in kernels.values())
+    n_nonzero = sum(int(np.count_nonzero(k)) for k in kernels.values())
+    report = {
+        "keras_legc": __version__,
+        "tensorflow": tf().__version__,
+        "source": source,
+        "tflite": paths["tflite"].name,
+        "tflite_bytes": len(flatbuffer),
+        "quantization": quantization,
+        "sparse": bool(sparse),
+        "input_shape": list(input_shape),
+        "ops": ops,
+        "kernel_weights": int(n_weights),
+        "nonzero_kernel_weights": int(n_nonzero),
+        "sparsity": 1.0 - n_nonzero / n_weights if n_weights else 0.0,
+        "layer_sparsity": {n: float(1.0 - np.count_nonzero(k) / k.size) for n, k in kernels.items()},
+        "verification": {
+            "n_inputs": int(len(reference_inputs)),
+            "max_abs_error": error,
+            "atol": atol,
+            "ok": bool(error <= atol),
+        },
+    }
+    if not report["verification"]["ok"]:
+        warnings.warn(
+            f"the {quantization} TFLite model differs from the Keras model by up to {error:.3g} "
+            f"(tolerance {atol}) on the reference inputs; see {paths['json']}.",
+            LegcWarning,
+            stacklevel=2,
+        )
+    atomic_write_bytes(paths["tflite"], flatbuffer, overwrite=overwrite)
+
+    def write_reference(f):
+        np.savez(f, inputs=reference_inputs, keras_outputs=keras_out, tflite_outputs=tflite_out, atol=np.float64(atol))
+
+    atomic_write(paths["reference"], write_reference, overwrite=overwrite)
+    atomic_write_json(paths["json"], report, overwrite=overwrite)
+    return report
+
+
+def _dense(model) -> list:
+    from keras_legc.layers import dense_layers
+
+    return dense_layers(model)
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise ModelStructureError(
+            f"the model has {len(shape)} inputs; export supports single-input models. Fix: export a "
+            "model with one input tensor."
+        )
+    if any(d is None for d in shape[1:]):
+        raise ModelStructureError(f"the model input shape {shape} has unknown dimensions besides the batch.")
+    return tuple(int(d) for d in shape[1:])
+
+
+def _as_inputs(x, input_shape, what) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
+        raise InvalidArgumentError(
+            f"{what} must have shape (n, {', '.join(map(str, input_shape))}) to match the model "
+            f"input, got {x.shape}."
+        )
+    if not np.all(np.isfinite(x)):
+        raise InvalidArgumentError(f"{what} contain NaN or inf.")
+    return x
+
+
+def _convert(model, quantization, sparse, representative_data) -> bytes:
+    lite = tf().lite
+    converter = lite.TFLiteConverter.from_keras_model(model)
+    optimizations = []
+    if quantization != "float":
+        optimizations.append(lite.Optimize.DEFAULT)
+    if sparse:
+        optimizations.append(lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf().float16]
+    if quantization == "int8":
+
+        def representative():
+            for row in representative_data[:500]:
+                yield [row[None, ...]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bytes(converter.convert())
+    except Exception as exc:
+        raise ExportError(
+            f"TFLite conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
+        ) from exc
+
+
+def _run_tflite(flatbuffer: bytes, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    from legc_edge.bench import EdgeError, load_interpreter, run_model
+
+    try:
+        interp, _runtime, _notes = load_interpreter(flatbuffer, "auto", threads=1)
+    except EdgeError as exc:
+        raise ExportError(f"the converted model could not be loaded for verification: {exc}") from exc
+    ops = sorted({op["op_name"] for op in interp._get_ops_details()})
+    return run_model(interp, inputs), ops
+
+
