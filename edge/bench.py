@@ -35,7 +35,10 @@ class EdgeError(Exception):
 
 def available_runtimes() -> list[str]:
     found = []
-    for name, module in (("litert", "ai_edge_litert.interpreter"), ("tflite_runtime", "tflite_runtime.interpreter")):
+    for name, module in (
+        ("litert", "ai_edge_litert.interpreter"),
+        ("tflite_runtime", "tflite_runtime.interpreter"),
+    ):
         try:
             __import__(module)
             found.append(name)
@@ -44,7 +47,9 @@ def available_runtimes() -> list[str]:
     return found
 
 
-def load_interpreter(model: str | os.PathLike | bytes, runtime: str = "auto", threads: int | None = 1):
+def load_interpreter(
+    model: str | os.PathLike | bytes, runtime: str = "auto", threads: int | None = 1
+):
     """Create and allocate an interpreter; returns ``(interpreter, runtime name, notes)``.
 
     If the default XNNPACK delegate cannot prepare the model (e.g. int8 with unstructured sparsity
@@ -64,7 +69,11 @@ def load_interpreter(model: str | os.PathLike | bytes, runtime: str = "auto", th
         from tflite_runtime import interpreter as mod
     else:
         raise EdgeError(f"unknown runtime {runtime!r}; use auto, litert or tflite_runtime.")
-    kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    kwargs = (
+        {"model_content": bytes(model)}
+        if isinstance(model, (bytes, bytearray))
+        else {"model_path": str(model)}
+    )
     if threads:
         kwargs["num_threads"] = int(threads)
     notes = []
@@ -74,9 +83,12 @@ def load_interpreter(model: str | os.PathLike | bytes, runtime: str = "auto", th
     except (RuntimeError, ValueError) as exc:
         if "delegate" not in str(exc).lower() or not hasattr(mod, "OpResolverType"):
             raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
-        notes.append(f"default delegate failed ({str(exc).splitlines()[0]}); using builtin ops without delegates")
+        notes.append(
+            f"default delegate failed ({str(exc).splitlines()[0]}); using builtin ops without delegates"
+        )
         interp = mod.Interpreter(
-            experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kwargs
+            experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            **kwargs,
         )
         interp.allocate_tensors()
     return interp, runtime, notes
@@ -115,12 +127,18 @@ def load_reference(path: str | os.PathLike) -> dict:
         with np.load(path, allow_pickle=False) as data:
             ref = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise EdgeError(f"reference file {path} does not exist. Fix: pass the .reference.npz written by legc export.") from None
+        raise EdgeError(
+            f"reference file {path} does not exist. Fix: pass the .reference.npz written by legc export."
+        ) from None
     except Exception as exc:  # noqa: BLE001
-        raise EdgeError(f"{path} is not a readable reference file ({exc}). Fix: export the model again.") from exc
+        raise EdgeError(
+            f"{path} is not a readable reference file ({exc}). Fix: export the model again."
+        ) from exc
     missing = {"inputs", "keras_outputs", "atol"} - set(ref)
     if missing:
-        raise EdgeError(f"{path} lacks {sorted(missing)}: not a legc export reference. Fix: export the model again.")
+        raise EdgeError(
+            f"{path} lacks {sorted(missing)}: not a legc export reference. Fix: export the model again."
+        )
     return ref
 
 
@@ -136,10 +154,17 @@ def check_outputs(interp, ref: dict) -> dict:
     got = run_model(interp, ref["inputs"])
     want = ref["keras_outputs"]
     if got.shape != want.shape:
-        raise EdgeError(f"model outputs {got.shape} but the reference holds {want.shape}: wrong reference file.")
+        raise EdgeError(
+            f"model outputs {got.shape} but the reference holds {want.shape}: wrong reference file."
+        )
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
     atol = float(ref["atol"])
-    return {"max_abs_error": err, "atol": atol, "ok": bool(err <= atol), "n_reference": int(len(got))}
+    return {
+        "max_abs_error": err,
+        "atol": atol,
+        "ok": bool(err <= atol),
+        "n_reference": int(len(got)),
+    }
 
 
 def time_model(interp, sample: np.ndarray, runs: int = 500, warmup: int = 50) -> dict:
@@ -181,10 +206,14 @@ def benchmark(
     """Benchmark one .tflite; returns a JSON-able dict (see the module docstring)."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise EdgeError(f"{model_path} does not exist. Fix: pass the .tflite written by legc export.")
+        raise EdgeError(
+            f"{model_path} does not exist. Fix: pass the .tflite written by legc export."
+        )
     data = model_path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise EdgeError(f"{model_path} is not a TFLite model (no TFL3 identifier). Fix: pass a .tflite file.")
+        raise EdgeError(
+            f"{model_path} is not a TFLite model (no TFL3 identifier). Fix: pass a .tflite file."
+        )
     if reference is None:
         guess = model_path.with_suffix(".reference.npz")
         reference = guess if guess.exists() else None
@@ -227,18 +256,27 @@ def _write_json(path: Path, obj, force: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="legc-edge", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help=".tflite file")
-    parser.add_argument("--reference", help="reference .npz from legc export (default: beside the model)")
+    parser.add_argument(
+        "--reference", help="reference .npz from legc export (default: beside the model)"
+    )
     parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite_runtime"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--budget-ms", type=float, help="fail (exit 4) when p50 latency exceeds this")
+    parser.add_argument(
+        "--budget-ms", type=float, help="fail (exit 4) when p50 latency exceeds this"
+    )
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     args = parser.parse_args(argv)
     try:
         result = benchmark(
-            args.model, args.reference, runtime=args.runtime, threads=args.threads, runs=args.runs, warmup=args.warmup
+            args.model,
+            args.reference,
+            runtime=args.runtime,
+            threads=args.threads,
+            runs=args.runs,
+            warmup=args.warmup,
         )
     except EdgeError as exc:
         print(f"legc-edge: error: {exc}", file=sys.stderr)
@@ -253,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     code = EXIT_OK
     if check is None:
-        print("warning: no reference outputs: outputs were NOT checked (pass --reference)", file=sys.stderr)
+        print(
+            "warning: no reference outputs: outputs were NOT checked (pass --reference)",
+            file=sys.stderr,
+        )
     elif not check["ok"]:
         print(
             f"legc-edge: OUTPUT MISMATCH: max |error| {check['max_abs_error']:.6g} > atol {check['atol']:.3g} "
@@ -263,11 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         code = EXIT_MISMATCH
     else:
-        print(f"outputs match the reference: max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}")
+        print(
+            f"outputs match the reference: max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}"
+        )
     if args.budget_ms is not None:
         result["budget_ms"] = args.budget_ms
         if lat["p50_ms"] > args.budget_ms:
-            print(f"legc-edge: OVER BUDGET: p50 {lat['p50_ms']:.4f} ms > --budget-ms {args.budget_ms}", file=sys.stderr)
+            print(
+                f"legc-edge: OVER BUDGET: p50 {lat['p50_ms']:.4f} ms > --budget-ms {args.budget_ms}",
+                file=sys.stderr,
+            )
             code = code or EXIT_BUDGET
     result["exit_code"] = code
     if args.json:

@@ -114,7 +114,9 @@ class WeightHistory(keras().callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.run_dir is not None and len(self._le) != self._saved_windows:
-            self._build().save(self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite)
+            self._build().save(
+                self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite
+            )
             self._saved_windows = len(self._le)
 
     def on_train_end(self, logs=None):
@@ -198,7 +200,9 @@ class WeightHistory(keras().callbacks.Callback):
         correct = 0
         for start in range(0, len(x), self.eval_batch_size):
             out = self.model(x[start : start + self.eval_batch_size], training=False).numpy()
-            correct += int((_predicted_class(out, self._layers[-1]) == labels[start : start + len(out)]).sum())
+            correct += int(
+                (_predicted_class(out, self._layers[-1]) == labels[start : start + len(out)]).sum()
+            )
         return 1.0 - correct / len(x)
 
 

@@ -26,29 +26,51 @@ def main():
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default runs/demo-<time>).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output folder (default runs/demo-<time>)."
+)
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out, overwriting its files.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--sparsity", default=0.8, show_default=True, help="Target sparsity of the LEGC mask.")
-@click.option("--alpha", type=float, help="Paper mode instead: prune weights with Granger p >= alpha.")
-@click.option("--rewind", is_flag=True, help="Rewind to the initial weights and retrain (paper) instead of fine-tuning.")
+@click.option(
+    "--sparsity", default=0.8, show_default=True, help="Target sparsity of the LEGC mask."
+)
+@click.option(
+    "--alpha", type=float, help="Paper mode instead: prune weights with Granger p >= alpha."
+)
+@click.option(
+    "--rewind",
+    is_flag=True,
+    help="Rewind to the initial weights and retrain (paper) instead of fine-tuning.",
+)
 @click.option("--quick", is_flag=True, help="A short run for tests (fewer epochs, smaller window).")
 def demo(out, force, seed, sparsity, alpha, rewind, quick):
     """Train, score, prune, fine-tune, export and benchmark on embedded data; print one table."""
     from keras_legc.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(out=out, force=force, seed=seed, quick=quick, sparsity=sparsity, alpha=alpha, rewind=rewind)
+    cfg = DemoConfig(
+        out=out, force=force, seed=seed, quick=quick, sparsity=sparsity, alpha=alpha, rewind=rewind
+    )
     _run(run_demo, cfg)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--max-lag", default=14, show_default=True)
-@click.option("--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True)
-@click.option("--alpha", type=float, help="Paper mode: prune weights with p >= alpha (default 0.05).")
-@click.option("--sparsity", type=float, help="Target mode: prune this fraction, least causal first.")
-@click.option("--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer.")
-@click.option("--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz).")
+@click.option(
+    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True
+)
+@click.option(
+    "--alpha", type=float, help="Paper mode: prune weights with p >= alpha (default 0.05)."
+)
+@click.option(
+    "--sparsity", type=float, help="Target mode: prune this fraction, least causal first."
+)
+@click.option(
+    "--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."
+)
 @click.option("--force", is_flag=True, help="Overwrite existing scores/mask files.")
 def score(run_dir, max_lag, test, alpha, sparsity, per_layer, out, force):
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
@@ -72,11 +94,21 @@ def score(run_dir, max_lag, test, alpha, sparsity, per_layer, out, force):
     help="dynamic = dynamic-range int8 weights; int8 = full integer (needs --representative-data).",
 )  # fmt: skip
 @click.option("--sparse", is_flag=True, help="Store weights with >= 50% zeros as sparse tensors.")
-@click.option("--representative-data", type=click.Path(exists=True, path_type=Path), help=".npy of model inputs (int8 calibration).")
-@click.option("--reference-inputs", type=click.Path(exists=True, path_type=Path), help=".npy of inputs for the reference outputs.")
+@click.option(
+    "--representative-data",
+    type=click.Path(exists=True, path_type=Path),
+    help=".npy of model inputs (int8 calibration).",
+)
+@click.option(
+    "--reference-inputs",
+    type=click.Path(exists=True, path_type=Path),
+    help=".npy of inputs for the reference outputs.",
+)
 @click.option("--n-reference", default=16, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def export(model, out, quantization, sparse, representative_data, reference_inputs, n_reference, force):
+def export(
+    model, out, quantization, sparse, representative_data, reference_inputs, n_reference, force
+):
     """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz."""
     from keras_legc.export import export_tflite
 
@@ -93,7 +125,9 @@ def export(model, out, quantization, sparse, representative_data, reference_inpu
         f"{Path(out).with_suffix('.reference.npz')}"
     )
     status = "OK" if v["ok"] else "OVER TOLERANCE"
-    click.echo(f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']}): {status}")
+    click.echo(
+        f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']}): {status}"
+    )
     if not v["ok"]:
         sys.exit(3)
 

@@ -36,7 +36,9 @@ def breast_cancer(seed: int = 0, val: float = 0.2, test: float = 0.2) -> Split:
     from sklearn.datasets import load_breast_cancer
 
     x, y = load_breast_cancer(return_X_y=True)
-    return _split(x, y, seed, val, test, "breast_cancer", "sklearn load_breast_cancer (WDBC), 569 x 30")
+    return _split(
+        x, y, seed, val, test, "breast_cancer", "sklearn load_breast_cancer (WDBC), 569 x 30"
+    )
 
 
 def mnist_test_split(
@@ -49,7 +51,10 @@ def mnist_test_split(
     The validation part doubles as the test part (there is no third split in 10k images).
     """
     root = Path(data_dir or os.environ.get("LEGC_DATA_DIR", ""))
-    images, labels = root / "mnist/t10k-images-idx3-ubyte.gz", root / "mnist/t10k-labels-idx1-ubyte.gz"
+    images, labels = (
+        root / "mnist/t10k-images-idx3-ubyte.gz",
+        root / "mnist/t10k-labels-idx1-ubyte.gz",
+    )
     if not images.exists() or not labels.exists():
         raise InvalidArgumentError(
             f"MNIST files not found under {root or '(no data dir)'} (expected {images.name} and "
@@ -81,7 +86,9 @@ def _stratified(y: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.nda
 
 def _split(x, y, seed, val, test, name, description) -> Split:
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
-        raise InvalidArgumentError(f"val and test fractions must be in (0, 1) and sum below 1, got {val}, {test}.")
+        raise InvalidArgumentError(
+            f"val and test fractions must be in (0, 1) and sum below 1, got {val}, {test}."
+        )
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=np.int64)
     rest, test_idx = _stratified(y, 1.0 - test, rng)

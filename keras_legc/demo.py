@@ -59,7 +59,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     t_start = time.perf_counter()
     out = Path(cfg.out) if cfg.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()) and not cfg.force:
-        raise OutputExistsError(f"{out} exists and is not empty. Fix: choose another --out, or pass --force.")
+        raise OutputExistsError(
+            f"{out} exists and is not empty. Fix: choose another --out, or pass --force."
+        )
     out.mkdir(parents=True, exist_ok=True)
     k = keras()
     k.utils.set_random_seed(cfg.seed)
@@ -121,8 +123,14 @@ def run_demo(cfg: DemoConfig) -> dict:
         m.save(out / f"mask_{name.lower()}.npz", overwrite=cfg.force)
 
     # 3. prune + fine-tune (or rewind + retrain)
-    how = f"rewound to the initial weights, {cfg.epochs} epochs" if cfg.rewind else f"fine-tuned {cfg.finetune_epochs} epochs"
-    _say(f"[3/{stages}] pruning {100 * n_pruned_frac:.1f}% of kernel weights with each mask, {how} ...")
+    how = (
+        f"rewound to the initial weights, {cfg.epochs} epochs"
+        if cfg.rewind
+        else f"fine-tuned {cfg.finetune_epochs} epochs"
+    )
+    _say(
+        f"[3/{stages}] pruning {100 * n_pruned_frac:.1f}% of kernel weights with each mask, {how} ..."
+    )
     models = {"dense": dense}
     for name, m in masks.items():
         k.utils.set_random_seed(cfg.seed)
@@ -161,12 +169,16 @@ def run_demo(cfg: DemoConfig) -> dict:
             reference_inputs=data.x_test, overwrite=cfg.force,
         )  # fmt: skip
         if not report["verification"]["ok"]:
-            raise ExportError(f"{path}: TFLite outputs differ from Keras ({report['verification']}).")
+            raise ExportError(
+                f"{path}: TFLite outputs differ from Keras ({report['verification']})."
+            )
         rows[name]["tflite"] = str(path)
         rows[name]["tflite_bytes"] = report["tflite_bytes"]
 
     # 6. edge benchmark, in a separate process that never imports TensorFlow
-    _say(f"[6/{stages}] benchmarking each .tflite with the edge runner (LiteRT, batch 1, 1 thread) ...")
+    _say(
+        f"[6/{stages}] benchmarking each .tflite with the edge runner (LiteRT, batch 1, 1 thread) ..."
+    )
     for name in models:
         tflite = Path(rows[name]["tflite"])
         result_path = tflite.with_suffix(".bench.json")
@@ -174,7 +186,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                "--json", str(result_path), "--force"]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ExportError(f"edge benchmark of {tflite} failed (exit {proc.returncode}):\n{proc.stderr}")
+            raise ExportError(
+                f"edge benchmark of {tflite} failed (exit {proc.returncode}):\n{proc.stderr}"
+            )
         bench = json.loads(result_path.read_text())
         rows[name]["p50_us"] = 1000.0 * bench["latency"]["p50_ms"]
         rows[name]["edge_check_max_abs_error"] = bench["check"]["max_abs_error"]
@@ -183,13 +197,20 @@ def run_demo(cfg: DemoConfig) -> dict:
     summary = {
         "config": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in cfg.__dict__.items()},
         "data": data.description,
-        "history": {"snapshots": history.n_snapshots, "windows": history.n_windows, "weights": history.n_weights},
+        "history": {
+            "snapshots": history.n_snapshots,
+            "windows": history.n_windows,
+            "weights": history.n_weights,
+        },
         "scores": {
             "max_lag": scores.max_lag,
             "degenerate": scores.degenerate_counts(),
             "paper_mode_alpha_0.05_pruned_pct": 100.0 * paper_mask.sparsity,
         },
-        "mask": {"mode": "alpha" if cfg.alpha is not None else "sparsity", "pruned_pct": 100.0 * legc.sparsity},
+        "mask": {
+            "mode": "alpha" if cfg.alpha is not None else "sparsity",
+            "pruned_pct": 100.0 * legc.sparsity,
+        },
         "results": rows,
         "seconds": time.perf_counter() - t_start,
         "out": str(out),
@@ -208,13 +229,14 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def format_table(rows: dict) -> str:
-    header = "| model | accuracy | macro-F1 | pruned % | non-zero weights | .tflite bytes | p50 latency (us) |"
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    """The demo's result table in Markdown."""
+    lines = [
+        "| model | accuracy | macro-F1 | pruned % | non-zero weights | .tflite bytes | p50 latency (us) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['pruned_pct']:.1f} | "
-            f"{r['nonzero_weights']} | {r.get('tflite_bytes', '')} | "
-            f"{r['p50_us']:.2f} |" if "p50_us" in r else f"| {name} | {r['accuracy']:.4f} | "
-            f"{r['macro_f1']:.4f} | {r['pruned_pct']:.1f} | {r['nonzero_weights']} | | |"
+            f"{r['nonzero_weights']} | {r['tflite_bytes']} | {r['p50_us']:.2f} |"
         )
     return "\n".join(lines)

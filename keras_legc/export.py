@@ -66,7 +66,9 @@ def export_tflite(
     from keras_legc.pruning import load_model, strip
 
     if quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
+        raise InvalidArgumentError(
+            f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}."
+        )
     paths = sidecar_paths(out)
     for path in paths.values():
         check_writable(path, overwrite)
@@ -111,7 +113,9 @@ def export_tflite(
         "kernel_weights": int(n_weights),
         "nonzero_kernel_weights": int(n_nonzero),
         "sparsity": 1.0 - n_nonzero / n_weights if n_weights else 0.0,
-        "layer_sparsity": {n: float(1.0 - np.count_nonzero(k) / k.size) for n, k in kernels.items()},
+        "layer_sparsity": {
+            n: float(1.0 - np.count_nonzero(k) / k.size) for n, k in kernels.items()
+        },
         "verification": {
             "n_inputs": int(len(reference_inputs)),
             "max_abs_error": error,
@@ -129,7 +133,13 @@ def export_tflite(
     atomic_write_bytes(paths["tflite"], flatbuffer, overwrite=overwrite)
 
     def write_reference(f):
-        np.savez(f, inputs=reference_inputs, keras_outputs=keras_out, tflite_outputs=tflite_out, atol=np.float64(atol))
+        np.savez(
+            f,
+            inputs=reference_inputs,
+            keras_outputs=keras_out,
+            tflite_outputs=tflite_out,
+            atol=np.float64(atol),
+        )
 
     atomic_write(paths["reference"], write_reference, overwrite=overwrite)
     atomic_write_json(paths["json"], report, overwrite=overwrite)
@@ -150,7 +160,9 @@ def _input_shape(model) -> tuple[int, ...]:
             "model with one input tensor."
         )
     if any(d is None for d in shape[1:]):
-        raise ModelStructureError(f"the model input shape {shape} has unknown dimensions besides the batch.")
+        raise ModelStructureError(
+            f"the model input shape {shape} has unknown dimensions besides the batch."
+        )
     return tuple(int(d) for d in shape[1:])
 
 
@@ -202,8 +214,8 @@ def _run_tflite(flatbuffer: bytes, inputs: np.ndarray) -> tuple[np.ndarray, list
     try:
         interp, _runtime, _notes = load_interpreter(flatbuffer, "auto", threads=1)
     except EdgeError as exc:
-        raise ExportError(f"the converted model could not be loaded for verification: {exc}") from exc
+        raise ExportError(
+            f"the converted model could not be loaded for verification: {exc}"
+        ) from exc
     ops = sorted({op["op_name"] for op in interp._get_ops_details()})
     return run_model(interp, inputs), ops
-
-

@@ -177,7 +177,9 @@ class _RestrictedFit:
         k = y.size
         self.lag = lag
         self.n = k - lag
-        design = np.column_stack([np.ones(self.n)] + [y[lag - j : k - j] for j in range(1, lag + 1)])
+        design = np.column_stack(
+            [np.ones(self.n)] + [y[lag - j : k - j] for j in range(1, lag + 1)]
+        )
         q, _ = np.linalg.qr(design)
         target = y[lag:]
         self.q = q

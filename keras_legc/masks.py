@@ -123,7 +123,12 @@ class Mask:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the mask to ``path`` (a ``.npz``) atomically; refuses to overwrite by default."""
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "layers": self.layers, "info": self.info}
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "layers": self.layers,
+            "info": self.info,
+        }
         payload = {f"layer_{i}": a.astype(np.uint8) for i, a in enumerate(self._arrays.values())}
 
         def write(f):
@@ -164,7 +169,9 @@ def check_sparsity(sparsity: float) -> float:
     try:
         s = float(sparsity)
     except (TypeError, ValueError):
-        raise InvalidArgumentError(f"sparsity must be a number in [0, 1), got {sparsity!r}.") from None
+        raise InvalidArgumentError(
+            f"sparsity must be a number in [0, 1), got {sparsity!r}."
+        ) from None
     if not (0.0 <= s < 1.0):
         raise InvalidArgumentError(
             f"sparsity must be in [0, 1) (the fraction of kernel weights to prune), got {sparsity!r}."
@@ -192,7 +199,10 @@ def mask_from_ranking(
     names = list(sort_keys)
     shapes = {n: np.shape(sort_keys[n][0]) for n in names}
     if per_layer:
-        arrays = {n: _prune_first([np.ravel(k) for k in sort_keys[n]], s).reshape(shapes[n]) for n in names}
+        arrays = {
+            n: _prune_first([np.ravel(k) for k in sort_keys[n]], s).reshape(shapes[n])
+            for n in names
+        }
     else:
         n_keys = len(sort_keys[names[0]])
         flat = [np.concatenate([np.ravel(sort_keys[n][i]) for n in names]) for i in range(n_keys)]
@@ -221,7 +231,9 @@ def magnitude_mask(model_or_kernels, sparsity: float, *, per_layer: bool = False
     return mask_from_ranking(keys, sparsity, per_layer=per_layer, info={"method": "magnitude"})
 
 
-def random_mask(model_or_shapes, sparsity: float, *, seed: int = 0, per_layer: bool = False) -> Mask:
+def random_mask(
+    model_or_shapes, sparsity: float, *, seed: int = 0, per_layer: bool = False
+) -> Mask:
     """Prune a uniformly random subset of kernel weights, reproducibly for a given ``seed``."""
     shapes = _shapes(model_or_shapes)
     rng = np.random.default_rng(seed)
@@ -241,7 +253,9 @@ def _kernels(obj) -> dict[str, np.ndarray]:
 
 def _shapes(obj) -> dict[str, tuple[int, ...]]:
     if isinstance(obj, Mapping):
-        return {str(k): tuple(np.shape(v)) if not isinstance(v, tuple) else v for k, v in obj.items()}
+        return {
+            str(k): tuple(np.shape(v)) if not isinstance(v, tuple) else v for k, v in obj.items()
+        }
     if isinstance(obj, Mask):
         return obj.shapes
     from keras_legc.layers import layer_signature

@@ -38,7 +38,9 @@ class Scores:
         kernels: ``{layer: kernel}`` at the end of recording (tie-breaks by magnitude), or None.
     """
 
-    def __init__(self, *, layers, shapes, pvalues, degenerate, max_lag, test, kernels=None, info=None):
+    def __init__(
+        self, *, layers, shapes, pvalues, degenerate, max_lag, test, kernels=None, info=None
+    ):
         self.layers = list(layers)
         self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
         self.pvalues = np.asarray(pvalues, dtype=np.float64)

@@ -127,7 +127,12 @@ def test_constant_effect_is_refused(rng):
     ],
 )
 def test_bad_arguments(rng, kwargs, match):
-    args = {"cause": rng.normal(size=(2, 20)), "effect": rng.normal(size=20), "max_lag": 2, **kwargs}
+    args = {
+        "cause": rng.normal(size=(2, 20)),
+        "effect": rng.normal(size=20),
+        "max_lag": 2,
+        **kwargs,
+    }
     with pytest.raises(InvalidArgumentError, match=match):
         granger_pvalues(**args)
 

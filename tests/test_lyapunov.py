@@ -10,7 +10,9 @@ from keras_legc.testing.reference import lyapunov_window_reference, windowed_lya
 TOL = 1e-12
 
 
-@pytest.mark.parametrize(("window", "overlap", "length"), [(50, 0.1, 400), (20, 0.1, 97), (8, 0.5, 40), (4, 0.0, 12)])
+@pytest.mark.parametrize(
+    ("window", "overlap", "length"), [(50, 0.1, 400), (20, 0.1, 97), (8, 0.5, 40), (4, 0.0, 12)]
+)
 def test_matches_reference_on_random_walks(rng, window, overlap, length):
     x = rng.normal(size=(7, length)).cumsum(axis=1) * 0.01
     got = windowed_lyapunov(x, window, overlap)
@@ -22,7 +24,9 @@ def test_matches_reference_on_random_walks(rng, window, overlap, length):
 def test_matches_reference_with_ties_and_duplicates(rng):
     # Few distinct values: many exact duplicates and distance ties (earliest neighbour wins).
     x = rng.integers(0, 3, size=(20, 60)).astype(float) * 0.01
-    np.testing.assert_allclose(windowed_lyapunov(x, 20), windowed_lyapunov_reference(x, 20), atol=TOL)
+    np.testing.assert_allclose(
+        windowed_lyapunov(x, 20), windowed_lyapunov_reference(x, 20), atol=TOL
+    )
 
 
 def test_chaotic_map_is_positive_and_sine_is_not():

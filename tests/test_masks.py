@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from keras_legc import InvalidArgumentError, Mask, MaskMismatchError, OutputExistsError, magnitude_mask, random_mask
+from keras_legc import (
+    InvalidArgumentError,
+    Mask,
+    MaskMismatchError,
+    OutputExistsError,
+    magnitude_mask,
+    random_mask,
+)
 from keras_legc.masks import mask_from_ranking
 
 SHAPES = {"a": (6, 5), "b": (5, 3)}
@@ -17,7 +24,11 @@ def test_sparsity_and_counts():
 
 
 def test_random_is_deterministic_per_seed():
-    a, b, c = random_mask(SHAPES, 0.5, seed=1), random_mask(SHAPES, 0.5, seed=1), random_mask(SHAPES, 0.5, seed=2)
+    a, b, c = (
+        random_mask(SHAPES, 0.5, seed=1),
+        random_mask(SHAPES, 0.5, seed=1),
+        random_mask(SHAPES, 0.5, seed=2),
+    )
     assert all(np.array_equal(a[n], b[n]) for n in SHAPES)
     assert any(not np.array_equal(a[n], c[n]) for n in SHAPES)
 

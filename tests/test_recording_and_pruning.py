@@ -28,7 +28,11 @@ def make_data(n=240, d=6, seed=0):
 def make_model(seed=0, d=6):
     k.utils.set_random_seed(seed)
     model = k.Sequential(
-        [k.layers.Input(shape=(d,)), k.layers.Dense(8, activation="tanh"), k.layers.Dense(2, activation="softmax")]
+        [
+            k.layers.Input(shape=(d,)),
+            k.layers.Dense(8, activation="tanh"),
+            k.layers.Dense(2, activation="softmax"),
+        ]
     )
     model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -42,7 +46,14 @@ class RawKernels(k.callbacks.Callback):
         self.rows = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.rows.append(np.concatenate([w.numpy().ravel() for w in (self.model.layers[0].kernel, self.model.layers[1].kernel)]))
+        self.rows.append(
+            np.concatenate(
+                [
+                    w.numpy().ravel()
+                    for w in (self.model.layers[0].kernel, self.model.layers[1].kernel)
+                ]
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,9 @@ def trained():
     model = make_model()
     init = [w.copy() for w in model.get_weights()]
     rec, raw = kl.WeightHistory(window=WINDOW), RawKernels()
-    model.fit(xtr, ytr, batch_size=6, epochs=8, validation_data=(xv, yv), callbacks=[raw, rec], verbose=0)
+    model.fit(
+        xtr, ytr, batch_size=6, epochs=8, validation_data=(xv, yv), callbacks=[raw, rec], verbose=0
+    )
     return model, rec.history, np.asarray(raw.rows, dtype=np.float32), init, (xtr, ytr, xv, yv)
 
 
@@ -68,7 +81,9 @@ def test_target_is_validation_misclassification():
     model = make_model()
     # 30 steps per epoch, windows of 10 without overlap: the last window closes at the last step.
     rec = kl.WeightHistory(window=10, overlap=0.0)
-    model.fit(xtr, ytr, batch_size=6, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0)
+    model.fit(
+        xtr, ytr, batch_size=6, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0
+    )
     assert rec.history.n_windows == 6
     final = 1.0 - (model.predict(xv, verbose=0).argmax(axis=1) == yv).mean()
     assert rec.history.target[-1] == pytest.approx(final, abs=1e-12)
@@ -96,7 +111,10 @@ def test_history_save_load_roundtrip(trained, tmp_path):
     np.testing.assert_array_equal(back.le, history.le)
     np.testing.assert_array_equal(back.target, history.target)
     assert back.layers == history.layers and back.shapes == history.shapes
-    assert all(np.array_equal(a, b) for a, b in zip(back.initial_weights, history.initial_weights, strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(back.initial_weights, history.initial_weights, strict=True)
+    )
     with pytest.raises(OutputExistsError):
         history.save(tmp_path / "run")
     s1, s2 = kl.score(history, max_lag=3), kl.score(tmp_path / "run", max_lag=3)
@@ -198,11 +216,15 @@ def test_history_too_short_for_one_window_or_lag_one():
     xtr, ytr, xv, yv = make_data()
     model = make_model()
     rec = kl.WeightHistory(window=50)
-    model.fit(xtr, ytr, batch_size=60, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0)
+    model.fit(
+        xtr, ytr, batch_size=60, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0
+    )
     with pytest.raises(HistoryError, match="0 LE window"):
         kl.score(rec.history)
     rec = kl.WeightHistory(window=5)
-    model.fit(xtr, ytr, batch_size=36, epochs=4, validation_data=(xv, yv), callbacks=[rec], verbose=0)
+    model.fit(
+        xtr, ytr, batch_size=36, epochs=4, validation_data=(xv, yv), callbacks=[rec], verbose=0
+    )
     assert rec.history.n_windows == 4
     with pytest.raises(HistoryError, match="at least 5 even at lag 1"):
         kl.score(rec.history)
@@ -226,6 +248,10 @@ def test_missing_validation_data():
 def test_validation_split_is_used():
     xtr, ytr, _, _ = make_data()
     rec = kl.WeightHistory(window=5)
-    make_model().fit(xtr, ytr, batch_size=6, epochs=1, validation_split=0.25, callbacks=[rec], verbose=0)
+    make_model().fit(
+        xtr, ytr, batch_size=6, epochs=1, validation_split=0.25, callbacks=[rec], verbose=0
+    )
     # 45 validation rows: targets are multiples of 1/45
-    np.testing.assert_allclose(rec.history.target * 45, np.round(rec.history.target * 45), atol=1e-9)
+    np.testing.assert_allclose(
+        rec.history.target * 45, np.round(rec.history.target * 45), atol=1e-9
+    )

@@ -1,0 +1,60 @@
+"""The main job, `legc demo`, end to end in quick mode (real training, export and edge runs)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_legc.cli", "demo", "--quick", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_demo_prints_the_table_and_writes_artefacts(demo_run):
+    out, proc = demo_run
+    for name in ("dense", "LEGC", "random", "magnitude"):
+        assert f"| {name} |" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["results"]
+    assert set(rows) == {"dense", "LEGC", "random", "magnitude"}
+    n_dense = rows["dense"]["nonzero_weights"]
+    for name in ("LEGC", "random", "magnitude"):  # equal sparsity across the three masks
+        assert rows[name]["nonzero_weights"] == round(0.2 * n_dense)
+        assert rows[name]["pruned_pct"] == pytest.approx(80.0, abs=0.1)
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["p50_us"] > 0 and row["tflite_bytes"] > 0
+    assert rows["dense"]["accuracy"] > 0.9  # the dense model learns the task
+    for f in ("history/history.npz", "scores.npz", "mask_legc.npz", "dense.keras", "tflite/legc.tflite",
+              "tflite/legc.reference.npz", "tflite/legc.bench.json", "summary.md"):  # fmt: skip
+        assert (out / f).exists(), f
+
+
+def test_demo_refuses_to_overwrite(demo_run):
+    out, _ = demo_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_legc.cli", "demo", "--quick", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "OutputExistsError" in proc.stderr and "--force" in proc.stderr
+
+
+def test_cli_score_on_the_demo_history(demo_run, tmp_path):
+    out, _ = demo_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_legc.cli", "score", str(out / "history"), "--sparsity", "0.5",
+         "--out", str(tmp_path / "mask.npz")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    from keras_legc import Mask
+
+    assert Mask.load(tmp_path / "mask.npz").sparsity == pytest.approx(0.5, abs=1e-3)

@@ -1,0 +1,196 @@
+"""Export to TFLite (verified against Keras) and the device-side runner (no TensorFlow)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from keras_legc import InvalidArgumentError, OutputExistsError
+from keras_legc._keras import keras
+from keras_legc.export import export_tflite
+
+k = keras()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pruned_model():
+    k.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 10)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = k.Sequential(
+        [
+            k.layers.Input(shape=(10,)),
+            k.layers.Dense(32, activation="relu"),
+            k.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    mask = kl.magnitude_mask(model, 0.7)
+    pruned = kl.prune(model, mask)
+    pruned.compile("sgd", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=1, callbacks=kl.pruning_callbacks(), verbose=0)
+    return pruned, mask, x
+
+
+def litert_outputs(path, inputs):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    rows = []
+    for row in inputs:
+        interp.set_tensor(inp["index"], row[None, :])
+        interp.invoke()
+        rows.append(interp.get_tensor(out["index"])[0])
+    return np.array(rows)
+
+
+@pytest.mark.parametrize(
+    ("quantization", "sparse", "atol"),
+    [("float", False, 1e-5), ("float", True, 1e-5), ("int8", False, 0.1)],
+)
+def test_tflite_matches_keras(pruned_model, tmp_path, quantization, sparse, atol):
+    pruned, mask, x = pruned_model
+    out = tmp_path / "m.tflite"
+    report = export_tflite(
+        pruned, out, quantization=quantization, sparse=sparse, representative_data=x
+    )
+    stripped = kl.strip(pruned)
+    want = stripped(x[:32]).numpy()
+    got = litert_outputs(out, x[:32])
+    assert np.max(np.abs(got - want)) <= atol  # stated tolerance: 1e-5 float, 0.1 full int8
+    assert report["verification"]["ok"] and report["verification"]["max_abs_error"] <= atol
+    assert report["nonzero_kernel_weights"] == mask.n_kept
+    assert report["layer_sparsity"] == pytest.approx(mask.layer_sparsity())
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["tflite_bytes"] == out.stat().st_size
+    ref = np.load(tmp_path / "m.reference.npz")
+    assert ref["inputs"].shape == (16, 10) and ref["keras_outputs"].shape == (16, 3)
+
+
+def test_sparse_storage_is_smaller_for_a_sparse_model(pruned_model, tmp_path):
+    pruned, _, _ = pruned_model
+    dense = export_tflite(pruned, tmp_path / "d.tflite")
+    sparse = export_tflite(pruned, tmp_path / "s.tflite", sparse=True)
+    assert sparse["tflite_bytes"] < dense["tflite_bytes"]
+
+
+def test_export_never_overwrites_without_force(pruned_model, tmp_path):
+    pruned, _, _ = pruned_model
+    export_tflite(pruned, tmp_path / "m.tflite")
+    before = (tmp_path / "m.tflite").read_bytes()
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        export_tflite(pruned, tmp_path / "m.tflite", quantization="dynamic")
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    export_tflite(pruned, tmp_path / "m.tflite", quantization="dynamic", overwrite=True)
+
+
+def test_export_argument_errors(pruned_model, tmp_path):
+    pruned, _, _ = pruned_model
+    with pytest.raises(InvalidArgumentError, match="representative data"):
+        export_tflite(pruned, tmp_path / "a.tflite", quantization="int8")
+    with pytest.raises(InvalidArgumentError, match="end in .tflite"):
+        export_tflite(pruned, tmp_path / "a.bin")
+    with pytest.raises(InvalidArgumentError, match="must have shape"):
+        export_tflite(pruned, tmp_path / "a.tflite", reference_inputs=np.zeros((4, 7)))
+
+
+def run(*args, check=False):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+    if check and proc.returncode:
+        raise AssertionError(proc.stdout + proc.stderr)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def exported(pruned_model, tmp_path_factory):
+    pruned, _, x = pruned_model
+    folder = tmp_path_factory.mktemp("export")
+    pruned.save(folder / "pruned.keras")  # still wrapped: the CLI must strip it
+    np.save(folder / "x.npy", x)
+    proc = run("tools/export", str(folder / "pruned.keras"), str(folder / "m.tflite"),
+               "-q", "float", "--sparse", "--reference-inputs", str(folder / "x.npy"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "verification on 16 inputs" in proc.stdout
+    return folder
+
+
+def test_cli_export_refuses_existing_output(exported):
+    proc = run(
+        "-m", "keras_legc.cli", "export", str(exported / "pruned.keras"), str(exported / "m.tflite")
+    )
+    assert proc.returncode != 0
+    assert "OutputExistsError" in proc.stderr and "--force" in proc.stderr
+
+
+def test_edge_bench_runs_without_tensorflow(exported):
+    out = exported / "bench.json"
+    proc = run(
+        "edge/bench.py", str(exported / "m.tflite"), "--runs", "50", "--json", str(out), check=True
+    )
+    assert "outputs match the reference" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["tensorflow_imported"] is False
+    assert result["check"]["ok"] and result["latency"]["p50_ms"] > 0
+    assert result["model_bytes"] == (exported / "m.tflite").stat().st_size
+    assert result["peak_rss_bytes"] > 0
+    # The JSON is never overwritten silently.
+    assert (
+        run(
+            "edge/bench.py", str(exported / "m.tflite"), "--runs", "5", "--json", str(out)
+        ).returncode
+        == 2
+    )
+
+
+def test_edge_bench_detects_wrong_outputs(exported, tmp_path):
+    ref = dict(np.load(exported / "m.reference.npz"))
+    ref["keras_outputs"] = (
+        ref["keras_outputs"] + 0.01
+    )  # what a runtime with wrong results looks like
+    np.savez(tmp_path / "wrong.npz", **ref)
+    proc = run(
+        "edge/bench.py",
+        str(exported / "m.tflite"),
+        "--reference",
+        str(tmp_path / "wrong.npz"),
+        "--runs",
+        "5",
+    )
+    assert proc.returncode == 3
+    assert "OUTPUT MISMATCH" in proc.stderr
+
+
+def test_edge_bench_budget(exported):
+    proc = run("edge/bench.py", str(exported / "m.tflite"), "--runs", "20", "--budget-ms", "1e-9")
+    assert proc.returncode == 4 and "OVER BUDGET" in proc.stderr
+    assert (
+        run(
+            "edge/bench.py", str(exported / "m.tflite"), "--runs", "20", "--budget-ms", "1000"
+        ).returncode
+        == 0
+    )
+
+
+def test_edge_bench_bad_inputs(exported, tmp_path):
+    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
+    proc = run("edge/bench.py", str(tmp_path / "junk.tflite"))
+    assert proc.returncode == 2 and "not a TFLite model" in proc.stderr
+    np.savez(
+        tmp_path / "other.npz",
+        inputs=np.zeros((2, 5), np.float32),
+        keras_outputs=np.zeros((2, 3)),
+        atol=0.1,
+    )
+    proc = run(
+        "edge/bench.py", str(exported / "m.tflite"), "--reference", str(tmp_path / "other.npz")
+    )
+    assert proc.returncode == 2 and "belongs to another model" in proc.stderr
