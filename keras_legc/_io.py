@@ -68,3 +68,52 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_npz(
+    path: str | os.PathLike,
+    meta: dict,
+    arrays: dict,
+    *,
+    overwrite: bool = False,
+    compress: bool = True,
+) -> Path:
+    """Write ``arrays`` plus a JSON ``meta`` record into one ``.npz``, atomically."""
+    import io
+
+    import numpy as np
+
+    save = np.savez_compressed if compress else np.savez
+
+    def write(f):
+        buf = io.BytesIO()
+        save(buf, __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
+        f.write(buf.getvalue())
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+def read_npz(path: str | os.PathLike, fmt: str, version: int) -> tuple[dict, dict]:
+    """Read a file written by :func:`write_npz`; checks its ``format`` and ``version``.
+
+    Raises FileNotFoundError when missing and ValueError (with the reason) when the file is not a
+    readable ``fmt`` file of a version <= ``version``; callers turn that into their own error.
+    """
+    import numpy as np
+
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    except Exception as exc:
+        raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+    if meta.get("format") != fmt:
+        raise ValueError(f"not a {fmt} file (format {meta.get('format')!r})")
+    if meta.get("version", 0) > version:
+        raise ValueError(
+            f"format version {meta['version']} is newer than this keras_legc reads ({version}); "
+            "upgrade keras-legc"
+        )
+    return meta, arrays

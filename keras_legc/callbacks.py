@@ -154,10 +154,7 @@ class WeightHistory(keras().callbacks.Callback):
 
     def _build(self) -> History:
         le = np.stack(self._le, axis=1) if self._le else np.zeros((self._n, 0), np.float32)
-        start, final = 0, {}
-        for layer in self._layers:
-            final[layer.name] = layer.kernel.numpy().copy()
-            start += final[layer.name].size
+        final = {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
         return History(
             layers=self._names,
             shapes=self._shapes,

@@ -5,15 +5,13 @@ Written by :class:`keras_legc.WeightHistory`; read by :func:`keras_legc.score`. 
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from keras_legc import __version__
-from keras_legc._io import atomic_write, atomic_write_json
+from keras_legc._io import atomic_write_json, read_npz, write_npz
 from keras_legc.errors import HistoryError
 
 FORMAT = "keras_legc.history"
@@ -113,14 +111,9 @@ class History:
         if self.final_kernels is not None:
             arrays.update({f"final_{i}": self.final_kernels[n] for i, n in enumerate(self.layers)})
 
-        def write(f):
-            buf = io.BytesIO()
-            np.savez(buf, __manifest__=np.array(json.dumps(manifest)), **arrays)
-            f.write(buf.getvalue())
-
         # The .npz is the single source of truth (manifest embedded), so one atomic rename makes a
         # save complete; manifest.json is a human-readable copy written after it.
-        atomic_write(run_dir / HISTORY_FILE, write, overwrite=overwrite)
+        write_npz(run_dir / HISTORY_FILE, manifest, arrays, overwrite=overwrite, compress=False)
         atomic_write_json(run_dir / MANIFEST_FILE, manifest, overwrite=True)
         return run_dir
 
@@ -135,23 +128,15 @@ class History:
                 "given to WeightHistory."
             )
         try:
-            with np.load(data_path, allow_pickle=False) as data:
-                manifest = json.loads(str(data["__manifest__"]))
-            if manifest.get("format") != FORMAT:
-                raise ValueError("manifest is not a keras_legc history manifest")
-            if manifest.get("version", 0) > FORMAT_VERSION:
-                raise ValueError(
-                    f"format version {manifest['version']} is newer than this keras_legc reads"
-                )
-            with np.load(data_path, allow_pickle=False) as data:
-                le, target = data["le"], data["target"]
-                init = None
-                if manifest.get("has_initial_weights"):
-                    init = [data[f"init_{i}"] for i in range(manifest["n_initial_weights"])]
-                final = None
-                if f"final_{len(manifest['layers']) - 1}" in data:
-                    final = {n: data[f"final_{i}"] for i, n in enumerate(manifest["layers"])}
-        except Exception as exc:
+            manifest, data = read_npz(data_path, FORMAT, FORMAT_VERSION)
+            le, target = data["le"], data["target"]
+            init = None
+            if manifest.get("has_initial_weights"):
+                init = [data[f"init_{i}"] for i in range(manifest["n_initial_weights"])]
+            final = None
+            if f"final_{len(manifest['layers']) - 1}" in data:
+                final = {n: data[f"final_{i}"] for i, n in enumerate(manifest["layers"])}
+        except (ValueError, KeyError) as exc:
             raise HistoryError(
                 f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
                 "again; a run that was interrupted keeps its last complete save."

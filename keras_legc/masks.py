@@ -9,15 +9,13 @@ Numpy only: a Keras model is accepted where kernels are needed and read lazily.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from keras_legc._io import atomic_write
+from keras_legc._io import read_npz, write_npz
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError
 
 FORMAT = "keras_legc.mask"
@@ -130,35 +128,19 @@ class Mask:
             "info": self.info,
         }
         payload = {f"layer_{i}": a.astype(np.uint8) for i, a in enumerate(self._arrays.values())}
-
-        def write(f):
-            buf = io.BytesIO()
-            np.savez_compressed(buf, __meta__=np.array(json.dumps(meta, default=str)), **payload)
-            f.write(buf.getvalue())
-
-        return atomic_write(path, write, overwrite=overwrite)
+        return write_npz(path, meta, payload, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Mask:
         """Read a mask written by :meth:`save`."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                if meta.get("format") != FORMAT:
-                    raise ValueError("not a keras_legc mask file")
-                arrays = {name: data[f"layer_{i}"] for i, name in enumerate(meta["layers"])}
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
+            meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
+            arrays = {name: data[f"layer_{i}"] for i, name in enumerate(meta["layers"])}
+        except (ValueError, KeyError) as exc:
             raise MaskMismatchError(
                 f"{path} is not a readable keras_legc mask ({exc}). Fix: pass a file written by "
                 "Mask.save."
             ) from exc
-        if meta.get("version", 0) > FORMAT_VERSION:
-            raise MaskMismatchError(
-                f"{path} has mask format version {meta['version']}, newer than this keras_legc "
-                f"reads ({FORMAT_VERSION}). Fix: upgrade keras-legc."
-            )
         return cls(arrays, meta.get("info"))
 
 

@@ -7,15 +7,13 @@ weight's LE series against the misclassification series); a *policy* maps scores
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from keras_legc import __version__
-from keras_legc._io import atomic_write
+from keras_legc._io import read_npz, write_npz
 from keras_legc._progress import Progress
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 from keras_legc.granger import DEFAULT_CHUNK, DEGENERATE_REASONS, OK, granger_test
@@ -151,27 +149,18 @@ class Scores:
         if self.kernels is not None:
             arrays.update({f"kernel_{i}": self.kernels[n] for i, n in enumerate(self.layers)})
 
-        def write(f):
-            buf = io.BytesIO()
-            np.savez_compressed(buf, __meta__=np.array(json.dumps(meta, default=str)), **arrays)
-            f.write(buf.getvalue())
-
-        return atomic_write(path, write, overwrite=overwrite)
+        return write_npz(path, meta, arrays, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Scores:
+        """Read scores written by :meth:`save`."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                if meta.get("format") != FORMAT or meta.get("version", 0) > FORMAT_VERSION:
-                    raise ValueError(f"not a keras_legc scores file of version <= {FORMAT_VERSION}")
-                kernels = None
-                if "kernel_0" in data:
-                    kernels = {n: data[f"kernel_{i}"] for i, n in enumerate(meta["layers"])}
-                pvalues, degenerate = data["pvalues"], data["degenerate"]
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
+            meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
+            pvalues, degenerate = data["pvalues"], data["degenerate"]
+            kernels = None
+            if "kernel_0" in data:
+                kernels = {n: data[f"kernel_{i}"] for i, n in enumerate(meta["layers"])}
+        except (ValueError, KeyError) as exc:
             raise HistoryError(
                 f"{path} is not a readable keras_legc scores file ({exc}). Fix: pass a file "
                 "written by Scores.save, or score the history again."
