@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_legc._keras import keras
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from keras_legc.history import MANIFEST_FILE, History
+from keras_legc.history import HISTORY_FILE, History
 from keras_legc.layers import dense_layers
 from keras_legc.lyapunov import lyapunov_of_windows, window_stride
 
@@ -75,7 +75,7 @@ class WeightHistory(keras().callbacks.Callback):
         self.eval_batch_size = int(eval_batch_size)
         self.verbose = verbose
         self.history: History | None = None
-        if self.run_dir is not None and (self.run_dir / MANIFEST_FILE).exists() and not overwrite:
+        if self.run_dir is not None and (self.run_dir / HISTORY_FILE).exists() and not overwrite:
             raise OutputExistsError(
                 f"{self.run_dir} already holds a recorded history. Fix: choose another run_dir, "
                 "or pass overwrite=True to replace it."
