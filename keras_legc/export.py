@@ -217,5 +217,7 @@ def _run_tflite(flatbuffer: bytes, inputs: np.ndarray) -> tuple[np.ndarray, list
         raise ExportError(
             f"the converted model could not be loaded for verification: {exc}"
         ) from exc
-    ops = sorted({op["op_name"] for op in interp._get_ops_details()})
+    # Op names come from a private interpreter method; an interpreter without it reports none.
+    details = getattr(interp, "_get_ops_details", lambda: [])()
+    ops = sorted({op["op_name"] for op in details})
     return run_model(interp, inputs), ops
