@@ -66,8 +66,9 @@ class WeightHistory(keras().callbacks.Callback):
     ):
         super().__init__()
         self.stride = window_stride(window, overlap)
-        if not isinstance(every, (int, np.integer)) or every < 1:
-            raise InvalidArgumentError(f"every must be a positive integer, got {every!r}.")
+        for name, value in (("every", every), ("eval_batch_size", eval_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
         self.validation_data = validation_data
         self.run_dir = Path(run_dir) if run_dir is not None else None

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_legc import __version__
 from keras_legc._io import atomic_write_json, read_npz, write_npz
+from keras_legc._layout import layer_slices, split_by_layer
 from keras_legc.errors import HistoryError
 
 FORMAT = "keras_legc.history"
@@ -58,6 +59,13 @@ class History:
         self.initial_weights = initial_weights
         self.final_kernels = final_kernels
         self.meta = dict(meta or {})
+        n_weights = sum(int(np.prod(self.shapes[n])) for n in self.layers)
+        if self.le.ndim != 2 or self.le.shape != (n_weights, self.target.size):
+            raise HistoryError(
+                f"inconsistent history: LE array {self.le.shape}, but layers {self.shapes} have "
+                f"{n_weights} weights and the target series has {self.target.size} windows. "
+                "Fix: record it again with WeightHistory."
+            )
 
     @property
     def n_windows(self) -> int:
@@ -69,16 +77,11 @@ class History:
 
     def offsets(self) -> dict[str, slice]:
         """Row range of each layer in :attr:`le`."""
-        out, start = {}, 0
-        for name in self.layers:
-            size = int(np.prod(self.shapes[name]))
-            out[name] = slice(start, start + size)
-            start += size
-        return out
+        return layer_slices(self.layers, self.shapes)
 
     def le_of(self, layer: str) -> np.ndarray:
         """LE series of one layer's weights, shape ``kernel.shape + (n_windows,)``."""
-        return self.le[self.offsets()[layer]].reshape(self.shapes[layer] + (self.n_windows,))
+        return split_by_layer(self.le, self.layers, self.shapes)[layer]
 
     def __repr__(self) -> str:
         return (
@@ -141,12 +144,6 @@ class History:
                 f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
                 "again; a run that was interrupted keeps its last complete save."
             ) from exc
-        n_weights = sum(int(np.prod(s)) for s in manifest["shapes"].values())
-        if le.shape != (n_weights, target.size):
-            raise HistoryError(
-                f"the history in {run_dir} is inconsistent: LE array {le.shape} but the manifest "
-                f"says {n_weights} weights and {target.size} windows. Fix: record it again."
-            )
         known = {
             "format", "version", "keras_legc", "layers", "shapes", "window", "overlap", "every",
             "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import read_npz, write_npz
+from keras_legc._layout import split_by_layer
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError
 
 FORMAT = "keras_legc.mask"
@@ -189,11 +190,7 @@ def mask_from_ranking(
         n_keys = len(sort_keys[names[0]])
         flat = [np.concatenate([np.ravel(sort_keys[n][i]) for n in names]) for i in range(n_keys)]
         keep = _prune_first(flat, s)
-        arrays, offset = {}, 0
-        for n in names:
-            size = int(np.prod(shapes[n]))
-            arrays[n] = keep[offset : offset + size].reshape(shapes[n])
-            offset += size
+        arrays = split_by_layer(keep, names, shapes)
     return Mask(arrays, {"sparsity": s, "per_layer": per_layer, **dict(info or {})})
 
 
@@ -234,9 +231,11 @@ def _kernels(obj) -> dict[str, np.ndarray]:
 
 
 def _shapes(obj) -> dict[str, tuple[int, ...]]:
+    """Shapes from ``{layer: shape tuple/list or array}``, a Mask, or a Keras model."""
     if isinstance(obj, Mapping):
         return {
-            str(k): tuple(np.shape(v)) if not isinstance(v, tuple) else v for k, v in obj.items()
+            str(k): tuple(int(d) for d in v) if isinstance(v, (tuple, list)) else np.shape(v)
+            for k, v in obj.items()
         }
     if isinstance(obj, Mask):
         return obj.shapes

@@ -7,6 +7,7 @@ weight's LE series against the misclassification series); a *policy* maps scores
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from keras_legc import __version__
 from keras_legc._io import read_npz, write_npz
+from keras_legc._layout import split_by_layer
 from keras_legc._progress import Progress
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 from keras_legc.granger import DEFAULT_CHUNK, DEGENERATE_REASONS, OK, granger_test
@@ -49,12 +51,7 @@ class Scores:
 
     # -- per-layer views ------------------------------------------------------------------------
     def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        out, start = {}, 0
-        for name in self.layers:
-            size = int(np.prod(self.shapes[name]))
-            out[name] = flat[start : start + size].reshape(self.shapes[name])
-            start += size
-        return out
+        return split_by_layer(flat, self.layers, self.shapes)
 
     def pvalues_by_layer(self) -> dict[str, np.ndarray]:
         """``{layer: p-values of the kernel's shape}``."""
@@ -127,7 +124,7 @@ class Scores:
             keys = {n: [np.abs(kernels[n]), -p[n], deg[n]] for n in self.layers}
             return mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
         alpha = 0.05 if alpha is None else alpha
-        if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
+        if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
             raise InvalidArgumentError(f"alpha must be in (0, 1), got {alpha!r}.")
         keep = (self.degenerate != OK) | (self.pvalues < alpha)
         return Mask(self._split(keep), {**base, "alpha": float(alpha)})

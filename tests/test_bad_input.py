@@ -59,3 +59,23 @@ def test_degenerate_weights_are_kept_and_pruned_last_in_target_mode(rng):
     assert scores.n_degenerate == 1
     assert scores.mask(alpha=0.05)["d"][0, 0]  # kept in paper mode
     assert scores.mask(sparsity=0.8)["d"][0, 0]  # 5 of 6 pruned: the degenerate one survives
+
+
+def test_history_that_does_not_fit_its_layers(rng):
+    with pytest.raises(HistoryError, match="inconsistent history"):
+        kl.History(
+            layers=["d"], shapes={"d": (4, 2)}, le=rng.normal(size=(7, 20)), target=rng.random(20),
+            window=10, overlap=0.1, every=1, n_snapshots=100,
+        )  # fmt: skip
+
+
+def test_bad_recorder_arguments():
+    for kwargs in ({"every": 0}, {"eval_batch_size": 0}, {"window": 2}, {"overlap": 1.0}):
+        with pytest.raises(InvalidArgumentError):
+            kl.WeightHistory(**kwargs)
+
+
+def test_numpy_alpha_and_list_shapes(rng):
+    scores = kl.score(make_history(rng.normal(size=(4, 30)), rng.random(30)), max_lag=2)
+    assert scores.mask(np.float32(0.05)).layers == ["d"]
+    assert kl.random_mask({"a": [6, 5]}, 0.5).shapes == {"a": (6, 5)}

@@ -210,7 +210,11 @@ def test_mask_of_wrong_shape_is_refused(trained):
 def test_model_without_dense_layer():
     model = k.Sequential([k.layers.Input(shape=(4,)), k.layers.Activation("relu")])
     with pytest.raises(ModelStructureError, match="no Dense layer"):
-        kl.WeightHistory(window=5).set_model(model) or kl.dense_layers(model)
+        kl.dense_layers(model)
+    with pytest.raises(ModelStructureError, match="no Dense layer"):
+        model.compile("sgd", "mse")
+        model.fit(np.zeros((4, 4)), np.zeros((4, 4)), validation_data=(np.zeros((2, 4)), np.zeros(2)),
+                  callbacks=[kl.WeightHistory(window=5)], verbose=0)  # fmt: skip
     with pytest.raises(ModelStructureError, match="no Dense layer"):
         kl.magnitude_mask(model, 0.5)
 
