@@ -14,14 +14,18 @@ with no valid pair.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 
 STATIC_RANGE = 1e-5
 MIN_WINDOW = 4  # two reference points with successors need W >= 4
-# Rows (series x windows) processed at once; each row needs ~3 * (W-2)^2 float64 of scratch.
-_ROWS_PER_BLOCK_BYTES = 64 * 2**20
+# Rows (windows) per block: ~2 * W^2 float64 of scratch each, so 128 rows of W = 50 stay ~5 MB,
+# small enough to stay in cache, large enough to amortise numpy's per-call overhead.
+ROWS_PER_BLOCK = 128
 
 
 def window_stride(window: int, overlap: float = 0.1) -> int:
@@ -38,61 +42,107 @@ def n_windows(length: int, window: int, overlap: float = 0.1) -> int:
     return (length - window) // stride + 1
 
 
-def lyapunov_of_windows(windows: np.ndarray) -> np.ndarray:
+def default_threads() -> int:
+    """Worker threads for the LE kernel: the usable CPU cores (numpy releases the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The LE of each row of ``windows`` (shape ``(n, W)``), vectorised; returns float64 ``(n,)``.
 
     This is the per-window kernel that both :func:`windowed_lyapunov` and the streaming recorder
-    (:class:`keras_legc.WeightHistory`) use, so the two agree bit for bit.
+    (:class:`keras_legc.WeightHistory`) use, so the two agree bit for bit. Rows are processed in
+    blocks of :data:`ROWS_PER_BLOCK` (converted to float64 one block at a time, so a float32 input
+    is never copied whole) on ``threads`` worker threads; every row's value is independent of the
+    blocking and of the thread count.
+
+    Args:
+        windows: ``(n, W)`` real array, any float dtype, any memory layout (e.g. a transposed view).
+        threads: worker threads; None uses every usable core, 1 runs in the calling thread.
     """
-    x = np.asarray(windows, dtype=np.float64)
+    x = np.asarray(windows)
     if x.ndim != 2 or x.shape[1] < MIN_WINDOW:
         raise InvalidArgumentError(
             f"expected windows of shape (n, W) with W >= {MIN_WINDOW}, got {x.shape}."
         )
-    n, w = x.shape
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}.")
+    n = x.shape[0]
     out = np.zeros(n, dtype=np.float64)
-    if n == 0:
-        return out
-    moving = np.ptp(x, axis=1) >= STATIC_RANGE
-    rows = np.flatnonzero(moving)
-    block = max(1, _ROWS_PER_BLOCK_BYTES // (3 * 8 * (w - 2) ** 2))
-    for start in range(0, rows.size, block):
-        idx = rows[start : start + block]
-        out[idx] = _lyapunov_rows(x[idx])
+    starts = range(0, n, ROWS_PER_BLOCK)
+
+    def run_block(start: int) -> None:
+        block = np.asarray(x[start : start + ROWS_PER_BLOCK], dtype=np.float64)
+        moving = np.flatnonzero(np.ptp(block, axis=1) >= STATIC_RANGE)
+        if moving.size == block.shape[0]:
+            out[start : start + block.shape[0]] = _lyapunov_rows(block)
+        elif moving.size:
+            out[start + moving] = _lyapunov_rows(block[moving])
+
+    if threads == 1 or len(starts) < 2:
+        for start in starts:
+            run_block(start)
+    else:
+        with ThreadPoolExecutor(max_workers=min(int(threads), len(starts))) as pool:
+            for _ in pool.map(run_block, starts):
+                pass  # re-raises a worker's exception here
     return out
 
 
 def _lyapunov_rows(x: np.ndarray) -> np.ndarray:
-    a, b = x[:, :-1], x[:, 1:]  # embedded points v_t = (a_t, b_t), t = 0 .. W-2
-    m = x.shape[1] - 2  # reference points and candidates: t = 0 .. W-3
-    da = a[:, :m, None] - a[:, None, :m]
-    d2 = da * da
-    db = b[:, :m, None] - b[:, None, :m]
-    d2 += db * db
-    # Self-pairs and exact duplicates have distance 0: never neighbours.
-    d2[d2 == 0.0] = np.inf
-    u = np.argmin(d2, axis=2)  # first minimum = earliest neighbour on ties
+    """LE of every row of a C-contiguous float64 block whose rows all move."""
+    r, w = x.shape
+    m = w - 2  # reference points and candidates: v_t = (x_t, x_{t+1}), t = 0 .. m-1
+    big = m + 1  # the distance matrix runs over x_0 .. x_m
+    xs = x[:, :big]
+    sq = np.subtract(xs[:, None, :], xs[:, :, None])  # sq[t, u] = x_u - x_t
+    np.multiply(sq, sq, out=sq)
+    # d2[t, u] = |v_t - v_u|^2 = sq[t, u] + sq[t+1, u+1]: in the flattened (big x big) matrix the
+    # second term sits big + 1 further on, so one contiguous add builds all rows at once (the last
+    # column of each row of the (m, big) result wraps around and is masked below).
+    flat = sq.reshape(r, big * big)
+    d2 = np.empty((r, m, big))
+    np.add(flat[:, : m * big - 1], flat[:, big + 1 :], out=d2.reshape(r, m * big)[:, : m * big - 1])
+    d2[:, :, m] = np.inf
+    diag = np.arange(m)
+    d2[:, diag, diag] = np.inf  # a point is not its own neighbour
+    u = d2.argmin(axis=2)  # first minimum = earliest neighbour on ties
     d0sq = np.take_along_axis(d2, u[:, :, None], axis=2)[:, :, 0]
+    dup = np.flatnonzero((d0sq == 0.0).any(axis=1))
+    if dup.size:  # exact duplicates (distance 0) are not neighbours either; rare, so redo those rows
+        sub = d2[dup]
+        sub[sub == 0.0] = np.inf
+        u[dup] = sub.argmin(axis=2)
+        d0sq[dup] = np.take_along_axis(sub, u[dup][:, :, None], axis=2)[:, :, 0]
     t1 = np.arange(1, m + 1)
-    a1 = np.take_along_axis(a, u + 1, axis=1) - a[:, t1]
-    b1 = np.take_along_axis(b, u + 1, axis=1) - b[:, t1]
+    a1 = np.take_along_axis(x, u + 1, axis=1) - x[:, t1]
+    b1 = np.take_along_axis(x, u + 2, axis=1) - x[:, t1 + 1]
     d1sq = a1 * a1 + b1 * b1
     valid = np.isfinite(d0sq) & (d1sq > 0.0)
     count = valid.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # ln d = 0.5 ln d^2; invalid pairs contribute 0 to both sums.
-        log_ratio = np.where(valid, 0.5 * (np.log(d1sq) - np.log(d0sq)), 0.0)
-        lam = log_ratio.sum(axis=1) / count
+        # ln d = 0.5 ln d^2. Sums run left to right (cumsum) like the plain loop reference, so the
+        # values are identical to it, not just close; skipped pairs add an exact 0.
+        sum1 = np.cumsum(np.where(valid, 0.5 * np.log(d1sq), 0.0), axis=1)[:, -1]
+        sum0 = np.cumsum(np.where(valid, 0.5 * np.log(d0sq), 0.0), axis=1)[:, -1]
+        lam = sum1 / count - sum0 / count
     return np.where(count > 0, lam, 0.0)
 
 
-def windowed_lyapunov(series: np.ndarray, window: int, overlap: float = 0.1) -> np.ndarray:
+def windowed_lyapunov(
+    series: np.ndarray, window: int, overlap: float = 0.1, *, threads: int | None = None
+) -> np.ndarray:
     """LE series of every input series: one value per window of length ``window``.
 
     Args:
         series: array ``(n_series, T)`` (or ``(T,)`` for one series) of weight values over steps.
         window: window length W in steps (paper: 200 for tabular data, 50 for MNIST).
         overlap: fraction of overlap between consecutive windows (paper: 0.1), in ``[0, 1)``.
+        threads: worker threads for the kernel (None: every usable core).
 
     Returns:
         float64 array ``(n_series, n_windows)`` with ``n_windows = floor((T - W) / s) + 1`` and
@@ -127,8 +177,13 @@ def windowed_lyapunov(series: np.ndarray, window: int, overlap: float = 0.1) -> 
             "Fix: training diverged; lower the learning rate or clip gradients and record again."
         )
     n = x.shape[0]
-    view = np.lib.stride_tricks.sliding_window_view(x, window, axis=1)[:, ::stride][:, :k]
-    return lyapunov_of_windows(view.reshape(n * k, window)).reshape(n, k)
+    if n < ROWS_PER_BLOCK:  # few series: one call over a (small) copy of all their windows
+        view = np.lib.stride_tricks.sliding_window_view(x, window, axis=1)[:, ::stride][:, :k]
+        return lyapunov_of_windows(view.reshape(n * k, window), threads=threads).reshape(n, k)
+    out = np.empty((n, k))
+    for j in range(k):  # many series: one window position at a time, a view, never a copy
+        out[:, j] = lyapunov_of_windows(x[:, j * stride : j * stride + window], threads=threads)
+    return out
 
 
 def _check_window(window: int, overlap: float) -> None:

@@ -1,13 +1,11 @@
-"""windowed_lyapunov against the plain per-window loop reference (to 1e-12)."""
+"""windowed_lyapunov against the plain per-window loop reference: identical values, not just close."""
 
 import numpy as np
 import pytest
 
 from keras_legc import HistoryError, InvalidArgumentError, NonFiniteError, windowed_lyapunov
-from keras_legc.lyapunov import n_windows, window_stride
+from keras_legc.lyapunov import ROWS_PER_BLOCK, lyapunov_of_windows, n_windows, window_stride
 from keras_legc.testing.reference import lyapunov_window_reference, windowed_lyapunov_reference
-
-TOL = 1e-12
 
 
 @pytest.mark.parametrize(
@@ -18,14 +16,48 @@ def test_matches_reference_on_random_walks(rng, window, overlap, length):
     got = windowed_lyapunov(x, window, overlap)
     ref = windowed_lyapunov_reference(x, window, overlap)
     assert got.shape == ref.shape == (7, n_windows(length, window, overlap))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=TOL)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_matches_reference_with_ties_and_duplicates(rng):
     # Few distinct values: many exact duplicates and distance ties (earliest neighbour wins).
     x = rng.integers(0, 3, size=(20, 60)).astype(float) * 0.01
-    np.testing.assert_allclose(
-        windowed_lyapunov(x, 20), windowed_lyapunov_reference(x, 20), atol=TOL
+    np.testing.assert_array_equal(windowed_lyapunov(x, 20), windowed_lyapunov_reference(x, 20))
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1.0, 1e4, 1e150])
+def test_identical_to_reference_at_extreme_magnitudes(rng, scale):
+    x = rng.normal(size=(5, 120)).cumsum(axis=1) * scale
+    np.testing.assert_array_equal(windowed_lyapunov(x, 30), windowed_lyapunov_reference(x, 30))
+
+
+def test_float32_snapshots_identical_to_reference(rng):
+    # What the recorder stores: float32 weights, widened to float64 inside the kernel.
+    x = (rng.normal(size=(6, 150)).cumsum(axis=1) * 0.01).astype(np.float32)
+    got = windowed_lyapunov(x, 50)
+    np.testing.assert_array_equal(got, windowed_lyapunov_reference(x.astype(np.float64), 50))
+
+
+def test_many_series_path_blocks_and_threads_do_not_change_values(rng):
+    # More series than one block: the per-window (view) path, several blocks, threads.
+    n = 2 * ROWS_PER_BLOCK + 3
+    x = rng.normal(size=(n, 110)).cumsum(axis=1) * 0.01
+    x[5] = 0.25  # static rows mixed into a block
+    x[ROWS_PER_BLOCK + 1, :60] = 0.5
+    one = windowed_lyapunov(x, 50, threads=1)
+    np.testing.assert_array_equal(one, windowed_lyapunov(x, 50, threads=3))
+    sample = [0, 5, ROWS_PER_BLOCK, ROWS_PER_BLOCK + 1, n - 1]
+    np.testing.assert_array_equal(one[sample], windowed_lyapunov_reference(x[sample], 50))
+    # Row by row through the kernel gives the same bits as the blocked call.
+    windows = x[:, :50]
+    solo = np.array([lyapunov_of_windows(windows[i : i + 1])[0] for i in range(0, n, 17)])
+    np.testing.assert_array_equal(solo, lyapunov_of_windows(windows)[::17])
+
+
+def test_transposed_float32_view_is_accepted(rng):
+    ring = (rng.normal(size=(40, 300)).cumsum(axis=0) * 0.01).astype(np.float32)
+    np.testing.assert_array_equal(
+        lyapunov_of_windows(ring.T), lyapunov_of_windows(np.ascontiguousarray(ring.T))
     )
 
 
@@ -72,6 +104,11 @@ def test_non_finite_series():
     x[1, 7] = np.nan
     with pytest.raises(NonFiniteError, match="series 1 .* step 7"):
         windowed_lyapunov(x, 50)
+
+
+def test_bad_thread_count():
+    with pytest.raises(InvalidArgumentError, match="threads"):
+        windowed_lyapunov(np.zeros((2, 100)), 50, threads=0)
 
 
 @pytest.mark.parametrize(("window", "overlap"), [(3, 0.1), (50, 1.0), (50, -0.1), (10.5, 0.1)])
