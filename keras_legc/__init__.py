@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 import keras_legc._keras  # noqa: E402,F401  (must run before TensorFlow is imported)
 from keras_legc.errors import *  # noqa: E402,F401,F403
 from keras_legc.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
-from keras_legc.history import History  # noqa: E402
+from keras_legc.history import History, load_snapshots  # noqa: E402
 from keras_legc.lyapunov import windowed_lyapunov  # noqa: E402
 from keras_legc.masks import Mask, magnitude_mask, random_mask  # noqa: E402
 from keras_legc.scoring import Scores, score  # noqa: E402
@@ -50,6 +50,7 @@ __all__ = [
     "magnitude_mask",
     "random_mask",
     "History",
+    "load_snapshots",
     "Scores",
     "score",
     *_LAZY,

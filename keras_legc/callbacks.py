@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_legc._keras import keras
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from keras_legc.history import HISTORY_FILE, History
+from keras_legc.history import HISTORY_FILE, History, SnapshotWriter
 from keras_legc.layers import dense_layers
 from keras_legc.lyapunov import lyapunov_of_windows, window_stride
 
@@ -40,12 +40,18 @@ class WeightHistory(keras().callbacks.Callback):
         run_dir: if given, the history is saved there at the end of every epoch and of training.
         overwrite: allow replacing a history already in ``run_dir``.
         eval_batch_size: batch size of the validation forward passes.
+        save_snapshots: also append every raw float32 snapshot to ``run_dir/snapshots.f32`` (for
+            debugging or offline analysis; ``n_snapshots x n_weights x 4`` bytes on disk, nothing
+            in memory). Read it with :func:`keras_legc.history.load_snapshots`. Never needed for
+            scoring.
+        threads: worker threads of the LE kernel (None: every usable core).
         verbose: print one line per closed window when > 1, a summary at the end when 1.
 
     Labels may be integers or one-hot; with a single output unit, predictions above 0.5 (above 0
     for a linear output) count as class 1.
 
-    After ``fit``, :attr:`history` holds a :class:`History`.
+    After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
+    copying snapshots, computing LEs, evaluating the target and saving.
 
     Example:
         >>> recorder = keras_legc.WeightHistory(window=50)
@@ -62,6 +68,8 @@ class WeightHistory(keras().callbacks.Callback):
         run_dir: str | os.PathLike | None = None,
         overwrite: bool = False,
         eval_batch_size: int = 1024,
+        save_snapshots: bool = False,
+        threads: int | None = None,
         verbose: int = 0,
     ):
         super().__init__()
@@ -75,7 +83,15 @@ class WeightHistory(keras().callbacks.Callback):
         self.overwrite = overwrite
         self.eval_batch_size = int(eval_batch_size)
         self.verbose = verbose
+        self.save_snapshots = bool(save_snapshots)
+        self.threads = threads
+        if self.save_snapshots and self.run_dir is None:
+            raise InvalidArgumentError(
+                "save_snapshots=True writes the raw snapshots to disk and needs a run_dir. Fix: "
+                "pass WeightHistory(run_dir=..., save_snapshots=True)."
+            )
         self.history: History | None = None
+        self.timings: dict[str, float] = {}
         if self.run_dir is not None and (self.run_dir / HISTORY_FILE).exists() and not overwrite:
             raise OutputExistsError(
                 f"{self.run_dir} already holds a recorded history. Fix: choose another run_dir, "
@@ -97,34 +113,52 @@ class WeightHistory(keras().callbacks.Callback):
         self._val = self._resolve_validation_data()
         self._t0 = time.perf_counter()
         self._saved_windows = -1
+        self.timings = {"snapshot_s": 0.0, "lyapunov_s": 0.0, "validation_s": 0.0, "save_s": 0.0}
+        self._snap_writer = None
+        if self.save_snapshots:
+            self._snap_writer = SnapshotWriter(
+                self.run_dir, self._names, self._shapes, self.every, overwrite=self.overwrite
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         self._steps += 1
         if (self._steps - 1) % self.every:
             return
+        t0 = time.perf_counter()
         row = self._ring[self._snapshots % self.window]
         start = 0
         for layer in self._layers:
             kernel = layer.kernel.numpy()
             row[start : start + kernel.size] = kernel.ravel()
             start += kernel.size
+        if self._snap_writer is not None:
+            self._snap_writer.append(row)
         self._snapshots += 1
+        self.timings["snapshot_s"] += time.perf_counter() - t0
         closed = self._snapshots - self.window
         if closed >= 0 and closed % self.stride == 0:
             self._close_window()
 
     def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        if self._snap_writer is not None:
+            self._snap_writer.commit()
         if self.run_dir is not None and len(self._le) != self._saved_windows:
             self._build().save(
                 self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite
             )
             self._saved_windows = len(self._le)
+        self.timings["save_s"] += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
+        t0 = time.perf_counter()
         self.history = self._build()
+        if self._snap_writer is not None:
+            self._snap_writer.close()
         if self.run_dir is not None:
             overwrite = True if self._saved_windows >= 0 else self.overwrite
             self.history.save(self.run_dir, overwrite=overwrite)
+        self.timings["save_s"] += time.perf_counter() - t0
         if self.verbose:
             print(
                 f"WeightHistory: {self._snapshots} snapshots of {self._n} weights -> "
@@ -144,8 +178,12 @@ class WeightHistory(keras().callbacks.Callback):
                 "so its trajectory has no Lyapunov exponent. Fix: lower the learning rate or "
                 "clip gradients, then record again."
             )
-        self._le.append(lyapunov_of_windows(window.T).astype(np.float32))
+        t0 = time.perf_counter()
+        self._le.append(lyapunov_of_windows(window.T, threads=self.threads).astype(np.float32))
+        t1 = time.perf_counter()
         self._target.append(self._misclassification())
+        self.timings["lyapunov_s"] += t1 - t0
+        self.timings["validation_s"] += time.perf_counter() - t1
         if self.verbose > 1:
             print(
                 f"WeightHistory: window {len(self._le)} closed at step {self._steps}, "

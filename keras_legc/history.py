@@ -161,3 +161,91 @@ class History:
             final_kernels=final,
             meta={k: v for k, v in manifest.items() if k not in known},
         )
+
+
+# -- raw snapshots (optional, for debugging) -------------------------------------------------------
+SNAPSHOTS_FILE = "snapshots.f32"
+SNAPSHOTS_INDEX = "snapshots.json"
+SNAPSHOTS_FORMAT = "keras_legc.snapshots"
+
+
+class SnapshotWriter:
+    """Append raw float32 snapshots (one row of all kernel weights per step) to a run directory.
+
+    The rows go to ``snapshots.f32`` unbuffered by numpy; ``snapshots.json`` (written atomically
+    on every :meth:`commit`) records how many rows are complete, so a crash leaves a readable file
+    whose index never claims a half-written row.
+    """
+
+    def __init__(self, run_dir, layers, shapes, every, *, overwrite=False):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / SNAPSHOTS_FILE
+        if path.exists() and not overwrite:
+            raise HistoryError(
+                f"{path} already exists. Fix: choose another run_dir, or pass overwrite=True."
+            )
+        self.index = {
+            "format": SNAPSHOTS_FORMAT,
+            "version": FORMAT_VERSION,
+            "dtype": "float32",
+            "layers": list(layers),
+            "shapes": {k: list(v) for k, v in shapes.items()},
+            "n_weights": int(sum(int(np.prod(v)) for v in shapes.values())),
+            "every": int(every),
+            "n_snapshots": 0,
+        }
+        self._file = open(path, "wb")  # noqa: SIM115 - kept open across fit callbacks
+        self._rows = 0
+        self.commit()
+
+    def append(self, row: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(row, dtype=np.float32).data)
+        self._rows += 1
+
+    def commit(self) -> None:
+        """Flush the rows written so far and record their count."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.index["n_snapshots"] = self._rows
+        atomic_write_json(self.run_dir / SNAPSHOTS_INDEX, self.index, overwrite=True)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.commit()
+            self._file.close()
+
+
+def load_snapshots(run_dir: str | os.PathLike) -> np.ndarray:
+    """The raw snapshots saved with ``WeightHistory(save_snapshots=True)``, memory-mapped.
+
+    Returns a read-only ``np.memmap`` of shape ``(n_snapshots, n_weights)`` (float32); rows are
+    the layers' kernels ``ravel()``-ed in order, as in :attr:`History.le`. Only rows recorded as
+    complete in ``snapshots.json`` are included, so this also works on an interrupted run.
+    """
+    import json
+
+    run_dir = Path(run_dir)
+    index_path, data_path = run_dir / SNAPSHOTS_INDEX, run_dir / SNAPSHOTS_FILE
+    if not index_path.exists() or not data_path.exists():
+        raise HistoryError(
+            f"{run_dir} holds no raw snapshots. Fix: record with "
+            "WeightHistory(run_dir=..., save_snapshots=True)."
+        )
+    try:
+        index = json.loads(index_path.read_text())
+        if index.get("format") != SNAPSHOTS_FORMAT:
+            raise ValueError(f"format {index.get('format')!r}")
+        rows, cols = int(index["n_snapshots"]), int(index["n_weights"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HistoryError(
+            f"{index_path} is not a keras_legc snapshot index ({exc}). Fix: record again."
+        ) from exc
+    if data_path.stat().st_size < rows * cols * 4:
+        raise HistoryError(
+            f"{data_path} is shorter than the {rows} snapshots its index records: the file was "
+            "truncated. Fix: record again."
+        )
+    if rows == 0:
+        return np.zeros((0, cols), dtype=np.float32)
+    return np.memmap(data_path, dtype=np.float32, mode="r", shape=(rows, cols))

@@ -113,7 +113,9 @@ def _lyapunov_rows(x: np.ndarray) -> np.ndarray:
     u = d2.argmin(axis=2)  # first minimum = earliest neighbour on ties
     d0sq = np.take_along_axis(d2, u[:, :, None], axis=2)[:, :, 0]
     dup = np.flatnonzero((d0sq == 0.0).any(axis=1))
-    if dup.size:  # exact duplicates (distance 0) are not neighbours either; rare, so redo those rows
+    if (
+        dup.size
+    ):  # exact duplicates (distance 0) are not neighbours either; rare, so redo those rows
         sub = d2[dup]
         sub[sub == 0.0] = np.inf
         u[dup] = sub.argmin(axis=2)
