@@ -14,11 +14,9 @@ with no valid pair.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
+from keras_legc._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 
 STATIC_RANGE = 1e-5
@@ -42,14 +40,6 @@ def n_windows(length: int, window: int, overlap: float = 0.1) -> int:
     return (length - window) // stride + 1
 
 
-def default_threads() -> int:
-    """Worker threads for the LE kernel: the usable CPU cores (numpy releases the GIL)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The LE of each row of ``windows`` (shape ``(n, W)``), vectorised; returns float64 ``(n,)``.
 
@@ -68,9 +58,7 @@ def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> n
         raise InvalidArgumentError(
             f"expected windows of shape (n, W) with W >= {MIN_WINDOW}, got {x.shape}."
         )
-    threads = default_threads() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}.")
+    threads = check_threads(threads)
     n = x.shape[0]
     out = np.zeros(n, dtype=np.float64)
     starts = range(0, n, ROWS_PER_BLOCK)
@@ -83,13 +71,7 @@ def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> n
         elif moving.size:
             out[start + moving] = _lyapunov_rows(block[moving])
 
-    if threads == 1 or len(starts) < 2:
-        for start in starts:
-            run_block(start)
-    else:
-        with ThreadPoolExecutor(max_workers=min(int(threads), len(starts))) as pool:
-            for _ in pool.map(run_block, starts):
-                pass  # re-raises a worker's exception here
+    run_blocks(run_block, starts, threads)
     return out
 
 
