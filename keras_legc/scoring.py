@@ -18,7 +18,13 @@ from keras_legc._io import read_npz, write_npz
 from keras_legc._layout import split_by_layer
 from keras_legc._progress import Progress
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
-from keras_legc.granger import DEFAULT_CHUNK, DEGENERATE_REASONS, OK, granger_test
+from keras_legc.granger import (
+    DEFAULT_CHUNK,
+    DEGENERATE_REASONS,
+    OK,
+    benjamini_hochberg,
+    granger_test,
+)
 from keras_legc.history import History
 from keras_legc.masks import Mask, mask_from_ranking
 
@@ -32,22 +38,50 @@ class Scores:
 
     Attributes:
         layers, shapes: the Dense layers and their kernel shapes.
-        pvalues: float64 ``(n_weights,)``, minimum p-value over lags 1..max_lag; NaN if degenerate.
+        pvalues: float64 ``(n_weights,)``, minimum p-value over the tested lags (or the p-value at
+            the single fixed lag); NaN if degenerate.
+        qvalues: Benjamini-Hochberg adjusted p-values across weights when scored with
+            ``fdr=True``, else None. Paper mode (``mask(alpha=...)``) then thresholds these.
         degenerate: int8 ``(n_weights,)`` reason code (0 = valid test; see ``degenerate_counts``).
         max_lag: the largest lag tested (after capping); test: the statistic used.
+        lags: the lags tested (``1..max_lag``, or the one fixed lag).
         kernels: ``{layer: kernel}`` at the end of recording (tie-breaks by magnitude), or None.
+        info: how the scores were made (windows, options).
     """
 
     def __init__(
-        self, *, layers, shapes, pvalues, degenerate, max_lag, test, kernels=None, info=None
+        self,
+        *,
+        layers,
+        shapes,
+        pvalues,
+        degenerate,
+        max_lag,
+        test,
+        kernels=None,
+        info=None,
+        qvalues=None,
+        lags=None,
     ):
         self.layers = list(layers)
         self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
         self.pvalues = np.asarray(pvalues, dtype=np.float64)
+        self.qvalues = None if qvalues is None else np.asarray(qvalues, dtype=np.float64)
         self.degenerate = np.asarray(degenerate, dtype=np.int8)
         self.max_lag, self.test = int(max_lag), str(test)
+        self.lags = tuple(int(p) for p in lags) if lags else tuple(range(1, self.max_lag + 1))
         self.kernels = kernels
         self.info = dict(info or {})
+        n = sum(int(np.prod(self.shapes[name])) for name in self.layers)
+        arrays = [("pvalues", self.pvalues), ("degenerate", self.degenerate)]
+        if self.qvalues is not None:
+            arrays.append(("qvalues", self.qvalues))
+        for name, arr in arrays:
+            if arr.shape != (n,):
+                raise HistoryError(
+                    f"inconsistent scores: {name} has shape {arr.shape} but the layers "
+                    f"{self.shapes} have {n} weights. Fix: score the history again."
+                )
 
     # -- per-layer views ------------------------------------------------------------------------
     def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -70,12 +104,23 @@ class Scores:
         codes, counts = np.unique(self.degenerate[self.degenerate != OK], return_counts=True)
         return {DEGENERATE_REASONS[int(c)]: int(n) for c, n in zip(codes, counts, strict=True)}
 
+    @property
+    def evidence(self) -> np.ndarray:
+        """What paper mode thresholds: the q-values with ``fdr=True``, else the p-values."""
+        return self.pvalues if self.qvalues is None else self.qvalues
+
     def summary(self, alpha: float = 0.05) -> str:
         valid = self.degenerate == OK
-        causal = int((self.pvalues[valid] < alpha).sum())
+        causal = int((self.evidence[valid] < alpha).sum())
+        name = "q" if self.qvalues is not None else "p"
+        lags = (
+            f"lag {self.lags[0]} only" if len(self.lags) == 1 else f"lags 1..{self.max_lag} (min p)"
+        )
+        extras = [o for o in ("differenced", "fdr") if self.info.get(o)]
         lines = [
-            f"Scores: {self.n_weights} weights, Granger {self.test}, lags 1..{self.max_lag}",
-            f"  causal (p < {alpha}): {causal}   non-causal: {int(valid.sum()) - causal}   "
+            f"Scores: {self.n_weights} weights, Granger {self.test}, {lags}"
+            + (f", {', '.join(extras)}" if extras else ""),
+            f"  causal ({name} < {alpha}): {causal}   non-causal: {int(valid.sum()) - causal}   "
             f"degenerate (kept, no valid test): {self.n_degenerate}",
         ]
         lines += [f"    {reason}: {n}" for reason, n in self.degenerate_counts().items()]
@@ -98,8 +143,9 @@ class Scores:
         """A mask from the scores.
 
         Args:
-            alpha: paper mode: prune every weight whose p-value is >= alpha (not Granger-causal);
-                the sparsity is whatever comes out. Default 0.05 when ``sparsity`` is not given.
+            alpha: paper mode: prune every weight whose p-value (q-value if scored with
+                ``fdr=True``) is >= alpha (not Granger-causal); the sparsity is whatever comes
+                out. Default 0.05 when ``sparsity`` is not given.
             sparsity: target mode: prune this fraction of weights, least causal (highest p) first,
                 ties broken by smallest final magnitude; degenerate weights are pruned last.
             per_layer: in target mode, reach the sparsity in every layer instead of globally.
@@ -116,7 +162,14 @@ class Scores:
                 "there is no causal evidence to prune by. Fix: record more windows, a smaller "
                 "window, or check that the weights actually move during training."
             )
-        base = {"method": "legc", "test": self.test, "max_lag": self.max_lag}
+        base = {
+            "method": "legc",
+            "test": self.test,
+            "max_lag": self.max_lag,
+            **{o: bool(self.info.get(o)) for o in ("fdr", "differenced")},
+        }
+        if len(self.lags) == 1:
+            base["lag"] = self.lags[0]
         if sparsity is not None:
             kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
             p = self._split(np.where(self.degenerate == OK, self.pvalues, 0.0))
@@ -126,7 +179,7 @@ class Scores:
         alpha = 0.05 if alpha is None else alpha
         if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
             raise InvalidArgumentError(f"alpha must be in (0, 1), got {alpha!r}.")
-        keep = (self.degenerate != OK) | (self.pvalues < alpha)
+        keep = (self.degenerate != OK) | (self.evidence < alpha)
         return Mask(self._split(keep), {**base, "alpha": float(alpha)})
 
     # -- persistence ----------------------------------------------------------------------------
@@ -140,9 +193,12 @@ class Scores:
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "max_lag": self.max_lag,
             "test": self.test,
+            "lags": list(self.lags),
             "info": self.info,
         }
         arrays = {"pvalues": self.pvalues, "degenerate": self.degenerate}
+        if self.qvalues is not None:
+            arrays["qvalues"] = self.qvalues
         if self.kernels is not None:
             arrays.update({f"kernel_{i}": self.kernels[n] for i, n in enumerate(self.layers)})
 
@@ -154,6 +210,7 @@ class Scores:
         try:
             meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
             pvalues, degenerate = data["pvalues"], data["degenerate"]
+            qvalues = data["qvalues"] if "qvalues" in data else None
             kernels = None
             if "kernel_0" in data:
                 kernels = {n: data[f"kernel_{i}"] for i, n in enumerate(meta["layers"])}
@@ -171,15 +228,21 @@ class Scores:
             test=meta["test"],
             kernels=kernels,
             info=meta.get("info"),
+            qvalues=qvalues,
+            lags=meta.get("lags"),
         )
 
 
 def score(
     history: History | str | os.PathLike,
-    *,
     max_lag: int = 14,
     test: str = "ssr_chi2",
+    *,
+    lag: int | None = None,
+    fdr: bool = False,
+    difference: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
+    threads: int | None = None,
     progress: bool | None = None,
 ) -> Scores:
     """Granger-test every weight's LE series against the misclassification series.
@@ -189,8 +252,15 @@ def score(
         max_lag: largest lag L (paper: 14); capped to ``floor((K - 2) / 3)`` for K windows, with a
             warning.
         test: ``"ssr_chi2"`` (paper) or ``"ssr_ftest"``.
-        chunk_size: weights per batch; bounds peak memory.
-        progress: show a progress bar (None: only on a terminal).
+        lag: beyond the paper: test this one lag only, instead of the minimum p over lags
+            1..max_lag (which is anti-conservative: the smallest of up to 14 p-values).
+        fdr: beyond the paper: Benjamini-Hochberg across weights; ``Scores.qvalues`` is set and
+            paper mode thresholds it, so ``alpha`` becomes a false discovery rate.
+        difference: beyond the paper: difference the LE and target series jointly first (for
+            trending series; one window fewer).
+        chunk_size: weights per batch; bounds peak memory. Scores do not depend on it.
+        threads: worker threads (None: every usable core). Scores do not depend on it.
+        progress: show a progress bar with ETA on stderr (None: only on a terminal).
 
     Returns:
         :class:`Scores`.
@@ -211,15 +281,25 @@ def score(
         )
     if not np.all(np.isfinite(history.target)):
         raise NonFiniteError("the target (misclassification) series contains NaN or inf.")
-    if not np.all(np.isfinite(history.le)):
+    bar = Progress(history.n_weights, "LEGC scoring", enabled=progress)
+    try:
+        result = granger_test(
+            history.le,
+            history.target,
+            max_lag,
+            test,
+            lag=lag,
+            difference=bool(difference),
+            chunk_size=chunk_size,
+            threads=threads,
+            progress=bar.update,
+        )
+    except NonFiniteError as exc:
         raise NonFiniteError(
             "the LE series contain NaN or inf; the recorded weights diverged. Fix: lower the "
             "learning rate and record again."
-        )
-    bar = Progress(history.n_weights, "LEGC scoring", enabled=progress)
-    result = granger_test(
-        history.le, history.target, max_lag, test, chunk_size=chunk_size, progress=bar.update
-    )
+        ) from exc
+    qvalues = benjamini_hochberg(result.pvalues) if fdr else None
     return Scores(
         layers=history.layers,
         shapes=history.shapes,
@@ -228,5 +308,13 @@ def score(
         max_lag=result.max_lag,
         test=test,
         kernels=history.final_kernels,
-        info={"n_windows": k, "window": history.window, "requested_max_lag": max_lag},
+        info={
+            "n_windows": k,
+            "window": history.window,
+            "requested_max_lag": max_lag,
+            "fdr": bool(fdr),
+            "differenced": bool(difference),
+        },
+        qvalues=qvalues,
+        lags=result.lags,
     )
