@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,17 @@ class WeightHistory(keras().callbacks.Callback):
             in memory). Read it with :func:`keras_legc.history.load_snapshots`. Never needed for
             scoring.
         threads: worker threads of the LE kernel (None: every usable core).
+        background: compute each window's LEs on a background thread while training goes on
+            (at most one window in flight, so memory is two windows of snapshots); False computes
+            them inline. The values are identical either way.
         verbose: print one line per closed window when > 1, a summary at the end when 1.
 
     Labels may be integers or one-hot; with a single output unit, predictions above 0.5 (above 0
     for a linear output) count as class 1.
 
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
-    copying snapshots, computing LEs, evaluating the target and saving.
+    copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
+    target and saving.
 
     Example:
         >>> recorder = keras_legc.WeightHistory(window=50)
@@ -70,6 +75,7 @@ class WeightHistory(keras().callbacks.Callback):
         eval_batch_size: int = 1024,
         save_snapshots: bool = False,
         threads: int | None = None,
+        background: bool = True,
         verbose: int = 0,
     ):
         super().__init__()
@@ -85,6 +91,7 @@ class WeightHistory(keras().callbacks.Callback):
         self.verbose = verbose
         self.save_snapshots = bool(save_snapshots)
         self.threads = threads
+        self.background = bool(background)
         if self.save_snapshots and self.run_dir is None:
             raise InvalidArgumentError(
                 "save_snapshots=True writes the raw snapshots to disk and needs a run_dir. Fix: "
@@ -113,7 +120,15 @@ class WeightHistory(keras().callbacks.Callback):
         self._val = self._resolve_validation_data()
         self._t0 = time.perf_counter()
         self._saved_windows = -1
-        self.timings = {"snapshot_s": 0.0, "lyapunov_s": 0.0, "validation_s": 0.0, "save_s": 0.0}
+        self.timings = {
+            "snapshot_s": 0.0,
+            "lyapunov_s": 0.0,
+            "lyapunov_wait_s": 0.0,
+            "validation_s": 0.0,
+            "save_s": 0.0,
+        }
+        self._pending = None
+        self._pool = ThreadPoolExecutor(max_workers=1) if self.background else None
         self._snap_writer = None
         if self.save_snapshots:
             self._snap_writer = SnapshotWriter(
@@ -140,6 +155,7 @@ class WeightHistory(keras().callbacks.Callback):
             self._close_window()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._collect()
         t0 = time.perf_counter()
         if self._snap_writer is not None:
             self._snap_writer.commit()
@@ -151,6 +167,10 @@ class WeightHistory(keras().callbacks.Callback):
         self.timings["save_s"] += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
+        try:
+            self._collect()
+        finally:
+            self._shutdown()
         t0 = time.perf_counter()
         self.history = self._build()
         if self._snap_writer is not None:
@@ -179,17 +199,39 @@ class WeightHistory(keras().callbacks.Callback):
                 "clip gradients, then record again."
             )
         t0 = time.perf_counter()
-        self._le.append(lyapunov_of_windows(window.T, threads=self.threads).astype(np.float32))
-        t1 = time.perf_counter()
-        self._target.append(self._misclassification())
-        self.timings["lyapunov_s"] += t1 - t0
-        self.timings["validation_s"] += time.perf_counter() - t1
+        target = self._misclassification()  # needs the model as it is now: never deferred
+        self.timings["validation_s"] += time.perf_counter() - t0
+        self._collect()  # at most one window is ever in flight
+        if self._pool is not None:
+            self._pending = self._pool.submit(self._lyapunov, window)
+        else:
+            self._le.append(self._lyapunov(window))
+        self._target.append(target)
         if self.verbose > 1:
             print(
-                f"WeightHistory: window {len(self._le)} closed at step {self._steps}, "
-                f"misclassification {self._target[-1]:.4f}",
+                f"WeightHistory: window {len(self._target)} closed at step {self._steps}, "
+                f"misclassification {target:.4f}",
                 file=sys.stderr,
             )
+
+    def _lyapunov(self, window: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        le = lyapunov_of_windows(window.T, threads=self.threads).astype(np.float32)
+        self.timings["lyapunov_s"] += time.perf_counter() - t0
+        return le
+
+    def _collect(self) -> None:
+        """Wait for the window in flight (if any) and append its LE values."""
+        if self._pending is not None:
+            t0 = time.perf_counter()
+            future, self._pending = self._pending, None
+            self._le.append(future.result())  # re-raises an error of the worker here
+            self.timings["lyapunov_wait_s"] += time.perf_counter() - t0
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _build(self) -> History:
         le = np.stack(self._le, axis=1) if self._le else np.zeros((self._n, 0), np.float32)

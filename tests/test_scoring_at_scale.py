@@ -173,7 +173,13 @@ def test_raw_snapshots_on_disk_give_the_streaming_le(tmp_path):
     assert snaps.shape == (90, rec.history.n_weights) and snaps.dtype == np.float32
     full = windowed_lyapunov(np.asarray(snaps).T, 10)
     np.testing.assert_array_equal(rec.history.le, full.astype(np.float32))
-    assert set(rec.timings) == {"snapshot_s", "lyapunov_s", "validation_s", "save_s"}
+    assert set(rec.timings) == {
+        "snapshot_s",
+        "lyapunov_s",
+        "lyapunov_wait_s",
+        "validation_s",
+        "save_s",
+    }
     assert all(v >= 0 for v in rec.timings.values())
 
 
@@ -201,3 +207,10 @@ def test_recorder_holds_one_window_not_the_whole_run(tmp_path):
     # The ring buffer is one window of float32 snapshots, whatever the number of steps.
     assert rec._ring.shape == (10, rec.history.n_weights) and rec._ring.dtype == np.float32
     assert rec.history.n_snapshots == 90 > rec._ring.shape[0]
+
+
+def test_background_and_inline_le_are_identical(tmp_path):
+    inline = _fit_small(tmp_path, background=False).history
+    background = _fit_small(tmp_path, background=True).history
+    np.testing.assert_array_equal(inline.le, background.le)
+    np.testing.assert_array_equal(inline.target, background.target)
