@@ -14,6 +14,8 @@ with no valid pair.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from keras_legc._parallel import check_threads, run_blocks
@@ -75,38 +77,55 @@ def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> n
     return out
 
 
+_local = threading.local()
+
+
+def _scratch(rows: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's reusable work arrays for ``rows`` windows of length ``w``.
+
+    Reusing them matters: a fresh multi-megabyte array per block is a fresh mmap whose pages all
+    fault on first touch, which made the kernel 3-4x slower in the main thread.
+    """
+    have = getattr(_local, "arrays", None)
+    if have is None or have[1].shape[2] != w - 1 or have[0].shape[0] < rows:
+        big = w - 1
+        cap = max(rows, ROWS_PER_BLOCK)
+        _local.arrays = have = (np.empty((cap, big, big)), np.empty((cap, w - 2, big)))
+    return have[0][:rows], have[1][:rows]
+
+
 def _lyapunov_rows(x: np.ndarray) -> np.ndarray:
     """LE of every row of a C-contiguous float64 block whose rows all move."""
     r, w = x.shape
     m = w - 2  # reference points and candidates: v_t = (x_t, x_{t+1}), t = 0 .. m-1
     big = m + 1  # the distance matrix runs over x_0 .. x_m
     xs = x[:, :big]
-    sq = np.subtract(xs[:, None, :], xs[:, :, None])  # sq[t, u] = x_u - x_t
+    sq, d2 = _scratch(r, w)
+    np.subtract(xs[:, None, :], xs[:, :, None], out=sq)  # sq[t, u] = x_u - x_t
     np.multiply(sq, sq, out=sq)
     # d2[t, u] = |v_t - v_u|^2 = sq[t, u] + sq[t+1, u+1]: in the flattened (big x big) matrix the
     # second term sits big + 1 further on, so one contiguous add builds all rows at once (the last
     # column of each row of the (m, big) result wraps around and is masked below).
     flat = sq.reshape(r, big * big)
-    d2 = np.empty((r, m, big))
     np.add(flat[:, : m * big - 1], flat[:, big + 1 :], out=d2.reshape(r, m * big)[:, : m * big - 1])
     d2[:, :, m] = np.inf
     diag = np.arange(m)
     d2[:, diag, diag] = np.inf  # a point is not its own neighbour
-    u = d2.argmin(axis=2)  # first minimum = earliest neighbour on ties
-    d0sq = np.take_along_axis(d2, u[:, :, None], axis=2)[:, :, 0]
-    dup = np.flatnonzero((d0sq == 0.0).any(axis=1))
-    if (
-        dup.size
-    ):  # exact duplicates (distance 0) are not neighbours either; rare, so redo those rows
-        sub = d2[dup]
-        sub[sub == 0.0] = np.inf
-        u[dup] = sub.argmin(axis=2)
-        d0sq[dup] = np.take_along_axis(sub, u[dup][:, :, None], axis=2)[:, :, 0]
+    # Exact duplicates (distance 0) are not neighbours either. Squared distances are >= 0, and for
+    # non-negative doubles the order of the bit patterns is the order of the values, so
+    # subtracting 1 from the bits sends 0 to the largest pattern (behind inf) and keeps every
+    # other order and tie: one argmin then finds the nearest distinct point, earliest on ties.
+    bits = d2.view(np.uint64)
+    bits -= np.uint64(1)
+    u = bits.argmin(axis=2)
+    d0sq = (np.take_along_axis(bits, u[:, :, None], axis=2)[:, :, 0] + np.uint64(1)).view(
+        np.float64
+    )  # inf (or the wrapped 0) when t has no distinct neighbour: invalid below
     t1 = np.arange(1, m + 1)
     a1 = np.take_along_axis(x, u + 1, axis=1) - x[:, t1]
     b1 = np.take_along_axis(x, u + 2, axis=1) - x[:, t1 + 1]
     d1sq = a1 * a1 + b1 * b1
-    valid = np.isfinite(d0sq) & (d1sq > 0.0)
+    valid = np.isfinite(d0sq) & (d0sq > 0.0) & (d1sq > 0.0)
     count = valid.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         # ln d = 0.5 ln d^2. Sums run left to right (cumsum) like the plain loop reference, so the
