@@ -78,17 +78,17 @@ def write_npz(
     overwrite: bool = False,
     compress: bool = True,
 ) -> Path:
-    """Write ``arrays`` plus a JSON ``meta`` record into one ``.npz``, atomically."""
-    import io
+    """Write ``arrays`` plus a JSON ``meta`` record into one ``.npz``, atomically.
 
+    Streams into the temp file (numpy writes big or non-contiguous arrays in 16 MiB pieces), so
+    saving never holds a second in-memory copy of the data.
+    """
     import numpy as np
 
     save = np.savez_compressed if compress else np.savez
 
     def write(f):
-        buf = io.BytesIO()
-        save(buf, __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
-        f.write(buf.getvalue())
+        save(f, __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
 
     return atomic_write(path, write, overwrite=overwrite)
 

@@ -20,7 +20,7 @@ from keras_legc._keras import keras
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
 from keras_legc.history import HISTORY_FILE, History, SnapshotWriter
 from keras_legc.layers import dense_layers
-from keras_legc.lyapunov import lyapunov_of_windows, window_stride
+from keras_legc.lyapunov import lyapunov_of_windows, n_windows, window_stride
 
 
 class WeightHistory(keras().callbacks.Callback):
@@ -114,7 +114,10 @@ class WeightHistory(keras().callbacks.Callback):
         self._ring = np.empty((self.window, self._n), dtype=np.float32)
         self._snapshots = 0
         self._steps = 0
-        self._le: list[np.ndarray] = []
+        # LE series, window-major: appending a window writes (and touches) only its own row, and
+        # History.le is a transposed view of it, never a copy.
+        self._le_rows = np.empty((self._expected_windows(), self._n), dtype=np.float32)
+        self._n_le = 0
         self._target: list[float] = []
         self._initial = [w.copy() for w in self.model.get_weights()]
         self._val = self._resolve_validation_data()
@@ -159,11 +162,11 @@ class WeightHistory(keras().callbacks.Callback):
         t0 = time.perf_counter()
         if self._snap_writer is not None:
             self._snap_writer.commit()
-        if self.run_dir is not None and len(self._le) != self._saved_windows:
+        if self.run_dir is not None and self._n_le != self._saved_windows:
             self._build().save(
                 self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite
             )
-            self._saved_windows = len(self._le)
+            self._saved_windows = self._n_le
         self.timings["save_s"] += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
@@ -182,7 +185,7 @@ class WeightHistory(keras().callbacks.Callback):
         if self.verbose:
             print(
                 f"WeightHistory: {self._snapshots} snapshots of {self._n} weights -> "
-                f"{len(self._le)} LE windows ({time.perf_counter() - self._t0:.1f} s)",
+                f"{self._n_le} LE windows ({time.perf_counter() - self._t0:.1f} s)",
                 file=sys.stderr,
             )
 
@@ -205,7 +208,7 @@ class WeightHistory(keras().callbacks.Callback):
         if self._pool is not None:
             self._pending = self._pool.submit(self._lyapunov, window)
         else:
-            self._le.append(self._lyapunov(window))
+            self._append_le(self._lyapunov(window))
         self._target.append(target)
         if self.verbose > 1:
             print(
@@ -213,6 +216,22 @@ class WeightHistory(keras().callbacks.Callback):
                 f"misclassification {target:.4f}",
                 file=sys.stderr,
             )
+
+    def _expected_windows(self) -> int:
+        """Windows this fit will close, from Keras' params (a guess of 16 if it cannot tell)."""
+        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        if not epochs or not steps:
+            return 16
+        snapshots = -(-int(epochs) * int(steps) // self.every)
+        return max(1, n_windows(snapshots, self.window, self.overlap))
+
+    def _append_le(self, le: np.ndarray) -> None:
+        if self._n_le == self._le_rows.shape[0]:  # more windows than expected: grow
+            grown = np.empty((2 * self._n_le, self._n), dtype=np.float32)
+            grown[: self._n_le] = self._le_rows
+            self._le_rows = grown
+        self._le_rows[self._n_le] = le
+        self._n_le += 1
 
     def _lyapunov(self, window: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -225,7 +244,7 @@ class WeightHistory(keras().callbacks.Callback):
         if self._pending is not None:
             t0 = time.perf_counter()
             future, self._pending = self._pending, None
-            self._le.append(future.result())  # re-raises an error of the worker here
+            self._append_le(future.result())  # re-raises an error of the worker here
             self.timings["lyapunov_wait_s"] += time.perf_counter() - t0
 
     def _shutdown(self) -> None:
@@ -234,7 +253,7 @@ class WeightHistory(keras().callbacks.Callback):
             self._pool = None
 
     def _build(self) -> History:
-        le = np.stack(self._le, axis=1) if self._le else np.zeros((self._n, 0), np.float32)
+        le = self._le_rows[: self._n_le].T
         final = {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
         return History(
             layers=self._names,

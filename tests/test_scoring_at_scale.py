@@ -214,3 +214,31 @@ def test_background_and_inline_le_are_identical(tmp_path):
     background = _fit_small(tmp_path, background=True).history
     np.testing.assert_array_equal(inline.le, background.le)
     np.testing.assert_array_equal(inline.target, background.target)
+
+
+def test_le_buffer_grows_when_keras_cannot_tell_the_number_of_steps(tmp_path):
+    from keras_legc._keras import keras
+
+    k = keras()
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+
+    def batches():  # a finite generator: Keras does not know the steps per epoch
+        for i in range(0, 400, 4):
+            yield x[i : i + 4], y[i : i + 4]
+
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3, activation="tanh"),
+                          k.layers.Dense(2)])  # fmt: skip
+    model.compile(k.optimizers.SGD(0.1), k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rec = kl.WeightHistory(
+        window=4, overlap=0.0, validation_data=(x[:50], y[:50]), run_dir=tmp_path / "r",
+        save_snapshots=True,
+    )  # fmt: skip
+    model.fit(batches(), epochs=1, callbacks=[rec], verbose=0)
+    assert rec.history.n_windows == 25 > 16  # the initial guess was 16 windows
+    full = windowed_lyapunov(np.asarray(load_snapshots(tmp_path / "r")).T, 4, 0.0)
+    np.testing.assert_array_equal(rec.history.le, full.astype(np.float32))
+    back = kl.History.load(tmp_path / "r")
+    np.testing.assert_array_equal(back.le, rec.history.le)
