@@ -629,8 +629,9 @@ def format_report(report: dict) -> str:
         row(
             f"recorder: LE of {o['n_windows']} closed windows",
             f"{tm['lyapunov_s']:.2f} s",
-            f"({o['lyapunov_s_per_window']:.2f} s per window)",
+            f"({o['lyapunov_s_per_window']:.2f} s per window, background thread)",
         ),
+        row("recorder: fit blocked waiting for LE", f"{tm.get('lyapunov_wait_s', 0.0):.2f} s"),
         row("recorder: validation target", f"{tm['validation_s']:.2f} s"),
         row("recorder: saving the history", f"{tm['save_s']:.2f} s"),
         row(
