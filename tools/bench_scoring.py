@@ -574,6 +574,9 @@ def summarise(wl: Workload, raw: dict) -> dict:
     extra1, extra_n = rows[0]["recorder_extra_rss_mib"], rows[-1]["recorder_extra_rss_mib"]
     growth = extra_n - extra1
     allowed = max(0.10 * extra1, 32.0)
+    # The LE series is the recorder's output (4 bytes per weight per window) and grows by design;
+    # everything else (ring buffer, window in flight, copies) must not.
+    le_growth = rows[-1]["le_series_mib"] - rows[0]["le_series_mib"]
     scoring_max = max(r["scoring_rss_mib"] for r in rows)
     memory = {
         "runs": rows,
@@ -583,8 +586,14 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "recorder_extra_rss_growth_mib": growth,
         "recorder_growth_allowed_mib": allowed,
         "recording_independent_of_epochs": growth <= allowed if len(rows) > 1 else None,
+        "le_series_growth_mib": le_growth,
+        "recorder_growth_beyond_le_series_mib": growth - le_growth,
+        "recording_beyond_le_series_independent_of_epochs": (
+            growth - le_growth <= allowed if len(rows) > 1 else None
+        ),
         "rule": "recorder extra RSS (with - without recorder, same epochs) may grow by at most "
-        "max(10% of its 1x value, 32 MiB) from 1x to the largest multiple",
+        "max(10% of its 1x value, 32 MiB) from 1x to the largest multiple; reported both in "
+        "total (strict) and beyond the growth of the LE series itself",
     }
     return {
         "recording_overhead": overhead,
@@ -732,6 +741,9 @@ def format_report(report: dict) -> str:
         row("scoring peak RSS (max over runs)", f"{mem['scoring_rss_mib_max']:.0f} MiB", mark(mem["scoring_met"])),
         row("recorder extra RSS growth, 1x -> largest", f"{mem['recorder_extra_rss_growth_mib']:.0f} MiB",
             f"{mark(mem['recording_independent_of_epochs'])} (allowed {mem['recorder_growth_allowed_mib']:.0f} MiB)"),
+        row("  of which the LE series itself", f"{mem['le_series_growth_mib']:.0f} MiB"),
+        row("  growth beyond the LE series", f"{mem['recorder_growth_beyond_le_series_mib']:.0f} MiB",
+            mark(mem['recording_beyond_le_series_independent_of_epochs'])),
         "",
         f"JSON: {report['json']}",
     ]  # fmt: skip
