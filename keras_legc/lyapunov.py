@@ -96,6 +96,13 @@ def _scratch(rows: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _lyapunov_rows(x: np.ndarray) -> np.ndarray:
     """LE of every row of a C-contiguous float64 block whose rows all move."""
+    # Squares of differences beyond ~1e154 overflow to inf: such a pair is simply never a valid
+    # neighbour (the loop reference agrees), so the overflow is expected, not an error.
+    with np.errstate(over="ignore"):
+        return _lyapunov_rows_unchecked(x)
+
+
+def _lyapunov_rows_unchecked(x: np.ndarray) -> np.ndarray:
     r, w = x.shape
     m = w - 2  # reference points and candidates: v_t = (x_t, x_{t+1}), t = 0 .. m-1
     big = m + 1  # the distance matrix runs over x_0 .. x_m
