@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -32,9 +33,23 @@ def atomic_write(
 ) -> Path:
     """Call ``write(fileobj)`` on a temp file and rename it to ``path`` only once it is complete.
 
-    A crash at any point leaves either the previous file or none, never a half-written one.
+    A crash at any point leaves either the previous file or none, never a half-written one. A
+    temp file that an earlier, interrupted write of the same ``path`` left behind is removed here,
+    with a warning that says so.
     """
     path = check_writable(path, overwrite)
+    removed = remove_stale_temp_files(path)
+    if removed:
+        from keras_legc.errors import LegcWarning
+
+        warnings.warn(
+            f"found {len(removed)} incomplete temp file(s) from an interrupted earlier write of "
+            f"{path} ({', '.join(p.name for p in removed)}) and removed them; "
+            + ("the previous complete file was kept until now." if path.exists() else
+               "there was no complete file."),
+            LegcWarning,
+            stacklevel=3,
+        )  # fmt: skip
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -47,6 +62,31 @@ def atomic_write(
             os.unlink(tmp)
         raise
     return path
+
+
+def stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temp files that an interrupted :func:`atomic_write` of ``path`` left behind.
+
+    A process killed (SIGKILL, power loss) between creating its temp file and the rename leaves
+    ``.<name>.<random>.tmp`` beside ``path``; ``path`` itself is then still the previous complete
+    file, or absent.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete :func:`stale_temp_files` of ``path``; returns what was removed."""
+    removed = []
+    for tmp in stale_temp_files(path):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:  # pragma: no cover - raced with another cleaner
+            pass
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:

@@ -6,14 +6,15 @@ Written by :class:`keras_legc.WeightHistory`; read by :func:`keras_legc.score`. 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from keras_legc import __version__
-from keras_legc._io import atomic_write_json, read_npz, write_npz
+from keras_legc._io import atomic_write_json, read_npz, stale_temp_files, write_npz
 from keras_legc._layout import layer_slices, split_by_layer
-from keras_legc.errors import HistoryError
+from keras_legc.errors import HistoryError, LegcWarning
 
 FORMAT = "keras_legc.history"
 FORMAT_VERSION = 1
@@ -125,7 +126,14 @@ class History:
         """Read a history written by :meth:`save` (or by ``WeightHistory(run_dir=...)``)."""
         run_dir = Path(run_dir)
         data_path = run_dir / HISTORY_FILE
+        stale = stale_temp_files(data_path)
         if not data_path.exists():
+            if stale:
+                raise HistoryError(
+                    f"{run_dir} holds no complete history, only {len(stale)} incomplete save(s) "
+                    f"({', '.join(p.name for p in stale)}): the recording was interrupted before "
+                    "its first save completed. Fix: record again."
+                )
             raise HistoryError(
                 f"{run_dir} holds no recorded history (no {HISTORY_FILE}). Fix: pass the run_dir "
                 "given to WeightHistory."
@@ -144,6 +152,14 @@ class History:
                 f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
                 "again; a run that was interrupted keeps its last complete save."
             ) from exc
+        if stale:
+            warnings.warn(
+                f"{run_dir}: a save was interrupted ({', '.join(p.name for p in stale)} left "
+                f"behind); loading the last complete save, {manifest.get('n_windows')} windows "
+                f"from {manifest.get('n_snapshots')} snapshots.",
+                LegcWarning,
+                stacklevel=2,
+            )
         known = {
             "format", "version", "keras_legc", "layers", "shapes", "window", "overlap", "every",
             "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights",
