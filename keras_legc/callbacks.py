@@ -18,7 +18,16 @@ import numpy as np
 
 from keras_legc._keras import keras
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from keras_legc.history import HISTORY_FILE, History, SnapshotWriter
+from keras_legc.history import (
+    HISTORY_FILE,
+    JOURNAL_FORMAT,
+    JOURNAL_NAME,
+    SNAPSHOTS_FORMAT,
+    SNAPSHOTS_NAME,
+    History,
+    RowJournal,
+    journal_index,
+)
 from keras_legc.layers import dense_layers
 from keras_legc.lyapunov import lyapunov_of_windows, n_windows, window_stride
 
@@ -99,11 +108,18 @@ class WeightHistory(keras().callbacks.Callback):
             )
         self.history: History | None = None
         self.timings: dict[str, float] = {}
-        if self.run_dir is not None and (self.run_dir / HISTORY_FILE).exists() and not overwrite:
-            raise OutputExistsError(
-                f"{self.run_dir} already holds a recorded history. Fix: choose another run_dir, "
-                "or pass overwrite=True to replace it."
-            )
+        if self.run_dir is not None and not overwrite:
+            if (self.run_dir / HISTORY_FILE).exists():
+                raise OutputExistsError(
+                    f"{self.run_dir} already holds a recorded history. Fix: choose another "
+                    "run_dir, or pass overwrite=True to replace it."
+                )
+            if (self.run_dir / f"{JOURNAL_NAME}.json").exists():
+                raise OutputExistsError(
+                    f"{self.run_dir} holds an interrupted recording (a window journal without a "
+                    "complete history). Fix: score what it recorded with "
+                    "keras_legc.score(run_dir), choose another run_dir, or pass overwrite=True."
+                )
 
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -132,11 +148,22 @@ class WeightHistory(keras().callbacks.Callback):
         }
         self._pending = None
         self._pool = ThreadPoolExecutor(max_workers=1) if self.background else None
-        self._snap_writer = None
+        self._snap_writer = self._journal = None
         if self.save_snapshots:
-            self._snap_writer = SnapshotWriter(
-                self.run_dir, self._names, self._shapes, self.every, overwrite=self.overwrite
+            index = journal_index(SNAPSHOTS_FORMAT, self._names, self._shapes, every=self.every)
+            self._snap_writer = RowJournal(
+                self.run_dir, SNAPSHOTS_NAME, index, overwrite=self.overwrite
             )
+        if self.run_dir is not None:
+            # A complete (empty) history first, so the initial weights survive any interruption;
+            # then one journal row per closed window.
+            self._build().save(self.run_dir, overwrite=self.overwrite)
+            self._saved_windows = 0
+            index = journal_index(
+                JOURNAL_FORMAT, self._names, self._shapes, window=self.window,
+                overlap=self.overlap, every=self.every, target=[],
+            )  # fmt: skip
+            self._journal = RowJournal(self.run_dir, JOURNAL_NAME, index, overwrite=True)
 
     def on_train_batch_end(self, batch, logs=None):
         self._steps += 1
@@ -163,9 +190,7 @@ class WeightHistory(keras().callbacks.Callback):
         if self._snap_writer is not None:
             self._snap_writer.commit()
         if self.run_dir is not None and self._n_le != self._saved_windows:
-            self._build().save(
-                self.run_dir, overwrite=True if self._saved_windows >= 0 else self.overwrite
-            )
+            self._build().save(self.run_dir, overwrite=True)
             self._saved_windows = self._n_le
         self.timings["save_s"] += time.perf_counter() - t0
 
@@ -179,8 +204,8 @@ class WeightHistory(keras().callbacks.Callback):
         if self._snap_writer is not None:
             self._snap_writer.close()
         if self.run_dir is not None:
-            overwrite = True if self._saved_windows >= 0 else self.overwrite
-            self.history.save(self.run_dir, overwrite=overwrite)
+            self.history.save(self.run_dir, overwrite=True)
+            self._journal.close(remove=True)  # the complete history now holds every window
         self.timings["save_s"] += time.perf_counter() - t0
         if self.verbose:
             print(
@@ -204,12 +229,12 @@ class WeightHistory(keras().callbacks.Callback):
         t0 = time.perf_counter()
         target = self._misclassification()  # needs the model as it is now: never deferred
         self.timings["validation_s"] += time.perf_counter() - t0
+        self._target.append(target)
         self._collect()  # at most one window is ever in flight
         if self._pool is not None:
             self._pending = self._pool.submit(self._lyapunov, window)
         else:
             self._append_le(self._lyapunov(window))
-        self._target.append(target)
         if self.verbose > 1:
             print(
                 f"WeightHistory: window {len(self._target)} closed at step {self._steps}, "
@@ -232,6 +257,9 @@ class WeightHistory(keras().callbacks.Callback):
             self._le_rows = grown
         self._le_rows[self._n_le] = le
         self._n_le += 1
+        if self._journal is not None:
+            self._journal.append(le)
+            self._journal.commit(target=self._target[: self._n_le])
 
     def _lyapunov(self, window: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -259,7 +287,7 @@ class WeightHistory(keras().callbacks.Callback):
             layers=self._names,
             shapes=self._shapes,
             le=le,
-            target=np.asarray(self._target),
+            target=np.asarray(self._target[: self._n_le]),
             window=self.window,
             overlap=self.overlap,
             every=self.every,

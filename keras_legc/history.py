@@ -14,7 +14,7 @@ import numpy as np
 from keras_legc import __version__
 from keras_legc._io import atomic_write_json, read_npz, stale_temp_files, write_npz
 from keras_legc._layout import layer_slices, split_by_layer
-from keras_legc.errors import HistoryError, LegcWarning
+from keras_legc.errors import HistoryError, LegcWarning, OutputExistsError
 
 FORMAT = "keras_legc.history"
 FORMAT_VERSION = 1
@@ -123,20 +123,26 @@ class History:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> History:
-        """Read a history written by :meth:`save` (or by ``WeightHistory(run_dir=...)``)."""
+        """Read a history written by :meth:`save` (or by ``WeightHistory(run_dir=...)``).
+
+        If the recording was interrupted (killed, crashed), this returns every window completed
+        before the interruption, from the per-window journal that ``WeightHistory`` keeps beside
+        the last complete save, and warns with what it found.
+        """
         run_dir = Path(run_dir)
         data_path = run_dir / HISTORY_FILE
         stale = stale_temp_files(data_path)
+        journal = _read_le_journal(run_dir)
         if not data_path.exists():
-            if stale:
+            if not stale and journal is None:
                 raise HistoryError(
-                    f"{run_dir} holds no complete history, only {len(stale)} incomplete save(s) "
-                    f"({', '.join(p.name for p in stale)}): the recording was interrupted before "
-                    "its first save completed. Fix: record again."
+                    f"{run_dir} holds no recorded history (no {HISTORY_FILE}). Fix: pass the "
+                    "run_dir given to WeightHistory."
                 )
+            left = ", ".join(p.name for p in stale) or "a window journal"
             raise HistoryError(
-                f"{run_dir} holds no recorded history (no {HISTORY_FILE}). Fix: pass the run_dir "
-                "given to WeightHistory."
+                f"{run_dir} holds no complete history, only {left}: the recording was "
+                "interrupted before its first save completed. Fix: record again."
             )
         try:
             manifest, data = read_npz(data_path, FORMAT, FORMAT_VERSION)
@@ -152,14 +158,29 @@ class History:
                 f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
                 "again; a run that was interrupted keeps its last complete save."
             ) from exc
+        notes = []
         if stale:
-            warnings.warn(
-                f"{run_dir}: a save was interrupted ({', '.join(p.name for p in stale)} left "
-                f"behind); loading the last complete save, {manifest.get('n_windows')} windows "
-                f"from {manifest.get('n_snapshots')} snapshots.",
-                LegcWarning,
-                stacklevel=2,
-            )
+            notes.append(f"an interrupted save left {', '.join(p.name for p in stale)}")
+        n_snapshots = manifest["n_snapshots"]
+        if journal is not None:
+            index, rows = journal
+            if index["layers"] != manifest["layers"] or index["shapes"] != manifest["shapes"]:
+                raise HistoryError(
+                    f"the window journal in {run_dir} belongs to another model than its "
+                    f"{HISTORY_FILE} (layers {index['layers']} vs {manifest['layers']}). Fix: "
+                    "record again into an empty run_dir."
+                )
+            if rows.shape[0] > le.shape[1]:
+                k = rows.shape[0]
+                le = np.ascontiguousarray(rows.T)
+                target = np.asarray(index["target"][:k], dtype=np.float64)
+                n_snapshots = manifest["window"] + (k - 1) * _stride(manifest)
+                notes.append(
+                    f"the recording was interrupted: {k} windows completed (the last full save "
+                    f"had {manifest['n_windows']}); using all {k}"
+                )
+        if notes:
+            warnings.warn(f"{run_dir}: {'; '.join(notes)}.", LegcWarning, stacklevel=2)
         known = {
             "format", "version", "keras_legc", "layers", "shapes", "window", "overlap", "every",
             "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights",
@@ -172,46 +193,58 @@ class History:
             window=manifest["window"],
             overlap=manifest["overlap"],
             every=manifest["every"],
-            n_snapshots=manifest["n_snapshots"],
+            n_snapshots=n_snapshots,
             initial_weights=init,
             final_kernels=final,
             meta={k: v for k, v in manifest.items() if k not in known},
         )
 
 
+def _stride(manifest: dict) -> int:
+    from keras_legc.lyapunov import window_stride
+
+    return window_stride(int(manifest["window"]), float(manifest["overlap"]))
+
+
+def _read_le_journal(run_dir: Path):
+    """``(index, rows)`` of the per-window LE journal in ``run_dir``, or None if there is none."""
+    try:
+        return read_journal(run_dir, JOURNAL_NAME, JOURNAL_FORMAT)
+    except FileNotFoundError:
+        return None
+
+
 # -- raw snapshots (optional, for debugging) -------------------------------------------------------
+SNAPSHOTS_NAME = "snapshots"
 SNAPSHOTS_FILE = "snapshots.f32"
 SNAPSHOTS_INDEX = "snapshots.json"
 SNAPSHOTS_FORMAT = "keras_legc.snapshots"
+# The LE of every closed window, appended as it closes, so that a recording killed at any point
+# can be scored up to its last complete window (the .npz is only rewritten once per epoch).
+JOURNAL_NAME = "le_journal"
+JOURNAL_FORMAT = "keras_legc.le_journal"
 
 
-class SnapshotWriter:
-    """Append raw float32 snapshots (one row of all kernel weights per step) to a run directory.
+class RowJournal:
+    """Append float32 rows to ``<name>.f32`` in a run directory, crash-safely.
 
-    The rows go to ``snapshots.f32`` unbuffered by numpy; ``snapshots.json`` (written atomically
-    on every :meth:`commit`) records how many rows are complete, so a crash leaves a readable file
-    whose index never claims a half-written row.
+    Rows are written straight to the file; ``<name>.json`` (written atomically on every
+    :meth:`commit`) records how many rows are complete plus any metadata, so a process killed at
+    any point leaves a file whose index never claims a half-written row.
     """
 
-    def __init__(self, run_dir, layers, shapes, every, *, overwrite=False):
+    def __init__(self, run_dir, name: str, index: dict, *, overwrite: bool = False):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / SNAPSHOTS_FILE
-        if path.exists() and not overwrite:
-            raise HistoryError(
-                f"{path} already exists. Fix: choose another run_dir, or pass overwrite=True."
+        self.data_path = self.run_dir / f"{name}.f32"
+        self.index_path = self.run_dir / f"{name}.json"
+        if self.data_path.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{self.data_path} already exists. Fix: choose another run_dir, or pass "
+                "overwrite=True."
             )
-        self.index = {
-            "format": SNAPSHOTS_FORMAT,
-            "version": FORMAT_VERSION,
-            "dtype": "float32",
-            "layers": list(layers),
-            "shapes": {k: list(v) for k, v in shapes.items()},
-            "n_weights": int(sum(int(np.prod(v)) for v in shapes.values())),
-            "every": int(every),
-            "n_snapshots": 0,
-        }
-        self._file = open(path, "wb")  # noqa: SIM115 - kept open across fit callbacks
+        self.index = {**index, "dtype": "float32", "n_rows": 0}
+        self._file = open(self.data_path, "wb")  # noqa: SIM115 - open across fit callbacks
         self._rows = 0
         self.commit()
 
@@ -219,17 +252,59 @@ class SnapshotWriter:
         self._file.write(np.ascontiguousarray(row, dtype=np.float32).data)
         self._rows += 1
 
-    def commit(self) -> None:
-        """Flush the rows written so far and record their count."""
+    def commit(self, **updates) -> None:
+        """Flush the rows written so far and record their count (and ``updates``)."""
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.index["n_snapshots"] = self._rows
-        atomic_write_json(self.run_dir / SNAPSHOTS_INDEX, self.index, overwrite=True)
+        self.index.update(updates, n_rows=self._rows)
+        atomic_write_json(self.index_path, self.index, overwrite=True)
 
-    def close(self) -> None:
+    def close(self, *, remove: bool = False) -> None:
         if not self._file.closed:
-            self.commit()
+            if not remove:
+                self.commit()
             self._file.close()
+        if remove:
+            self.index_path.unlink(missing_ok=True)
+            self.data_path.unlink(missing_ok=True)
+
+
+def read_journal(run_dir, name: str, fmt: str) -> tuple[dict, np.ndarray]:
+    """The index and the complete rows (a read-only memmap) of a :class:`RowJournal`."""
+    import json
+
+    run_dir = Path(run_dir)
+    index_path, data_path = run_dir / f"{name}.json", run_dir / f"{name}.f32"
+    if not index_path.exists() or not data_path.exists():
+        raise FileNotFoundError(index_path)
+    try:
+        index = json.loads(index_path.read_text())
+        if index.get("format") != fmt:
+            raise ValueError(f"format {index.get('format')!r}")
+        rows, cols = int(index["n_rows"]), int(index["n_weights"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HistoryError(
+            f"{index_path} is not a keras_legc {fmt} index ({exc}). Fix: record again."
+        ) from exc
+    if data_path.stat().st_size < rows * cols * 4:
+        raise HistoryError(
+            f"{data_path} is shorter than the {rows} rows its index records: the file was "
+            "truncated. Fix: record again."
+        )
+    if rows == 0:
+        return index, np.zeros((0, cols), dtype=np.float32)
+    return index, np.memmap(data_path, dtype=np.float32, mode="r", shape=(rows, cols))
+
+
+def journal_index(fmt: str, layers, shapes, **extra) -> dict:
+    return {
+        "format": fmt,
+        "version": FORMAT_VERSION,
+        "layers": list(layers),
+        "shapes": {k: list(v) for k, v in shapes.items()},
+        "n_weights": int(sum(int(np.prod(v)) for v in shapes.values())),
+        **extra,
+    }
 
 
 def load_snapshots(run_dir: str | os.PathLike) -> np.ndarray:
@@ -239,29 +314,10 @@ def load_snapshots(run_dir: str | os.PathLike) -> np.ndarray:
     the layers' kernels ``ravel()``-ed in order, as in :attr:`History.le`. Only rows recorded as
     complete in ``snapshots.json`` are included, so this also works on an interrupted run.
     """
-    import json
-
-    run_dir = Path(run_dir)
-    index_path, data_path = run_dir / SNAPSHOTS_INDEX, run_dir / SNAPSHOTS_FILE
-    if not index_path.exists() or not data_path.exists():
+    try:
+        return read_journal(run_dir, SNAPSHOTS_NAME, SNAPSHOTS_FORMAT)[1]
+    except FileNotFoundError:
         raise HistoryError(
             f"{run_dir} holds no raw snapshots. Fix: record with "
             "WeightHistory(run_dir=..., save_snapshots=True)."
-        )
-    try:
-        index = json.loads(index_path.read_text())
-        if index.get("format") != SNAPSHOTS_FORMAT:
-            raise ValueError(f"format {index.get('format')!r}")
-        rows, cols = int(index["n_snapshots"]), int(index["n_weights"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise HistoryError(
-            f"{index_path} is not a keras_legc snapshot index ({exc}). Fix: record again."
-        ) from exc
-    if data_path.stat().st_size < rows * cols * 4:
-        raise HistoryError(
-            f"{data_path} is shorter than the {rows} snapshots its index records: the file was "
-            "truncated. Fix: record again."
-        )
-    if rows == 0:
-        return np.zeros((0, cols), dtype=np.float32)
-    return np.memmap(data_path, dtype=np.float32, mode="r", shape=(rows, cols))
+        ) from None

@@ -107,14 +107,18 @@ def test_sigkill_at_random_moments_while_recording(tmp_path, seed):
 
 def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_history(tmp_path):
     run_dir = tmp_path / "run"
-    # Epoch saves: the 4th .npz write dies half-way, so 3 complete epoch saves came before it.
+    # .npz writes: the empty history at train begin, then one per epoch; the 4th (epoch 3) dies
+    # half-way.
     code = _run_child(RECORD, str(run_dir), "4", env={"EPOCHS": "10"})
     assert code == -signal.SIGKILL
     stale = stale_temp_files(run_dir / HISTORY_FILE)
     assert len(stale) == 1 and stale[0].stat().st_size > 0  # the half file is only ever a temp
-    with pytest.warns(LegcWarning, match="a save was interrupted.*last complete save"):
+    with pytest.warns(LegcWarning, match="interrupted save left.*18 windows completed"):
         history = kl.History.load(run_dir)
-    assert history.n_snapshots == 3 * 50  # three complete epochs of 50 steps
+    # Killed while saving epoch 3: still every window closed by then (the journal), 18 windows of
+    # 8 steps from 150 snapshots, not just the 12 of the last complete save (epoch 2).
+    assert history.n_windows == 18 and history.n_snapshots == 8 + 17 * 8
+    assert history.initial_weights is not None
     assert _assert_consistent(run_dir).n_windows == history.n_windows
     # The next run says what it found and cleans it up; its own saves then complete normally.
     with pytest.warns(LegcWarning, match="interrupted earlier write.*removed"):
@@ -126,7 +130,7 @@ def test_sigkill_in_the_first_save_leaves_no_history(tmp_path):
     run_dir = tmp_path / "run"
     assert _run_child(RECORD, str(run_dir), "1", env={"EPOCHS": "2"}) == -signal.SIGKILL
     assert not (run_dir / HISTORY_FILE).exists()
-    with pytest.raises(HistoryError, match="only 1 incomplete save.*interrupted"):
+    with pytest.raises(HistoryError, match="no complete history, only .*interrupted"):
         kl.History.load(run_dir)
 
 
@@ -153,6 +157,8 @@ SCORE = textwrap.dedent(
 def test_sigkill_while_saving_scores_keeps_the_previous_scores(tmp_path):
     run_dir = tmp_path / "run"
     assert _run_child(RECORD, str(run_dir), "0", env={"EPOCHS": "3"}) == 0
+    # A recording that completes leaves only the history: the window journal is folded into it.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["history.npz", "manifest.json"]
     out = tmp_path / "scores.npz"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LegcWarning)

@@ -191,7 +191,7 @@ def test_snapshot_index_never_claims_more_than_the_file_holds(tmp_path):
     with pytest.raises(HistoryError, match="truncated"):
         load_snapshots(tmp_path / "run")
     (tmp_path / "run" / SNAPSHOTS_INDEX).write_text("{not json")
-    with pytest.raises(HistoryError, match="not a keras_legc snapshot index"):
+    with pytest.raises(HistoryError, match="not a keras_legc .*index"):
         load_snapshots(tmp_path / "run")
     with pytest.raises(HistoryError, match="holds no raw snapshots"):
         load_snapshots(tmp_path)
