@@ -207,10 +207,18 @@ def _stride(manifest: dict) -> int:
 
 
 def _read_le_journal(run_dir: Path):
-    """``(index, rows)`` of the per-window LE journal in ``run_dir``, or None if there is none."""
+    """``(index, rows)`` of the per-window LE journal in ``run_dir``; None if there is none or it
+    is unreadable (then with a warning: the last complete save is still good)."""
     try:
         return read_journal(run_dir, JOURNAL_NAME, JOURNAL_FORMAT)
     except FileNotFoundError:
+        return None
+    except HistoryError as exc:
+        warnings.warn(
+            f"ignoring the window journal in {run_dir}: {exc} Using the last complete save.",
+            LegcWarning,
+            stacklevel=3,
+        )
         return None
 
 

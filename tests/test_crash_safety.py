@@ -171,3 +171,13 @@ def test_sigkill_while_saving_scores_keeps_the_previous_scores(tmp_path):
     assert len(stale_temp_files(out)) == 1
     with pytest.warns(LegcWarning, match="interrupted earlier write"):
         first.save(out, overwrite=True)
+
+
+def test_a_corrupt_journal_falls_back_to_the_last_complete_save(tmp_path):
+    run_dir = tmp_path / "run"
+    code = _run_child(RECORD, str(run_dir), "4", env={"EPOCHS": "10"})
+    assert code == -signal.SIGKILL
+    (run_dir / "le_journal.json").write_text("{broken")
+    with pytest.warns(LegcWarning, match="ignoring the window journal"):
+        history = kl.History.load(run_dir)
+    assert history.n_windows == 12  # the two complete epoch saves
