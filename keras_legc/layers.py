@@ -33,6 +33,12 @@ def dense_layers(model) -> list:
             f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
             "first layer an input_shape (or call model.build(input_shape)) before using keras_legc."
         )
+    if not isinstance(model, k.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise ModelStructureError(
+            f"model {model.name!r} is a subclassed Model ({type(model).__name__}); TF-MOT cannot "
+            "clone or wrap its layers, so it cannot be pruned. Fix: build the same layers as a "
+            "tf.keras.Sequential or functional model."
+        )
     found = []
     for layer in model.layers:
         inner = _unwrap(layer)
@@ -52,7 +58,26 @@ def dense_layers(model) -> list:
         )
     names = [layer.name for layer in found]
     if len(set(names)) != len(names):
-        raise ModelStructureError(f"Dense layer names must be unique, got {names}.")
+        raise ModelStructureError(
+            f"Dense layer names must be unique, got {names}. Fix: give each layer its own name."
+        )
+    # A layer called twice inside this model has two nodes in this model's graph (its
+    # _inbound_nodes also count calls from other models, e.g. a wrapper built for export).
+    graph_nodes = getattr(model, "_network_nodes", None) or set()
+    for layer in found:
+        uses = sum(1 for key in graph_nodes if key.startswith(f"{layer.name}_ib-"))
+        if uses > 1:
+            raise ModelStructureError(
+                f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
+                "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
+            )
+        dtype = layer.kernel.dtype
+        if not dtype.is_floating:
+            raise ModelStructureError(
+                f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
+                "need floating-point weights. Fix: build the layer with a float dtype (the "
+                "default float32)."
+            )
     return found
 
 
