@@ -16,7 +16,13 @@ import numpy as np
 from keras_legc import __version__
 from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
 from keras_legc._keras import tf
-from keras_legc.errors import ExportError, InvalidArgumentError, LegcWarning, ModelStructureError
+from keras_legc.errors import (
+    ExportError,
+    InvalidArgumentError,
+    LegcWarning,
+    MissingDependencyError,
+    ModelStructureError,
+)
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
 # Largest |TFLite - Keras| output difference accepted per quantization (outputs of order 1).
@@ -209,8 +215,13 @@ def _convert(model, quantization, sparse, representative_data) -> bytes:
 
 
 def _run_tflite(flatbuffer: bytes, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    from legc_edge.bench import EdgeError, load_interpreter, run_model
+    from legc_edge.bench import EdgeError, available_runtimes, load_interpreter, run_model
 
+    if not available_runtimes():
+        raise MissingDependencyError(
+            "export verifies every .tflite with a TFLite interpreter, and none is installed. "
+            "Fix: pip install 'keras-legc[edge]' (it pins ai-edge-litert)."
+        )
     try:
         interp, _runtime, _notes = load_interpreter(flatbuffer, "auto", threads=1)
     except EdgeError as exc:
