@@ -32,7 +32,10 @@ TOLERANCE = {"float": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
 def sidecar_paths(out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     if out.suffix != ".tflite":
-        raise InvalidArgumentError(f"the output must end in .tflite, got {out}.")
+        raise InvalidArgumentError(
+            f"the output must end in .tflite, got {out}. Fix: name it e.g. model.tflite (the "
+            ".json and .reference.npz are written beside it)."
+        )
     return {
         "tflite": out,
         "json": out.with_suffix(".json"),
@@ -167,7 +170,8 @@ def _input_shape(model) -> tuple[int, ...]:
         )
     if any(d is None for d in shape[1:]):
         raise ModelStructureError(
-            f"the model input shape {shape} has unknown dimensions besides the batch."
+            f"the model input shape {shape} has unknown dimensions besides the batch. Fix: give "
+            "the Input layer a fixed shape."
         )
     return tuple(int(d) for d in shape[1:])
 
@@ -177,10 +181,10 @@ def _as_inputs(x, input_shape, what) -> np.ndarray:
     if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
         raise InvalidArgumentError(
             f"{what} must have shape (n, {', '.join(map(str, input_shape))}) to match the model "
-            f"input, got {x.shape}."
+            f"input, got {x.shape}. Fix: pass rows of this model's inputs."
         )
     if not np.all(np.isfinite(x)):
-        raise InvalidArgumentError(f"{what} contain NaN or inf.")
+        raise InvalidArgumentError(f"{what} contain NaN or inf. Fix: pass finite inputs.")
     return x
 
 

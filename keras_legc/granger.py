@@ -331,7 +331,10 @@ def _check_inputs(cause, effect, max_lag, test) -> tuple[np.ndarray, np.ndarray]
     if x.ndim == 1:
         x = x[None, :]
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise InvalidArgumentError(f"cause must hold real numbers, got dtype {x.dtype}.")
+        raise InvalidArgumentError(
+            f"cause must hold real numbers, got dtype {x.dtype}. Fix: pass a float array "
+            "(n_series, K), e.g. History.le."
+        )
     if x.ndim != 2 or y.ndim != 1 or x.shape[1] != y.size:
         raise InvalidArgumentError(
             f"cause must be (n_series, K) and effect (K,) with the same K; got cause "

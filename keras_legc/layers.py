@@ -26,7 +26,7 @@ def dense_layers(model) -> list:
             )
         raise ModelStructureError(
             f"expected a tf.keras (Keras 2) Model, got {type(model).__module__}."
-            f"{type(model).__name__}.{hint}"
+            f"{type(model).__name__}.{hint or ' Fix: pass the Keras model itself.'}"
         )
     if not model.built:
         raise ModelStructureError(

@@ -171,7 +171,10 @@ def windowed_lyapunov(
             f"series must be 1-D (T,) or 2-D (n_series, T); got shape {x.shape}."
         )
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise InvalidArgumentError(f"series must be real numbers, got dtype {x.dtype}.")
+        raise InvalidArgumentError(
+            f"series must be real numbers, got dtype {x.dtype}. Fix: pass a float array of "
+            "weight values (n_series, T)."
+        )
     stride = window_stride(window, overlap)
     length = x.shape[1]
     k = n_windows(length, window, overlap)
@@ -198,6 +201,11 @@ def windowed_lyapunov(
 
 def _check_window(window: int, overlap: float) -> None:
     if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < MIN_WINDOW:
-        raise InvalidArgumentError(f"window must be an integer >= {MIN_WINDOW}, got {window!r}.")
+        raise InvalidArgumentError(
+            f"window must be an integer >= {MIN_WINDOW}, got {window!r}. Fix: use the paper's 50 "
+            "(MNIST) or 200 (tabular), or any integer >= 4."
+        )
     if not (0.0 <= float(overlap) < 1.0):
-        raise InvalidArgumentError(f"overlap must be in [0, 1), got {overlap!r}.")
+        raise InvalidArgumentError(
+            f"overlap must be in [0, 1), got {overlap!r}. Fix: use the paper's 0.1."
+        )

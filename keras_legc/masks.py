@@ -153,11 +153,13 @@ def check_sparsity(sparsity: float) -> float:
         s = float(sparsity)
     except (TypeError, ValueError):
         raise InvalidArgumentError(
-            f"sparsity must be a number in [0, 1), got {sparsity!r}."
+            f"sparsity must be a number in [0, 1), got {sparsity!r}. Fix: pass e.g. 0.8 to prune "
+            "80% of the kernel weights."
         ) from None
     if not (0.0 <= s < 1.0):
         raise InvalidArgumentError(
-            f"sparsity must be in [0, 1) (the fraction of kernel weights to prune), got {sparsity!r}."
+            f"sparsity must be in [0, 1) (the fraction of kernel weights to prune), got "
+            f"{sparsity!r}. Fix: pass e.g. 0.8 to prune 80% of the kernel weights."
         )
     return s
 

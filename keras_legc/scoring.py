@@ -154,7 +154,8 @@ class Scores:
         """
         if alpha is not None and sparsity is not None:
             raise InvalidArgumentError(
-                "give either alpha (paper mode) or sparsity (target mode), not both."
+                "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
+                "one of them."
             )
         if self.n_degenerate == self.n_weights:
             raise HistoryError(
@@ -178,7 +179,10 @@ class Scores:
             return mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
         alpha = 0.05 if alpha is None else alpha
         if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
-            raise InvalidArgumentError(f"alpha must be in (0, 1), got {alpha!r}.")
+            raise InvalidArgumentError(
+                f"alpha must be in (0, 1), got {alpha!r}. Fix: pass a significance level such as "
+                "0.05."
+            )
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         return Mask(self._split(keep), {**base, "alpha": float(alpha)})
 
@@ -280,7 +284,10 @@ def score(
             "Fix: train for more steps, record every step (every=1), or use a smaller window."
         )
     if not np.all(np.isfinite(history.target)):
-        raise NonFiniteError("the target (misclassification) series contains NaN or inf.")
+        raise NonFiniteError(
+            "the target (misclassification) series contains NaN or inf; the history is corrupt. "
+            "Fix: record it again."
+        )
     bar = Progress(history.n_weights, "LEGC scoring", enabled=progress)
     try:
         result = granger_test(

@@ -1,0 +1,332 @@
+"""The catalogue of bad inputs: each case builds one, calls the API/CLI/export/edge runner with it,
+and names the error it must raise. ``tests/test_catalogue.py`` runs every case;
+``tools/reliability_doc.py`` runs them again and writes docs/reliability.md from what they say.
+
+A case is ``Case(area, bad input, error class, call)``; ``call()`` must raise ``error`` (a
+``keras_legc`` error class, or ``EdgeError`` of the standalone edge runner, which cannot import
+keras_legc) whose message contains ``Fix`` and matches ``names`` (the problem it names).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import keras_legc as kl
+from keras_legc import errors as E
+from keras_legc._keras import keras
+from keras_legc.export import export_tflite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Case:
+    area: str
+    bad_input: str
+    error: type
+    call: Callable[[Path], object]
+    names: str  # regex: the problem, as the message must name it
+
+
+class SubprocessError(Exception):
+    """A failure reported by a child process: its exception class name and message."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+# -- small real models and histories ------------------------------------------------------------
+def mlp(seed=0, d=6, hidden=5, name=None):
+    k = keras()
+    k.utils.set_random_seed(seed)
+    layers = [k.layers.Input((d,)), k.layers.Dense(hidden, activation="tanh"), k.layers.Dense(2)]
+    return k.Sequential(layers, name=name)
+
+
+def history(k_windows=12, n=(6, 5), seed=0, le=None, target=None):
+    rng = np.random.default_rng(seed)
+    shapes = {"a": n, "b": (n[1], 2)}
+    size = int(np.prod(n) + n[1] * 2)
+    return kl.History(
+        layers=["a", "b"], shapes=shapes,
+        le=rng.normal(size=(size, k_windows)) if le is None else le,
+        target=rng.normal(size=k_windows) if target is None else target,
+        window=20, overlap=0.1, every=1, n_snapshots=20 + 18 * max(k_windows - 1, 0),
+    )  # fmt: skip
+
+
+def quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def no_dense():
+    k = keras()
+    return k.Sequential([k.layers.Input((4,)), k.layers.Flatten()])
+
+
+def subclassed():
+    k = keras()
+
+    class Sub(k.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = k.layers.Dense(3)
+
+        def call(self, x):
+            return self.d(x)
+
+    m = Sub()
+    m(np.zeros((1, 4), "float32"))
+    return m
+
+
+def shared():
+    k = keras()
+    inp = k.Input((4,))
+    d = k.layers.Dense(4)
+    return k.Model(inp, d(d(inp)))
+
+
+def nested():
+    k = keras()
+    inner = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3)], name="inner")
+    return k.Sequential([k.layers.Input((4,)), inner, k.layers.Dense(2)])
+
+
+def unbuilt():
+    k = keras()
+    return k.Sequential([k.layers.Dense(3)])
+
+
+def layer_names(model):
+    return [layer.name for layer in model.layers]
+
+
+def two_inputs():
+    k = keras()
+    a, b = k.Input((3,)), k.Input((2,))
+    return k.Model([a, b], k.layers.Dense(2)(k.layers.Concatenate()([a, b])))
+
+
+def unknown_dims():
+    k = keras()
+    inp = k.Input((None,))
+    return k.Model(inp, k.layers.Dense(2)(k.layers.Reshape((-1, 1))(inp)))
+
+
+def saved_history(tmp, **kwargs):
+    history(**kwargs).save(tmp / "run")
+    return tmp / "run"
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from keras_legc.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    if result.exit_code == 0:
+        return result.output
+    text = (result.output or "") + str(result.exception or "")
+    name = text.split("Error: ", 1)[-1].split(":", 1)[0].strip()
+    raise SubprocessError(name, text)
+
+
+def edge(*args):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "edge" / "bench.py"), *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if out.returncode == 0:
+        return out.stdout
+    raise SubprocessError("EdgeError", f"exit {out.returncode}: {out.stderr.strip()}")
+
+
+def without_interpreters(code: str):
+    """Run ``code`` in a child where no TFLite interpreter can be imported (as if not installed)."""
+    prelude = (
+        "import sys\nsys.modules['ai_edge_litert'] = None\nsys.modules['tflite_runtime'] = None\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if last.startswith("RAISED "):
+        name, message = last[len("RAISED ") :].split(" ", 1)
+        raise SubprocessError(name, message)
+    raise AssertionError(f"the child raised nothing it reported: {out.stderr[-1500:]}")
+
+
+def exported(tmp: Path, name="m") -> Path:
+    export_tflite(mlp(), tmp / f"{name}.tflite")
+    return tmp / f"{name}.tflite"
+
+
+def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
+    k = keras()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = mlp()
+    model.compile(k.optimizers.SGD(lr), "mse")
+    kwargs = {"validation_data": (x[:30], y[:30])} if validation else {}
+    model.fit(x, k.utils.to_categorical(y, 2) * target_scale, batch_size=4, epochs=epochs,
+              callbacks=[recorder], verbose=0, **kwargs)  # fmt: skip
+
+
+def mask_for(model, value=1):
+    return kl.Mask({layer.name: np.full(tuple(layer.kernel.shape), value) for layer in
+                    model.layers})  # fmt: skip
+
+
+# -- the catalogue --------------------------------------------------------------------------------
+CASES: list[Case] = [
+    # Models
+    Case("API: model", "model with no Dense layer", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(no_dense(), 0.5), "no Dense layer"),
+    Case("API: model", "subclassed tf.keras.Model", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(subclassed(), 0.5), "subclassed"),
+    Case("API: model", "Dense layer shared (called twice)", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(shared(), 0.5), "shared"),
+    Case("API: model", "Dense layers inside a nested model", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(nested(), 0.5), "nested model"),
+    Case("API: model", "model that is not built", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(unbuilt(), 0.5), "not built"),
+    Case("API: model", "not a Keras model at all (a numpy array)", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(np.zeros((3, 3)), 0.5), "expected a tf.keras"),
+    Case("API: numerics", "non-numeric (string) series for windowed_lyapunov",
+         E.InvalidArgumentError,
+         lambda t: kl.windowed_lyapunov(np.array([["a"] * 60]), 50), "real numbers"),
+    Case("API: numerics", "complex cause series for granger_pvalues", E.InvalidArgumentError,
+         lambda t: kl.granger_pvalues(np.ones((2, 20), complex), np.arange(20.0), 2),
+         "real numbers"),
+    # Masks
+    Case("API: mask", "mask with the wrong kernel shape", E.MaskMismatchError,
+         lambda t: kl.prune(mlp(), kl.Mask({n: np.ones((2, 2)) for n in
+                                            [layer.name for layer in mlp().layers]})),
+         "does not match"),
+    Case("API: mask", "mask with values other than 0/1 (float 0.5)", E.MaskMismatchError,
+         lambda t: mask_for(mlp(), 0.5), "only 0 and 1"),
+    Case("API: mask", "mask built for another model (other layer names)", E.MaskMismatchError,
+         lambda t: kl.prune(mlp(), kl.Mask({"x": np.ones((6, 5)), "y": np.ones((5, 2))})),
+         "does not match"),
+    Case("API: mask", "a dict instead of a Mask", E.MaskMismatchError,
+         lambda t: kl.prune(mlp(), {"dense": np.ones((6, 5))}), "must be a keras_legc.Mask"),
+    Case("API: mask", "mask file that is not a mask (random bytes)", E.MaskMismatchError,
+         lambda t: (t / "m.npz").write_bytes(os.urandom(64)) and kl.Mask.load(t / "m.npz"),
+         "not a readable keras_legc mask"),
+    Case("API: mask", "sparsity outside [0, 1)", E.InvalidArgumentError,
+         lambda t: kl.magnitude_mask(mlp(), 1.5), "sparsity"),
+    # Histories
+    Case("API: history", "empty history (no LE window)", E.HistoryError,
+         lambda t: kl.score(history(k_windows=0)), "0 LE window"),
+    Case("API: history", "history too short for a Granger test at lag 1 (4 windows)",
+         E.HistoryError, lambda t: kl.score(history(k_windows=4)), "at least 5"),
+    Case("API: history", "history with NaN in the LE series", E.NonFiniteError,
+         lambda t: kl.score(history(le=np.full((40, 12), np.nan))), "NaN or inf"),
+    Case("API: history", "history with inf in the target series", E.NonFiniteError,
+         lambda t: kl.score(history(target=np.r_[np.ones(11), np.inf])), "NaN or inf"),
+    Case("API: history", "constant target (misclassification never changes)", E.HistoryError,
+         lambda t: quiet(kl.score, history(target=np.full(12, 0.2))), "constant"),
+    Case("API: history", "history file truncated on disk", E.HistoryError,
+         lambda t: (truncate(saved_history(t) / "history.npz"), kl.History.load(t / "run")),
+         "unreadable or corrupt"),
+    Case("API: history", "history file replaced by random bytes", E.HistoryError,
+         lambda t: ((saved_history(t) / "history.npz").write_bytes(os.urandom(256)),
+                    kl.History.load(t / "run")), "unreadable or corrupt"),
+    Case("API: history", "run_dir without any recorded history", E.HistoryError,
+         lambda t: kl.History.load(t), "no recorded history"),
+    Case("API: history", "LE array inconsistent with the layers", E.HistoryError,
+         lambda t: history(le=np.zeros((7, 12))), "inconsistent history"),
+    Case("API: history", "rewinding to the initial weights of a different model",
+         E.MaskMismatchError,
+         lambda t: (m := mlp(), kl.prune(m, mask_for(m), rewind_to=mlp(hidden=7).get_weights())),
+         "rewind_to holds weights"),
+    Case("API: scores", "every weight degenerate (constant LE series)", E.HistoryError,
+         lambda t: quiet(kl.score, history(le=np.ones((40, 12)))).mask(alpha=0.05),
+         "all 40 weights are degenerate"),
+    Case("API: scores", "alpha outside (0, 1)", E.InvalidArgumentError,
+         lambda t: quiet(kl.score, history()).mask(alpha=0.0), "alpha must be in"),
+    Case("API: scores", "both alpha and sparsity", E.InvalidArgumentError,
+         lambda t: quiet(kl.score, history()).mask(alpha=0.05, sparsity=0.5), "not both"),
+    Case("API: scores", "fixed lag too large for the number of windows", E.HistoryError,
+         lambda t: kl.score(history(), lag=6), "lag 6 needs more than 19 points"),
+    Case("API: scores", "scores file that is a mask file", E.HistoryError,
+         lambda t: (mask_for(mlp()).save(t / "m.npz"), kl.Scores.load(t / "m.npz")),
+         "not a readable keras_legc scores"),
+    # Recording
+    Case("API: recording", "fit without any validation data", E.HistoryError,
+         lambda t: fit_with(kl.WeightHistory(window=10), validation=False),
+         "needs validation data"),
+    Case("API: recording", "window shorter than 4 steps", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(window=2), "window must be an integer >= 4"),
+    Case("API: recording", "run_dir that already holds a history", E.OutputExistsError,
+         lambda t: kl.WeightHistory(run_dir=saved_history(t)), "already holds a recorded"),
+    Case("API: recording", "save_snapshots without a run_dir", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(save_snapshots=True), "needs a run_dir"),
+    Case("API: recording", "training that diverges to NaN", E.NonFiniteError,
+         lambda t: fit_with(kl.WeightHistory(window=4, overlap=0.0), lr=1e30, target_scale=1e20),
+         "diverged"),
+    # Export
+    Case("export", "output path that already exists", E.OutputExistsError,
+         lambda t: (exported(t), export_tflite(mlp(), t / "m.tflite")), "already exists"),
+    Case("export", "output that is not a .tflite path", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.bin"), "must end in .tflite"),
+    Case("export", "model with two inputs", E.ModelStructureError,
+         lambda t: export_tflite(two_inputs(), t / "m.tflite"), "2 inputs"),
+    Case("export", "reference inputs of the wrong shape", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.tflite", reference_inputs=np.zeros((4, 3))),
+         "must have shape"),
+    Case("export", "int8 without representative data", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.tflite", quantization="int8"),
+         "representative"),
+    Case("export", "no TFLite interpreter installed (the edge extra missing)",
+         E.MissingDependencyError,
+         lambda t: without_interpreters(f"""
+             import keras_legc as kl
+             sys.path.insert(0, {str(REPO / 'tests')!r})
+             from catalogue import mlp
+             from keras_legc.export import export_tflite
+             try:
+                 export_tflite(mlp(), {str(t / 'm.tflite')!r})
+             except kl.LegcError as e:
+                 print('RAISED', type(e).__name__, str(e).replace(chr(10), ' '))
+         """), r"keras-legc\[edge\]"),
+    # CLI
+    Case("CLI", "legc score on a folder without a history", E.HistoryError,
+         lambda t: cli("score", str(t)), "no recorded history"),
+    Case("CLI", "legc export over an existing file without --force", E.OutputExistsError,
+         lambda t: (mlp().save(t / "m.keras"), (t / "o.tflite").write_bytes(b"x"),
+                    cli("export", str(t / "m.keras"), str(t / "o.tflite"))), "already exists"),
+    # Edge runner (standalone: no keras_legc import, so its own EdgeError and exit code 2)
+    Case("edge runner", "a .tflite that is not a model", "EdgeError",
+         lambda t: ((t / "x.tflite").write_bytes(os.urandom(200)), edge(t / "x.tflite")),
+         "not a TFLite model"),
+    Case("edge runner", "a reference file that belongs to another model", "EdgeError",
+         lambda t: (exported(t, "a"), export_tflite(mlp(d=9), t / "b.tflite"),
+                    edge(t / "a.tflite", "--reference", t / "b.reference.npz")),
+         "belongs to another model"),
+    Case("edge runner", "a reference file that is not a reference", "EdgeError",
+         lambda t: (exported(t), np.savez(t / "r.npz", x=np.zeros(3)),
+                    edge(t / "m.tflite", "--reference", t / "r.npz")), "not a legc export"),
+]  # fmt: skip
