@@ -132,8 +132,14 @@ class Mask:
         return write_npz(path, meta, payload, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Mask:
-        """Read a mask written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike, model=None) -> Mask:
+        """Read a mask written by :meth:`save`.
+
+        Args:
+            path: the ``.npz``.
+            model: if given, the mask must have exactly this model's Dense layers and kernel
+                shapes (its layer signature), or ``MaskMismatchError`` says which differ.
+        """
         try:
             meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
             arrays = {name: data[f"layer_{i}"] for i, name in enumerate(meta["layers"])}
@@ -142,7 +148,10 @@ class Mask:
                 f"{path} is not a readable keras_legc mask ({exc}). Fix: pass a file written by "
                 "Mask.save."
             ) from exc
-        return cls(arrays, meta.get("info"))
+        mask = cls(arrays, meta.get("info"))
+        if model is not None:
+            mask.check_shapes(_shapes(model), what=f"the model {getattr(model, 'name', '')!r}")
+        return mask
 
 
 # ---- the policy: prune the first-ranked weights ----------------------------------------------------

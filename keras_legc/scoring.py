@@ -17,7 +17,7 @@ from keras_legc import __version__
 from keras_legc._io import read_npz, write_npz
 from keras_legc._layout import split_by_layer
 from keras_legc._progress import Progress
-from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
+from keras_legc.errors import HistoryError, InvalidArgumentError, MaskMismatchError, NonFiniteError
 from keras_legc.granger import (
     DEFAULT_CHUNK,
     DEGENERATE_REASONS,
@@ -209,8 +209,9 @@ class Scores:
         return write_npz(path, meta, arrays, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Scores:
-        """Read scores written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike, model=None) -> Scores:
+        """Read scores written by :meth:`save`; with ``model``, refuse scores of another model
+        (different Dense layers or kernel shapes) with ``MaskMismatchError``."""
         try:
             meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
             pvalues, degenerate = data["pvalues"], data["degenerate"]
@@ -223,6 +224,16 @@ class Scores:
                 f"{path} is not a readable keras_legc scores file ({exc}). Fix: pass a file "
                 "written by Scores.save, or score the history again."
             ) from exc
+        if model is not None:
+            from keras_legc.layers import layer_signature
+
+            have = {n: tuple(meta["shapes"][n]) for n in meta["layers"]}
+            want = layer_signature(model)
+            if have != want:
+                raise MaskMismatchError(
+                    f"the scores in {path} belong to another model: layers/shapes {have}, the "
+                    f"model has {want}. Fix: score this model's own history."
+                )
         return cls(
             layers=meta["layers"],
             shapes=meta["shapes"],

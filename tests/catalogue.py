@@ -194,6 +194,15 @@ def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
               callbacks=[recorder], verbose=0, **kwargs)  # fmt: skip
 
 
+def newer_version(path: Path, mask) -> None:
+    """Save ``mask`` as if by a future keras-legc whose mask format is version 99."""
+    from keras_legc import masks
+    from keras_legc._io import write_npz
+
+    meta = {"format": masks.FORMAT, "version": 99, "layers": mask.layers}
+    write_npz(path, meta, {f"layer_{i}": mask[n] for i, n in enumerate(mask.layers)})
+
+
 def mask_for(model, value=1):
     return kl.Mask({layer.name: np.full(tuple(layer.kernel.shape), value) for layer in
                     model.layers})  # fmt: skip
@@ -235,6 +244,18 @@ CASES: list[Case] = [
     Case("API: mask", "mask file that is not a mask (random bytes)", E.MaskMismatchError,
          lambda t: (t / "m.npz").write_bytes(os.urandom(64)) and kl.Mask.load(t / "m.npz"),
          "not a readable keras_legc mask"),
+    Case("API: mask", "mask file of another model, loaded against this one",
+         E.MaskMismatchError,
+         lambda t: (kl.magnitude_mask(mlp(hidden=7), 0.5).save(t / "m.npz"),
+                    kl.Mask.load(t / "m.npz", model=mlp())), "does not match the model"),
+    Case("API: mask", "mask file written by a newer keras-legc format version",
+         E.MaskMismatchError,
+         lambda t: (newer_version(t / "m.npz", mask_for(mlp())), kl.Mask.load(t / "m.npz")),
+         "newer than this keras_legc reads"),
+    Case("API: scores", "scores file of another model, loaded against this one",
+         E.MaskMismatchError,
+         lambda t: (quiet(kl.score, history()).save(t / "s.npz"),
+                    kl.Scores.load(t / "s.npz", model=mlp())), "belong to another model"),
     Case("API: mask", "sparsity outside [0, 1)", E.InvalidArgumentError,
          lambda t: kl.magnitude_mask(mlp(), 1.5), "sparsity"),
     # Histories

@@ -181,3 +181,42 @@ def test_a_corrupt_journal_falls_back_to_the_last_complete_save(tmp_path):
     with pytest.warns(LegcWarning, match="ignoring the window journal"):
         history = kl.History.load(run_dir)
     assert history.n_windows == 12  # the two complete epoch saves
+
+
+EXPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras_legc as kl
+    from keras_legc import _io
+    from keras_legc._keras import keras
+    from keras_legc.export import export_tflite
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.layers.Input((6,)), k.layers.Dense(5), k.layers.Dense(2)])
+    real_replace = os.replace
+
+    def dying_replace(src, dst):  # the .tflite is complete in its temp file, not yet renamed
+        if str(dst).endswith(".tflite"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+
+    _io.os.replace = dying_replace
+    export_tflite(model, sys.argv[1], overwrite=True)
+    """
+)
+
+
+def test_sigkill_during_export_leaves_no_tflite_and_the_next_export_reports_it(tmp_path):
+    from keras_legc.export import export_tflite
+
+    out = tmp_path / "m.tflite"
+    assert _run_child(EXPORT, str(out)) == -signal.SIGKILL
+    assert not out.exists() and len(stale_temp_files(out)) == 1  # none, never half a model
+    from keras_legc._keras import keras
+
+    k = keras()
+    model = k.Sequential([k.layers.Input((6,)), k.layers.Dense(5), k.layers.Dense(2)])
+    with pytest.warns(LegcWarning, match="interrupted earlier write.*there was no complete file"):
+        export_tflite(model, out)
+    assert out.exists() and stale_temp_files(out) == []

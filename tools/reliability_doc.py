@@ -113,7 +113,14 @@ rewritten index never counts a half-written row.
   recording was interrupted;
 - half-way through a scores save: the previous scores file is byte-identical, and the next save
   reports and removes the temp file;
-- with a corrupt journal: ignored with a warning, and the last complete save still loads.
+- with a corrupt journal: ignored with a warning, and the last complete save still loads;
+- in an export, after the `.tflite` is complete in its temp file but before the rename: there is
+  no `.tflite` (none, never half of one), and the next export reports and removes the leftover.
+
+Scores and masks carry their format and version. A file written by a newer keras-legc is refused
+with a message saying to upgrade. `Mask.load(path, model=...)` and `Scores.load(path, model=...)`
+check the file's layer signature (Dense layer names and kernel shapes) against the model, and
+`prune` always does; a mismatch is refused (catalogue rows above).
 
 Run: `.venv/bin/python -m pytest tests/test_crash_safety.py -v` (about 40 s).
 
