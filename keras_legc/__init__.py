@@ -23,6 +23,7 @@ _LAZY = {
     "strip": "keras_legc.pruning",
     "pruning_callbacks": "keras_legc.pruning",
     "load_model": "keras_legc.pruning",
+    "save_model": "keras_legc.pruning",
     "dense_layers": "keras_legc.layers",
 }
 

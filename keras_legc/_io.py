@@ -74,7 +74,9 @@ def stale_temp_files(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    return sorted(path.parent.glob(f".{path.name}.*.tmp")) + sorted(
+        path.parent.glob(f".{path.name}.*.tmp.keras")
+    )
 
 
 def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:

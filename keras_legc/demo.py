@@ -97,7 +97,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     history = recorder.history
     _say(f"      {history.n_snapshots} snapshots -> {history.n_windows} LE windows of "
          f"{history.n_weights} weights in {time.perf_counter() - t0:.1f} s")  # fmt: skip
-    dense.save(out / "dense.keras")
+    kl.save_model(dense, out / "dense.keras", overwrite=cfg.force)
 
     # 2. LEGC scores and masks
     _say(f"[2/{stages}] scoring: windowed LE -> Granger ({history.n_weights} weights) ...")
@@ -141,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             callbacks=kl.pruning_callbacks(), verbose=0,
         )  # fmt: skip
         models[name] = kl.strip(pruned)
-        models[name].save(out / f"{name.lower()}.keras")
+        kl.save_model(models[name], out / f"{name.lower()}.keras", overwrite=cfg.force)
 
     # 4. evaluate
     _say(f"[4/{stages}] evaluating on the held-out test split ({len(data.x_test)} rows) ...")

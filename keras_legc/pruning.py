@@ -127,6 +127,32 @@ def mask_of(model) -> Mask:
     return Mask(arrays, {"method": "from_model"})
 
 
+def save_model(model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``model.save(path)`` (``.keras``), atomically, and never over an existing file unless
+    ``overwrite``: Keras writes to a temp file beside ``path`` that is renamed once complete."""
+    import tempfile
+
+    from keras_legc._io import check_writable, remove_stale_temp_files
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise InvalidArgumentError(
+            f"save_model writes the Keras v3 format and needs a .keras path, got {path}. Fix: "
+            "name it e.g. pruned.keras."
+        )
+    check_writable(path, overwrite)
+    remove_stale_temp_files(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.keras")
+    os.close(fd)
+    try:
+        model.save(tmp, overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def load_model(path: str | os.PathLike, *, compile: bool = True):
     """Load a tf.keras model saved by ``model.save`` (pruned or not, ``.keras``/``.h5``/SavedModel)."""
     path = Path(path)

@@ -308,6 +308,9 @@ CASES: list[Case] = [
     Case("API: recording", "training that diverges to NaN", E.NonFiniteError,
          lambda t: fit_with(kl.WeightHistory(window=4, overlap=0.0), lr=1e30, target_scale=1e20),
          "diverged"),
+    Case("API: model", "saving a model over an existing file", E.OutputExistsError,
+         lambda t: (kl.save_model(mlp(), t / "m.keras"), kl.save_model(mlp(), t / "m.keras")),
+         "already exists"),
     # Export
     Case("export", "output path that already exists", E.OutputExistsError,
          lambda t: (exported(t), export_tflite(mlp(), t / "m.tflite")), "already exists"),

@@ -220,3 +220,15 @@ def test_sigkill_during_export_leaves_no_tflite_and_the_next_export_reports_it(t
     with pytest.warns(LegcWarning, match="interrupted earlier write.*there was no complete file"):
         export_tflite(model, out)
     assert out.exists() and stale_temp_files(out) == []
+
+
+def test_save_model_is_atomic_and_loads_back(tmp_path):
+    from keras_legc._keras import keras
+
+    k = keras()
+    model = k.Sequential([k.layers.Input((3,)), k.layers.Dense(2)])
+    path = kl.save_model(model, tmp_path / "m.keras")
+    back = kl.load_model(path)
+    np.testing.assert_array_equal(back.get_weights()[0], model.get_weights()[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temp file left
+    kl.save_model(model, path, overwrite=True)

@@ -97,7 +97,8 @@ Two inputs from issue 8 are handled rather than refused:
 
 Every file keras-legc writes goes through one function, `keras_legc._io.atomic_write`: a temp
 file in the same folder, fsync, then rename. That covers histories, manifests, scores, masks,
-`.tflite`/`.json`/`.reference.npz` exports, demo summaries and benchmark JSONs. The next write of
+`.tflite`/`.json`/`.reference.npz` exports, demo summaries and benchmark JSONs. Keras models
+go through `kl.save_model`: a temp `.keras` file, then rename. The next write of
 the same file removes the temp file an interrupted write left, with a `LegcWarning` that says
 so. The raw snapshots and the per-window LE journal are append-only files; their atomically
 rewritten index never counts a half-written row.
