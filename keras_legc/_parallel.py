@@ -28,7 +28,10 @@ def check_threads(threads: int | None) -> int:
     if threads is None:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InvalidArgumentError(f"threads must be a positive integer or None, got {threads!r}.")
+        raise InvalidArgumentError(
+            f"threads must be a positive integer or None, got {threads!r}. Fix: leave it None "
+            "(every usable core) or pass e.g. 1."
+        )
     return int(threads)
 
 

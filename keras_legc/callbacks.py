@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._keras import keras
+from keras_legc._parallel import check_threads
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
 from keras_legc.history import (
     HISTORY_FILE,
@@ -99,6 +100,7 @@ class WeightHistory(keras().callbacks.Callback):
         self.eval_batch_size = int(eval_batch_size)
         self.verbose = verbose
         self.save_snapshots = bool(save_snapshots)
+        check_threads(threads)  # refuse a bad value now, not at the first window mid-fit
         self.threads = threads
         self.background = bool(background)
         if self.save_snapshots and self.run_dir is None:

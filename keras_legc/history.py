@@ -224,8 +224,8 @@ def _read_le_journal(run_dir: Path):
 
 # -- raw snapshots (optional, for debugging) -------------------------------------------------------
 SNAPSHOTS_NAME = "snapshots"
-SNAPSHOTS_FILE = "snapshots.f32"
-SNAPSHOTS_INDEX = "snapshots.json"
+SNAPSHOTS_FILE = f"{SNAPSHOTS_NAME}.f32"  # written by RowJournal(run_dir, SNAPSHOTS_NAME, ...)
+SNAPSHOTS_INDEX = f"{SNAPSHOTS_NAME}.json"
 SNAPSHOTS_FORMAT = "keras_legc.snapshots"
 # The LE of every closed window, appended as it closes, so that a recording killed at any point
 # can be scored up to its last complete window (the .npz is only rewritten once per epoch).

@@ -183,12 +183,7 @@ def windowed_lyapunov(
             f"series of {length} steps is shorter than one LE window of {window} steps. "
             "Fix: record more steps (train longer or record every step) or use a smaller window."
         )
-    if not np.all(np.isfinite(x)):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise NonFiniteError(
-            f"series {bad[0]} has a non-finite value (NaN or inf) at step {bad[1]}. "
-            "Fix: training diverged; lower the learning rate or clip gradients and record again."
-        )
+    _check_finite(x)
     n = x.shape[0]
     if n < ROWS_PER_BLOCK:  # few series: one call over a (small) copy of all their windows
         view = np.lib.stride_tricks.sliding_window_view(x, window, axis=1)[:, ::stride][:, :k]
@@ -197,6 +192,20 @@ def windowed_lyapunov(
     for j in range(k):  # many series: one window position at a time, a view, never a copy
         out[:, j] = lyapunov_of_windows(x[:, j * stride : j * stride + window], threads=threads)
     return out
+
+
+def _check_finite(x: np.ndarray, rows_per_check: int = 1 << 16) -> None:
+    """NaN/inf check a block of series at a time: ``x`` may be a multi-GB memmap of snapshots,
+    and a whole-array ``isfinite`` would allocate one byte per value."""
+    for start in range(0, x.shape[0], rows_per_check):
+        finite = np.isfinite(x[start : start + rows_per_check])
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise NonFiniteError(
+                f"series {start + bad[0]} has a non-finite value (NaN or inf) at step {bad[1]}. "
+                "Fix: training diverged; lower the learning rate or clip gradients and record "
+                "again."
+            )
 
 
 def _check_window(window: int, overlap: float) -> None:

@@ -303,6 +303,8 @@ CASES: list[Case] = [
          lambda t: kl.WeightHistory(window=2), "window must be an integer >= 4"),
     Case("API: recording", "run_dir that already holds a history", E.OutputExistsError,
          lambda t: kl.WeightHistory(run_dir=saved_history(t)), "already holds a recorded"),
+    Case("API: recording", "threads=0 for the LE kernel", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(threads=0), "threads must be a positive integer"),
     Case("API: recording", "save_snapshots without a run_dir", E.InvalidArgumentError,
          lambda t: kl.WeightHistory(save_snapshots=True), "needs a run_dir"),
     Case("API: recording", "training that diverges to NaN", E.NonFiniteError,

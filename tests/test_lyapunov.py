@@ -115,3 +115,12 @@ def test_bad_thread_count():
 def test_bad_window_arguments(window, overlap):
     with pytest.raises(InvalidArgumentError):
         windowed_lyapunov(np.zeros((2, 100)), window, overlap)
+
+
+def test_non_finite_found_beyond_the_first_check_block(rng):
+    from keras_legc import lyapunov
+
+    x = rng.normal(size=(9, 60))
+    x[7, 33] = np.inf
+    with pytest.raises(NonFiniteError, match="series 7 .* step 33"):
+        lyapunov._check_finite(x, rows_per_check=4)  # the bad row sits in the second block
