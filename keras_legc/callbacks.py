@@ -30,7 +30,7 @@ from keras_legc.history import (
     journal_index,
 )
 from keras_legc.layers import dense_layers
-from keras_legc.lyapunov import lyapunov_of_windows, n_windows, window_stride
+from keras_legc.lyapunov import WindowRing, lyapunov_of_windows, n_windows, window_stride
 
 
 class WeightHistory(keras().callbacks.Callback):
@@ -129,7 +129,7 @@ class WeightHistory(keras().callbacks.Callback):
         self._names = [layer.name for layer in self._layers]
         self._shapes = {layer.name: tuple(layer.kernel.shape) for layer in self._layers}
         self._n = sum(int(np.prod(s)) for s in self._shapes.values())
-        self._ring = np.empty((self.window, self._n), dtype=np.float32)
+        self._ring = WindowRing(self._n, self.window, self.overlap)
         self._snapshots = 0
         self._steps = 0
         # LE series, window-major: appending a window writes (and touches) only its own row, and
@@ -172,7 +172,7 @@ class WeightHistory(keras().callbacks.Callback):
         if (self._steps - 1) % self.every:
             return
         t0 = time.perf_counter()
-        row = self._ring[self._snapshots % self.window]
+        row = self._ring.next_row()
         start = 0
         for layer in self._layers:
             kernel = layer.kernel.numpy()
@@ -182,8 +182,7 @@ class WeightHistory(keras().callbacks.Callback):
             self._snap_writer.append(row)
         self._snapshots += 1
         self.timings["snapshot_s"] += time.perf_counter() - t0
-        closed = self._snapshots - self.window
-        if closed >= 0 and closed % self.stride == 0:
+        if self._ring.push():
             self._close_window()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -218,9 +217,7 @@ class WeightHistory(keras().callbacks.Callback):
 
     # -- internals ------------------------------------------------------------------------------
     def _close_window(self):
-        # Chronological order: the oldest snapshot sits right after the newest one in the ring.
-        pos = self._snapshots % self.window
-        window = np.concatenate([self._ring[pos:], self._ring[:pos]], axis=0)
+        window = self._ring.chronological()
         if not np.all(np.isfinite(window)):
             step = self._steps
             raise NonFiniteError(

@@ -194,6 +194,43 @@ def windowed_lyapunov(
     return out
 
 
+class WindowRing:
+    """The last ``window`` snapshots of a stream; an LE window closes every ``stride`` snapshots.
+
+    Memory is one window, however long the stream. Used by :class:`WeightHistory` and by the
+    reproduction's numpy trainer.
+
+    Example:
+        >>> ring = WindowRing(n=3, window=4, overlap=0.25)
+        >>> for t in range(7):
+        ...     ring.next_row()[:] = t
+        ...     if ring.push():
+        ...         print(ring.chronological()[:, 0])
+        [0. 1. 2. 3.]
+        [3. 4. 5. 6.]
+    """
+
+    def __init__(self, n: int, window: int, overlap: float = 0.1, dtype=np.float32):
+        self.window, self.stride = int(window), window_stride(window, overlap)
+        self.buffer = np.empty((self.window, int(n)), dtype=dtype)
+        self.count = 0
+
+    def next_row(self) -> np.ndarray:
+        """The row to fill with the next snapshot (then call :meth:`push`)."""
+        return self.buffer[self.count % self.window]
+
+    def push(self) -> bool:
+        """Count the snapshot just written; True when it closes a window."""
+        self.count += 1
+        closed = self.count - self.window
+        return closed >= 0 and closed % self.stride == 0
+
+    def chronological(self) -> np.ndarray:
+        """The current window, oldest snapshot first, ``(window, n)`` (a copy)."""
+        pos = self.count % self.window
+        return np.concatenate([self.buffer[pos:], self.buffer[:pos]], axis=0)
+
+
 def _check_finite(x: np.ndarray, rows_per_check: int = 1 << 16) -> None:
     """NaN/inf check a block of series at a time: ``x`` may be a multi-GB memmap of snapshots,
     and a whole-array ``isfinite`` would allocate one byte per value."""
