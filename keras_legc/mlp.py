@@ -249,6 +249,8 @@ class TrainResult:
     reached: bool
     train_accuracy: list[float]
     steps: int
+    threshold_epoch: int | None = None
+    at_threshold: MLP | None = None
 
 
 def train(
@@ -263,6 +265,7 @@ def train(
     threshold: float | None = None,
     mask: Mapping[str, np.ndarray] | None = None,
     on_step: Callable[[MLP], None] | None = None,
+    min_epochs: int = 0,
 ) -> TrainResult:
     """Train ``net`` in place with plain SGD (no momentum), shuffling every epoch.
 
@@ -279,6 +282,9 @@ def train(
         mask: ``{layer: 0/1 kernel-shaped array}``: pruned weights start at 0 and get no update,
             so they stay exactly 0 after every step.
         on_step: called with ``net`` after every step (a weight recorder).
+        min_epochs: keep training (recording) past the threshold until this many epochs; the
+            result's ``threshold_epoch`` and ``at_threshold`` (a copy of the net at that epoch's
+            end) still say when the threshold was first reached.
 
     Returns:
         :class:`TrainResult`.
@@ -296,7 +302,7 @@ def train(
         for k, m in zip(net.kernels, masks, strict=True):
             k *= m
     rng = np.random.default_rng(seed)
-    history, steps, reached, epoch = [], 0, False, 0
+    history, steps, epoch, first, snapshot = [], 0, 0, None, None
     n = len(x)
     for epoch in range(1, max_epochs + 1):
         order = rng.permutation(n)
@@ -317,10 +323,14 @@ def train(
             )
         acc = net.accuracy(x, labels)
         history.append(acc)
-        if threshold is not None and acc >= threshold:
-            reached = True
+        if threshold is not None and acc >= threshold and first is None:
+            first, snapshot = epoch, net.copy()
+        if first is not None and epoch >= min_epochs:
             break
-    return TrainResult(epochs=epoch, reached=reached, train_accuracy=history, steps=steps)
+    return TrainResult(
+        epochs=epoch, reached=first is not None, train_accuracy=history, steps=steps,
+        threshold_epoch=first, at_threshold=snapshot,
+    )  # fmt: skip
 
 
 def _mask_list(net: MLP, mask) -> list[np.ndarray] | None:
