@@ -586,7 +586,8 @@ class Diagnosis:
         targets = [out / "report.json", out / "report.md", *(out / p for p in figures)]
         for t in targets:  # refuse before writing anything
             check_writable(t, overwrite)
-        for rel, fig in figures.items():
+        for rel, draw in figures.items():
+            fig = draw()
             atomic_write(out / rel, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110),
                          overwrite=overwrite)  # fmt: skip
         images = {_image_key(rel): rel for rel in figures}
@@ -597,15 +598,17 @@ class Diagnosis:
     # -- plots (matplotlib's object API with the Agg canvas: no display, no pyplot state) --
 
     def _figures(self) -> dict[str, Any]:
+        """``{relative path: function that draws the figure}`` (drawn only when written)."""
         figs = {}
         if self.layers:
-            figs["alpha.png"] = self._alpha_figure()
+            figs["alpha.png"] = self._alpha_figure
             for m in self.models:
                 for r in self.layers.get(m, []):
                     if r["flag"] not in (FLAG_SMALL,) and len(r.get("eigenvalues", [])):
-                        figs[f"esd/{_safe(m)}__{_safe(r['layer'])}.png"] = _esd_figure(m, r)
+                        rel = f"esd/{_safe(m)}__{_safe(r['layer'])}.png"
+                        figs[rel] = lambda m=m, r=r: _esd_figure(m, r)
         if self.importances:
-            figs["shap.png"] = self._shap_figure()
+            figs["shap.png"] = self._shap_figure
         return figs
 
     def _alpha_figure(self):
@@ -730,6 +733,41 @@ def _as_x(data) -> np.ndarray:
     return x
 
 
+def load_inputs(path: str | os.PathLike, key: str = "x") -> tuple[np.ndarray, list[str] | None]:
+    """Model inputs from a ``.npy`` file, or from ``key`` of a ``.npz`` (with ``feature_names``).
+
+    Args:
+        path: the file.
+        key: the array's name inside a ``.npz``.
+
+    Returns:
+        ``(x, feature_names or None)``.
+
+    Example:
+        >>> x, names = load_inputs("data/cancer.npz", key="x_test")
+    """
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"cannot read {path} as .npy/.npz ({type(exc).__name__}: {exc}). Fix: save the "
+            "inputs with numpy.save or numpy.savez."
+        ) from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        if key not in loaded.files:
+            raise InvalidArgumentError(
+                f"{path} has no array {key!r} (it has {sorted(loaded.files)}). Fix: pass --key "
+                "with the name of the model inputs."
+            )
+        names = (
+            [str(n) for n in loaded["feature_names"]] if "feature_names" in loaded.files else None
+        )
+        return loaded[key], names
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -794,12 +832,12 @@ def diagnose(
     """
     from keras_legc._progress import Progress
 
+    if out_dir is not None or weightwatcher:  # weightwatcher imports matplotlib too
+        _require("matplotlib", "the report's plots" if out_dir is not None else "WeightWatcher")
     if weightwatcher:
         _require("weightwatcher", "the per-layer alpha (WeightWatcher)")
     if shap:
         _require("shap", "SHAP feature importance")
-    if out_dir is not None:
-        _require("matplotlib", "the report's plots")
     if not (weightwatcher or shap):
         raise InvalidArgumentError(
             "both weightwatcher and shap are off, so there is nothing to diagnose. Fix: leave at "
@@ -899,6 +937,7 @@ __all__ = [
     "topk_overlap",
     "weightwatcher_layers",
     "shap_importance",
+    "load_inputs",
     "MIN_EVALS",
     "ALPHA_RANGE",
 ]
