@@ -394,3 +394,99 @@ def test_missing_extra_names_what_to_install(tmp_path):
         assert line.startswith(f"ERR {mod} is not installed"), line
         assert line.endswith("Fix: pip install 'keras-legc[diagnostics]'"), line
     assert not (tmp_path / "never_written").exists()
+
+
+# ---------------------------------------------------------------- tools/diagnose_paper.py
+
+
+def _load_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "diagnose_paper", ROOT / "tools/diagnose_paper.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paper_verdict_rules():
+    tool = _load_tool()
+    good = [0.95, 0.9, 0.92, 0.97]
+    bad = [0.2, 0.4, 0.1, 0.3]
+    assert tool.verdict(good, bad)[0] == "reproduced"
+    assert tool.verdict(bad, good)[0] == "not reproduced"
+    assert tool.verdict(good[:2], bad[:2])[0] == "inconclusive"  # too few seeds
+    assert tool.verdict([0.9, 0.3, 0.95], [0.5, 0.6, 0.4])[0] == "inconclusive"  # not significant
+    assert tool.verdict([0.6, 0.62, 0.65], [0.1, 0.2, 0.15])[0] == "not reproduced"  # < 0.8
+    # undefined (NaN) seeds are dropped from the pairs
+    v, why, stats = tool.verdict([0.9, float("nan"), 0.95, 0.93], [0.1, 0.2, float("nan"), 0.3])
+    assert stats["n_pairs"] == 2 and v == "inconclusive" and "2 seed(s)" in why
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    """The reproduction's layout with tiny models: 2 datasets x 2 seeds, plus an MNIST-shaped net."""
+    from keras_legc._keras import keras
+
+    k = keras()
+    run = tmp_path_factory.mktemp("run")
+    for ds, f in (("cancer", 8), ("banknote", 4)):
+        x, y = _data(n=120, f=f, seed=1)
+        (run / "data/paper").mkdir(parents=True, exist_ok=True)
+        np.savez(run / f"data/paper/{ds}.npz", x_train=x[:80], y_train=y[:80], x_test=x[80:],
+                 y_test=y[80:], feature_names=np.array([f"{ds}_{j}" for j in range(f)]))  # fmt: skip
+        for seed in (0, 1):
+            k.utils.set_random_seed(seed)
+            dense = k.Sequential([k.layers.Input((f,)), k.layers.Dense(12, activation="relu"),
+                                  k.layers.Dense(2, activation="softmax")])  # fmt: skip
+            dense.compile(k.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+            dense.fit(x[:80], y[:80], epochs=5, verbose=0)
+            folder = run / f"models/paper/{ds}/seed{seed}"
+            kl.save_model(dense, folder / "dense.keras")
+            for m, mask in (("ft", kl.magnitude_mask(dense, 0.3)),
+                            ("random_ft", kl.random_mask(dense, 0.7, seed=seed))):  # fmt: skip
+                kl.save_model(kl.strip(kl.prune(dense, mask)), folder / f"{m}.keras")
+    k.utils.set_random_seed(0)
+    mnist = k.Sequential([k.layers.Input((784,)), k.layers.Dense(50, activation="relu"),
+                          k.layers.Dense(30, activation="relu"), k.layers.Dense(10, activation="softmax")])  # fmt: skip
+    kl.save_model(mnist, run / "models/paper/mnist/seed0/dense.keras")
+    kl.save_model(kl.strip(kl.prune(mnist, kl.random_mask(mnist, 0.5, seed=0))),
+                  run / "models/paper/mnist/seed0/random_ft.keras")  # fmt: skip
+    return run
+
+
+def test_diagnose_paper_on_a_fake_run(fake_run, tmp_path):
+    tool = _load_tool()
+    out = tmp_path / "diagnostics.md"
+    args = [
+        str(fake_run),
+        "--out",
+        str(out),
+        "--background",
+        "20",
+        "--explain",
+        "20",
+        "--no-progress",
+    ]
+    assert tool.main(args) == 0
+    md = out.read_text()
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert set(rep["agreement"]["datasets"]) == {"cancer", "banknote"}
+    assert "titanic: skipped" in md
+    cancer = rep["agreement"]["datasets"]["cancer"]
+    assert cancer["k"] == 4 and sorted(cancer["per_seed"]) == ["0", "1"]
+    assert rep["agreement"]["datasets"]["banknote"]["k"] == 2  # 4 features: top-2
+    # the table's mean matches the per-seed numbers
+    rhos = [cancer["per_seed"][s]["ft"]["spearman"] for s in ("0", "1")]
+    assert f"| LEGCNet-FT | {np.mean(rhos):.2f} +/- {np.std(rhos, ddof=1):.2f} (n=2) |" in md
+    # 2 seeds only: no verdict can be reached
+    assert rep["agreement"]["verdicts"]["cancer/ft"]["verdict"] == "inconclusive"
+    assert "Verdict on the paper's claim" in md and "inconclusive" in md
+    # MNIST alpha table beside Table 4, in the paper's layout
+    assert "| model | L1 784-50 | L2 50-30 | L3 30-10 |" in md
+    assert "(2.19 / 1.63)" in md and "(2.30 / 1.53)" in md
+    dense_l1 = rep["alpha"]["ours"]["dense"][0]["alpha"]
+    assert f"| Dense | {dense_l1:.2f}" in md
+    assert tool.main(args) == 2  # refuses to overwrite without --force
+    assert out.read_text() == md
