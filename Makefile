@@ -10,7 +10,7 @@ STAMP := $(VENV)/.legc-installed
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[edge,dev]'
+	$(PY) -m pip install --quiet -e '.[edge,dev,diagnostics]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -25,6 +25,8 @@ _LAZY = {
     "load_model": "keras_legc.pruning",
     "save_model": "keras_legc.pruning",
     "dense_layers": "keras_legc.layers",
+    "diagnose": "keras_legc.diagnostics",
+    "Diagnosis": "keras_legc.diagnostics",
 }
 
 
