@@ -25,6 +25,8 @@ _LAZY = {
     "load_model": "keras_legc.pruning",
     "save_model": "keras_legc.pruning",
     "dense_layers": "keras_legc.layers",
+    "shrink": "keras_legc.neurons",
+    "prune_neurons": "keras_legc.neurons",
 }
 
 
