@@ -248,14 +248,18 @@ class DenseNet:
             raise InvalidArgumentError("the inputs contain NaN or inf. Fix: pass finite inputs.")
         return x
 
-    def forward(self, x) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Pre-activations ``Z`` and (masked) activations ``A`` of every Dense layer."""
-        a = self._x(x)
+    def forward(self, x, *, z0: np.ndarray | None = None) -> tuple[list, list]:
+        """Pre-activations ``Z`` and (masked) activations ``A`` of every Dense layer.
+
+        ``z0``: the first layer's pre-activations for ``x`` when already known (they do not
+        depend on the masks), to skip the widest matmul.
+        """
+        a = None if z0 is not None else self._x(x)
         zs, acts = [], []
         for i, (w, b, f) in enumerate(
             zip(self.kernels, self.biases, self.activations, strict=True)
         ):
-            z = a @ w + b
+            z = z0 if (i == 0 and z0 is not None) else a @ w + b
             a = _act(f, z)
             if i < len(self.hidden):
                 a = a * self.keep[self.names[i]]
@@ -925,8 +929,19 @@ def prune_neurons(
     static = bool(getattr(scorer, "static", False))
     t0 = time.perf_counter()
 
+    z0_x = xs @ net.kernels[0] + net.biases[0]  # unchanged by removals: computed once
+    z0_v = xv @ net.kernels[0] + net.biases[0]
+    labels_v = (
+        _targets(net, y_val, len(xv)).argmax(axis=1) if net.kernels[-1].shape[1] > 1 else None
+    )
+
     def evaluate(cur):
-        return accuracy(cur, xv, y_val), float(_loss_from_z(cur, cur.forward(xs)[0][-1], t, loss))
+        out = cur.forward(None, z0=z0_v)[1][-1]
+        if labels_v is None:
+            acc = float(np.mean((out[:, 0] > 0.5) == (np.asarray(y_val).reshape(-1) > 0.5)))
+        else:
+            acc = float(np.mean(out.argmax(axis=1) == labels_v))
+        return acc, float(_loss_from_z(cur, cur.forward(None, z0=z0_x)[0][-1], t, loss))
 
     acc0, loss0 = evaluate(net)
     accs, losses, removed = [acc0], [loss0], []
