@@ -27,6 +27,8 @@ _LAZY = {
     "dense_layers": "keras_legc.layers",
     "diagnose": "keras_legc.diagnostics",
     "Diagnosis": "keras_legc.diagnostics",
+    "shrink": "keras_legc.neurons",
+    "prune_neurons": "keras_legc.neurons",
 }
 
 
