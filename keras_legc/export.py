@@ -217,9 +217,10 @@ def load_inputs(path: str | os.PathLike, what: str = "inputs") -> np.ndarray:
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if isinstance(data, np.ndarray):
-                return data
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            return data
+        with data:
             names = [n for n in ("x", "inputs", "x_train") if n in data.files]
             names = names or data.files
             if len(names) != 1 and names == data.files:
