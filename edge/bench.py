@@ -180,7 +180,7 @@ def load_interpreter(
             interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             if "delegate" not in str(exc).lower() or not hasattr(mod, "OpResolverType"):
-                raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
+                raise  # handled below
             notes.append(
                 f"default delegate failed ({str(exc).splitlines()[0]}); using builtin ops without "
                 "delegates"
@@ -191,10 +191,10 @@ def load_interpreter(
             )
             interp.allocate_tensors()
     except MemoryError as exc:
-        raise MemoryLimitError(_memory_message(runtime, "load")) from exc
+        raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
     except (RuntimeError, ValueError) as exc:
-        if _limited() and "alloc" in str(exc).lower():
-            raise MemoryLimitError(_memory_message(runtime, "load")) from exc
+        if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
+            raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
         raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
     return interp, runtime, notes
 
@@ -206,7 +206,7 @@ def _limited() -> bool:
 def _memory_message(runtime: str, what: str) -> str:
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     return (
-        f"the {runtime} interpreter ran out of memory trying to {what} the model under the memory "
+        f"{runtime} ran out of memory trying to {what} the model under the memory "
         f"limit ({limit / 2**20:.0f} MB of address space for the whole process). The model does "
         "not fit this constrained profile. Fix: raise --memory-limit-mb, or shrink the model "
         "(neuron pruning, int8)."
@@ -374,7 +374,7 @@ def benchmark(
             sample = np.random.default_rng(seed).normal(size=inp["shape"][1:]).astype(np.float32)
         result["latency"] = time_model(interp, sample, runs, warmup)
     except MemoryError as exc:
-        raise MemoryLimitError(_memory_message(runtime, "run")) from exc
+        raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "run")) from exc
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
@@ -476,6 +476,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     except MemoryLimitError as exc:
         print(f"legc-edge: MEMORY LIMIT: {exc}", file=sys.stderr)
+        return EXIT_MEMORY
+    except MemoryError:
+        print(
+            f"legc-edge: MEMORY LIMIT: {_memory_message('the benchmark', 'read or run')}",
+            file=sys.stderr,
+        )
         return EXIT_MEMORY
     except EdgeError as exc:
         print(f"legc-edge: error: {exc}", file=sys.stderr)
