@@ -397,8 +397,8 @@ def _export_info(model_path: Path) -> dict | None:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict):
-        return None
+    if not isinstance(info, dict) or "quantization" not in info:
+        return None  # not written by legc export
     keys = ("quantization", "sparse", "sparsity", "densify", "ops", "tflite_bytes", "layer_units")
     out = {k: info.get(k) for k in keys}
     out["verification"] = info.get("verification")
@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-kb", type=float, help="fail (exit 4) when the file exceeds this (KiB = 1024 B)"
     )
+    parser.add_argument("--label", help="a name for this model in reports (e.g. lenet/block-90)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     args = parser.parse_args(argv)
@@ -489,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = []
     for result in results:
         result["constraints"] = {"threads": threads, **constraints}
+        result["label"] = args.label
         codes.append(_report(result, args))
     code = EXIT_MISMATCH if EXIT_MISMATCH in codes else max(codes)
     out = results[0] if len(results) == 1 else {
