@@ -164,6 +164,7 @@ def plot(rows: list[dict], path: str | os.PathLike, title: str | None = None) ->
                         ax.axhline(r["p50_ms"], ls="--", lw=1, color="grey")
                         ax.annotate(f"{runtime} dense", (0, r["p50_ms"]), fontsize=7)
             ax.set_title(f"{g}, {q}")
+            ax.set_xlim(-2, 100)
             ax.set_xlabel("sparsity (%)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_yscale("log")
