@@ -27,3 +27,8 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The device-side venv (numpy 1.26 + tflite-runtime 2.14 only); tests use it via LEGC_DEVICE_PYTHON.
+.PHONY: device-env
+device-env:
+	bash .ci/device_env.sh

@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
 """Latency benchmark of a .tflite model on the device side: numpy + one interpreter, no TensorFlow.
 
-Runs the model at batch 1 with LiteRT (``ai_edge_litert``) or ``tflite_runtime``, reports p50/p90/p99
-latency, model size and peak RSS, and checks the outputs against the reference file written by
-``legc export`` (``<model>.reference.npz``): a mismatch fails loudly (exit 3), a p50 over
-``--budget-ms`` fails (exit 4).
+Runs the model at batch 1 with LiteRT (``ai_edge_litert``) or ``tflite_runtime`` (or both, side by
+side), reports load time, first-invoke and warm-up time, p50/p90/p99 latency, throughput, model
+size and peak RSS, and checks the outputs against the reference file written by ``legc export``
+(``<model>.reference.npz``): a mismatch fails loudly (exit 3), a p50 over ``--budget-ms`` or a file
+over ``--budget-kb`` fails (exit 4), a hit ``--memory-limit-mb`` fails (exit 5), bad input exits 2.
+
+The output check: max |runtime - Keras| over the reference inputs, on dequantised outputs, must be
+<= the tolerance recorded at export (per quantization, times the reference's scale
+max(1, max |y|): 1e-4 float, 1e-2 float16, 5e-2 dynamic, 0.1 int8); and the outputs must not have
+collapsed (std below 5% of the reference's std across the reference rows), which is how
+tflite-runtime 2.14's wrong, near-all-zero block-sparse int8 outputs look.
 
 Usage:
-    python bench.py model.tflite [--reference model.reference.npz] [--runs 500] [--threads 1]
-                    [--runtime auto|litert|tflite_runtime] [--budget-ms 1.0] [--json out.json]
+    python bench.py model.tflite [--reference model.reference.npz] [--runs 500] [--warmup 50]
+                    [--runtime auto|litert|tflite-runtime|both] [--threads 1] [--pin-core N]
+                    [--memory-limit-mb M] [--constrained] [--budget-ms 1.0] [--budget-kb 500]
+                    [--json out.json [--force]]
 
 This file is self-contained: copy it to a device that has numpy and an interpreter.
 """
@@ -26,11 +35,102 @@ from pathlib import Path
 
 import numpy as np
 
-EXIT_OK, EXIT_USAGE, EXIT_MISMATCH, EXIT_BUDGET = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_MISMATCH, EXIT_BUDGET, EXIT_MEMORY = 0, 2, 3, 4, 5
+RUNTIMES = ("litert", "tflite_runtime")
+# Outputs whose spread across the reference rows is below this fraction of the reference's spread
+# have collapsed (e.g. near all-zero): a mismatch even when within the absolute tolerance.
+COLLAPSE_RATIO = 0.05
 
 
 class EdgeError(Exception):
     """A problem with the model, the reference or the runtime; the message says how to fix it."""
+
+
+class MemoryLimitError(EdgeError):
+    """The model could not be loaded or run within ``--memory-limit-mb``."""
+
+
+def canonical_runtime(name: str) -> str:
+    """``tflite-runtime`` and ``tflite_runtime`` are the same runtime; so are ``litert`` and
+    ``ai-edge-litert``."""
+    name = {"tflite-runtime": "tflite_runtime", "ai-edge-litert": "litert"}.get(name, name)
+    if name not in (*RUNTIMES, "auto", "both"):
+        raise EdgeError(f"unknown runtime {name!r}. Fix: use auto, litert, tflite-runtime or both.")
+    return name
+
+
+def resolve_runtimes(runtime: str) -> list[str]:
+    """The runtimes to run: ``auto`` = the first installed, ``both`` = LiteRT and tflite-runtime
+    (both must be installed)."""
+    runtime = canonical_runtime(runtime)
+    found = available_runtimes()
+    if runtime == "auto":
+        if not found:
+            raise EdgeError(
+                "no TFLite interpreter is installed. Fix: pip install ai-edge-litert "
+                "(or tflite-runtime on devices that only have that)."
+            )
+        return found[:1]
+    wanted = list(RUNTIMES) if runtime == "both" else [runtime]
+    missing = [r for r in wanted if r not in found]
+    if missing:
+        pip = {"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime==2.14.0 numpy<2"}
+        raise EdgeError(
+            f"--runtime {runtime} needs {', '.join(missing)}, which is not installed (found: "
+            f"{', '.join(found) or 'none'}). Fix: pip install {' '.join(pip[m] for m in missing)}, "
+            "or pick an installed runtime."
+        )
+    return wanted
+
+
+def apply_constraints(pin_core: int | None = None, memory_limit_mb: float | None = None) -> dict:
+    """Pin this process to one CPU core and/or cap its address space (RLIMIT_AS), for a
+    constrained-device profile. Returns what was applied.
+
+    The memory limit covers the whole process (Python, numpy and the interpreter included), so it
+    must exceed what the process already maps; the current size is named if it does not.
+    """
+    applied = {}
+    if pin_core is not None:
+        allowed = sorted(os.sched_getaffinity(0))
+        if pin_core not in allowed:
+            raise EdgeError(
+                f"--pin-core {pin_core} is not a core this process may use ({allowed}). Fix: pass "
+                "one of those."
+            )
+        os.sched_setaffinity(0, {pin_core})
+        applied["pinned_core"] = pin_core
+    if memory_limit_mb is not None:
+        if memory_limit_mb <= 0:
+            raise EdgeError(
+                f"--memory-limit-mb must be positive, got {memory_limit_mb}. Fix: pass e.g. 512."
+            )
+        current = _address_space_mb()
+        if current is not None and memory_limit_mb <= current:
+            raise MemoryLimitError(
+                f"--memory-limit-mb {memory_limit_mb:g} is below what this process already maps "
+                f"({current:.0f} MB of address space: Python, numpy and the interpreter library). "
+                "Fix: raise the limit above that; it caps the whole process."
+            )
+        limit = int(memory_limit_mb * 2**20)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY and limit > hard:
+            limit = hard
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        applied["memory_limit_mb"] = memory_limit_mb
+        applied["address_space_before_mb"] = current
+    return applied
+
+
+def _address_space_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def available_runtimes() -> list[str]:
@@ -55,20 +155,17 @@ def load_interpreter(
     If the default XNNPACK delegate cannot prepare the model (e.g. int8 with unstructured sparsity
     in LiteRT 2.3), fall back to the builtin op resolver without default delegates, and say so.
     """
+    runtime = canonical_runtime(runtime)
+    if runtime == "both":
+        raise EdgeError("load_interpreter loads one runtime; pick litert or tflite-runtime.")
     if runtime == "auto":
-        found = available_runtimes()
-        if not found:
-            raise EdgeError(
-                "no TFLite interpreter is installed. Fix: pip install ai-edge-litert "
-                "(or tflite-runtime on devices that only have that)."
-            )
-        runtime = found[0]
+        runtime = resolve_runtimes("auto")[0]
     if runtime == "litert":
         from ai_edge_litert import interpreter as mod
     elif runtime == "tflite_runtime":
         from tflite_runtime import interpreter as mod
     else:
-        raise EdgeError(f"unknown runtime {runtime!r}; use auto, litert or tflite_runtime.")
+        raise EdgeError(f"unknown runtime {runtime!r}. Fix: use auto, litert or tflite-runtime.")
     kwargs = (
         {"model_content": bytes(model)}
         if isinstance(model, (bytes, bytearray))
@@ -78,20 +175,42 @@ def load_interpreter(
         kwargs["num_threads"] = int(threads)
     notes = []
     try:
-        interp = mod.Interpreter(**kwargs)
-        interp.allocate_tensors()
+        try:
+            interp = mod.Interpreter(**kwargs)
+            interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            if "delegate" not in str(exc).lower() or not hasattr(mod, "OpResolverType"):
+                raise  # handled below
+            notes.append(
+                f"default delegate failed ({str(exc).splitlines()[0]}); using builtin ops without "
+                "delegates"
+            )
+            interp = mod.Interpreter(
+                experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                **kwargs,
+            )
+            interp.allocate_tensors()
+    except MemoryError as exc:
+        raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
     except (RuntimeError, ValueError) as exc:
-        if "delegate" not in str(exc).lower() or not hasattr(mod, "OpResolverType"):
-            raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
-        notes.append(
-            f"default delegate failed ({str(exc).splitlines()[0]}); using builtin ops without delegates"
-        )
-        interp = mod.Interpreter(
-            experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            **kwargs,
-        )
-        interp.allocate_tensors()
+        if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
+            raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
+        raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
     return interp, runtime, notes
+
+
+def _limited() -> bool:
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
+def _memory_message(runtime: str, what: str) -> str:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return (
+        f"{runtime} ran out of memory trying to {what} the model under the memory "
+        f"limit ({limit / 2**20:.0f} MB of address space for the whole process). The model does "
+        "not fit this constrained profile. Fix: raise --memory-limit-mb, or shrink the model "
+        "(neuron pruning, int8)."
+    )
 
 
 def run_model(interp, inputs: np.ndarray) -> np.ndarray:
@@ -159,10 +278,17 @@ def check_outputs(interp, ref: dict) -> dict:
         )
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
     atol = float(ref["atol"])
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    want_std, got_std = float(np.std(want)), float(np.std(got))
+    collapsed = bool(len(got) > 1 and want_std > 0 and got_std < COLLAPSE_RATIO * want_std)
     return {
         "max_abs_error": err,
+        "relative_error": err / scale,
         "atol": atol,
-        "ok": bool(err <= atol),
+        "collapsed": collapsed,
+        "output_std": got_std,
+        "reference_std": want_std,
+        "ok": bool(err <= atol and not collapsed),
         "n_reference": int(len(got)),
     }
 
@@ -172,7 +298,9 @@ def time_model(interp, sample: np.ndarray, runs: int = 500, warmup: int = 50) ->
     inp = interp.get_input_details()[0]
     interp.set_tensor(inp["index"], _quantize(sample[None, ...], inp))
     t_warm = time.perf_counter()
-    for _ in range(warmup):
+    interp.invoke()
+    first_ms = (time.perf_counter() - t_warm) * 1e3
+    for _ in range(max(0, warmup - 1)):
         interp.invoke()
     warm_s = time.perf_counter() - t_warm
     times = np.empty(runs)
@@ -185,6 +313,7 @@ def time_model(interp, sample: np.ndarray, runs: int = 500, warmup: int = 50) ->
         "runs": runs,
         "warmup": warmup,
         "warmup_s": warm_s,
+        "first_invoke_ms": first_ms,
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -217,29 +346,64 @@ def benchmark(
     if reference is None:
         guess = model_path.with_suffix(".reference.npz")
         reference = guess if guess.exists() else None
+    ref = load_reference(reference) if reference is not None else None
+    t_load = time.perf_counter()
     interp, runtime, notes = load_interpreter(model_path, runtime, threads)
+    load_ms = (time.perf_counter() - t_load) * 1e3
     inp = interp.get_input_details()[0]
     result = {
         "model": str(model_path),
         "model_bytes": len(data),
         "runtime": runtime,
+        "runtime_version": _runtime_version(runtime),
+        "numpy": np.__version__,
         "threads": threads,
         "notes": notes,
         "input_shape": [int(d) for d in inp["shape"]],
         "input_dtype": np.dtype(inp["dtype"]).name,
+        "load_ms": load_ms,
+        "export": _export_info(model_path),
     }
-    if reference is not None:
-        ref = load_reference(reference)
-        result["reference"] = str(reference)
-        result["check"] = check_outputs(interp, ref)
-        sample = ref["inputs"][0]
-    else:
-        result["check"] = None
-        sample = np.random.default_rng(seed).normal(size=inp["shape"][1:]).astype(np.float32)
-    result["latency"] = time_model(interp, sample, runs, warmup)
+    try:
+        if ref is not None:
+            result["reference"] = str(reference)
+            result["check"] = check_outputs(interp, ref)
+            sample = ref["inputs"][0]
+        else:
+            result["check"] = None
+            sample = np.random.default_rng(seed).normal(size=inp["shape"][1:]).astype(np.float32)
+        result["latency"] = time_model(interp, sample, runs, warmup)
+    except MemoryError as exc:
+        raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "run")) from exc
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
+
+
+def _runtime_version(runtime: str) -> str | None:
+    module = {"litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime"}[runtime]
+    try:
+        from importlib.metadata import version
+
+        return version({"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}[runtime])
+    except Exception:  # noqa: BLE001 - informational only
+        return getattr(sys.modules.get(module), "__version__", None)
+
+
+def _export_info(model_path: Path) -> dict | None:
+    """What legc export recorded beside the model (quantization, sparsity, ...), if present."""
+    path = model_path.with_suffix(".json")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or "quantization" not in info:
+        return None  # not written by legc export
+    keys = ("quantization", "sparse", "sparsity", "densify", "ops", "tflite_bytes", "layer_units")
+    out = {k: info.get(k) for k in keys}
+    out["verification"] = info.get("verification")
+    out["label"] = info.get("label")
+    return out
 
 
 def _write_json(path: Path, obj, force: bool) -> None:
@@ -259,32 +423,100 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", help="reference .npz from legc export (default: beside the model)"
     )
-    parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite_runtime"])
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=["auto", "litert", "tflite-runtime", "tflite_runtime", "both"],
+        help="interpreter; both = LiteRT and tflite-runtime side by side",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=50, help="untimed invokes first")
+    parser.add_argument("--pin-core", type=int, help="pin the process to this CPU core")
+    parser.add_argument(
+        "--memory-limit-mb", type=float, help="cap the process address space (RLIMIT_AS)"
+    )
+    parser.add_argument(
+        "--constrained",
+        action="store_true",
+        help="constrained profile: 1 thread, pinned to one core (--pin-core or the first allowed)",
+    )
     parser.add_argument(
         "--budget-ms", type=float, help="fail (exit 4) when p50 latency exceeds this"
     )
+    parser.add_argument(
+        "--budget-kb", type=float, help="fail (exit 4) when the file exceeds this (KiB = 1024 B)"
+    )
+    parser.add_argument("--label", help="a name for this model in reports (e.g. lenet/block-90)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     args = parser.parse_args(argv)
-    try:
-        result = benchmark(
-            args.model,
-            args.reference,
-            runtime=args.runtime,
-            threads=args.threads,
-            runs=args.runs,
-            warmup=args.warmup,
+    threads = 1 if args.constrained else args.threads
+    pin = args.pin_core
+    if args.constrained and pin is None:
+        pin = min(os.sched_getaffinity(0))
+    if args.json and Path(args.json).exists() and not args.force:
+        print(
+            f"legc-edge: error: {args.json} exists. Fix: choose another --json path or pass --force.",
+            file=sys.stderr,
         )
+        return EXIT_USAGE
+    try:
+        runtimes = resolve_runtimes(args.runtime)
+        constraints = apply_constraints(pin, args.memory_limit_mb)
+        results = [
+            benchmark(
+                args.model,
+                args.reference,
+                runtime=r,
+                threads=threads,
+                runs=args.runs,
+                warmup=args.warmup,
+            )  # fmt: skip
+            for r in runtimes
+        ]
+    except MemoryLimitError as exc:
+        print(f"legc-edge: MEMORY LIMIT: {exc}", file=sys.stderr)
+        return EXIT_MEMORY
+    except MemoryError:
+        print(
+            f"legc-edge: MEMORY LIMIT: {_memory_message('the benchmark', 'read or run')}",
+            file=sys.stderr,
+        )
+        return EXIT_MEMORY
     except EdgeError as exc:
         print(f"legc-edge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    codes = []
+    for result in results:
+        result["constraints"] = {"threads": threads, **constraints}
+        result["label"] = args.label
+        codes.append(_report(result, args))
+    code = EXIT_MISMATCH if EXIT_MISMATCH in codes else max(codes)
+    out = results[0] if len(results) == 1 else {
+        "model": results[0]["model"],
+        "model_bytes": results[0]["model_bytes"],
+        "runtimes": results,
+        "tensorflow_imported": "tensorflow" in sys.modules,
+    }  # fmt: skip
+    out["exit_code"] = code
+    if args.json:
+        try:
+            _write_json(Path(args.json), out, args.force)
+        except EdgeError as exc:
+            print(f"legc-edge: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return code
+
+
+def _report(result: dict, args) -> int:
+    """Print one runtime's result; apply the output check and the budgets; return its exit code."""
     lat, check = result["latency"], result["check"]
     print(
-        f"{result['model']}: {result['model_bytes']} bytes, {result['runtime']}, "
-        f"p50 {lat['p50_ms']:.4f} ms  p90 {lat['p90_ms']:.4f} ms  p99 {lat['p99_ms']:.4f} ms, "
+        f"{result['model']}: {result['model_bytes']} bytes, {result['runtime']} "
+        f"{result['runtime_version'] or ''}, load {result['load_ms']:.1f} ms, first invoke "
+        f"{lat['first_invoke_ms']:.3f} ms, p50 {lat['p50_ms']:.4f} ms  p90 {lat['p90_ms']:.4f} ms  "
+        f"p99 {lat['p99_ms']:.4f} ms, {lat['throughput_per_s']:.0f}/s, "
         f"peak RSS {result['peak_rss_bytes'] / 2**20:.1f} MiB"
     )
     for note in result["notes"]:
@@ -296,10 +528,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     elif not check["ok"]:
+        why = (
+            f"the outputs collapsed (std {check['output_std']:.3g} vs the reference's "
+            f"{check['reference_std']:.3g})"
+            if check["collapsed"]
+            else f"max |error| {check['max_abs_error']:.6g} > atol {check['atol']:.3g}"
+        )
         print(
-            f"legc-edge: OUTPUT MISMATCH: max |error| {check['max_abs_error']:.6g} > atol {check['atol']:.3g} "
-            f"on {check['n_reference']} reference inputs. This runtime computes wrong results for this model; "
-            "do not ship it (try another runtime or quantization).",
+            f"legc-edge: OUTPUT MISMATCH ({result['runtime']}): {why} on {check['n_reference']} "
+            "reference inputs. This runtime computes wrong results for this model; do not ship "
+            "it (try another runtime or quantization).",
             file=sys.stderr,
         )
         code = EXIT_MISMATCH
@@ -307,21 +545,26 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"outputs match the reference: max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}"
         )
+    budgets = {}
     if args.budget_ms is not None:
-        result["budget_ms"] = args.budget_ms
+        budgets["budget_ms"] = args.budget_ms
         if lat["p50_ms"] > args.budget_ms:
             print(
                 f"legc-edge: OVER BUDGET: p50 {lat['p50_ms']:.4f} ms > --budget-ms {args.budget_ms}",
                 file=sys.stderr,
             )
             code = code or EXIT_BUDGET
+    if args.budget_kb is not None:
+        budgets["budget_kb"] = args.budget_kb
+        kib = result["model_bytes"] / 1024
+        if kib > args.budget_kb:
+            print(
+                f"legc-edge: OVER BUDGET: the model is {kib:.1f} KiB > --budget-kb {args.budget_kb}",
+                file=sys.stderr,
+            )
+            code = code or EXIT_BUDGET
+    result.update(budgets)
     result["exit_code"] = code
-    if args.json:
-        try:
-            _write_json(Path(args.json), result, args.force)
-        except EdgeError as exc:
-            print(f"legc-edge: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
     return code
 
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from keras_legc.errors import LegcError
 
@@ -114,13 +113,15 @@ def score(
 @click.option("--sparse", is_flag=True, help="Store weights with >= 50% zeros as sparse tensors.")
 @click.option(
     "--representative-data",
+    "--representative",
+    "representative_data",
     type=click.Path(exists=True, path_type=Path),
-    help=".npy of model inputs (int8 calibration).",
+    help=".npy/.npz of your model inputs (int8 calibration; the last rows are held out to verify).",
 )
 @click.option(
     "--reference-inputs",
     type=click.Path(exists=True, path_type=Path),
-    help=".npy of inputs for the reference outputs.",
+    help=".npy/.npz of inputs for the reference outputs.",
 )
 @click.option("--n-reference", default=16, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
@@ -130,11 +131,10 @@ def export(
     """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz."""
     from keras_legc.export import export_tflite
 
-    rep = np.load(representative_data) if representative_data else None
-    ref = np.load(reference_inputs) if reference_inputs else None
     report = _run(
         export_tflite, model, out, quantization=quantization, sparse=sparse,
-        representative_data=rep, reference_inputs=ref, n_reference=n_reference, overwrite=force,
+        representative_data=representative_data, reference_inputs=reference_inputs,
+        n_reference=n_reference, overwrite=force,
     )  # fmt: skip
     v = report["verification"]
     click.echo(

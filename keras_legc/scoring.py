@@ -26,7 +26,7 @@ from keras_legc.granger import (
     granger_test,
 )
 from keras_legc.history import History
-from keras_legc.masks import Mask, mask_from_ranking
+from keras_legc.masks import Mask, block_reduce, check_block, mask_from_ranking
 
 FORMAT = "keras_legc.scores"
 FORMAT_VERSION = 1
@@ -139,6 +139,7 @@ class Scores:
         *,
         sparsity: float | None = None,
         per_layer: bool = False,
+        block: tuple[int, int] | None = None,
     ) -> Mask:
         """A mask from the scores.
 
@@ -149,13 +150,32 @@ class Scores:
             sparsity: target mode: prune this fraction of weights, least causal (highest p) first,
                 ties broken by smallest final magnitude; degenerate weights are pruned last.
             per_layer: in target mode, reach the sparsity in every layer instead of globally.
+            block: in target mode, prune whole blocks: ``(1, 16)`` = 1 output unit x 16
+                consecutive input weights (TFLite's (out, in) orientation; in the Keras kernel,
+                16 consecutive rows of one column), the structure TFLite's sparse kernel runs
+                faster. A block's evidence is the mean of ``-log10 p`` over its weights with a
+                valid test (the least causal blocks, lowest mean, are pruned first; ties by the
+                smallest block L2 norm); blocks whose weights are all degenerate are pruned last.
+                A partial last block (layer size not a multiple) is a smaller block. The reached
+                sparsity is in ``mask.info["reached_sparsity"]``, within half a block of the
+                request.
 
         Degenerate weights (no valid test) are always kept in paper mode, and counted.
+
+        Example:
+            >>> mask = scores.mask(sparsity=0.9, block=(1, 16))
+            >>> mask.info["reached_sparsity"]
+            0.9
         """
         if alpha is not None and sparsity is not None:
             raise InvalidArgumentError(
                 "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
                 "one of them."
+            )
+        if block is not None and sparsity is None:
+            raise InvalidArgumentError(
+                "block= prunes whole blocks to a target sparsity; paper mode (alpha) decides "
+                "weight by weight. Fix: pass sparsity=... together with block=."
             )
         if self.n_degenerate == self.n_weights:
             raise HistoryError(
@@ -173,6 +193,8 @@ class Scores:
             base["lag"] = self.lags[0]
         if sparsity is not None:
             kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
+            if block is not None:
+                return self._block_mask(kernels, sparsity, block, per_layer, base)
             p = self._split(np.where(self.degenerate == OK, self.pvalues, 0.0))
             deg = self._split(self.degenerate != OK)
             keys = {n: [np.abs(kernels[n]), -p[n], deg[n]] for n in self.layers}
@@ -185,6 +207,23 @@ class Scores:
             )
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         return Mask(self._split(keep), {**base, "alpha": float(alpha)})
+
+    def _block_mask(self, kernels, sparsity, block, per_layer, base) -> Mask:
+        b = check_block(block)
+        valid = self.degenerate == OK
+        # -log10 p of valid tests (p floored at 1e-300 so p = 0 stays finite); NaN = no test.
+        evidence = np.where(valid, -np.log10(np.maximum(self.pvalues, 1e-300)), np.nan)
+        evidence = self._split(evidence)
+        keys = {}
+        for n in self.layers:
+            mean = block_reduce(evidence[n], b, "mean")
+            all_degenerate = np.isnan(mean)
+            norm = block_reduce(np.square(kernels[n]), b, "sum")
+            keys[n] = [norm, np.where(all_degenerate, 0.0, mean), all_degenerate]
+        info = {**base, "block_score": "mean -log10 p over valid weights"}
+        return mask_from_ranking(
+            keys, sparsity, per_layer=per_layer, info=info, block=b, shapes=self.shapes
+        )
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
