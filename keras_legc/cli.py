@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from keras_legc.errors import LegcError
 
@@ -199,6 +200,8 @@ def diagnose(dense, pruned, data, key, out, background, explain, top_k, seed, pr
     )  # fmt: skip
     click.echo(result.summary())
     click.echo(f"wrote {out / 'report.md'}, {out / 'report.json'} and plots")
+
+
 # ---- legc neurons (issue 5): thin commands over keras_legc.neurons ----------------------------------
 
 

@@ -53,6 +53,7 @@ class PaperSetup:
     init: str = "normal"
     loss: str = "mse"
     dense_cap: int = 500
+    dtype: str = "float64"
 
     def spec(self) -> MLPSpec:
         return MLPSpec(self.sizes, self.activations, self.loss)
@@ -68,7 +69,7 @@ PAPER_SETUPS = {
     "vowel": PaperSetup((3, 4, 6), SIG2, 0.5, 0.80, pt_epochs=5),
     "mnist": PaperSetup(
         (784, 50, 30, 10), ("sigmoid", "sigmoid", "softmax"), 0.5, 0.92, batch_size=128,
-        window=50, pt_epochs=5, init="torch", dense_cap=150,
+        window=50, pt_epochs=5, init="torch", dense_cap=150, dtype="float32",
     ),
 }  # fmt: skip
 
@@ -76,11 +77,11 @@ PAPER_SETUPS = {
 SWEEP_SETUPS = {
     "mnist-784-50-30-10": PaperSetup(
         (784, 50, 30, 10), ("sigmoid", "sigmoid", "softmax"), 0.5, 1.0, batch_size=128,
-        window=50, init="torch", dense_cap=30,
+        window=50, init="torch", dense_cap=30, dtype="float32",
     ),
     "lenet-300-100": PaperSetup(
         (784, 300, 100, 10), ("relu", "relu", "softmax"), 0.1, 1.0, batch_size=128,
-        window=50, init="glorot", loss="crossentropy", dense_cap=10,
+        window=50, init="glorot", loss="crossentropy", dense_cap=10, dtype="float32",
     ),
 }  # fmt: skip
 
@@ -228,7 +229,7 @@ def run_paper_dataset(
     if config.mnist_train and name == "mnist":
         split = _subsample(split, config.mnist_train)
     spec = setup.spec()
-    init = MLP.init(spec, seed=seed, scheme=setup.init)
+    init = MLP.init(spec, seed=seed, scheme=setup.init, dtype=setup.dtype)
     steps_per_epoch = -(-len(split.y_train) // setup.batch_size)
     rec = StreamingRecorder(
         init, setup.window, (split.x_val, split.y_val), steps_per_epoch,
@@ -314,7 +315,7 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
     if config.mnist_train:
         split = _subsample(split, config.mnist_train)
     spec = setup.spec()
-    net = MLP.init(spec, seed=seed, scheme=setup.init)
+    net = MLP.init(spec, seed=seed, scheme=setup.init, dtype=setup.dtype)
     steps_per_epoch = -(-len(split.y_train) // setup.batch_size)
     rec = StreamingRecorder(net, setup.window, (split.x_val, split.y_val), steps_per_epoch)
     epochs = max(1, int(round(setup.dense_cap * max(config.dense_cap_scale, 0.1))))
