@@ -355,5 +355,65 @@ def neurons_shrink(model, record, out, count, fold_x, force):
     )
 
 
+@main.command()
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/reproduce"), show_default=True,
+    help="Run directory: results.json, models/<mode>/<dataset>/seed<s>/<method>.keras, data/.",
+)  # fmt: skip
+@click.option(
+    "--docs", type=click.Path(path_type=Path), default=Path("docs"), show_default=True,
+    help="Where results.md and img/results_*.png are written.",
+)  # fmt: skip
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), envvar="LEGC_DATA_DIR",
+    help="Folder with legcnet/ and mnist/ (default $LEGC_DATA_DIR).",
+)  # fmt: skip
+@click.option("--quick", is_flag=True, help="A short run for tests (2 datasets, 2 seeds).")
+@click.option("--datasets", help="Comma-separated subset, e.g. cancer,iris (default: all).")
+@click.option("--modes", help="Comma-separated subset of paper,clean (default: both).")
+@click.option("--seeds", help="Comma-separated seeds (default 0,1,2,3,4).")
+@click.option("--no-sweep", is_flag=True, help="Skip the accuracy-vs-sparsity sweep.")
+@click.option("--no-models", is_flag=True, help="Do not save the trained models.")
+@click.option(
+    "--report-only", is_flag=True, help="Only (re)write the report from OUT/results.json."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing results.json and report.")
+def reproduce(out, docs, data_dir, quick, datasets, modes, seeds, no_sweep, no_models,
+              report_only, force):  # fmt: skip
+    """Reproduce the LEGCNet paper's tables (FT, PT, random, magnitude; paper and clean modes)
+    plus an accuracy-vs-sparsity sweep, and write docs/results.md with verdicts."""
+    from dataclasses import replace
+
+    from keras_legc.reproduce import ReproduceConfig, load_results
+    from keras_legc.reproduce import reproduce as run
+    from keras_legc.results_report import write_report
+
+    def split(text):
+        return tuple(t.strip() for t in text.split(",") if t.strip())
+
+    if report_only:
+        results = _run(load_results, out)
+    else:
+        cfg = ReproduceConfig.quick() if quick else ReproduceConfig()
+        try:
+            if datasets:
+                cfg = replace(cfg, datasets=split(datasets))
+            if modes:
+                cfg = replace(cfg, modes=split(modes))
+            if seeds:
+                cfg = replace(cfg, seeds=tuple(int(s) for s in split(seeds)))
+        except ValueError:
+            raise click.BadParameter("seeds must be comma-separated integers, e.g. 0,1,2") from None
+        if no_sweep:
+            cfg = replace(cfg, sweep=())
+        if no_models:
+            cfg = replace(cfg, save_models=False)
+        results = _run(run, out, cfg, data_dir=data_dir, overwrite=force)
+    command = "legc reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "legc reproduce"
+    path = _run(write_report, results, docs, command=command.strip(), data_dir=data_dir,
+                overwrite=force)  # fmt: skip
+    click.echo(f"wrote {out / 'results.json'} and {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -108,7 +108,7 @@ class ReproduceConfig:
     @classmethod
     def quick(cls) -> ReproduceConfig:
         return cls(
-            datasets=("iris", "banknote", "mnist"), seeds=(0, 1), extra_epochs=5,
+            datasets=("iris", "banknote"), seeds=(0, 1), extra_epochs=5, clean_min_windows=8,
             dense_cap_scale=0.1, sweep=("mnist-784-50-30-10",), sweep_sparsities=(0.5, 0.9),
             sweep_seeds=(0,), sweep_finetune_epochs=1, mnist_train=1000,
         )  # fmt: skip
@@ -319,6 +319,8 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
     steps_per_epoch = -(-len(split.y_train) // setup.batch_size)
     rec = StreamingRecorder(net, setup.window, (split.x_val, split.y_val), steps_per_epoch)
     epochs = max(1, int(round(setup.dense_cap * max(config.dense_cap_scale, 0.1))))
+    # At least 8 windows, so the Granger test has a few lags to work with.
+    epochs = max(epochs, -(-(setup.window + 7 * rec.ring.stride) // steps_per_epoch))
     t0 = time.perf_counter()
     train(
         net, split.x_train, split.y_train, lr=setup.lr, batch_size=setup.batch_size,
