@@ -410,9 +410,31 @@ def reproduce(
         paper_dataset("mnist", data_dir, preprocessing="clean")
     t0 = time.perf_counter()
     runs, sweep = [], []
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(complete: bool) -> dict:
+        # Written after every run (atomically): an interrupted reproduction keeps what it did.
+        results = {
+            "format": "keras_legc.reproduce",
+            "version": 1,
+            "complete": complete,
+            "config": asdict(config),
+            "environment": _environment(),
+            "paper_setups": {k: asdict(v) for k, v in PAPER_SETUPS.items()},
+            "sweep_setups": {k: asdict(v) for k, v in SWEEP_SETUPS.items()},
+            "runs": runs,
+            "sweep": sweep,
+            "seconds": time.perf_counter() - t0,
+        }
+        atomic_write_json(out / "results.json", results, overwrite=True)
+        return results
+
     total = len(config.datasets) * len(config.modes) * len(config.seeds)
-    for mode in config.modes:
-        for name in config.datasets:
+    # The cheap tabular datasets first, then the sweep, then the paper's MNIST net (the longest).
+    tabular = [d for d in config.datasets if d != "mnist"]
+
+    def paper_runs(pairs):
+        for name, mode in pairs:
             split = None
             for seed in config.seeds:
                 record, models, split = run_paper_dataset(
@@ -431,26 +453,18 @@ def reproduce(
                     )
                     + f" [{record['seconds']:.1f} s]"
                 )  # fmt: skip
+                save(False)
+
+    paper_runs([(d, m) for d in tabular for m in config.modes])
     for name in config.sweep:
         for seed in config.sweep_seeds:
             rec = run_sweep_net(name, seed, config, data_dir)
             sweep.append(rec)
             log(f"sweep {name} seed {seed}: dense {rec['dense_accuracy']:.4f} "
                 f"[{rec['seconds']:.1f} s]")  # fmt: skip
-    results = {
-        "format": "keras_legc.reproduce",
-        "version": 1,
-        "config": asdict(config),
-        "environment": _environment(),
-        "paper_setups": {k: asdict(v) for k, v in PAPER_SETUPS.items()},
-        "sweep_setups": {k: asdict(v) for k, v in SWEEP_SETUPS.items()},
-        "runs": runs,
-        "sweep": sweep,
-        "seconds": time.perf_counter() - t0,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", results, overwrite=True)
-    return results
+            save(False)
+    paper_runs([("mnist", m) for m in config.modes if "mnist" in config.datasets])
+    return save(True)
 
 
 def _save_models(out: Path, mode: str, name: str, seed: int, models: dict, split: Split) -> None:

@@ -335,6 +335,16 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
         f"max lag {cfg['max_lag']}; retraining cap = record epochs + {cfg['extra_epochs']}.",
         "Regenerate with the same command; every number below comes from its `results.json`.",
         "",
+    ]
+    if not results.get("complete", True):
+        done = sorted({f"{r['mode']} {r['dataset']}" for r in results["runs"]})
+        lines += [
+            f"**Partial run**: the run was stopped before it finished; this report covers "
+            f"{len(results['runs'])} dataset/mode/seed runs ({', '.join(done)}) and "
+            f"{len(results.get('sweep', []))} sweep runs. Re-run the command for the rest.",
+            "",
+        ]
+    lines += [
         "## Verdicts",
         "",
         f"Rules: *keeps accuracy* = mean test-accuracy loss against dense below "
