@@ -204,18 +204,7 @@ def _verdicts(per: dict) -> list[dict]:
         worse = sorted(k for k, r in dirs.items() if r == "worse")
         if base == "random":
             claim = "LEGC masks beat random masks at equal sparsity"
-            if not dirs:
-                verdict, why = "inconclusive", "no comparisons"
-            elif better and not worse and len(better) * 2 >= len(dirs):
-                verdict, why = "reproduced", f"better on {', '.join(better)}"
-            elif not better:
-                verdict = "not reproduced"
-                why = "no significant difference on any dataset" + (
-                    f"; worse on {', '.join(worse)}" if worse else ""
-                )
-            else:
-                verdict = "inconclusive"
-                why = f"better on {', '.join(better) or 'none'}, worse on {', '.join(worse) or 'none'}"
+            verdict, why = _majority(better, worse, len(dirs), "better", "worse")
         else:
             claim = "LEGC masks are at least as good as magnitude masks at equal sparsity"
             if not dirs:
@@ -231,23 +220,27 @@ def _verdicts(per: dict) -> list[dict]:
     epochs = collect("epochs ft-dense", _direction)
     fewer = sorted(d for d, r in epochs.items() if r == "worse")  # negative difference = fewer
     more = sorted(d for d, r in epochs.items() if r == "better")
-    if not epochs:
-        verdict, why = "inconclusive", "no comparisons"
-    elif fewer and not more and len(fewer) * 2 >= len(epochs):
-        verdict, why = "reproduced", f"significantly fewer epochs on {', '.join(fewer)}"
-    elif not fewer:
-        verdict = "not reproduced"
-        why = "no dataset needs significantly fewer epochs" + (
-            f"; more on {', '.join(more)}" if more else ""
-        )
-    else:
-        verdict = "inconclusive"
-        why = f"fewer on {', '.join(fewer)}, more on {', '.join(more) or 'none'}"
+    verdict, why = _majority(fewer, more, len(epochs), "fewer epochs", "more epochs")
     verdicts.append({
         "claim": "LEGC-FT reaches the training-accuracy threshold in fewer epochs than dense",
         "verdict": verdict, "why": why, "per_dataset": epochs,
     })  # fmt: skip
     return verdicts
+
+
+def _majority(good: list, bad: list, n: int, good_label: str, bad_label: str):
+    """Reproduced when significantly good on at least half the comparisons and bad on none;
+    not reproduced when good on none; inconclusive otherwise."""
+    if not n:
+        return "inconclusive", "no comparisons"
+    if good and not bad and len(good) * 2 >= n:
+        return "reproduced", f"significantly {good_label} on {', '.join(good)}"
+    if not good:
+        extra = f"; {bad_label} on {', '.join(bad)}" if bad else ""
+        return "not reproduced", f"no significant difference ({good_label}) on any dataset{extra}"
+    return "inconclusive", (
+        f"{good_label} on {', '.join(good)}, {bad_label} on {', '.join(bad) or 'none'}"
+    )
 
 
 def sweep_table(results: dict) -> dict:
