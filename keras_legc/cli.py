@@ -43,13 +43,19 @@ def main():
     help="Rewind to the initial weights and retrain (paper) instead of fine-tuning.",
 )
 @click.option("--quick", is_flag=True, help="A short run for tests (fewer epochs, smaller window).")
-def demo(out, force, seed, sparsity, alpha, rewind, quick):
-    """Train, score, prune, fine-tune, export and benchmark on embedded data; print one table."""
+@click.option(
+    "--no-diagnose",
+    is_flag=True,
+    help="Skip the diagnostics stage (WeightWatcher alphas, SHAP agreement with the dense model).",
+)
+def demo(out, force, seed, sparsity, alpha, rewind, quick, no_diagnose):
+    """Train, score, prune, fine-tune, export, benchmark and diagnose on embedded data; one table."""
     from keras_legc.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(
-        out=out, force=force, seed=seed, quick=quick, sparsity=sparsity, alpha=alpha, rewind=rewind
-    )
+        out=out, force=force, seed=seed, quick=quick, sparsity=sparsity, alpha=alpha,
+        rewind=rewind, diagnose=not no_diagnose,
+    )  # fmt: skip
     _run(run_demo, cfg)
 
 
@@ -377,11 +383,17 @@ def neurons_shrink(model, record, out, count, fold_x, force):
 @click.option(
     "--report-only", is_flag=True, help="Only (re)write the report from OUT/results.json."
 )
+@click.option(
+    "--no-diagnose",
+    is_flag=True,
+    help="Skip docs/diagnostics.md (SHAP agreement over seeds, MNIST alpha table).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing results.json and report.")
 def reproduce(out, docs, data_dir, quick, datasets, modes, seeds, no_sweep, no_models,
-              report_only, force):  # fmt: skip
+              report_only, no_diagnose, force):  # fmt: skip
     """Reproduce the LEGCNet paper's tables (FT, PT, random, magnitude; paper and clean modes)
-    plus an accuracy-vs-sparsity sweep, and write docs/results.md with verdicts."""
+    plus an accuracy-vs-sparsity sweep, and write docs/results.md with verdicts; then diagnose the
+    saved models (docs/diagnostics.md) when the diagnostics extra is installed."""
     from dataclasses import replace
 
     from keras_legc.reproduce import ReproduceConfig, load_results
@@ -413,6 +425,33 @@ def reproduce(out, docs, data_dir, quick, datasets, modes, seeds, no_sweep, no_m
     path = _run(write_report, results, docs, command=command.strip(), data_dir=data_dir,
                 overwrite=force)  # fmt: skip
     click.echo(f"wrote {out / 'results.json'} and {path}")
+    if not no_diagnose:
+        _diagnose_reproduction(out, docs, results, command.strip(), force)
+
+
+def _diagnose_reproduction(out: Path, docs: Path, results: dict, command: str, force: bool) -> None:
+    from keras_legc.errors import MissingDependencyError
+    from keras_legc.paper_diagnostics import DiagnosticsSettings, write_diagnostics
+
+    mode = next((m for m in ("paper", "clean") if (out / "models" / m).is_dir()), None)
+    if mode is None:
+        click.echo("diagnostics skipped: no saved models (the run used --no-models).")
+        return
+    quick = results.get("config", {}).get("mnist_train") is not None
+    settings = DiagnosticsSettings(background=20, explain=20) if quick else DiagnosticsSettings()
+    click.echo(f"diagnosing the saved {mode}-mode models (SHAP agreement, WeightWatcher) ...")
+    try:
+        record = write_diagnostics(
+            out, docs / "diagnostics.md", mode=mode, settings=settings, overwrite=force,
+            command=command,
+        )  # fmt: skip
+    except MissingDependencyError as exc:  # the run's results stand without the optional extra
+        click.echo(f"diagnostics skipped: {exc}")
+        return
+    except LegcError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    verdict = record["agreement"].get("overall", "no verdict") if record["agreement"] else "none"
+    click.echo(f"wrote {docs / 'diagnostics.md'} (feature-importance verdict: {verdict})")
 
 
 if __name__ == "__main__":  # pragma: no cover

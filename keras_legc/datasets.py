@@ -38,10 +38,11 @@ def breast_cancer(seed: int = 0, val: float = 0.2, test: float = 0.2) -> Split:
     """
     from sklearn.datasets import load_breast_cancer
 
-    x, y = load_breast_cancer(return_X_y=True)
+    bunch = load_breast_cancer()
     return _split(
-        x, y, seed, val, test, "breast_cancer", "sklearn load_breast_cancer (WDBC), 569 x 30"
-    )
+        bunch.data, bunch.target, seed, val, test, "breast_cancer",
+        "sklearn load_breast_cancer (WDBC), 569 x 30", tuple(map(str, bunch.feature_names)),
+    )  # fmt: skip
 
 
 def mnist_test_split(
@@ -90,7 +91,7 @@ def _stratified(y: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.nda
     return rng.permutation(np.concatenate(first)), rng.permutation(np.concatenate(second))
 
 
-def _split(x, y, seed, val, test, name, description) -> Split:
+def _split(x, y, seed, val, test, name, description, feature_names=()) -> Split:
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise InvalidArgumentError(
             f"val and test fractions must be in (0, 1) and sum below 1, got {val}, {test}."
@@ -111,6 +112,7 @@ def _split(x, y, seed, val, test, name, description) -> Split:
         name, int(y.max()) + 1,
         f"{description}; stratified {len(train_idx)}/{len(val_idx)}/{len(test_idx)} "
         f"train/val/test, seed {seed}, standardised on train",
+        tuple(feature_names) or tuple(f"x{j}" for j in range(x.shape[1])),
     )  # fmt: skip
 
 

@@ -1,7 +1,9 @@
-"""``legc demo``: the whole pipeline on the embedded breast-cancer data, from fit to a benchmarked .tflite.
+"""``legc demo``: the whole pipeline on the embedded breast-cancer data, from fit to a benchmarked .tflite
+and a health check of every pruned model.
 
 train dense + WeightHistory -> score -> LEGC mask -> prune + fine-tune; the same for random and
-magnitude masks at the same number of pruned weights -> strip -> export -> edge benchmark -> table.
+magnitude masks at the same number of pruned weights -> strip -> export -> edge benchmark ->
+diagnostics (WeightWatcher alpha, SHAP agreement with the dense model) -> table.
 A composition of the public API: nothing here that a user could not write.
 """
 
@@ -39,10 +41,13 @@ class DemoConfig:
     window: int = 50
     max_lag: int = 14
     bench_runs: int = 2000
+    diagnose: bool = True
+    shap_rows: int = 100
 
     def __post_init__(self):
         if self.quick:
             self.epochs, self.finetune_epochs, self.window, self.bench_runs = 12, 2, 20, 200
+            self.shap_rows = 40
 
 
 def _say(msg: str) -> None:
@@ -68,7 +73,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     tf().config.experimental.enable_op_determinism()
     data = breast_cancer(seed=cfg.seed)
     n_steps = cfg.epochs * int(np.ceil(len(data.x_train) / cfg.batch_size))
-    stages = 6
+    stages = 7 if cfg.diagnose else 6
 
     def build():
         layers = [k.layers.Input(shape=(data.x_train.shape[1],))]
@@ -193,6 +198,15 @@ def run_demo(cfg: DemoConfig) -> dict:
         rows[name]["p50_us"] = 1000.0 * bench["latency"]["p50_ms"]
         rows[name]["edge_check_max_abs_error"] = bench["check"]["max_abs_error"]
 
+    # 7. diagnostics: is each pruned model still healthy, does it rank features like the dense one?
+    diagnostics = None
+    if cfg.diagnose:
+        diagnostics = _diagnose(cfg, out, models, data, stages)
+        if diagnostics is not None:
+            for name, agreement in diagnostics["agreement"].items():
+                rows[name]["shap_spearman"] = agreement["spearman"]
+                rows[name]["shap_topk_overlap"] = agreement["topk_overlap"]
+
     table = format_table(rows)
     summary = {
         "config": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in cfg.__dict__.items()},
@@ -212,6 +226,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             "pruned_pct": 100.0 * legc.sparsity,
         },
         "results": rows,
+        "diagnostics": diagnostics,
         "seconds": time.perf_counter() - t_start,
         "out": str(out),
     }
@@ -223,20 +238,55 @@ def run_demo(cfg: DemoConfig) -> dict:
         f"used {'alpha=' + str(cfg.alpha) if cfg.alpha is not None else f'target sparsity {cfg.sparsity}'}."
     )
     print(f"Artefacts in {out}/: history/ (LE series), dense.keras, scores.npz, mask_*.npz, "
-          f"<method>.keras, tflite/*.tflite|.json|.reference.npz|.bench.json, summary.json, summary.md")  # fmt: skip
+          f"<method>.keras, tflite/*.tflite|.json|.reference.npz|.bench.json, "
+          f"{'diagnostics/ (report.md, alpha.png, shap.png), ' if diagnostics else ''}"
+          f"summary.json, summary.md")  # fmt: skip
     print(f"Done in {summary['seconds']:.0f} s.")
     return summary
 
 
+def _diagnose(cfg: DemoConfig, out: Path, models: dict, data, stages: int) -> dict | None:
+    """Stage 7: WeightWatcher alphas and SHAP agreement (None, with a note, without the extra)."""
+    import keras_legc as kl
+    from keras_legc.errors import MissingDependencyError
+
+    _say(f"[7/{stages}] diagnostics: WeightWatcher alpha per layer, SHAP importance on "
+         f"{cfg.shap_rows} test rows, agreement with the dense model ...")  # fmt: skip
+    dense, pruned = models["dense"], {k: v for k, v in models.items() if k != "dense"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", kl.LegcWarning)  # small layers: flagged in the report
+            d = kl.diagnose(
+                dense, pruned, data.x_test, background=cfg.shap_rows, explain=cfg.shap_rows,
+                feature_names=data.feature_names or None, seed=cfg.seed,
+                out_dir=out / "diagnostics", overwrite=cfg.force,
+            )  # fmt: skip
+    except MissingDependencyError as e:
+        _say(f"      skipped: {e}")
+        return None
+    _say("      " + d.summary().replace("\n", "\n      "))
+    return {"report": str(out / "diagnostics" / "report.md"), "agreement": d.agreement}
+
+
 def format_table(rows: dict) -> str:
-    """The demo's result table in Markdown."""
-    lines = [
-        "| model | accuracy | macro-F1 | pruned % | non-zero weights | .tflite bytes | p50 latency (us) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    """The demo's result table in Markdown (with SHAP agreement columns when diagnosed)."""
+    shap = any("shap_spearman" in r for r in rows.values())
+    head = "| model | accuracy | macro-F1 | pruned % | non-zero weights | .tflite bytes | p50 latency (us) |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    if shap:
+        head += " SHAP Spearman vs dense | SHAP top-k overlap |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for name, r in rows.items():
-        lines.append(
+        line = (
             f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['pruned_pct']:.1f} | "
             f"{r['nonzero_weights']} | {r['tflite_bytes']} | {r['p50_us']:.2f} |"
         )
+        if shap:
+            line += (
+                f" {r['shap_spearman']:.3f} | {r['shap_topk_overlap']:.2f} |"
+                if "shap_spearman" in r
+                else " (reference) | (reference) |"
+            )
+        lines.append(line)
     return "\n".join(lines)

@@ -37,6 +37,33 @@ def test_demo_prints_the_table_and_writes_artefacts(demo_run):
         assert (out / f).exists(), f
 
 
+def test_demo_diagnoses_every_pruned_model(demo_run):
+    out, proc = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    diag = summary["diagnostics"]
+    assert set(diag["agreement"]) == {"LEGC", "random", "magnitude"}
+    for name, a in diag["agreement"].items():
+        assert -1.0 <= a["spearman"] <= 1.0 and 0.0 <= a["topk_overlap"] <= 1.0
+        assert summary["results"][name]["shap_spearman"] == a["spearman"]
+    report = json.loads((out / "diagnostics" / "report.json").read_text())
+    assert report["feature_names"][0] == "mean radius"  # sklearn's names, not x0
+    for f in ("report.md", "shap.png", "alpha.png"):
+        assert (out / "diagnostics" / f).exists(), f
+    assert "SHAP Spearman vs dense" in proc.stdout and "(reference)" in proc.stdout
+
+
+def test_demo_table_without_diagnostics_has_no_shap_columns():
+    from keras_legc.demo import format_table
+
+    row = {"accuracy": 0.9, "macro_f1": 0.9, "pruned_pct": 0.0, "nonzero_weights": 10,
+           "tflite_bytes": 100, "p50_us": 1.0}  # fmt: skip
+    assert "SHAP" not in format_table({"dense": row})
+    with_shap = format_table(
+        {"dense": row, "LEGC": {**row, "shap_spearman": 0.5, "shap_topk_overlap": 0.4}}
+    )
+    assert "| 0.500 | 0.40 |" in with_shap and "(reference)" in with_shap
+
+
 def test_demo_refuses_to_overwrite(demo_run):
     out, _ = demo_run
     proc = subprocess.run(

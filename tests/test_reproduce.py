@@ -154,11 +154,17 @@ def test_quick_reproduction_end_to_end_through_the_cli(tmp_path):
     assert any(v in text for v in ("**reproduced**", "**not reproduced**", "**inconclusive**"))
     assert (docs / "img/results_sweep_mnist-784-50-30-10.png").stat().st_size > 1000
     assert (out / "models/paper/iris/seed0/dense.keras").is_file()
+    # The saved models are diagnosed (banknote is one of the paper's SHAP datasets).
+    diag = json.loads((docs / "diagnostics.json").read_text())
+    assert set(diag["agreement"]["datasets"]) == {"banknote"}
+    assert diag["agreement"]["verdicts"]["banknote/ft"]["verdict"] == "inconclusive"  # 2 seeds
+    assert "feature-importance verdict" in res.output
     # Never overwrites without --force; --report-only regenerates from results.json.
     res = CliRunner().invoke(main, args)
     assert res.exit_code != 0 and "OutputExistsError" in res.output
-    res = CliRunner().invoke(main, [*args, "--report-only", "--force"])
+    res = CliRunner().invoke(main, [*args, "--report-only", "--force", "--no-diagnose"])
     assert res.exit_code == 0, res.output
+    assert "diagnosing" not in res.output
 
 
 def test_overwrite_refused_and_bad_config(tmp_path):
