@@ -283,11 +283,17 @@ def run_paper_dataset(
         record["masks"][variant] = info
         cap = record_epochs + config.extra_epochs
         sparsity = mask.n_pruned / spec.n_weights
-        family = {
-            variant: mask,
-            f"random_{variant}": random_mask(mask, sparsity, seed=seed),
-            f"magnitude_{variant}": magnitude_mask(final, sparsity),
-        }
+        if mask.n_pruned == spec.n_weights:
+            # No weight tested causal: the baselines at the same count are the same empty net
+            # (only biases train). Recorded, not skipped: it is the method's result.
+            info["pruned_all"] = True
+            family = {variant: mask, f"random_{variant}": mask, f"magnitude_{variant}": mask}
+        else:
+            family = {
+                variant: mask,
+                f"random_{variant}": random_mask(mask, sparsity, seed=seed),
+                f"magnitude_{variant}": magnitude_mask(final, sparsity),
+            }
         for method, m in family.items():
             net, r = _train_run(init, setup, split, seed, cap, mask=m)
             record["methods"][method] = {

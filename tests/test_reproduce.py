@@ -86,6 +86,18 @@ def test_protocol_rewinds_every_method_to_the_same_initial_weights():
     assert models["ft"].n_nonzero <= n - k
 
 
+@needs_data
+def test_a_mask_that_prunes_every_weight_is_a_result_not_a_crash():
+    """Paper-mode Iris-3f, seed 1: every p-value is ~1, so FT prunes all 36 weights. The random
+    and magnitude baselines at the same count are then the same empty net (no random_mask(1.0))."""
+    record, models, _ = run_paper_dataset("iris3f", "paper", 1, ReproduceConfig(), DATA)
+    n = record["n_weights"]
+    assert record["masks"]["ft"]["pruned_all"] is True
+    for method in ("ft", "random_ft", "magnitude_ft"):
+        assert record["methods"][method]["pruned"] == n and models[method].n_nonzero == 0
+        assert record["methods"][method]["pct_pruned"] == 100.0
+
+
 def test_paired_comparison_matches_scipy_and_counts():
     from scipy.stats import ttest_rel
 
