@@ -186,8 +186,9 @@ def paper_dataset(
         data_dir: the folder holding ``legcnet/`` and ``mnist/`` (default ``$LEGC_DATA_DIR``).
             Every file is checked against its published SHA-256.
         preprocessing: ``"paper"``: the authors' quirks: Cancer, Banknote and Titanic
-            standardised *per sample across features* (train and test alike), Iris and Vowel as
-            the CSV gives them (the authors' scaling is undocumented), MNIST raw 0-255 pixels; the
+            standardised *per sample across features* (train and test alike), Iris as the CSV
+            gives it, Vowel standardised per feature on train (a choice: the authors' scaling is
+            undocumented and raw formants do not train), MNIST raw 0-255 pixels; the
             "validation" arrays are the *test* set (the authors sampled the misclassification
             target on test data). ``"clean"``: per-feature standardisation fit on the training
             part only (MNIST too: pixels in [0, 1] do not train this sigmoid/MSE net in 150
@@ -220,6 +221,13 @@ def paper_dataset(
     if preprocessing == "paper":
         if name in ("cancer", "banknote", "titanic"):
             x_tr, x_te = _per_sample(x_tr), _per_sample(x_te)
+        elif name == "vowel":
+            # Choice: the spec gives no scaling for Vowel. Raw formants (hundreds to thousands of
+            # Hz) saturate the sigmoids: the dense net stays at chance (0.169 after 500 epochs,
+            # measured), while the paper reports 0.746 in 8 epochs. So the authors scaled; we
+            # standardise per feature with the training part's statistics.
+            mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+            x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
         elif name == "mnist":
             x_tr, x_te = x_tr * 255.0, x_te * 255.0
         x_va, y_va, how = x_te, y_te, "paper quirks; target sampled on the TEST set"
