@@ -73,11 +73,14 @@ PAPER_SETUPS = {
     ),
 }  # fmt: skip
 
-#: Networks of the sparsity sweep (target mode, fine-tuned from trained weights).
+#: Networks of the sparsity sweep (target mode, fine-tuned from trained weights). Choice: the
+#: paper's 784-50-30-10 is trained with cross-entropy here; with its MSE loss on the clean
+#: (standardised) split it reached only 0.21-0.36 test accuracy in 30 epochs (measured), against
+#: 0.905 after 10 epochs with cross-entropy, and a sweep from an untrained net says nothing.
 SWEEP_SETUPS = {
     "mnist-784-50-30-10": PaperSetup(
         (784, 50, 30, 10), ("sigmoid", "sigmoid", "softmax"), 0.5, 1.0, batch_size=128,
-        window=50, init="torch", dense_cap=30, dtype="float32",
+        window=50, init="torch", loss="crossentropy", dense_cap=30, dtype="float32",
     ),
     "lenet-300-100": PaperSetup(
         (784, 300, 100, 10), ("relu", "relu", "softmax"), 0.1, 1.0, batch_size=128,

@@ -477,6 +477,21 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
             f"{cfg['sweep_seeds']}. Test accuracy mean ± sd; in brackets, before fine-tuning.",
             "",
         ]
+        for net, setup in results.get("sweep_setups", {}).items():
+            if net in table:
+                lines.append(
+                    f"- {net}: {'-'.join(map(str, setup['sizes']))}, "
+                    f"{'/'.join(setup['activations'])}, {setup['loss']} loss, SGD lr "
+                    f"{setup['lr']}, batch {setup['batch_size']}, {setup['init']} init, "
+                    f"{setup['dense_cap']} dense epochs recorded (window {setup['window']})."
+                )
+        lines += [
+            "- **Choice:** 784-50-30-10 is trained with cross-entropy in the sweep, not the "
+            "paper's MSE: with MSE on the standardised split it reached only 0.21-0.36 test "
+            "accuracy after 30 epochs (measured on 5 seeds), against 0.905 after 10 epochs with "
+            "cross-entropy, and pruning an untrained net says nothing.",
+            "",
+        ]
         for net, rows in table.items():
             sps = sorted(k for k in rows if k != "dense")
             lines += [
