@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from keras_legc import __version__
 from keras_legc._io import read_npz, write_npz
 from keras_legc._layout import split_by_layer
 from keras_legc._progress import Progress
-from keras_legc.errors import HistoryError, InvalidArgumentError, MaskMismatchError, NonFiniteError
+from keras_legc.errors import (
+    HistoryError,
+    InvalidArgumentError,
+    LegcWarning,
+    MaskMismatchError,
+    NonFiniteError,
+)
 from keras_legc.granger import (
     DEFAULT_CHUNK,
     DEGENERATE_REASONS,
@@ -192,13 +199,20 @@ class Scores:
         if len(self.lags) == 1:
             base["lag"] = self.lags[0]
         if sparsity is not None:
+            fix = (
+                "a lower sparsity"
+                if per_layer
+                else "per_layer=True (the same sparsity in every layer), or a lower sparsity"
+            )
             kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
             if block is not None:
-                return self._block_mask(kernels, sparsity, block, per_layer, base)
+                m = self._block_mask(kernels, sparsity, block, per_layer, base)
+                return _warn_empty_layers(m, fix)
             p = self._split(np.where(self.degenerate == OK, self.pvalues, 0.0))
             deg = self._split(self.degenerate != OK)
             keys = {n: [np.abs(kernels[n]), -p[n], deg[n]] for n in self.layers}
-            return mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
+            m = mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
+            return _warn_empty_layers(m, fix)
         alpha = 0.05 if alpha is None else alpha
         if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
             raise InvalidArgumentError(
@@ -206,7 +220,8 @@ class Scores:
                 "0.05."
             )
         keep = (self.degenerate != OK) | (self.evidence < alpha)
-        return Mask(self._split(keep), {**base, "alpha": float(alpha)})
+        m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
+        return _warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
 
     def _block_mask(self, kernels, sparsity, block, per_layer, base) -> Mask:
         b = check_block(block)
@@ -285,6 +300,22 @@ class Scores:
             qvalues=qvalues,
             lags=meta.get("lags"),
         )
+
+
+def _warn_empty_layers(mask: Mask, fix: str) -> Mask:
+    """Warn when a mask prunes every kernel weight of a layer (the net no longer sees its input)."""
+    empty = [name for name, keep in mask.items() if not keep.any()]
+    if empty:
+        warnings.warn(
+            f"the mask prunes every kernel weight of layer(s) {empty}: they pass only their bias, "
+            "so the network's output no longer depends on its input and no fine-tuning can "
+            "recover it (a global ranking does this when a layer's p-values are uniformly high). "
+            f"Fix: {fix}.",
+            LegcWarning,
+            stacklevel=3,
+        )
+    mask.info["empty_layers"] = empty
+    return mask
 
 
 def score(

@@ -145,6 +145,10 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument(
+        "--note", action="append", default=[],
+        help="a paragraph for the header (e.g. the machine's load); repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     doc = Path(args.doc)
     if doc.exists() and not args.force:
@@ -232,9 +236,12 @@ def write_doc(args, doc, img_dir, rows_json, keras_rows, notes, sparsities) -> N
         f"{datetime.date.today().isoformat()}, on a 2-core CPU dev machine, Python "
         f"{platform.python_version()}, TF {tf().__version__}.",
         "",
-        "**Latency numbers are provisional**: the machine was shared with other jobs while this ran; "
-        "the script re-runs the whole table with one command on a quiet machine.",
+        "Latencies are p50/p90/p99 of one benchmark per row on this machine (not a device); "
+        "compare rows within the table, and re-run the command on the target device for its "
+        "own numbers.",
     ]
+    for note in args.note:
+        lines += ["", note]
     if args.quick:
         lines += ["", "**This is a --quick smoke run, not a measurement.**"]
     lines += [
