@@ -213,7 +213,9 @@ def _mask_or_reason(history: History, alpha: float, max_lag: int):
     """``(Scores, Mask)`` or ``(None, reason)`` when the history cannot be tested."""
     try:
         scores = _score_quietly(history, max_lag)
-        return scores, scores.mask(alpha=alpha)
+        with warnings.catch_warnings():  # emptied layers are recorded (mask.info) instead
+            warnings.simplefilter("ignore", LegcWarning)
+            return scores, scores.mask(alpha=alpha)
     except HistoryError as exc:
         return None, str(exc).split(". Fix")[0]
 
@@ -280,6 +282,7 @@ def run_paper_dataset(
         p = scores.pvalues[scores.degenerate == 0]
         info.update(
             pruned=mask.n_pruned, max_lag=scores.max_lag, degenerate=scores.n_degenerate,
+            empty_layers=mask.info.get("empty_layers", []),
             median_p=float(np.median(p)) if p.size else None,
             min_p=float(p.min()) if p.size else None,
         )  # fmt: skip
@@ -341,11 +344,15 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
     dense_acc = net.accuracy(split.x_test, split.y_test)
     rows = []
     for s in config.sweep_sparsities:
-        masks = {
-            "legc": scores.mask(sparsity=s),
-            "random": random_mask(scores.shapes, s, seed=seed),
-            "magnitude": magnitude_mask(net.kernel_dict(), s),
-        }
+        with warnings.catch_warnings():  # emptied layers are recorded per row instead
+            warnings.simplefilter("ignore", LegcWarning)
+            masks = {
+                "legc": scores.mask(sparsity=s),
+                # The same sparsity in every layer: a global ranking can empty whole layers.
+                "legc_per_layer": scores.mask(sparsity=s, per_layer=True),
+                "random": random_mask(scores.shapes, s, seed=seed),
+                "magnitude": magnitude_mask(net.kernel_dict(), s),
+            }
         for method, m in masks.items():
             tuned = net.copy()
             for k, name_ in zip(tuned.kernels, spec.names, strict=True):
@@ -357,6 +364,7 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
             )  # fmt: skip
             rows.append({
                 "sparsity": s, "method": method, "pruned": m.n_pruned,
+                "layer_pruned": {n: float(1.0 - k.mean()) for n, k in m.items()},
                 "accuracy_no_finetune": before,
                 "accuracy": tuned.accuracy(split.x_test, split.y_test),
             })  # fmt: skip

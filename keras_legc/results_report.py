@@ -256,6 +256,38 @@ def sweep_table(results: dict) -> dict:
     return out
 
 
+def _epochs_of(results: dict, net: str) -> str:
+    epochs = sorted({r["epochs"] for r in results.get("sweep", []) if r["net"] == net})
+    return "/".join(map(str, epochs)) or "?"
+
+
+def _collapse_lines(sweep: list[dict], net: str) -> list[str]:
+    """Which masks pruned every kernel weight of some layer (the net then ignores its input)."""
+    emptied: dict[tuple[str, float], list[int]] = {}
+    seeds = 0
+    for rec in sweep:
+        if rec["net"] != net:
+            continue
+        seeds += 1
+        for row in rec["rows"]:
+            full = [n for n, f in row.get("layer_pruned", {}).items() if f >= 1.0]
+            if full:
+                emptied.setdefault((row["method"], row["sparsity"]), []).append(len(full))
+    if not emptied:
+        return ["No mask emptied a whole layer."]
+    parts = [
+        f"{m} at {100 * s:.0f}% in {len(v)}/{seeds} seeds"
+        for (m, s), v in sorted(emptied.items())
+    ]  # fmt: skip
+    return [
+        "Masks that pruned **every** kernel weight of at least one layer (the net's output then "
+        "ignores its input, which no fine-tuning repairs; `Scores.mask` warns about it): "
+        + "; ".join(parts) + ". A global LEGC ranking prunes the later, smaller layers first "
+        "when their p-values are uniformly high; `per_layer=True` keeps every layer at the "
+        "requested sparsity."
+    ]  # fmt: skip
+
+
 def plot_sweep(table: dict, img_dir: Path, overwrite: bool) -> list[Path]:
     import matplotlib
 
@@ -263,11 +295,14 @@ def plot_sweep(table: dict, img_dir: Path, overwrite: bool) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    colors = {"legc": "tab:red", "random": "tab:gray", "magnitude": "tab:blue"}
+    colors = {"legc": "tab:red", "legc_per_layer": "tab:orange", "random": "tab:gray",
+              "magnitude": "tab:blue"}  # fmt: skip
     for net, rows in table.items():
         sps = sorted(k for k in rows if k != "dense")
         fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
         for method, color in colors.items():
+            if not all(method in rows[s] for s in sps):
+                continue
             for idx, style, label in ((0, "-o", "fine-tuned"), (1, ":x", "no fine-tune")):
                 means = [np.mean(rows[s][method][idx]) for s in sps]
                 sds = [np.std(rows[s][method][idx], ddof=1) if len(rows[s][method][idx]) > 1
@@ -483,7 +518,7 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
                     f"- {net}: {'-'.join(map(str, setup['sizes']))}, "
                     f"{'/'.join(setup['activations'])}, {setup['loss']} loss, SGD lr "
                     f"{setup['lr']}, batch {setup['batch_size']}, {setup['init']} init, "
-                    f"{setup['dense_cap']} dense epochs recorded (window {setup['window']})."
+                    f"{_epochs_of(results, net)} dense epochs recorded (window {setup['window']})."
                 )
         lines += [
             "- **Choice:** 784-50-30-10 is trained with cross-entropy in the sweep, not the "
@@ -492,27 +527,28 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
             "cross-entropy, and pruning an untrained net says nothing.",
             "",
         ]
+        labels = {"legc": "LEGC", "legc_per_layer": "LEGC per layer", "random": "random",
+                  "magnitude": "magnitude"}  # fmt: skip
         for net, rows in table.items():
             sps = sorted(k for k in rows if k != "dense")
+            methods = [m for m in labels if all(m in rows[s] for s in sps)]
+            ours = [m for m in ("legc", "legc_per_layer") if m in methods]
+            pairs = [(a, b) for a in ours for b in ("random", "magnitude") if b in methods]
             lines += [
                 f"### {net} (dense {_ms(rows['dense'])})",
                 "",
-                "| % pruned | LEGC | random | magnitude | LEGC - random | LEGC - magnitude |",
-                "|---|---|---|---|---|---|",
-            ]
+                "| % pruned | " + " | ".join(labels[m] for m in methods) + " | "
+                + " | ".join(f"{labels[a]} - {labels[b]}" for a, b in pairs) + " |",
+                "|---|" + "---|" * (len(methods) + len(pairs)),
+            ]  # fmt: skip
             for s in sps:
                 r = rows[s]
-                cells = [
-                    f"{_ms(r[m][0])} ({np.mean(r[m][1]):.4f})"
-                    for m in ("legc", "random", "magnitude")
-                ]
-                c1 = paired(r["legc"][0], r["random"][0])
-                c2 = paired(r["legc"][0], r["magnitude"][0])
-                lines.append(
-                    f"| {100 * s:.0f} | " + " | ".join(cells)
-                    + f" | {_fmt_pair(c1)} {_direction(c1)} | {_fmt_pair(c2)} {_direction(c2)} |"
-                )  # fmt: skip
-            lines.append("")
+                cells = [f"{_ms(r[m][0])} ({np.mean(r[m][1]):.4f})" for m in methods]
+                for a, b in pairs:
+                    c = paired(r[a][0], r[b][0])
+                    cells.append(f"{_fmt_pair(c)} {_direction(c)}")
+                lines.append(f"| {100 * s:.0f} | " + " | ".join(cells) + " |")
+            lines += ["", *_collapse_lines(results.get("sweep", []), net), ""]
         for p in plots:
             lines += [f"![{p.stem}]({p.relative_to(docs).as_posix()})", ""]
         sweep = results.get("sweep", [])
