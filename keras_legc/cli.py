@@ -420,8 +420,9 @@ def reproduce(out, docs, data_dir, quick, datasets, modes, seeds, no_sweep, no_m
             cfg = replace(cfg, sweep=())
         if no_models:
             cfg = replace(cfg, save_models=False)
-        results = _run(run, out, cfg, data_dir=data_dir, overwrite=force)
     command = "legc reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "legc reproduce"
+    if not report_only:
+        results = _run(run, out, cfg, data_dir=data_dir, overwrite=force, command=command.strip())
     path = _run(write_report, results, docs, command=command.strip(), data_dir=data_dir,
                 overwrite=force)  # fmt: skip
     click.echo(f"wrote {out / 'results.json'} and {path}")

@@ -393,6 +393,7 @@ def reproduce(
     data_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> dict:
     """Run the reproduction and write ``out/results.json`` (plus models and data if asked).
 
@@ -403,6 +404,7 @@ def reproduce(
         data_dir: folder with ``legcnet/`` and ``mnist/`` (default ``$LEGC_DATA_DIR``).
         overwrite: replace an existing ``results.json`` and models.
         log: called with one line per finished run (default: print to stderr).
+        command: the command line that started the run, kept in ``results.json``.
 
     Returns:
         The results dictionary that was written.
@@ -435,6 +437,7 @@ def reproduce(
             "format": "keras_legc.reproduce",
             "version": 1,
             "complete": complete,
+            "command": command,
             "config": asdict(config),
             "environment": _environment(),
             "paper_setups": {k: asdict(v) for k, v in PAPER_SETUPS.items()},
