@@ -167,12 +167,22 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     # 5. export
     _say(f"[5/{stages}] exporting each model to float TFLite (sparse storage for pruned ones) ...")
+    export_notes: set[str] = set()
     for name, model in models.items():
         path = out / "tflite" / f"{name.lower()}.tflite"
-        report = export_tflite(
-            model, path, sparse=name != "dense", representative_data=data.x_train,
-            reference_inputs=data.x_test, overwrite=cfg.force,
-        )  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", kl.LegcWarning)
+            report = export_tflite(
+                model, path, sparse=name != "dense", representative_data=data.x_train,
+                reference_inputs=data.x_test, overwrite=cfg.force,
+            )  # fmt: skip
+        for w in caught:  # the same advice for every pruned model: say it once
+            first = str(w.message).split(": layers")[0].split(" (zeros")[0]
+            if issubclass(w.category, kl.LegcWarning) and first not in export_notes:
+                export_notes.add(first)
+                _say(f"      note: {w.message}")
+            elif not issubclass(w.category, kl.LegcWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if not report["verification"]["ok"]:
             raise ExportError(
                 f"{path}: TFLite outputs differ from Keras ({report['verification']})."
