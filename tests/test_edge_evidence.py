@@ -17,11 +17,13 @@ DATA = os.environ.get("LEGC_DATA_DIR")
 )
 def test_quick_evidence_run(tmp_path):
     cmd = [sys.executable, "tools/edge_report.py", "--quick", "--out", str(tmp_path / "run"),
-           "--doc", str(tmp_path / "edge.md"), "--img-dir", str(tmp_path / "img")]  # fmt: skip
+           "--doc", str(tmp_path / "edge.md"), "--img-dir", str(tmp_path / "img"),
+           "--note", "Machine note: a test paragraph."]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = (tmp_path / "edge.md").read_text()
-    assert "--quick smoke run" in doc and "provisional" in doc
+    assert "--quick smoke run" in doc and "on the target device" in doc
+    assert "\n\nMachine note: a test paragraph.\n" in doc  # --note: its own paragraph
     assert "| lenet | block-90 | litert | float |" in doc
     assert "| lenet | unstructured-90 | litert | float |" in doc
     assert "## Target" in doc and "lenet:" in doc
