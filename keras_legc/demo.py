@@ -177,7 +177,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                 reference_inputs=data.x_test, overwrite=cfg.force,
             )  # fmt: skip
         for w in caught:  # the same advice for every pruned model: say it once
-            first = str(w.message).split(": layers")[0].split(" (zeros")[0]
+            first = str(w.message).split("(")[0]  # the advice, without the layer names
             if issubclass(w.category, kl.LegcWarning) and first not in export_notes:
                 export_notes.add(first)
                 _say(f"      note: {w.message}")
