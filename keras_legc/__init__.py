@@ -1,34 +1,34 @@
 """keras-legc: prune dense Keras networks by chaos and causality (LEGCNet), ship them to TFLite.
 
-The Keras 2 selection (``keras_legc._keras``) is imported first; TensorFlow itself is imported
+The Keras 2 selection (``keras_legc.keras.flavour``) is imported first; TensorFlow itself is imported
 lazily, on first use of a name that needs it, so the numpy core imports fast.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-import keras_legc._keras  # noqa: E402,F401  (must run before TensorFlow is imported)
+import keras_legc.keras.flavour  # noqa: E402,F401  (must run before TensorFlow is imported)
+from keras_legc._version import __version__  # noqa: E402,F401
+from keras_legc.core.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
+from keras_legc.core.history import History, load_snapshots  # noqa: E402
+from keras_legc.core.lyapunov import windowed_lyapunov  # noqa: E402
+from keras_legc.core.scoring import Scores, score  # noqa: E402
 from keras_legc.errors import *  # noqa: E402,F401,F403
-from keras_legc.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
-from keras_legc.history import History, load_snapshots  # noqa: E402
-from keras_legc.lyapunov import windowed_lyapunov  # noqa: E402
-from keras_legc.masks import Mask, magnitude_mask, random_mask  # noqa: E402
-from keras_legc.scoring import Scores, score  # noqa: E402
+from keras_legc.masking.masks import Mask, magnitude_mask, random_mask  # noqa: E402
 
 # Public names that need TensorFlow, loaded on first access.
 _LAZY = {
-    "WeightHistory": "keras_legc.callbacks",
-    "prune": "keras_legc.pruning",
-    "strip": "keras_legc.pruning",
-    "pruning_callbacks": "keras_legc.pruning",
-    "load_model": "keras_legc.pruning",
-    "save_model": "keras_legc.pruning",
-    "dense_layers": "keras_legc.layers",
+    "WeightHistory": "keras_legc.keras.callbacks",
+    "prune": "keras_legc.keras.pruning",
+    "strip": "keras_legc.keras.pruning",
+    "pruning_callbacks": "keras_legc.keras.pruning",
+    "load_model": "keras_legc.keras.pruning",
+    "save_model": "keras_legc.keras.pruning",
+    "dense_layers": "keras_legc.keras.layers",
     "diagnose": "keras_legc.diagnostics",
     "Diagnosis": "keras_legc.diagnostics",
     "shrink": "keras_legc.neurons",
     "prune_neurons": "keras_legc.neurons",
+    "export_tflite": "keras_legc.keras.export",
 }
 
 

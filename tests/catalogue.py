@@ -22,8 +22,8 @@ import numpy as np
 
 import keras_legc as kl
 from keras_legc import errors as E
-from keras_legc._keras import keras
-from keras_legc.export import export_tflite
+from keras_legc.keras.export import export_tflite
+from keras_legc.keras.flavour import keras
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -196,7 +196,7 @@ def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
 
 def newer_version(path: Path, mask) -> None:
     """Save ``mask`` as if by a future keras-legc whose mask format is version 99."""
-    from keras_legc import masks
+    from keras_legc.masking import masks
     from keras_legc._io import write_npz
 
     meta = {"format": masks.FORMAT, "version": 99, "layers": mask.layers}
@@ -332,7 +332,7 @@ CASES: list[Case] = [
              import keras_legc as kl
              sys.path.insert(0, {str(REPO / 'tests')!r})
              from catalogue import mlp
-             from keras_legc.export import export_tflite
+             from keras_legc.keras.export import export_tflite
              try:
                  export_tflite(mlp(), {str(t / 'm.tflite')!r})
              except kl.LegcError as e:

@@ -21,14 +21,14 @@ import pytest
 import keras_legc as kl
 from keras_legc import HistoryError, LegcWarning
 from keras_legc._io import stale_temp_files
-from keras_legc.history import HISTORY_FILE
+from keras_legc.core.history import HISTORY_FILE
 
 RECORD = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
     import keras_legc as kl
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     run_dir, kill_on_save = sys.argv[1], int(sys.argv[2])
     if kill_on_save:  # fault injection: die half-way through the kill_on_save-th .npz write
@@ -188,8 +188,8 @@ EXPORT = textwrap.dedent(
     import os, signal, sys
     import keras_legc as kl
     from keras_legc import _io
-    from keras_legc._keras import keras
-    from keras_legc.export import export_tflite
+    from keras_legc.keras.flavour import keras
+    from keras_legc.keras.export import export_tflite
 
     k = keras()
     k.utils.set_random_seed(0)
@@ -208,12 +208,12 @@ EXPORT = textwrap.dedent(
 
 
 def test_sigkill_during_export_leaves_no_tflite_and_the_next_export_reports_it(tmp_path):
-    from keras_legc.export import export_tflite
+    from keras_legc.keras.export import export_tflite
 
     out = tmp_path / "m.tflite"
     assert _run_child(EXPORT, str(out)) == -signal.SIGKILL
     assert not out.exists() and len(stale_temp_files(out)) == 1  # none, never half a model
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     model = k.Sequential([k.layers.Input((6,)), k.layers.Dense(5), k.layers.Dense(2)])
@@ -223,7 +223,7 @@ def test_sigkill_during_export_leaves_no_tflite_and_the_next_export_reports_it(t
 
 
 def test_save_model_is_atomic_and_loads_back(tmp_path):
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     model = k.Sequential([k.layers.Input((3,)), k.layers.Dense(2)])

@@ -11,7 +11,7 @@ import pytest
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "keras_legc.cli", "demo", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "legc_research.cli", "demo", "--quick", "--out", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,7 +53,7 @@ def test_demo_diagnoses_every_pruned_model(demo_run):
 
 
 def test_demo_table_without_diagnostics_has_no_shap_columns():
-    from keras_legc.demo import format_table
+    from legc_research.demo import format_table
 
     row = {"accuracy": 0.9, "macro_f1": 0.9, "pruned_pct": 0.0, "nonzero_weights": 10,
            "tflite_bytes": 100, "p50_us": 1.0}  # fmt: skip
@@ -67,7 +67,7 @@ def test_demo_table_without_diagnostics_has_no_shap_columns():
 def test_demo_refuses_to_overwrite(demo_run):
     out, _ = demo_run
     proc = subprocess.run(
-        [sys.executable, "-m", "keras_legc.cli", "demo", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "legc_research.cli", "demo", "--quick", "--out", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode != 0

@@ -17,7 +17,7 @@ RUN = textwrap.dedent(
     import hashlib, json, warnings
     import numpy as np
     import keras_legc as kl
-    from keras_legc._keras import keras, tf
+    from keras_legc.keras.flavour import keras, tf
 
     def digest(*arrays):
         h = hashlib.sha256()

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import keras_legc as kl
-from keras_legc._keras import keras
-from keras_legc.export import export_tflite
+from keras_legc.keras.export import export_tflite
+from keras_legc.keras.flavour import keras
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PYTHON = os.environ.get("LEGC_DEVICE_PYTHON")

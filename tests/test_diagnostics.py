@@ -124,7 +124,7 @@ def _data(n=300, f=24, seed=0):
 @pytest.fixture(scope="module")
 def tiny():
     """A trained 24-24-10-2 softmax MLP, a magnitude-pruned copy and a random-pruned copy."""
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     k.utils.set_random_seed(0)
@@ -234,7 +234,7 @@ def test_weightwatcher_rows_flags_and_reference_alpha(diag, tiny):
 
 
 def test_weightwatcher_dead_units_lower_the_rank_and_too_small_is_flagged(tiny):
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     dense = tiny[0]
@@ -251,7 +251,7 @@ def test_weightwatcher_dead_units_lower_the_rank_and_too_small_is_flagged(tiny):
 
 def test_shap_of_a_linear_model_matches_the_closed_form():
     """For f(x) = w.x + b, SHAP_j = w_j (x_j - mean(background_j)) exactly."""
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     rng = np.random.default_rng(1)
@@ -361,7 +361,7 @@ _BLOCKED = """
 import importlib, sys
 import numpy as np
 import keras_legc as kl
-from keras_legc._keras import keras
+from keras_legc.keras.flavour import keras
 k = keras()
 m = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3), k.layers.Dense(1)])
 x = np.zeros((10, 4), np.float32)
@@ -427,7 +427,7 @@ def test_paper_verdict_rules():
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     """The reproduction's layout with tiny models: 2 datasets x 2 seeds, plus an MNIST-shaped net."""
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     run = tmp_path_factory.mktemp("run")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_legc._keras import keras
-from keras_legc.export import export_tflite
+from keras_legc.keras.export import export_tflite
+from keras_legc.keras.flavour import keras
 
 k = keras()
 ROOT = Path(__file__).resolve().parents[1]

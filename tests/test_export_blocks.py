@@ -12,8 +12,8 @@ import pytest
 
 import keras_legc as kl
 from keras_legc import LegcWarning, OutputExistsError
-from keras_legc._keras import keras
-from keras_legc.export import export_tflite
+from keras_legc.keras.export import export_tflite
+from keras_legc.keras.flavour import keras
 
 k = keras()
 ROOT = Path(__file__).resolve().parents[1]

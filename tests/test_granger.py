@@ -7,7 +7,7 @@ import pytest
 from statsmodels.tools.sm_exceptions import InfeasibleTestError
 
 from keras_legc import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
-from keras_legc.granger import (
+from keras_legc.core.granger import (
     COLLINEAR_CAUSE,
     CONSTANT_CAUSE,
     OK,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_legc import LegcWarning, Scores
-from keras_legc.granger import OK
+from keras_legc.core.granger import OK
 
 SHAPES = {"a": (20, 10), "b": (10, 2)}
 

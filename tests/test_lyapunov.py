@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_legc import HistoryError, InvalidArgumentError, NonFiniteError, windowed_lyapunov
-from keras_legc.lyapunov import ROWS_PER_BLOCK, lyapunov_of_windows, n_windows, window_stride
+from keras_legc.core.lyapunov import ROWS_PER_BLOCK, lyapunov_of_windows, n_windows, window_stride
 from keras_legc.testing.reference import lyapunov_window_reference, windowed_lyapunov_reference
 
 
@@ -118,7 +118,7 @@ def test_bad_window_arguments(window, overlap):
 
 
 def test_non_finite_found_beyond_the_first_check_block(rng):
-    from keras_legc import lyapunov
+    from keras_legc.core import lyapunov
 
     x = rng.normal(size=(9, 60))
     x[7, 33] = np.inf

@@ -5,7 +5,7 @@ import pytest
 
 import keras_legc  # noqa: F401
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError
-from keras_legc.mlp import MLP, MLPSpec, one_hot_targets, train
+from legc_research.mlp import MLP, MLPSpec, one_hot_targets, train
 
 CASES = [
     ((5, 4, 1), ("sigmoid", "sigmoid"), "mse", "normal"),
@@ -17,7 +17,7 @@ CASES = [
 
 
 def _keras_loss(spec):
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     if spec.loss == "mse":
         return keras().losses.MeanSquaredError()
@@ -29,7 +29,7 @@ def _keras_loss(spec):
 @pytest.mark.parametrize("sizes,acts,loss,init", CASES)
 def test_sgd_steps_equal_tf_keras(sizes, acts, loss, init, rng):
     """Ten SGD steps (batch 4) of the numpy net equal tf_keras train_on_batch with SGD(lr)."""
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     spec = MLPSpec(sizes, acts, loss)
     net = MLP.init(spec, seed=3, scheme=init)

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 import keras_legc as kl
 from keras_legc import neurons as N
-from keras_legc._keras import keras
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
+from keras_legc.keras.flavour import keras
 
 k = keras()
 
@@ -409,7 +409,7 @@ def test_custom_scorer_and_random_determinism():
 
 
 def test_legc_aggregation_equals_plain_loop():
-    from keras_legc.scoring import Scores
+    from keras_legc.core.scoring import Scores
 
     model = make_model([3, 4, 2, 2], ["relu", "relu", "softmax"])
     shapes = {"d0": (3, 4), "d1": (4, 2), "d2": (2, 2)}
@@ -452,7 +452,7 @@ def test_bad_data_is_refused():
 def test_shrunk_model_exports_to_tflite(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_legc.export import export_tflite
+    from keras_legc.keras.export import export_tflite
 
     model = make_model([20, 16, 8, 4], ["relu", "relu", "softmax"], seed=2)
     x, y = data(model)

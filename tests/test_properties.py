@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from keras_legc import LegcWarning, windowed_lyapunov
-from keras_legc.granger import OK, granger_test
+from keras_legc.core.granger import OK, granger_test
 from keras_legc.testing.reference import granger_pvalues_statsmodels, windowed_lyapunov_reference
 
 SETTINGS = settings(

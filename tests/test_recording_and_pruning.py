@@ -12,7 +12,7 @@ from keras_legc import (
     OutputExistsError,
     windowed_lyapunov,
 )
-from keras_legc._keras import keras
+from keras_legc.keras.flavour import keras
 
 k = keras()
 WINDOW = 12

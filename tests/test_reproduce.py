@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 
 import keras_legc  # noqa: F401
-from keras_legc.datasets import Split, paper_dataset
+from keras_legc.core.lyapunov import lyapunov_of_windows, windowed_lyapunov
 from keras_legc.errors import InvalidArgumentError, OutputExistsError
-from keras_legc.lyapunov import lyapunov_of_windows, windowed_lyapunov
-from keras_legc.mlp import MLP, train
-from keras_legc.reproduce import (
+from legc_research.datasets import Split, paper_dataset
+from legc_research.mlp import MLP, train
+from legc_research.reproduce import (
     PAPER_SETUPS,
     ReproduceConfig,
     StreamingRecorder,
     reproduce,
     run_paper_dataset,
 )
-from keras_legc.results_report import analyse, paired, write_report
+from legc_research.results_report import analyse, paired, write_report
 
 DATA = os.environ.get("LEGC_DATA_DIR", "")
 HAVE_DATA = Path(DATA, "legcnet/Iris.csv").is_file() and Path(DATA, "mnist").is_dir()
@@ -147,7 +147,7 @@ def test_missing_or_corrupt_data_is_refused_clearly(tmp_path):
 def test_quick_reproduction_end_to_end_through_the_cli(tmp_path):
     from click.testing import CliRunner
 
-    from keras_legc.cli import main
+    from legc_research.cli import main
 
     out, docs = tmp_path / "run", tmp_path / "docs"
     args = ["reproduce", "--quick", "--out", str(out), "--docs", str(docs), "--data-dir", DATA]

@@ -9,8 +9,8 @@ from statsmodels.stats.multitest import multipletests
 
 import keras_legc as kl
 from keras_legc import HistoryError, InvalidArgumentError, LegcWarning, windowed_lyapunov
-from keras_legc.granger import OK, benjamini_hochberg, granger_test
-from keras_legc.history import SNAPSHOTS_FILE, SNAPSHOTS_INDEX, load_snapshots
+from keras_legc.core.granger import OK, benjamini_hochberg, granger_test
+from keras_legc.core.history import SNAPSHOTS_FILE, SNAPSHOTS_INDEX, load_snapshots
 from keras_legc.testing.reference import granger_pvalues_statsmodels
 
 TOL = 1e-9  # max |dp| against statsmodels
@@ -150,7 +150,7 @@ def test_float32_le_is_widened_chunk_by_chunk(rng):
 
 # -- recording ----------------------------------------------------------------------------------
 def _fit_small(tmp_path, **recorder_kwargs):
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def test_background_and_inline_le_are_identical(tmp_path):
 
 
 def test_le_buffer_grows_when_keras_cannot_tell_the_number_of_steps(tmp_path):
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     rng = np.random.default_rng(1)

@@ -146,8 +146,8 @@ def worker_fit(spec: dict) -> dict:
     """Build, compile and fit the model (optionally with WeightHistory); time model.fit only."""
     import hashlib
 
-    from keras_legc._keras import keras
-    from keras_legc.datasets import mnist_test_split
+    from keras_legc.keras.flavour import keras
+    from legc_research.datasets import mnist_test_split
 
     K = keras()
     data = mnist_test_split(spec["data_dir"], seed=spec["seed"], n_train=spec["n_train"])

@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import keras_legc as kl  # noqa: E402  (selects Keras 2 first)
-from keras_legc.paper_diagnostics import (  # noqa: E402
+from legc_research.paper_diagnostics import (  # noqa: E402
     DiagnosticsSettings,
     verdict,
     write_diagnostics,

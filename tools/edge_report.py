@@ -9,7 +9,7 @@ One command builds everything and writes ``docs/edge.md`` (+ ``docs/img/edge_<mo
 Workload:
 - Models: LeNet-300-100 (784-300-100-10) and an MLP 784-1024-1024-10 (relu, softmax-free logits),
   both trained briefly (Adam, batch 64; 3 epochs and 1 epoch) on the MNIST t10k split of
-  ``keras_legc.datasets.mnist_test_split`` (8,000 train / 2,000 validation, seed 0).
+  ``legc_research.datasets.mnist_test_split`` (8,000 train / 2,000 validation, seed 0).
 - Variants of each: dense; unstructured (magnitude, weight by weight) and block-sparse (magnitude,
   whole (1, 16) blocks = 1 output x 16 consecutive inputs) at 50/80/90/95% of kernel weights; and,
   when ``keras_legc.shrink`` is importable (the neuron-pruning issue), a neuron-shrunk model with
@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "edge"))
 
 import keras_legc as kl  # noqa: E402
-from keras_legc._keras import keras, tf  # noqa: E402
-from keras_legc.datasets import mnist_test_split  # noqa: E402
-from keras_legc.export import export_tflite  # noqa: E402
+from keras_legc.keras.export import export_tflite  # noqa: E402
+from keras_legc.keras.flavour import keras, tf  # noqa: E402
+from legc_research.datasets import mnist_test_split  # noqa: E402
 
 MODELS = {"lenet": (784, 300, 100, 10), "mlp1024": (784, 1024, 1024, 10)}
 EPOCHS = {"lenet": 3, "mlp1024": 1}

@@ -15,7 +15,7 @@ B. Cost: brute force batched (rank-1 update from cached activations) vs naive (o
 C. The device: LeNet-300-100 (784-300-100-10 ReLU/softmax, Adam, 3 epochs) with 30/50/70% of its
    hidden neurons removed (brute force, single pass, cross-entropy on 4,000 training images), with
    and without a 2-epoch fine-tune, shrunk with ``keras_legc.shrink``, exported with
-   ``keras_legc.export`` (float), benchmarked with ``edge/bench.py`` (LiteRT, 1 thread, batch 1,
+   ``keras_legc.keras.export`` (float), benchmarked with ``edge/bench.py`` (LiteRT, 1 thread, batch 1,
    median p50 of 3 runs of 2,000 invokes, each in a fresh subprocess) against the dense model:
    .tflite size, p50, speed-up, MAC ratio, speed-up / MAC ratio (target >= 0.8).
 
@@ -241,7 +241,7 @@ def bench(path: Path, runs: int, warmup: int, reps: int) -> dict:
 
 def lenet(k, split, cfg, seed, work: Path):
     from keras_legc import neurons as N
-    from keras_legc.export import export_tflite
+    from keras_legc.keras.export import export_tflite
 
     k.utils.set_random_seed(seed)
     h1, h2 = cfg["lenet"]
@@ -393,7 +393,7 @@ def markdown(report: dict) -> str:
               f"ranked once by brute force (cross-entropy on {report['config']['n_score_lenet']} training "
               f"images, {L['brute_force_single_pass_s']:.1f} s including the accuracy curve), removed "
               "down the ranking, the model shrunk with `keras_legc.shrink`; \"ft\" = then fine-tuned "
-              f"{report['config']['ft_epochs']} epochs (Adam). Float .tflite from `keras_legc.export` "
+              f"{report['config']['ft_epochs']} epochs (Adam). Float .tflite from `keras_legc.keras.export` "
               "(verified against Keras); latency from `edge/bench.py` (LiteRT, 1 thread, batch 1, "
               f"{report['config']['runs']} invokes after {report['config']['warmup']} warm-up, median "
               f"p50 of {report['config']['reps']} fresh processes). Removed per layer (fc1, fc2): "
@@ -479,8 +479,8 @@ def main(argv=None) -> int:
         return 2
     t_start = time.perf_counter()
     cfg = config(args.quick)
-    from keras_legc._keras import keras, tf
-    from keras_legc.datasets import mnist_test_split
+    from keras_legc.keras.flavour import keras, tf
+    from legc_research.datasets import mnist_test_split
 
     k = keras()
     s = mnist_test_split(root, seed=args.seed, n_train=8000)

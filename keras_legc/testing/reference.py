@@ -1,7 +1,7 @@
 """Plain, per-series reference implementations (slow on purpose: loops, no shared code).
 
 They restate ``../shared/spec/legcnet.md`` directly so that the vectorised code in
-``keras_legc.lyapunov`` and ``keras_legc.granger`` can be checked against something independent.
+``keras_legc.core.lyapunov`` and ``keras_legc.core.granger`` can be checked against something independent.
 """
 
 from __future__ import annotations

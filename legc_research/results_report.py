@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_bytes
-from keras_legc.datasets import data_root
 from keras_legc.errors import OutputExistsError
+from legc_research.datasets import data_root
 
 KEEP_MARGIN = 0.01  # "keeps accuracy": mean loss against dense below one percentage point
 SIGNIFICANCE = 0.05  # paired t-test over seeds
@@ -421,7 +421,7 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
         "- Networks, learning rates, thresholds, windows and E* as in the spec (section 6): "
         "single-hidden-layer sigmoid MLPs with MSE, plain SGD, batch size 1, N(0, 1) init; "
         "MNIST 784-50-30-10 sigmoid/sigmoid/softmax, MSE, lr 0.5, batch 128, PyTorch-default init.",
-        "- Trained by `keras_legc.mlp` (numpy, the same math as tf_keras `fit` with SGD, checked "
+        "- Trained by `legc_research.mlp` (numpy, the same math as tf_keras `fit` with SGD, checked "
         "in `tests/test_mlp.py`), every Dense kernel recorded after every step, LE per closed "
         "window (one window in memory), misclassification sampled at each window's end, "
         "`keras_legc.score` (chi2 test, minimum p over lags 1..min(14, (K-2)/3)), prune p >= alpha.",

@@ -1,14 +1,14 @@
 """Reproduce the LEGCNet paper's tables (spec section 6) and go beyond them (a sparsity sweep).
 
-A composition of the public pieces: :class:`~keras_legc.mlp.MLP` trains with the paper's protocol
+A composition of the public pieces: :class:`~legc_research.mlp.MLP` trains with the paper's protocol
 (batch size 1, SGD, MSE, sigmoid; the stopping rule on training accuracy), a
-:class:`~keras_legc.lyapunov.WindowRing` turns every closed window of kernel snapshots into LE
-values (memory: one window), :func:`~keras_legc.scoring.score` Granger-tests them, and
-:class:`~keras_legc.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks at the
+:class:`~keras_legc.core.lyapunov.WindowRing` turns every closed window of kernel snapshots into LE
+values (memory: one window), :func:`~keras_legc.core.scoring.score` Granger-tests them, and
+:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks at the
 same number of pruned weights. Every pruned network is rewound to the dense run's initial weights
 and retrained with the same sample order, so paired comparisons differ only by the mask.
 
-The report (``docs/results.md`` and the plots) is written by :mod:`keras_legc.results_report`
+The report (``docs/results.md`` and the plots) is written by :mod:`legc_research.results_report`
 from the ``results.json`` this module writes.
 """
 
@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_json
-from keras_legc.datasets import PAPER_DATASETS, PREPROCESSING, Split, paper_dataset
+from keras_legc.core.history import History
+from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows
+from keras_legc.core.scoring import score
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
-from keras_legc.history import History
-from keras_legc.lyapunov import WindowRing, lyapunov_of_windows
-from keras_legc.masks import Mask, magnitude_mask, random_mask
-from keras_legc.mlp import MLP, MLPSpec, train
-from keras_legc.scoring import score
+from keras_legc.masking.masks import Mask, magnitude_mask, random_mask
+from legc_research.datasets import PAPER_DATASETS, PREPROCESSING, Split, paper_dataset
+from legc_research.mlp import MLP, MLPSpec, train
 
 METHODS = ("dense", "ft", "pt", "random_ft", "magnitude_ft", "random_pt", "magnitude_pt")
 SWEEP_METHODS = ("legc", "random", "magnitude")
@@ -131,7 +131,7 @@ class ReproduceConfig:
 
 
 class StreamingRecorder:
-    """Per-step hook for :func:`~keras_legc.mlp.train`: LE per closed window, target per window.
+    """Per-step hook for :func:`~legc_research.mlp.train`: LE per closed window, target per window.
 
     Args:
         net: the network being trained (its kernel layout fixes the weight order).
@@ -411,7 +411,7 @@ def reproduce(
 
     Example:
         >>> results = reproduce("runs/reproduce", ReproduceConfig.quick(), data_dir="data")
-        >>> keras_legc.results_report.write_report(results, "docs")
+        >>> legc_research.results_report.write_report(results, "docs")
     """
     config = config or ReproduceConfig()
     config.check()
@@ -490,7 +490,7 @@ def reproduce(
 def _save_models(out: Path, mode: str, name: str, seed: int, models: dict, split: Split) -> None:
     """``models/<mode>/<dataset>/seed<s>/<method>.keras`` and ``data/<mode>/<dataset>.npz``."""
     from keras_legc._io import write_npz
-    from keras_legc.pruning import save_model
+    from keras_legc.keras.pruning import save_model
 
     folder = out / "models" / mode / name / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)

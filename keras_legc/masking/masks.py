@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import read_npz, write_npz
-from keras_legc._layout import split_by_layer
+from keras_legc.core._layout import split_by_layer
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError
 
 FORMAT = "keras_legc.mask"
@@ -465,7 +465,7 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
 def _kernels(obj) -> dict[str, np.ndarray]:
     if isinstance(obj, Mapping):
         return {str(k): np.asarray(v) for k, v in obj.items()}
-    from keras_legc.layers import dense_kernels
+    from keras_legc.keras.layers import dense_kernels
 
     return dense_kernels(obj)
 
@@ -479,7 +479,7 @@ def _shapes(obj) -> dict[str, tuple[int, ...]]:
         }
     if isinstance(obj, Mask):
         return obj.shapes
-    from keras_legc.layers import layer_signature
+    from keras_legc.keras.layers import layer_signature
 
     return layer_signature(obj)
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc import __version__
 from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
-from keras_legc._keras import tf
+from keras_legc._version import __version__
 from keras_legc.errors import (
     ExportError,
     InvalidArgumentError,
@@ -23,7 +22,8 @@ from keras_legc.errors import (
     MissingDependencyError,
     ModelStructureError,
 )
-from keras_legc.masks import block_structure
+from keras_legc.keras.flavour import tf
+from keras_legc.masking.masks import block_structure
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
 # Largest |TFLite - Keras| output difference accepted per quantization, for outputs of order 1; for
@@ -98,7 +98,7 @@ def export_tflite(
         >>> report["verification"]["ok"], "DENSIFY" in report["ops"]
         (True, False)
     """
-    from keras_legc.pruning import load_model, strip
+    from keras_legc.keras.pruning import load_model, strip
 
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
@@ -273,7 +273,7 @@ def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
 
 
 def _dense(model) -> list:
-    from keras_legc.layers import dense_layers
+    from keras_legc.keras.layers import dense_layers
 
     return dense_layers(model)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_legc._keras import keras, tfmot
 from keras_legc.errors import ModelStructureError
+from keras_legc.keras.flavour import keras, tfmot
 
 
 def dense_layers(model) -> list:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc import __version__
 from keras_legc._io import atomic_write_json, read_npz, stale_temp_files, write_npz
-from keras_legc._layout import layer_slices, split_by_layer
+from keras_legc._version import __version__
+from keras_legc.core._layout import layer_slices, split_by_layer
 from keras_legc.errors import HistoryError, LegcWarning, OutputExistsError
 
 FORMAT = "keras_legc.history"
@@ -201,7 +201,7 @@ class History:
 
 
 def _stride(manifest: dict) -> int:
-    from keras_legc.lyapunov import window_stride
+    from keras_legc.core.lyapunov import window_stride
 
     return window_stride(int(manifest["window"]), float(manifest["overlap"]))
 

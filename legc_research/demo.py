@@ -57,9 +57,9 @@ def _say(msg: str) -> None:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns the summary (also written to ``<out>/summary.json``)."""
     import keras_legc as kl
-    from keras_legc._keras import keras, tf
-    from keras_legc.datasets import breast_cancer
-    from keras_legc.export import export_tflite
+    from keras_legc.keras.export import export_tflite
+    from keras_legc.keras.flavour import keras, tf
+    from legc_research.datasets import breast_cancer
 
     t_start = time.perf_counter()
     out = Path(cfg.out) if cfg.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"

@@ -116,8 +116,8 @@ class DenseNet:
         """
         if isinstance(model, DenseNet):
             return model
-        from keras_legc._keras import keras
-        from keras_legc.layers import dense_layers, is_pruning_wrapper
+        from keras_legc.keras.flavour import keras
+        from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
 
         k = keras()
         dense = dense_layers(model)  # Keras 2, built, Sequential/functional, unique names
@@ -639,7 +639,7 @@ class LegcNeurons:
     static = True
 
     def __init__(self, scores, how: str = "mean_p", alpha: float = 0.05):
-        from keras_legc.scoring import Scores
+        from keras_legc.core.scoring import Scores
 
         if not isinstance(scores, Scores):
             raise InvalidArgumentError(
@@ -663,7 +663,7 @@ class LegcNeurons:
                 "the history recorded while training this model."
             )
         evidence = s.evidence
-        from keras_legc._layout import split_by_layer
+        from keras_legc.core._layout import split_by_layer
 
         p = split_by_layer(evidence, s.layers, s.shapes)
         out = {}
@@ -1076,7 +1076,7 @@ def shrink(model, remove, *, fold_mean_activations=None):
         >>> small.count_params() < model.count_params()
         True
     """
-    from keras_legc._keras import keras
+    from keras_legc.keras.flavour import keras
 
     k = keras()
     net = DenseNet.from_model(model)

@@ -204,11 +204,11 @@ def _agreement(dense: np.ndarray, other: np.ndarray, k: int, name: str, ref: str
 
 def _plain_model(model, what: str):
     """The model with pruning wrappers stripped, after checking it is a Keras 2 Dense model."""
-    from keras_legc.layers import dense_layers, is_pruning_wrapper
+    from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
 
     dense_layers(model)
     if any(is_pruning_wrapper(layer) for layer in model.layers):
-        from keras_legc.pruning import strip
+        from keras_legc.keras.pruning import strip
 
         model = strip(model)
     shape = model.input_shape
@@ -240,7 +240,7 @@ def weightwatcher_layers(model, *, min_evals: int = MIN_EVALS) -> list[dict]:
         >>> [(r["layer"], r["alpha"], r["flag"]) for r in rows]
     """
     ww = _require("weightwatcher", "the per-layer alpha (WeightWatcher)")
-    from keras_legc.layers import dense_layers
+    from keras_legc.keras.layers import dense_layers
 
     model = _plain_model(model, "the model")
     layers = dense_layers(model)

@@ -34,7 +34,7 @@ def keras() -> ModuleType:
     """The Keras 2 module, ``tf_keras`` (what ``tf.keras`` is when TF_USE_LEGACY_KERAS=1).
 
     If TensorFlow was imported before keras_legc without TF_USE_LEGACY_KERAS=1, ``tf.keras`` is
-    Keras 3; models built with it are refused with a clear error by ``keras_legc.layers``.
+    Keras 3; models built with it are refused with a clear error by ``keras_legc.keras.layers``.
     """
     tf()
     try:

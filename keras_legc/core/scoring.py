@@ -2,7 +2,7 @@
 
 A *scorer* maps a history to per-weight scores (here: the minimum Granger p-value over lags of the
 weight's LE series against the misclassification series); a *policy* maps scores to a
-:class:`~keras_legc.masks.Mask` (``Scores.mask``). Numpy only.
+:class:`~keras_legc.masking.masks.Mask` (``Scores.mask``). Numpy only.
 """
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc import __version__
 from keras_legc._io import read_npz, write_npz
-from keras_legc._layout import split_by_layer
 from keras_legc._progress import Progress
+from keras_legc._version import __version__
+from keras_legc.core._layout import split_by_layer
+from keras_legc.core.granger import (
+    DEFAULT_CHUNK,
+    DEGENERATE_REASONS,
+    OK,
+    benjamini_hochberg,
+    granger_test,
+)
+from keras_legc.core.history import History
 from keras_legc.errors import (
     HistoryError,
     InvalidArgumentError,
@@ -25,15 +33,7 @@ from keras_legc.errors import (
     MaskMismatchError,
     NonFiniteError,
 )
-from keras_legc.granger import (
-    DEFAULT_CHUNK,
-    DEGENERATE_REASONS,
-    OK,
-    benjamini_hochberg,
-    granger_test,
-)
-from keras_legc.history import History
-from keras_legc.masks import Mask, block_reduce, check_block, mask_from_ranking
+from keras_legc.masking.masks import Mask, block_reduce, check_block, mask_from_ranking
 
 FORMAT = "keras_legc.scores"
 FORMAT_VERSION = 1
@@ -279,7 +279,7 @@ class Scores:
                 "written by Scores.save, or score the history again."
             ) from exc
         if model is not None:
-            from keras_legc.layers import layer_signature
+            from keras_legc.keras.layers import layer_signature
 
             have = {n: tuple(meta["shapes"][n]) for n in meta["layers"]}
             want = layer_signature(model)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from keras_legc._parallel import check_threads, run_blocks
+from keras_legc.core._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
 
 TESTS = ("ssr_chi2", "ssr_ftest")

@@ -193,7 +193,7 @@ class MLP:
 
     def to_keras(self):
         """The equivalent ``tf_keras`` Sequential model (float32 weights), uncompiled."""
-        from keras_legc._keras import keras
+        from keras_legc.keras.flavour import keras
 
         k = keras()
         layers = [k.layers.Input(shape=(self.spec.sizes[0],))]

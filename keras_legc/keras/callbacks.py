@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc._keras import keras
-from keras_legc._parallel import check_threads
-from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from keras_legc.history import (
+from keras_legc.core._parallel import check_threads
+from keras_legc.core.history import (
     HISTORY_FILE,
     JOURNAL_FORMAT,
     JOURNAL_NAME,
@@ -29,8 +27,10 @@ from keras_legc.history import (
     RowJournal,
     journal_index,
 )
-from keras_legc.layers import dense_layers
-from keras_legc.lyapunov import WindowRing, lyapunov_of_windows, n_windows, window_stride
+from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows, n_windows, window_stride
+from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError, OutputExistsError
+from keras_legc.keras.flavour import keras
+from keras_legc.keras.layers import dense_layers
 
 
 class WeightHistory(keras().callbacks.Callback):
@@ -53,7 +53,7 @@ class WeightHistory(keras().callbacks.Callback):
         eval_batch_size: batch size of the validation forward passes.
         save_snapshots: also append every raw float32 snapshot to ``run_dir/snapshots.f32`` (for
             debugging or offline analysis; ``n_snapshots x n_weights x 4`` bytes on disk, nothing
-            in memory). Read it with :func:`keras_legc.history.load_snapshots`. Never needed for
+            in memory). Read it with :func:`keras_legc.core.history.load_snapshots`. Never needed for
             scoring.
         threads: worker threads of the LE kernel (None: every usable core).
         background: compute each window's LEs on a background thread while training goes on

@@ -1,4 +1,4 @@
-"""``prune``/``strip``: hold a :class:`~keras_legc.masks.Mask` fixed during training with TF-MOT.
+"""``prune``/``strip``: hold a :class:`~keras_legc.masking.masks.Mask` fixed during training with TF-MOT.
 
 ``prune`` copies the model (the user's model is never modified), optionally rewinds it to its
 initial weights (the paper's lottery-ticket protocol) or keeps the trained weights (fine-tuning),
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc._keras import keras, tf, tfmot
+from keras_legc.core.history import History
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
-from keras_legc.history import History
-from keras_legc.layers import dense_layers, is_pruning_wrapper, layer_signature
-from keras_legc.masks import Mask
+from keras_legc.keras.flavour import keras, tf, tfmot
+from keras_legc.keras.layers import dense_layers, is_pruning_wrapper, layer_signature
+from keras_legc.masking.masks import Mask
 
 _sparsity = tfmot().sparsity.keras
 

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from keras_legc._parallel import check_threads, run_blocks
+from keras_legc.core._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 
 STATIC_RANGE = 1e-5

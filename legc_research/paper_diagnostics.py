@@ -39,7 +39,7 @@ from keras_legc._io import atomic_write_bytes, atomic_write_json, check_writable
 from keras_legc._progress import Progress
 from keras_legc.diagnostics import FLAG_FAILED, FLAG_SMALL, diagnose, weightwatcher_layers
 from keras_legc.errors import InvalidArgumentError
-from keras_legc.pruning import load_model
+from keras_legc.keras.pruning import load_model
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,7 @@ def write_diagnostics(
     notes: list[str] = []
     agree_lines, agree = agreement_section(run_dir, mode, settings, notes)
     alpha_lines, alpha = alpha_section(run_dir, mode, settings, notes)
-    cmd = command or f"keras_legc.paper_diagnostics.write_diagnostics({str(run_dir)!r}, ...)"
+    cmd = command or f"legc_research.paper_diagnostics.write_diagnostics({str(run_dir)!r}, ...)"
     head = [
         "# Diagnostics of the reproduction: feature importance and WeightWatcher alpha",
         "",

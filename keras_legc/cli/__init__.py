@@ -1,0 +1,15 @@
+"""The ``legc`` command line: thin click commands over the public API, one module per group.
+
+Importing this package registers every command on :func:`main`; the research package
+(``legc_research.cli``) adds ``demo`` and ``reproduce`` to the same group.
+"""
+
+from __future__ import annotations
+
+from keras_legc.cli import diagnose, export, neurons, score  # noqa: F401  (registers the commands)
+from keras_legc.cli._group import main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

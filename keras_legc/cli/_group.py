@@ -1,0 +1,21 @@
+"""The ``legc`` command group and the one error-to-exit-code rule every command shares."""
+
+from __future__ import annotations
+
+import click
+
+from keras_legc.errors import LegcError
+
+
+def _run(fn, *args, **kwargs):
+    """Call into the library; turn a keras_legc error into a one-line message and exit 2."""
+    try:
+        return fn(*args, **kwargs)
+    except LegcError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keras-legc")
+def main():
+    """keras-legc: prune dense Keras networks by chaos and causality, ship them to TFLite."""

@@ -1,0 +1,67 @@
+"""``legc export`` and ``legc bench``: .keras -> .tflite (+ verification), and the edge runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from keras_legc.cli._group import _run, main
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--quantization", "-q", type=click.Choice(["float", "float16", "dynamic", "int8"]),
+    default="float", show_default=True,
+    help="dynamic = dynamic-range int8 weights; int8 = full integer (needs --representative-data).",
+)  # fmt: skip
+@click.option("--sparse", is_flag=True, help="Store weights with >= 50% zeros as sparse tensors.")
+@click.option(
+    "--representative-data",
+    "--representative",
+    "representative_data",
+    type=click.Path(exists=True, path_type=Path),
+    help=".npy/.npz of your model inputs (int8 calibration; the last rows are held out to verify).",
+)
+@click.option(
+    "--reference-inputs",
+    type=click.Path(exists=True, path_type=Path),
+    help=".npy/.npz of inputs for the reference outputs.",
+)
+@click.option("--n-reference", default=16, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def export(
+    model, out, quantization, sparse, representative_data, reference_inputs, n_reference, force
+):
+    """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz."""
+    from keras_legc.keras.export import export_tflite
+
+    report = _run(
+        export_tflite, model, out, quantization=quantization, sparse=sparse,
+        representative_data=representative_data, reference_inputs=reference_inputs,
+        n_reference=n_reference, overwrite=force,
+    )  # fmt: skip
+    v = report["verification"]
+    click.echo(
+        f"wrote {out} ({report['tflite_bytes']} bytes, {quantization}{', sparse' if sparse else ''}; "
+        f"kernel sparsity {100 * report['sparsity']:.1f}%), {Path(out).with_suffix('.json')}, "
+        f"{Path(out).with_suffix('.reference.npz')}"
+    )
+    status = "OK" if v["ok"] else "OVER TOLERANCE"
+    click.echo(
+        f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']}): {status}"
+    )
+    if not v["ok"]:
+        sys.exit(3)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args):
+    """Run the edge benchmark (same as legc-edge / python edge/bench.py); --help for options."""
+    from legc_edge.bench import main as bench_main
+
+    sys.exit(bench_main(list(args)))

@@ -1,0 +1,59 @@
+"""``legc score``: a run directory's history -> scores.npz and a mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keras_legc.cli._group import _run, main
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--max-lag", default=14, show_default=True)
+@click.option(
+    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True
+)
+@click.option(
+    "--alpha", type=float, help="Paper mode: prune weights with p >= alpha (default 0.05)."
+)
+@click.option(
+    "--sparsity", type=float, help="Target mode: prune this fraction, least causal first."
+)
+@click.option(
+    "--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."
+)
+@click.option("--lag", type=int, help="Beyond the paper: test this single lag only.")
+@click.option(
+    "--fdr", is_flag=True, help="Beyond the paper: Benjamini-Hochberg across weights (q-values)."
+)
+@click.option(
+    "--difference", is_flag=True, help="Beyond the paper: difference both series jointly first."
+)
+@click.option("--chunk-size", default=4096, show_default=True, help="Weights per batch (memory).")
+@click.option("--threads", type=int, help="Worker threads (default: every usable core).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.option("--force", is_flag=True, help="Overwrite existing scores/mask files.")
+def score(
+    run_dir, max_lag, test, alpha, sparsity, per_layer, out, lag, fdr, difference, chunk_size,
+    threads, progress, force,
+):  # fmt: skip
+    """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
+    import keras_legc as kl
+
+    scores = _run(
+        kl.score, run_dir, max_lag=max_lag, test=test, lag=lag, fdr=fdr, difference=difference,
+        chunk_size=chunk_size, threads=threads, progress=progress,
+    )  # fmt: skip
+    _run(scores.save, run_dir / "scores.npz", overwrite=force)
+    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=per_layer)
+    path = _run(mask.save, out or run_dir / "mask.npz", overwrite=force)
+    click.echo(scores.summary())
+    click.echo(mask.summary())
+    click.echo(f"wrote {run_dir / 'scores.npz'} and {path}")
