@@ -1,12 +1,13 @@
 """Reproduce the LEGCNet paper's tables (spec section 6) and go beyond them (a sparsity sweep).
 
-A composition of the public pieces: :class:`~legc_research.mlp.MLP` trains with the paper's protocol
-(batch size 1, SGD, MSE, sigmoid; the stopping rule on training accuracy), a
-:class:`~keras_legc.core.lyapunov.WindowRing` turns every closed window of kernel snapshots into LE
-values (memory: one window), :func:`~keras_legc.core.scoring.score` Granger-tests them, and
-:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks at the
-same number of pruned weights. Every pruned network is rewound to the dense run's initial weights
-and retrained with the same sample order, so paired comparisons differ only by the mask.
+A composition of the public pieces: :class:`~legc_research.mlp.MLP` trains with the paper's
+protocol (batch size 1, SGD, MSE, sigmoid; the stopping rule on training accuracy), the recorder
+engine :class:`~keras_legc.core.recorder.Recorder` (the one under ``WeightHistory`` too) turns
+every closed window of kernel snapshots into LE values (memory: one window),
+:func:`~keras_legc.core.scoring.score` Granger-tests them, and
+:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks
+at the same number of pruned weights. Every pruned network is rewound to the dense run's initial
+weights and retrained with the same sample order, so paired comparisons differ only by the mask.
 
 The report (``docs/results.md`` and the plots) is written by :mod:`legc_research.results_report`
 from the ``results.json`` this module writes.
@@ -28,7 +29,8 @@ import numpy as np
 
 from keras_legc._io import atomic_write_json
 from keras_legc.core.history import History
-from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows
+from keras_legc.core.lyapunov import WindowRing
+from keras_legc.core.recorder import Recorder
 from keras_legc.core.scoring import score
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
 from keras_legc.masking.masks import Mask, magnitude_mask, random_mask
@@ -131,7 +133,10 @@ class ReproduceConfig:
 
 
 class StreamingRecorder:
-    """Per-step hook for :func:`~legc_research.mlp.train`: LE per closed window, target per window.
+    """Per-step hook for :func:`~legc_research.mlp.train`: the recorder engine fed from the MLP.
+
+    A thin adapter over :class:`keras_legc.core.recorder.Recorder` (LE per closed window, target
+    per window, computed inline), which also keeps the kernels at chosen epoch ends.
 
     Args:
         net: the network being trained (its kernel layout fixes the weight order).
@@ -140,47 +145,52 @@ class StreamingRecorder:
         steps_per_epoch: to know which windows closed within the first ``E`` epochs (PT) and to
             keep the kernels at those epoch ends.
         keep_epochs: epochs at whose end the kernels are kept (the PT mask's magnitude ties).
+
+    Example:
+        >>> rec = StreamingRecorder(net, 200, (x_val, y_val), steps_per_epoch=len(x_train))
+        >>> train(net, x_train, y_train, lr=0.1, batch_size=1, max_epochs=20, seed=0, on_step=rec)
+        >>> history = rec.history(net.kernel_dict())
     """
 
     def __init__(self, net, window, target, steps_per_epoch, keep_epochs=(), overlap=0.1):
-        self.names = list(net.spec.names)
-        self.shapes = {n: k.shape for n, k in zip(self.names, net.kernels, strict=True)}
-        self.n = sum(k.size for k in net.kernels)
-        self.ring = WindowRing(self.n, window, overlap)
-        self.overlap = overlap
-        self.x_target, self.y_target = target
+        x_target, y_target = target
+        self.engine = Recorder(
+            list(net.spec.names),
+            {n: k.shape for n, k in zip(net.spec.names, net.kernels, strict=True)},
+            window=window, overlap=overlap, background=False,
+            target=lambda: 1.0 - self._net.accuracy(x_target, y_target),
+        )  # fmt: skip
+        self._net = net
         self.steps_per_epoch = steps_per_epoch
         self.keep_steps = {e * steps_per_epoch: e for e in keep_epochs}
         self.kept: dict[int, dict[str, np.ndarray]] = {}
-        self.le: list[np.ndarray] = []
-        self.target: list[float] = []
-        self.close_step: list[int] = []
         self.initial = net.kernel_dict()
 
+    @property
+    def ring(self) -> WindowRing:
+        return self.engine.ring
+
+    @property
+    def n_windows(self) -> int:
+        return self.engine.n_le
+
+    @property
+    def close_step(self) -> list[int]:
+        """Snapshots (= steps) recorded when each window closed."""
+        return self.engine.close_snapshot
+
     def __call__(self, net) -> None:
-        row, start = self.ring.next_row(), 0
-        for k in net.kernels:
-            row[start : start + k.size] = k.ravel()
-            start += k.size
-        if self.ring.push():
-            self.target.append(1.0 - net.accuracy(self.x_target, self.y_target))
-            self.le.append(lyapunov_of_windows(self.ring.chronological().T).astype(np.float32))
-            self.close_step.append(self.ring.count)
-        if self.ring.count in self.keep_steps:
-            self.kept[self.keep_steps[self.ring.count]] = net.kernel_dict()
+        self._net = net  # the target is evaluated on the network being trained (a copy)
+        self.engine.step(net.kernels)
+        if self.engine.snapshots in self.keep_steps:
+            self.kept[self.keep_steps[self.engine.snapshots]] = net.kernel_dict()
 
     def history(self, final_kernels, upto_epoch: int | None = None) -> History:
         """The recorded :class:`History`, or its first windows closed by ``upto_epoch``'s end."""
-        k = len(self.le)
+        k = self.engine.n_le
         if upto_epoch is not None:
-            limit = upto_epoch * self.steps_per_epoch
-            k = sum(1 for s in self.close_step if s <= limit)
-        le = np.stack(self.le[:k], axis=1) if k else np.empty((self.n, 0), np.float32)
-        return History(
-            layers=self.names, shapes=self.shapes, le=le, target=self.target[:k],
-            window=self.ring.window, overlap=self.overlap, every=1,
-            n_snapshots=self.close_step[k - 1] if k else 0, final_kernels=final_kernels,
-        )  # fmt: skip
+            k = self.engine.windows_closed_by(upto_epoch * self.steps_per_epoch)
+        return self.engine.history(final_kernels, n_windows=k)
 
 
 def _metrics(net: MLP, split: Split) -> dict:
@@ -255,7 +265,7 @@ def run_paper_dataset(
     record_epochs = res.epochs
     record = {
         "dataset": name, "mode": mode, "seed": seed, "n_weights": spec.n_weights,
-        "split": split.description, "windows": len(rec.le), "methods": {}, "masks": {},
+        "split": split.description, "windows": rec.n_windows, "methods": {}, "masks": {},
     }  # fmt: skip
     record["methods"]["dense"] = {
         "epochs": res.threshold_epoch or res.epochs, "reached": res.reached, "pruned": 0, "pct_pruned": 0.0,
