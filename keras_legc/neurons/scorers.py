@@ -400,20 +400,3 @@ def get_scorer(scorer, loss: str = "auto") -> NeuronScorer:
             f"{type(scorer).__name__}."
         )
     return scorer
-
-
-__all__ = [
-    "NeuronScorer",
-    "NeuronScores",
-    "BruteForce",
-    "Taylor",
-    "LegcNeurons",
-    "RandomNeurons",
-    "brute_force",
-    "taylor1",
-    "taylor2",
-    "legc",
-    "random",
-    "get_scorer",
-    "SCORERS",
-]
