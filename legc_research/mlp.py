@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_legc.core.dense import DenseStack, activation_backward, predicted_class
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, NonFiniteError
 
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", "linear")
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", "linear")  # those the trainer back-propagates
 LOSSES = ("mse", "crossentropy")
 INITS = ("normal", "torch", "glorot")
 
@@ -79,8 +80,12 @@ class MLPSpec:
         return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
 
 
-class MLP:
-    """Kernels and biases of a Dense stack, with forward, gradients and SGD in numpy.
+class MLP(DenseStack):
+    """Kernels and biases of a Dense stack, with gradients for SGD in numpy.
+
+    The forward pass, :meth:`predict` and the activations are the shared numpy
+    :class:`~keras_legc.core.dense.DenseStack`; this class adds the initialisations, the
+    gradients of the training loss and the conversion to Keras.
 
     Args:
         spec: the :class:`MLPSpec`.
@@ -150,21 +155,17 @@ class MLP:
         """Non-zero kernel weights (the paper's "Flops")."""
         return int(sum(np.count_nonzero(k) for k in self.kernels))
 
-    # -- forward / backward ---------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> list[np.ndarray]:
-        """Activations of every layer, input first."""
-        outs = [np.asarray(x, dtype=self.dtype)]
-        for k, b, act in zip(self.kernels, self.biases, self.spec.activations, strict=True):
-            outs.append(_activate(outs[-1] @ k + b, act))
-        return outs
+    @property
+    def activations(self) -> tuple[str, ...]:
+        return self.spec.activations
 
-    def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        x = np.asarray(x, dtype=self.dtype)
-        parts = [self.forward(x[i : i + batch_size])[-1] for i in range(0, len(x), batch_size)]
-        return np.concatenate(parts) if parts else np.empty((0, self.spec.sizes[-1]))
+    # -- forward / backward ---------------------------------------------------------------------
+    def _as_input(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=self.dtype)
 
     def classify(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class: ``output > 0.5`` for one output unit, else the argmax."""
+        """Predicted class: ``output > 0.5`` for one output unit (a linear one too), else the
+        argmax."""
         return predicted_class(self.predict(x))
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
@@ -172,13 +173,14 @@ class MLP:
 
     def gradients(self, x: np.ndarray, target: np.ndarray) -> tuple[list, list]:
         """Gradients of the mean loss over the batch (and, for MSE, over the outputs)."""
-        outs = self.forward(x)
+        x = self._as_input(x)
+        outs = [x, *self.forward(x)[1]]  # activations of every layer, input first
         p = outs[-1]
         batch, n_out = p.shape
         act = self.spec.activations[-1]
         if self.spec.loss == "mse":
             dp = (2.0 / (batch * n_out)) * (p - target)
-            dz = _activation_backward(dp, p, act)
+            dz = activation_backward(dp, p, act)
         else:  # softmax + categorical CE, or one sigmoid + binary CE: the same simple form
             dz = (p - target) / batch
         g_kernels, g_biases = [None] * self.spec.n_layers, [None] * self.spec.n_layers
@@ -186,7 +188,7 @@ class MLP:
             g_kernels[i] = outs[i].T @ dz
             g_biases[i] = dz.sum(axis=0)
             if i:
-                dz = _activation_backward(
+                dz = activation_backward(
                     dz @ self.kernels[i].T, outs[i], self.spec.activations[i - 1]
                 )
         return g_kernels, g_biases
@@ -209,45 +211,12 @@ class MLP:
         return model
 
 
-def predicted_class(out: np.ndarray) -> np.ndarray:
-    out = np.asarray(out)
-    if out.ndim == 2 and out.shape[1] > 1:
-        return out.argmax(axis=1)
-    return (out.reshape(len(out)) > 0.5).astype(np.int64)
-
-
 def one_hot_targets(labels: np.ndarray, n_outputs: int) -> np.ndarray:
     """Training targets: a 0/1 column for one output unit, one-hot rows otherwise."""
     labels = np.asarray(labels, dtype=np.int64)
     if n_outputs == 1:
         return labels.reshape(-1, 1).astype(np.float64)
     return np.eye(n_outputs)[labels]
-
-
-def _activate(z: np.ndarray, act: str) -> np.ndarray:
-    if act == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), without overflow warnings
-    if act == "relu":
-        return np.maximum(z, 0.0)
-    if act == "tanh":
-        return np.tanh(z)
-    if act == "softmax":
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    return z
-
-
-def _activation_backward(d_out: np.ndarray, out: np.ndarray, act: str) -> np.ndarray:
-    """Gradient w.r.t. the pre-activation from the gradient w.r.t. the activation ``out``."""
-    if act == "sigmoid":
-        return d_out * out * (1.0 - out)
-    if act == "relu":
-        return d_out * (out > 0)
-    if act == "tanh":
-        return d_out * (1.0 - out * out)
-    if act == "softmax":
-        return out * (d_out - np.sum(d_out * out, axis=1, keepdims=True))
-    return d_out
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """Reproduce the LEGCNet paper's tables (spec section 6) and go beyond them (a sparsity sweep).
 
-A composition of the public pieces: :class:`~legc_research.mlp.MLP` trains with the paper's protocol
-(batch size 1, SGD, MSE, sigmoid; the stopping rule on training accuracy), a
-:class:`~keras_legc.core.lyapunov.WindowRing` turns every closed window of kernel snapshots into LE
-values (memory: one window), :func:`~keras_legc.core.scoring.score` Granger-tests them, and
-:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks at the
-same number of pruned weights. Every pruned network is rewound to the dense run's initial weights
-and retrained with the same sample order, so paired comparisons differ only by the mask.
+A composition of the public pieces: :class:`~legc_research.mlp.MLP` trains with the paper's
+protocol (batch size 1, SGD, MSE, sigmoid; the stopping rule on training accuracy), the recorder
+engine :class:`~keras_legc.core.recorder.Recorder` (the one under ``WeightHistory`` too) turns
+every closed window of kernel snapshots into LE values (memory: one window),
+:func:`~keras_legc.core.scoring.score` Granger-tests them, and
+:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks
+at the same number of pruned weights. Every pruned network is rewound to the dense run's initial
+weights and retrained with the same sample order, so paired comparisons differ only by the mask.
 
 The report (``docs/results.md`` and the plots) is written by :mod:`legc_research.results_report`
 from the ``results.json`` this module writes.
@@ -28,7 +29,8 @@ import numpy as np
 
 from keras_legc._io import atomic_write_json
 from keras_legc.core.history import History
-from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows
+from keras_legc.core.lyapunov import WindowRing
+from keras_legc.core.recorder import Recorder
 from keras_legc.core.scoring import score
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
 from keras_legc.masking.masks import Mask, magnitude_mask, random_mask
@@ -131,7 +133,10 @@ class ReproduceConfig:
 
 
 class StreamingRecorder:
-    """Per-step hook for :func:`~legc_research.mlp.train`: LE per closed window, target per window.
+    """Per-step hook for :func:`~legc_research.mlp.train`: the recorder engine fed from the MLP.
+
+    A thin adapter over :class:`keras_legc.core.recorder.Recorder` (LE per closed window, target
+    per window, computed inline), which also keeps the kernels at chosen epoch ends.
 
     Args:
         net: the network being trained (its kernel layout fixes the weight order).
@@ -140,47 +145,52 @@ class StreamingRecorder:
         steps_per_epoch: to know which windows closed within the first ``E`` epochs (PT) and to
             keep the kernels at those epoch ends.
         keep_epochs: epochs at whose end the kernels are kept (the PT mask's magnitude ties).
+
+    Example:
+        >>> rec = StreamingRecorder(net, 200, (x_val, y_val), steps_per_epoch=len(x_train))
+        >>> train(net, x_train, y_train, lr=0.1, batch_size=1, max_epochs=20, seed=0, on_step=rec)
+        >>> history = rec.history(net.kernel_dict())
     """
 
     def __init__(self, net, window, target, steps_per_epoch, keep_epochs=(), overlap=0.1):
-        self.names = list(net.spec.names)
-        self.shapes = {n: k.shape for n, k in zip(self.names, net.kernels, strict=True)}
-        self.n = sum(k.size for k in net.kernels)
-        self.ring = WindowRing(self.n, window, overlap)
-        self.overlap = overlap
-        self.x_target, self.y_target = target
+        x_target, y_target = target
+        self.engine = Recorder(
+            list(net.spec.names),
+            {n: k.shape for n, k in zip(net.spec.names, net.kernels, strict=True)},
+            window=window, overlap=overlap, background=False,
+            target=lambda: 1.0 - self._net.accuracy(x_target, y_target),
+        )  # fmt: skip
+        self._net = net
         self.steps_per_epoch = steps_per_epoch
         self.keep_steps = {e * steps_per_epoch: e for e in keep_epochs}
         self.kept: dict[int, dict[str, np.ndarray]] = {}
-        self.le: list[np.ndarray] = []
-        self.target: list[float] = []
-        self.close_step: list[int] = []
         self.initial = net.kernel_dict()
 
+    @property
+    def ring(self) -> WindowRing:
+        return self.engine.ring
+
+    @property
+    def n_windows(self) -> int:
+        return self.engine.n_le
+
+    @property
+    def close_step(self) -> list[int]:
+        """Snapshots (= steps) recorded when each window closed."""
+        return self.engine.close_snapshot
+
     def __call__(self, net) -> None:
-        row, start = self.ring.next_row(), 0
-        for k in net.kernels:
-            row[start : start + k.size] = k.ravel()
-            start += k.size
-        if self.ring.push():
-            self.target.append(1.0 - net.accuracy(self.x_target, self.y_target))
-            self.le.append(lyapunov_of_windows(self.ring.chronological().T).astype(np.float32))
-            self.close_step.append(self.ring.count)
-        if self.ring.count in self.keep_steps:
-            self.kept[self.keep_steps[self.ring.count]] = net.kernel_dict()
+        self._net = net  # the target is evaluated on the network being trained (a copy)
+        self.engine.step(net.kernels)
+        if self.engine.snapshots in self.keep_steps:
+            self.kept[self.keep_steps[self.engine.snapshots]] = net.kernel_dict()
 
     def history(self, final_kernels, upto_epoch: int | None = None) -> History:
         """The recorded :class:`History`, or its first windows closed by ``upto_epoch``'s end."""
-        k = len(self.le)
+        k = self.engine.n_le
         if upto_epoch is not None:
-            limit = upto_epoch * self.steps_per_epoch
-            k = sum(1 for s in self.close_step if s <= limit)
-        le = np.stack(self.le[:k], axis=1) if k else np.empty((self.n, 0), np.float32)
-        return History(
-            layers=self.names, shapes=self.shapes, le=le, target=self.target[:k],
-            window=self.ring.window, overlap=self.overlap, every=1,
-            n_snapshots=self.close_step[k - 1] if k else 0, final_kernels=final_kernels,
-        )  # fmt: skip
+            k = self.engine.windows_closed_by(upto_epoch * self.steps_per_epoch)
+        return self.engine.history(final_kernels, n_windows=k)
 
 
 def _metrics(net: MLP, split: Split) -> dict:
@@ -235,27 +245,14 @@ def run_paper_dataset(
         split = _subsample(split, config.mnist_train)
     spec = setup.spec()
     init = MLP.init(spec, seed=seed, scheme=setup.init, dtype=setup.dtype)
-    steps_per_epoch = -(-len(split.y_train) // setup.batch_size)
-    rec = StreamingRecorder(
-        init, setup.window, (split.x_val, split.y_val), steps_per_epoch,
-        keep_epochs=(setup.pt_epochs,),
-    )  # fmt: skip
-    dense_cap = max(setup.pt_epochs + 1, int(round(setup.dense_cap * config.dense_cap_scale)))
-    min_epochs = 0
-    if mode == "clean":  # train (and record) past the threshold until the lags can be tested
-        steps = setup.window + (config.clean_min_windows - 1) * rec.ring.stride
-        min_epochs = -(-steps // steps_per_epoch)
-        dense_cap = max(dense_cap, min_epochs)
     t0 = time.perf_counter()
-    recorded, res = _train_run(
-        init, setup, split, seed, dense_cap, on_step=rec, min_epochs=min_epochs
-    )
+    rec, recorded, res = _record_dense_run(init, setup, split, mode, seed, config)
     # The dense row is the net at the stopping rule's epoch; recording may have gone on.
     dense = res.at_threshold or recorded
     record_epochs = res.epochs
     record = {
         "dataset": name, "mode": mode, "seed": seed, "n_weights": spec.n_weights,
-        "split": split.description, "windows": len(rec.le), "methods": {}, "masks": {},
+        "split": split.description, "windows": rec.n_windows, "methods": {}, "masks": {},
     }  # fmt: skip
     record["methods"]["dense"] = {
         "epochs": res.threshold_epoch or res.epochs, "reached": res.reached, "pruned": 0, "pct_pruned": 0.0,
@@ -271,41 +268,15 @@ def run_paper_dataset(
                setup.pt_epochs),
     }  # fmt: skip
     masks: dict[str, Mask] = {}
-    for variant, (history, record_epochs) in variants.items():
-        scores, mask = _mask_or_reason(history, config.alpha, config.max_lag)
-        info = {"windows": history.n_windows, "record_epochs": record_epochs}
-        if scores is None:
-            info["skipped"] = mask
-            record["masks"][variant] = info
-            continue
-        masks[variant] = mask
-        p = scores.pvalues[scores.degenerate == 0]
-        info.update(
-            pruned=mask.n_pruned, max_lag=scores.max_lag, degenerate=scores.n_degenerate,
-            empty_layers=mask.info.get("empty_layers", []),
-            median_p=float(np.median(p)) if p.size else None,
-            min_p=float(p.min()) if p.size else None,
-        )  # fmt: skip
+    for variant, (history, epochs) in variants.items():
+        info, mask, methods = _prune_variant(
+            variant, history, epochs, init, setup, split, seed, config, final
+        )
         record["masks"][variant] = info
-        cap = record_epochs + config.extra_epochs
-        sparsity = mask.n_pruned / spec.n_weights
-        if mask.n_pruned == spec.n_weights:
-            # No weight tested causal: the baselines at the same count are the same empty net
-            # (only biases train). Recorded, not skipped: it is the method's result.
-            info["pruned_all"] = True
-            family = {variant: mask, f"random_{variant}": mask, f"magnitude_{variant}": mask}
-        else:
-            family = {
-                variant: mask,
-                f"random_{variant}": random_mask(mask, sparsity, seed=seed),
-                f"magnitude_{variant}": magnitude_mask(final, sparsity),
-            }
-        for method, m in family.items():
-            net, r = _train_run(init, setup, split, seed, cap, mask=m)
-            record["methods"][method] = {
-                "epochs": r.epochs, "reached": r.reached, "pruned": m.n_pruned,
-                "pct_pruned": 100.0 * m.n_pruned / spec.n_weights, **_metrics(net, split),
-            }  # fmt: skip
+        if mask is not None:
+            masks[variant] = mask
+        for method, (row, net) in methods.items():
+            record["methods"][method] = row
             models[method] = net
     if "ft" in masks and "pt" in masks:
         a, b = (~np.concatenate([masks[v][n].ravel() for n in masks[v]]) for v in ("ft", "pt"))
@@ -313,6 +284,72 @@ def run_paper_dataset(
         record["masks"]["ft_pt_jaccard"] = float(np.count_nonzero(a & b) / union) if union else 1.0
     record["seconds"] = time.perf_counter() - t0
     return record, models, split
+
+
+def _record_dense_run(init: MLP, setup: PaperSetup, split: Split, mode: str, seed: int, config):
+    """Train the dense net from ``init`` while recording: ``(recorder, trained net, TrainResult)``.
+
+    In clean mode, training (and recording) goes on past the threshold until the lags can be
+    tested (``config.clean_min_windows`` windows).
+    """
+    steps_per_epoch = -(-len(split.y_train) // setup.batch_size)
+    rec = StreamingRecorder(
+        init, setup.window, (split.x_val, split.y_val), steps_per_epoch,
+        keep_epochs=(setup.pt_epochs,),
+    )  # fmt: skip
+    dense_cap = max(setup.pt_epochs + 1, int(round(setup.dense_cap * config.dense_cap_scale)))
+    min_epochs = 0
+    if mode == "clean":
+        steps = setup.window + (config.clean_min_windows - 1) * rec.ring.stride
+        min_epochs = -(-steps // steps_per_epoch)
+        dense_cap = max(dense_cap, min_epochs)
+    recorded, res = _train_run(
+        init, setup, split, seed, dense_cap, on_step=rec, min_epochs=min_epochs
+    )
+    return rec, recorded, res
+
+
+def _prune_variant(variant, history, record_epochs, init, setup, split, seed, config, final):
+    """Score one recorded history (FT or PT), mask it, and retrain the mask and its baselines.
+
+    Returns ``(mask info, mask or None when the history could not be tested,
+    {method: (result row, retrained net)})``.
+    """
+    spec = setup.spec()
+    scores, mask = _mask_or_reason(history, config.alpha, config.max_lag)
+    info = {"windows": history.n_windows, "record_epochs": record_epochs}
+    if scores is None:
+        info["skipped"] = mask
+        return info, None, {}
+    p = scores.pvalues[scores.degenerate == 0]
+    info.update(
+        pruned=mask.n_pruned, max_lag=scores.max_lag, degenerate=scores.n_degenerate,
+        empty_layers=mask.info.get("empty_layers", []),
+        median_p=float(np.median(p)) if p.size else None,
+        min_p=float(p.min()) if p.size else None,
+    )  # fmt: skip
+    cap = record_epochs + config.extra_epochs
+    sparsity = mask.n_pruned / spec.n_weights
+    if mask.n_pruned == spec.n_weights:
+        # No weight tested causal: the baselines at the same count are the same empty net
+        # (only biases train). Recorded, not skipped: it is the method's result.
+        info["pruned_all"] = True
+        family = {variant: mask, f"random_{variant}": mask, f"magnitude_{variant}": mask}
+    else:
+        family = {
+            variant: mask,
+            f"random_{variant}": random_mask(mask, sparsity, seed=seed),
+            f"magnitude_{variant}": magnitude_mask(final, sparsity),
+        }
+    methods = {}
+    for method, m in family.items():
+        net, r = _train_run(init, setup, split, seed, cap, mask=m)
+        row = {
+            "epochs": r.epochs, "reached": r.reached, "pruned": m.n_pruned,
+            "pct_pruned": 100.0 * m.n_pruned / spec.n_weights, **_metrics(net, split),
+        }  # fmt: skip
+        methods[method] = (row, net)
+    return info, mask, methods
 
 
 def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) -> dict:
@@ -433,21 +470,7 @@ def reproduce(
 
     def save(complete: bool) -> dict:
         # Written after every run (atomically): an interrupted reproduction keeps what it did.
-        results = {
-            "format": "keras_legc.reproduce",
-            "version": 1,
-            "complete": complete,
-            "command": command,
-            "config": asdict(config),
-            "environment": _environment(),
-            "paper_setups": {k: asdict(v) for k, v in PAPER_SETUPS.items()},
-            "sweep_setups": {k: asdict(v) for k, v in SWEEP_SETUPS.items()},
-            "runs": runs,
-            "sweep": sweep,
-            "seconds": time.perf_counter() - t0,
-        }
-        atomic_write_json(out / "results.json", results, overwrite=True)
-        return results
+        return _write_results(out, config, command, runs, sweep, t0, complete)
 
     total = len(config.datasets) * len(config.modes) * len(config.seeds)
     # The cheap tabular datasets first, then the sweep, then the paper's MNIST net (the longest).
@@ -463,16 +486,7 @@ def reproduce(
                 runs.append(record)
                 if config.save_models:
                     _save_models(out, mode, name, seed, models, split)
-                m = record["methods"]
-                log(
-                    f"[{len(runs)}/{total}] {mode:5s} {name:8s} seed {seed}: dense "
-                    f"{m['dense']['test_accuracy']:.4f}"
-                    + "".join(
-                        f", {k} {m[k]['test_accuracy']:.4f} ({m[k]['pct_pruned']:.1f}%)"
-                        for k in ("ft", "pt") if k in m
-                    )
-                    + f" [{record['seconds']:.1f} s]"
-                )  # fmt: skip
+                log(f"[{len(runs)}/{total}] " + _run_line(record))
                 save(False)
 
     paper_runs([(d, m) for d in tabular for m in config.modes])
@@ -485,6 +499,39 @@ def reproduce(
             save(False)
     paper_runs([("mnist", m) for m in config.modes if "mnist" in config.datasets])
     return save(True)
+
+
+def _write_results(out: Path, config, command, runs, sweep, t0: float, complete: bool) -> dict:
+    """Write ``out/results.json`` (atomically) with what has run so far; returns the results."""
+    results = {
+        "format": "keras_legc.reproduce",
+        "version": 1,
+        "complete": complete,
+        "command": command,
+        "config": asdict(config),
+        "environment": _environment(),
+        "paper_setups": {k: asdict(v) for k, v in PAPER_SETUPS.items()},
+        "sweep_setups": {k: asdict(v) for k, v in SWEEP_SETUPS.items()},
+        "runs": runs,
+        "sweep": sweep,
+        "seconds": time.perf_counter() - t0,
+    }
+    atomic_write_json(out / "results.json", results, overwrite=True)
+    return results
+
+
+def _run_line(record: dict) -> str:
+    """One log line for a finished paper run: test accuracy of dense, FT and PT (% pruned)."""
+    m = record["methods"]
+    return (
+        f"{record['mode']:5s} {record['dataset']:8s} seed {record['seed']}: dense "
+        f"{m['dense']['test_accuracy']:.4f}"
+        + "".join(
+            f", {k} {m[k]['test_accuracy']:.4f} ({m[k]['pct_pruned']:.1f}%)"
+            for k in ("ft", "pt") if k in m
+        )
+        + f" [{record['seconds']:.1f} s]"
+    )  # fmt: skip
 
 
 def _save_models(out: Path, mode: str, name: str, seed: int, models: dict, split: Split) -> None:

@@ -1,0 +1,361 @@
+"""The recording engine: kernel snapshots in, an LE series per weight and a target series out.
+
+Framework-free (numpy only). A training loop hands the engine the current kernels after every
+optimizer step (:meth:`Recorder.step`); the engine keeps one LE window of float32 snapshots in a
+:class:`~keras_legc.core.lyapunov.WindowRing`, and each time a window closes (every ``stride``
+snapshots) it samples the target (a callable, e.g. the validation misclassification rate) and
+computes one Lyapunov exponent per weight, inline or on a background thread. What accumulates is
+the LE series (windows x weights), never the raw steps x weights history. Optionally it keeps a
+run directory crash-safe (a complete :class:`History` per epoch plus a per-window journal) and
+appends the raw snapshots to disk.
+
+Two adapters feed it: :class:`keras_legc.WeightHistory` (a Keras callback) and the reproduction's
+numpy trainer (:class:`legc_research.reproduce.StreamingRecorder`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc.core._parallel import check_threads
+from keras_legc.core.history import (
+    HISTORY_FILE,
+    JOURNAL_FORMAT,
+    JOURNAL_NAME,
+    SNAPSHOTS_FORMAT,
+    SNAPSHOTS_NAME,
+    History,
+    RowJournal,
+    journal_index,
+)
+from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows, window_stride
+from keras_legc.errors import InvalidArgumentError, NonFiniteError, OutputExistsError
+
+#: Rows of the LE series allocated when the number of windows is not known in advance.
+DEFAULT_EXPECTED_WINDOWS = 16
+TIMINGS = ("snapshot_s", "lyapunov_s", "lyapunov_wait_s", "validation_s", "save_s")
+
+
+def check_recording(
+    window: int,
+    overlap: float,
+    every: int,
+    *,
+    threads: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    save_snapshots: bool = False,
+) -> int:
+    """Refuse bad recording settings before training starts; returns the window stride.
+
+    Args:
+        window, overlap, every, threads, run_dir, overwrite, save_snapshots: as for
+            :class:`Recorder`.
+
+    Raises:
+        InvalidArgumentError: a bad window, overlap, ``every`` or ``threads``, or
+            ``save_snapshots`` without a ``run_dir``.
+        OutputExistsError: ``run_dir`` already holds a history or an interrupted recording and
+            ``overwrite`` is False.
+
+    Example:
+        >>> check_recording(50, 0.1, 1)
+        45
+    """
+    stride = window_stride(window, overlap)
+    check_positive_int("every", every)
+    check_threads(threads)  # refuse a bad value now, not at the first window mid-fit
+    if save_snapshots and run_dir is None:
+        raise InvalidArgumentError(
+            "save_snapshots=True writes the raw snapshots to disk and needs a run_dir. Fix: "
+            "pass run_dir=... together with save_snapshots=True."
+        )
+    if run_dir is not None and not overwrite:
+        run_dir = Path(run_dir)
+        if (run_dir / HISTORY_FILE).exists():
+            raise OutputExistsError(
+                f"{run_dir} already holds a recorded history. Fix: choose another "
+                "run_dir, or pass overwrite=True to replace it."
+            )
+        if (run_dir / f"{JOURNAL_NAME}.json").exists():
+            raise OutputExistsError(
+                f"{run_dir} holds an interrupted recording (a window journal without a "
+                "complete history). Fix: score what it recorded with "
+                "keras_legc.score(run_dir), choose another run_dir, or pass overwrite=True."
+            )
+    return stride
+
+
+def check_positive_int(name: str, value) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``value`` is an integer >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
+
+
+class Recorder:
+    """Turn a stream of kernel snapshots into a :class:`History`, one LE window at a time.
+
+    Args:
+        layers: layer names, in the order the kernels are given to :meth:`step`.
+        shapes: ``{layer: kernel shape}``.
+        window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
+        target: called when a window closes (with the network as it is then; never deferred),
+            returns the target value of that window (e.g. ``1 - validation accuracy``).
+        overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
+        every: record one snapshot every ``every`` calls of :meth:`step`.
+        threads: worker threads of the LE kernel (None: every usable core).
+        background: compute each window's LEs on a background thread while training goes on (at
+            most one window in flight); False computes them inline. The values are identical.
+        run_dir: if given, a complete history is saved there now, at every :meth:`end_epoch`
+            that closed a window, and at :meth:`finish`; between saves, every closed window is
+            appended to a journal, so a recording killed at any point keeps its windows.
+        overwrite: allow replacing what ``run_dir`` holds.
+        save_snapshots: also append every raw float32 snapshot to ``run_dir/snapshots.f32``.
+        expected_windows: rows of the LE series to allocate (it grows if more windows close).
+        initial_weights: kept in the History (for rewinding), e.g. ``model.get_weights()``.
+        kernels: returns the current ``{layer: kernel}`` (copies), the History's final kernels
+            whenever one is built without them (the saves; :meth:`finish`).
+        meta: extra fields of the History's manifest (``optimizer_steps`` is added).
+        verbose: print one line per closed window when > 1, a summary at :meth:`finish` when 1.
+        name, target_name: how those lines name the recorder and the target.
+
+    After :meth:`finish`, :attr:`timings` holds the seconds spent copying snapshots, computing
+    LEs, waiting for them, evaluating the target and saving.
+
+    Example:
+        >>> rec = Recorder(["dense"], {"dense": (2, 3)}, window=10, target=lambda: 0.5)
+        >>> for step in range(40):
+        ...     rec.step([np.full((2, 3), np.sin(step))])
+        >>> rec.finish({"dense": np.zeros((2, 3))}).n_windows
+        4
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        shapes: Mapping[str, Sequence[int]],
+        *,
+        window: int,
+        target: Callable[[], float],
+        overlap: float = 0.1,
+        every: int = 1,
+        threads: int | None = None,
+        background: bool = True,
+        run_dir: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        save_snapshots: bool = False,
+        expected_windows: int = DEFAULT_EXPECTED_WINDOWS,
+        initial_weights: list[np.ndarray] | None = None,
+        kernels: Callable[[], dict[str, np.ndarray]] | None = None,
+        meta: Mapping | None = None,
+        verbose: int = 0,
+        name: str = "Recorder",
+        target_name: str = "target",
+    ):
+        check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
+                        overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+        self.layers = list(layers)
+        self.shapes = {n: tuple(int(d) for d in shapes[n]) for n in self.layers}
+        self.n = sum(int(np.prod(s)) for s in self.shapes.values())
+        self.window, self.overlap, self.every = int(window), float(overlap), int(every)
+        self.ring = WindowRing(self.n, self.window, self.overlap)
+        self.target_fn, self.threads, self.verbose = target, threads, verbose
+        self.name, self.target_name = name, target_name
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.initial_weights, self.meta, self._kernels = initial_weights, dict(meta or {}), kernels
+        self.steps = self.snapshots = 0
+        # LE series, window-major: appending a window writes (and touches) only its own row, and
+        # History.le is a transposed view of it, never a copy.
+        self._le_rows = np.empty((max(1, int(expected_windows)), self.n), dtype=np.float32)
+        self.n_le = 0
+        self.target: list[float] = []
+        self.close_snapshot: list[int] = []  # snapshots recorded when each window closed
+        self.close_step: list[int] = []  # steps taken when each window closed
+        self.timings = dict.fromkeys(TIMINGS, 0.0)
+        self._t0 = time.perf_counter()
+        self._pending: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1) if background else None
+        self._snap_writer = self._journal = None
+        self._saved_windows = -1
+        self._open_run_dir(overwrite, save_snapshots)
+
+    # -- the stream ---------------------------------------------------------------------------
+    def step(self, kernels: Iterable[np.ndarray]) -> bool:
+        """Count one optimizer step; on every ``every``-th, record ``kernels`` (in layer order).
+
+        ``kernels`` is only iterated when this step is recorded, so a generator that reads them
+        from a framework costs nothing on the other steps. Returns True when a window closed.
+        """
+        self.steps += 1
+        if (self.steps - 1) % self.every:
+            return False
+        t0 = time.perf_counter()
+        row, start = self.ring.next_row(), 0
+        for kernel in kernels:
+            row[start : start + kernel.size] = kernel.ravel()
+            start += kernel.size
+        if self._snap_writer is not None:
+            self._snap_writer.append(row)
+        self.snapshots += 1
+        self.timings["snapshot_s"] += time.perf_counter() - t0
+        if not self.ring.push():
+            return False
+        self._close_window()
+        return True
+
+    def end_epoch(self) -> None:
+        """Wait for the window in flight; commit the snapshots and save if a window closed."""
+        self._collect()
+        t0 = time.perf_counter()
+        if self._snap_writer is not None:
+            self._snap_writer.commit()
+        if self.run_dir is not None and self.n_le != self._saved_windows:
+            self.history().save(self.run_dir, overwrite=True)
+            self._saved_windows = self.n_le
+        self.timings["save_s"] += time.perf_counter() - t0
+
+    def finish(self, final_kernels: Mapping[str, np.ndarray] | None = None) -> History:
+        """Wait for the last window, stop the worker, save (if a run_dir) and return the History."""
+        try:
+            self._collect()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        t0 = time.perf_counter()
+        history = self.history(final_kernels)
+        if self._snap_writer is not None:
+            self._snap_writer.close()
+        if self.run_dir is not None:
+            history.save(self.run_dir, overwrite=True)
+            self._journal.close(remove=True)  # the complete history now holds every window
+        self.timings["save_s"] += time.perf_counter() - t0
+        if self.verbose:
+            print(
+                f"{self.name}: {self.snapshots} snapshots of {self.n} weights -> "
+                f"{self.n_le} LE windows ({time.perf_counter() - self._t0:.1f} s)",
+                file=sys.stderr,
+            )
+        return history
+
+    def history(
+        self, final_kernels: Mapping[str, np.ndarray] | None = None, *, n_windows: int | None = None
+    ) -> History:
+        """The :class:`History` recorded so far (windows still in flight are not included).
+
+        Args:
+            final_kernels: ``{layer: kernel}`` for tie-breaks by magnitude (default: the
+                ``kernels`` callable's, else none).
+            n_windows: only the first ``n_windows`` windows, as the recording stood when the
+                last of them closed (its snapshot and step counts); None: everything so far.
+
+        Example:
+            >>> pt = rec.history(kernels_at_epoch_5, n_windows=rec.windows_closed_by(5 * steps))
+        """
+        if n_windows is None:
+            k, snapshots, steps = self.n_le, self.snapshots, self.steps
+        else:
+            k = int(n_windows)
+            if not 0 <= k <= self.n_le:
+                raise InvalidArgumentError(
+                    f"n_windows must be in 0..{self.n_le} (the windows recorded), got {n_windows!r}."
+                )
+            snapshots = self.close_snapshot[k - 1] if k else 0
+            steps = self.close_step[k - 1] if k else 0
+        if final_kernels is None and self._kernels is not None:
+            final_kernels = self._kernels()
+        return History(
+            layers=self.layers,
+            shapes=self.shapes,
+            le=self._le_rows[:k].T,
+            target=np.asarray(self.target[:k]),
+            window=self.window,
+            overlap=self.overlap,
+            every=self.every,
+            n_snapshots=snapshots,
+            initial_weights=self.initial_weights,
+            final_kernels=final_kernels,
+            meta={**self.meta, "optimizer_steps": steps},
+        )
+
+    def windows_closed_by(self, snapshot: int) -> int:
+        """How many windows had closed once ``snapshot`` snapshots were recorded."""
+        return sum(1 for s in self.close_snapshot if s <= snapshot)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _open_run_dir(self, overwrite: bool, save_snapshots: bool) -> None:
+        """Start the snapshot file, the first (empty) complete history and the window journal."""
+        if save_snapshots:
+            index = journal_index(SNAPSHOTS_FORMAT, self.layers, self.shapes, every=self.every)
+            self._snap_writer = RowJournal(self.run_dir, SNAPSHOTS_NAME, index, overwrite=overwrite)
+        if self.run_dir is not None:
+            # A complete (empty) history first, so the initial weights survive any interruption;
+            # then one journal row per closed window.
+            self.history().save(self.run_dir, overwrite=overwrite)
+            self._saved_windows = 0
+            index = journal_index(
+                JOURNAL_FORMAT, self.layers, self.shapes, window=self.window,
+                overlap=self.overlap, every=self.every, target=[],
+            )  # fmt: skip
+            self._journal = RowJournal(self.run_dir, JOURNAL_NAME, index, overwrite=True)
+
+    def _close_window(self) -> None:
+        window = self.ring.chronological()
+        if not np.all(np.isfinite(window)):
+            raise NonFiniteError(
+                f"NaN or inf in the Dense kernels by optimizer step {self.steps}: training "
+                "diverged, so its trajectory has no Lyapunov exponent. Fix: lower the learning "
+                "rate or clip gradients, then record again."
+            )
+        t0 = time.perf_counter()
+        target = float(self.target_fn())  # needs the network as it is now: never deferred
+        self.timings["validation_s"] += time.perf_counter() - t0
+        self.target.append(target)
+        self.close_snapshot.append(self.snapshots)
+        self.close_step.append(self.steps)
+        self._collect()  # at most one window is ever in flight
+        if self._pool is not None:
+            self._pending = self._pool.submit(self._lyapunov, window)
+        else:
+            self._append_le(self._lyapunov(window))
+        if self.verbose > 1:
+            print(
+                f"{self.name}: window {len(self.target)} closed at step {self.steps}, "
+                f"{self.target_name} {target:.4f}",
+                file=sys.stderr,
+            )
+
+    def _lyapunov(self, window: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        le = lyapunov_of_windows(window.T, threads=self.threads).astype(np.float32)
+        self.timings["lyapunov_s"] += time.perf_counter() - t0
+        return le
+
+    def _append_le(self, le: np.ndarray) -> None:
+        if self.n_le == self._le_rows.shape[0]:  # more windows than expected: grow
+            grown = np.empty((2 * self.n_le, self.n), dtype=np.float32)
+            grown[: self.n_le] = self._le_rows
+            self._le_rows = grown
+        self._le_rows[self.n_le] = le
+        self.n_le += 1
+        if self._journal is not None:
+            self._journal.append(le)
+            self._journal.commit(target=self.target[: self.n_le])
+
+    def _collect(self) -> None:
+        """Wait for the window in flight (if any) and append its LE values."""
+        if self._pending is not None:
+            t0 = time.perf_counter()
+            future, self._pending = self._pending, None
+            self._append_le(future.result())  # re-raises an error of the worker here
+            self.timings["lyapunov_wait_s"] += time.perf_counter() - t0
+
+
+__all__ = ["Recorder", "check_recording", "check_positive_int", "TIMINGS"]

@@ -1,0 +1,150 @@
+"""``shrink``: a new, smaller plain Keras model without the removed hidden units; ``count_macs``.
+
+Removing a hidden neuron of a Dense stack deletes a column of its kernel, one bias entry and a
+row of the next kernel, so the model becomes genuinely smaller dense layers (fewer multiply-
+accumulates on every runtime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from keras_legc.core.dense import activate
+from keras_legc.errors import InvalidArgumentError
+from keras_legc.neurons.removal import NeuronPruning
+from keras_legc.neurons.view import DenseNet
+
+
+def _removal_map(net: DenseNet, remove) -> dict[str, np.ndarray]:
+    if isinstance(remove, NeuronPruning):
+        remove = remove.as_dict()
+    if not isinstance(remove, Mapping):
+        raise InvalidArgumentError(
+            f"remove must map Dense layer names to unit indices (or be a NeuronPruning record), "
+            f"got {type(remove).__name__}. Fix: pass e.g. {{'dense': [3, 7]}}."
+        )
+    out = {}
+    for name, units in remove.items():
+        if name not in net.names:
+            raise InvalidArgumentError(
+                f"no Dense layer named {name!r} in model {net.model_name!r} (its Dense layers: "
+                f"{net.names}). Fix: use the model's layer names."
+            )
+        if name == net.names[-1]:
+            raise InvalidArgumentError(
+                f"{name!r} is the output layer; its units are the model's outputs and cannot be "
+                "removed. Fix: remove units of hidden layers only."
+            )
+        idx = np.asarray(list(units))
+        if idx.size and (
+            not np.issubdtype(idx.dtype, np.integer)
+            or idx.min() < 0
+            or idx.max() >= net.sizes[name]
+        ):
+            raise InvalidArgumentError(
+                f"unit indices for layer {name!r} must be integers in 0..{net.sizes[name] - 1}, "
+                f"got {idx.tolist()[:10]}. Fix: pass valid unit indices."
+            )
+        idx = np.unique(idx.astype(np.int64))
+        if len(idx) >= net.sizes[name]:
+            raise InvalidArgumentError(
+                f"removing all {net.sizes[name]} units of layer {name!r} would disconnect the "
+                "network. Fix: keep at least one unit in every hidden layer."
+            )
+        out[name] = idx
+    return out
+
+
+def _mean_activations(net: DenseNet, rm: Mapping[str, np.ndarray], x) -> dict[str, np.ndarray]:
+    """Mean activation of each removed unit, in the network where earlier removed units already
+    output their means (so that folding reproduces 'units replaced by their mean')."""
+    a = net._as_input(x)
+    means = {}
+    for i, name in enumerate(net.names[:-1]):
+        a = activate(net.activations[i], a @ net.kernels[i] + net.biases[i])
+        if name in rm and len(rm[name]):
+            m = a[:, rm[name]].mean(axis=0)
+            means[name] = m
+            a[:, rm[name]] = m
+    return means
+
+
+def shrink(model, remove, *, fold_mean_activations=None):
+    """A new, smaller plain Keras model without the given hidden units.
+
+    Kernels and biases are sliced; the result's outputs equal the original's with those units'
+    outputs forced to 0 (to float tolerance). With ``fold_mean_activations=x``, each removed
+    unit's mean activation over ``x`` times its outgoing weights is added to the next layer's
+    bias instead, so the result equals the original with those units replaced by their mean.
+
+    Args:
+        model: a tf.keras model, a plain chain of Dense layers (optional Input/Flatten first).
+        remove: ``{Dense layer name: [unit indices]}`` or the :class:`NeuronPruning` record of
+            :func:`prune_neurons`.
+        fold_mean_activations: inputs ``x`` to fold removed units' mean activations, or None.
+
+    Returns:
+        A new ``tf.keras.Sequential`` with the same layer names, activations and configuration,
+        fewer units; it exports to TFLite like any model.
+
+    Raises:
+        InvalidArgumentError: unknown layer, the output layer, bad indices, or all units of a
+            layer (the network would be disconnected).
+
+    Example:
+        >>> small = keras_legc.shrink(model, {"dense": [0, 5, 9]})
+        >>> small.count_params() < model.count_params()
+        True
+    """
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    net = DenseNet.from_model(model)
+    rm = _removal_map(net, remove)
+    means = (
+        _mean_activations(net, rm, fold_mean_activations)
+        if fold_mean_activations is not None
+        else {}
+    )
+    keep = {n: np.setdiff1d(np.arange(net.sizes[n]), rm.get(n, [])) for n in net.hidden}
+    dense = {layer.name: layer for layer in model.layers if isinstance(layer, k.layers.Dense)}
+    layers = [k.layers.Input(shape=net.input_shape)]
+    if len(net.input_shape) > 1 or any(isinstance(la, k.layers.Flatten) for la in model.layers):
+        layers.append(k.layers.Flatten())
+    weights = []
+    for i, name in enumerate(net.names):
+        w, b = net.kernels[i], net.biases[i]
+        if i > 0 and net.names[i - 1] in keep:
+            prev = net.names[i - 1]
+            if prev in means:
+                b = b + means[prev] @ w[rm[prev]]
+            w = w[keep[prev]]
+        if name in keep:
+            w, b = w[:, keep[name]], b[keep[name]]
+        cfg = dense[name].get_config()
+        cfg["units"] = int(w.shape[1])
+        use_bias = bool(cfg.get("use_bias", True)) or bool(np.any(b != 0))
+        cfg["use_bias"] = use_bias
+        layers.append(k.layers.Dense.from_config(cfg))
+        dtype = dense[name].kernel.dtype.as_numpy_dtype
+        weights.append([w.astype(dtype)] + ([b.astype(dtype)] if use_bias else []))
+    small = k.Sequential(layers, name=f"{model.name}_shrunk")
+    for layer, ws in zip(
+        [la for la in small.layers if isinstance(la, k.layers.Dense)], weights, strict=True
+    ):
+        layer.set_weights(ws)
+    return small
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates per sample of the Dense layers of ``model`` (Keras or DenseNet).
+
+    Example:
+        >>> keras_legc.neurons.count_macs(small) / keras_legc.neurons.count_macs(model)
+    """
+    return DenseNet.from_model(model, check=False).macs()
+
+
+__all__ = ["shrink", "count_macs"]
