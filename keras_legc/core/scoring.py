@@ -43,7 +43,7 @@ FORMAT = "keras_legc.scores"
 FORMAT_VERSION = 1
 MIN_WINDOWS = 5  # a Granger test at lag 1 needs K > 3 * 1 + 1
 # Target mode's scorer, chosen on the development nets (docs/against-tfmot.md).
-DEFAULT_RANKING = "legc_pvalue"
+DEFAULT_RANKING = "legc_protect"
 # Per-weight arrays beyond the paper's, optional in a scores file (older files lack them).
 TARGET_MODE_ARRAYS = ("static", "f_pvalue", "partial_r2", "selected_lag")
 
@@ -200,12 +200,14 @@ class Scores:
                 sparsity is in ``mask.info["reached_sparsity"]``, within half a block of the
                 request.
             ranking: target mode's scorer, a name from
-                ``keras_legc.masking.importance.LEGC_RANKINGS`` (default ``"legc"``: weights
-                that never moved first, then the least causal by effect size, untested weights
-                placed by magnitude; ``"legc_pvalue"`` is the paper-era ranking, highest p first
-                and degenerate weights last, which collapses networks at high sparsity; see
-                :mod:`keras_legc.masking.importance` for ``"legc_protect"`` and
-                ``"legc_rank_product"``).
+                ``keras_legc.masking.importance.LEGC_RANKINGS``. Default ``"legc_protect"``:
+                weights that never moved first, then the non-causal ones (F-test at the BIC
+                lag, Benjamini-Hochberg q >= 0.05, or no valid test) by magnitude, then the
+                causal ones by magnitude. ``"legc"`` ranks by causal effect size alone,
+                ``"legc_rank_product"`` by effect size x magnitude, and ``"legc_pvalue"`` is the
+                paper-era ranking (highest p first, degenerate weights last), which collapses
+                networks at high sparsity. See :mod:`keras_legc.masking.importance` and
+                docs/against-tfmot.md for how they compare.
 
         In target mode the mask records ``info["kept_untestable"]``, the share of kept weights
         with no valid test, and warns when it is above one half: the mask then rests on

@@ -24,6 +24,8 @@ A scorer is any callable ``scorer(kernels, block=None) -> Importance`` where ``k
                             gone; never-moved weights first.
 ``legc_rank_product(...)``  never-moved weights first, then the product of the magnitude rank and
                             the causal-evidence rank (each in (0, 1]).
+``static_magnitude(s)``     never-moved weights first, then ``|w|`` (no Granger test: the
+                            ablation for ``legc_protect``).
 ==========================  ===============================================================
 
 Example: a user-written scorer (prune the weights that moved least since initialisation):
@@ -255,8 +257,22 @@ def legc_rank_product(scores, *, evidence: str = "partial_r2") -> Scorer:
     return score
 
 
+def static_magnitude(scores) -> Scorer:
+    """Never-moved weights first, then ``|w|``: magnitude pruning plus the one thing the LE series
+    alone tell (which weights did not move), without any Granger test. The ablation that shows
+    what the causal test adds on top (compare with :func:`legc_protect`)."""
+
+    def score(kernels, block=None) -> Importance:
+        keys = _by_layer(scores, kernels, [_moved(scores)])
+        return Importance(keys, reduce=("any", "sumsq"), info={"method": "static_magnitude"})
+
+    score.__name__ = "static_magnitude"
+    return score
+
+
 SCORERS: dict[str, Callable[..., Scorer]] = {
     "magnitude": magnitude,
+    "static_magnitude": static_magnitude,
     "random": random,
     "legc_pvalue": legc_pvalue,
     "legc": legc,
@@ -362,6 +378,7 @@ __all__ = [
     "legc",
     "legc_protect",
     "legc_rank_product",
+    "static_magnitude",
     "register",
     "get_scorer",
 ]
