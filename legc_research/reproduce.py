@@ -384,9 +384,9 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
         with warnings.catch_warnings():  # emptied layers are recorded per row instead
             warnings.simplefilter("ignore", LegcWarning)
             masks = {
-                "legc": scores.mask(sparsity=s),
+                "legc": scores.mask(sparsity=s, ranking="legc_pvalue"),
                 # The same sparsity in every layer: a global ranking can empty whole layers.
-                "legc_per_layer": scores.mask(sparsity=s, per_layer=True),
+                "legc_per_layer": scores.mask(sparsity=s, per_layer=True, ranking="legc_pvalue"),
                 "random": random_mask(scores.shapes, s, seed=seed),
                 "magnitude": magnitude_mask(net.kernel_dict(), s),
             }

@@ -52,13 +52,16 @@ def test_all_weights_degenerate(rng):
         scores.mask(alpha=0.05)
 
 
-def test_degenerate_weights_are_kept_and_pruned_last_in_target_mode(rng):
+def test_degenerate_weights_kept_in_paper_mode_static_ones_pruned_first_in_target_mode(rng):
     le = rng.normal(size=(6, 30))
     le[0] = 0.0  # degenerate
     scores = kl.score(make_history(le, rng.random(30)), max_lag=2)
     assert scores.n_degenerate == 1
     assert scores.mask(alpha=0.05)["d"][0, 0]  # kept in paper mode
-    assert scores.mask(sparsity=0.8)["d"][0, 0]  # 5 of 6 pruned: the degenerate one survives
+    # The paper-era ranking prunes degenerate weights last: 5 of 6 pruned, it survives ...
+    assert scores.mask(sparsity=0.8, ranking="legc_pvalue")["d"][0, 0]
+    # ... the default knows it never moved (LE 0 in every window) and prunes it first.
+    assert scores.static[0] and not scores.mask(sparsity=0.2)["d"][0, 0]
 
 
 def test_history_that_does_not_fit_its_layers(rng):

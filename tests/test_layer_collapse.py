@@ -26,7 +26,9 @@ def test_global_ranking_that_empties_a_layer_warns_and_records_it():
     with pytest.warns(
         LegcWarning, match=r"every kernel weight of layer\(s\) \['b'\].*per_layer=True"
     ):
-        mask = scores.mask(sparsity=0.2)  # 44 weights: all 20 of b first (highest p), 24 of a
+        mask = scores.mask(
+            sparsity=0.2, ranking="legc_pvalue"
+        )  # 44 weights: all 20 of b first (highest p), 24 of a
     assert mask.info["empty_layers"] == ["b"] and not mask["b"].any()
     with pytest.warns(LegcWarning, match=r"\['b'\].*higher alpha"):
         assert scores.mask(alpha=0.05).info["empty_layers"] == ["b"]
@@ -36,7 +38,9 @@ def test_no_warning_when_every_layer_keeps_weights():
     scores = _scores()
     with warnings.catch_warnings():
         warnings.simplefilter("error", LegcWarning)
-        per_layer = scores.mask(sparsity=0.2, per_layer=True)
-        small = scores.mask(sparsity=0.05)  # 11 weights, all from b: 9 of b's 20 stay
+        per_layer = scores.mask(sparsity=0.2, per_layer=True, ranking="legc_pvalue")
+        small = scores.mask(
+            sparsity=0.05, ranking="legc_pvalue"
+        )  # 11 weights, all from b: 9 of b's 20 stay
     assert per_layer.info["empty_layers"] == [] and small.info["empty_layers"] == []
     assert per_layer["b"].mean() == pytest.approx(0.8)

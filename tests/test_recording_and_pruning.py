@@ -150,11 +150,22 @@ def test_scores_and_masks(trained, tmp_path):
     paper = scores.mask(alpha=0.05)
     keep = np.concatenate([paper[n].ravel() for n in paper.layers])
     assert np.array_equal(keep, ~valid | (scores.pvalues < 0.05))
-    target = scores.mask(sparsity=0.5)
+    target = scores.mask(sparsity=0.5, ranking="legc_pvalue")
     assert target.n_pruned == round(0.5 * scores.n_weights)
     pruned = ~np.concatenate([target[n].ravel() for n in target.layers])
     if valid.all():  # least causal first: every pruned p-value >= every kept p-value
         assert scores.pvalues[pruned].min() >= scores.pvalues[~pruned].max()
+    # The default (legc_protect): within the non-causal and within the causal weights, the
+    # smallest go first; every pruned causal weight is smaller than every kept one.
+    default = scores.mask(sparsity=0.5)
+    assert default.info["ranking"] == "legc_protect" and default.n_pruned == target.n_pruned
+    pruned = ~np.concatenate([default[n].ravel() for n in default.layers])
+    w = np.concatenate([np.abs(scores.kernels[n]).ravel() for n in scores.layers])
+    from keras_legc.core.granger import benjamini_hochberg
+
+    causal = benjamini_hochberg(scores.f_pvalue) < 0.05
+    if (pruned & causal).any() and (~pruned & causal).any():
+        assert w[pruned & causal].max() <= w[~pruned & causal].min()
     back = kl.Scores.load(scores.save(tmp_path / "s.npz"))
     np.testing.assert_array_equal(back.pvalues, scores.pvalues)
 

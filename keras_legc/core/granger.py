@@ -24,6 +24,7 @@ from keras_legc.core._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
 
 TESTS = ("ssr_chi2", "ssr_ftest")
+CRITERIA = ("bic", "aic")
 
 # Reason codes in GrangerResult.degenerate.
 OK, CONSTANT_CAUSE, COLLINEAR_CAUSE, PERFECT_FIT = 0, 1, 2, 3
@@ -48,6 +49,13 @@ class GrangerResult:
         max_lag: the largest lag actually tested (after capping for short series).
         test: ``"ssr_chi2"`` or ``"ssr_ftest"``.
         lags: the lags tested, in the order of ``per_lag``'s columns.
+        selected_lag: with ``criterion=``, the lag the information criterion chose for each
+            series (0 where degenerate), else None.
+        f_pvalue: with ``criterion=``, the F-test p-value at the selected lag (NaN where
+            degenerate), else None.
+        partial_r2: with ``criterion=``, the effect size at the selected lag: the share of the
+            target's restricted residual sum of squares that the cause's lags explain,
+            ``(SSR_r - SSR_u) / SSR_r`` in [0, 1] (NaN where degenerate), else None.
     """
 
     pvalues: np.ndarray
@@ -56,6 +64,9 @@ class GrangerResult:
     max_lag: int
     test: str
     lags: tuple[int, ...] = ()
+    selected_lag: np.ndarray | None = None
+    f_pvalue: np.ndarray | None = None
+    partial_r2: np.ndarray | None = None
 
     def degenerate_counts(self) -> dict[str, int]:
         """Number of degenerate series per reason (only reasons that occur)."""
@@ -76,6 +87,7 @@ def granger_test(
     *,
     lag: int | None = None,
     difference: bool = False,
+    criterion: str | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     threads: int | None = None,
     progress=None,
@@ -93,6 +105,11 @@ def granger_test(
             infeasible lag is an error, not capped. Off by default (the paper's minimum over lags).
         difference: difference both series once (``x_t - x_{t-1}``, jointly) before testing, for
             series with a trend; costs one point. Off by default.
+        criterion: also choose each series' lag order by an information criterion of the
+            unrestricted regression (``"bic"`` or ``"aic"``, as VAR order selection does: every
+            candidate lag 1..L fitted on the same sample, the points after the first L) and
+            report the F-test at that lag (``selected_lag``, ``f_pvalue``, ``partial_r2``).
+            The minimum-p ``pvalues`` are computed as without it.
         chunk_size: series per batch; bounds peak memory to ~``chunk_size * K * (L + 4) * 8``
             bytes per thread. Results do not depend on it (bit for bit).
         threads: worker threads over chunks (None: every usable core); results do not depend on
@@ -120,10 +137,16 @@ def granger_test(
 
     threads = check_threads(threads)
 
+    if criterion not in (None, *CRITERIA):
+        raise InvalidArgumentError(
+            f"criterion must be one of {CRITERIA} or None, got {criterion!r}."
+        )
+
     n = x.shape[0]
     per_lag = np.full((n, len(lags)), np.nan)
     degenerate = np.zeros(n, dtype=np.int8)
     restricted = [_RestrictedFit(y, p) for p in lags]
+    selection = None if criterion is None else _LagSelection(y, lags, criterion, n)
 
     def run_chunk(start: int) -> int:
         stop = min(start + chunk_size, n)
@@ -131,12 +154,16 @@ def granger_test(
         block = degenerate[start:stop]
         # A cause that never changes (over the points any lag uses) cannot cause anything.
         block[np.ptp(chunk[: k - 1], axis=0)[: stop - start] == 0.0] = CONSTANT_CAUSE
+        fits = []
         for col, fit in enumerate(restricted):
-            p, reason = fit.test(chunk, test)
-            per_lag[start:stop, col] = p[: stop - start]
-            reason = reason[: stop - start]
+            result = fit.test(chunk, test)
+            per_lag[start:stop, col] = result.p[: stop - start]
+            reason = result.reason[: stop - start]
             newly = (block == OK) & (reason != OK)
             block[newly] = reason[newly]
+            fits.append(result)
+        if selection is not None:
+            selection.select(chunk, fits, start, stop)
         return stop - start
 
     run_blocks(run_chunk, range(0, n, chunk_size), threads, progress)
@@ -144,7 +171,10 @@ def granger_test(
     pvalues = np.full(n, np.nan)
     valid = degenerate == OK
     pvalues[valid] = per_lag[valid].min(axis=1)
-    return GrangerResult(pvalues, per_lag, degenerate, max(lags), test, tuple(lags))
+    result = GrangerResult(pvalues, per_lag, degenerate, max(lags), test, tuple(lags))
+    if selection is not None:
+        selection.finish(result)
+    return result
 
 
 def granger_pvalues(
@@ -286,8 +316,8 @@ class _RestrictedFit:
         for qa in self.q:
             b -= qa * _coldot(qa, b)
 
-    def test(self, xt: np.ndarray, test: str) -> tuple[np.ndarray, np.ndarray]:
-        """p-values and reason codes of every column of ``xt`` (``(K, m)`` float64)."""
+    def test(self, xt: np.ndarray, test: str) -> _LagFit:
+        """p-values, reason codes and sums of squares of every column of ``xt`` (``(K, m)``)."""
         lag, n, k = self.lag, self.n, xt.shape[0]
         # Orthonormalise each series' lag block [x_{t-1} .. x_{t-lag}] against the restricted
         # design and then column by column (modified Gram-Schmidt, vectorised over the series).
@@ -318,7 +348,70 @@ class _RestrictedFit:
         reason = np.zeros(xt.shape[1], dtype=np.int8)
         reason[perfect] = PERFECT_FIT
         reason[collinear] = COLLINEAR_CAUSE
-        return np.where(reason == OK, p, np.nan), reason
+        return _LagFit(np.where(reason == OK, p, np.nan), reason, ssr_u, delta, self.ssr_r)
+
+
+@dataclass
+class _LagFit:
+    """One lag's test of a chunk of series: p-values, reasons, SSR_u and SSR_r - SSR_u."""
+
+    p: np.ndarray
+    reason: np.ndarray
+    ssr_u: np.ndarray
+    delta: np.ndarray
+    ssr_r: float
+
+    def f_pvalue(self, lag: int, n: int) -> np.ndarray:
+        dof = n - 2 * lag - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return stats.f.sf((self.delta / lag) / (self.ssr_u / dof), lag, dof)
+
+
+class _LagSelection:
+    """Per-series lag order by an information criterion of the unrestricted regression.
+
+    As in VAR order selection, every candidate lag ``p`` in 1..L is fitted on the same sample
+    (the points from index L on), so the criteria are comparable:
+    ``IC(p) = N ln(SSR_u(p) / N) + c (2p + 1)`` with ``N = K - L`` and ``c = ln N`` (BIC) or 2
+    (AIC). The smallest IC wins; ties go to the smaller lag. The F-test is then taken at that lag
+    on its own full sample (as a fixed-lag test would be).
+    """
+
+    def __init__(self, y: np.ndarray, lags: list[int], criterion: str, n_series: int):
+        self.lags, self.top = lags, max(lags)
+        self.n_common = y.size - self.top
+        self.penalty = np.log(self.n_common) if criterion == "bic" else 2.0
+        self.common = [_RestrictedFit(y[self.top - p :], p) for p in lags]
+        self.n_full = [y.size - p for p in lags]
+        self.selected = np.zeros(n_series, dtype=np.int16)
+        self.f_pvalue = np.full(n_series, np.nan)
+        self.partial_r2 = np.full(n_series, np.nan)
+
+    def select(self, chunk: np.ndarray, fits: list[_LagFit], start: int, stop: int) -> None:
+        m = stop - start
+        ic = np.empty((len(self.lags), chunk.shape[1]))
+        for i, (p, fit) in enumerate(zip(self.lags, self.common, strict=True)):
+            ssr = fit.test(chunk[self.top - p :], "ssr_ftest").ssr_u
+            with np.errstate(divide="ignore"):
+                ic[i] = self.n_common * np.log(ssr / self.n_common) + self.penalty * (2 * p + 1)
+        best = np.argmin(ic, axis=0)[:m]  # argmin: the first (smallest) lag on ties
+        rows = np.arange(m)
+        f_p = np.stack(
+            [f.f_pvalue(p, n)[:m] for f, p, n in zip(fits, self.lags, self.n_full, strict=True)]
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.stack([(f.delta / f.ssr_r)[:m] for f in fits])
+        self.selected[start:stop] = np.asarray(self.lags)[best]
+        self.f_pvalue[start:stop] = f_p[best, rows]
+        self.partial_r2[start:stop] = r2[best, rows]
+
+    def finish(self, result: GrangerResult) -> None:
+        bad = result.degenerate != OK
+        self.selected[bad] = 0
+        self.f_pvalue[bad] = np.nan
+        self.partial_r2[bad] = np.nan
+        result.selected_lag, result.f_pvalue = self.selected, self.f_pvalue
+        result.partial_r2 = self.partial_r2
 
 
 def _check_inputs(cause, effect, max_lag, test) -> tuple[np.ndarray, np.ndarray]:

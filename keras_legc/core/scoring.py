@@ -1,8 +1,10 @@
-"""``score()``: from a recorded :class:`History` to per-weight Granger p-values (``Scores``).
+"""``score()``: from a recorded :class:`History` to per-weight Granger evidence (``Scores``).
 
-A *scorer* maps a history to per-weight scores (here: the minimum Granger p-value over lags of the
-weight's LE series against the misclassification series); a *policy* maps scores to a
-:class:`~keras_legc.masking.masks.Mask` (``Scores.mask``). Numpy only.
+``Scores`` holds, per weight, the paper's evidence (the minimum Granger p-value over lags of the
+weight's LE series against the target series) and the evidence target mode ranks by (the F-test at
+the lag BIC chose, its effect size, and whether the weight moved at all). ``Scores.mask`` is the
+policy: paper mode thresholds p-values; target mode hands a scorer of
+:mod:`keras_legc.masking.importance` to :func:`keras_legc.masking.mask_from_importance`. Numpy only.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ from keras_legc.errors import (
     MaskMismatchError,
     NonFiniteError,
 )
-from keras_legc.masking.masks import Mask, block_reduce, check_block, mask_from_ranking
+from keras_legc.masking import importance
+from keras_legc.masking.mask import Mask
+from keras_legc.masking.policy import mask_from_importance
 
 FORMAT = "keras_legc.scores"
 FORMAT_VERSION = 1
 MIN_WINDOWS = 5  # a Granger test at lag 1 needs K > 3 * 1 + 1
+# Target mode's scorer, chosen on the development nets (docs/against-tfmot.md).
+DEFAULT_RANKING = "legc_protect"
+# Per-weight arrays beyond the paper's, optional in a scores file (older files lack them).
+TARGET_MODE_ARRAYS = ("static", "f_pvalue", "partial_r2", "selected_lag")
 
 
 class Scores:
@@ -54,6 +62,11 @@ class Scores:
         lags: the lags tested (``1..max_lag``, or the one fixed lag).
         kernels: ``{layer: kernel}`` at the end of recording (tie-breaks by magnitude), or None.
         info: how the scores were made (windows, options).
+        static: bool ``(n_weights,)``: the weight's LE is 0 in every window (it did not move:
+            an always-zero input or a dead unit). None for scores saved by keras-legc < 0.2.
+        f_pvalue, partial_r2, selected_lag: the Granger F-test at the lag BIC chose for each
+            weight (its p-value, its effect size ``(SSR_r - SSR_u) / SSR_r`` and the lag; NaN / 0
+            where degenerate): the evidence target mode ranks by. None for older scores.
     """
 
     def __init__(
@@ -69,6 +82,10 @@ class Scores:
         info=None,
         qvalues=None,
         lags=None,
+        static=None,
+        f_pvalue=None,
+        partial_r2=None,
+        selected_lag=None,
     ):
         self.layers = list(layers)
         self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
@@ -79,10 +96,17 @@ class Scores:
         self.lags = tuple(int(p) for p in lags) if lags else tuple(range(1, self.max_lag + 1))
         self.kernels = kernels
         self.info = dict(info or {})
+        self.static = None if static is None else np.asarray(static, dtype=bool)
+        self.f_pvalue = None if f_pvalue is None else np.asarray(f_pvalue, dtype=np.float64)
+        self.partial_r2 = None if partial_r2 is None else np.asarray(partial_r2, dtype=np.float64)
+        self.selected_lag = None if selected_lag is None else np.asarray(selected_lag, np.int16)
         n = sum(int(np.prod(self.shapes[name])) for name in self.layers)
         arrays = [("pvalues", self.pvalues), ("degenerate", self.degenerate)]
         if self.qvalues is not None:
             arrays.append(("qvalues", self.qvalues))
+        arrays += [
+            (a, getattr(self, a)) for a in TARGET_MODE_ARRAYS if getattr(self, a) is not None
+        ]
         for name, arr in arrays:
             if arr.shape != (n,):
                 raise HistoryError(
@@ -105,6 +129,11 @@ class Scores:
     @property
     def n_degenerate(self) -> int:
         return int((self.degenerate != OK).sum())
+
+    @property
+    def n_static(self) -> int:
+        """Weights whose LE is 0 in every window (they did not move); 0 if unknown."""
+        return 0 if self.static is None else int(self.static.sum())
 
     def degenerate_counts(self) -> dict[str, int]:
         """How many weights had no valid test, by reason."""
@@ -131,6 +160,11 @@ class Scores:
             f"degenerate (kept, no valid test): {self.n_degenerate}",
         ]
         lines += [f"    {reason}: {n}" for reason, n in self.degenerate_counts().items()]
+        if self.static is not None:
+            lines.append(
+                f"  static (LE 0 in every window, did not move; pruned first in target mode): "
+                f"{self.n_static}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -147,72 +181,47 @@ class Scores:
         sparsity: float | None = None,
         per_layer: bool = False,
         block: tuple[int, int] | None = None,
+        ranking: str | None = None,
     ) -> Mask:
         """A mask from the scores.
 
         Args:
             alpha: paper mode: prune every weight whose p-value (q-value if scored with
                 ``fdr=True``) is >= alpha (not Granger-causal); the sparsity is whatever comes
-                out. Default 0.05 when ``sparsity`` is not given.
-            sparsity: target mode: prune this fraction of weights, least causal (highest p) first,
-                ties broken by smallest final magnitude; degenerate weights are pruned last.
+                out. Default 0.05 when ``sparsity`` is not given. Degenerate weights (no valid
+                test) are always kept in paper mode, and counted.
+            sparsity: target mode: prune this fraction of the kernel weights, least important
+                first by ``ranking``.
             per_layer: in target mode, reach the sparsity in every layer instead of globally.
             block: in target mode, prune whole blocks: ``(1, 16)`` = 1 output unit x 16
                 consecutive input weights (TFLite's (out, in) orientation; in the Keras kernel,
                 16 consecutive rows of one column), the structure TFLite's sparse kernel runs
-                faster. A block's evidence is the mean of ``-log10 p`` over its weights with a
-                valid test (the least causal blocks, lowest mean, are pruned first; ties by the
-                smallest block L2 norm); blocks whose weights are all degenerate are pruned last.
-                A partial last block (layer size not a multiple) is a smaller block. The reached
+                faster. Each weight's importance is aggregated over its block. The reached
                 sparsity is in ``mask.info["reached_sparsity"]``, within half a block of the
                 request.
+            ranking: target mode's scorer, a name from
+                ``keras_legc.masking.importance.LEGC_RANKINGS``. Default ``"legc_protect"``:
+                weights that never moved first, then the non-causal ones (F-test at the BIC
+                lag, Benjamini-Hochberg q >= 0.05, or no valid test) by magnitude, then the
+                causal ones by magnitude. ``"legc"`` ranks by causal effect size alone,
+                ``"legc_rank_product"`` by effect size x magnitude, and ``"legc_pvalue"`` is the
+                paper-era ranking (highest p first, degenerate weights last), which collapses
+                networks at high sparsity. See :mod:`keras_legc.masking.importance` and
+                docs/against-tfmot.md for how they compare.
 
-        Degenerate weights (no valid test) are always kept in paper mode, and counted.
+        In target mode the mask records ``info["kept_untestable"]``, the share of kept weights
+        with no valid test, and warns when it is above one half: the mask then rests on
+        fallback ranks, not on causal evidence.
 
         Example:
             >>> mask = scores.mask(sparsity=0.9, block=(1, 16))
             >>> mask.info["reached_sparsity"]
             0.9
         """
-        if alpha is not None and sparsity is not None:
-            raise InvalidArgumentError(
-                "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
-                "one of them."
-            )
-        if block is not None and sparsity is None:
-            raise InvalidArgumentError(
-                "block= prunes whole blocks to a target sparsity; paper mode (alpha) decides "
-                "weight by weight. Fix: pass sparsity=... together with block=."
-            )
-        if self.n_degenerate == self.n_weights:
-            raise HistoryError(
-                f"all {self.n_weights} weights are degenerate ({self.degenerate_counts()}), so "
-                "there is no causal evidence to prune by. Fix: record more windows, a smaller "
-                "window, or check that the weights actually move during training."
-            )
-        base = {
-            "method": "legc",
-            "test": self.test,
-            "max_lag": self.max_lag,
-            **{o: bool(self.info.get(o)) for o in ("fdr", "differenced")},
-        }
-        if len(self.lags) == 1:
-            base["lag"] = self.lags[0]
+        self._check_mode(alpha, sparsity, block, ranking)
+        base = self._provenance()
         if sparsity is not None:
-            fix = (
-                "a lower sparsity"
-                if per_layer
-                else "per_layer=True (the same sparsity in every layer), or a lower sparsity"
-            )
-            kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
-            if block is not None:
-                m = self._block_mask(kernels, sparsity, block, per_layer, base)
-                return _warn_empty_layers(m, fix)
-            p = self._split(np.where(self.degenerate == OK, self.pvalues, 0.0))
-            deg = self._split(self.degenerate != OK)
-            keys = {n: [np.abs(kernels[n]), -p[n], deg[n]] for n in self.layers}
-            m = mask_from_ranking(keys, sparsity, per_layer=per_layer, info=base)
-            return _warn_empty_layers(m, fix)
+            return self._target_mask(sparsity, per_layer, block, ranking or DEFAULT_RANKING, base)
         alpha = 0.05 if alpha is None else alpha
         if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
             raise InvalidArgumentError(
@@ -223,22 +232,68 @@ class Scores:
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
         return _warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
 
-    def _block_mask(self, kernels, sparsity, block, per_layer, base) -> Mask:
-        b = check_block(block)
-        valid = self.degenerate == OK
-        # -log10 p of valid tests (p floored at 1e-300 so p = 0 stays finite); NaN = no test.
-        evidence = np.where(valid, -np.log10(np.maximum(self.pvalues, 1e-300)), np.nan)
-        evidence = self._split(evidence)
-        keys = {}
-        for n in self.layers:
-            mean = block_reduce(evidence[n], b, "mean")
-            all_degenerate = np.isnan(mean)
-            norm = block_reduce(np.square(kernels[n]), b, "sum")
-            keys[n] = [norm, np.where(all_degenerate, 0.0, mean), all_degenerate]
-        info = {**base, "block_score": "mean -log10 p over valid weights"}
-        return mask_from_ranking(
-            keys, sparsity, per_layer=per_layer, info=info, block=b, shapes=self.shapes
-        )
+    def _check_mode(self, alpha, sparsity, block, ranking) -> None:
+        if alpha is not None and sparsity is not None:
+            raise InvalidArgumentError(
+                "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
+                "one of them."
+            )
+        if sparsity is None and (block is not None or ranking is not None):
+            what = "block=" if block is not None else "ranking="
+            raise InvalidArgumentError(
+                f"{what} applies to target mode (a sparsity to reach); paper mode (alpha) decides "
+                f"weight by weight. Fix: pass sparsity=... together with {what}."
+            )
+        if ranking is not None and ranking not in importance.LEGC_RANKINGS:
+            raise InvalidArgumentError(
+                f"unknown ranking {ranking!r}. Fix: use one of {list(importance.LEGC_RANKINGS)}, "
+                "or build a mask from any scorer with keras_legc.mask_from_importance."
+            )
+        if self.n_degenerate == self.n_weights:
+            raise HistoryError(
+                f"all {self.n_weights} weights are degenerate ({self.degenerate_counts()}), so "
+                "there is no causal evidence to prune by. Fix: record more windows, a smaller "
+                "window, or check that the weights actually move during training."
+            )
+
+    def _provenance(self) -> dict:
+        base = {
+            "method": "legc",
+            "test": self.test,
+            "max_lag": self.max_lag,
+            **{o: bool(self.info.get(o)) for o in ("fdr", "differenced")},
+        }
+        if len(self.lags) == 1:
+            base["lag"] = self.lags[0]
+        return base
+
+    def _target_mask(self, sparsity, per_layer, block, ranking, base) -> Mask:
+        kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
+        scorer = importance.get_scorer(ranking, self)
+        m = mask_from_importance(scorer, kernels, sparsity, per_layer=per_layer, block=block,
+                                 info=base)  # fmt: skip
+        m.info["ranking"] = ranking
+        self._warn_untestable(m)
+        fix = "a lower sparsity" if per_layer else (
+            "per_layer=True (the same sparsity in every layer), or a lower sparsity")  # fmt: skip
+        return _warn_empty_layers(m, fix)
+
+    def _warn_untestable(self, mask: Mask) -> None:
+        """Record (and warn above one half) the share of kept weights with no valid test."""
+        kept = np.concatenate([np.ravel(mask[n]) for n in self.layers])
+        n_kept = int(kept.sum())
+        untestable = int((kept & (self.degenerate != OK)).sum())
+        share = untestable / n_kept if n_kept else 0.0
+        mask.info["kept_untestable"] = share
+        if share > 0.5:
+            warnings.warn(
+                f"{100 * share:.0f}% of the weights this mask keeps ({untestable} of {n_kept}) "
+                "have no valid Granger test (never moved, collinear or exact fits): the mask rests "
+                "on fallback ranks, not causal evidence. Fix: record more windows (train longer, "
+                "a smaller window, every=1), or a lower sparsity.",
+                LegcWarning,
+                stacklevel=4,
+            )
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -257,6 +312,9 @@ class Scores:
         arrays = {"pvalues": self.pvalues, "degenerate": self.degenerate}
         if self.qvalues is not None:
             arrays["qvalues"] = self.qvalues
+        arrays.update(
+            {a: getattr(self, a) for a in TARGET_MODE_ARRAYS if getattr(self, a) is not None}
+        )
         if self.kernels is not None:
             arrays.update({f"kernel_{i}": self.kernels[n] for i, n in enumerate(self.layers)})
 
@@ -270,6 +328,7 @@ class Scores:
             meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
             pvalues, degenerate = data["pvalues"], data["degenerate"]
             qvalues = data["qvalues"] if "qvalues" in data else None
+            extra = {a: data[a] for a in TARGET_MODE_ARRAYS if a in data}
             kernels = None
             if "kernel_0" in data:
                 kernels = {n: data[f"kernel_{i}"] for i, n in enumerate(meta["layers"])}
@@ -299,6 +358,7 @@ class Scores:
             info=meta.get("info"),
             qvalues=qvalues,
             lags=meta.get("lags"),
+            **extra,
         )
 
 
@@ -378,6 +438,7 @@ def score(
             test,
             lag=lag,
             difference=bool(difference),
+            criterion="bic",
             chunk_size=chunk_size,
             threads=threads,
             progress=bar.update,
@@ -405,4 +466,17 @@ def score(
         },
         qvalues=qvalues,
         lags=result.lags,
+        static=_static_weights(history.le),
+        f_pvalue=result.f_pvalue,
+        partial_r2=result.partial_r2,
+        selected_lag=result.selected_lag,
     )
+
+
+def _static_weights(le: np.ndarray, rows: int = 1 << 16) -> np.ndarray:
+    """True where a weight's LE is 0 in every window (the LE of a window that did not move is 0),
+    computed in blocks of rows so no full-size temporary is made."""
+    static = np.empty(le.shape[0], dtype=bool)
+    for start in range(0, le.shape[0], rows):
+        static[start : start + rows] = ~np.any(le[start : start + rows] != 0, axis=1)
+    return static

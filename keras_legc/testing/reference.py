@@ -87,3 +87,47 @@ def granger_pvalues_statsmodels(cause, effect, max_lag: int, test: str = "ssr_ch
         for lag in range(1, max_lag + 1):
             out[i, lag - 1] = res[lag][0][key][1]
     return out
+
+
+def selected_lag_reference(cause, effect, max_lag: int, criterion: str = "bic") -> np.ndarray:
+    """Lag order of each cause series by an information criterion, one least-squares fit at a time.
+
+    For every lag ``p`` in 1..max_lag the unrestricted regression ``y_t ~ 1 + y_{t-1..t-p} +
+    x_{t-1..t-p}`` is fitted on the same rows ``t = max_lag .. K-1`` (``N = K - max_lag``) with
+    ``numpy.linalg.lstsq``; ``IC = N ln(SSR / N) + c (2p + 1)``, ``c = ln N`` (BIC) or 2 (AIC);
+    the smallest IC wins, the smaller lag on ties (to 1e-9 relative).
+    """
+    cause = np.atleast_2d(np.asarray(cause, dtype=np.float64))
+    y = np.asarray(effect, dtype=np.float64)
+    k = y.size
+    n = k - max_lag
+    c = math.log(n) if criterion == "bic" else 2.0
+    out = np.zeros(cause.shape[0], dtype=int)
+    for i, x in enumerate(cause):
+        best_ic, best_p = math.inf, 0
+        for p in range(1, max_lag + 1):
+            rows = [[1.0] + [y[t - j] for j in range(1, p + 1)] + [x[t - j] for j in range(1, p + 1)]
+                    for t in range(max_lag, k)]  # fmt: skip
+            design, target = np.array(rows), y[max_lag:]
+            beta = np.linalg.lstsq(design, target, rcond=None)[0]
+            ssr = float(np.sum((target - design @ beta) ** 2))
+            ic = n * math.log(ssr / n) + c * (2 * p + 1)
+            if best_p == 0 or ic < best_ic - 1e-9 * abs(best_ic):
+                best_ic, best_p = ic, p
+        out[i] = best_p
+    return out
+
+
+def partial_r2_reference(cause, effect, lag: int) -> np.ndarray:
+    """``(SSR_r - SSR_u) / SSR_r`` of the Granger regressions at one lag (statsmodels' own fits:
+    ``grangercausalitytests`` returns both OLS results)."""
+    from statsmodels.tsa.stattools import grangercausalitytests
+
+    cause = np.atleast_2d(np.asarray(cause, dtype=np.float64))
+    effect = np.asarray(effect, dtype=np.float64)
+    out = np.empty(cause.shape[0])
+    for i, x in enumerate(cause):
+        res = grangercausalitytests(np.column_stack([effect, x]), maxlag=[lag])
+        restricted, unrestricted = res[lag][1][0], res[lag][1][1]
+        out[i] = (restricted.ssr - unrestricted.ssr) / restricted.ssr
+    return out

@@ -1,0 +1,262 @@
+"""The one policy: prune the least important weights to a target sparsity.
+
+``mask_from_importance(scorer, kernels, sparsity)`` asks a scorer (:mod:`keras_legc.masking.importance`)
+for the importance of every weight, aggregates it over blocks when ``block=`` is given, and prunes
+the lowest first, globally or per layer. LEGC (``Scores.mask(sparsity=...)``), magnitude and random
+masks are all this one policy with a different scorer, so they are comparable at exactly the same
+number of pruned weights. Numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from keras_legc.core._layout import split_by_layer
+from keras_legc.errors import InvalidArgumentError
+from keras_legc.masking import importance as imp
+from keras_legc.masking.blocks import block_expand, block_grid, block_reduce, check_block
+from keras_legc.masking.mask import Mask, kernels_of, shapes_of
+
+
+def check_sparsity(sparsity: float) -> float:
+    try:
+        s = float(sparsity)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"sparsity must be a number in [0, 1), got {sparsity!r}. Fix: pass e.g. 0.8 to prune "
+            "80% of the kernel weights."
+        ) from None
+    if not (0.0 <= s < 1.0):
+        raise InvalidArgumentError(
+            f"sparsity must be in [0, 1) (the fraction of kernel weights to prune), got "
+            f"{sparsity!r}. Fix: pass e.g. 0.8 to prune 80% of the kernel weights."
+        )
+    return s
+
+
+def mask_from_ranking(
+    sort_keys: Mapping[str, Sequence[np.ndarray]],
+    sparsity: float,
+    *,
+    per_layer: bool = False,
+    info: Mapping | None = None,
+    block: Sequence[int] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Mask:
+    """Prune the ``round(sparsity * n)`` weights that sort first.
+
+    Args:
+        sort_keys: ``{layer: [key_1, ..., key_primary]}``, arrays of the kernel's shape, as for
+            ``np.lexsort`` (the last key is the primary one; ascending; ties keep layer then
+            row-major order). With ``block``, arrays of the layer's block grid shape
+            (:func:`block_grid`), one entry per block.
+        sparsity: fraction to prune, in [0, 1).
+        per_layer: prune that fraction in every layer instead of globally.
+        block: prune whole blocks of this shape (see :func:`check_block`); whole blocks are
+            pruned in rank order until the pruned weight count is nearest ``round(sparsity * n)``
+            (so the reached sparsity is within half a block of the request, globally or per layer).
+        shapes: ``{layer: kernel shape}``; required with ``block``.
+
+    Example:
+        >>> keys = {"d": [np.abs(np.arange(6.0).reshape(3, 2))]}
+        >>> mask_from_ranking(keys, 0.5)["d"].tolist()
+        [[False, False], [False, True], [True, True]]
+    """
+    s = check_sparsity(sparsity)
+    if block is not None:
+        return _block_mask(sort_keys, s, check_block(block), shapes, per_layer, info)
+    names = list(sort_keys)
+    shapes = {n: np.shape(sort_keys[n][0]) for n in names}
+    if per_layer:
+        arrays = {
+            n: _prune_first([np.ravel(k) for k in sort_keys[n]], s).reshape(shapes[n])
+            for n in names
+        }
+    else:
+        n_keys = len(sort_keys[names[0]])
+        flat = [np.concatenate([np.ravel(sort_keys[n][i]) for n in names]) for i in range(n_keys)]
+        keep = _prune_first(flat, s)
+        arrays = split_by_layer(keep, names, shapes)
+    return Mask(arrays, {"sparsity": s, "per_layer": per_layer, **dict(info or {})})
+
+
+def _prune_first(keys: list[np.ndarray], sparsity: float) -> np.ndarray:
+    n = keys[0].size
+    k = int(round(sparsity * n))
+    keep = np.ones(n, dtype=bool)
+    if k:
+        keep[np.lexsort(keys)[:k]] = False
+    return keep
+
+
+def mask_from_importance(
+    scorer,
+    model_or_kernels,
+    sparsity: float,
+    *,
+    per_layer: bool = False,
+    block: Sequence[int] | None = None,
+    info: Mapping | None = None,
+) -> Mask:
+    """Prune the ``round(sparsity * n)`` least important kernel weights (or whole blocks).
+
+    Args:
+        scorer: a scorer ``(kernels, block=None) -> Importance`` (see
+            :mod:`keras_legc.masking.importance`), or an :class:`Importance` already computed.
+        model_or_kernels: a Keras model or ``{layer: kernel}``; what the scorer is given.
+        sparsity: fraction of kernel weights to prune, in [0, 1).
+        per_layer: reach the sparsity in every layer instead of globally.
+        block: prune whole blocks: ``(1, 16)`` = 1 output unit x 16 consecutive input weights
+            (TFLite's (out, in) orientation). Per-weight importance is aggregated over each block
+            with the key's ``reduce`` rule; whole blocks are pruned in order until the pruned
+            count is nearest the target (``mask.info["reached_sparsity"]``).
+        info: extra provenance for ``mask.info``.
+
+    Example:
+        >>> kernels = {"d": np.arange(8.0).reshape(4, 2) - 3}
+        >>> mask_from_importance(imp.magnitude(), kernels, 0.25)["d"].astype(int).tolist()
+        [[1, 1], [1, 0], [0, 1], [1, 1]]
+    """
+    kernels = kernels_of(model_or_kernels)
+    b = None if block is None else check_block(block)
+    importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=b)
+    keys = _ranking_keys(importance, b, {n: np.shape(k) for n, k in kernels.items()})
+    return mask_from_ranking(
+        keys, sparsity, per_layer=per_layer, info={**importance.info, **dict(info or {})},
+        block=b, shapes={n: np.shape(k) for n, k in kernels.items()},
+    )  # fmt: skip
+
+
+def _ranking_keys(importance, block, shapes) -> dict[str, list[np.ndarray]]:
+    """``np.lexsort`` keys (primary last) of an Importance, aggregated over ``block`` if needed."""
+    if list(importance.keys) != list(shapes):
+        raise InvalidArgumentError(
+            f"the importance covers layers {importance.layers} but the kernels are "
+            f"{list(shapes)}. Fix: score the same model the mask is for."
+        )
+    if importance.block is not None and importance.block != block:
+        raise InvalidArgumentError(
+            f"the scorer scored blocks of {importance.block} but block={block} was asked for. "
+            "Fix: ask the scorer for the same block."
+        )
+    out = {}
+    for name, keys in importance.keys.items():
+        if block is not None and importance.block is None:
+            keys = [_reduce(k, block, how) for k, how in zip(keys, importance.reduce, strict=True)]
+        for k in keys:
+            if np.issubdtype(k.dtype, np.floating) and np.isnan(k).any():
+                raise InvalidArgumentError(
+                    f"the importance of layer {name!r} contains NaN. Fix: give weights without a "
+                    "score a definite rank (e.g. 0 to prune them first)."
+                )
+        out[name] = list(reversed(keys))  # np.lexsort: the last key is the primary one
+    return out
+
+
+def _reduce(key: np.ndarray, block, how: str) -> np.ndarray:
+    if how == "sumsq":
+        return block_reduce(np.square(key), block, "sum")
+    if how == "mean":
+        mean = block_reduce(key, block, "mean")
+        return np.where(np.isnan(mean), 0.0, mean)  # a block with no finite entry
+    return block_reduce(key, block, how)
+
+
+def magnitude_mask(
+    model_or_kernels,
+    sparsity: float,
+    *,
+    per_layer: bool = False,
+    block: Sequence[int] | None = None,
+) -> Mask:
+    """Prune the smallest ``|w|`` kernel weights (of a trained model, or a ``{layer: kernel}``).
+
+    Args:
+        model_or_kernels: a Keras model or ``{layer: kernel}``.
+        sparsity: fraction of kernel weights to prune, in [0, 1).
+        per_layer: reach the sparsity in every layer instead of globally.
+        block: prune whole blocks instead, smallest L2 norm first; ``(1, 16)`` = 1 output unit x
+            16 consecutive input weights (see :func:`check_block`), the structure TFLite's sparse
+            FULLY_CONNECTED kernel runs faster.
+
+    Example:
+        >>> m = magnitude_mask({"d": np.random.default_rng(0).normal(size=(32, 4))}, 0.5,
+        ...                    block=(1, 16))
+        >>> m.sparsity
+        0.5
+    """
+    info = {"block_score": "L2 norm"} if block is not None else None
+    return mask_from_importance(
+        imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info
+    )
+
+
+def random_mask(
+    model_or_shapes,
+    sparsity: float,
+    *,
+    seed: int = 0,
+    per_layer: bool = False,
+    block: Sequence[int] | None = None,
+) -> Mask:
+    """Prune a uniformly random subset of kernel weights, reproducibly for a given ``seed``.
+
+    Args:
+        model_or_shapes: a Keras model, a Mask, or ``{layer: kernel shape}``.
+        sparsity: fraction of kernel weights to prune, in [0, 1).
+        seed: the random seed.
+        per_layer: reach the sparsity in every layer instead of globally.
+        block: prune whole blocks instead, chosen uniformly at random (see :func:`check_block`).
+
+    Example:
+        >>> random_mask({"d": (32, 4)}, 0.5, block=(1, 16)).layer_sparsity()
+        {'d': 0.5}
+    """
+    placeholders = {n: np.zeros(s, dtype=np.int8) for n, s in shapes_of(model_or_shapes).items()}
+    return mask_from_importance(
+        imp.random(seed), placeholders, sparsity, per_layer=per_layer, block=block
+    )
+
+
+def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
+    if shapes is None:
+        raise InvalidArgumentError("mask_from_ranking(block=...) needs the kernel shapes.")
+    names = list(sort_keys)
+    shapes = {n: tuple(int(d) for d in shapes[n]) for n in names}
+    grids = {n: block_grid(shapes[n], block) for n in names}
+    sizes = {n: block_reduce(np.empty(shapes[n]), block, "size") for n in names}
+    for n in names:
+        for key in sort_keys[n]:
+            if np.shape(key) != grids[n]:
+                raise InvalidArgumentError(
+                    f"block sort key for layer {n!r} has shape {np.shape(key)}, expected the block "
+                    f"grid {grids[n]}. Fix: aggregate per-weight scores with block_reduce first."
+                )
+
+    def prune(keys, block_sizes):
+        order = np.lexsort(keys)
+        target = sparsity * block_sizes.sum()
+        cum = np.concatenate([[0.0], np.cumsum(block_sizes[order])])
+        n_blocks = int(np.argmin(np.abs(cum - target)))  # first prefix nearest the target
+        keep = np.ones(block_sizes.size, dtype=bool)
+        keep[order[:n_blocks]] = False
+        return keep
+
+    if per_layer:
+        keep_grid = {
+            n: prune([np.ravel(k) for k in sort_keys[n]], sizes[n].ravel()).reshape(grids[n])
+            for n in names
+        }
+    else:
+        n_keys = len(sort_keys[names[0]])
+        flat = [np.concatenate([np.ravel(sort_keys[n][i]) for n in names]) for i in range(n_keys)]
+        keep = prune(flat, np.concatenate([sizes[n].ravel() for n in names]))
+        keep_grid = split_by_layer(keep, names, grids)
+    arrays = {n: block_expand(keep_grid[n], shapes[n], block) for n in names}
+    mask = Mask(arrays, {"sparsity": sparsity, "per_layer": per_layer, **dict(info or {})})
+    mask.info.update(
+        block=list(block), reached_sparsity=mask.sparsity, layout="(out, in): r outputs x c inputs"
+    )
+    return mask
