@@ -13,7 +13,15 @@ from keras_legc.core.history import History, load_snapshots  # noqa: E402
 from keras_legc.core.lyapunov import windowed_lyapunov  # noqa: E402
 from keras_legc.core.scoring import Scores, score  # noqa: E402
 from keras_legc.errors import *  # noqa: E402,F401,F403
-from keras_legc.masking.masks import Mask, magnitude_mask, random_mask  # noqa: E402
+from keras_legc.masking import (  # noqa: E402
+    Importance,
+    Mask,
+    importance,
+    magnitude_mask,
+    mask_from_importance,
+    random_mask,
+)
+from keras_legc.masking.schedule import PolynomialDecay, grow_mask  # noqa: E402
 
 # Public names that need TensorFlow, loaded on first access.
 _LAZY = {
@@ -29,6 +37,7 @@ _LAZY = {
     "shrink": "keras_legc.neurons",
     "prune_neurons": "keras_legc.neurons",
     "export_tflite": "keras_legc.keras.export",
+    "GradualPruning": "keras_legc.keras.gradual",
 }
 
 
@@ -52,6 +61,11 @@ __all__ = [
     "granger_test",
     "windowed_lyapunov",
     "Mask",
+    "Importance",
+    "importance",
+    "mask_from_importance",
+    "PolynomialDecay",
+    "grow_mask",
     "magnitude_mask",
     "random_mask",
     "History",

@@ -74,9 +74,13 @@ class GrangerResult:
         return {DEGENERATE_REASONS[int(c)]: int(n) for c, n in zip(codes, counts, strict=True)}
 
 
-def effective_max_lag(n_points: int, max_lag: int) -> int:
+AUTO_MAX_LAG = 14  # the paper's L; "auto" takes it or the largest the series allow, silently
+
+
+def effective_max_lag(n_points: int, max_lag: int | str) -> int:
     """Largest feasible lag: statsmodels needs ``n_points > 3 * lag + 1``."""
-    return min(int(max_lag), (int(n_points) - 2) // 3)
+    top = AUTO_MAX_LAG if max_lag == "auto" else int(max_lag)
+    return min(top, (int(n_points) - 2) // 3)
 
 
 def granger_test(
@@ -258,7 +262,7 @@ def _lags_to_test(k: int, max_lag: int, lag: int | None, difference: bool) -> li
             f"{what}the series have {k} points, too few for a Granger test even at lag 1 (needs "
             "at least 5). Fix: record more LE windows: train longer, or use a smaller window."
         )
-    if lag_max < max_lag:
+    if max_lag != "auto" and lag_max < max_lag:
         warnings.warn(
             f"max_lag={max_lag} needs more than {3 * max_lag + 1} points but {what}the series "
             f"have {k}; testing lags 1..{lag_max} instead (effective lag = min(L, "
@@ -417,8 +421,14 @@ class _LagSelection:
 def _check_inputs(cause, effect, max_lag, test) -> tuple[np.ndarray, np.ndarray]:
     if test not in TESTS:
         raise InvalidArgumentError(f"test must be one of {TESTS}, got {test!r}.")
+    if max_lag == "auto":
+        return _check_series(cause, effect)
     if not isinstance(max_lag, (int, np.integer)) or isinstance(max_lag, bool) or max_lag < 1:
-        raise InvalidArgumentError(f"max_lag must be an integer >= 1, got {max_lag!r}.")
+        raise InvalidArgumentError(f"max_lag must be an integer >= 1 or 'auto', got {max_lag!r}.")
+    return _check_series(cause, effect)
+
+
+def _check_series(cause, effect) -> tuple[np.ndarray, np.ndarray]:
     x = cause if isinstance(cause, np.ndarray) else np.asarray(cause)
     y = np.asarray(effect, dtype=np.float64)
     if x.ndim == 1:

@@ -84,6 +84,22 @@ class History:
         """LE series of one layer's weights, shape ``kernel.shape + (n_windows,)``."""
         return split_by_layer(self.le, self.layers, self.shapes)[layer]
 
+    def tail(self, n_windows: int) -> History:
+        """The same history restricted to its last ``n_windows`` windows (views, no copy).
+
+        Example:
+            >>> recent = history.tail(20)     # e.g. to re-score on recent evidence only
+        """
+        k = int(n_windows)
+        if not 1 <= k <= self.n_windows:
+            raise HistoryError(f"n_windows must be in 1..{self.n_windows}, got {n_windows!r}.")
+        return History(
+            layers=self.layers, shapes=self.shapes, le=self.le[:, -k:], target=self.target[-k:],
+            window=self.window, overlap=self.overlap, every=self.every,
+            n_snapshots=self.n_snapshots, initial_weights=self.initial_weights,
+            final_kernels=self.final_kernels, meta={**self.meta, "tail_windows": k},
+        )  # fmt: skip
+
     def __repr__(self) -> str:
         return (
             f"History(layers={self.layers}, weights={self.n_weights}, windows={self.n_windows}, "

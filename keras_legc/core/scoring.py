@@ -21,6 +21,7 @@ from keras_legc._progress import Progress
 from keras_legc._version import __version__
 from keras_legc.core._layout import split_by_layer
 from keras_legc.core.granger import (
+    CONSTANT_CAUSE,
     DEFAULT_CHUNK,
     DEGENERATE_REASONS,
     OK,
@@ -380,22 +381,24 @@ def _warn_empty_layers(mask: Mask, fix: str) -> Mask:
 
 def score(
     history: History | str | os.PathLike,
-    max_lag: int = 14,
+    max_lag: int | str = "auto",
     test: str = "ssr_chi2",
     *,
     lag: int | None = None,
     fdr: bool = False,
     difference: bool = False,
+    weights: np.ndarray | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     threads: int | None = None,
     progress: bool | None = None,
 ) -> Scores:
-    """Granger-test every weight's LE series against the misclassification series.
+    """Granger-test every weight's LE series against the target series.
 
     Args:
         history: a :class:`History` (``WeightHistory(...).history``) or its run directory.
-        max_lag: largest lag L (paper: 14); capped to ``floor((K - 2) / 3)`` for K windows, with a
-            warning.
+        max_lag: largest lag L. ``"auto"`` (default): the paper's 14, or the largest the K
+            windows allow, ``floor((K - 2) / 3)``, if smaller. An explicit value that is too large
+            for K is capped the same way, with a warning.
         test: ``"ssr_chi2"`` (paper) or ``"ssr_ftest"``.
         lag: beyond the paper: test this one lag only, instead of the minimum p over lags
             1..max_lag (which is anti-conservative: the smallest of up to 14 p-values).
@@ -403,6 +406,9 @@ def score(
             paper mode thresholds it, so ``alpha`` becomes a false discovery rate.
         difference: beyond the paper: difference the LE and target series jointly first (for
             trending series; one window fewer).
+        weights: a boolean array ``(n_weights,)``: test only these weights (e.g. the survivors of
+            a gradual mask); the others get no test (NaN, reason "constant cause") and count as
+            static. None: every weight.
         chunk_size: weights per batch; bounds peak memory. Scores do not depend on it.
         threads: worker threads (None: every usable core). Scores do not depend on it.
         progress: show a progress bar with ETA on stderr (None: only on a terminal).
@@ -426,13 +432,14 @@ def score(
         )
     if not np.all(np.isfinite(history.target)):
         raise NonFiniteError(
-            "the target (misclassification) series contains NaN or inf; the history is corrupt. "
-            "Fix: record it again."
+            "the target series contains NaN or inf; the history is corrupt. Fix: record it again."
         )
-    bar = Progress(history.n_weights, "LEGC scoring", enabled=progress)
+    rows = _selected_rows(weights, history.n_weights)
+    bar = Progress(history.n_weights if rows is None else rows.size, "LEGC scoring",
+                   enabled=progress)  # fmt: skip
     try:
         result = granger_test(
-            history.le,
+            history.le if rows is None else history.le[rows],
             history.target,
             max_lag,
             test,
@@ -448,6 +455,10 @@ def score(
             "the LE series contain NaN or inf; the recorded weights diverged. Fix: lower the "
             "learning rate and record again."
         ) from exc
+    static = _static_weights(history.le)
+    if rows is not None:
+        result = _scatter(result, rows, history.n_weights)
+        static[np.setdiff1d(np.arange(history.n_weights), rows)] = True
     qvalues = benjamini_hochberg(result.pvalues) if fdr else None
     return Scores(
         layers=history.layers,
@@ -466,10 +477,46 @@ def score(
         },
         qvalues=qvalues,
         lags=result.lags,
-        static=_static_weights(history.le),
+        static=static,
         f_pvalue=result.f_pvalue,
         partial_r2=result.partial_r2,
         selected_lag=result.selected_lag,
+    )
+
+
+def _selected_rows(weights, n: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights)
+    if w.dtype != bool or w.shape != (n,):
+        raise InvalidArgumentError(
+            f"weights must be a boolean array of shape ({n},) (one entry per kernel weight), got "
+            f"{w.dtype} {w.shape}. Fix: pass e.g. the flattened kept entries of a Mask."
+        )
+    if not w.any():
+        raise InvalidArgumentError("weights selects no weight to test. Fix: select at least one.")
+    return np.flatnonzero(w)
+
+
+def _scatter(result, rows: np.ndarray, n: int):
+    """A GrangerResult of the selected rows spread over all ``n`` weights (the rest untested)."""
+    from dataclasses import replace
+
+    def spread(values, fill, dtype=None):
+        if values is None:
+            return None
+        out = np.full((n, *values.shape[1:]), fill, dtype=dtype or values.dtype)
+        out[rows] = values
+        return out
+
+    return replace(
+        result,
+        pvalues=spread(result.pvalues, np.nan),
+        per_lag=spread(result.per_lag, np.nan),
+        degenerate=spread(result.degenerate, CONSTANT_CAUSE),
+        selected_lag=spread(result.selected_lag, 0),
+        f_pvalue=spread(result.f_pvalue, np.nan),
+        partial_r2=spread(result.partial_r2, np.nan),
     )
 
 

@@ -26,6 +26,8 @@ from keras_legc.errors import HistoryError, InvalidArgumentError
 from keras_legc.keras.flavour import keras
 from keras_legc.keras.layers import dense_layers
 
+TARGETS = ("misclassification", "loss")
+
 
 class WeightHistory(keras().callbacks.Callback):
     """Record every Dense kernel weight during ``model.fit`` and turn it into LE series on the fly.
@@ -54,6 +56,10 @@ class WeightHistory(keras().callbacks.Callback):
             (at most one window in flight, so memory is two windows of snapshots); False computes
             them inline. The values are identical either way.
         verbose: print one line per closed window when > 1, a summary at the end when 1.
+        target: the series the LE series are tested against: ``"misclassification"``
+            (``1 - accuracy`` on the validation data, the paper's) or ``"loss"`` (the model's
+            compiled loss on the validation data: continuous, and the only one for regression;
+            the misclassification target with continuous labels is refused).
 
     Labels may be integers or one-hot; with a single output unit, predictions above 0.5 (above 0
     for a linear output, read as a logit) count as class 1.
@@ -85,8 +91,16 @@ class WeightHistory(keras().callbacks.Callback):
         threads: int | None = None,
         background: bool = True,
         verbose: int = 0,
+        target: str = "misclassification",
     ):
         super().__init__()
+        if target not in TARGETS:
+            raise InvalidArgumentError(
+                f"target must be one of {TARGETS}, got {target!r}. Fix: 'misclassification' "
+                "(1 - validation accuracy, the paper's) for classifiers, 'loss' (the compiled "
+                "validation loss) for regression or when accuracy moves in coarse steps."
+            )
+        self.target = target
         self.stride = check_recording(
             window, overlap, every, threads=threads, run_dir=run_dir, overwrite=overwrite,
             save_snapshots=save_snapshots,
@@ -115,13 +129,14 @@ class WeightHistory(keras().callbacks.Callback):
         self._engine = Recorder(
             [layer.name for layer in self._layers],
             {layer.name: tuple(layer.kernel.shape) for layer in self._layers},
-            window=self.window, target=self._misclassification, overlap=self.overlap,
+            window=self.window, target=self._target_fn(), overlap=self.overlap,
             every=self.every, threads=self.threads, background=self.background,
             run_dir=self.run_dir, overwrite=self.overwrite, save_snapshots=self.save_snapshots,
             expected_windows=self._expected_windows(),
             initial_weights=[w.copy() for w in self.model.get_weights()],
-            kernels=self._kernels, meta={"model": self.model.name}, verbose=self.verbose,
-            name="WeightHistory", target_name="misclassification",
+            kernels=self._kernels, meta={"model": self.model.name, "target": self.target},
+            verbose=self.verbose,
+            name="WeightHistory", target_name=self.target,
         )  # fmt: skip
         self.timings = self._engine.timings
 
@@ -172,8 +187,40 @@ class WeightHistory(keras().callbacks.Callback):
             raise InvalidArgumentError(
                 f"validation x and y must have the same non-zero length, got {len(x)} and {len(y)}."
             )
+        if self.target == "loss":
+            return x, y
         labels = y.argmax(axis=-1) if (y.ndim == 2 and y.shape[1] > 1) else y.reshape(len(y))
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise InvalidArgumentError(
+                "the validation labels are continuous (not class indices or one-hot), so a "
+                "misclassification rate means nothing (casting them to int would silently count "
+                "the wrong thing). Fix: WeightHistory(target='loss'), the validation loss."
+            )
         return x, labels.astype(np.int64)
+
+    def _target_fn(self):
+        if self.target == "misclassification":
+            return self._misclassification
+        loss = self.model.loss
+        if not (isinstance(loss, str) or callable(loss)):
+            raise InvalidArgumentError(
+                f"target='loss' needs a model compiled with one loss, got {loss!r}. Fix: compile "
+                "with a single loss, or use target='misclassification'."
+            )
+        self._loss_fn = keras().losses.get(loss)
+        return self._validation_loss
+
+    def _validation_loss(self) -> float:
+        x, y = self._val
+        total = 0.0
+        for start in range(0, len(x), self.eval_batch_size):
+            out = self.model(x[start : start + self.eval_batch_size], training=False)
+            labels = y[start : start + len(out)]
+            if labels.ndim == len(out.shape) - 1:  # (n,) labels vs (n, k) outputs, as fit does
+                labels = labels[..., None]
+            batch = self._loss_fn(labels, out).numpy()
+            total += float(np.sum(batch))
+        return total / len(x)
 
     def _misclassification(self) -> float:
         x, labels = self._val

@@ -47,6 +47,20 @@ class Mask:
             self._arrays[str(name)] = a
         self.info = dict(info or {})
 
+    @classmethod
+    def keep_all(cls, model_or_shapes) -> Mask:
+        """A mask that keeps every weight (the start of a gradual schedule).
+
+        Args:
+            model_or_shapes: a Keras model, a Mask, or ``{layer: kernel shape}``.
+
+        Example:
+            >>> Mask.keep_all({"d": (2, 3)}).sparsity
+            0.0
+        """
+        shapes = shapes_of(model_or_shapes)
+        return cls({n: np.ones(s, dtype=bool) for n, s in shapes.items()}, {"method": "keep_all"})
+
     # -- access ---------------------------------------------------------------------------------
     @property
     def layers(self) -> list[str]:

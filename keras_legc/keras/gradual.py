@@ -1,0 +1,175 @@
+"""``GradualPruning``: causal pruning that follows the evidence while the network adapts.
+
+TF-MOT's gradual magnitude pruning raises the sparsity step by step during fine-tuning; this does
+the same with LEGC evidence. A :class:`~keras_legc.WeightHistory` keeps recording during the
+fine-tuning; at each pruning step the surviving weights are re-scored on the most recent LE windows
+and the least important of them join the mask. Masks only grow, and the final sparsity is exact.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from keras_legc.core.history import History
+from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
+from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
+from keras_legc.keras.flavour import keras
+from keras_legc.keras.layers import is_pruning_wrapper
+from keras_legc.masking import importance
+from keras_legc.masking.mask import Mask
+from keras_legc.masking.schedule import PolynomialDecay, grow_mask
+
+
+class GradualPruning(keras().callbacks.Callback):
+    """Grow a LEGC mask during ``fit`` on a :func:`~keras_legc.prune`-wrapped model.
+
+    At each pruning step of ``schedule`` (TF-MOT's PolynomialDecay shape: begin step, end step,
+    frequency) the callback:
+
+    1. re-scores the weights that are still kept, on the last ``recent_windows`` LE windows the
+       ``recorder`` (a :class:`~keras_legc.WeightHistory` in the same ``fit``) has closed, once it
+       has at least ``min_windows`` of them; before that it uses ``scores`` (e.g. the dense
+       training's), or magnitude if none are given;
+    2. ranks them with ``ranking`` (a scorer of :mod:`keras_legc.masking.importance`; default
+       target mode's);
+    3. grows the mask to the schedule's sparsity (already pruned weights stay pruned) and writes
+       it into the TF-MOT wrappers, zeroing the newly pruned weights at once.
+
+    Optimizer steps are counted from 0 at the start of this ``fit``. Put the recorder before this
+    callback in ``callbacks`` (it must see the step first), and add
+    :func:`~keras_legc.pruning_callbacks`.
+
+    Args:
+        recorder: the :class:`~keras_legc.WeightHistory` recording this ``fit``.
+        schedule: a :class:`~keras_legc.PolynomialDecay`.
+        ranking: the name of a LEGC ranking (``Scores.mask(ranking=...)``).
+        scores: evidence to use until the recorder has ``min_windows`` windows.
+        recent_windows: how many of the latest LE windows each re-scoring uses.
+        min_windows: windows needed before re-scoring (at least 5, a Granger test's minimum).
+        per_layer: reach the sparsity in every layer instead of globally.
+        test: the Granger test of the re-scoring (paper mode's p-values are not used here).
+        verbose: print one line per pruning step when 1.
+
+    After ``fit``, :attr:`mask` is the final mask and :attr:`log` one entry per pruning step
+    (step, sparsity, evidence used, windows, seconds).
+
+    Example:
+        >>> rec = keras_legc.WeightHistory(window=50, validation_data=(xv, yv))
+        >>> wrapped = keras_legc.prune(model, keras_legc.Mask.keep_all(model))
+        >>> wrapped.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> gradual = keras_legc.GradualPruning(
+        ...     rec, keras_legc.PolynomialDecay(0.95, begin_step=0, end_step=2000, frequency=250),
+        ...     scores=dense_scores)
+        >>> wrapped.fit(x, y, epochs=10, callbacks=[rec, gradual, *keras_legc.pruning_callbacks()])
+        >>> small = keras_legc.strip(wrapped)
+    """
+
+    def __init__(
+        self,
+        recorder,
+        schedule: PolynomialDecay,
+        *,
+        ranking: str = DEFAULT_RANKING,
+        scores: Scores | None = None,
+        recent_windows: int = 20,
+        min_windows: int = 8,
+        per_layer: bool = False,
+        test: str = "ssr_ftest",
+        verbose: int = 0,
+    ):
+        super().__init__()
+        if not isinstance(schedule, PolynomialDecay):
+            raise InvalidArgumentError(
+                f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."
+            )
+        if ranking not in importance.LEGC_RANKINGS:
+            raise InvalidArgumentError(
+                f"unknown ranking {ranking!r}. Fix: use one of {list(importance.LEGC_RANKINGS)}."
+            )
+        if int(min_windows) < MIN_WINDOWS or int(recent_windows) < int(min_windows):
+            raise InvalidArgumentError(
+                f"need recent_windows >= min_windows >= {MIN_WINDOWS}, got recent_windows="
+                f"{recent_windows}, min_windows={min_windows}."
+            )
+        self.recorder, self.schedule, self.ranking = recorder, schedule, ranking
+        self.scores, self.per_layer, self.test = scores, bool(per_layer), test
+        self.recent_windows, self.min_windows = int(recent_windows), int(min_windows)
+        self.verbose = verbose
+        self.mask: Mask | None = None
+        self.log: list[dict] = []
+
+    # -- Keras hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._wrappers = {w.layer.name: w for w in self.model.layers if is_pruning_wrapper(w)}
+        if not self._wrappers:
+            raise ModelStructureError(
+                "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
+                "keras_legc.prune(model, keras_legc.Mask.keep_all(model)), then fit wrapped."
+            )
+        self.mask = Mask({n: w.pruning_vars[0][1].numpy() > 0 for n, w in self._wrappers.items()})
+        self._step = 0
+        if self.schedule.prunes_at(0):
+            self._prune(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.schedule.prunes_at(self._step):
+            self._prune(self._step)
+
+    def on_train_end(self, logs=None):
+        if self._step < self.schedule.end_step:
+            warnings.warn(
+                f"fit ended after {self._step} steps, before the schedule's end_step "
+                f"{self.schedule.end_step}: the mask reached {self.mask.sparsity:.4f}, not "
+                f"{self.schedule.final_sparsity}. Fix: end_step <= epochs x steps per epoch.",
+                LegcWarning,
+                stacklevel=2,
+            )
+
+    # -- one pruning step -----------------------------------------------------------------------
+    def _prune(self, step: int) -> None:
+        t0 = time.perf_counter()
+        kernels = {n: w.layer.kernel.numpy() for n, w in self._wrappers.items()}
+        evidence, source, windows = self._evidence(kernels)
+        target = self.schedule.sparsity_at(step)
+        self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
+        for name, wrapper in self._wrappers.items():
+            keep = self.mask[name].astype(np.float32)
+            for weight, mask_var, _threshold in wrapper.pruning_vars:
+                mask_var.assign(keep)
+                weight.assign(weight * keep)
+        entry = {"step": step, "sparsity": self.mask.sparsity, "target": target,
+                 "evidence": source, "windows": windows,
+                 "seconds": time.perf_counter() - t0}  # fmt: skip
+        self.log.append(entry)
+        if self.verbose:
+            print(
+                f"GradualPruning step {step}: sparsity {entry['sparsity']:.4f} "
+                f"({source}, {windows} windows, {entry['seconds']:.1f} s)"
+            )
+
+    def _evidence(self, kernels):
+        """The scorer for this step, what it rests on, and how many windows it used."""
+        history = self._recent_history()
+        if history is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LegcWarning)
+                kept = np.concatenate([np.ravel(self.mask[n]) for n in history.layers])
+                scores = score(history, test=self.test, weights=kept, progress=False)
+            return importance.get_scorer(self.ranking, scores), "recent windows", history.n_windows
+        if self.scores is not None:
+            return importance.get_scorer(self.ranking, self.scores), "given scores", 0
+        return importance.magnitude(), "magnitude (no evidence yet)", 0
+
+    def _recent_history(self) -> History | None:
+        engine = getattr(self.recorder, "_engine", None)
+        if engine is None or engine.n_le < self.min_windows:
+            return None
+        history = engine.history()
+        k = min(self.recent_windows, history.n_windows)
+        if np.ptp(history.target[-k:]) == 0.0:
+            return None  # a flat target over the recent windows: nothing to test against
+        return history.tail(k)
