@@ -17,6 +17,7 @@ import numpy as np
 from keras_legc._io import atomic_write_bytes
 from keras_legc.errors import OutputExistsError
 from legc_research.datasets import data_root
+from legc_research.stats import format_mean_sd, mean_sd
 
 KEEP_MARGIN = 0.01  # "keeps accuracy": mean loss against dense below one percentage point
 SIGNIFICANCE = 0.05  # paired t-test over seeds
@@ -54,11 +55,7 @@ def _paper_value(cell: str | None) -> str:
 
 
 def _ms(values: Sequence[float], digits: int = 4, scale: float = 1.0) -> str:
-    a = np.asarray(values, dtype=float) * scale
-    if a.size == 0:
-        return "-"
-    sd = a.std(ddof=1) if a.size > 1 else 0.0
-    return f"{a.mean():.{digits}f} ± {sd:.{digits}f}"
+    return format_mean_sd(values, digits, scale)
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> dict:
@@ -67,9 +64,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict:
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     d = a - b
+    mean, sd = mean_sd(d)
     out = {
-        "n": int(d.size), "mean": float(d.mean()) if d.size else float("nan"),
-        "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+        "n": int(d.size), "mean": mean, "sd": sd,
         "wins": int(np.sum(d > 0)), "ties": int(np.sum(d == 0)), "losses": int(np.sum(d < 0)),
         "p": float("nan"),
     }  # fmt: skip
@@ -323,9 +320,7 @@ def plot_sweep(table: dict, img_dir: Path, overwrite: bool) -> list[Path]:
             if not all(method in rows[s] for s in sps):
                 continue
             for idx, style, label in ((0, "-o", "fine-tuned"), (1, ":x", "no fine-tune")):
-                means = [np.mean(rows[s][method][idx]) for s in sps]
-                sds = [np.std(rows[s][method][idx], ddof=1) if len(rows[s][method][idx]) > 1
-                       else 0.0 for s in sps]  # fmt: skip
+                means, sds = zip(*(mean_sd(rows[s][method][idx]) for s in sps), strict=True)
                 ax.errorbar([100 * s for s in sps], means, yerr=sds, fmt=style, color=color,
                             capsize=3, label=f"{method} ({label})", alpha=1.0 if idx == 0 else 0.6)  # fmt: skip
         ax.axhline(np.mean(rows["dense"]), color="k", ls="--", lw=1, label="dense")
