@@ -169,6 +169,33 @@ def agreement_section(
             )
             continue
         work.append((ds, npz, seeds))
+    results = _agreement_per_seed(work, args, notes)
+    lines, verdicts = _agreement_lines(results, args)
+    if verdicts:
+        kinds = {v["verdict"] for v in verdicts.values()}
+        overall = (
+            "reproduced"
+            if kinds == {"reproduced"}
+            else "not reproduced"
+            if "not reproduced" in kinds
+            else "inconclusive"
+        )
+        lines += [
+            f"**Verdict on the paper's claim (LEGCNet keeps feature importance, random pruning "
+            f"does not): {overall}** ({sum(v['verdict'] == 'reproduced' for v in verdicts.values())}"
+            f" of {len(verdicts)} dataset/protocol pairs reproduced; rule: mean rho(LEGC) >= "
+            f"{KEEP_RHO} and rho(LEGC) > rho(random) by a paired one-sided t-test over seeds at "
+            f"p < {P_LEVEL}, at least {MIN_SEEDS} seeds).",
+            "",
+        ]
+    else:
+        overall = "inconclusive"
+        lines += ["No LEGC/random pair found: no verdict.", ""]
+    return lines, {"datasets": results, "verdicts": verdicts, "overall": overall}
+
+
+def _agreement_per_seed(work: list, args: DiagnosticsSettings, notes: list[str]) -> dict:
+    """SHAP agreement of every pruned model with its seed's dense model, per dataset."""
     results: dict = {}
     bar = Progress(sum(len(s) for _, _, s in work), "SHAP agreement", enabled=args.progress)
     for ds, npz, seeds in work:
@@ -199,6 +226,11 @@ def agreement_section(
             per_seed[seed] = diag.agreement
             bar.update(1)
         results[ds] = {"k": k, "n_features": int(x.shape[1]), "per_seed": per_seed}
+    return results
+
+
+def _agreement_lines(results: dict, args: DiagnosticsSettings) -> tuple[list[str], dict]:
+    """The section's text, one table and the verdicts per dataset; ``(lines, verdicts)``."""
 
     lines = [
         "## SHAP feature importance: pruned vs dense (Cancer, Banknote, Titanic)",
@@ -245,27 +277,7 @@ def agreement_section(
             verdicts[f"{ds}/{proto}"] = {"verdict": v, "reason": why, **stats}
             lines.append(f"- {LABELS[proto]} vs {LABELS[rnd]}: **{v}**: {why}.")
         lines.append("")
-    if verdicts:
-        kinds = {v["verdict"] for v in verdicts.values()}
-        overall = (
-            "reproduced"
-            if kinds == {"reproduced"}
-            else "not reproduced"
-            if "not reproduced" in kinds
-            else "inconclusive"
-        )
-        lines += [
-            f"**Verdict on the paper's claim (LEGCNet keeps feature importance, random pruning "
-            f"does not): {overall}** ({sum(v['verdict'] == 'reproduced' for v in verdicts.values())}"
-            f" of {len(verdicts)} dataset/protocol pairs reproduced; rule: mean rho(LEGC) >= "
-            f"{KEEP_RHO} and rho(LEGC) > rho(random) by a paired one-sided t-test over seeds at "
-            f"p < {P_LEVEL}, at least {MIN_SEEDS} seeds).",
-            "",
-        ]
-    else:
-        overall = "inconclusive"
-        lines += ["No LEGC/random pair found: no verdict.", ""]
-    return lines, {"datasets": results, "verdicts": verdicts, "overall": overall}
+    return lines, verdicts
 
 
 def alpha_section(
