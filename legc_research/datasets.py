@@ -135,9 +135,44 @@ _SPLIT_SEED = 42  # the authors' shuffle seed; every training seed sees the same
 _VERIFIED: dict[tuple[str, int, int], bool] = {}
 
 
+#: The data folder beside a checkout on the development machines (``<checkout>/../shared/data``).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The MNIST t10k files, relative to the data folder.
+MNIST_FILES = ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz")
+
+
+def find_data_dir(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    fallbacks: tuple[str | os.PathLike, ...] = (),
+    required: tuple[str, ...] = (),
+) -> Path | None:
+    """The one data-folder lookup: ``data_dir`` if given, else ``$LEGC_DATA_DIR``, else
+    ``fallbacks`` in order.
+
+    Args:
+        data_dir: the folder the caller was given (--data-dir); when set, nothing else is tried.
+        fallbacks: folders tried after ``$LEGC_DATA_DIR`` (e.g. :data:`SHARED_DATA`).
+        required: files (relative paths) a candidate must hold; with none, the first set
+            candidate is returned unchecked.
+
+    Returns:
+        The folder, or None when no candidate is set (or none holds ``required``).
+
+    Example:
+        >>> find_data_dir(None, fallbacks=(SHARED_DATA,), required=MNIST_FILES)
+        PosixPath('/work/shared/data')
+    """
+    candidates = [data_dir] if data_dir else [os.environ.get("LEGC_DATA_DIR"), *fallbacks]
+    for c in candidates:
+        if c and all((Path(c) / f).exists() for f in required):
+            return Path(c)
+    return None
+
+
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data folder: ``data_dir`` if given, else ``$LEGC_DATA_DIR`` (may not exist)."""
-    return Path(data_dir or os.environ.get("LEGC_DATA_DIR", ""))
+    return find_data_dir(data_dir) or Path("")
 
 
 def _verify(root: Path, rel: str) -> Path:

@@ -55,44 +55,112 @@ def _say(msg: str) -> None:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo; returns the summary (also written to ``<out>/summary.json``)."""
-    import keras_legc as kl
-    from keras_legc.keras.export import export_tflite
-    from keras_legc.keras.flavour import keras, tf
+    """Run the demo; returns the summary (also written to ``<out>/summary.json``).
+
+    Args:
+        cfg: the demo's settings.
+
+    Example:
+        >>> summary = run_demo(DemoConfig(out=Path("runs/demo"), quick=True))
+    """
     from legc_research.datasets import breast_cancer
 
     t_start = time.perf_counter()
+    out = _output_folder(cfg)
+    _seed(cfg)
+    run = _Run(cfg, out, breast_cancer(seed=cfg.seed))
+    dense, history = _train_dense(run)
+    scores, paper_mask, masks = _score_and_mask(run, dense, history)
+    models = _prune_all(run, dense, history, masks)
+    rows = _evaluate(run, models)
+    _export_all(run, models, rows)
+    _bench_all(run, models, rows)
+    # 7. diagnostics: is each pruned model still healthy, does it rank features like the dense one?
+    diagnostics = None
+    if cfg.diagnose:
+        diagnostics = _diagnose(cfg, out, models, run.data, run.stages)
+        if diagnostics is not None:
+            for name, agreement in diagnostics["agreement"].items():
+                rows[name]["shap_spearman"] = agreement["spearman"]
+                rows[name]["shap_topk_overlap"] = agreement["topk_overlap"]
+    summary = {
+        "config": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in cfg.__dict__.items()},
+        "data": run.data.description,
+        "history": {
+            "snapshots": history.n_snapshots,
+            "windows": history.n_windows,
+            "weights": history.n_weights,
+        },
+        "scores": {
+            "max_lag": scores.max_lag,
+            "degenerate": scores.degenerate_counts(),
+            "paper_mode_alpha_0.05_pruned_pct": 100.0 * paper_mask.sparsity,
+        },
+        "mask": {
+            "mode": "alpha" if cfg.alpha is not None else "sparsity",
+            "pruned_pct": 100.0 * masks["LEGC"].sparsity,
+        },
+        "results": rows,
+        "diagnostics": diagnostics,
+        "seconds": time.perf_counter() - t_start,
+        "out": str(out),
+    }
+    _write_summary(cfg, out, summary, rows, paper_mask, diagnostics)
+    return summary
+
+
+def _output_folder(cfg: DemoConfig) -> Path:
     out = Path(cfg.out) if cfg.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()) and not cfg.force:
         raise OutputExistsError(
             f"{out} exists and is not empty. Fix: choose another --out, or pass --force."
         )
     out.mkdir(parents=True, exist_ok=True)
-    k = keras()
-    k.utils.set_random_seed(cfg.seed)
-    tf().config.experimental.enable_op_determinism()
-    data = breast_cancer(seed=cfg.seed)
-    n_steps = cfg.epochs * int(np.ceil(len(data.x_train) / cfg.batch_size))
-    stages = 7 if cfg.diagnose else 6
+    return out
 
-    def build():
+
+def _seed(cfg: DemoConfig) -> None:
+    """Seed Keras and turn op determinism on (before the data and the models are made)."""
+    from keras_legc.keras.flavour import keras, tf
+
+    keras().utils.set_random_seed(cfg.seed)
+    tf().config.experimental.enable_op_determinism()
+
+
+class _Run:
+    """What every stage shares: the settings, the output folder, the data, Keras."""
+
+    def __init__(self, cfg: DemoConfig, out: Path, data):
+        from keras_legc.keras.flavour import keras
+
+        self.cfg, self.out, self.data, self.k = cfg, out, data, keras()
+        self.stages = 7 if cfg.diagnose else 6
+
+    def build(self):
+        k, cfg, data = self.k, self.cfg, self.data
         layers = [k.layers.Input(shape=(data.x_train.shape[1],))]
         layers += [k.layers.Dense(h, activation="relu") for h in cfg.hidden]
         layers += [k.layers.Dense(data.n_classes, activation="softmax")]
         return k.Sequential(layers, name="mlp")
 
-    def compile_(model):
+    def compile(self, model):
         model.compile(
-            optimizer=k.optimizers.SGD(cfg.learning_rate),
+            optimizer=self.k.optimizers.SGD(self.cfg.learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
         return model
 
-    # 1. dense training with the recorder
+
+def _train_dense(run: _Run):
+    """Stage 1: the dense MLP trained with the recorder; returns ``(model, history)``."""
+    import keras_legc as kl
+
+    cfg, data, out, stages = run.cfg, run.data, run.out, run.stages
+    n_steps = cfg.epochs * int(np.ceil(len(data.x_train) / cfg.batch_size))
     _say(f"[1/{stages}] training the dense MLP 30-{'-'.join(map(str, cfg.hidden))}-2 for {cfg.epochs} "
          f"epochs ({n_steps} steps) with WeightHistory(window={cfg.window}) ...")  # fmt: skip
-    dense = compile_(build())
+    dense = run.compile(run.build())
     recorder = kl.WeightHistory(window=cfg.window, run_dir=out / "history", overwrite=cfg.force)
     t0 = time.perf_counter()
     dense.fit(
@@ -103,9 +171,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     _say(f"      {history.n_snapshots} snapshots -> {history.n_windows} LE windows of "
          f"{history.n_weights} weights in {time.perf_counter() - t0:.1f} s")  # fmt: skip
     kl.save_model(dense, out / "dense.keras", overwrite=cfg.force)
+    return dense, history
 
-    # 2. LEGC scores and masks
-    _say(f"[2/{stages}] scoring: windowed LE -> Granger ({history.n_weights} weights) ...")
+
+def _score_and_mask(run: _Run, dense, history):
+    """Stage 2: LEGC scores, the paper-mode mask, and the LEGC/random/magnitude masks."""
+    import keras_legc as kl
+
+    cfg, out = run.cfg, run.out
+    _say(f"[2/{run.stages}] scoring: windowed LE -> Granger ({history.n_weights} weights) ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", kl.LegcWarning)
         scores = kl.score(history, max_lag=cfg.max_lag)
@@ -126,20 +200,26 @@ def run_demo(cfg: DemoConfig) -> dict:
     }
     for name, m in masks.items():
         m.save(out / f"mask_{name.lower()}.npz", overwrite=cfg.force)
+    return scores, paper_mask, masks
 
-    # 3. prune + fine-tune (or rewind + retrain)
+
+def _prune_all(run: _Run, dense, history, masks: dict) -> dict:
+    """Stage 3: prune with each mask and fine-tune (or rewind and retrain); ``{name: model}``."""
+    import keras_legc as kl
+
+    cfg, data, out, k = run.cfg, run.data, run.out, run.k
     how = (
         f"rewound to the initial weights, {cfg.epochs} epochs"
         if cfg.rewind
         else f"fine-tuned {cfg.finetune_epochs} epochs"
     )
     _say(
-        f"[3/{stages}] pruning {100 * n_pruned_frac:.1f}% of kernel weights with each mask, {how} ..."
+        f"[3/{run.stages}] pruning {100 * masks['LEGC'].sparsity:.1f}% of kernel weights with each mask, {how} ..."
     )
     models = {"dense": dense}
     for name, m in masks.items():
         k.utils.set_random_seed(cfg.seed)
-        pruned = compile_(kl.prune(dense, m, rewind_to=history if cfg.rewind else None))
+        pruned = run.compile(kl.prune(dense, m, rewind_to=history if cfg.rewind else None))
         pruned.fit(
             data.x_train, data.y_train, batch_size=cfg.batch_size,
             epochs=cfg.epochs if cfg.rewind else cfg.finetune_epochs,
@@ -147,11 +227,17 @@ def run_demo(cfg: DemoConfig) -> dict:
         )  # fmt: skip
         models[name] = kl.strip(pruned)
         kl.save_model(models[name], out / f"{name.lower()}.keras", overwrite=cfg.force)
+    return models
 
-    # 4. evaluate
-    _say(f"[4/{stages}] evaluating on the held-out test split ({len(data.x_test)} rows) ...")
+
+def _evaluate(run: _Run, models: dict) -> dict:
+    """Stage 4: accuracy, macro-F1 and pruned share of each model on the test split."""
     from sklearn.metrics import f1_score
 
+    import keras_legc as kl
+
+    data = run.data
+    _say(f"[4/{run.stages}] evaluating on the held-out test split ({len(data.x_test)} rows) ...")
     rows = {}
     for name, model in models.items():
         pred = np.asarray(model(data.x_test, training=False)).argmax(axis=1)
@@ -164,9 +250,18 @@ def run_demo(cfg: DemoConfig) -> dict:
             "pruned_pct": 100.0 * (1 - nonzero / n_weights),
             "nonzero_weights": nonzero,
         }
+    return rows
 
-    # 5. export
-    _say(f"[5/{stages}] exporting each model to float TFLite (sparse storage for pruned ones) ...")
+
+def _export_all(run: _Run, models: dict, rows: dict) -> None:
+    """Stage 5: float TFLite of each model (sparse storage for pruned ones), verified."""
+    import keras_legc as kl
+    from keras_legc.keras.export import export_tflite
+
+    cfg, data, out = run.cfg, run.data, run.out
+    _say(
+        f"[5/{run.stages}] exporting each model to float TFLite (sparse storage for pruned ones) ..."
+    )
     export_notes: set[str] = set()
     for name, model in models.items():
         path = out / "tflite" / f"{name.lower()}.tflite"
@@ -190,14 +285,16 @@ def run_demo(cfg: DemoConfig) -> dict:
         rows[name]["tflite"] = str(path)
         rows[name]["tflite_bytes"] = report["tflite_bytes"]
 
-    # 6. edge benchmark, in a separate process that never imports TensorFlow
+
+def _bench_all(run: _Run, models: dict, rows: dict) -> None:
+    """Stage 6: the edge benchmark, in a separate process that never imports TensorFlow."""
     _say(
-        f"[6/{stages}] benchmarking each .tflite with the edge runner (LiteRT, batch 1, 1 thread) ..."
+        f"[6/{run.stages}] benchmarking each .tflite with the edge runner (LiteRT, batch 1, 1 thread) ..."
     )
     for name in models:
         tflite = Path(rows[name]["tflite"])
         result_path = tflite.with_suffix(".bench.json")
-        cmd = [sys.executable, "-m", "legc_edge.bench", str(tflite), "--runs", str(cfg.bench_runs),
+        cmd = [sys.executable, "-m", "legc_edge.bench", str(tflite), "--runs", str(run.cfg.bench_runs),
                "--json", str(result_path), "--force"]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -208,38 +305,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         rows[name]["p50_us"] = 1000.0 * bench["latency"]["p50_ms"]
         rows[name]["edge_check_max_abs_error"] = bench["check"]["max_abs_error"]
 
-    # 7. diagnostics: is each pruned model still healthy, does it rank features like the dense one?
-    diagnostics = None
-    if cfg.diagnose:
-        diagnostics = _diagnose(cfg, out, models, data, stages)
-        if diagnostics is not None:
-            for name, agreement in diagnostics["agreement"].items():
-                rows[name]["shap_spearman"] = agreement["spearman"]
-                rows[name]["shap_topk_overlap"] = agreement["topk_overlap"]
 
+def _write_summary(cfg, out: Path, summary: dict, rows: dict, paper_mask, diagnostics) -> None:
+    """summary.json, summary.md, and the table and notes on stdout."""
     table = format_table(rows)
-    summary = {
-        "config": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in cfg.__dict__.items()},
-        "data": data.description,
-        "history": {
-            "snapshots": history.n_snapshots,
-            "windows": history.n_windows,
-            "weights": history.n_weights,
-        },
-        "scores": {
-            "max_lag": scores.max_lag,
-            "degenerate": scores.degenerate_counts(),
-            "paper_mode_alpha_0.05_pruned_pct": 100.0 * paper_mask.sparsity,
-        },
-        "mask": {
-            "mode": "alpha" if cfg.alpha is not None else "sparsity",
-            "pruned_pct": 100.0 * legc.sparsity,
-        },
-        "results": rows,
-        "diagnostics": diagnostics,
-        "seconds": time.perf_counter() - t_start,
-        "out": str(out),
-    }
     atomic_write_json(out / "summary.json", summary, overwrite=True)
     atomic_write_bytes(out / "summary.md", (table + "\n").encode(), overwrite=True)
     print(table)
@@ -252,7 +321,6 @@ def run_demo(cfg: DemoConfig) -> dict:
           f"{'diagnostics/ (report.md, alpha.png, shap.png), ' if diagnostics else ''}"
           f"summary.json, summary.md")  # fmt: skip
     print(f"Done in {summary['seconds']:.0f} s.")
-    return summary
 
 
 def _diagnose(cfg: DemoConfig, out: Path, models: dict, data, stages: int) -> dict | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -559,16 +558,13 @@ def _save_models(out: Path, mode: str, name: str, seed: int, models: dict, split
 
 
 def _environment() -> dict:
-    import scipy
-    import statsmodels
+    from keras_legc import _env
 
     return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "statsmodels": statsmodels.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d"),
+        "python": _env.python_version(),
+        **_env.versions(("numpy", "scipy", "statsmodels")),
+        "machine": _env.machine_summary(),
+        "date": _env.today(),
     }
 
 
@@ -590,8 +586,9 @@ def load_results(path: str | os.PathLike) -> dict:
 
 def summarise(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+    from legc_research.stats import mean_sd
+
+    return mean_sd(values)
 
 
 __all__ = [

@@ -17,6 +17,7 @@ import numpy as np
 from keras_legc._io import atomic_write_bytes
 from keras_legc.errors import OutputExistsError
 from legc_research.datasets import data_root
+from legc_research.stats import format_mean_sd, mean_sd
 
 KEEP_MARGIN = 0.01  # "keeps accuracy": mean loss against dense below one percentage point
 SIGNIFICANCE = 0.05  # paired t-test over seeds
@@ -54,11 +55,7 @@ def _paper_value(cell: str | None) -> str:
 
 
 def _ms(values: Sequence[float], digits: int = 4, scale: float = 1.0) -> str:
-    a = np.asarray(values, dtype=float) * scale
-    if a.size == 0:
-        return "-"
-    sd = a.std(ddof=1) if a.size > 1 else 0.0
-    return f"{a.mean():.{digits}f} ± {sd:.{digits}f}"
+    return format_mean_sd(values, digits, scale)
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> dict:
@@ -67,9 +64,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict:
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     d = a - b
+    mean, sd = mean_sd(d)
     out = {
-        "n": int(d.size), "mean": float(d.mean()) if d.size else float("nan"),
-        "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+        "n": int(d.size), "mean": mean, "sd": sd,
         "wins": int(np.sum(d > 0)), "ties": int(np.sum(d == 0)), "losses": int(np.sum(d < 0)),
         "p": float("nan"),
     }  # fmt: skip
@@ -323,9 +320,7 @@ def plot_sweep(table: dict, img_dir: Path, overwrite: bool) -> list[Path]:
             if not all(method in rows[s] for s in sps):
                 continue
             for idx, style, label in ((0, "-o", "fine-tuned"), (1, ":x", "no fine-tune")):
-                means = [np.mean(rows[s][method][idx]) for s in sps]
-                sds = [np.std(rows[s][method][idx], ddof=1) if len(rows[s][method][idx]) > 1
-                       else 0.0 for s in sps]  # fmt: skip
+                means, sds = zip(*(mean_sd(rows[s][method][idx]) for s in sps), strict=True)
                 ax.errorbar([100 * s for s in sps], means, yerr=sds, fmt=style, color=color,
                             capsize=3, label=f"{method} ({label})", alpha=1.0 if idx == 0 else 0.6)  # fmt: skip
         ax.axhline(np.mean(rows["dense"]), color="k", ls="--", lw=1, label="dense")
@@ -379,6 +374,20 @@ def _provenance(results: dict, command: str) -> str:
 
 
 def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
+    lines = _md_header(results, command) + _md_verdicts(analysis)
+    lines += _md_protocol(results["config"])
+    groups = _group(results["runs"])
+    for mode in analysis:
+        lines += _md_paper_table(mode, groups, paper)
+        lines += _md_paired(mode, analysis)
+        lines += _md_granger(mode, groups)
+    if table:
+        lines += _md_sweep(results, table, plots, docs)
+    return "\n".join(lines) + "\n"
+
+
+def _md_header(results: dict, command: str) -> list[str]:
+    """Title, provenance and the partial-run warning."""
     env, cfg = results["environment"], results["config"]
     lines = [
         "# Reproducing LEGCNet: results",
@@ -398,6 +407,12 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
             f"{len(results.get('sweep', []))} sweep runs. Re-run the command for the rest.",
             "",
         ]
+    return lines
+
+
+def _md_verdicts(analysis: dict) -> list[str]:
+    """The rules and one verdict table per mode."""
+    lines: list[str] = []
     lines += [
         "## Verdicts",
         "",
@@ -412,6 +427,12 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
         for v in a["verdicts"]:
             lines.append(f"| {v['claim']} | **{v['verdict']}** | {v['why']} |")
         lines.append("")
+    return lines
+
+
+def _md_protocol(cfg: dict) -> list[str]:
+    """How the runs were made (networks, training, modes, data)."""
+    lines: list[str] = []
     lines += [
         "Feature importance (the paper's SHAP claim) is assessed in "
         "[diagnostics.md](diagnostics.md), from the models this run saved.",
@@ -446,149 +467,171 @@ def _markdown(results, analysis, table, plots, docs, command, paper) -> str:
         "fixed seed); the paper used the 60,000-image training set.",
         "",
     ]
-    groups = _group(results["runs"])
-    for mode in analysis:
-        lines += [
-            f"## Tables: {mode} mode",
-            "",
-            "Ours: mean ± sd over seeds (best seed's test accuracy in brackets). Epochs: mean "
-            "epochs to the threshold (seeds that reached it / seeds). Paper: Tables 1-3 "
-            "(arXiv v1; two F1 cells differ between the paper's tables, both shown).",
-            "",
-            "| dataset | method | paper acc | ours acc (best) | paper F1 | ours F1 | paper "
-            "epochs | ours epochs | paper % pruned | ours % pruned |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name in NAMES:
-            recs = groups.get((mode, name))
-            if not recs:
+    return lines
+
+
+def _md_paper_table(mode: str, groups: dict, paper: dict) -> list[str]:
+    """Ours vs the paper's Tables 1-3, per dataset and method."""
+    lines: list[str] = []
+    lines += [
+        f"## Tables: {mode} mode",
+        "",
+        "Ours: mean ± sd over seeds (best seed's test accuracy in brackets). Epochs: mean "
+        "epochs to the threshold (seeds that reached it / seeds). Paper: Tables 1-3 "
+        "(arXiv v1; two F1 cells differ between the paper's tables, both shown).",
+        "",
+        "| dataset | method | paper acc | ours acc (best) | paper F1 | ours F1 | paper "
+        "epochs | ours epochs | paper % pruned | ours % pruned |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in NAMES:
+        recs = groups.get((mode, name))
+        if not recs:
+            continue
+        row = paper.get(name, {})
+        for method in LABELS:
+            acc = _values(recs, method, "test_accuracy")
+            if not acc:
                 continue
-            row = paper.get(name, {})
-            for method in LABELS:
-                acc = _values(recs, method, "test_accuracy")
-                if not acc:
-                    continue
-                cols = PAPER_COLUMNS.get(method, (None, None, None, None))
-                pv = [_paper_value(row.get(c)) if c else "-" for c in cols]
-                if method == "dense":
-                    pv[3] = "0"
-                reached = _values(recs, method, "reached")
-                lines.append(
-                    f"| {NAMES[name]} | {LABELS[method]} | {pv[0]} | {_ms(acc)} ({max(acc):.4f}) "
-                    f"| {pv[1]} | {_ms(_values(recs, method, 'macro_f1'))} | {pv[2]} | "
-                    f"{np.mean(_values(recs, method, 'epochs')):.1f} ({sum(reached)}/{len(acc)}) "
-                    f"| {pv[3]} | {_ms(_values(recs, method, 'pct_pruned'), 1)} |"
-                )
-            skipped = {
-                v: r["masks"][v]["skipped"] for r in recs for v in ("ft", "pt")
-                if "skipped" in r["masks"].get(v, {})
-            }  # fmt: skip
-            for v, why in skipped.items():
-                lines.append(f"| {NAMES[name]} | LEGC-{v.upper()} | | no mask: {why} | | | | | | |")
-        lines += ["", f"### Paired comparisons over seeds ({mode} mode)", ""]
-        lines += [
-            "Test-accuracy difference, mean ± sd in percentage points (wins/ties/losses of the "
-            "first method, paired t-test p). FT/PT pruned-set overlap is the Jaccard index of the "
-            "two masks' pruned weights.",
-            "",
-            "| dataset | FT - dense | PT - dense | FT - random | FT - magnitude | PT - random | "
-            "PT - magnitude | FT epochs - dense epochs | FT/PT overlap |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, v in analysis[mode]["datasets"].items():
-            c = v["comparisons"]
-            cells = [
-                _fmt_pair(c[k]) if k in c else "-"
-                for k in ("ft-dense", "pt-dense", "ft-random_ft", "ft-magnitude_ft",
-                          "pt-random_pt", "pt-magnitude_pt")
-            ]  # fmt: skip
-            ep = c.get("epochs ft-dense")
-            ep_s = f"{ep['mean']:+.1f} ± {ep['sd']:.1f} (p {ep['p']:.3f})" if ep else "-"
-            jac = "-" if v["ft_pt_jaccard"] is None else f"{v['ft_pt_jaccard']:.2f}"
-            lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + f" | {ep_s} | {jac} |")
-        lines.append("")
-        lines += [f"### What the Granger tests saw ({mode} mode)", ""]
-        lines += [
-            "| dataset | windows (FT) | lag tested (FT / PT) | median p (FT) | "
-            "degenerate weights (FT) |",
-            "|---|---|---|---|---|",
-        ]
-        for name in NAMES:
-            recs = groups.get((mode, name))
-            if not recs:
-                continue
-            ft = [r["masks"]["ft"] for r in recs if "max_lag" in r["masks"].get("ft", {})]
-            pt = [r["masks"]["pt"] for r in recs if "max_lag" in r["masks"].get("pt", {})]
-            if not ft:
-                continue
+            cols = PAPER_COLUMNS.get(method, (None, None, None, None))
+            pv = [_paper_value(row.get(c)) if c else "-" for c in cols]
+            if method == "dense":
+                pv[3] = "0"
+            reached = _values(recs, method, "reached")
             lines.append(
-                f"| {NAMES[name]} | {np.mean([r['windows'] for r in recs]):.0f} | "
-                f"{sorted({f['max_lag'] for f in ft})} / {sorted({p['max_lag'] for p in pt})} | "
-                f"{np.median([f['median_p'] for f in ft if f['median_p'] is not None]):.2g} | "
-                f"{np.mean([f['degenerate'] for f in ft]):.0f} of {recs[0]['n_weights']} |"
+                f"| {NAMES[name]} | {LABELS[method]} | {pv[0]} | {_ms(acc)} ({max(acc):.4f}) "
+                f"| {pv[1]} | {_ms(_values(recs, method, 'macro_f1'))} | {pv[2]} | "
+                f"{np.mean(_values(recs, method, 'epochs')):.1f} ({sum(reached)}/{len(acc)}) "
+                f"| {pv[3]} | {_ms(_values(recs, method, 'pct_pruned'), 1)} |"
             )
-        lines.append("")
-    if table:
+        skipped = {
+            v: r["masks"][v]["skipped"] for r in recs for v in ("ft", "pt")
+            if "skipped" in r["masks"].get(v, {})
+        }  # fmt: skip
+        for v, why in skipped.items():
+            lines.append(f"| {NAMES[name]} | LEGC-{v.upper()} | | no mask: {why} | | | | | | |")
+    return lines
+
+
+def _md_paired(mode: str, analysis: dict) -> list[str]:
+    """Paired comparisons over seeds."""
+    lines: list[str] = []
+    lines += ["", f"### Paired comparisons over seeds ({mode} mode)", ""]
+    lines += [
+        "Test-accuracy difference, mean ± sd in percentage points (wins/ties/losses of the "
+        "first method, paired t-test p). FT/PT pruned-set overlap is the Jaccard index of the "
+        "two masks' pruned weights.",
+        "",
+        "| dataset | FT - dense | PT - dense | FT - random | FT - magnitude | PT - random | "
+        "PT - magnitude | FT epochs - dense epochs | FT/PT overlap |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in analysis[mode]["datasets"].items():
+        c = v["comparisons"]
+        cells = [
+            _fmt_pair(c[k]) if k in c else "-"
+            for k in ("ft-dense", "pt-dense", "ft-random_ft", "ft-magnitude_ft",
+                      "pt-random_pt", "pt-magnitude_pt")
+        ]  # fmt: skip
+        ep = c.get("epochs ft-dense")
+        ep_s = f"{ep['mean']:+.1f} ± {ep['sd']:.1f} (p {ep['p']:.3f})" if ep else "-"
+        jac = "-" if v["ft_pt_jaccard"] is None else f"{v['ft_pt_jaccard']:.2f}"
+        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + f" | {ep_s} | {jac} |")
+    lines.append("")
+    return lines
+
+
+def _md_granger(mode: str, groups: dict) -> list[str]:
+    """What the Granger tests saw: windows, lags, median p, degenerate weights."""
+    lines: list[str] = []
+    lines += [f"### What the Granger tests saw ({mode} mode)", ""]
+    lines += [
+        "| dataset | windows (FT) | lag tested (FT / PT) | median p (FT) | "
+        "degenerate weights (FT) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in NAMES:
+        recs = groups.get((mode, name))
+        if not recs:
+            continue
+        ft = [r["masks"]["ft"] for r in recs if "max_lag" in r["masks"].get("ft", {})]
+        pt = [r["masks"]["pt"] for r in recs if "max_lag" in r["masks"].get("pt", {})]
+        if not ft:
+            continue
+        lines.append(
+            f"| {NAMES[name]} | {np.mean([r['windows'] for r in recs]):.0f} | "
+            f"{sorted({f['max_lag'] for f in ft})} / {sorted({p['max_lag'] for p in pt})} | "
+            f"{np.median([f['median_p'] for f in ft if f['median_p'] is not None]):.2g} | "
+            f"{np.mean([f['degenerate'] for f in ft]):.0f} of {recs[0]['n_weights']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _md_sweep(results: dict, table: dict, plots, docs) -> list[str]:
+    """Beyond the paper: the accuracy-vs-sparsity sweep tables, plots and costs."""
+    cfg = results["config"]
+    lines: list[str] = []
+    lines += [
+        "## Beyond the paper: accuracy vs sparsity (target mode)",
+        "",
+        "Each net is trained densely while recording (clean MNIST split, validation target), "
+        "scored once, then every mask is applied to the trained weights and fine-tuned for "
+        f"{cfg['sweep_finetune_epochs']} epochs (equal budget for every method). Seeds "
+        f"{cfg['sweep_seeds']}. Test accuracy mean ± sd; in brackets, before fine-tuning.",
+        "",
+    ]
+    for net, setup in results.get("sweep_setups", {}).items():
+        if net in table:
+            lines.append(
+                f"- {net}: {'-'.join(map(str, setup['sizes']))}, "
+                f"{'/'.join(setup['activations'])}, {setup['loss']} loss, SGD lr "
+                f"{setup['lr']}, batch {setup['batch_size']}, {setup['init']} init, "
+                f"{_epochs_of(results, net)} dense epochs recorded (window {setup['window']})."
+            )
+    lines += [
+        "- **Choice:** 784-50-30-10 is trained with cross-entropy in the sweep, not the "
+        "paper's MSE: with MSE on the standardised split it reached only 0.21-0.36 test "
+        "accuracy after 30 epochs (measured on 5 seeds), against 0.905 after 10 epochs with "
+        "cross-entropy, and pruning an untrained net says nothing.",
+        "",
+    ]
+    labels = {"legc": "LEGC", "legc_per_layer": "LEGC per layer", "random": "random",
+              "magnitude": "magnitude"}  # fmt: skip
+    for net, rows in table.items():
+        sps = sorted(k for k in rows if k != "dense")
+        methods = [m for m in labels if all(m in rows[s] for s in sps)]
+        ours = [m for m in ("legc", "legc_per_layer") if m in methods]
+        pairs = [(a, b) for a in ours for b in ("random", "magnitude") if b in methods]
         lines += [
-            "## Beyond the paper: accuracy vs sparsity (target mode)",
+            f"### {net} (dense {_ms(rows['dense'])})",
             "",
-            "Each net is trained densely while recording (clean MNIST split, validation target), "
-            "scored once, then every mask is applied to the trained weights and fine-tuned for "
-            f"{cfg['sweep_finetune_epochs']} epochs (equal budget for every method). Seeds "
-            f"{cfg['sweep_seeds']}. Test accuracy mean ± sd; in brackets, before fine-tuning.",
+            "| % pruned | " + " | ".join(labels[m] for m in methods) + " | "
+            + " | ".join(f"{labels[a]} - {labels[b]}" for a, b in pairs) + " |",
+            "|---|" + "---|" * (len(methods) + len(pairs)),
+        ]  # fmt: skip
+        for s in sps:
+            r = rows[s]
+            cells = [f"{_ms(r[m][0])} ({np.mean(r[m][1]):.4f})" for m in methods]
+            for a, b in pairs:
+                c = paired(r[a][0], r[b][0])
+                cells.append(f"{_fmt_pair(c)} {_direction(c)}")
+            lines.append(f"| {100 * s:.0f} | " + " | ".join(cells) + " |")
+        lines += ["", *_collapse_lines(results.get("sweep", []), net), ""]
+    for p in plots:
+        lines += [f"![{p.stem}]({p.relative_to(docs).as_posix()})", ""]
+    sweep = results.get("sweep", [])
+    if sweep:
+        lines += [
+            "Cost per seed (recording + scoring): "
+            + "; ".join(
+                f"{r['net']} seed {r['seed']}: {r['seconds_record']:.0f} s + "
+                f"{r['seconds_score']:.0f} s ({r['windows']} windows, lag {r['max_lag']})"
+                for r in sweep
+            ),
             "",
         ]
-        for net, setup in results.get("sweep_setups", {}).items():
-            if net in table:
-                lines.append(
-                    f"- {net}: {'-'.join(map(str, setup['sizes']))}, "
-                    f"{'/'.join(setup['activations'])}, {setup['loss']} loss, SGD lr "
-                    f"{setup['lr']}, batch {setup['batch_size']}, {setup['init']} init, "
-                    f"{_epochs_of(results, net)} dense epochs recorded (window {setup['window']})."
-                )
-        lines += [
-            "- **Choice:** 784-50-30-10 is trained with cross-entropy in the sweep, not the "
-            "paper's MSE: with MSE on the standardised split it reached only 0.21-0.36 test "
-            "accuracy after 30 epochs (measured on 5 seeds), against 0.905 after 10 epochs with "
-            "cross-entropy, and pruning an untrained net says nothing.",
-            "",
-        ]
-        labels = {"legc": "LEGC", "legc_per_layer": "LEGC per layer", "random": "random",
-                  "magnitude": "magnitude"}  # fmt: skip
-        for net, rows in table.items():
-            sps = sorted(k for k in rows if k != "dense")
-            methods = [m for m in labels if all(m in rows[s] for s in sps)]
-            ours = [m for m in ("legc", "legc_per_layer") if m in methods]
-            pairs = [(a, b) for a in ours for b in ("random", "magnitude") if b in methods]
-            lines += [
-                f"### {net} (dense {_ms(rows['dense'])})",
-                "",
-                "| % pruned | " + " | ".join(labels[m] for m in methods) + " | "
-                + " | ".join(f"{labels[a]} - {labels[b]}" for a, b in pairs) + " |",
-                "|---|" + "---|" * (len(methods) + len(pairs)),
-            ]  # fmt: skip
-            for s in sps:
-                r = rows[s]
-                cells = [f"{_ms(r[m][0])} ({np.mean(r[m][1]):.4f})" for m in methods]
-                for a, b in pairs:
-                    c = paired(r[a][0], r[b][0])
-                    cells.append(f"{_fmt_pair(c)} {_direction(c)}")
-                lines.append(f"| {100 * s:.0f} | " + " | ".join(cells) + " |")
-            lines += ["", *_collapse_lines(results.get("sweep", []), net), ""]
-        for p in plots:
-            lines += [f"![{p.stem}]({p.relative_to(docs).as_posix()})", ""]
-        sweep = results.get("sweep", [])
-        if sweep:
-            lines += [
-                "Cost per seed (recording + scoring): "
-                + "; ".join(
-                    f"{r['net']} seed {r['seed']}: {r['seconds_record']:.0f} s + "
-                    f"{r['seconds_score']:.0f} s ({r['windows']} windows, lag {r['max_lag']})"
-                    for r in sweep
-                ),
-                "",
-            ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 __all__ = ["analyse", "paired", "paper_tables", "sweep_table", "write_report"]

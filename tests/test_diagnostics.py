@@ -400,14 +400,9 @@ def test_missing_extra_names_what_to_install(tmp_path):
 
 
 def _load_tool():
-    import importlib.util
+    from legc_research.evidence import diagnose_paper
 
-    spec = importlib.util.spec_from_file_location(
-        "diagnose_paper", ROOT / "tools/diagnose_paper.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return diagnose_paper
 
 
 def test_paper_verdict_rules():

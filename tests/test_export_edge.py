@@ -194,3 +194,28 @@ def test_edge_bench_bad_inputs(exported, tmp_path):
         "edge/bench.py", str(exported / "m.tflite"), "--reference", str(tmp_path / "other.npz")
     )
     assert proc.returncode == 2 and "belongs to another model" in proc.stderr
+
+
+def _imported_modules(path):
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_layering_library_and_edge_runner_do_not_import_each_other():
+    """The library verifies exports with its own runner; edge/bench.py stays one copyable file."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(p.relative_to(root))
+        for p in (root / "keras_legc").rglob("*.py")
+        if {"legc_edge", "edge", "legc_research", "tools"} & _imported_modules(p)
+    ]
+    assert offenders == []
+    forbidden = {"keras_legc", "legc_research", "tensorflow", "tf_keras", "keras", "scipy"}
+    assert not forbidden & _imported_modules(root / "edge" / "bench.py")

@@ -1,60 +1,6 @@
 #!/usr/bin/env python3
-"""Write docs/diagnostics.md from a reproduction run: SHAP agreement on Cancer, Banknote and
-Titanic over seeds, with a verdict on the paper's claim, and the MNIST 784-50-30-10 alpha table
-beside the paper's Table 4.
+"""tools/diagnose_paper.py: runs legc_research.evidence.diagnose_paper (see its docstring)."""
 
-    python tools/diagnose_paper.py RUN_DIR --out docs/diagnostics.md [--mode paper] [--force]
+from legc_research.evidence.diagnose_paper import main
 
-``legc reproduce`` does the same at the end of a run; this script re-does it on a finished run
-folder with other settings. The rules and the layout are in ``keras_legc/paper_diagnostics.py``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import keras_legc as kl  # noqa: E402  (selects Keras 2 first)
-from legc_research.paper_diagnostics import (  # noqa: E402
-    DiagnosticsSettings,
-    verdict,
-    write_diagnostics,
-)
-
-__all__ = ["main", "verdict"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "diagnostics.md")
-    ap.add_argument("--mode", default="paper", choices=["paper", "clean"])
-    ap.add_argument("--background", type=int, default=100)
-    ap.add_argument("--explain", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0, help="Seeds the SHAP row sampling.")
-    ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--force", action="store_true", help="Overwrite --out and its .json.")
-    args = ap.parse_args(argv)
-    settings = DiagnosticsSettings(args.background, args.explain, args.seed, args.progress)
-    cmd = "python tools/diagnose_paper.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        record = write_diagnostics(
-            args.run_dir, args.out, mode=args.mode, settings=settings, overwrite=args.force,
-            command=cmd,
-        )  # fmt: skip
-    except (kl.OutputExistsError, kl.InvalidArgumentError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
-    if record["agreement"]:
-        print(f"verdict: {record['agreement']['overall']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+raise SystemExit(main())

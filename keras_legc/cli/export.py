@@ -62,6 +62,8 @@ def export(
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args):
     """Run the edge benchmark (same as legc-edge / python edge/bench.py); --help for options."""
-    from legc_edge.bench import main as bench_main
+    import subprocess
 
-    sys.exit(bench_main(list(args)))
+    # The device-side runner is a program of its own (one copyable file); the library runs it
+    # rather than importing it.
+    sys.exit(subprocess.call([sys.executable, "-m", "legc_edge.bench", *args]))

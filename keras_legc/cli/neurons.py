@@ -5,21 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from keras_legc.cli._group import _run, main
 
 
 def _load_npy(path, what):
-    from keras_legc.errors import InvalidArgumentError
+    from keras_legc._inputs import load_array
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise click.ClickException(
-            f"{InvalidArgumentError.__name__}: cannot read {what} from {path} ({exc}). Fix: pass "
-            "a .npy file written by numpy.save."
-        ) from exc
+    return _run(load_array, path, what)
 
 
 def _neuron_scorer(method, loss, legc_scores, model):

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from keras_legc._env import package_version
+from keras_legc._inputs import load_array
 from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
 from keras_legc._version import __version__
 from keras_legc.errors import (
     ExportError,
     InvalidArgumentError,
     LegcWarning,
-    MissingDependencyError,
     ModelStructureError,
 )
 from keras_legc.keras.flavour import tf
@@ -39,6 +41,18 @@ KERNEL_BLOCK = (1, 16)
 
 
 def sidecar_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The three files an export writes: ``{"tflite", "json", "reference"}`` -> path.
+
+    Args:
+        out: the .tflite path.
+
+    Raises:
+        InvalidArgumentError: ``out`` does not end in ``.tflite``.
+
+    Example:
+        >>> sidecar_paths("m.tflite")["reference"]
+        PosixPath('m.reference.npz')
+    """
     out = Path(out)
     if out.suffix != ".tflite":
         raise InvalidArgumentError(
@@ -98,6 +112,56 @@ def export_tflite(
         >>> report["verification"]["ok"], "DENSIFY" in report["ops"]
         (True, False)
     """
+    prepared = _prepare(
+        model, out, quantization, representative_data, reference_inputs, n_reference,
+        overwrite, seed,
+    )  # fmt: skip
+    flatbuffer = _convert(prepared.model, quantization, sparse, prepared.calibration)
+    check = _verify(prepared.model, flatbuffer, prepared.reference_inputs, quantization)
+    report = _report(prepared, flatbuffer, check, quantization, sparse)
+    for note in report["warnings"]:
+        warnings.warn(note, LegcWarning, stacklevel=2)
+    if not report["verification"]["ok"]:
+        warnings.warn(
+            f"the {quantization} TFLite model differs from the Keras model by up to "
+            f"{check.error:.3g} (tolerance {check.atol}) on the reference inputs; see "
+            f"{prepared.paths['json']}.",
+            LegcWarning,
+            stacklevel=2,
+        )
+    _write(prepared, flatbuffer, check, report, overwrite)
+    return report
+
+
+@dataclass
+class _Prepared:
+    """What the conversion needs: the plain model, its input shape and the rows to use."""
+
+    paths: dict[str, Path]
+    model: object
+    source: str | None
+    input_shape: tuple[int, ...]
+    calibration: np.ndarray | None
+    reference_inputs: np.ndarray
+    held_out: bool | None
+
+
+@dataclass
+class _Check:
+    """The verification: Keras and TFLite outputs on the reference inputs and their difference."""
+
+    keras_out: np.ndarray
+    tflite_out: np.ndarray
+    ops: list[str]
+    error: float
+    scale: float
+    atol: float
+
+
+def _prepare(
+    model, out, quantization, representative_data, reference_inputs, n_reference, overwrite, seed
+) -> _Prepared:
+    """Check the arguments and outputs, load and strip the model, pick calibration/reference rows."""
     from keras_legc.keras.pruning import load_model, strip
 
     if quantization not in QUANTIZATIONS:
@@ -137,29 +201,41 @@ def export_tflite(
     else:
         held_out = None  # the caller's rows: unknown whether they were used to calibrate
     reference_inputs = _as_inputs(reference_inputs, input_shape, "reference inputs")[:n_reference]
+    return _Prepared(paths, model, source, input_shape, calibration, reference_inputs, held_out)
 
-    flatbuffer = _convert(model, quantization, sparse, calibration)
+
+def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization: str) -> _Check:
+    """Run Keras and the TFLite interpreter on the reference inputs; the tolerance scales with
+    the reference's outputs."""
+    from keras_legc.keras.tflite_runner import load_interpreter, run_rows
+
     keras_out = np.asarray(model(reference_inputs, training=False), dtype=np.float32)
-    tflite_out, ops = _run_tflite(flatbuffer, reference_inputs)
+    interp, ops = load_interpreter(flatbuffer, threads=1)
+    tflite_out = run_rows(interp, reference_inputs)
     error = float(np.max(np.abs(tflite_out - keras_out))) if keras_out.size else 0.0
     scale = max(1.0, float(np.max(np.abs(keras_out)))) if keras_out.size else 1.0
-    atol = TOLERANCE[quantization] * scale
-    kernels = {layer.name: layer.kernel.numpy() for layer in _dense(model)}
+    return _Check(keras_out, tflite_out, ops, error, scale, TOLERANCE[quantization] * scale)
+
+
+def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization, sparse) -> dict:
+    """The .json report: sizes, ops, sparsity per layer, block structure, warnings, verification."""
+    kernels = {layer.name: layer.kernel.numpy() for layer in _dense(prepared.model)}
     n_weights = sum(k.size for k in kernels.values())
     n_nonzero = sum(int(np.count_nonzero(k)) for k in kernels.values())
     sparsity = 1.0 - n_nonzero / n_weights if n_weights else 0.0
     structure = {n: block_structure(k, KERNEL_BLOCK) for n, k in kernels.items()}
-    notes = _sparse_warnings(sparse, sparsity, kernels, structure, ops) if sparse else []
-    report = {
+    notes = _sparse_warnings(sparse, sparsity, kernels, structure, check.ops) if sparse else []
+    diff = np.abs(check.tflite_out - check.keras_out)
+    return {
         "keras_legc": __version__,
-        "tensorflow": tf().__version__,
-        "source": source,
-        "tflite": paths["tflite"].name,
+        "tensorflow": package_version("tensorflow"),
+        "source": prepared.source,
+        "tflite": prepared.paths["tflite"].name,
         "tflite_bytes": len(flatbuffer),
         "quantization": quantization,
         "sparse": bool(sparse),
-        "input_shape": list(input_shape),
-        "ops": ops,
+        "input_shape": list(prepared.input_shape),
+        "ops": check.ops,
         "kernel_weights": int(n_weights),
         "nonzero_kernel_weights": int(n_nonzero),
         "sparsity": sparsity,
@@ -168,44 +244,37 @@ def export_tflite(
         },
         "layer_units": {n: int(k.shape[1]) for n, k in kernels.items()},
         "block_structured_zeros": {"block": list(KERNEL_BLOCK), **structure},
-        "densify": "DENSIFY" in ops,
+        "densify": "DENSIFY" in check.ops,
         "warnings": notes,
         "verification": {
-            "n_inputs": int(len(reference_inputs)),
-            "held_out": held_out,
-            "max_abs_error": error,
-            "mean_abs_error": float(np.mean(np.abs(tflite_out - keras_out)))
-            if keras_out.size
-            else 0.0,
-            "reference_scale": scale,
-            "atol": atol,
+            "n_inputs": int(len(prepared.reference_inputs)),
+            "held_out": prepared.held_out,
+            "max_abs_error": check.error,
+            "mean_abs_error": float(np.mean(diff)) if check.keras_out.size else 0.0,
+            "reference_scale": check.scale,
+            "atol": check.atol,
             "tolerance": f"{TOLERANCE[quantization]} x max(1, max |keras output|)",
-            "ok": bool(error <= atol),
+            "ok": bool(check.error <= check.atol),
         },
     }
-    for note in notes:
-        warnings.warn(note, LegcWarning, stacklevel=2)
-    if not report["verification"]["ok"]:
-        warnings.warn(
-            f"the {quantization} TFLite model differs from the Keras model by up to {error:.3g} "
-            f"(tolerance {atol}) on the reference inputs; see {paths['json']}.",
-            LegcWarning,
-            stacklevel=2,
-        )
+
+
+def _write(prepared: _Prepared, flatbuffer: bytes, check: _Check, report: dict, overwrite) -> None:
+    """The .tflite, the .reference.npz (inputs and both outputs) and the .json, each atomically."""
+    paths = prepared.paths
     atomic_write_bytes(paths["tflite"], flatbuffer, overwrite=overwrite)
 
     def write_reference(f):
         np.savez(
             f,
-            inputs=reference_inputs,
-            keras_outputs=keras_out,
-            tflite_outputs=tflite_out,
-            atol=np.float64(atol),
+            inputs=prepared.reference_inputs,
+            keras_outputs=check.keras_out,
+            tflite_outputs=check.tflite_out,
+            atol=np.float64(check.atol),
         )
 
     atomic_write(paths["reference"], write_reference, overwrite=overwrite)
     atomic_write_json(paths["json"], report, overwrite=overwrite)
-    return report
 
 
 def load_inputs(path: str | os.PathLike, what: str = "inputs") -> np.ndarray:
@@ -215,29 +284,7 @@ def load_inputs(path: str | os.PathLike, what: str = "inputs") -> np.ndarray:
     Example:
         >>> x = load_inputs("calibration.npy")
     """
-    path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            return data
-        with data:
-            names = [n for n in ("x", "inputs", "x_train") if n in data.files]
-            names = names or data.files
-            if len(names) != 1 and names == data.files:
-                raise InvalidArgumentError(
-                    f"{path} holds several arrays {data.files} and none is named x or inputs. "
-                    "Fix: save the inputs alone with np.save, or as np.savez(path, x=inputs)."
-                )
-            return data[names[0]]
-    except FileNotFoundError:
-        raise InvalidArgumentError(
-            f"{what} file {path} does not exist. Fix: pass a .npy of model inputs."
-        ) from None
-    except (ValueError, OSError) as exc:
-        raise InvalidArgumentError(
-            f"{path} is not a readable .npy/.npz of {what} ({exc}). Fix: save the inputs with "
-            "np.save (a float array of shape (n, *input_shape))."
-        ) from exc
+    return load_array(path, what)
 
 
 def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
@@ -333,23 +380,3 @@ def _convert(model, quantization, sparse, representative_data) -> bytes:
             f"TFLite conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
             "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
         ) from exc
-
-
-def _run_tflite(flatbuffer: bytes, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    from legc_edge.bench import EdgeError, available_runtimes, load_interpreter, run_model
-
-    if not available_runtimes():
-        raise MissingDependencyError(
-            "export verifies every .tflite with a TFLite interpreter, and none is installed. "
-            "Fix: pip install 'keras-legc[edge]' (it pins ai-edge-litert)."
-        )
-    try:
-        interp, _runtime, _notes = load_interpreter(flatbuffer, "auto", threads=1)
-    except EdgeError as exc:
-        raise ExportError(
-            f"the converted model could not be loaded for verification: {exc}"
-        ) from exc
-    # Op names come from a private interpreter method; an interpreter without it reports none.
-    details = getattr(interp, "_get_ops_details", lambda: [])()
-    ops = sorted({op["op_name"] for op in details})
-    return run_model(interp, inputs), ops

@@ -1,6 +1,6 @@
 """The catalogue of bad inputs: each case builds one, calls the API/CLI/export/edge runner with it,
 and names the error it must raise. ``tests/test_catalogue.py`` runs every case;
-``tools/reliability_doc.py`` runs them again and writes docs/reliability.md from what they say.
+``legc_research.evidence.reliability_doc`` (tools/reliability_doc.py) runs them again and writes docs/reliability.md from what they say.
 
 A case is ``Case(area, bad input, error class, call)``; ``call()`` must raise ``error`` (a
 ``keras_legc`` error class, or ``EdgeError`` of the standalone edge runner, which cannot import
@@ -24,8 +24,6 @@ import keras_legc as kl
 from keras_legc import errors as E
 from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -152,7 +150,7 @@ def cli(*args):
 
 def edge(*args):
     out = subprocess.run(
-        [sys.executable, str(REPO / "edge" / "bench.py"), *map(str, args)],
+        [sys.executable, "-m", "legc_edge.bench", *map(str, args)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if out.returncode == 0:
@@ -330,8 +328,7 @@ CASES: list[Case] = [
          E.MissingDependencyError,
          lambda t: without_interpreters(f"""
              import keras_legc as kl
-             sys.path.insert(0, {str(REPO / 'tests')!r})
-             from catalogue import mlp
+             from keras_legc.testing.catalogue import mlp
              from keras_legc.keras.export import export_tflite
              try:
                  export_tflite(mlp(), {str(t / 'm.tflite')!r})

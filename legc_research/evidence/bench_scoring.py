@@ -1,0 +1,833 @@
+#!/usr/bin/env python3
+"""Benchmark of LEGC recording and scoring on LeNet-300-100 / MNIST (one run, five measurements).
+
+Workload (the issue's, kept exactly): LeNet-300-100 (Dense 784-300-100-10, relu/relu/softmax,
+266,200 kernel weights) trained on the MNIST t10k split (8,000 train / 2,000 validation), batch 32,
+5 epochs, SGD lr 0.05, sparse categorical crossentropy, a snapshot every optimizer step, LE window
+W = 50, overlap 0.1, Granger max lag L = 14 (capped by the library to floor((K - 2) / 3) for K
+windows), seeded with ``K.utils.set_random_seed(seed)`` before the model is built, so the runs with
+and without the recorder start from the same weights (checked: the initial weights' SHA-256).
+
+What it measures, all in the same invocation:
+
+1. Recording overhead: ``model.fit`` time with ``WeightHistory`` / without it (target <= 1.10), and
+   the recorder's own breakdown (snapshot / lyapunov / validation / save seconds). The recorder
+   runs as in production (``run_dir`` set, no raw snapshots). A third fit with
+   ``save_snapshots=True`` produces the raw trajectories that 2-4 need; its time is shown too.
+2. Scoring time for all weights (target <= 60 s): (a) the windowed LE of every weight computed
+   offline from the raw snapshots (``windowed_lyapunov`` on the transposed memmap; the file was
+   just written, so it is read from the page cache), checked bit for bit against the LE series
+   that the recorder streamed; (b) ``keras_legc.score()`` (all Granger tests); and the sum.
+3. Granger speed-up (target >= 1000x at max |dp| <= 1e-9): statsmodels ``grangercausalitytests``
+   per weight on a seeded sample of 500 weights vs the batched ``granger_test`` per weight (all
+   weights, and the sample alone); max |dp| over the per-lag p-values of the sample (weights that
+   the batched path flags degenerate are left out and counted).
+4. LE speed-up (target >= 100x, identical values): the plain per-window loop reference
+   (``windowed_lyapunov_reference``) on the same sample's raw trajectories vs the vectorised time
+   per window of 2(a); ``np.array_equal`` of the two on the sample.
+5. Peak RSS (``ru_maxrss``) of the fit without the recorder, of the fit with it, and of
+   ``score()`` (the production path: LE streamed, Granger only) at 1x, 2x and 4x the epochs
+   (targets: scoring <= 2 GiB; the recorder's memory above the plain fit independent of the epochs).
+
+Every fit and every scoring step runs in its own fresh subprocess
+(``python tools/bench_scoring.py _worker KIND SPEC.json``), so TensorFlow state and peak RSS do not
+leak between measurements; only ``model.fit`` (or the scoring call) is timed, never imports, data
+loading or model building. Temporary run folders go under /tmp and are deleted at the end unless
+``--keep``. The full run takes about 11 minutes on 2 cores; ``--skip-memory`` drops the 2x/4x runs.
+
+Run it (MNIST's t10k files in ``DATA/mnist/``):
+
+    python tools/bench_scoring.py [--data-dir DATA] [--json runs/bench_scoring.json] [--force]
+    python tools/bench_scoring.py --quick --json /tmp/b.json     # < 1 min, for tests
+
+``--quick`` is a smoke test, not a measurement: a smaller MLP (784-32-16-10), 2,000 training
+images, 500 validation images, 2 epochs, W = 20, 1x/2x only, a sample of 50 weights.
+
+Prints a table on stdout (progress on stderr) and writes the same numbers to a JSON file
+(refuses to overwrite it unless ``--force``; written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+import keras_legc  # (first: selects Keras 2 before TensorFlow is imported)
+from legc_research.datasets import MNIST_FILES, SHARED_DATA, find_data_dir
+from legc_research.evidence._provenance import REPO, machine, versions
+
+TARGETS = {
+    "overhead_ratio_max": 1.10,
+    "scoring_s_max": 60.0,
+    "granger_speedup_min": 1000.0,
+    "granger_max_dp": 1e-9,
+    "le_speedup_min": 100.0,
+    "scoring_rss_mib_max": 2048.0,
+}
+
+
+@dataclass
+class Workload:
+    n_train: int = 8000
+    n_val: int | None = None  # None: the whole validation part (2,000 images for n_train 8,000)
+    hidden: tuple[int, ...] = (300, 100)
+    batch_size: int = 32
+    epochs: int = 5
+    learning_rate: float = 0.05
+    every: int = 1
+    window: int = 50
+    overlap: float = 0.1
+    max_lag: int = 14
+    test: str = "ssr_chi2"
+    seed: int = 0
+    n_sample: int = 500
+    multiples: tuple[int, ...] = (1, 2, 4)
+    model: str = "LeNet-300-100"
+
+    @property
+    def n_weights(self) -> int:
+        sizes = [784, *self.hidden, 10]
+        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    def steps(self, epochs: int) -> int:
+        return epochs * math.ceil(self.n_train / self.batch_size)
+
+
+def quick_workload(seed: int, epochs: int | None) -> Workload:
+    return Workload(
+        n_train=2000, n_val=500, hidden=(32, 16), epochs=epochs or 2, window=20, seed=seed,
+        n_sample=50, multiples=(1, 2), model="MLP 784-32-16-10 (quick)",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the parent and the workers
+# ---------------------------------------------------------------------------------------------
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sample_indices(n_weights: int, n_sample: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_weights, size=min(n_sample, n_weights), replace=False))
+
+
+class BenchError(Exception):
+    """A phase failed; the message says which and shows the worker's log tail."""
+
+
+# ---------------------------------------------------------------------------------------------
+# workers (each runs in a fresh subprocess)
+# ---------------------------------------------------------------------------------------------
+def worker_fit(spec: dict) -> dict:
+    """Build, compile and fit the model (optionally with WeightHistory); time model.fit only."""
+    import hashlib
+
+    from keras_legc.keras.flavour import keras
+    from legc_research.datasets import mnist_test_split
+
+    K = keras()
+    data = mnist_test_split(spec["data_dir"], seed=spec["seed"], n_train=spec["n_train"])
+    x_val, y_val = data.x_val, data.y_val
+    if spec["n_val"]:
+        x_val, y_val = x_val[: spec["n_val"]], y_val[: spec["n_val"]]
+    K.utils.set_random_seed(spec["seed"])
+    layers = [K.layers.Input(shape=(784,))]
+    layers += [K.layers.Dense(h, activation="relu") for h in spec["hidden"]]
+    layers += [K.layers.Dense(10, activation="softmax")]
+    model = K.Sequential(layers, name="lenet")
+    model.compile(
+        optimizer=K.optimizers.SGD(spec["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    callbacks, recorder = [], None
+    if spec["record"]:
+        recorder = keras_legc.WeightHistory(
+            window=spec["window"], overlap=spec["overlap"], every=spec["every"],
+            validation_data=(x_val, y_val), run_dir=spec["run_dir"],
+            save_snapshots=spec["save_snapshots"], verbose=0,
+        )  # fmt: skip
+        callbacks = [recorder]
+    rss_before = peak_rss_mib()
+    t0 = time.perf_counter()
+    fit = model.fit(
+        data.x_train, data.y_train, batch_size=spec["batch_size"], epochs=spec["epochs"],
+        callbacks=callbacks, verbose=0,
+    )  # fmt: skip
+    fit_s = time.perf_counter() - t0
+    out = {
+        "fit_s": fit_s,
+        "rss_before_fit_mib": rss_before,
+        "rss_peak_mib": peak_rss_mib(),
+        "init_sha256": digest.hexdigest(),
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "final_loss": float(fit.history["loss"][-1]),
+        "final_train_accuracy": float(fit.history["accuracy"][-1]),
+        "n_train": len(data.x_train),
+        "n_val": len(x_val),
+    }
+    if recorder is not None:
+        h = recorder.history
+        out.update(
+            timings=dict(recorder.timings),
+            n_snapshots=h.n_snapshots,
+            n_windows=h.n_windows,
+            n_weights=h.n_weights,
+            final_val_misclassification=float(h.target[-1]) if h.n_windows else None,
+        )
+    return out
+
+
+def worker_offline_le(spec: dict) -> dict:
+    """Section 2(a) and 4: LE of all weights from the raw snapshots; the plain reference on a sample."""
+    from keras_legc.testing.reference import windowed_lyapunov_reference
+
+    history = keras_legc.History.load(spec["run_dir"])
+    snap = keras_legc.load_snapshots(spec["run_dir"])
+    if snap.shape != (history.n_snapshots, history.n_weights):
+        raise BenchError(f"snapshots {snap.shape} do not match the history {history!r}")
+    window, overlap = history.window, history.overlap
+    t0 = time.perf_counter()
+    le = keras_legc.windowed_lyapunov(snap.T, window, overlap)  # a view of the memmap, no copy
+    le_s = time.perf_counter() - t0
+    rss_le = peak_rss_mib()
+    le32 = le.astype(np.float32)
+    n_diff = int(np.count_nonzero(le32 != history.le)) if le32.shape == history.le.shape else -1
+
+    sample = np.asarray(spec["sample"])
+    traj = np.asarray(snap[:, sample].T, dtype=np.float64)  # (n_sample, n_snapshots)
+    t0 = time.perf_counter()
+    ref = windowed_lyapunov_reference(traj, window, overlap)
+    ref_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vec_sample = keras_legc.windowed_lyapunov(traj, window, overlap)
+    vec_sample_s = time.perf_counter() - t0
+    return {
+        "le_offline_s": le_s,
+        "n_weights": history.n_weights,
+        "n_windows": int(le.shape[1]),
+        "n_snapshots": history.n_snapshots,
+        "snapshots_bytes": int(snap.size) * 4,
+        "streaming_equals_offline": bool(n_diff == 0),
+        "n_values_differing": n_diff,
+        "max_abs_diff_streaming_offline": float(np.max(np.abs(le32 - history.le)))
+        if n_diff > 0
+        else 0.0,
+        "rss_peak_after_le_mib": rss_le,
+        "reference_s": ref_s,
+        "reference_n_weights": len(sample),
+        "reference_equals_offline": bool(np.array_equal(ref, le[sample])),
+        "reference_equals_streaming": bool(
+            np.array_equal(ref.astype(np.float32), history.le[sample])
+        ),
+        "vectorised_sample_s": vec_sample_s,
+        "vectorised_sample_equals_reference": bool(np.array_equal(vec_sample, ref)),
+    }
+
+
+def worker_score(spec: dict) -> dict:
+    """Section 2(b) and 5 (score() time and peak RSS); with ``granger``: section 3 too."""
+    history = keras_legc.History.load(spec["run_dir"])
+    rss_loaded = peak_rss_mib()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", keras_legc.LegcWarning)
+        t0 = time.perf_counter()
+        scores = keras_legc.score(
+            history, max_lag=spec["max_lag"], test=spec["test"], progress=False
+        )
+        score_s = time.perf_counter() - t0
+    out = {
+        "score_s": score_s,
+        "rss_after_load_mib": rss_loaded,
+        "rss_peak_mib": peak_rss_mib(),  # measured before anything else runs in this process
+        "n_weights": history.n_weights,
+        "n_windows": history.n_windows,
+        "effective_max_lag": scores.max_lag,
+        "n_degenerate": scores.n_degenerate,
+        "degenerate_counts": scores.degenerate_counts(),
+        "lag_warnings": [
+            str(w.message) for w in caught if issubclass(w.category, keras_legc.LegcWarning)
+        ],
+    }
+    if spec.get("granger"):
+        out["granger"] = _granger_comparison(history, scores, spec)
+    return out
+
+
+def _granger_comparison(history, scores, spec: dict) -> dict:
+    from keras_legc.testing.reference import granger_pvalues_statsmodels
+
+    le, target, test = history.le, history.target, spec["test"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_legc.LegcWarning)
+        t0 = time.perf_counter()
+        full = keras_legc.granger_test(le, target, spec["max_lag"], test)
+        full_s = time.perf_counter() - t0
+        sample = np.asarray(spec["sample"])
+        t0 = time.perf_counter()
+        alone = keras_legc.granger_test(le[sample], target, spec["max_lag"], test)
+        alone_s = time.perf_counter() - t0
+    lag = full.max_lag
+    per_lag = full.per_lag[sample]
+    valid = full.degenerate[sample] == 0
+    cause = le[sample].astype(np.float64)
+    sm = np.full((len(sample), lag), np.nan)
+    sm_s, n_timed, failures = 0.0, 0, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' own warnings on short series
+        for i in np.flatnonzero(valid):
+            t0 = time.perf_counter()
+            try:
+                sm[i] = granger_pvalues_statsmodels(cause[i], target, lag, test)[0]
+            except Exception as exc:  # counted and reported, never hidden
+                failures.append(f"weight {int(sample[i])}: {type(exc).__name__}: {exc}")
+                continue
+            sm_s += time.perf_counter() - t0
+            n_timed += 1
+    compared = valid & np.all(np.isfinite(sm), axis=1)
+    dp = np.abs(per_lag[compared] - sm[compared])
+    alone_vs_full = np.abs(alone.per_lag - per_lag)
+    return {
+        "effective_max_lag": lag,
+        "n_sample": len(sample),
+        "n_degenerate_in_sample": int((~valid).sum()),
+        "n_statsmodels_failed": len(failures),
+        "statsmodels_failures": failures[:5],
+        "n_statsmodels_nonfinite": int((valid & ~np.all(np.isfinite(sm), axis=1)).sum()),
+        "n_compared": int(compared.sum()),
+        "statsmodels_s": sm_s,
+        "statsmodels_s_per_weight": sm_s / max(n_timed, 1),
+        "batched_full_s": full_s,
+        "batched_full_s_per_weight": full_s / history.n_weights,
+        "batched_sample_s": alone_s,
+        "batched_sample_s_per_weight": alone_s / len(sample),
+        "max_abs_dp": float(dp.max()) if dp.size else float("nan"),
+        "sample_alone_max_abs_diff_vs_full": float(np.nanmax(alone_vs_full))
+        if np.isfinite(alone_vs_full).any()
+        else 0.0,
+        "score_pvalues_equal_granger_test": bool(
+            np.array_equal(scores.pvalues, full.pvalues, equal_nan=True)
+        ),
+    }
+
+
+WORKERS = {"fit": worker_fit, "offline_le": worker_offline_le, "score": worker_score}
+
+
+def worker_main(argv: list[str]) -> int:
+    kind, spec_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    result = WORKERS[kind](spec)
+    result["worker_rss_final_peak_mib"] = peak_rss_mib()
+    Path(spec["out"]).write_text(json.dumps(result, indent=2))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip TensorFlow's slow interpreter teardown (~1.5 s a process); everything is written.
+    os._exit(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent: runs the workers, checks, prints, writes the JSON
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Runner:
+    tmp: Path
+    env: dict = field(default_factory=lambda: dict(os.environ))
+
+    def __call__(self, kind: str, label: str, spec: dict) -> dict:
+        spec_path, out_path, log_path = (
+            self.tmp / f"{label}.{s}" for s in ("spec.json", "out.json", "log")
+        )
+        spec = {**spec, "out": str(out_path)}
+        spec_path.write_text(json.dumps(spec))
+        cmd = [sys.executable, "-m", __spec__.name, "_worker", kind, str(spec_path)]
+        t0 = time.perf_counter()
+        with open(log_path, "w") as log:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        if proc.returncode != 0 or not out_path.exists():
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+            raise BenchError(
+                f"phase {label!r} failed (exit {proc.returncode}); its log ends:\n{tail}"
+            )
+        result = json.loads(out_path.read_text())
+        result["wall_s"] = time.perf_counter() - t0
+        return result
+
+
+def resolve_data_dir(arg: str | None) -> Path | None:
+    found = find_data_dir(arg, fallbacks=(SHARED_DATA,), required=MNIST_FILES)
+    return found.resolve() if found is not None else None
+
+
+def machine_info() -> dict:
+    return {
+        **machine(),
+        **versions(("tensorflow", "tf_keras", "numpy", "scipy", "statsmodels")),
+        "keras_legc": keras_legc.__version__,
+    }
+
+
+def run_benchmark(wl: Workload, data_dir: Path, tmp: Path, skip_memory: bool) -> dict:
+    run = Runner(tmp)
+    base_spec = {
+        "data_dir": str(data_dir), "seed": wl.seed, "n_train": wl.n_train, "n_val": wl.n_val,
+        "hidden": list(wl.hidden), "batch_size": wl.batch_size, "learning_rate": wl.learning_rate,
+        "window": wl.window, "overlap": wl.overlap, "every": wl.every,
+    }  # fmt: skip
+    score_spec = {"max_lag": wl.max_lag, "test": wl.test}
+    multiples = (1,) if skip_memory else wl.multiples
+    results: dict = {"fits": {}, "scores": {}}
+
+    def fit(label, epochs, record, run_dir=None, save_snapshots=False):
+        what = "with WeightHistory" if record else "without recorder"
+        if save_snapshots:
+            what += " + raw snapshots"
+        say(f"{label}: fit {epochs} epochs ({wl.steps(epochs)} steps) {what} ...")
+        res = run("fit", label, {
+            **base_spec, "epochs": epochs, "record": record,
+            "run_dir": str(run_dir) if run_dir else None, "save_snapshots": save_snapshots,
+        })  # fmt: skip
+        say(f"{label}: model.fit {res['fit_s']:.1f} s, peak RSS {res['rss_peak_mib']:.0f} MiB")
+        results["fits"][label] = res
+        return res
+
+    # -- 1x: overhead, raw snapshots, offline LE, score + Granger comparison ---------------------
+    e1 = wl.epochs
+    fit("base_1x", e1, record=False)
+    fit("rec_1x", e1, record=True, run_dir=tmp / "rec_1x")
+    snap_dir = tmp / "snap_1x"
+    fit("snap_1x", e1, record=True, run_dir=snap_dir, save_snapshots=True)
+    sample = sample_indices(wl.n_weights, wl.n_sample, wl.seed).tolist()
+    say(f"offline LE of all {wl.n_weights:,} weights from the raw snapshots, and the plain "
+        f"reference on {len(sample)} of them ...")  # fmt: skip
+    results["offline_le"] = run(
+        "offline_le", "offline_le", {"run_dir": str(snap_dir), "sample": sample}
+    )
+    say(f"offline LE {results['offline_le']['le_offline_s']:.1f} s, reference "
+        f"{results['offline_le']['reference_s']:.1f} s")  # fmt: skip
+    say("score() on the 1x history, then batched Granger vs statsmodels on the sample ...")
+    results["scores"]["1x"] = run("score", "score_1x", {
+        **score_spec, "run_dir": str(snap_dir), "granger": True, "sample": sample,
+    })  # fmt: skip
+    g = results["scores"]["1x"]["granger"]
+    say(f"score() {results['scores']['1x']['score_s']:.1f} s; statsmodels "
+        f"{g['statsmodels_s']:.1f} s for {g['n_compared']} weights")  # fmt: skip
+    (snap_dir / "snapshots.f32").unlink(missing_ok=True)  # free the disk before the longer runs
+
+    # -- 2x/4x: memory -----------------------------------------------------------------------------
+    for m in multiples[1:]:
+        fit(f"base_{m}x", m * e1, record=False)
+        fit(f"rec_{m}x", m * e1, record=True, run_dir=tmp / f"rec_{m}x")
+        say(f"score() on the {m}x history ...")
+        results["scores"][f"{m}x"] = run("score", f"score_{m}x", {
+            **score_spec, "run_dir": str(tmp / f"rec_{m}x"),
+        })  # fmt: skip
+        say(f"score() {results['scores'][f'{m}x']['score_s']:.1f} s")
+    results["multiples"] = list(multiples)
+    return results
+
+
+def summarise(wl: Workload, raw: dict) -> dict:
+    """The five sections (numbers, target, met) from the workers' raw results."""
+    fits, scores, off = raw["fits"], raw["scores"], raw["offline_le"]
+    base, rec, snap = fits["base_1x"], fits["rec_1x"], fits["snap_1x"]
+    s1, g = scores["1x"], scores["1x"]["granger"]
+    t = TARGETS
+
+    ratio = rec["fit_s"] / base["fit_s"]
+    overhead = {
+        "epochs": wl.epochs,
+        "optimizer_steps": rec["optimizer_steps"],
+        "n_snapshots": rec["n_snapshots"],
+        "n_windows": rec["n_windows"],
+        "fit_s_without_recorder": base["fit_s"],
+        "fit_s_with_recorder": rec["fit_s"],
+        "ratio": ratio,
+        "target_max": t["overhead_ratio_max"],
+        "met": ratio <= t["overhead_ratio_max"],
+        "recorder_timings_s": rec["timings"],
+        "recorder_total_s": sum(rec["timings"].values()),
+        "lyapunov_s_per_window": rec["timings"]["lyapunov_s"] / max(rec["n_windows"], 1),
+        "fit_s_with_recorder_and_raw_snapshots": snap["fit_s"],
+        "ratio_with_raw_snapshots": snap["fit_s"] / base["fit_s"],
+        "raw_snapshot_run_timings_s": snap["timings"],
+        "same_initial_weights": len({f["init_sha256"] for f in (base, rec, snap)}) == 1,
+        "final_train_accuracy": rec["final_train_accuracy"],
+        "final_val_misclassification": rec["final_val_misclassification"],
+    }
+    total = off["le_offline_s"] + s1["score_s"]
+    scoring = {
+        "n_weights": off["n_weights"],
+        "n_windows": off["n_windows"],
+        "n_snapshots": off["n_snapshots"],
+        "snapshots_mib": off["snapshots_bytes"] / 2**20,
+        "le_offline_s": off["le_offline_s"],
+        "granger_score_s": s1["score_s"],
+        "total_s": total,
+        "target_max_s": t["scoring_s_max"],
+        "met": total <= t["scoring_s_max"],
+        "usable_cpus": machine_info()["usable_cpus"],
+        "requested_max_lag": wl.max_lag,
+        "effective_max_lag": s1["effective_max_lag"],
+        "lag_warnings": s1["lag_warnings"],
+        "n_degenerate": s1["n_degenerate"],
+        "degenerate_counts": s1["degenerate_counts"],
+        "le_streaming_equals_offline": off["streaming_equals_offline"],
+        "le_n_values_differing": off["n_values_differing"],
+        "le_max_abs_diff": off["max_abs_diff_streaming_offline"],
+    }
+    sm, bf, bs = (
+        g["statsmodels_s_per_weight"],
+        g["batched_full_s_per_weight"],
+        g["batched_sample_s_per_weight"],
+    )
+    speedup = sm / bf
+    granger = {
+        **g,
+        "speedup_vs_full_batch": speedup,
+        "speedup_vs_sample_batch": sm / bs,
+        "target_speedup_min": t["granger_speedup_min"],
+        "target_max_dp": t["granger_max_dp"],
+        "met": bool(speedup >= t["granger_speedup_min"] and g["max_abs_dp"] <= t["granger_max_dp"]),
+    }
+    ref_pw = off["reference_s"] / (off["reference_n_weights"] * off["n_windows"])
+    vec_pw = off["le_offline_s"] / (off["n_weights"] * off["n_windows"])
+    le_speedup = ref_pw / vec_pw
+    identical = off["reference_equals_offline"]
+    lyap = {
+        "n_sample": off["reference_n_weights"],
+        "n_windows": off["n_windows"],
+        "window": wl.window,
+        "reference_s": off["reference_s"],
+        "reference_s_per_window": ref_pw,
+        "vectorised_s_per_window": vec_pw,
+        "speedup": le_speedup,
+        "vectorised_sample_s_per_window": off["vectorised_sample_s"]
+        / (off["reference_n_weights"] * off["n_windows"]),
+        "identical": identical,
+        "reference_equals_streaming": off["reference_equals_streaming"],
+        "vectorised_sample_equals_reference": off["vectorised_sample_equals_reference"],
+        "target_speedup_min": t["le_speedup_min"],
+        "met": bool(le_speedup >= t["le_speedup_min"] and identical),
+    }
+    rows = []
+    for m in raw["multiples"]:
+        b, r, s = fits[f"base_{m}x"], fits[f"rec_{m}x"], scores[f"{m}x"]
+        rows.append({
+            "multiple": m, "epochs": m * wl.epochs, "n_windows": r["n_windows"],
+            "fit_rss_mib_without_recorder": b["rss_peak_mib"], "fit_rss_mib_with_recorder": r["rss_peak_mib"],
+            "recorder_extra_rss_mib": r["rss_peak_mib"] - b["rss_peak_mib"],
+            "le_series_mib": r["n_weights"] * r["n_windows"] * 4 / 2**20,
+            "scoring_rss_mib": s["rss_peak_mib"], "score_s": s["score_s"],
+            "effective_max_lag": s["effective_max_lag"],
+            "fit_s_without_recorder": b["fit_s"], "fit_s_with_recorder": r["fit_s"],
+            "overhead_ratio": r["fit_s"] / b["fit_s"],
+        })  # fmt: skip
+    extra1, extra_n = rows[0]["recorder_extra_rss_mib"], rows[-1]["recorder_extra_rss_mib"]
+    growth = extra_n - extra1
+    allowed = max(0.10 * extra1, 32.0)
+    # The LE series is the recorder's output (4 bytes per weight per window) and grows by design;
+    # everything else (ring buffer, window in flight, copies) must not.
+    le_growth = rows[-1]["le_series_mib"] - rows[0]["le_series_mib"]
+    scoring_max = max(r["scoring_rss_mib"] for r in rows)
+    memory = {
+        "runs": rows,
+        "scoring_rss_mib_max": scoring_max,
+        "target_scoring_rss_mib_max": t["scoring_rss_mib_max"],
+        "scoring_met": scoring_max <= t["scoring_rss_mib_max"],
+        "recorder_extra_rss_growth_mib": growth,
+        "recorder_growth_allowed_mib": allowed,
+        "recording_independent_of_epochs": growth <= allowed if len(rows) > 1 else None,
+        "le_series_growth_mib": le_growth,
+        "recorder_growth_beyond_le_series_mib": growth - le_growth,
+        "recording_beyond_le_series_independent_of_epochs": (
+            growth - le_growth <= allowed if len(rows) > 1 else None
+        ),
+        "rule": "recorder extra RSS (with - without recorder, same epochs) may grow by at most "
+        "max(10% of its 1x value, 32 MiB) from 1x to the largest multiple; reported both in "
+        "total (strict) and beyond the growth of the LE series itself",
+    }
+    return {
+        "recording_overhead": overhead,
+        "scoring_time": scoring,
+        "granger_speedup": granger,
+        "lyapunov_speedup": lyap,
+        "peak_rss": memory,
+    }
+
+
+def format_report(report: dict) -> str:
+    wl, mach, sec = report["workload"], report["machine"], report["sections"]
+    o, s, g, ly, mem = (sec[k] for k in ("recording_overhead", "scoring_time", "granger_speedup",
+                                         "lyapunov_speedup", "peak_rss"))  # fmt: skip
+
+    def mark(ok):
+        return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+    def row(label, value, note=""):
+        return f"  {label:<48} {value:>14}  {note}".rstrip()
+
+    tm = o["recorder_timings_s"]
+    lines = [
+        "keras-legc scoring benchmark",
+        f"command : {report['command']}",
+        f"date    : {report['date']}",
+        f"machine : {mach['platform']}, {mach['cpu_count']} CPUs ({mach['usable_cpus']} usable), "
+        f"Python {mach['python']}, tensorflow {mach['tensorflow']}, tf_keras {mach['tf_keras']}, "
+        f"numpy {mach['numpy']}, scipy {mach['scipy']}, statsmodels {mach['statsmodels']}",
+        f"workload: {wl['model']} ({s['n_weights']:,} kernel weights), MNIST t10k split "
+        f"{wl['n_train']} train / {report['n_val_used']} val, batch {wl['batch_size']}, "
+        f"{wl['epochs']} epochs ({o['optimizer_steps']} steps), SGD lr {wl['learning_rate']}, "
+        f"snapshot every {wl['every']} step(s), W={wl['window']}, overlap {wl['overlap']}, "
+        f"L={wl['max_lag']} (effective {s['effective_max_lag']} for K={s['n_windows']} windows), "
+        f"{wl['test']}, seed {wl['seed']}",
+        "",
+        f"1. Recording overhead ({o['epochs']} epochs)                      target <= {o['target_max']:.2f}x",
+        row("model.fit without WeightHistory", f"{o['fit_s_without_recorder']:.2f} s"),
+        row("model.fit with WeightHistory (run_dir, no raw)", f"{o['fit_s_with_recorder']:.2f} s"),
+        row("ratio", f"{o['ratio']:.2f}x", mark(o["met"])),
+        row("recorder: snapshot copies", f"{tm['snapshot_s']:.2f} s"),
+        row(
+            f"recorder: LE of {o['n_windows']} closed windows",
+            f"{tm['lyapunov_s']:.2f} s",
+            f"({o['lyapunov_s_per_window']:.2f} s per window, background thread)",
+        ),
+        row("recorder: fit blocked waiting for LE", f"{tm.get('lyapunov_wait_s', 0.0):.2f} s"),
+        row("recorder: validation target", f"{tm['validation_s']:.2f} s"),
+        row("recorder: saving the history", f"{tm['save_s']:.2f} s"),
+        row(
+            "fit with WeightHistory + raw snapshots",
+            f"{o['fit_s_with_recorder_and_raw_snapshots']:.2f} s",
+            f"({o['ratio_with_raw_snapshots']:.2f}x; only to get the trajectories for 2-4)",
+        ),
+        row("same initial weights in all three fits", "yes" if o["same_initial_weights"] else "NO"),
+        row(
+            "final train accuracy / val misclassification",
+            f"{o['final_train_accuracy']:.3f} / {o['final_val_misclassification']:.3f}",
+        ),
+        "",
+        f"2. Scoring time, all {s['n_weights']:,} weights x {s['n_windows']} windows"
+        f"           target <= {s['target_max_s']:.0f} s",
+        row(
+            "(a) LE from the raw snapshots (offline)",
+            f"{s['le_offline_s']:.2f} s",
+            f"({s['snapshots_mib']:.0f} MiB memmap, page cache warm)",
+        ),
+        row(
+            f"(b) Granger, score(max_lag={s['requested_max_lag']}) -> L={s['effective_max_lag']}",
+            f"{s['granger_score_s']:.2f} s",
+        ),
+        row("total", f"{s['total_s']:.2f} s", mark(s["met"]) + f" (on {s['usable_cpus']} cores)"),
+        row(
+            "streaming LE == offline LE (float32, bitwise)",
+            "identical" if s["le_streaming_equals_offline"] else "DIFFERENT",
+            f"({s['le_n_values_differing']:,} of {s['n_weights'] * s['n_windows']:,} values differ)",
+        ),
+        row(
+            "degenerate weights (no valid test)",
+            f"{s['n_degenerate']:,}",
+            ", ".join(f"{k}: {v:,}" for k, v in s["degenerate_counts"].items()),
+        ),
+        "",
+        f"3. Granger speed-up, sample of {g['n_sample']} weights, L={g['effective_max_lag']}"
+        f"          target >= {g['target_speedup_min']:.0f}x at max |dp| <= {g['target_max_dp']:.0e}",
+        row(
+            "statsmodels, per weight",
+            f"{g['statsmodels_s_per_weight'] * 1e3:.3f} ms",
+            f"({g['n_compared']} weights; {g['n_degenerate_in_sample']} degenerate left out, "
+            f"{g['n_statsmodels_failed']} failed)",
+        ),
+        row(
+            f"batched, per weight (all {s['n_weights']:,})",
+            f"{g['batched_full_s_per_weight'] * 1e6:.2f} us",
+            f"({g['batched_full_s']:.2f} s in all)",
+        ),
+        row(
+            "batched, per weight (the sample alone)",
+            f"{g['batched_sample_s_per_weight'] * 1e6:.2f} us",
+        ),
+        row(
+            "speed-up (vs all-weights batch)", f"{g['speedup_vs_full_batch']:.0f}x", mark(g["met"])
+        ),
+        row("speed-up (vs sample-alone batch)", f"{g['speedup_vs_sample_batch']:.0f}x"),
+        row("max |dp| batched vs statsmodels, per lag", f"{g['max_abs_dp']:.2e}"),
+        "",
+        f"4. LE speed-up vs the plain per-window reference, sample of {ly['n_sample']}"
+        f"   target >= {ly['target_speedup_min']:.0f}x, identical",
+        row(
+            f"reference, per window (W={ly['window']})",
+            f"{ly['reference_s_per_window'] * 1e6:.1f} us",
+            f"({ly['n_sample']} weights x {ly['n_windows']} windows, {ly['reference_s']:.1f} s)",
+        ),
+        row(
+            "vectorised, per window (all weights, 2a)",
+            f"{ly['vectorised_s_per_window'] * 1e6:.2f} us",
+        ),
+        row(
+            "vectorised, per window (the sample alone)",
+            f"{ly['vectorised_sample_s_per_window'] * 1e6:.2f} us",
+        ),
+        row("speed-up", f"{ly['speedup']:.0f}x", mark(ly["met"])),
+        row(
+            "values: reference vs offline (np.array_equal)",
+            "identical" if ly["identical"] else "DIFFERENT",
+        ),
+        row(
+            "values: reference vs streamed (float32)",
+            "identical" if ly["reference_equals_streaming"] else "DIFFERENT",
+        ),
+        "",
+        f"5. Peak RSS (ru_maxrss, MiB)        target: scoring <= {mem['target_scoring_rss_mib_max']:.0f} MiB; "
+        "recorder memory independent of epochs",
+        f"  {'epochs':>6} {'windows':>7} {'fit':>8} {'fit+rec':>8} {'rec extra':>9} {'LE series':>9} "
+        f"{'score()':>8} {'score s':>8} {'overhead':>8}",
+    ]
+    for r in mem["runs"]:
+        lines.append(
+            f"  {r['epochs']:>6} {r['n_windows']:>7} {r['fit_rss_mib_without_recorder']:>8.0f} "
+            f"{r['fit_rss_mib_with_recorder']:>8.0f} {r['recorder_extra_rss_mib']:>9.0f} "
+            f"{r['le_series_mib']:>9.1f} {r['scoring_rss_mib']:>8.0f} {r['score_s']:>8.2f} "
+            f"{r['overhead_ratio']:>7.2f}x"
+        )
+    lines += [
+        row("scoring peak RSS (max over runs)", f"{mem['scoring_rss_mib_max']:.0f} MiB", mark(mem["scoring_met"])),
+        row("recorder extra RSS growth, 1x -> largest", f"{mem['recorder_extra_rss_growth_mib']:.0f} MiB",
+            f"{mark(mem['recording_independent_of_epochs'])} (allowed {mem['recorder_growth_allowed_mib']:.0f} MiB)"),
+        row("  of which the LE series itself", f"{mem['le_series_growth_mib']:.0f} MiB"),
+        row("  growth beyond the LE series", f"{mem['recorder_growth_beyond_le_series_mib']:.0f} MiB",
+            mark(mem['recording_beyond_le_series_independent_of_epochs'])),
+        "",
+        f"JSON: {report['json']}",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="tools/bench_scoring.py",
+        description="Benchmark LEGC recording overhead, scoring time, speed-ups and memory.",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny run for tests (< 1 min), not a measurement"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the 1x run (default 5; quick 2)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--json", default="runs/bench_scoring.json", help="output JSON (default %(default)s)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding mnist/ (default $LEGC_DATA_DIR, else <repo>/../shared/data)")  # fmt: skip
+    p.add_argument("--skip-memory", action="store_true", help="skip the 2x/4x epoch runs")
+    p.add_argument("--keep", action="store_true", help="keep the temporary run folders")
+    args = p.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        p.error("--epochs must be >= 1")
+    return args
+
+
+def main(argv=None) -> int:
+    from_cli = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["_worker"]:
+        return worker_main(argv[1:])
+    args = parse_args(argv)
+    prog = "bench_scoring"
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is None:
+        where = (
+            args.data_dir
+            or f"$LEGC_DATA_DIR ({os.environ.get('LEGC_DATA_DIR') or 'unset'}) or {SHARED_DATA}"
+        )
+        print(f"{prog}: error: MNIST not found under {where} (need {' and '.join(MNIST_FILES)}). "
+              "Fix: pass --data-dir or set LEGC_DATA_DIR to the folder holding mnist/.", file=sys.stderr)  # fmt: skip
+        return 2
+    json_path = Path(args.json)
+    if json_path.exists() and not args.force:
+        print(f"{prog}: error: {json_path} already exists. Fix: choose another --json, or pass --force.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    wl = (
+        quick_workload(args.seed, args.epochs)
+        if args.quick
+        else Workload(epochs=args.epochs or 5, seed=args.seed)
+    )
+    snapshot_bytes = wl.steps(wl.epochs) // wl.every * wl.n_weights * 4
+    free = shutil.disk_usage("/tmp").free
+    if free < 3 * snapshot_bytes:
+        print(f"{prog}: error: /tmp has {free / 2**30:.1f} GiB free; the raw snapshots need "
+              f"{snapshot_bytes / 2**30:.2f} GiB and the benchmark wants 3x that. Fix: free space "
+              "in /tmp or lower --epochs.", file=sys.stderr)  # fmt: skip
+        return 2
+
+    command = shlex.join(
+        [
+            sys.executable,
+            *(sys.argv if from_cli else [str(REPO / "tools" / "bench_scoring.py"), *argv]),
+        ]
+    )
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = Path(tempfile.mkdtemp(prefix="legc-bench-", dir="/tmp"))
+    say(
+        f"{wl.model}, {wl.n_weights:,} weights, {wl.epochs} epochs, multiples {wl.multiples}; temp {tmp}"
+    )
+    t0 = time.perf_counter()
+    try:
+        raw = run_benchmark(wl, data_dir, tmp, args.skip_memory)
+        sections = summarise(wl, raw)
+    except BenchError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report = {
+        "command": command,
+        "date": date,
+        "machine": machine_info(),
+        "workload": {**asdict(wl), "n_weights": wl.n_weights, "data_dir": str(data_dir)},
+        "n_val_used": raw["fits"]["base_1x"]["n_val"],
+        "wall_s": time.perf_counter() - t0,
+        "targets": TARGETS,
+        "sections": sections,
+        "raw": raw,
+        "json": str(json_path.resolve()),
+    }
+    from keras_legc._io import atomic_write_json
+
+    atomic_write_json(json_path, report, overwrite=args.force)
+    print(format_report(report))
+    say(f"done in {report['wall_s']:.0f} s; wrote {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
