@@ -5,7 +5,7 @@ protocol (batch size 1, SGD, MSE, sigmoid; the stopping rule on training accurac
 engine :class:`~keras_legc.core.recorder.Recorder` (the one under ``WeightHistory`` too) turns
 every closed window of kernel snapshots into LE values (memory: one window),
 :func:`~keras_legc.core.scoring.score` Granger-tests them, and
-:class:`~keras_legc.masking.masks.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks
+:class:`~keras_legc.masking.Mask` policies give LEGC-FT, LEGC-PT, random and magnitude masks
 at the same number of pruned weights. Every pruned network is rewound to the dense run's initial
 weights and retrained with the same sample order, so paired comparisons differ only by the mask.
 
@@ -32,7 +32,7 @@ from keras_legc.core.lyapunov import WindowRing
 from keras_legc.core.recorder import Recorder
 from keras_legc.core.scoring import score
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
-from keras_legc.masking.masks import Mask, magnitude_mask, random_mask
+from keras_legc.masking import Mask, magnitude_mask, random_mask
 from legc_research.datasets import PAPER_DATASETS, PREPROCESSING, Split, paper_dataset
 from legc_research.mlp import MLP, MLPSpec, train
 

@@ -6,7 +6,7 @@ import pytest
 
 from keras_legc import InvalidArgumentError, Scores, magnitude_mask, random_mask
 from keras_legc.core.granger import OK
-from keras_legc.masking.masks import block_reduce, block_structure, check_block
+from keras_legc.masking import block_reduce, block_structure, check_block
 
 SHAPES = {"a": (64, 12), "b": (12, 5), "c": (20, 3)}  # b and c have partial last blocks
 

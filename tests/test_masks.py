@@ -11,7 +11,7 @@ from keras_legc import (
     magnitude_mask,
     random_mask,
 )
-from keras_legc.masking.masks import mask_from_ranking
+from keras_legc.masking import mask_from_ranking
 
 SHAPES = {"a": (6, 5), "b": (5, 3)}
 

@@ -25,7 +25,7 @@ from keras_legc.errors import (
     ModelStructureError,
 )
 from keras_legc.keras.flavour import tf
-from keras_legc.masking.masks import block_structure
+from keras_legc.masking import block_structure
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
 # Largest |TFLite - Keras| output difference accepted per quantization, for outputs of order 1; for

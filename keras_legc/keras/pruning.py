@@ -1,4 +1,4 @@
-"""``prune``/``strip``: hold a :class:`~keras_legc.masking.masks.Mask` fixed during training with TF-MOT.
+"""``prune``/``strip``: hold a :class:`~keras_legc.masking.Mask` fixed during training with TF-MOT.
 
 ``prune`` copies the model (the user's model is never modified), optionally rewinds it to its
 initial weights (the paper's lottery-ticket protocol) or keeps the trained weights (fine-tuning),
@@ -19,7 +19,7 @@ from keras_legc.core.history import History
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
 from keras_legc.keras.flavour import keras, tf, tfmot
 from keras_legc.keras.layers import dense_layers, is_pruning_wrapper, layer_signature
-from keras_legc.masking.masks import Mask
+from keras_legc.masking import Mask
 
 _sparsity = tfmot().sparsity.keras
 

@@ -195,7 +195,7 @@ def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
 def newer_version(path: Path, mask) -> None:
     """Save ``mask`` as if by a future keras-legc whose mask format is version 99."""
     from keras_legc._io import write_npz
-    from keras_legc.masking import masks
+    from keras_legc.masking import mask as masks
 
     meta = {"format": masks.FORMAT, "version": 99, "layers": mask.layers}
     write_npz(path, meta, {f"layer_{i}": mask[n] for i, n in enumerate(mask.layers)})
