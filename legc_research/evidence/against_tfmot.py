@@ -698,7 +698,7 @@ def write_report(results: dict, docs: str | os.PathLike, command: str | None = N
         "nets": results["nets"], "summary": summary, "targets": targets,
         "seconds": results.get("seconds", 0.0) + _dense_seconds(results),
     }, overwrite=True)  # fmt: skip
-    lines = _header(results, env, command) + _protocol(results)
+    lines = _header(results, env, command) + _protocol(results) + _compute(results)
     for net in _ordered(summary):
         lines += _net_section(net, summary[net], results, plots[net])
     lines += ["## Targets", "", "| target | status | detail |", "|---|---|---|"]
@@ -722,17 +722,16 @@ def _dense_seconds(results: dict) -> float:
 
 
 def _header(results: dict, env: dict, command: str | None) -> list[str]:
-    last = results["invocations"][-1]["argv"] if results["invocations"] else []
-    cmd = command or " ".join(last)
     versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("platform", "machine"))
     secs = results.get("seconds", 0.0) + _dense_seconds(results)
+    runs = [f"`python {' '.join(i['argv'])}` ({i['date']})" for i in results["invocations"]]
     return [
         "# LEGC against TF-MOT: every method from the same trained net, the same fine-tuning",
         "",
-        f"- Command: `{cmd}`",
+        f"- Runs: {'; '.join(runs)}",
+        f"- Report: `{command or 'python tools/against_tfmot.py --report-only'}`",
         f"- Machine: 2-core CPU ({env.get('machine', '')}; {env.get('platform', '')})",
-        f"- Date: {time.strftime('%Y-%m-%d')}; runs: "
-        + ", ".join(i["date"] for i in results["invocations"]),
+        f"- Date: {time.strftime('%Y-%m-%d')}",
         f"- Versions: {versions}",
         f"- Seconds: {secs:.0f} (dense training + scoring + every cell, summed over runs)",
         "",
@@ -766,6 +765,30 @@ def _protocol(results: dict) -> list[str]:
             f"{s['data_description']} |"
         )
     return lines + [""]
+
+
+#: The full protocol's size per net: seeds x sparsities x methods (about 8 with the new variants).
+FULL_CELLS = len(SEEDS) * len(SPARSITIES) * 8
+
+
+def _compute(results: dict) -> list[str]:
+    """Measured seconds per cell and per dense stage, and the full protocol extrapolated from them."""
+    lines = ["## Compute (measured here)", "",
+             "| net | s per cell (mean) | cells | s per dense stage (train + score) | "
+             f"full protocol estimate ({len(SEEDS)} seeds x {len(SPARSITIES)} sparsities x 8 methods) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    total = 0.0
+    for net in results["nets"]:
+        cells = [c["seconds"] for c in results["cells"] if c["net"] == net]
+        dense = [d.get("seconds_train", 0) + d.get("seconds_score", 0)
+                 for k, d in results["dense"].items() if k.split("/")[0] == net]  # fmt: skip
+        if not cells:
+            continue
+        estimate = np.mean(cells) * FULL_CELLS + (np.mean(dense) if dense else 0) * len(SEEDS)
+        total += estimate
+        lines.append(f"| {net} | {np.mean(cells):.1f} | {len(cells)} | "
+                     f"{np.mean(dense) if dense else 0:.0f} | {estimate / 60:.0f} min |")  # fmt: skip
+    return lines + ["", f"Estimated full protocol for these nets: {total / 3600:.1f} h.", ""]
 
 
 def _net_section(net: str, rows: dict, results: dict, plot: Path | None) -> list[str]:
@@ -804,15 +827,24 @@ def _net_section(net: str, rows: dict, results: dict, plot: Path | None) -> list
 
 
 def _diagnostics(net: str, results: dict) -> list[str]:
-    """Cells where a method emptied a whole layer (the collapse the issue is about)."""
+    """Cells where a method emptied a whole layer (the collapse the issue is about), and cells
+    whose reached sparsity is off the target by more than 0.5 pp (e.g. per-layer rounding)."""
     empty: dict = {}
+    short: dict = {}
     for c in results["cells"]:
-        if c["net"] == net and c["empty_layers"]:
+        if c["net"] != net:
+            continue
+        if c["empty_layers"]:
             empty.setdefault((c["method"], c["sparsity"]), []).append(c["seed"])
-    if not empty:
-        return ["No method emptied a whole layer."]
-    return ["Layers emptied (every kernel weight pruned): " + "; ".join(
-        f"{m} at {s:.0%} (seeds {', '.join(map(str, seeds))})" for (m, s), seeds in sorted(empty.items())) + "."]  # fmt: skip
+        if abs(c["reached_sparsity"] - c["sparsity"]) > 0.005:
+            short.setdefault((c["method"], c["sparsity"]), []).append(c["reached_sparsity"])
+    lines = ["Layers emptied (every kernel weight pruned): " + "; ".join(
+        f"{m} at {s:.0%} (seeds {', '.join(map(str, seeds))})" for (m, s), seeds in sorted(empty.items()))
+        + "." if empty else "No method emptied a whole layer."]  # fmt: skip
+    if short:
+        lines += ["", "Reached sparsity off the target by > 0.5 pp: " + "; ".join(
+            f"{m} at {s:.0%} reached {np.mean(r):.1%}" for (m, s), r in sorted(short.items())) + "."]  # fmt: skip
+    return lines
 
 
 def _method_order(m: str) -> tuple:
