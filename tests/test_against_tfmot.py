@@ -1,0 +1,83 @@
+"""The side-by-side harness against TF-MOT (legc_research.evidence.against_tfmot), run for real in
+--quick mode: every cell lands in results.json, a rerun trains nothing, the report has every method."""
+
+import json
+import os
+
+import pytest
+
+from legc_research.evidence import against_tfmot as at
+
+DATA = os.environ.get("LEGC_DATA_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data"
+)
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA, "mnist")), reason="needs LEGC_DATA_DIR with mnist/"
+)
+
+
+def test_quick_run_resume_and_report(tmp_path):
+    out, docs = tmp_path / "run", tmp_path / "docs"
+    argv = ["--quick", "--out", str(out), "--docs", str(docs), "--data-dir", DATA]
+    assert at.main(argv) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    cells = {(c["net"], c["seed"], c["method"], c["sparsity"]) for c in results["cells"]}
+    expected = {(n, 0, m, s) for n in at.DEVELOPMENT for m in at.METHODS for s in (0.5, 0.9)}
+    assert cells == expected and len(results["cells"]) == len(expected)
+    for c in results["cells"]:
+        assert 0.0 <= c["accuracy"] <= 1.0
+        # Every method reaches its sparsity (TF-MOT per layer, one-shot masks globally).
+        assert c["reached_sparsity"] == pytest.approx(c["sparsity"], abs=0.02), c
+        assert (c["accuracy_before_ft"] is None) == (c["method"] == at.ANCHOR)
+    for net in at.DEVELOPMENT:
+        assert (out / net / "seed0" / "dense.json").exists()
+
+    # The rerun finds every cell done and trains nothing (not even the dense nets).
+    again = at.run(at.config_from_args(at.parse_args(argv)), log=lambda line: None)
+    assert (again["cells_run"], again["dense_trained"]) == (0, 0)
+    assert again["cells_skipped"] == len(expected)
+    assert len(again["results"]["cells"]) == len(expected)
+
+    # One more sparsity: only its cells run, from the cached dense nets.
+    more = at.run(
+        at.config_from_args(at.parse_args([*argv, "--sparsities", "50,90,80", "--nets", "cancer"])),
+        log=lambda line: None,
+    )
+    assert (more["cells_run"], more["dense_trained"]) == (len(at.METHODS), 0)
+
+    md = (docs / "against-tfmot.md").read_text()
+    for net in at.DEVELOPMENT:
+        section = md.split(f"## {net} (development)")[1].split("\n## ")[0]
+        for m in at.METHODS:
+            assert f"\n| {m} | " in section, (net, m)
+        assert (docs / "img" / f"against_tfmot_{net}.png").stat().st_size > 1000
+    summary = json.loads((docs / "against-tfmot.json").read_text())
+    assert set(summary["summary"]) == set(at.DEVELOPMENT)
+    assert {t["status"] for t in summary["targets"]} <= {"met", "missed", "not run"}
+
+
+def test_paired_verdicts():
+    results = {
+        "cells": [
+            {"net": "n", "seed": k, "method": m, "sparsity": 0.9, "accuracy": acc}
+            for k in range(5)
+            for m, acc in (("tfmot", 0.90 + 0.001 * k), ("legc_x", 0.80 + 0.002 * k),
+                           ("random", 0.85 - 0.001 * k))
+        ]
+    }  # fmt: skip
+    cell = at.summarise(results)["n"]["0.9"]
+    assert cell["legc_x"]["vs_anchor"]["verdict"] == "worse"
+    assert cell["legc_x"]["vs_anchor"]["n"] == 5
+    assert cell["legc_x"]["vs_anchor"]["diff_pp"] == pytest.approx(-9.8)
+    assert cell["random"]["vs_anchor"]["verdict"] == "worse"
+    below = at.check_targets(at.summarise(results))[0]
+    assert below["status"] == "missed" and "legc_x on n at 90%" in below["detail"]
+
+
+def test_settings_change_is_refused(tmp_path):
+    argv = ["--quick", "--nets", "cancer", "--methods", "random", "--sparsities", "50",
+            "--out", str(tmp_path), "--docs", str(tmp_path / "d"), "--data-dir", DATA]  # fmt: skip
+    assert at.main(argv) == 0
+    assert at.main([*argv, "--finetune-epochs", "3"]) == 2  # other settings: refused, not mixed
+    assert at.main([*argv, "--finetune-epochs", "3", "--force"]) == 0
