@@ -44,7 +44,12 @@ class ExportError(LegcError, RuntimeError):
     """Conversion to TFLite failed or its output does not match the Keras model."""
 
 
+class CollapsedModelError(ExportError):
+    """The model's outputs do not depend on its inputs (e.g. a mask emptied a layer)."""
+
+
 __all__ = [
+    "CollapsedModelError",
     "LegcError",
     "InvalidArgumentError",
     "ModelStructureError",

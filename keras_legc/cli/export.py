@@ -9,6 +9,8 @@ import click
 
 from keras_legc.cli._group import _run, main
 
+COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
+
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
@@ -32,18 +34,34 @@ from keras_legc.cli._group import _run, main
     help=".npy/.npz of inputs for the reference outputs.",
 )
 @click.option("--n-reference", default=16, show_default=True)
+@click.option(
+    "--allow-constant-output",
+    is_flag=True,
+    help="Export even when the outputs are the same for every reference input (refused with "
+    "exit code 6 by default: such a model ignores its input).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def export(
-    model, out, quantization, sparse, representative_data, reference_inputs, n_reference, force
-):
-    """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz."""
+    model, out, quantization, sparse, representative_data, reference_inputs, n_reference,
+    allow_constant_output, force,
+):  # fmt: skip
+    """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz.
+
+    Exit codes: 0 written and verified, 3 verification over tolerance, 6 the model's outputs are
+    constant (collapsed), 1 any other keras_legc error."""
+    from keras_legc.errors import CollapsedModelError
     from keras_legc.keras.export import export_tflite
 
-    report = _run(
-        export_tflite, model, out, quantization=quantization, sparse=sparse,
-        representative_data=representative_data, reference_inputs=reference_inputs,
-        n_reference=n_reference, overwrite=force,
-    )  # fmt: skip
+    try:
+        report = _run(
+            export_tflite, model, out, quantization=quantization, sparse=sparse,
+            representative_data=representative_data, reference_inputs=reference_inputs,
+            n_reference=n_reference, overwrite=force, allow_constant_output=allow_constant_output,
+        )  # fmt: skip
+    except click.ClickException as exc:
+        if isinstance(exc.__cause__, CollapsedModelError):
+            exc.exit_code = COLLAPSED_EXIT
+        raise
     v = report["verification"]
     click.echo(
         f"wrote {out} ({report['tflite_bytes']} bytes, {quantization}{', sparse' if sparse else ''}; "

@@ -19,6 +19,7 @@ from keras_legc._inputs import load_array
 from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
 from keras_legc._version import __version__
 from keras_legc.errors import (
+    CollapsedModelError,
     ExportError,
     InvalidArgumentError,
     LegcWarning,
@@ -77,6 +78,7 @@ def export_tflite(
     n_reference: int = 16,
     overwrite: bool = False,
     seed: int = 0,
+    allow_constant_output: bool = False,
 ) -> dict:
     """Convert ``model`` (a model or a saved-model path) to ``out`` (.tflite) and verify it.
 
@@ -99,6 +101,10 @@ def export_tflite(
             standard-normal inputs.
         n_reference: number of reference rows kept.
         overwrite: replace existing output files (else ``OutputExistsError``, nothing written).
+        allow_constant_output: export a model whose outputs are the same for every reference
+            input. By default that is refused with ``CollapsedModelError`` before anything is
+            converted: such a model ignores its input (a mask that emptied a layer does this),
+            and a verification that compares two constants would say "OK".
 
     Returns:
         The report written to the ``.json`` (also returned): bytes, ops, sparsity per layer,
@@ -116,6 +122,7 @@ def export_tflite(
         model, out, quantization, representative_data, reference_inputs, n_reference,
         overwrite, seed,
     )  # fmt: skip
+    _check_responds(prepared, allow_constant_output)
     flatbuffer = _convert(prepared.model, quantization, sparse, prepared.calibration)
     check = _verify(prepared.model, flatbuffer, prepared.reference_inputs, quantization)
     report = _report(prepared, flatbuffer, check, quantization, sparse)
@@ -202,6 +209,39 @@ def _prepare(
         held_out = None  # the caller's rows: unknown whether they were used to calibrate
     reference_inputs = _as_inputs(reference_inputs, input_shape, "reference inputs")[:n_reference]
     return _Prepared(paths, model, source, input_shape, calibration, reference_inputs, held_out)
+
+
+def constant_outputs(outputs: np.ndarray, rtol: float = 1e-6) -> bool:
+    """True when every row of ``outputs`` is the same (to ``rtol`` of the largest output): a model
+    that computes this on distinct inputs no longer depends on its input.
+
+    Example:
+        >>> constant_outputs(np.array([[0.1, 0.9], [0.1, 0.9]]))
+        True
+    """
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if len(out) < 2:
+        return False
+    scale = max(1.0, float(np.max(np.abs(out))))
+    return bool(np.max(np.ptp(out, axis=0)) <= rtol * scale)
+
+
+def _check_responds(prepared: _Prepared, allow: bool) -> None:
+    """Refuse a model whose outputs are constant over the reference inputs (unless allowed)."""
+    rows = prepared.reference_inputs
+    if allow or len(rows) < 2 or np.ptp(rows.reshape(len(rows), -1), axis=0).max() == 0.0:
+        return  # identical reference rows cannot tell
+    out = np.asarray(prepared.model(rows, training=False))
+    if constant_outputs(out):
+        empty = [layer.name for layer in _dense(prepared.model) if not layer.kernel.numpy().any()]
+        why = f" (every kernel weight of {empty} is 0)" if empty else ""
+        raise CollapsedModelError(
+            f"the model's outputs are identical for all {len(rows)} reference inputs{why}: it no "
+            "longer depends on its input, so it would export and verify 'OK' while being useless. "
+            "Fix: prune less, or with a ranking that does not empty layers (Scores.mask's default; "
+            "per_layer=True); or pass allow_constant_output=True (CLI: --allow-constant-output) "
+            "if a constant model is what you want."
+        )
 
 
 def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization: str) -> _Check:
