@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +71,54 @@ def test_create_temp_file_names_are_recognised_as_stale(tmp_path):
         os.close(fd)
         assert Path(tmp) in _io.stale_temp_files(tmp_path / "m.keras")
     assert len(_io.remove_stale_temp_files(tmp_path / "m.keras")) == 2
+
+
+# --- 2. the benchmark reports its own peak RSS, not its parent's ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def tflite_model(tmp_path_factory):
+    from keras_legc.keras.export import export_tflite
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.layers.Input(shape=(8,)), k.layers.Dense(4, activation="relu")])
+    path = tmp_path_factory.mktemp("tflite") / "m.tflite"
+    export_tflite(model, path)
+    return path
+
+
+TF_PARENT = """
+import json, os, subprocess, sys
+import tensorflow as tf
+tf.reduce_sum(tf.ones((512, 512)))  # TensorFlow loaded and used: a parent of ~1 GB peak
+os.umask(0o027)
+proc = subprocess.run([sys.executable, "edge/bench.py", sys.argv[1], "--runs", "20",
+                       "--json", sys.argv[2]], capture_output=True, text=True)
+hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({"rc": proc.returncode, "err": proc.stderr, "parent_peak": hwm[0]}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_bench_peak_rss_is_its_own_when_started_from_a_tensorflow_parent(tflite_model, tmp_path):
+    import json
+
+    out = tmp_path / "m.bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", TF_PARENT, str(tflite_model), str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    parent = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parent["rc"] == 0, parent["err"]
+    result = json.loads(out.read_text())
+    assert result["tensorflow_imported"] is False
+    assert result["peak_rss_source"] == "VmHWM"
+    peak, parent_peak = result["peak_rss_bytes"], parent["parent_peak"]
+    # Python + numpy + the interpreter is ~30-100 MiB; the TF parent is several hundred MiB.
+    assert 10 * 2**20 < peak < 250 * 2**20, peak / 2**20
+    assert parent_peak > 3 * peak, (parent_peak / 2**20, peak / 2**20)
+    # The --json file is written with the umask's mode (0o666 & ~0o027), not mkstemp's 0600.
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
