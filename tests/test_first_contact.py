@@ -122,3 +122,89 @@ def test_bench_peak_rss_is_its_own_when_started_from_a_tensorflow_parent(tflite_
     assert parent_peak > 3 * peak, (parent_peak / 2**20, peak / 2**20)
     # The --json file is written with the umask's mode (0o666 & ~0o027), not mkstemp's 0600.
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+# --- 3. tools/export without TensorFlow: one line naming the fix ---------------------------------
+
+
+def _python_without_tensorflow() -> list[str] | None:
+    """A python that cannot import TensorFlow: the device venv, or the system python isolated."""
+    import shutil
+
+    candidates = (
+        [[os.environ["LEGC_DEVICE_PYTHON"]]] if os.environ.get("LEGC_DEVICE_PYTHON") else []
+    )
+    candidates += [[p, "-I"] for p in ("/usr/bin/python3", shutil.which("python3")) if p]
+    for cmd in candidates:
+        try:
+            probe = subprocess.run(
+                [*cmd, "-c", "import tensorflow"], capture_output=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode != 0 and b"ModuleNotFoundError" in probe.stderr:
+            return cmd
+    return None
+
+
+def test_tools_export_without_tensorflow_says_the_fix_in_one_line(tmp_path):
+    python = _python_without_tensorflow()
+    if python is None:
+        pytest.skip("no python without TensorFlow here (LEGC_DEVICE_PYTHON unset, system has TF)")
+    (tmp_path / "m.keras").write_bytes(b"junk")
+    proc = subprocess.run(
+        [*python, str(ROOT / "tools" / "export"), str(tmp_path / "m.keras"), str(tmp_path / "m.tflite")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "cannot import" in lines[0]
+    assert "Fix: run" in lines[0] and "tools/export" in lines[0]
+    assert not (tmp_path / "m.tflite").exists()
+
+
+# --- 5. legc is quiet by default: no TensorFlow C++ start-up lines, errors still print -----------
+
+
+def _legc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "keras_legc.cli", *args], capture_output=True, text=True,
+        cwd=ROOT, timeout=300, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+TF_NATIVE_LINES = ("E0000", "cuInit", "I0000", "absl::InitializeLog", "cudart_stub")
+
+
+def test_legc_hides_tensorflow_startup_lines_but_not_errors(tmp_path):
+    (tmp_path / "bad.keras").write_bytes(b"not a model")
+    env = {"LEGC_VERBOSE": "", "TF_CPP_MIN_LOG_LEVEL": ""}
+    quiet = _legc("export", str(tmp_path / "bad.keras"), str(tmp_path / "m.tflite"), env=env)
+    assert quiet.returncode == 1
+    assert "ModelStructureError" in quiet.stderr and "Fix:" in quiet.stderr
+    assert not [
+        line for line in quiet.stderr.splitlines() if any(s in line for s in TF_NATIVE_LINES)
+    ]
+    verbose = _legc(
+        "--verbose", "export", str(tmp_path / "bad.keras"), str(tmp_path / "m.tflite"), env=env
+    )
+    assert verbose.returncode == 1 and "ModelStructureError" in verbose.stderr
+    assert any(s in verbose.stderr for s in ("I0000", "absl::InitializeLog")), verbose.stderr
+
+
+def test_quiet_startup_hides_the_cuinit_line_and_keeps_tensorflow_working():
+    script = (
+        "import sys; from keras_legc._quiet import quiet_tensorflow_startup\n"
+        "quiet_tensorflow_startup()\n"
+        "import tensorflow as tf\n"
+        "assert type(tf.__spec__.loader).__name__ != '_QuietLoader'\n"
+        "print(float(tf.reduce_sum(tf.ones((3, 3)))))\n"
+        "print('after import', file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "9.0"
+    assert proc.stderr.strip().splitlines() == ["after import"], proc.stderr
