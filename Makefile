@@ -1,6 +1,13 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both create (or reuse) the virtualenv in $(VENV) and install what they need into it.
-PYTHON ?= python3.11
+# The venv's Python: PYTHON=... if given, else the first of these that runs and is 3.11-3.13, the
+# versions the pins in setup.cfg install on (numpy 2.4 and scipy 1.17 have no Python 3.10 release).
+PYTHON_CANDIDATES := python3.11 python3.12 python3.13 python3
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
+	$$p -c 'import sys; (3, 11) <= sys.version_info[:2] <= (3, 13) and print(sys.executable)' \
+	2>/dev/null | grep . && break; done)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.legc-installed
@@ -8,7 +15,9 @@ STAMP := $(VENV)/.legc-installed
 .PHONY: demo test lint clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ -x $(PY) ]; then echo "make: reusing $(VENV) ($$($(PY) --version))"; \
+	elif [ -z "$(PYTHON)" ]; then echo "make: no Python 3.11-3.13 found (tried $(PYTHON_CANDIDATES)). Fix: install one, or pass PYTHON=/path/to/python3.x" >&2; exit 1; \
+	else echo "make: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"; $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[edge,dev,diagnostics]'
 	touch $(STAMP)

@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -375,9 +374,37 @@ def benchmark(
         result["latency"] = time_model(interp, sample, runs, warmup)
     except MemoryError as exc:
         raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "run")) from exc
-    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["peak_rss_bytes"], result["peak_rss_source"] = peak_rss()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
+
+
+def peak_rss() -> tuple[int, str]:
+    """This process's own peak resident set size in bytes, and where it was read.
+
+    On Linux, ``VmHWM`` of /proc/self/status: the high-water mark of this program's own memory.
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``, which exec does not reset: started by posix_spawn
+    or vfork (what Python's subprocess uses) it carries the parent's peak, started by fork+exec
+    the parent's size at the fork, so a benchmark run from a Python with TensorFlow loaded read
+    ~1 GB instead of ~50 MB. Where /proc is missing (macOS, BSD) ``ru_maxrss`` is the fallback
+    (bytes on macOS, KiB elsewhere), and the source says it may include the parent's peak.
+
+    Returns:
+        ``(bytes, source)``, source ``"VmHWM"`` or ``"ru_maxrss (may include the parent's)"``.
+
+    Example:
+        >>> nbytes, source = peak_rss()
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, "VmHWM"
+    except (OSError, ValueError, IndexError):
+        pass
+    unit = 1 if sys.platform == "darwin" else 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+    return maxrss, "ru_maxrss (may include the parent's)"
 
 
 def _runtime_version(runtime: str) -> str | None:
@@ -410,8 +437,9 @@ def _write_json(path: Path, obj, force: bool) -> None:
     if path.exists() and not force:
         raise EdgeError(f"{path} exists. Fix: choose another --json path or pass --force.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    # open(..., "x") creates the file 0o666 & ~umask, as a plain open would (mkstemp: always 0600)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    with open(tmp, "x") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +50,7 @@ def atomic_write(
             LegcWarning,
             stacklevel=3,
         )  # fmt: skip
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -62,6 +62,37 @@ def atomic_write(
             os.unlink(tmp)
         raise
     return path
+
+
+def create_temp_file(path: str | os.PathLike, suffix: str = ".tmp") -> tuple[int, str]:
+    """Create a new, empty temp file beside ``path`` for writing; returns ``(fd, temp_path)``.
+
+    Unlike :func:`tempfile.mkstemp` (always 0600), the file gets the mode a plain ``open(path,
+    "w")`` would give: 0o666 masked by the umask (and any default ACL), applied by the kernel at
+    creation. The rename keeps that mode, so the final file is as readable as ``numpy.save``'s or
+    Keras's, not private to the owner.
+
+    Args:
+        path: the final file; the temp file is ``.<name>.<random><suffix>`` in its folder, which
+            :func:`stale_temp_files` recognises.
+        suffix: ends the temp file's name (``.tmp``, or ``.tmp.keras`` for Keras, which needs the
+            extension).
+
+    Returns:
+        An open, write-only file descriptor and the temp file's path.
+
+    Example:
+        >>> fd, tmp = create_temp_file("out/model.json")  # doctest: +SKIP
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")  # pragma: no cover
 
 
 def stale_temp_files(path: str | os.PathLike) -> list[Path]:

@@ -17,5 +17,13 @@ def _run(fn, *args, **kwargs):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-legc")
-def main():
+@click.option(
+    "--verbose", is_flag=True, envvar="LEGC_VERBOSE",
+    help="Show TensorFlow's C++ start-up log lines (hidden by default). Also LEGC_VERBOSE=1.",
+)  # fmt: skip
+def main(verbose):
     """keras-legc: prune dense Keras networks by chaos and causality, ship them to TFLite."""
+    if not verbose:
+        from keras_legc._quiet import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup()

@@ -130,9 +130,7 @@ def mask_of(model) -> Mask:
 def save_model(model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """``model.save(path)`` (``.keras``), atomically, and never over an existing file unless
     ``overwrite``: Keras writes to a temp file beside ``path`` that is renamed once complete."""
-    import tempfile
-
-    from keras_legc._io import check_writable, remove_stale_temp_files
+    from keras_legc._io import check_writable, create_temp_file, remove_stale_temp_files
 
     path = Path(path)
     if path.suffix != ".keras":
@@ -142,7 +140,7 @@ def save_model(model, path: str | os.PathLike, *, overwrite: bool = False) -> Pa
         )
     check_writable(path, overwrite)
     remove_stale_temp_files(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.keras")
+    fd, tmp = create_temp_file(path, ".tmp.keras")  # umask-respecting mode, kept by Keras
     os.close(fd)
     try:
         model.save(tmp, overwrite=True)
