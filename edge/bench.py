@@ -5,7 +5,9 @@ Runs the model at batch 1 with LiteRT (``ai_edge_litert``) or ``tflite_runtime``
 side), reports load time, first-invoke and warm-up time, p50/p90/p99 latency, throughput, model
 size and peak RSS, and checks the outputs against the reference file written by ``legc export``
 (``<model>.reference.npz``): a mismatch fails loudly (exit 3), a p50 over ``--budget-ms`` or a file
-over ``--budget-kb`` fails (exit 4), a hit ``--memory-limit-mb`` fails (exit 5), bad input exits 2.
+over ``--budget-kb`` fails (exit 4), a hit ``--memory-limit-mb`` fails (exit 5), bad input exits 2,
+and outputs that are the same for every reference input (a model that no longer depends on its
+input, e.g. a pruning mask emptied a layer) fail with exit 6 unless ``--allow-constant-output``.
 
 The output check: max |runtime - Keras| over the reference inputs, on dequantised outputs, must be
 <= the tolerance recorded at export (per quantization, times the reference's scale
@@ -34,7 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-EXIT_OK, EXIT_USAGE, EXIT_MISMATCH, EXIT_BUDGET, EXIT_MEMORY = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_USAGE, EXIT_MISMATCH, EXIT_BUDGET, EXIT_MEMORY, EXIT_CONSTANT = 0, 2, 3, 4, 5, 6
+# Outputs whose spread over distinct reference inputs is below this fraction of their largest value
+# are constant: the model ignores its input.
+CONSTANT_RTOL = 1e-6
 RUNTIMES = ("litert", "tflite_runtime")
 # Outputs whose spread across the reference rows is below this fraction of the reference's spread
 # have collapsed (e.g. near all-zero): a mismatch even when within the absolute tolerance.
@@ -280,7 +285,12 @@ def check_outputs(interp, ref: dict) -> dict:
     scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
     want_std, got_std = float(np.std(want)), float(np.std(got))
     collapsed = bool(len(got) > 1 and want_std > 0 and got_std < COLLAPSE_RATIO * want_std)
+    rows = ref["inputs"].reshape(len(ref["inputs"]), -1)
+    distinct_inputs = len(rows) > 1 and float(np.max(np.ptp(rows, axis=0))) > 0.0
+    spread = float(np.max(np.ptp(got.reshape(len(got), -1), axis=0))) if len(got) > 1 else 0.0
+    constant = bool(distinct_inputs and spread <= CONSTANT_RTOL * scale)
     return {
+        "constant": constant,
         "max_abs_error": err,
         "relative_error": err / scale,
         "atol": atol,
@@ -475,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-kb", type=float, help="fail (exit 4) when the file exceeds this (KiB = 1024 B)"
     )
+    parser.add_argument(
+        "--allow-constant-output",
+        action="store_true",
+        help="do not fail (exit 6) when the outputs are the same for every reference input",
+    )
     parser.add_argument("--label", help="a name for this model in reports (e.g. lenet/block-90)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
@@ -569,6 +584,15 @@ def _report(result: dict, args) -> int:
             file=sys.stderr,
         )
         code = EXIT_MISMATCH
+    elif check.get("constant") and not args.allow_constant_output:
+        print(
+            f"legc-edge: CONSTANT OUTPUT ({result['runtime']}): the outputs are the same for all "
+            f"{check['n_reference']} reference inputs, so the model no longer depends on its input "
+            "(a pruning mask that emptied a layer does this). Fix: prune less, or re-export a "
+            "working model; pass --allow-constant-output if a constant model is intended.",
+            file=sys.stderr,
+        )
+        code = EXIT_CONSTANT
     else:
         print(
             f"outputs match the reference: max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}"

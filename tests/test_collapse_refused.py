@@ -54,3 +54,18 @@ def test_cli_export_exits_6_on_a_collapsed_model(tmp_path):
     assert "CollapsedModelError" in out.stderr and "--allow-constant-output" in out.stderr
     ok = subprocess.run([*cmd, "--allow-constant-output"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_edge_runner_exits_6_on_constant_outputs_unless_allowed(tmp_path):
+    bench = [sys.executable, "edge/bench.py", "--runs", "5", "--warmup", "1"]
+    export_tflite(_emptied(_model()), tmp_path / "c.tflite", allow_constant_output=True)
+    out = subprocess.run([*bench, str(tmp_path / "c.tflite")], capture_output=True, text=True)
+    assert out.returncode == 6, out.stderr[-2000:]
+    assert "CONSTANT OUTPUT" in out.stderr and "--allow-constant-output" in out.stderr
+    allowed = subprocess.run([*bench, str(tmp_path / "c.tflite"), "--allow-constant-output"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    healthy = kl.strip(kl.prune(_model(), kl.magnitude_mask(_model(), 0.5)))
+    export_tflite(healthy, tmp_path / "h.tflite")
+    ok = subprocess.run([*bench, str(tmp_path / "h.tflite")], capture_output=True, text=True)
+    assert ok.returncode == 0 and "outputs match" in ok.stdout, ok.stderr[-2000:]
