@@ -62,7 +62,8 @@ def test_engine_alone_gives_the_history_of_weight_history(tmp_path):
     targets = iter(keras_history.target.tolist())  # the target sampled in fit, replayed
     engine = Recorder(
         keras_history.layers, keras_history.shapes, window=10, overlap=0.2, every=every,
-        target=lambda: next(targets), background=False, meta={"model": model.name},
+        target=lambda: next(targets), background=False,
+        meta={"model": model.name, "target": "misclassification"},
     )  # fmt: skip
     steps = keras_history.meta["optimizer_steps"]
     for step in range(steps):
