@@ -6,22 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "neurons_report.py"
-MNIST = ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz")
 
 
-def _data_dir() -> Path:
-    root = Path(os.environ.get("LEGC_DATA_DIR") or REPO.parent / "shared" / "data")
-    if not all((root / f).exists() for f in MNIST):
-        pytest.skip(f"MNIST t10k files not found under {root} (set LEGC_DATA_DIR)")
-    return root
-
-
-def test_quick_report_writes_doc_json_and_plots_and_refuses_to_overwrite(tmp_path):
-    env = {**os.environ, "LEGC_DATA_DIR": str(_data_dir())}
+def test_quick_report_writes_doc_json_and_plots_and_refuses_to_overwrite(tmp_path, mnist_dir):
+    env = {**os.environ, "LEGC_DATA_DIR": str(mnist_dir)}
     out = tmp_path / "docs"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--out-dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)

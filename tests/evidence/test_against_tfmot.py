@@ -2,23 +2,15 @@
 --quick mode: every cell lands in results.json, a rerun trains nothing, the report has every method."""
 
 import json
-import os
 
 import pytest
 
 from legc_research.evidence import against_tfmot as at
 
-DATA = os.environ.get("LEGC_DATA_DIR") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "data"
-)
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "mnist")), reason="needs LEGC_DATA_DIR with mnist/"
-)
 
-
-def test_quick_run_resume_and_report(tmp_path):
+def test_quick_run_resume_and_report(tmp_path, paper_data_dir):
     out, docs = tmp_path / "run", tmp_path / "docs"
-    argv = ["--quick", "--out", str(out), "--docs", str(docs), "--data-dir", DATA]
+    argv = ["--quick", "--out", str(out), "--docs", str(docs), "--data-dir", str(paper_data_dir)]
     assert at.main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
@@ -75,9 +67,9 @@ def test_paired_verdicts():
     assert below["status"] == "missed" and "legc_x on n at 90%" in below["detail"]
 
 
-def test_settings_change_is_refused(tmp_path):
+def test_settings_change_is_refused(tmp_path, paper_data_dir):
     argv = ["--quick", "--nets", "cancer", "--methods", "random", "--sparsities", "50",
-            "--out", str(tmp_path), "--docs", str(tmp_path / "d"), "--data-dir", DATA]  # fmt: skip
+            "--out", str(tmp_path), "--docs", str(tmp_path / "d"), "--data-dir", str(paper_data_dir)]  # fmt: skip
     assert at.main(argv) == 0
     assert at.main([*argv, "--finetune-epochs", "3"]) == 2  # other settings: refused, not mixed
     assert at.main([*argv, "--finetune-epochs", "3", "--force"]) == 0

@@ -22,7 +22,7 @@ from keras_legc.diagnostics import (
 )
 from keras_legc.errors import InvalidArgumentError, OutputExistsError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- plain references

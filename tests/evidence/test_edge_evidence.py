@@ -5,20 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = os.environ.get("LEGC_DATA_DIR")
+ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(
-    not DATA or not Path(DATA, "mnist", "t10k-images-idx3-ubyte.gz").exists(),
-    reason="LEGC_DATA_DIR with mnist/ is not set (.ci/run sets it when ../shared/data exists)",
-)
-def test_quick_evidence_run(tmp_path):
+def test_quick_evidence_run(tmp_path, mnist_dir):
     cmd = [sys.executable, "tools/edge_report.py", "--quick", "--out", str(tmp_path / "run"),
            "--doc", str(tmp_path / "edge.md"), "--img-dir", str(tmp_path / "img"),
-           "--note", "Machine note: a test paragraph."]  # fmt: skip
+           "--note", "Machine note: a test paragraph.", "--data-dir", str(mnist_dir)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = (tmp_path / "edge.md").read_text()

@@ -11,7 +11,7 @@ import keras_legc as kl
 from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args):

@@ -1,9 +1,7 @@
 """The reproduction's protocol pieces on tiny data, and the quick mode end to end."""
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +19,6 @@ from legc_research.reproduce import (
     run_paper_dataset,
 )
 from legc_research.results_report import analyse, paired, write_report
-
-DATA = os.environ.get("LEGC_DATA_DIR", "")
-HAVE_DATA = Path(DATA, "legcnet/Iris.csv").is_file() and Path(DATA, "mnist").is_dir()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs LEGC_DATA_DIR with legcnet/, mnist/")
 
 
 def _tiny_iris_like(seed=0, n=90):
@@ -86,11 +80,12 @@ def test_protocol_rewinds_every_method_to_the_same_initial_weights():
     assert models["ft"].n_nonzero <= n - k
 
 
-@needs_data
-def test_a_mask_that_prunes_every_weight_is_a_result_not_a_crash():
+def test_a_mask_that_prunes_every_weight_is_a_result_not_a_crash(paper_data_dir):
     """Paper-mode Iris-3f, seed 1: every p-value is ~1, so FT prunes all 36 weights. The random
     and magnitude baselines at the same count are then the same empty net (no random_mask(1.0))."""
-    record, models, _ = run_paper_dataset("iris3f", "paper", 1, ReproduceConfig(), DATA)
+    record, models, _ = run_paper_dataset(
+        "iris3f", "paper", 1, ReproduceConfig(), str(paper_data_dir)
+    )
     n = record["n_weights"]
     assert record["masks"]["ft"]["pruned_all"] is True
     for method in ("ft", "random_ft", "magnitude_ft"):
@@ -143,14 +138,22 @@ def test_missing_or_corrupt_data_is_refused_clearly(tmp_path):
         paper_dataset("cifar", tmp_path)
 
 
-@needs_data
-def test_quick_reproduction_end_to_end_through_the_cli(tmp_path):
+def test_quick_reproduction_end_to_end_through_the_cli(tmp_path, paper_data_dir):
     from click.testing import CliRunner
 
     from legc_research.cli import main
 
     out, docs = tmp_path / "run", tmp_path / "docs"
-    args = ["reproduce", "--quick", "--out", str(out), "--docs", str(docs), "--data-dir", DATA]
+    args = [
+        "reproduce",
+        "--quick",
+        "--out",
+        str(out),
+        "--docs",
+        str(docs),
+        "--data-dir",
+        str(paper_data_dir),
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 import keras_legc as kl
 from keras_legc import _io
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- 1. every writer respects the umask ---------------------------------------------------------

@@ -14,7 +14,7 @@ from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
 
 k = keras()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def _imported_modules(path):
 
 def test_layering_library_and_edge_runner_do_not_import_each_other():
     """The library verifies exports with its own runner; edge/bench.py stays one copyable file."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     offenders = [
         str(p.relative_to(root))
         for p in (root / "keras_legc").rglob("*.py")

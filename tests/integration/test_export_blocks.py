@@ -16,7 +16,7 @@ from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
 
 k = keras()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mlp(sizes=(64, 48, 10), seed=0):

@@ -9,18 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "bench_scoring.py"
-MNIST = ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz")
-
-
-def _data_dir() -> Path:
-    root = Path(os.environ.get("LEGC_DATA_DIR") or REPO.parent / "shared" / "data")
-    if not all((root / f).exists() for f in MNIST):
-        pytest.skip(
-            f"MNIST t10k files not found under {root} (set LEGC_DATA_DIR to the folder holding mnist/)"
-        )
-    return root
 
 
 def _positive(section: dict, *keys: str) -> None:
@@ -30,8 +20,8 @@ def _positive(section: dict, *keys: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    data = _data_dir()
+def bench(tmp_path_factory, mnist_dir):
+    data = mnist_dir
     out = tmp_path_factory.mktemp("bench") / "b.json"
     env = {**os.environ, "LEGC_DATA_DIR": str(data)}
     proc = subprocess.run(

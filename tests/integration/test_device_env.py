@@ -23,7 +23,7 @@ import keras_legc as kl
 from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEVICE_PYTHON = os.environ.get("LEGC_DEVICE_PYTHON")
 
 pytestmark = pytest.mark.skipif(
