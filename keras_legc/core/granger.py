@@ -123,30 +123,37 @@ def granger_test(
     Returns:
         A :class:`GrangerResult`; ``per_lag`` has one column per tested lag (``result.lags``).
     """
+    x, y, lags = _prepare(cause, effect, max_lag, test, lag, difference, chunk_size, criterion)
+    return _test_all(x, y, lags, test, difference, criterion, chunk_size,
+                     check_threads(threads), progress)  # fmt: skip
+
+
+def _prepare(cause, effect, max_lag, test, lag, difference, chunk_size, criterion):
+    """Checked inputs: the cause rows, the (differenced) effect and the lags to test."""
     x, y = _check_inputs(cause, effect, max_lag, test)
     if difference:
         y = np.diff(y)
-    k = y.size
-    lags = _lags_to_test(k, max_lag, lag, difference)
+    lags = _lags_to_test(y.size, max_lag, lag, difference)
     if np.ptp(y) == 0.0:
         raise HistoryError(
             "the effect (target) series is constant, so nothing can Granger-cause it: the "
-            "validation misclassification rate never changed while recording. Fix: use more "
-            "validation data, train longer, or check that the model learns at all."
+            "validation target (misclassification rate or loss) never changed while recording. "
+            "Fix: use more validation data, train longer, or check that the model learns at all."
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise InvalidArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     if chunk_size < 1:
         raise InvalidArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-
-    threads = check_threads(threads)
-
     if criterion not in (None, *CRITERIA):
         raise InvalidArgumentError(
             f"criterion must be one of {CRITERIA} or None, got {criterion!r}."
         )
+    return x, y, lags
 
-    n = x.shape[0]
+
+def _test_all(x, y, lags, test, difference, criterion, chunk_size, threads, progress):
+    """Every lag's test of every series, chunk by chunk on the worker threads."""
+    n, k = x.shape[0], y.size
     per_lag = np.full((n, len(lags)), np.nan)
     degenerate = np.zeros(n, dtype=np.int8)
     restricted = [_RestrictedFit(y, p) for p in lags]
