@@ -22,6 +22,8 @@ from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
 from keras_legc.masking.schedule import PolynomialDecay, grow_mask
 
+GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
+
 
 class GradualPruning(keras().callbacks.Callback):
     """Grow a LEGC mask during ``fit`` on a :func:`~keras_legc.prune`-wrapped model.
@@ -45,7 +47,9 @@ class GradualPruning(keras().callbacks.Callback):
     Args:
         recorder: the :class:`~keras_legc.WeightHistory` recording this ``fit``.
         schedule: a :class:`~keras_legc.PolynomialDecay`.
-        ranking: the name of a LEGC ranking (``Scores.mask(ranking=...)``).
+        ranking: the name of a LEGC ranking (``Scores.mask(ranking=...)``), or
+            ``"static_magnitude"`` / ``"magnitude"`` (the ablations: the same schedule without
+            the Granger test, or without any evidence from the recording).
         scores: evidence to use until the recorder has ``min_windows`` windows.
         recent_windows: how many of the latest LE windows each re-scoring uses.
         min_windows: windows needed before re-scoring (at least 5, a Granger test's minimum).
@@ -85,9 +89,9 @@ class GradualPruning(keras().callbacks.Callback):
             raise InvalidArgumentError(
                 f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."
             )
-        if ranking not in importance.LEGC_RANKINGS:
+        if ranking not in GRADUAL_RANKINGS:
             raise InvalidArgumentError(
-                f"unknown ranking {ranking!r}. Fix: use one of {list(importance.LEGC_RANKINGS)}."
+                f"unknown ranking {ranking!r}. Fix: use one of {list(GRADUAL_RANKINGS)}."
             )
         if int(min_windows) < MIN_WINDOWS or int(recent_windows) < int(min_windows):
             raise InvalidArgumentError(
@@ -159,10 +163,15 @@ class GradualPruning(keras().callbacks.Callback):
                 warnings.simplefilter("ignore", LegcWarning)
                 kept = np.concatenate([np.ravel(self.mask[n]) for n in history.layers])
                 scores = score(history, test=self.test, weights=kept, progress=False)
-            return importance.get_scorer(self.ranking, scores), "recent windows", history.n_windows
+            return self._scorer(scores), "recent windows", history.n_windows
         if self.scores is not None:
-            return importance.get_scorer(self.ranking, self.scores), "given scores", 0
+            return self._scorer(self.scores), "given scores", 0
         return importance.magnitude(), "magnitude (no evidence yet)", 0
+
+    def _scorer(self, scores):
+        if self.ranking == "magnitude":
+            return importance.magnitude()
+        return importance.get_scorer(self.ranking, scores)
 
     def _recent_history(self) -> History | None:
         engine = getattr(self.recorder, "_engine", None)

@@ -46,7 +46,7 @@ SEEDS = (0, 1, 2, 3, 4)
 ANCHOR = "tfmot"
 RANDOM = "random"
 #: Methods that prune while fine-tuning, so there is no "before fine-tuning" accuracy.
-GRADUAL = ("tfmot", "legc_gradual")
+GRADUAL = ("tfmot", "legc_gradual", "gradual_magnitude")
 #: The methods the targets are checked for: the recommended target-mode LEGC (gradual causal
 #: pruning, chosen on the development nets) and the one-shot default
 #: (``Scores.mask(sparsity=s)``, ranking ``keras_legc.core.scoring.DEFAULT_RANKING``).
@@ -346,11 +346,12 @@ def tfmot_anchor(ctx: Context, sparsity: float) -> dict:
     return ctx.outcome(sp.strip_pruning(wrapped), None)
 
 
-def legc_gradual(ctx: Context, sparsity: float) -> dict:
+def legc_gradual(ctx: Context, sparsity: float, ranking: str = "legc_protect") -> dict:
     """:class:`keras_legc.GradualPruning` on the anchor's schedule (same PolynomialDecay, begin,
     end and frequency as TF-MOT), ranking by the default LEGC ranking; the dense training's scores
     until the fine-tuning recorder (window :data:`GRADUAL_WINDOW`) has closed enough windows, then
-    the last :data:`GRADUAL_RECENT` windows of the surviving weights."""
+    the last :data:`GRADUAL_RECENT` windows of the surviving weights. With
+    ``ranking="magnitude"``: the same schedule, global, by ``|w|`` alone (the ablation)."""
     frequency, end = tfmot_schedule(ctx)
     model = ctx.dense_model()
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
@@ -358,7 +359,7 @@ def legc_gradual(ctx: Context, sparsity: float) -> dict:
         window=GRADUAL_WINDOW, validation_data=(ctx.data.x_val, ctx.data.y_val)
     )
     schedule = kl.PolynomialDecay(sparsity, begin_step=0, end_step=end, frequency=frequency)
-    gradual = kl.GradualPruning(recorder, schedule, scores=ctx.scores,
+    gradual = kl.GradualPruning(recorder, schedule, ranking=ranking, scores=ctx.scores,
                                 recent_windows=GRADUAL_RECENT, min_windows=GRADUAL_MIN)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LegcWarning)
@@ -386,6 +387,8 @@ METHODS: dict[str, Method] = {
         )
     ),
     "legc_gradual": legc_gradual,
+    # The ablation of legc_gradual: the same global schedule by |w| alone (no recorded evidence).
+    "gradual_magnitude": lambda ctx, s: legc_gradual(ctx, s, ranking="magnitude"),
     "random": masked(lambda ctx, s: kl.random_mask(ctx.scores.shapes, s, seed=ctx.seed)),
 }
 
