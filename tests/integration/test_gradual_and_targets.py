@@ -95,7 +95,7 @@ def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_earl
             callbacks=[rec2, kl.GradualPruning(rec2, schedule), *kl.pruning_callbacks()],
         )
     with pytest.raises(InvalidArgumentError, match="unknown ranking"):
-        kl.GradualPruning(rec, schedule, ranking="magnitude")
+        kl.GradualPruning(rec, schedule, ranking="movement")
 
 
 def test_loss_target_for_regression_and_continuous_labels_refused_for_misclassification():
