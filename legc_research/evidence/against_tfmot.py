@@ -770,10 +770,33 @@ def write_report(results: dict, docs: str | os.PathLike, command: str | None = N
     return path
 
 
+#: Pairs that isolate one ingredient: the Granger test (protect vs static_magnitude), the
+#: never-moved weights (static_magnitude vs magnitude), the recorded evidence in the gradual
+#: schedule (legc_gradual vs gradual_magnitude).
+ABLATIONS = (("legc_protect", "static_magnitude"), ("static_magnitude", "magnitude"),
+             ("legc_gradual", "gradual_magnitude"))  # fmt: skip
+METHOD_NOTES = {
+    "tfmot": "the anchor: TF-MOT prune_low_magnitude + PolynomialDecay, per layer, gradual",
+    "magnitude": "keras_legc.magnitude_mask, one shot, global",
+    "legc_paper": "Scores.mask(sparsity, ranking='legc_pvalue'): keras-legc 0.1's ranking",
+    "legc_protect": "Scores.mask(sparsity): the one-shot default (never-moved first, then "
+    "non-causal by |w|, then causal by |w|)",
+    "legc": "ranking='legc': causal effect size alone (partial R-squared at the BIC lag)",
+    "legc_rank_product": "ranking='legc_rank_product': effect-size rank x magnitude rank",
+    "static_magnitude": "ablation: never-moved first, then |w| (no Granger test)",
+    "legc_gradual": "GradualPruning (legc_protect re-scored on recent windows), global, on the "
+    "anchor's schedule",
+    "gradual_magnitude": "ablation: the same global schedule by |w| alone",
+    "random": "keras_legc.random_mask, one shot, global",
+}
+
+
 def _findings(summary: dict) -> list[str]:
     """What the tables show, computed from them: the best method per cell, the recommended and
     the one-shot LEGC against TF-MOT, and the ablation (what the Granger test adds to magnitude)."""
-    lines = ["## What it shows", "",
+    methods = sorted({m for rows in summary.values() for c in rows.values() for m in c})
+    lines = ["## Methods", ""] + [f"- `{m}`: {METHOD_NOTES.get(m, '')}" for m in methods]
+    lines += ["", "## What it shows", "",
              "Computed from the tables below (means over the seeds each cell has; `+`/`-` = "
              "significantly better/worse than TF-MOT, paired t-test p < 0.05).", "",
              "| net | sparsity | best method | " + " | ".join(f"{m} vs TF-MOT (pp)" for m in
@@ -790,11 +813,10 @@ def _findings(summary: dict) -> list[str]:
                 diffs.append(f"{r['diff_pp']:+.2f}{mark}" if r else "n/a")
             lines.append(f"| {net} | {float(s):.0%} | {best} ({cell[best]['mean']:.4f}) | "
                          + " | ".join(diffs) + " |")  # fmt: skip
-            pairs = (("legc_protect", "static_magnitude"), ("static_magnitude", "magnitude"))
-            for a, b in pairs:
+            for a, b in ABLATIONS:
                 if a in cell and b in cell:
                     ablation.append((a, b, abs(cell[a]["mean"] - cell[b]["mean"]), net, s))
-    for a, b in (("legc_protect", "static_magnitude"), ("static_magnitude", "magnitude")):
+    for a, b in ABLATIONS:
         gaps = [g for g in ablation if g[0] == a and g[1] == b]
         if gaps:
             worst = max(gaps, key=lambda g: g[2])
