@@ -453,10 +453,19 @@ def run_benchmark(wl: Workload, data_dir: Path, tmp: Path, skip_memory: bool) ->
 
 def summarise(wl: Workload, raw: dict) -> dict:
     """The five sections (numbers, target, met) from the workers' raw results."""
-    fits, scores, off = raw["fits"], raw["scores"], raw["offline_le"]
+    return {
+        "recording_overhead": _overhead_section(wl, raw),
+        "scoring_time": _scoring_section(wl, raw),
+        "granger_speedup": _granger_section(wl, raw),
+        "lyapunov_speedup": _lyapunov_section(wl, raw),
+        "peak_rss": _memory_section(wl, raw),
+    }
+
+
+def _overhead_section(wl: Workload, raw: dict) -> dict:
+    """Section 1: fit with / without the recorder."""
+    fits, t = raw["fits"], TARGETS
     base, rec, snap = fits["base_1x"], fits["rec_1x"], fits["snap_1x"]
-    s1, g = scores["1x"], scores["1x"]["granger"]
-    t = TARGETS
 
     ratio = rec["fit_s"] / base["fit_s"]
     overhead = {
@@ -479,6 +488,12 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "final_train_accuracy": rec["final_train_accuracy"],
         "final_val_misclassification": rec["final_val_misclassification"],
     }
+    return overhead
+
+
+def _scoring_section(wl: Workload, raw: dict) -> dict:
+    """Section 2: LE offline + Granger scoring time."""
+    off, s1, t = raw["offline_le"], raw["scores"]["1x"], TARGETS
     total = off["le_offline_s"] + s1["score_s"]
     scoring = {
         "n_weights": off["n_weights"],
@@ -500,6 +515,12 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "le_n_values_differing": off["n_values_differing"],
         "le_max_abs_diff": off["max_abs_diff_streaming_offline"],
     }
+    return scoring
+
+
+def _granger_section(wl: Workload, raw: dict) -> dict:
+    """Section 3: batched Granger against statsmodels."""
+    g, t = raw["scores"]["1x"]["granger"], TARGETS
     sm, bf, bs = (
         g["statsmodels_s_per_weight"],
         g["batched_full_s_per_weight"],
@@ -514,6 +535,12 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "target_max_dp": t["granger_max_dp"],
         "met": bool(speedup >= t["granger_speedup_min"] and g["max_abs_dp"] <= t["granger_max_dp"]),
     }
+    return granger
+
+
+def _lyapunov_section(wl: Workload, raw: dict) -> dict:
+    """Section 4: the vectorised LE against the plain reference."""
+    off, t = raw["offline_le"], TARGETS
     ref_pw = off["reference_s"] / (off["reference_n_weights"] * off["n_windows"])
     vec_pw = off["le_offline_s"] / (off["n_weights"] * off["n_windows"])
     le_speedup = ref_pw / vec_pw
@@ -534,6 +561,12 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "target_speedup_min": t["le_speedup_min"],
         "met": bool(le_speedup >= t["le_speedup_min"] and identical),
     }
+    return lyap
+
+
+def _memory_section(wl: Workload, raw: dict) -> dict:
+    """Section 5: peak RSS of recording and scoring at 1x..Nx the epochs."""
+    fits, scores, t = raw["fits"], raw["scores"], TARGETS
     rows = []
     for m in raw["multiples"]:
         b, r, s = fits[f"base_{m}x"], fits[f"rec_{m}x"], scores[f"{m}x"]
@@ -571,28 +604,36 @@ def summarise(wl: Workload, raw: dict) -> dict:
         "max(10% of its 1x value, 32 MiB) from 1x to the largest multiple; reported both in "
         "total (strict) and beyond the growth of the LE series itself",
     }
-    return {
-        "recording_overhead": overhead,
-        "scoring_time": scoring,
-        "granger_speedup": granger,
-        "lyapunov_speedup": lyap,
-        "peak_rss": memory,
-    }
+    return memory
+
+
+def _mark(ok) -> str:
+    return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+
+def _row(label, value, note="") -> str:
+    return f"  {label:<48} {value:>14}  {note}".rstrip()
 
 
 def format_report(report: dict) -> str:
+    """The text report: a header, then one block per section."""
+    sec = report["sections"]
+    blocks = [
+        _header_lines(report),
+        _overhead_lines(sec["recording_overhead"]),
+        _scoring_lines(sec["scoring_time"]),
+        _granger_lines(sec["granger_speedup"], sec["scoring_time"]),
+        _lyapunov_lines(sec["lyapunov_speedup"]),
+        _memory_lines(sec["peak_rss"]) + [f"JSON: {report['json']}"],
+    ]
+    return "\n".join(line for block in blocks for line in block)
+
+
+def _header_lines(report: dict) -> list[str]:
+    """Command, date, machine, workload."""
     wl, mach, sec = report["workload"], report["machine"], report["sections"]
-    o, s, g, ly, mem = (sec[k] for k in ("recording_overhead", "scoring_time", "granger_speedup",
-                                         "lyapunov_speedup", "peak_rss"))  # fmt: skip
-
-    def mark(ok):
-        return "n/a" if ok is None else ("met" if ok else "MISSED")
-
-    def row(label, value, note=""):
-        return f"  {label:<48} {value:>14}  {note}".rstrip()
-
-    tm = o["recorder_timings_s"]
-    lines = [
+    o, s = sec["recording_overhead"], sec["scoring_time"]
+    return [
         "keras-legc scoring benchmark",
         f"command : {report['command']}",
         f"date    : {report['date']}",
@@ -606,6 +647,13 @@ def format_report(report: dict) -> str:
         f"L={wl['max_lag']} (effective {s['effective_max_lag']} for K={s['n_windows']} windows), "
         f"{wl['test']}, seed {wl['seed']}",
         "",
+    ]
+
+
+def _overhead_lines(o: dict) -> list[str]:
+    """Section 1."""
+    tm, row, mark = o["recorder_timings_s"], _row, _mark
+    return [
         f"1. Recording overhead ({o['epochs']} epochs)                      target <= {o['target_max']:.2f}x",
         row("model.fit without WeightHistory", f"{o['fit_s_without_recorder']:.2f} s"),
         row("model.fit with WeightHistory (run_dir, no raw)", f"{o['fit_s_with_recorder']:.2f} s"),
@@ -630,6 +678,13 @@ def format_report(report: dict) -> str:
             f"{o['final_train_accuracy']:.3f} / {o['final_val_misclassification']:.3f}",
         ),
         "",
+    ]
+
+
+def _scoring_lines(s: dict) -> list[str]:
+    """Section 2."""
+    row, mark = _row, _mark
+    return [
         f"2. Scoring time, all {s['n_weights']:,} weights x {s['n_windows']} windows"
         f"           target <= {s['target_max_s']:.0f} s",
         row(
@@ -653,6 +708,13 @@ def format_report(report: dict) -> str:
             ", ".join(f"{k}: {v:,}" for k, v in s["degenerate_counts"].items()),
         ),
         "",
+    ]
+
+
+def _granger_lines(g: dict, s: dict) -> list[str]:
+    """Section 3."""
+    row, mark = _row, _mark
+    return [
         f"3. Granger speed-up, sample of {g['n_sample']} weights, L={g['effective_max_lag']}"
         f"          target >= {g['target_speedup_min']:.0f}x at max |dp| <= {g['target_max_dp']:.0e}",
         row(
@@ -676,6 +738,13 @@ def format_report(report: dict) -> str:
         row("speed-up (vs sample-alone batch)", f"{g['speedup_vs_sample_batch']:.0f}x"),
         row("max |dp| batched vs statsmodels, per lag", f"{g['max_abs_dp']:.2e}"),
         "",
+    ]
+
+
+def _lyapunov_lines(ly: dict) -> list[str]:
+    """Section 4."""
+    row, mark = _row, _mark
+    return [
         f"4. LE speed-up vs the plain per-window reference, sample of {ly['n_sample']}"
         f"   target >= {ly['target_speedup_min']:.0f}x, identical",
         row(
@@ -701,6 +770,13 @@ def format_report(report: dict) -> str:
             "identical" if ly["reference_equals_streaming"] else "DIFFERENT",
         ),
         "",
+    ]
+
+
+def _memory_lines(mem: dict) -> list[str]:
+    """Section 5 (the per-multiple table, then the verdicts)."""
+    row, mark = _row, _mark
+    lines = [
         f"5. Peak RSS (ru_maxrss, MiB)        target: scoring <= {mem['target_scoring_rss_mib_max']:.0f} MiB; "
         "recorder memory independent of epochs",
         f"  {'epochs':>6} {'windows':>7} {'fit':>8} {'fit+rec':>8} {'rec extra':>9} {'LE series':>9} "
@@ -721,9 +797,8 @@ def format_report(report: dict) -> str:
         row("  growth beyond the LE series", f"{mem['recorder_growth_beyond_le_series_mib']:.0f} MiB",
             mark(mem['recording_beyond_le_series_independent_of_epochs'])),
         "",
-        f"JSON: {report['json']}",
     ]  # fmt: skip
-    return "\n".join(lines)
+    return lines
 
 
 def parse_args(argv):
