@@ -443,7 +443,7 @@ def _md_protocol(cfg: dict) -> list[str]:
         "single-hidden-layer sigmoid MLPs with MSE, plain SGD, batch size 1, N(0, 1) init; "
         "MNIST 784-50-30-10 sigmoid/sigmoid/softmax, MSE, lr 0.5, batch 128, PyTorch-default init.",
         "- Trained by `legc_research.mlp` (numpy, the same math as tf_keras `fit` with SGD, checked "
-        "in `tests/test_mlp.py`), every Dense kernel recorded after every step, LE per closed "
+        "in `tests/integration/test_mlp.py`), every Dense kernel recorded after every step, LE per closed "
         "window (one window in memory), misclassification sampled at each window's end, "
         "`keras_legc.score` (chi2 test, minimum p over lags 1..min(14, (K-2)/3)), prune p >= alpha.",
         "- Every pruned network is rewound to the dense run's initial weights, masked before "

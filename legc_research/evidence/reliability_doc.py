@@ -5,7 +5,7 @@ actually produces now, plus the crash-safety and determinism tests and how to ru
     python tools/reliability_doc.py [--out docs/reliability.md] [--force]
 
 Every catalogue case in keras_legc/testing/catalogue.py is run again here (same code as
-tests/test_catalogue.py); a case that no longer raises its error stops the script with exit 1,
+tests/integration/test_catalogue.py); a case that no longer raises its error stops the script with exit 1,
 so the document can never describe behaviour the code does not have.
 """
 
@@ -79,7 +79,7 @@ regenerate.
 
 ## Bad inputs: {len(CASES)} cases, each a test
 
-Every row is a case in `keras_legc/testing/catalogue.py`, run by `tests/test_catalogue.py`. The test requires
+Every row is a case in `keras_legc/testing/catalogue.py`, run by `tests/integration/test_catalogue.py`. The test requires
 the error class in the table, a message that names the problem, and a message that contains the
 fix. The message column is what the case printed when this file was generated. Library errors are
 `keras_legc.errors` classes, all subclasses of `LegcError`. The edge runner (`edge/bench.py`)
@@ -96,7 +96,7 @@ Two inputs from issue 8 are handled rather than refused:
 
 - **Exporting a model that still has pruning wrappers.** `export_tflite` strips them first. It
   re-applies the masks, so the zeros are exact, and records the result in the `.json`.
-- **Keras 3 models.** They are refused with an explanation (`tests/test_bad_input.py`), but only
+- **Keras 3 models.** They are refused with an explanation (`tests/integration/test_bad_input.py`), but only
   when Keras 3 is importable next to tf_keras.
 
 ## Crash safety
@@ -109,7 +109,7 @@ the same file removes the temp file an interrupted write left, with a `LegcWarni
 so. The raw snapshots and the per-window LE journal are append-only files; their atomically
 rewritten index never counts a half-written row.
 
-`tests/test_crash_safety.py` runs real training and scoring processes and SIGKILLs them:
+`tests/integration/test_crash_safety.py` runs real training and scoring processes and SIGKILLs them:
 
 - at three seeded random moments while recording: whatever is on disk loads completely, and
   scores when it has at least 5 windows;
@@ -129,22 +129,22 @@ with a message saying to upgrade. `Mask.load(path, model=...)` and `Scores.load(
 check the file's layer signature (Dense layer names and kernel shapes) against the model, and
 `prune` always does; a mismatch is refused (catalogue rows above).
 
-Run: `.venv/bin/python -m pytest tests/test_crash_safety.py -v` (about 40 s).
+Run: `.venv/bin/python -m pytest tests/integration/test_crash_safety.py -v` (about 40 s).
 
 ## Determinism
 
-`tests/test_determinism.py` runs the same seeded recording, scoring and masking in three fresh
+`tests/integration/test_determinism.py` runs the same seeded recording, scoring and masking in three fresh
 processes (op determinism on) and compares SHA-256 digests. It checks the LE series, the target,
 the p-values with two different chunk sizes and thread counts, the global, per-layer and random
 masks, and the final weights: all are identical.
 
-`tests/test_scoring_at_scale.py` and `tests/test_properties.py` (hypothesis) check that
+`tests/integration/test_scoring_at_scale.py` and `tests/unit/test_properties.py` (hypothesis) check that
 `chunk_size`, `threads`, the block size and the background thread change no bit. They also check
 that the LE values equal the plain loop reference exactly, and that Granger p-values match
 statsmodels to 1e-9 on random shapes, lags and magnitudes from 1e-300 to 1e300. The README's
 Determinism section says what is not deterministic (TF without op determinism, latencies).
 
-Run: `.venv/bin/python -m pytest tests/test_determinism.py tests/test_properties.py -v`.
+Run: `.venv/bin/python -m pytest tests/integration/test_determinism.py tests/unit/test_properties.py -v`.
 """
     )
 
