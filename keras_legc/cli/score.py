@@ -11,7 +11,10 @@ from keras_legc.cli._group import _run, main
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--max-lag", default=14, show_default=True)
+@click.option(
+    "--max-lag", default="auto", show_default=True,
+    help="Largest lag: an integer, or auto (14 or what the windows allow).",
+)  # fmt: skip
 @click.option(
     "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True
 )
@@ -23,6 +26,11 @@ from keras_legc.cli._group import _run, main
 )
 @click.option(
     "--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer."
+)
+@click.option(
+    "--ranking",
+    type=click.Choice(["legc_protect", "legc", "legc_rank_product", "legc_pvalue"]),
+    help="Target mode's ranking (default legc_protect; see README, 'Target mode').",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."
@@ -41,18 +49,23 @@ from keras_legc.cli._group import _run, main
 )
 @click.option("--force", is_flag=True, help="Overwrite existing scores/mask files.")
 def score(
-    run_dir, max_lag, test, alpha, sparsity, per_layer, out, lag, fdr, difference, chunk_size,
-    threads, progress, force,
+    run_dir, max_lag, test, alpha, sparsity, per_layer, ranking, out, lag, fdr, difference,
+    chunk_size, threads, progress, force,
 ):  # fmt: skip
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
     import keras_legc as kl
 
+    if max_lag != "auto":
+        try:
+            max_lag = int(max_lag)
+        except ValueError:
+            raise click.BadParameter("an integer >= 1, or auto", param_hint="--max-lag") from None
     scores = _run(
         kl.score, run_dir, max_lag=max_lag, test=test, lag=lag, fdr=fdr, difference=difference,
         chunk_size=chunk_size, threads=threads, progress=progress,
     )  # fmt: skip
     _run(scores.save, run_dir / "scores.npz", overwrite=force)
-    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=per_layer)
+    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=per_layer, ranking=ranking)
     path = _run(mask.save, out or run_dir / "mask.npz", overwrite=force)
     click.echo(scores.summary())
     click.echo(mask.summary())
