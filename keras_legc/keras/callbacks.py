@@ -23,10 +23,11 @@ from keras_legc.core.recorder import (
     check_recording,
 )
 from keras_legc.errors import HistoryError, InvalidArgumentError
-from keras_legc.keras.flavour import keras
+from keras_legc.keras.flavour import keras, tf
 from keras_legc.keras.layers import dense_layers
 
 TARGETS = ("misclassification", "loss")
+DEFAULT_VALIDATION_ROWS = 10_000
 
 
 class WeightHistory(keras().callbacks.Callback):
@@ -42,8 +43,15 @@ class WeightHistory(keras().callbacks.Callback):
         window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
         overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
         every: record one snapshot every ``every`` optimizer steps.
-        validation_data: ``(x, y)`` for the target series. If None, the ``validation_data`` (or
-            ``validation_split``) given to ``fit`` is used.
+        validation_data: ``(x, y)`` arrays or a ``tf.data.Dataset`` of ``(x, y[, weight])``
+            batches for the target series. If None, the ``validation_data`` (or
+            ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
+            of training, so every window is evaluated on the same rows.
+        validation_batches: read at most this many batches of a validation dataset (default:
+            fit's ``validation_steps`` if given, else every batch). Required for an infinite
+            (repeated) dataset.
+        validation_rows: keep at most this many rows of a validation dataset (the first ones);
+            bounds the memory and the cost of each window's evaluation.
         run_dir: if given, the history is saved there at the end of every epoch and of training.
         overwrite: allow replacing a history already in ``run_dir``.
         eval_batch_size: batch size of the validation forward passes.
@@ -92,6 +100,8 @@ class WeightHistory(keras().callbacks.Callback):
         background: bool = True,
         verbose: int = 0,
         target: str = "misclassification",
+        validation_batches: int | None = None,
+        validation_rows: int = DEFAULT_VALIDATION_ROWS,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -106,6 +116,11 @@ class WeightHistory(keras().callbacks.Callback):
             save_snapshots=save_snapshots,
         )  # fmt: skip
         check_positive_int("eval_batch_size", eval_batch_size)
+        check_positive_int("validation_rows", validation_rows)
+        if validation_batches is not None:
+            check_positive_int("validation_batches", validation_batches)
+        self.validation_batches = validation_batches
+        self.validation_rows = int(validation_rows)
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
         self.validation_data = validation_data
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -168,19 +183,24 @@ class WeightHistory(keras().callbacks.Callback):
         return max(1, n_windows(snapshots, self.window, self.overlap))
 
     def _resolve_validation_data(self):
-        data = self.validation_data
+        data, batches = self.validation_data, self.validation_batches
         if data is None:
-            data = _validation_data_from_fit()
+            fit = _fit_locals()
+            data = _fit_validation_data(fit)
+            if batches is None and isinstance(data, tf().data.Dataset):
+                batches = fit.get("validation_steps")
         if data is None:
             raise HistoryError(
                 "WeightHistory needs validation data for the misclassification series. Fix: pass "
-                "validation_data=(x, y) (or validation_split) to fit, or "
-                "WeightHistory(validation_data=(x, y))."
+                "validation_data=(x, y) or a tf.data.Dataset (or validation_split) to fit, or "
+                "WeightHistory(validation_data=...)."
             )
+        if isinstance(data, tf().data.Dataset):
+            data = materialise_dataset(data, batches, self.validation_rows)
         if not isinstance(data, (tuple, list)) or len(data) < 2:
             raise InvalidArgumentError(
-                "validation_data must be a tuple (x, y) of arrays; tf.data datasets are not "
-                "supported yet. Fix: pass numpy arrays."
+                f"validation_data must be a tuple (x, y) of arrays or a tf.data.Dataset of (x, y) "
+                f"batches, got {type(data).__name__}. Fix: pass one of those."
             )
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if len(x) != len(y) or len(x) == 0:
@@ -232,22 +252,77 @@ class WeightHistory(keras().callbacks.Callback):
         return 1.0 - correct / len(x)
 
 
-def _validation_data_from_fit():
-    """The ``(val_x, val_y)`` that the enclosing ``Model.fit`` call unpacked, if any.
+def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``batches`` batches (at most ``rows`` rows) of a ``tf.data`` validation set.
 
-    Keras 2 does not hand fit's validation data to callbacks, so look one frame up the stack for
-    the ``fit`` of tf_keras and read its locals (``val_x``/``val_y`` also cover validation_split).
+    Read once, so every LE window is evaluated on the same rows even if the dataset shuffles or
+    augments on each pass.
+
+    Args:
+        dataset: a ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)`` batches.
+        batches: read at most this many batches (None: until the end or ``rows``).
+        rows: keep at most this many rows.
+
+    Returns:
+        ``(x, y)`` numpy arrays.
+
+    Example:
+        >>> ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(64)
+        >>> x, y = materialise_dataset(ds, None, 10_000)
+    """
+    if batches is None and int(dataset.cardinality()) == int(tf().data.INFINITE_CARDINALITY):
+        raise InvalidArgumentError(
+            "the validation dataset is infinite (repeated), so WeightHistory cannot tell which "
+            "batches make the validation set. Fix: pass validation_steps to fit, or "
+            "WeightHistory(validation_batches=N), or drop .repeat() from the validation dataset."
+        )
+    xs, ys, n = [], [], 0
+    for i, element in enumerate(dataset):
+        if (batches is not None and i >= batches) or n >= rows:
+            break
+        if not isinstance(element, (tuple, list)) or len(element) < 2:
+            raise InvalidArgumentError(
+                "the validation dataset must yield (x, y) or (x, y, sample_weight) batches, got "
+                f"{type(element).__name__}. Fix: map it to (x, y) tuples."
+            )
+        x, y = np.asarray(element[0]), np.asarray(element[1])
+        if x.ndim < 2 or y.ndim == 0 or len(x) != len(y):
+            raise InvalidArgumentError(
+                f"the validation dataset must be batched, with as many labels as inputs per "
+                f"batch; got x {x.shape}, y {y.shape}. Fix: dataset.batch(n) after pairing x, y."
+            )
+        xs.append(x[: rows - n])
+        ys.append(y[: rows - n])
+        n += len(xs[-1])
+    if n == 0:
+        raise InvalidArgumentError(
+            "the validation dataset yielded no rows. Fix: pass a non-empty one."
+        )
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _fit_locals() -> dict:
+    """The locals of the enclosing tf_keras ``Model.fit`` call ({} outside one).
+
+    Keras 2 hands neither fit's validation data nor its callback list to callbacks, so look up
+    the stack for the ``fit`` of tf_keras and read its locals.
     """
     frame = inspect.currentframe()
     try:
         while frame is not None:
             code = frame.f_code
             if code.co_name == "fit" and "tf_keras" in code.co_filename:
-                loc = frame.f_locals
-                if loc.get("val_x") is not None and loc.get("val_y") is not None:
-                    return loc["val_x"], loc["val_y"]
-                return None
+                return dict(frame.f_locals)
             frame = frame.f_back
-        return None
+        return {}
     finally:
         del frame
+
+
+def _fit_validation_data(fit: dict):
+    """fit's validation set: ``(val_x, val_y)`` (also from validation_split), a dataset or None."""
+    val_x, val_y = fit.get("val_x"), fit.get("val_y")
+    if val_x is None:
+        return None
+    # A dataset (or a generator, refused later by name) is unpacked into val_x alone.
+    return val_x if val_y is None else (val_x, val_y)

@@ -1,0 +1,95 @@
+"""WeightHistory with tf.data validation sets, EarlyStopping, and TensorBoard logs (real TF)."""
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from keras_legc import HistoryError, InvalidArgumentError
+from keras_legc.keras.flavour import keras, tf
+
+k = keras()
+WINDOW = 10
+
+
+def make_data(n=240, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype("int64")
+    return x[:180], y[:180], x[180:], y[180:]
+
+
+def make_model(seed=0, d=6):
+    k.utils.set_random_seed(seed)
+    model = k.Sequential(
+        [
+            k.layers.Input(shape=(d,)),
+            k.layers.Dense(8, activation="tanh"),
+            k.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def dataset(x, y, batch=16):
+    return tf().data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def record(validation, *, epochs=4, fit_kwargs=None, **recorder_kwargs):
+    x, y, _, _ = make_data()
+    model = make_model()
+    rec = kl.WeightHistory(window=WINDOW, background=False, **recorder_kwargs)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[rec],
+              validation_data=validation, **(fit_kwargs or {}))  # fmt: skip
+    return rec, model
+
+
+# ---- tf.data validation sets ------------------------------------------------------------------
+
+
+def test_dataset_given_to_fit_gives_the_same_target_as_arrays():
+    _, _, xv, yv = make_data()
+    by_arrays, _ = record((xv, yv))
+    by_dataset, _ = record(dataset(xv, yv))
+    assert by_dataset.history.n_windows == by_arrays.history.n_windows > 2
+    np.testing.assert_array_equal(by_dataset.history.target, by_arrays.history.target)
+    np.testing.assert_array_equal(by_dataset.history.le, by_arrays.history.le)
+
+
+def test_dataset_given_to_the_recorder_is_read_once_and_bounded():
+    _, _, xv, yv = make_data()
+    # A shuffling dataset: reading it at every window would evaluate different orders; rows are
+    # bounded to the first 32 (two batches), so the target is a multiple of 1/32.
+    shuffled = tf().data.Dataset.from_tensor_slices((xv, yv)).shuffle(60, seed=1).batch(16)
+    rec, _ = record(None, validation_data=shuffled, validation_rows=32)
+    assert rec._val[0].shape == (32, 6)
+    target = rec.history.target
+    np.testing.assert_allclose(target * 32, np.round(target * 32), atol=1e-9)
+    # validation_batches bounds in batches
+    rec, _ = record(None, validation_data=dataset(xv, yv, batch=7), validation_batches=3)
+    assert rec._val[0].shape == (21, 6)
+
+
+def test_infinite_dataset_needs_a_bound():
+    _, _, xv, yv = make_data()
+    forever = dataset(xv, yv).repeat()
+    with pytest.raises(InvalidArgumentError, match="infinite.*validation_batches"):
+        record(None, validation_data=forever)
+    # fit's validation_steps is the bound when fit gets the infinite dataset
+    rec, _ = record(forever, epochs=2, fit_kwargs={"validation_steps": 2})
+    assert rec._val[0].shape == (32, 6)
+    rec, _ = record(None, epochs=2, validation_data=forever, validation_batches=1)
+    assert rec._val[0].shape == (16, 6)
+
+
+def test_dataset_without_labels_or_unbatched_is_refused():
+    _, _, xv, yv = make_data()
+    with pytest.raises(InvalidArgumentError, match=r"\(x, y\)"):
+        record(None, validation_data=tf().data.Dataset.from_tensor_slices(xv).batch(8))
+    with pytest.raises(InvalidArgumentError, match="batched"):
+        record(None, validation_data=tf().data.Dataset.from_tensor_slices((xv, yv)))
+
+
+def test_no_validation_data_is_still_refused():
+    with pytest.raises(HistoryError, match="needs validation data"):
+        record(None)
