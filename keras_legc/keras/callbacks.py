@@ -76,6 +76,12 @@ class WeightHistory(keras().callbacks.Callback):
     :class:`keras_legc.core.recorder.Recorder` does the rest (ring buffer, LE per window,
     run-directory saves, the History).
 
+    The History's ``final_kernels`` are the kernels the model holds after ``fit``: with
+    ``EarlyStopping(restore_best_weights=True)`` those of its best epoch, wherever it stands in
+    the callback list; the manifest's ``final_kernels`` says which (``"end_of_training"`` or
+    ``"early_stopping_best"``, with ``final_kernels_epoch``). The LE and target series cover the
+    whole training either way.
+
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
     copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
     target and saving.
@@ -137,6 +143,7 @@ class WeightHistory(keras().callbacks.Callback):
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._layers = dense_layers(self.model)
+        self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._layers[-1], "activation", None), "__name__", "")
@@ -163,7 +170,10 @@ class WeightHistory(keras().callbacks.Callback):
         self._engine.end_epoch()
 
     def on_train_end(self, logs=None):
-        self.history = self._engine.finish()
+        final, source = self._final_kernels()
+        self._engine.meta.update(source)
+        self.history = self._engine.finish(final)
+        self._fit = {}  # drop the references to fit's data and callbacks
 
     # -- internals ------------------------------------------------------------------------------
     @property
@@ -173,6 +183,37 @@ class WeightHistory(keras().callbacks.Callback):
 
     def _kernels(self) -> dict[str, np.ndarray]:
         return {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
+
+    def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
+        """The kernels the model holds once ``fit`` returns, and a manifest note saying which.
+
+        ``EarlyStopping(restore_best_weights=True)`` sets its best epoch's weights in its own
+        ``on_train_end``; when it comes after this recorder in the callback list that happens
+        after the recording finished, so its ``best_weights`` are taken here (None: the model's
+        kernels now).
+        """
+        callbacks = getattr(self._fit.get("callbacks"), "callbacks", None) or []
+        restoring = [
+            (i, cb) for i, cb in enumerate(callbacks)
+            if isinstance(cb, keras().callbacks.EarlyStopping)
+            and cb.restore_best_weights and cb.best_weights is not None
+        ]  # fmt: skip
+        if not restoring:
+            return None, {"final_kernels": "end_of_training"}
+        position, last = restoring[-1]  # the last one to set the weights wins
+        source = {
+            "final_kernels": "early_stopping_best",
+            "final_kernels_epoch": last.best_epoch + 1,
+        }
+        mine = next((i for i, cb in enumerate(callbacks) if cb is self), -1)
+        if position < mine:  # already restored before this recorder's on_train_end
+            return None, source
+        index = {id(w): i for i, w in enumerate(self.model.weights)}
+        final = {
+            layer.name: np.array(last.best_weights[index[id(layer.kernel)]], dtype=np.float32)
+            for layer in self._layers
+        }
+        return final, source
 
     def _expected_windows(self) -> int:
         """Windows this fit will close, from Keras' params (a default guess if it cannot tell)."""
@@ -185,10 +226,9 @@ class WeightHistory(keras().callbacks.Callback):
     def _resolve_validation_data(self):
         data, batches = self.validation_data, self.validation_batches
         if data is None:
-            fit = _fit_locals()
-            data = _fit_validation_data(fit)
+            data = _fit_validation_data(self._fit)
             if batches is None and isinstance(data, tf().data.Dataset):
-                batches = fit.get("validation_steps")
+                batches = self._fit.get("validation_steps")
         if data is None:
             raise HistoryError(
                 "WeightHistory needs validation data for the misclassification series. Fix: pass "

@@ -93,3 +93,37 @@ def test_dataset_without_labels_or_unbatched_is_refused():
 def test_no_validation_data_is_still_refused():
     with pytest.raises(HistoryError, match="needs validation data"):
         record(None)
+
+
+# ---- EarlyStopping(restore_best_weights=True) -------------------------------------------------
+
+
+@pytest.mark.parametrize("recorder_first", [True, False])
+def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first, tmp_path):
+    x, y, xv, yv = make_data()
+    model = make_model()
+    rec = kl.WeightHistory(window=WINDOW, background=False, run_dir=tmp_path / "run")
+    # The loss falls, so "max" mode keeps epoch 1 as the best: stops after 2 more, restores epoch 1.
+    stop = k.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
+                                     restore_best_weights=True)  # fmt: skip
+    callbacks = [rec, stop] if recorder_first else [stop, rec]
+    fit = model.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=callbacks,
+                    validation_data=(xv, yv))  # fmt: skip
+    assert len(fit.history["loss"]) == 3  # it did stop early
+    hist = rec.history
+    assert hist.meta["final_kernels"] == "early_stopping_best"
+    assert hist.meta["final_kernels_epoch"] == 1
+    assert hist.n_snapshots == 3 * 12  # the recording covers the whole training
+    for layer in model.layers:
+        np.testing.assert_array_equal(hist.final_kernels[layer.name], layer.kernel.numpy())
+    saved = kl.History.load(tmp_path / "run")
+    for layer in model.layers:
+        np.testing.assert_array_equal(saved.final_kernels[layer.name], layer.kernel.numpy())
+    assert saved.meta["final_kernels"] == "early_stopping_best"
+
+
+def test_final_kernels_without_early_stopping_are_the_end_of_training():
+    rec, model = record(make_data()[2:])
+    assert rec.history.meta["final_kernels"] == "end_of_training"
+    for layer in model.layers:
+        np.testing.assert_array_equal(rec.history.final_kernels[layer.name], layer.kernel.numpy())
