@@ -52,6 +52,11 @@ class WeightHistory(keras().callbacks.Callback):
             (repeated) dataset.
         validation_rows: keep at most this many rows of a validation dataset (the first ones);
             bounds the memory and the cost of each window's evaluation.
+        log_dir: if given, a TensorBoard event file is written there with, per closed window (at
+            its optimizer step): the target (``legc/target_<target>``), each layer's LE
+            distribution (histogram ``legc/le/<layer>``) and the share of static weights (LE 0 in
+            that window; ``legc/static_share`` and ``legc/static_share/<layer>``). Use a
+            subfolder of the Keras TensorBoard callback's log_dir to see both side by side.
         run_dir: if given, the history is saved there at the end of every epoch and of training.
         overwrite: allow replacing a history already in ``run_dir``.
         eval_batch_size: batch size of the validation forward passes.
@@ -108,6 +113,7 @@ class WeightHistory(keras().callbacks.Callback):
         target: str = "misclassification",
         validation_batches: int | None = None,
         validation_rows: int = DEFAULT_VALIDATION_ROWS,
+        log_dir: str | os.PathLike | None = None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -127,6 +133,7 @@ class WeightHistory(keras().callbacks.Callback):
             check_positive_int("validation_batches", validation_batches)
         self.validation_batches = validation_batches
         self.validation_rows = int(validation_rows)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
         self.validation_data = validation_data
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -161,18 +168,30 @@ class WeightHistory(keras().callbacks.Callback):
             name="WeightHistory", target_name=self.target,
         )  # fmt: skip
         self.timings = self._engine.timings
+        self._writer = None
+        self._logged = 0  # windows written to TensorBoard
+        if self.log_dir is not None:
+            self._writer = tf().summary.create_file_writer(str(self.log_dir))
 
     def on_train_batch_end(self, batch, logs=None):
         # A generator: the engine reads the kernels only on the steps it records.
-        self._engine.step(layer.kernel.numpy() for layer in self._layers)
+        if self._engine.step(layer.kernel.numpy() for layer in self._layers):
+            self._write_summaries()
 
     def on_epoch_end(self, epoch, logs=None):
         self._engine.end_epoch()
+        self._write_summaries(flush=True)
 
     def on_train_end(self, logs=None):
         final, source = self._final_kernels()
         self._engine.meta.update(source)
-        self.history = self._engine.finish(final)
+        try:
+            self.history = self._engine.finish(final)
+            self._write_summaries(flush=True)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self._fit = {}  # drop the references to fit's data and callbacks
 
     # -- internals ------------------------------------------------------------------------------
@@ -183,6 +202,25 @@ class WeightHistory(keras().callbacks.Callback):
 
     def _kernels(self) -> dict[str, np.ndarray]:
         return {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
+
+    def _write_summaries(self, flush: bool = False) -> None:
+        """Write the windows whose LEs have arrived since the last call to TensorBoard."""
+        engine = self._engine
+        if self._writer is None or self._logged == engine.n_le:
+            return
+        history = engine.history(final_kernels={})  # views of the LE series, no kernel copies
+        offsets = history.offsets()
+        with self._writer.as_default():
+            for i in range(self._logged, engine.n_le):
+                step, le = engine.close_step[i], history.le[:, i]
+                _scalar(f"legc/target_{self.target}", engine.target[i], step)
+                _scalar("legc/static_share", np.mean(le == 0), step)
+                for name, rows in offsets.items():
+                    _histogram(f"legc/le/{name}", le[rows], step)
+                    _scalar(f"legc/static_share/{name}", np.mean(le[rows] == 0), step)
+        self._logged = engine.n_le
+        if flush:
+            self._writer.flush()
 
     def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
         """The kernels the model holds once ``fit`` returns, and a manifest note saying which.
@@ -290,6 +328,34 @@ class WeightHistory(keras().callbacks.Callback):
             pred = predicted_class(out, logits=self._logits)
             correct += int((pred == labels[start : start + len(out)]).sum())
         return 1.0 - correct / len(x)
+
+
+# TensorBoard summaries through tf.summary.write (core TensorFlow) in the scalars/histograms
+# plugins' formats: tf.summary.scalar/histogram need the tensorboard package, which TF no longer
+# installs; TensorBoard, wherever it runs, reads these files the same way.
+HISTOGRAM_BUCKETS = 30
+
+
+def _plugin(name: str) -> bytes:
+    from tensorflow.core.framework import summary_pb2
+
+    data = summary_pb2.SummaryMetadata.PluginData(plugin_name=name)
+    return summary_pb2.SummaryMetadata(plugin_data=data).SerializeToString()
+
+
+def _scalar(tag: str, value: float, step: int) -> None:
+    tf().summary.write(tag, np.float32(value), step=step, metadata=_plugin("scalars"))
+
+
+def _histogram(tag: str, values: np.ndarray, step: int) -> None:
+    """TensorBoard's histogram format: rows ``[left edge, right edge, count]``."""
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        buckets = np.array([[lo, hi, values.size]], dtype=np.float64)
+    else:
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(lo, hi))
+        buckets = np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float64)
+    tf().summary.write(tag, buckets, step=step, metadata=_plugin("histograms"))
 
 
 def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -127,3 +127,50 @@ def test_final_kernels_without_early_stopping_are_the_end_of_training():
     assert rec.history.meta["final_kernels"] == "end_of_training"
     for layer in model.layers:
         np.testing.assert_array_equal(rec.history.final_kernels[layer.name], layer.kernel.numpy())
+
+
+# ---- TensorBoard -------------------------------------------------------------------------------
+
+
+def read_events(log_dir):
+    """{tag: [(step, value array)]} and {tag: plugin name} from the event files in log_dir."""
+    events, plugins = {}, {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf().compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                array = tf().make_ndarray(value.tensor)
+                events.setdefault(value.tag, []).append((event.step, array))
+                plugins.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
+    return events, plugins
+
+
+def test_tensorboard_log_has_target_le_histograms_and_static_share(tmp_path):
+    x, y, xv, yv = make_data()
+    model = make_model()
+    # The output layer does not train: its weights are static in every window.
+    model.layers[1].trainable = False
+    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    rec = kl.WeightHistory(window=WINDOW, log_dir=tmp_path / "tb")
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[rec], validation_data=(xv, yv))
+    hist = rec.history
+    events, plugins = read_events(tmp_path / "tb")
+    first, last = (layer.name for layer in model.layers)
+    # TensorBoard shows a tag by its plugin: these are what its scalars/histograms panels read.
+    assert plugins["legc/target_misclassification"] == plugins["legc/static_share"] == "scalars"
+    assert plugins[f"legc/le/{first}"] == "histograms"
+    assert {"legc/target_misclassification", "legc/static_share", f"legc/le/{first}",
+            f"legc/le/{last}", f"legc/static_share/{first}"} <= set(events)  # fmt: skip
+    target = events["legc/target_misclassification"]
+    assert len(target) == hist.n_windows > 3
+    steps = [step for step, _ in target]
+    assert steps == sorted(steps) and steps[0] == WINDOW  # the first window closes at step 10
+    np.testing.assert_allclose([v for _, v in target], hist.target, rtol=1e-6)
+    for i, (_, counts) in enumerate(events[f"legc/le/{first}"]):
+        assert counts[:, 2].sum() == 6 * 8  # every weight of the layer, once per window
+        le = hist.le_of(first)[..., i]
+        assert counts[0, 0] == pytest.approx(le.min(), rel=1e-5)
+    # The frozen layer never moves: its static share is 1 in every window, the trained one's 0.
+    assert all(v == 1.0 for _, v in events[f"legc/static_share/{last}"])
+    assert all(v == 0.0 for _, v in events[f"legc/static_share/{first}"])
+    overall = [v for _, v in events["legc/static_share"]]
+    np.testing.assert_allclose(overall, 16 / (48 + 16))
