@@ -174,3 +174,22 @@ def test_tensorboard_log_has_target_le_histograms_and_static_share(tmp_path):
     assert all(v == 0.0 for _, v in events[f"legc/static_share/{first}"])
     overall = [v for _, v in events["legc/static_share"]]
     np.testing.assert_allclose(overall, 16 / (48 + 16))
+
+
+# ---- legc reproduce: progress with ETA -----------------------------------------------------------
+
+
+def test_reproduce_shows_progress_under_its_run_lines(tmp_path, paper_data_dir, capsys):
+    from dataclasses import replace
+
+    from legc_research.reproduce import ReproduceConfig, reproduce
+
+    config = replace(ReproduceConfig.quick(), datasets=("iris",), modes=("clean",), seeds=(0,),
+                     sweep=(), save_models=False)  # fmt: skip
+    reproduce(tmp_path, config, data_dir=paper_data_dir, progress=True)
+    err = capsys.readouterr().err
+    assert "[1/1] clean iris" in err  # the run line, printed above the bar
+    assert "reproduce [" in err and "1/1" in err and "ETA" in err and err.endswith("\n")
+    reproduce(tmp_path, config, data_dir=paper_data_dir, overwrite=True, progress=False)
+    err = capsys.readouterr().err
+    assert "[1/1] clean iris" in err and "ETA" not in err
