@@ -34,7 +34,10 @@ class NeuronPruning:
         accuracy: validation accuracy after 0, 1, ..., len(removed) removals.
         loss: the scorer-side loss E on the scoring data after each removal (same length).
         sizes: units per hidden layer of the original model.
-        method, iterative, info: how it was made.
+        method, iterative, info: how it was made; ``info["accuracy_folded"]`` is the final
+            validation accuracy with the removed units replaced by their mean over the scoring
+            data instead of 0, i.e. of ``shrink(model, rec, fold_mean_activations=x)``: compare
+            it with ``accuracy[-1]`` to choose (see :func:`~keras_legc.neurons.shrink`).
 
     Example:
         >>> rec = keras_legc.prune_neurons(model, "brute_force", x, y, fraction=0.5)
@@ -205,8 +208,13 @@ def prune_neurons(
         )  # fmt: skip
     finally:
         bar.close()
+    # The same removals with each unit replaced by its mean over the scoring data instead of 0
+    # (shrink(..., fold_mean_activations=x)): it helps after a single-pass ranking and can hurt
+    # after an iterative one, which chose each removal with the earlier ones at 0.
+    folded_accuracy = evaluate(net.with_means_folded(xs))[0]
     info = {
         "loss": loss,
+        "accuracy_folded": folded_accuracy,
         "seconds": time.perf_counter() - t0,
         "n_eval": int(len(xs)),
         "n_val": int(len(xv)),

@@ -548,3 +548,16 @@ def test_progress_lines_print_above_the_bar(capsys):
     quiet.update(1)
     quiet.write("still printed")
     assert capsys.readouterr().err == "still printed\n"
+
+
+@pytest.mark.parametrize("iterative", [True, False])
+def test_record_accuracy_folded_is_the_folded_shrunk_models(iterative):
+    model = make_model([6, 12, 8, 3], ["relu", "relu", "softmax"], scale=2.0, seed=4)
+    x, y = data(model, n=150)
+    xv, yv = data(model, n=90, seed=7)
+    rec = kl.prune_neurons(model, "brute_force", x, y, fraction=0.4, x_val=xv, y_val=yv,
+                           iterative=iterative)  # fmt: skip
+    folded = kl.shrink(model, rec, fold_mean_activations=x)
+    zeroed = kl.shrink(model, rec)
+    assert rec.info["accuracy_folded"] == np.mean(folded(xv).numpy().argmax(1) == yv)
+    assert rec.accuracy[-1] == np.mean(zeroed(xv).numpy().argmax(1) == yv)
