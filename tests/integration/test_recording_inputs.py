@@ -3,32 +3,15 @@
 import numpy as np
 import pytest
 
+# The same small classification task and model as the recording tests.
+from test_recording_and_pruning import make_data, make_model
+
 import keras_legc as kl
 from keras_legc import HistoryError, InvalidArgumentError
 from keras_legc.keras.flavour import keras, tf
 
 k = keras()
 WINDOW = 10
-
-
-def make_data(n=240, d=6, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d)).astype("float32")
-    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype("int64")
-    return x[:180], y[:180], x[180:], y[180:]
-
-
-def make_model(seed=0, d=6):
-    k.utils.set_random_seed(seed)
-    model = k.Sequential(
-        [
-            k.layers.Input(shape=(d,)),
-            k.layers.Dense(8, activation="tanh"),
-            k.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def dataset(x, y, batch=16):
