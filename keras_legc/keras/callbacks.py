@@ -83,9 +83,9 @@ class WeightHistory(keras().callbacks.Callback):
 
     The History's ``final_kernels`` are the kernels the model holds after ``fit``: with
     ``EarlyStopping(restore_best_weights=True)`` those of its best epoch, wherever it stands in
-    the callback list; the manifest's ``final_kernels`` says which (``"end_of_training"`` or
-    ``"early_stopping_best"``, with ``final_kernels_epoch``). The LE and target series cover the
-    whole training either way.
+    the callback list, and then the manifest says so (``final_kernels: "early_stopping_best"``,
+    ``final_kernels_epoch``; without them, the kernels at the end of training). The LE and
+    target series cover the whole training either way.
 
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
     copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
@@ -223,7 +223,7 @@ class WeightHistory(keras().callbacks.Callback):
             self._writer.flush()
 
     def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
-        """The kernels the model holds once ``fit`` returns, and a manifest note saying which.
+        """The kernels the model holds once ``fit`` returns, and a manifest note if restored.
 
         ``EarlyStopping(restore_best_weights=True)`` sets its best epoch's weights in its own
         ``on_train_end``; when it comes after this recorder in the callback list that happens
@@ -237,7 +237,7 @@ class WeightHistory(keras().callbacks.Callback):
             and cb.restore_best_weights and cb.best_weights is not None
         ]  # fmt: skip
         if not restoring:
-            return None, {"final_kernels": "end_of_training"}
+            return None, {}  # the kernels at the end of training: nothing to note
         position, last = restoring[-1]  # the last one to set the weights wins
         source = {
             "final_kernels": "early_stopping_best",
