@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_json
+from keras_legc._progress import Progress
 from keras_legc.core.history import History
 from keras_legc.core.lyapunov import WindowRing
 from keras_legc.core.recorder import Recorder
@@ -430,6 +430,7 @@ def reproduce(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    progress: bool | None = None,
 ) -> dict:
     """Run the reproduction and write ``out/results.json`` (plus models and data if asked).
 
@@ -441,6 +442,9 @@ def reproduce(
         overwrite: replace an existing ``results.json`` and models.
         log: called with one line per finished run (default: print to stderr).
         command: the command line that started the run, kept in ``results.json``.
+        progress: a progress bar with ETA on stderr, one step per run, under the default log's
+            lines (None: only when stderr is a terminal). Runs differ in length (MNIST last and
+            longest), so the ETA is a rough guide.
 
     Returns:
         The results dictionary that was written.
@@ -457,7 +461,9 @@ def reproduce(
             f"{out} already holds results.json. Fix: choose another directory or pass "
             "overwrite=True (--force)."
         )
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    total = len(config.datasets) * len(config.modes) * len(config.seeds)
+    bar = Progress(total + len(config.sweep) * len(config.sweep_seeds), "reproduce", progress)
+    log = log or bar.write  # the default: each line on stderr, above the bar
     # Fail on missing or corrupt data before any training.
     for name in config.datasets:
         paper_dataset(name, data_dir, preprocessing=config.modes[0])
@@ -471,7 +477,6 @@ def reproduce(
         # Written after every run (atomically): an interrupted reproduction keeps what it did.
         return _write_results(out, config, command, runs, sweep, t0, complete)
 
-    total = len(config.datasets) * len(config.modes) * len(config.seeds)
     # The cheap tabular datasets first, then the sweep, then the paper's MNIST net (the longest).
     tabular = [d for d in config.datasets if d != "mnist"]
 
@@ -487,6 +492,7 @@ def reproduce(
                     _save_models(out, mode, name, seed, models, split)
                 log(f"[{len(runs)}/{total}] " + _run_line(record))
                 save(False)
+                bar.update(1)
 
     paper_runs([(d, m) for d in tabular for m in config.modes])
     for name in config.sweep:
@@ -496,7 +502,9 @@ def reproduce(
             log(f"sweep {name} seed {seed}: dense {rec['dense_accuracy']:.4f} "
                 f"[{rec['seconds']:.1f} s]")  # fmt: skip
             save(False)
+            bar.update(1)
     paper_runs([("mnist", m) for m in config.modes if "mnist" in config.datasets])
+    bar.close()
     return save(True)
 
 

@@ -23,10 +23,11 @@ from keras_legc.core.recorder import (
     check_recording,
 )
 from keras_legc.errors import HistoryError, InvalidArgumentError
-from keras_legc.keras.flavour import keras
+from keras_legc.keras.flavour import keras, tf
 from keras_legc.keras.layers import dense_layers
 
 TARGETS = ("misclassification", "loss")
+DEFAULT_VALIDATION_ROWS = 10_000
 
 
 class WeightHistory(keras().callbacks.Callback):
@@ -42,8 +43,20 @@ class WeightHistory(keras().callbacks.Callback):
         window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
         overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
         every: record one snapshot every ``every`` optimizer steps.
-        validation_data: ``(x, y)`` for the target series. If None, the ``validation_data`` (or
-            ``validation_split``) given to ``fit`` is used.
+        validation_data: ``(x, y)`` arrays or a ``tf.data.Dataset`` of ``(x, y[, weight])``
+            batches for the target series. If None, the ``validation_data`` (or
+            ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
+            of training, so every window is evaluated on the same rows.
+        validation_batches: read at most this many batches of a validation dataset (default:
+            fit's ``validation_steps`` if given, else every batch). Required for an infinite
+            (repeated) dataset.
+        validation_rows: keep at most this many rows of a validation dataset (the first ones);
+            bounds the memory and the cost of each window's evaluation.
+        log_dir: if given, a TensorBoard event file is written there with, per closed window (at
+            its optimizer step): the target (``legc/target_<target>``), each layer's LE
+            distribution (histogram ``legc/le/<layer>``) and the share of static weights (LE 0 in
+            that window; ``legc/static_share`` and ``legc/static_share/<layer>``). Use a
+            subfolder of the Keras TensorBoard callback's log_dir to see both side by side.
         run_dir: if given, the history is saved there at the end of every epoch and of training.
         overwrite: allow replacing a history already in ``run_dir``.
         eval_batch_size: batch size of the validation forward passes.
@@ -67,6 +80,12 @@ class WeightHistory(keras().callbacks.Callback):
     A thin Keras adapter: it reads the kernels and evaluates the target, and the framework-free
     :class:`keras_legc.core.recorder.Recorder` does the rest (ring buffer, LE per window,
     run-directory saves, the History).
+
+    The History's ``final_kernels`` are the kernels the model holds after ``fit``: with
+    ``EarlyStopping(restore_best_weights=True)`` those of its best epoch, wherever it stands in
+    the callback list, and then the manifest says so (``final_kernels: "early_stopping_best"``,
+    ``final_kernels_epoch``; without them, the kernels at the end of training). The LE and
+    target series cover the whole training either way.
 
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
     copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
@@ -92,6 +111,9 @@ class WeightHistory(keras().callbacks.Callback):
         background: bool = True,
         verbose: int = 0,
         target: str = "misclassification",
+        validation_batches: int | None = None,
+        validation_rows: int = DEFAULT_VALIDATION_ROWS,
+        log_dir: str | os.PathLike | None = None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -106,6 +128,12 @@ class WeightHistory(keras().callbacks.Callback):
             save_snapshots=save_snapshots,
         )  # fmt: skip
         check_positive_int("eval_batch_size", eval_batch_size)
+        check_positive_int("validation_rows", validation_rows)
+        if validation_batches is not None:
+            check_positive_int("validation_batches", validation_batches)
+        self.validation_batches = validation_batches
+        self.validation_rows = int(validation_rows)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
         self.validation_data = validation_data
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -122,6 +150,7 @@ class WeightHistory(keras().callbacks.Callback):
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._layers = dense_layers(self.model)
+        self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._layers[-1], "activation", None), "__name__", "")
@@ -139,16 +168,31 @@ class WeightHistory(keras().callbacks.Callback):
             name="WeightHistory", target_name=self.target,
         )  # fmt: skip
         self.timings = self._engine.timings
+        self._writer = None
+        self._logged = 0  # windows written to TensorBoard
+        if self.log_dir is not None:
+            self._writer = tf().summary.create_file_writer(str(self.log_dir))
 
     def on_train_batch_end(self, batch, logs=None):
         # A generator: the engine reads the kernels only on the steps it records.
-        self._engine.step(layer.kernel.numpy() for layer in self._layers)
+        if self._engine.step(layer.kernel.numpy() for layer in self._layers):
+            self._write_summaries()
 
     def on_epoch_end(self, epoch, logs=None):
         self._engine.end_epoch()
+        self._write_summaries(flush=True)
 
     def on_train_end(self, logs=None):
-        self.history = self._engine.finish()
+        final, source = self._final_kernels()
+        self._engine.meta.update(source)
+        try:
+            self.history = self._engine.finish(final)
+            self._write_summaries(flush=True)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        self._fit = {}  # drop the references to fit's data and callbacks
 
     # -- internals ------------------------------------------------------------------------------
     @property
@@ -159,6 +203,56 @@ class WeightHistory(keras().callbacks.Callback):
     def _kernels(self) -> dict[str, np.ndarray]:
         return {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
 
+    def _write_summaries(self, flush: bool = False) -> None:
+        """Write the windows whose LEs have arrived since the last call to TensorBoard."""
+        engine = self._engine
+        if self._writer is None or self._logged == engine.n_le:
+            return
+        history = engine.history(final_kernels={})  # views of the LE series, no kernel copies
+        offsets = history.offsets()
+        with self._writer.as_default():
+            for i in range(self._logged, engine.n_le):
+                step, le = engine.close_step[i], history.le[:, i]
+                _scalar(f"legc/target_{self.target}", engine.target[i], step)
+                _scalar("legc/static_share", np.mean(le == 0), step)
+                for name, rows in offsets.items():
+                    _histogram(f"legc/le/{name}", le[rows], step)
+                    _scalar(f"legc/static_share/{name}", np.mean(le[rows] == 0), step)
+        self._logged = engine.n_le
+        if flush:
+            self._writer.flush()
+
+    def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
+        """The kernels the model holds once ``fit`` returns, and a manifest note if restored.
+
+        ``EarlyStopping(restore_best_weights=True)`` sets its best epoch's weights in its own
+        ``on_train_end``; when it comes after this recorder in the callback list that happens
+        after the recording finished, so its ``best_weights`` are taken here (None: the model's
+        kernels now).
+        """
+        callbacks = getattr(self._fit.get("callbacks"), "callbacks", None) or []
+        restoring = [
+            (i, cb) for i, cb in enumerate(callbacks)
+            if isinstance(cb, keras().callbacks.EarlyStopping)
+            and cb.restore_best_weights and cb.best_weights is not None
+        ]  # fmt: skip
+        if not restoring:
+            return None, {}  # the kernels at the end of training: nothing to note
+        position, last = restoring[-1]  # the last one to set the weights wins
+        source = {
+            "final_kernels": "early_stopping_best",
+            "final_kernels_epoch": last.best_epoch + 1,
+        }
+        mine = next((i for i, cb in enumerate(callbacks) if cb is self), -1)
+        if position < mine:  # already restored before this recorder's on_train_end
+            return None, source
+        index = {id(w): i for i, w in enumerate(self.model.weights)}
+        final = {
+            layer.name: np.array(last.best_weights[index[id(layer.kernel)]], dtype=np.float32)
+            for layer in self._layers
+        }
+        return final, source
+
     def _expected_windows(self) -> int:
         """Windows this fit will close, from Keras' params (a default guess if it cannot tell)."""
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
@@ -168,19 +262,23 @@ class WeightHistory(keras().callbacks.Callback):
         return max(1, n_windows(snapshots, self.window, self.overlap))
 
     def _resolve_validation_data(self):
-        data = self.validation_data
+        data, batches = self.validation_data, self.validation_batches
         if data is None:
-            data = _validation_data_from_fit()
+            data = _fit_validation_data(self._fit)
+            if batches is None and isinstance(data, tf().data.Dataset):
+                batches = self._fit.get("validation_steps")
         if data is None:
             raise HistoryError(
                 "WeightHistory needs validation data for the misclassification series. Fix: pass "
-                "validation_data=(x, y) (or validation_split) to fit, or "
-                "WeightHistory(validation_data=(x, y))."
+                "validation_data=(x, y) or a tf.data.Dataset (or validation_split) to fit, or "
+                "WeightHistory(validation_data=...)."
             )
+        if isinstance(data, tf().data.Dataset):
+            data = materialise_dataset(data, batches, self.validation_rows)
         if not isinstance(data, (tuple, list)) or len(data) < 2:
             raise InvalidArgumentError(
-                "validation_data must be a tuple (x, y) of arrays; tf.data datasets are not "
-                "supported yet. Fix: pass numpy arrays."
+                f"validation_data must be a tuple (x, y) of arrays or a tf.data.Dataset of (x, y) "
+                f"batches, got {type(data).__name__}. Fix: pass one of those."
             )
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if len(x) != len(y) or len(x) == 0:
@@ -232,22 +330,105 @@ class WeightHistory(keras().callbacks.Callback):
         return 1.0 - correct / len(x)
 
 
-def _validation_data_from_fit():
-    """The ``(val_x, val_y)`` that the enclosing ``Model.fit`` call unpacked, if any.
+# TensorBoard summaries through tf.summary.write (core TensorFlow) in the scalars/histograms
+# plugins' formats: tf.summary.scalar/histogram need the tensorboard package, which TF no longer
+# installs; TensorBoard, wherever it runs, reads these files the same way.
+HISTOGRAM_BUCKETS = 30
 
-    Keras 2 does not hand fit's validation data to callbacks, so look one frame up the stack for
-    the ``fit`` of tf_keras and read its locals (``val_x``/``val_y`` also cover validation_split).
+
+def _plugin(name: str) -> bytes:
+    from tensorflow.core.framework import summary_pb2
+
+    data = summary_pb2.SummaryMetadata.PluginData(plugin_name=name)
+    return summary_pb2.SummaryMetadata(plugin_data=data).SerializeToString()
+
+
+def _scalar(tag: str, value: float, step: int) -> None:
+    tf().summary.write(tag, np.float32(value), step=step, metadata=_plugin("scalars"))
+
+
+def _histogram(tag: str, values: np.ndarray, step: int) -> None:
+    """TensorBoard's histogram format: rows ``[left edge, right edge, count]``."""
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        buckets = np.array([[lo, hi, values.size]], dtype=np.float64)
+    else:
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(lo, hi))
+        buckets = np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float64)
+    tf().summary.write(tag, buckets, step=step, metadata=_plugin("histograms"))
+
+
+def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``batches`` batches (at most ``rows`` rows) of a ``tf.data`` validation set.
+
+    Read once, so every LE window is evaluated on the same rows even if the dataset shuffles or
+    augments on each pass.
+
+    Args:
+        dataset: a ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)`` batches.
+        batches: read at most this many batches (None: until the end or ``rows``).
+        rows: keep at most this many rows.
+
+    Returns:
+        ``(x, y)`` numpy arrays.
+
+    Example:
+        >>> ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(64)
+        >>> x, y = materialise_dataset(ds, None, 10_000)
+    """
+    if batches is None and int(dataset.cardinality()) == int(tf().data.INFINITE_CARDINALITY):
+        raise InvalidArgumentError(
+            "the validation dataset is infinite (repeated), so WeightHistory cannot tell which "
+            "batches make the validation set. Fix: pass validation_steps to fit, or "
+            "WeightHistory(validation_batches=N), or drop .repeat() from the validation dataset."
+        )
+    xs, ys, n = [], [], 0
+    for i, element in enumerate(dataset):
+        if (batches is not None and i >= batches) or n >= rows:
+            break
+        if not isinstance(element, (tuple, list)) or len(element) < 2:
+            raise InvalidArgumentError(
+                "the validation dataset must yield (x, y) or (x, y, sample_weight) batches, got "
+                f"{type(element).__name__}. Fix: map it to (x, y) tuples."
+            )
+        x, y = np.asarray(element[0]), np.asarray(element[1])
+        if x.ndim < 2 or y.ndim == 0 or len(x) != len(y):
+            raise InvalidArgumentError(
+                f"the validation dataset must be batched, with as many labels as inputs per "
+                f"batch; got x {x.shape}, y {y.shape}. Fix: dataset.batch(n) after pairing x, y."
+            )
+        xs.append(x[: rows - n])
+        ys.append(y[: rows - n])
+        n += len(xs[-1])
+    if n == 0:
+        raise InvalidArgumentError(
+            "the validation dataset yielded no rows. Fix: pass a non-empty one."
+        )
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _fit_locals() -> dict:
+    """The locals of the enclosing tf_keras ``Model.fit`` call ({} outside one).
+
+    Keras 2 hands neither fit's validation data nor its callback list to callbacks, so look up
+    the stack for the ``fit`` of tf_keras and read its locals.
     """
     frame = inspect.currentframe()
     try:
         while frame is not None:
             code = frame.f_code
             if code.co_name == "fit" and "tf_keras" in code.co_filename:
-                loc = frame.f_locals
-                if loc.get("val_x") is not None and loc.get("val_y") is not None:
-                    return loc["val_x"], loc["val_y"]
-                return None
+                return dict(frame.f_locals)
             frame = frame.f_back
-        return None
+        return {}
     finally:
         del frame
+
+
+def _fit_validation_data(fit: dict):
+    """fit's validation set: ``(val_x, val_y)`` (also from validation_split), a dataset or None."""
+    val_x, val_y = fit.get("val_x"), fit.get("val_y")
+    if val_x is None:
+        return None
+    # A dataset (or a generator, refused later by name) is unpacked into val_x alone.
+    return val_x if val_y is None else (val_x, val_y)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_legc._progress import Progress
 from keras_legc.core.dense import predicted_class
 from keras_legc.errors import InvalidArgumentError
 from keras_legc.neurons.losses import _check_xy, _loss_from_z, _targets
@@ -33,7 +34,10 @@ class NeuronPruning:
         accuracy: validation accuracy after 0, 1, ..., len(removed) removals.
         loss: the scorer-side loss E on the scoring data after each removal (same length).
         sizes: units per hidden layer of the original model.
-        method, iterative, info: how it was made.
+        method, iterative, info: how it was made; ``info["accuracy_folded"]`` is the final
+            validation accuracy with the removed units replaced by their mean over the scoring
+            data instead of 0, i.e. of ``shrink(model, rec, fold_mean_activations=x)``: compare
+            it with ``accuracy[-1]`` to choose (see :func:`~keras_legc.neurons.shrink`).
 
     Example:
         >>> rec = keras_legc.prune_neurons(model, "brute_force", x, y, fraction=0.5)
@@ -150,6 +154,7 @@ def prune_neurons(
     y_val=None,
     iterative: bool = True,
     loss: str = "auto",
+    progress: bool | None = None,
 ) -> NeuronPruning:
     """Remove hidden neurons by a global ranking, without retraining.
 
@@ -169,6 +174,9 @@ def prune_neurons(
         x_val, y_val: data for the accuracy curve and ``max_drop`` (default: x, y).
         iterative: re-rank after every removal.
         loss: the loss recorded in the curve (and used by scorers given by name).
+        progress: a progress bar with ETA on stderr, one step per removal (None: only when
+            stderr is a terminal). With ``max_drop`` the total is every removable unit, so the
+            bar may stop short when the drop is reached.
 
     Returns:
         :class:`NeuronPruning`.
@@ -191,20 +199,30 @@ def prune_neurons(
     static = bool(getattr(scorer, "static", False))
     t0 = time.perf_counter()
     evaluate = _evaluator(net, xs, t, loss, xv, y_val)
-    net, removed, accs, losses, first = _removal_loop(
-        net, scorer, xs, y, evaluate, count, drop, rescore=iterative and not static
-    )
+    name = getattr(scorer, "name", type(scorer).__name__)
+    bar = Progress(count, f"prune_neurons ({name})", enabled=progress)
+    try:
+        net, removed, accs, losses, first = _removal_loop(
+            net, scorer, xs, y, evaluate, count, drop, rescore=iterative and not static,
+            advance=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    # The same removals with each unit replaced by its mean over the scoring data instead of 0
+    # (shrink(..., fold_mean_activations=x)): it helps after a single-pass ranking and can hurt
+    # after an iterative one, which chose each removal with the earlier ones at 0.
+    folded_accuracy = evaluate(net.with_means_folded(xs))[0]
     info = {
         "loss": loss,
+        "accuracy_folded": folded_accuracy,
         "seconds": time.perf_counter() - t0,
         "n_eval": int(len(xs)),
         "n_val": int(len(xv)),
         "stop": {"n": n, "fraction": fraction, "max_drop": max_drop},
     }
     return NeuronPruning(
-        removed, np.asarray(accs), np.asarray(losses), net.sizes,
-        getattr(scorer, "name", type(scorer).__name__), bool(iterative and not static), info,
-        first,
+        removed, np.asarray(accs), np.asarray(losses), net.sizes, name,
+        bool(iterative and not static), info, first,
     )  # fmt: skip
 
 
@@ -228,9 +246,12 @@ def _evaluator(net: DenseNet, xs, t, loss: str, xv, y_val) -> Callable[[DenseNet
     return evaluate
 
 
-def _removal_loop(net, scorer, xs, y, evaluate, count: int, drop: float | None, rescore: bool):
+def _removal_loop(
+    net, scorer, xs, y, evaluate, count: int, drop: float | None, rescore: bool, advance
+):
     """Remove up to ``count`` units down the ranking (re-scored after every removal when
-    ``rescore``), stopping early at ``drop``; the final net, removals, curves, first scores."""
+    ``rescore``), stopping early at ``drop``; the final net, removals, curves, first scores.
+    ``advance(1)`` is called after every removal (the progress bar)."""
     acc0, loss0 = evaluate(net)
     accs, losses, removed = [acc0], [loss0], []
     first = None
@@ -251,6 +272,7 @@ def _removal_loop(net, scorer, xs, y, evaluate, count: int, drop: float | None, 
         removed.append(pick)
         accs.append(acc)
         losses.append(lv)
+        advance(1)
     return net, removed, accs, losses, first
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_legc.core.dense import ACTIVATIONS, DenseStack
+from keras_legc.core.dense import ACTIVATIONS, DenseStack, activate
 from keras_legc.errors import InvalidArgumentError, ModelStructureError
 
 _FORWARD_ATOL = 1e-5
@@ -101,6 +101,36 @@ class DenseNet(DenseStack):
             keep[name][np.asarray(list(units), dtype=np.int64)] = False
         return DenseNet(
             self.names, self.kernels, self.biases, self.activations, keep, self.input_shape,
+            self.model_name,
+        )  # fmt: skip
+
+    def with_means_folded(self, x) -> DenseNet:
+        """A copy equal to this net with every removed unit replaced by its mean activation.
+
+        Each removed unit's mean output over ``x`` (in the network where the removed units of
+        earlier layers already output their means) times its outgoing weights is added to the
+        next layer's bias; the units stay masked. What :func:`shrink` builds with
+        ``fold_mean_activations=x``.
+
+        Args:
+            x: inputs the means are taken over (e.g. the training or scoring data).
+
+        Returns:
+            A :class:`DenseNet` with the same kernels and masks and folded biases.
+
+        Example:
+            >>> folded = net.with_removed({"dense": [3, 7]}).with_means_folded(x_train)
+        """
+        a, biases = self._as_input(x), list(self.biases)
+        for i, name in enumerate(self.names[:-1]):
+            a = activate(self.activations[i], a @ self.kernels[i] + self.biases[i])
+            removed = np.flatnonzero(~self.keep[name])
+            if len(removed):
+                mean = a[:, removed].mean(axis=0)
+                a[:, removed] = mean
+                biases[i + 1] = biases[i + 1] + mean @ self.kernels[i + 1][removed]
+        return DenseNet(
+            self.names, self.kernels, biases, self.activations, self.keep, self.input_shape,
             self.model_name,
         )  # fmt: skip
 

@@ -518,3 +518,46 @@ def test_record_roundtrip_and_no_overwrite(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InvalidArgumentError, match="Fix:"):
         N.NeuronPruning.load(tmp_path / "bad.json")
+
+
+def test_prune_neurons_progress_bar_with_eta(capsys):
+    model = make_model([6, 10, 3], ["sigmoid", "sigmoid"], scale=3.0, seed=8)
+    x, y = data(model, n=120)
+    kl.prune_neurons(model, "brute_force", x, y, n=4, progress=True)
+    err = capsys.readouterr().err
+    assert "prune_neurons (brute_force)" in err and "4/4" in err and "ETA" in err
+    assert err.endswith("\n")
+    # stopped early by max_drop: the bar's line is still ended, short of its total (9 removable)
+    rec = kl.prune_neurons(model, "brute_force", x, y, max_drop=0.0, progress=True)
+    err = capsys.readouterr().err
+    assert f"{len(rec.removed)}/9" in err and err.endswith("\n")
+    kl.prune_neurons(model, "brute_force", x, y, n=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_print_above_the_bar(capsys):
+    from keras_legc._progress import Progress
+
+    bar = Progress(3, "runs", enabled=True)
+    bar.update(1)
+    bar.write("run 1 done")
+    out = capsys.readouterr().err
+    # the bar's line is cleared, the line printed, the bar drawn again below it
+    assert "\r\x1b[2Krun 1 done\n\rruns [" in out and "1/3" in out.split("run 1 done")[1]
+    quiet = Progress(3, "runs", enabled=False)
+    quiet.update(1)
+    quiet.write("still printed")
+    assert capsys.readouterr().err == "still printed\n"
+
+
+@pytest.mark.parametrize("iterative", [True, False])
+def test_record_accuracy_folded_is_the_folded_shrunk_models(iterative):
+    model = make_model([6, 12, 8, 3], ["relu", "relu", "softmax"], scale=2.0, seed=4)
+    x, y = data(model, n=150)
+    xv, yv = data(model, n=90, seed=7)
+    rec = kl.prune_neurons(model, "brute_force", x, y, fraction=0.4, x_val=xv, y_val=yv,
+                           iterative=iterative)  # fmt: skip
+    folded = kl.shrink(model, rec, fold_mean_activations=x)
+    zeroed = kl.shrink(model, rec)
+    assert rec.info["accuracy_folded"] == np.mean(folded(xv).numpy().argmax(1) == yv)
+    assert rec.accuracy[-1] == np.mean(zeroed(xv).numpy().argmax(1) == yv)

@@ -1,0 +1,178 @@
+"""WeightHistory with tf.data validation sets, EarlyStopping, and TensorBoard logs (real TF)."""
+
+import numpy as np
+import pytest
+
+# The same small classification task and model as the recording tests.
+from test_recording_and_pruning import make_data, make_model
+
+import keras_legc as kl
+from keras_legc import HistoryError, InvalidArgumentError
+from keras_legc.keras.flavour import keras, tf
+
+k = keras()
+WINDOW = 10
+
+
+def dataset(x, y, batch=16):
+    return tf().data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def record(validation, *, epochs=4, fit_kwargs=None, **recorder_kwargs):
+    x, y, _, _ = make_data()
+    model = make_model()
+    rec = kl.WeightHistory(window=WINDOW, background=False, **recorder_kwargs)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[rec],
+              validation_data=validation, **(fit_kwargs or {}))  # fmt: skip
+    return rec, model
+
+
+# ---- tf.data validation sets ------------------------------------------------------------------
+
+
+def test_dataset_given_to_fit_gives_the_same_target_as_arrays():
+    _, _, xv, yv = make_data()
+    by_arrays, _ = record((xv, yv))
+    by_dataset, _ = record(dataset(xv, yv))
+    assert by_dataset.history.n_windows == by_arrays.history.n_windows > 2
+    np.testing.assert_array_equal(by_dataset.history.target, by_arrays.history.target)
+    np.testing.assert_array_equal(by_dataset.history.le, by_arrays.history.le)
+
+
+def test_dataset_given_to_the_recorder_is_read_once_and_bounded():
+    _, _, xv, yv = make_data()
+    # A shuffling dataset: reading it at every window would evaluate different orders; rows are
+    # bounded to the first 32 (two batches), so the target is a multiple of 1/32.
+    shuffled = tf().data.Dataset.from_tensor_slices((xv, yv)).shuffle(60, seed=1).batch(16)
+    rec, _ = record(None, validation_data=shuffled, validation_rows=32)
+    assert rec._val[0].shape == (32, 6)
+    target = rec.history.target
+    np.testing.assert_allclose(target * 32, np.round(target * 32), atol=1e-9)
+    # validation_batches bounds in batches
+    rec, _ = record(None, validation_data=dataset(xv, yv, batch=7), validation_batches=3)
+    assert rec._val[0].shape == (21, 6)
+
+
+def test_infinite_dataset_needs_a_bound():
+    _, _, xv, yv = make_data()
+    forever = dataset(xv, yv).repeat()
+    with pytest.raises(InvalidArgumentError, match="infinite.*validation_batches"):
+        record(None, validation_data=forever)
+    # fit's validation_steps is the bound when fit gets the infinite dataset
+    rec, _ = record(forever, epochs=2, fit_kwargs={"validation_steps": 2})
+    assert rec._val[0].shape == (32, 6)
+    rec, _ = record(None, epochs=2, validation_data=forever, validation_batches=1)
+    assert rec._val[0].shape == (16, 6)
+
+
+def test_dataset_without_labels_or_unbatched_is_refused():
+    _, _, xv, yv = make_data()
+    with pytest.raises(InvalidArgumentError, match=r"\(x, y\)"):
+        record(None, validation_data=tf().data.Dataset.from_tensor_slices(xv).batch(8))
+    with pytest.raises(InvalidArgumentError, match="batched"):
+        record(None, validation_data=tf().data.Dataset.from_tensor_slices((xv, yv)))
+
+
+def test_no_validation_data_is_still_refused():
+    with pytest.raises(HistoryError, match="needs validation data"):
+        record(None)
+
+
+# ---- EarlyStopping(restore_best_weights=True) -------------------------------------------------
+
+
+@pytest.mark.parametrize("recorder_first", [True, False])
+def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first, tmp_path):
+    x, y, xv, yv = make_data()
+    model = make_model()
+    rec = kl.WeightHistory(window=WINDOW, background=False, run_dir=tmp_path / "run")
+    # The loss falls, so "max" mode keeps epoch 1 as the best: stops after 2 more, restores epoch 1.
+    stop = k.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
+                                     restore_best_weights=True)  # fmt: skip
+    callbacks = [rec, stop] if recorder_first else [stop, rec]
+    fit = model.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=callbacks,
+                    validation_data=(xv, yv))  # fmt: skip
+    assert len(fit.history["loss"]) == 3  # it did stop early
+    hist = rec.history
+    assert hist.meta["final_kernels"] == "early_stopping_best"
+    assert hist.meta["final_kernels_epoch"] == 1
+    assert hist.n_snapshots == 3 * 12  # the recording covers the whole training
+    for layer in model.layers:
+        np.testing.assert_array_equal(hist.final_kernels[layer.name], layer.kernel.numpy())
+    saved = kl.History.load(tmp_path / "run")
+    for layer in model.layers:
+        np.testing.assert_array_equal(saved.final_kernels[layer.name], layer.kernel.numpy())
+    assert saved.meta["final_kernels"] == "early_stopping_best"
+
+
+def test_final_kernels_without_early_stopping_are_the_end_of_training():
+    rec, model = record(make_data()[2:])
+    assert "final_kernels" not in rec.history.meta  # nothing restored: the end of training
+    for layer in model.layers:
+        np.testing.assert_array_equal(rec.history.final_kernels[layer.name], layer.kernel.numpy())
+
+
+# ---- TensorBoard -------------------------------------------------------------------------------
+
+
+def read_events(log_dir):
+    """{tag: [(step, value array)]} and {tag: plugin name} from the event files in log_dir."""
+    events, plugins = {}, {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf().compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                array = tf().make_ndarray(value.tensor)
+                events.setdefault(value.tag, []).append((event.step, array))
+                plugins.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
+    return events, plugins
+
+
+def test_tensorboard_log_has_target_le_histograms_and_static_share(tmp_path):
+    x, y, xv, yv = make_data()
+    model = make_model()
+    # The output layer does not train: its weights are static in every window.
+    model.layers[1].trainable = False
+    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    rec = kl.WeightHistory(window=WINDOW, log_dir=tmp_path / "tb")
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[rec], validation_data=(xv, yv))
+    hist = rec.history
+    events, plugins = read_events(tmp_path / "tb")
+    first, last = (layer.name for layer in model.layers)
+    # TensorBoard shows a tag by its plugin: these are what its scalars/histograms panels read.
+    assert plugins["legc/target_misclassification"] == plugins["legc/static_share"] == "scalars"
+    assert plugins[f"legc/le/{first}"] == "histograms"
+    assert {"legc/target_misclassification", "legc/static_share", f"legc/le/{first}",
+            f"legc/le/{last}", f"legc/static_share/{first}"} <= set(events)  # fmt: skip
+    target = events["legc/target_misclassification"]
+    assert len(target) == hist.n_windows > 3
+    steps = [step for step, _ in target]
+    assert steps == sorted(steps) and steps[0] == WINDOW  # the first window closes at step 10
+    np.testing.assert_allclose([v for _, v in target], hist.target, rtol=1e-6)
+    for i, (_, counts) in enumerate(events[f"legc/le/{first}"]):
+        assert counts[:, 2].sum() == 6 * 8  # every weight of the layer, once per window
+        le = hist.le_of(first)[..., i]
+        assert counts[0, 0] == pytest.approx(le.min(), rel=1e-5)
+    # The frozen layer never moves: its static share is 1 in every window, the trained one's 0.
+    assert all(v == 1.0 for _, v in events[f"legc/static_share/{last}"])
+    assert all(v == 0.0 for _, v in events[f"legc/static_share/{first}"])
+    overall = [v for _, v in events["legc/static_share"]]
+    np.testing.assert_allclose(overall, 16 / (48 + 16))
+
+
+# ---- legc reproduce: progress with ETA -----------------------------------------------------------
+
+
+def test_reproduce_shows_progress_under_its_run_lines(tmp_path, paper_data_dir, capsys):
+    from dataclasses import replace
+
+    from legc_research.reproduce import ReproduceConfig, reproduce
+
+    config = replace(ReproduceConfig.quick(), datasets=("iris",), modes=("clean",), seeds=(0,),
+                     sweep=(), save_models=False)  # fmt: skip
+    reproduce(tmp_path, config, data_dir=paper_data_dir, progress=True)
+    err = capsys.readouterr().err
+    assert "[1/1] clean iris" in err  # the run line, printed above the bar
+    assert "reproduce [" in err and "1/1" in err and "ETA" in err and err.endswith("\n")
+    reproduce(tmp_path, config, data_dir=paper_data_dir, overwrite=True, progress=False)
+    err = capsys.readouterr().err
+    assert "[1/1] clean iris" in err and "ETA" not in err
