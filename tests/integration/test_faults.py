@@ -1,0 +1,159 @@
+"""Faults that must stay contained (issue 19): hostile export files read by the edge runner,
+full disks, two processes on one output, untrusted model files.
+
+The edge runner is a standalone tool: bad input exits 2 with ``legc-edge: error:``, never a
+traceback or a crash of the interpreter.
+"""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from legc_edge.bench import EdgeError, load_reference
+
+from keras_legc.testing import catalogue as C
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    """A real export: m.tflite, m.json, m.reference.npz."""
+    return C.exported(tmp_path_factory.mktemp("export"))
+
+
+@st.composite
+def damaged(draw, data: bytes, keep: int = 0) -> bytes:
+    """``data`` truncated, bit-flipped, spliced or overwritten (its first ``keep`` bytes kept)."""
+    kind = draw(st.sampled_from(["truncate", "flip", "splice", "int32_max", "random"]))
+    n = len(data)
+    if kind == "truncate":
+        return data[: draw(st.integers(keep, n - 1))]
+    out = bytearray(data)
+    at = draw(st.integers(keep, n - 4))
+    if kind == "flip":
+        for pos in draw(st.lists(st.integers(keep, n - 1), min_size=1, max_size=8)):
+            out[pos] ^= draw(st.integers(1, 255))
+    elif kind == "splice":
+        out[at:at] = draw(st.binary(min_size=1, max_size=64))
+    elif kind == "int32_max":  # a size or index field turned huge
+        out[at : at + 4] = b"\xff\xff\xff\x7f"
+    else:
+        out[keep:] = draw(st.binary(max_size=2048))
+    return bytes(out)
+
+
+# -- the export's reference, as the edge runner reads it -------------------------------------
+def test_damaged_references_exit_2_never_crash(export, tmp_path):
+    original = export.with_suffix(".reference.npz").read_bytes()
+    seen = []
+
+    @FUZZ
+    @given(raw=damaged(original))
+    def check(raw):
+        path = tmp_path / "ref.npz"
+        path.write_bytes(raw)
+        try:
+            ref = load_reference(path)
+        except EdgeError as exc:
+            assert "Fix" in str(exc)
+            seen.append("refused")
+        else:
+            assert {"inputs", "keras_outputs", "atol"} <= set(ref)
+            seen.append("loaded")
+
+    check()
+    assert "refused" in seen
+
+
+@pytest.mark.parametrize(
+    "change, names",
+    [
+        ({"atol": np.array("x")}, "atol holds <U1"),
+        ({"atol": np.array([1.0, 2.0])}, "not one finite non-negative"),
+        ({"atol": np.array(-1.0)}, "not one finite non-negative"),
+        ({"inputs": np.zeros(3, np.float32)}, "not a batch"),
+        ({"keras_outputs": np.zeros((1, 2), np.float32)}, "1 outputs for"),
+        ({"keras_outputs": np.float32(np.nan)}, "0 outputs for"),
+        ({}, "NaN or inf"),
+    ],
+)
+def test_type_confused_references_exit_2(export, tmp_path, change, names):
+    with np.load(export.with_suffix(".reference.npz")) as data:
+        ref = {k: data[k] for k in data.files}
+    np.savez(tmp_path / "ref.npz", **{**ref, **change})
+    if not change:  # NaN inputs of the right shape
+        np.savez(tmp_path / "ref.npz", **{**ref, "inputs": np.full_like(ref["inputs"], np.nan)})
+    out = subprocess.run(
+        [sys.executable, "-m", "legc_edge.bench", str(export), "--reference",
+         str(tmp_path / "ref.npz"), "--runs", "2", "--warmup", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "legc-edge: error:" in out.stderr and names in out.stderr and "Fix" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_reference_claiming_1e12_values_is_refused_before_allocating(export, tmp_path):
+    import zipfile
+
+    from tests.unit.test_fuzz_loaders import forged_member, rewrite_member  # one forger
+
+    path = tmp_path / "ref.npz"
+    path.write_bytes(export.with_suffix(".reference.npz").read_bytes())
+    rewrite_member(path, "inputs.npy", forged_member((10**6, 10**6)), zipfile.ZIP_STORED)
+    with pytest.raises(EdgeError, match=r"claims shape \(1000000, 1000000\)"):
+        load_reference(path)
+
+
+# -- a damaged .tflite in the edge runner ----------------------------------------------------
+CHILD = textwrap.dedent(
+    """
+    import contextlib, io, sys
+    from pathlib import Path
+    from legc_edge.bench import main
+    for f in sorted(Path(sys.argv[1]).glob("*.tflite")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main([str(f), "--runs", "2", "--warmup", "0"])
+        print(f.name, code, repr(err.getvalue()[-300:]), flush=True)
+    """
+)
+
+
+def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
+    """One child runs every damaged model (a crash there names the file it died on)."""
+    original = export.read_bytes()
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    counter = iter(range(10**6))
+
+    @FUZZ
+    @given(raw=damaged(original, keep=8))  # keep the TFL3 identifier: reach the interpreter
+    def collect(raw):
+        (cases / f"c{next(counter):03d}.tflite").write_bytes(raw)
+
+    collect()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(cases)], capture_output=True, text=True, timeout=300
+    )
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == len(list(cases.iterdir())), (
+        f"the edge runner crashed (exit {out.returncode}) after {lines[-1:]}: {out.stderr[-800:]}"
+    )
+    codes = [int(line.split()[1]) for line in lines]
+    assert set(codes) <= {0, 2}, lines
+    assert codes.count(2) > len(codes) // 2
+    for line in lines:
+        if line.split()[1] == "2":
+            assert "legc-edge: error:" in line and "Traceback" not in line, line
