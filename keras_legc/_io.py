@@ -57,9 +57,16 @@ def atomic_write(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            kept = "the previous file is kept" if path.exists() else "nothing was written"
+            raise type(exc)(
+                exc.errno,
+                f"could not write {path}: {exc.strerror} (disk full, quota or file size limit?); "
+                f"{kept} and the partial temp file was removed. Fix: free space and try again",
+            ) from exc
         raise
     return path
 

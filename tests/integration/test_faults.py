@@ -157,3 +157,83 @@ def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
     for line in lines:
         if line.split()[1] == "2":
             assert "legc-edge: error:" in line and "Traceback" not in line, line
+
+
+# -- full disks ------------------------------------------------------------------------------
+def run_child(code: str, *args) -> subprocess.CompletedProcess:
+    """Run ``FULL_DISK`` then ``code`` in a child Python; it must exit 0."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK) + textwrap.dedent(code), *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+FULL_DISK = """
+    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+
+    def disk_full_beyond(n_bytes):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+"""
+
+
+def test_a_write_that_fails_part_way_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    out = run_child(
+        """
+        import sys
+        from keras_legc._io import atomic_write_bytes
+        disk_full_beyond(4096)
+        try:
+            atomic_write_bytes(sys.argv[1], b"x" * 100_000, overwrite=True)
+        except OSError as exc:
+            print("ERROR", exc)
+        """,
+        target,
+    )
+    assert "ERROR [Errno 27] could not write" in out.stdout
+    assert "the previous file is kept" in out.stdout and "Fix" in out.stdout
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]  # no temp file left
+
+
+def test_recording_that_cannot_save_keeps_training_and_warns_once(tmp_path):
+    run = tmp_path / "run"
+    out = run_child(
+        """
+        import sys, warnings
+        import numpy as np
+        from keras_legc.core.recorder import Recorder
+        rec = Recorder(["a"], {"a": (20, 10)}, window=10, target=lambda: 0.5, run_dir=sys.argv[1],
+                       background=False)
+        disk_full_beyond(3000)  # the first save succeeded; now the disk is full
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rng = np.random.default_rng(0)
+            for epoch in range(4):
+                for step in range(30):
+                    rec.step([rng.normal(size=(20, 10))])
+                rec.end_epoch()
+            history = rec.finish()
+        print("WINDOWS", history.n_windows)
+        for w in caught:
+            print("WARNING", w.category.__name__, w.message)
+        """,
+        run,
+    )
+    warned = [line for line in out.stdout.splitlines() if line.startswith("WARNING")]
+    assert len(warned) == 1, out.stdout
+    assert "LegcWarning" in warned[0] and "could not write the recording" in warned[0]
+    assert "training goes on" in warned[0] and "Fix" in warned[0]
+    assert "WINDOWS 13" in out.stdout  # every window, in memory
+    import warnings
+
+    import keras_legc as kl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kl.LegcWarning)
+        on_disk = kl.History.load(run)  # the last complete save, still readable
+    assert on_disk.n_windows < 13
