@@ -254,7 +254,8 @@ def check_npz_headers(archive) -> None:
     """Raise ValueError if a member's ``.npy`` header claims more data than the archive holds.
 
     Reads only the headers, so a corrupt or hostile ``.npz`` claiming 10^12 values (or a zip
-    bomb) is refused before numpy allocates for it. keras_legc's own loaders use it too.
+    bomb) is refused before numpy allocates for it. keras_legc._io has the same check: this file
+    imports nothing from keras_legc, so that it can be copied to a device alone.
 
     Args:
         archive: the ``zipfile.ZipFile`` of an ``np.load``-ed ``.npz`` (``NpzFile.zip``).
@@ -301,7 +302,7 @@ def load_reference(path: str | os.PathLike) -> dict:
         if Path(path).exists() and not zipfile.is_zipfile(path):
             raise ValueError("not an .npz archive: truncated, or another kind of file")
         with np.load(path, allow_pickle=False) as data:
-            check_npz_headers(data.zip)
+            check_npz_headers(data.zip)  # the same check as keras_legc._io (one copyable file)
             ref = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise EdgeError(

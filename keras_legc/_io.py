@@ -208,7 +208,6 @@ def read_npz(
     import zipfile
 
     import numpy as np
-    from legc_edge.bench import check_npz_headers  # the edge runner reads untrusted .npz too
 
     if not Path(path).exists():
         raise FileNotFoundError(path)
@@ -237,6 +236,52 @@ def read_npz(
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} holds {arr.dtype}, not numbers")
     return meta, arrays
+
+
+#: Deflate expands at most ~1032x; a zip member claiming more than this times its compressed size
+#: is a zip bomb or a lie, refused before it is inflated.
+MAX_INFLATE_RATIO = 1100
+
+
+def check_npz_headers(archive) -> None:
+    """Raise ValueError if a member's ``.npy`` header claims more data than the archive holds.
+
+    Reads only the headers, so a corrupt or hostile ``.npz`` claiming 10^12 values (or a zip
+    bomb) is refused before numpy allocates for it. edge/bench.py has the same check (it imports
+    nothing from keras_legc, so that it can be copied to a device alone).
+
+    Args:
+        archive: the ``zipfile.ZipFile`` of an ``np.load``-ed ``.npz`` (``NpzFile.zip``).
+
+    Example:
+        >>> with np.load("history.npz") as data:  # doctest: +SKIP
+        ...     check_npz_headers(data.zip)
+    """
+    import numpy as np
+
+    for info in archive.infolist():
+        if info.compress_type != 0 and info.file_size > MAX_INFLATE_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise ValueError(
+                f"member {info.filename!r} claims {info.file_size} bytes from "
+                f"{info.compress_size} compressed: not a real array"
+            )
+        with archive.open(info) as f:
+            major, _ = np.lib.format.read_magic(f)
+            if major not in (1, 2):
+                raise ValueError(f"member {info.filename!r} is .npy version {major}")
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else (
+                np.lib.format.read_array_header_2_0
+            )  # fmt: skip
+            shape, _, dtype = read_header(f)
+            header = f.tell()
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed > info.file_size - header:
+            raise ValueError(
+                f"member {info.filename!r} claims shape {shape} of {dtype} ({claimed} bytes) but "
+                f"holds {max(info.file_size - header, 0)} bytes: truncated or forged header"
+            )
 
 
 def check_meta(meta: dict, types: dict[str, Any] | None = None) -> None:
@@ -300,3 +345,67 @@ def _is_instance(value: Any, want) -> bool:
     if float in wants and isinstance(value, int):
         return True  # JSON writes 1.0 as 1 only by hand, but accept it
     return isinstance(value, wants)
+
+
+class TargetLock:
+    """An advisory lock (``fcntl.flock``) on ``.<name>.lock`` beside an output, so that two
+    processes never write the same run directory or export at once.
+
+    The second process gets :class:`OutputExistsError` at start, naming the process that holds
+    the lock (its pid and command line, written into the lock file). Within one process the lock
+    does not apply (a writer abandoned when ``fit`` raised must not block the retry). The OS releases the lock
+    when the holder exits, however it exits; :meth:`release` also removes the lock file.
+
+    Args:
+        path: the output (a file or a run directory) to protect.
+        what: what the holder does, for the message (``"recording into"``, ``"exporting to"``).
+
+    Example:
+        >>> with TargetLock("out/model.tflite", "exporting to"):  # doctest: +SKIP
+        ...     write_everything()
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path, self.what = Path(path), what
+        self.lock_path = self.path.parent / f".{self.path.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> TargetLock:
+        import fcntl
+        import sys
+        import time
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 1024).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if holder.startswith(f"process {os.getpid()} "):
+                return self  # an earlier writer of this process, abandoned (e.g. fit raised)
+            raise OutputExistsError(
+                f"{self.path} is in use: {holder} is {self.what} it now. Fix: wait until that "
+                "process has finished (or stop it), or choose another path."
+            ) from None
+        cmd = " ".join(sys.argv)[:200]
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({cmd}, since {stamp})".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.lock_path.unlink(missing_ok=True)  # while still held: no one else uses it now
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> TargetLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_legc._io import TargetLock
 from keras_legc.core._parallel import check_threads
 from keras_legc.core.history import (
     HISTORY_FILE,
@@ -160,8 +161,15 @@ class Recorder:
         name: str = "Recorder",
         target_name: str = "target",
     ):
-        check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
-                        overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+        # lock first: a second process recording into run_dir is refused, naming the first
+        self._lock = TargetLock(run_dir, "recording into").acquire() if run_dir else None
+        try:
+            check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
+                            overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self.layers = list(layers)
         self.shapes = {n: tuple(int(d) for d in shapes[n]) for n in self.layers}
         self.n = sum(int(np.prod(s)) for s in self.shapes.values())
@@ -244,6 +252,8 @@ class Recorder:
             if writer is not None and not writer._file.closed:
                 writer._file.close()
         self.timings["save_s"] += time.perf_counter() - t0
+        if self._lock is not None:
+            self._lock.release()
         if self.verbose:
             print(
                 f"{self.name}: {self.snapshots} snapshots of {self.n} weights -> "

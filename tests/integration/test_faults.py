@@ -237,3 +237,83 @@ def test_recording_that_cannot_save_keeps_training_and_warns_once(tmp_path):
         warnings.simplefilter("ignore", kl.LegcWarning)
         on_disk = kl.History.load(run)  # the last complete save, still readable
     assert on_disk.n_windows < 13
+
+
+# -- two processes, one output ---------------------------------------------------------------
+HOLD_RECORDING = """
+    import sys
+    import numpy as np
+    from keras_legc.core.recorder import Recorder
+    rec = Recorder(["a"], {"a": (3, 2)}, window=5, target=lambda: 0.5, run_dir=sys.argv[1])
+    print("READY", flush=True)
+    sys.stdin.readline()  # hold the run_dir until told to finish
+    for step in range(12):
+        rec.step([np.full((3, 2), np.sin(step))])
+    print("WINDOWS", rec.finish().n_windows, flush=True)
+"""
+
+
+def start_holder(code: str, *args) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def test_a_second_process_recording_into_the_same_run_dir_is_refused(tmp_path):
+    run = tmp_path / "run"
+    first = start_holder(HOLD_RECORDING, run)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(HOLD_RECORDING).replace(
+                'run_dir=sys.argv[1])', 'run_dir=sys.argv[1], overwrite=True)'), str(run)],
+            input="\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert "OutputExistsError" in second.stderr
+        assert (
+            f"process {first.pid} " in second.stderr and "is recording into it now" in second.stderr
+        )
+        assert "Fix" in second.stderr
+    finally:
+        out, _ = first.communicate("\n", timeout=120)
+    assert first.returncode == 0 and "WINDOWS 2" in out  # the first one was not disturbed
+    assert not (tmp_path / ".run.lock").exists()  # released at finish
+    subprocess.run(  # and the run_dir is free again for the next process
+        [sys.executable, "-c", textwrap.dedent(HOLD_RECORDING).replace(
+            'run_dir=sys.argv[1])', 'run_dir=sys.argv[1], overwrite=True)'), str(run)],
+        input="\n", check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_second_process_exporting_to_the_same_path_is_refused(tmp_path):
+    out = tmp_path / "m.tflite"
+    holder = start_holder(
+        """
+        import sys
+        from keras_legc._io import TargetLock
+        with TargetLock(sys.argv[1], "exporting to"):  # what export_tflite holds while it works
+            print("READY", flush=True)
+            sys.stdin.readline()
+        """,
+        out,
+    )
+    try:
+        with pytest.raises(Exception) as info:
+            from keras_legc.keras.export import export_tflite
+
+            export_tflite(C.mlp(), out)
+        from keras_legc.errors import OutputExistsError
+
+        assert isinstance(info.value, OutputExistsError)
+        assert f"process {holder.pid} " in str(info.value)
+        assert "is exporting to it now" in str(info.value) and "Fix" in str(info.value)
+        assert not out.exists()
+    finally:
+        holder.communicate("\n", timeout=60)
+    from keras_legc.keras.export import export_tflite
+
+    export_tflite(C.mlp(), out)  # free again once the other process is done
+    assert out.exists() and not (tmp_path / ".m.tflite.lock").exists()
