@@ -317,3 +317,58 @@ def test_a_second_process_exporting_to_the_same_path_is_refused(tmp_path):
 
     export_tflite(C.mlp(), out)  # free again once the other process is done
     assert out.exists() and not (tmp_path / ".m.tflite.lock").exists()
+
+
+# -- untrusted model files -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lambda_models(tmp_path_factory):
+    """The same model with a Lambda layer saved as .keras and as .h5."""
+    import warnings
+
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    tmp = tmp_path_factory.mktemp("lambda")
+    model = k.Sequential(
+        [
+            k.layers.Input((6,)),
+            k.layers.Dense(5),
+            k.layers.Lambda(lambda x: x * 2),
+            k.layers.Dense(2),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .h5 is legacy
+        model.save(tmp / "lam.keras")
+        model.save(tmp / "lam.h5")
+    return tmp
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_model_files_with_code_are_refused_unless_unsafe(lambda_models, suffix):
+    import keras_legc as kl
+    from keras_legc.errors import ModelStructureError
+
+    path = lambda_models / f"lam{suffix}"
+    with pytest.raises(ModelStructureError, match=r"Lambda.*executes Python code.*unsafe=True"):
+        kl.load_model(path, compile=False)
+    model = kl.load_model(path, compile=False, unsafe=True)
+    assert [type(layer).__name__ for layer in model.layers][1] == "Lambda"
+
+
+def test_models_without_code_load_as_before(tmp_path):
+    import keras_legc as kl
+
+    for suffix in (".keras", ".h5"):
+        C.mlp().save(tmp_path / f"m{suffix}")
+        assert len(kl.load_model(tmp_path / f"m{suffix}", compile=False).layers) == 2
+
+
+def test_cli_export_refuses_code_unless_unsafe_load(lambda_models, tmp_path):
+    with pytest.raises(C.SubprocessError) as info:
+        C.cli("export", str(lambda_models / "lam.keras"), str(tmp_path / "a.tflite"))
+    assert "ModelStructureError" in str(info.value) and "--unsafe-load" in str(info.value)
+    out = C.cli(
+        "export", str(lambda_models / "lam.keras"), str(tmp_path / "b.tflite"), "--unsafe-load"
+    )
+    assert "verification" in out and (tmp_path / "b.tflite").exists()
