@@ -372,3 +372,94 @@ def test_cli_export_refuses_code_unless_unsafe_load(lambda_models, tmp_path):
         "export", str(lambda_models / "lam.keras"), str(tmp_path / "b.tflite"), "--unsafe-load"
     )
     assert "verification" in out and (tmp_path / "b.tflite").exists()
+
+
+# -- tests that bite (issue 19) --------------------------------------------------------------
+def test_export_verification_fails_when_the_tflite_differs(tmp_path, monkeypatch):
+    """float16 weights against a tolerance far below float16's precision: verification fails,
+    says so, and the CLI exits 3; the edge runner fails a tampered reference with exit 3."""
+    import keras_legc as kl
+    from keras_legc.keras import export as E
+
+    monkeypatch.setitem(E.TOLERANCE, "float16", 1e-9)
+    with pytest.warns(kl.LegcWarning, match="differs from the Keras model"):
+        report = E.export_tflite(C.mlp(), tmp_path / "f16.tflite", quantization="float16")
+    assert report["verification"]["ok"] is False
+    assert report["verification"]["max_abs_error"] > 1e-9
+    with pytest.raises(C.SubprocessError, match="exit 3|OVER TOLERANCE"):
+        C.cli("export", *map(str, [save_mlp(tmp_path), tmp_path / "cli.tflite"]), "-q", "float16")
+
+    model = C.exported(tmp_path, "ok")
+    ref = model.with_suffix(".reference.npz")
+    with np.load(ref) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(ref, **{**arrays, "keras_outputs": arrays["keras_outputs"] + 0.5})
+    out = subprocess.run(
+        [sys.executable, "-m", "legc_edge.bench", str(model), "--runs", "2", "--warmup", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 3, out.stdout + out.stderr
+
+
+def save_mlp(tmp_path: Path) -> Path:
+    C.mlp().save(tmp_path / "mlp.keras")
+    return tmp_path / "mlp.keras"
+
+
+def test_int8_calibration_uses_the_users_representative_data(tmp_path):
+    """Inputs near 50, far from a standard normal: calibrating on them gives a small error,
+    calibrating on standard-normal rows (what a random calibration would use) a large one."""
+    import warnings
+
+    from keras_legc.keras.export import export_tflite
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.layers.Input((6,)), k.layers.Dense(8, activation="relu"),
+                          k.layers.Dense(2)])  # fmt: skip
+    rng = np.random.default_rng(0)
+    user = (50 + rng.normal(size=(200, 6))).astype(np.float32)
+    reference = (50 + rng.normal(size=(16, 6))).astype(np.float32)
+    errors = {}
+    for name, data in {
+        "user": user,
+        "normal": rng.normal(size=(200, 6)).astype(np.float32),
+    }.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = export_tflite(
+                model, tmp_path / f"{name}.tflite", quantization="int8",
+                representative_data=data, reference_inputs=reference,
+            )  # fmt: skip
+        errors[name] = report["verification"]["max_abs_error"]
+    assert errors["user"] < errors["normal"] / 10, errors
+    assert errors["normal"] > 1.0, errors  # random calibration clips inputs near 50 to ~3
+
+
+def test_paper_mode_keeps_degenerate_weights():
+    import keras_legc as kl
+
+    rng = np.random.default_rng(1)
+    le = rng.normal(size=(40, 20))
+    le[:5] = 0.25  # five weights whose LE never changes: no valid Granger test
+    scores = C.quiet(kl.score, C.history(k_windows=20, le=le), max_lag=2)
+    assert (scores.degenerate[:5] > 0).all() and (scores.degenerate[5:] == 0).all()
+    mask = C.quiet(scores.mask, alpha=0.05)
+    flat = np.concatenate([mask[n].ravel() for n in mask.layers])
+    assert flat[:5].all()  # kept, although their p-value is NaN
+    assert not flat[5:].all()  # while non-causal testable weights are pruned
+
+
+def test_per_lag_pvalues_of_a_series_degenerate_at_some_lags_are_nan():
+    """x alternates a, b: at lag 1 a fine cause; at lag 2, x_{t-1} + x_{t-2} is constant, so the
+    design is collinear with the intercept. Documented: NaN at every lag, min p-value NaN."""
+    from keras_legc.core.granger import COLLINEAR_CAUSE, OK, granger_test
+
+    x = np.tile([1.0, 3.0], 15)
+    y = np.random.default_rng(0).normal(size=30)
+    alone = granger_test(x[None], y, max_lag=1)
+    assert alone.degenerate[0] == OK and np.isfinite(alone.per_lag[0, 0])
+    both = granger_test(x[None], y, max_lag=2)
+    assert both.degenerate[0] == COLLINEAR_CAUSE
+    assert np.isnan(both.per_lag[0]).all() and np.isnan(both.pvalues[0])
