@@ -245,9 +245,64 @@ def _dequantize(y: np.ndarray, detail) -> np.ndarray:
     return y.astype(np.float32)
 
 
+#: Deflate expands at most ~1032x; a zip member claiming more than this times its compressed size
+#: is a zip bomb or a lie, refused before it is inflated.
+MAX_INFLATE_RATIO = 1100
+
+
+def check_npz_headers(archive) -> None:
+    """Raise ValueError if a member's ``.npy`` header claims more data than the archive holds.
+
+    Reads only the headers, so a corrupt or hostile ``.npz`` claiming 10^12 values (or a zip
+    bomb) is refused before numpy allocates for it. keras_legc._io has the same check: this file
+    imports nothing from keras_legc, so that it can be copied to a device alone.
+
+    Args:
+        archive: the ``zipfile.ZipFile`` of an ``np.load``-ed ``.npz`` (``NpzFile.zip``).
+
+    Example:
+        >>> with np.load("m.reference.npz") as data:  # doctest: +SKIP
+        ...     check_npz_headers(data.zip)
+    """
+    for info in archive.infolist():
+        if info.compress_type != 0 and info.file_size > MAX_INFLATE_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise ValueError(
+                f"member {info.filename!r} claims {info.file_size} bytes from "
+                f"{info.compress_size} compressed: not a real array"
+            )
+        with archive.open(info) as f:
+            major, _ = np.lib.format.read_magic(f)
+            if major not in (1, 2):
+                raise ValueError(f"member {info.filename!r} is .npy version {major}")
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else (
+                np.lib.format.read_array_header_2_0
+            )  # fmt: skip
+            shape, _, dtype = read_header(f)
+            header = f.tell()
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed > info.file_size - header:
+            raise ValueError(
+                f"member {info.filename!r} claims shape {shape} of {dtype} ({claimed} bytes) but "
+                f"holds {max(info.file_size - header, 0)} bytes: truncated or forged header"
+            )
+
+
 def load_reference(path: str | os.PathLike) -> dict:
+    """The arrays of a ``.reference.npz`` written by legc export, checked before use.
+
+    Raises:
+        EdgeError: (exit 2) missing, not an .npz, a forged or truncated header, or arrays of the
+            wrong kind or shape.
+    """
+    import zipfile
+
     try:
+        if Path(path).exists() and not zipfile.is_zipfile(path):
+            raise ValueError("not an .npz archive: truncated, or another kind of file")
         with np.load(path, allow_pickle=False) as data:
+            check_npz_headers(data.zip)  # the same check as keras_legc._io (one copyable file)
             ref = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise EdgeError(
@@ -262,7 +317,29 @@ def load_reference(path: str | os.PathLike) -> dict:
         raise EdgeError(
             f"{path} lacks {sorted(missing)}: not a legc export reference. Fix: export the model again."
         )
+    problem = _reference_problem(ref)
+    if problem:
+        raise EdgeError(
+            f"{path} is not a usable reference: {problem}. Fix: export the model again."
+        )
     return ref
+
+
+def _reference_problem(ref: dict) -> str | None:
+    """What is wrong with the arrays of a reference file, or None."""
+    for name in ("inputs", "keras_outputs", "atol"):
+        if ref[name].dtype.kind not in "biuf":
+            return f"{name} holds {ref[name].dtype}, not numbers"
+    inputs, outputs, atol = ref["inputs"], ref["keras_outputs"], ref["atol"]
+    if inputs.ndim < 2 or len(inputs) == 0:
+        return f"inputs of shape {inputs.shape}, not a batch of at least one sample"
+    if outputs.ndim < 1 or len(outputs) != len(inputs):
+        return f"{len(outputs) if outputs.ndim else 0} outputs for {len(inputs)} inputs"
+    if atol.size != 1 or not np.isfinite(atol).all() or float(atol.ravel()[0]) < 0:
+        return f"tolerance atol={atol!r} is not one finite non-negative number"
+    if not (np.isfinite(inputs).all() and np.isfinite(outputs).all()):
+        return "NaN or inf in the reference inputs or outputs"
+    return None
 
 
 def check_outputs(interp, ref: dict) -> dict:

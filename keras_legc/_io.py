@@ -57,9 +57,16 @@ def atomic_write(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            kept = "the previous file is kept" if path.exists() else "nothing was written"
+            raise type(exc)(
+                exc.errno,
+                f"could not write {path}: {exc.strerror} (disk full, quota or file size limit?); "
+                f"{kept} and the partial temp file was removed. Fix: free space and try again",
+            ) from exc
         raise
     return path
 
@@ -166,27 +173,239 @@ def write_npz(
     return atomic_write(path, write, overwrite=overwrite)
 
 
-def read_npz(path: str | os.PathLike, fmt: str, version: int) -> tuple[dict, dict]:
-    """Read a file written by :func:`write_npz`; checks its ``format`` and ``version``.
+def read_npz(
+    path: str | os.PathLike,
+    fmt: str,
+    version: int,
+    types: dict[str, Any] | None = None,
+) -> tuple[dict, dict]:
+    """Read a file written by :func:`write_npz`; checks its ``format``, ``version`` and structure.
 
-    Raises FileNotFoundError when missing and ValueError (with the reason) when the file is not a
-    readable ``fmt`` file of a version <= ``version``; callers turn that into their own error.
+    Every array's ``.npy`` header (shape, dtype) is checked against the size the archive declares
+    for it before anything is allocated, so a corrupt or hostile file claiming 10^12 weights is
+    refused without touching that memory. The meta record must be a JSON object whose ``layers``
+    (if any) is a list of names and whose ``shapes`` (if any) maps each of them to non-negative
+    integer dimensions; ``types`` names further fields and the types they must have.
+
+    Args:
+        path: the ``.npz``.
+        fmt: the ``format`` its meta must name.
+        version: the newest format version this reader understands.
+        types: ``{field: spec}`` the meta's fields must have where present (see
+            :func:`check_meta`).
+
+    Returns:
+        ``(meta, {name: array})``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: (with the reason) the file is not a readable ``fmt`` file of a version <=
+            ``version``; callers turn that into their own ``keras_legc`` error.
+
+    Example:
+        >>> meta, arrays = read_npz("mask.npz", "keras_legc.mask", 1)  # doctest: +SKIP
     """
+    import zipfile
+
     import numpy as np
 
     if not Path(path).exists():
         raise FileNotFoundError(path)
+    if not zipfile.is_zipfile(path):  # np.load would also take a .npy or a text file
+        raise ValueError("unreadable (not an .npz archive: truncated, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as data:
+            check_npz_headers(data.zip)
             meta = json.loads(str(data["__meta__"]))
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - zipfile/zlib/numpy raise many kinds on bad bytes
         raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"its meta record is a {type(meta).__name__}, not a JSON object")
     if meta.get("format") != fmt:
         raise ValueError(f"not a {fmt} file (format {meta.get('format')!r})")
+    if not isinstance(meta.get("version", 0), int):
+        raise ValueError(f"format version {meta.get('version')!r} is not an integer")
     if meta.get("version", 0) > version:
         raise ValueError(
             f"format version {meta['version']} is newer than this keras_legc reads ({version}); "
             "upgrade keras-legc"
         )
+    check_meta(meta, types)
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"array {name!r} holds {arr.dtype}, not numbers")
     return meta, arrays
+
+
+#: Deflate expands at most ~1032x; a zip member claiming more than this times its compressed size
+#: is a zip bomb or a lie, refused before it is inflated.
+MAX_INFLATE_RATIO = 1100
+
+
+def check_npz_headers(archive) -> None:
+    """Raise ValueError if a member's ``.npy`` header claims more data than the archive holds.
+
+    Reads only the headers, so a corrupt or hostile ``.npz`` claiming 10^12 values (or a zip
+    bomb) is refused before numpy allocates for it. edge/bench.py has the same check (it imports
+    nothing from keras_legc, so that it can be copied to a device alone).
+
+    Args:
+        archive: the ``zipfile.ZipFile`` of an ``np.load``-ed ``.npz`` (``NpzFile.zip``).
+
+    Example:
+        >>> with np.load("history.npz") as data:  # doctest: +SKIP
+        ...     check_npz_headers(data.zip)
+    """
+    import numpy as np
+
+    for info in archive.infolist():
+        if info.compress_type != 0 and info.file_size > MAX_INFLATE_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise ValueError(
+                f"member {info.filename!r} claims {info.file_size} bytes from "
+                f"{info.compress_size} compressed: not a real array"
+            )
+        with archive.open(info) as f:
+            major, _ = np.lib.format.read_magic(f)
+            if major not in (1, 2):
+                raise ValueError(f"member {info.filename!r} is .npy version {major}")
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else (
+                np.lib.format.read_array_header_2_0
+            )  # fmt: skip
+            shape, _, dtype = read_header(f)
+            header = f.tell()
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed > info.file_size - header:
+            raise ValueError(
+                f"member {info.filename!r} claims shape {shape} of {dtype} ({claimed} bytes) but "
+                f"holds {max(info.file_size - header, 0)} bytes: truncated or forged header"
+            )
+
+
+def check_meta(meta: dict, types: dict[str, Any] | None = None) -> None:
+    """Raise ValueError unless ``meta``'s ``layers``/``shapes``/``info`` and ``types`` fields are
+    well-formed.
+
+    Args:
+        meta: a manifest or index read from disk (untrusted).
+        types: ``{field: spec}`` the fields must have where present; a spec is a type, a tuple
+            of types, ``[type]`` (a list of them) or :class:`IntIn` (``bool`` never passes for
+            ``int``).
+
+    Example:
+        >>> check_meta({"layers": ["a"], "shapes": {"a": [2, 3]}, "window": 5}, {"window": int})
+    """
+    for key, want in (types or {}).items():
+        if key in meta and not _is_instance(meta[key], want):
+            raise ValueError(f"field {key!r} is {meta[key]!r}, not of type {want}")
+    if not isinstance(meta.get("info", {}), dict):
+        raise ValueError(f"field 'info' is {meta['info']!r}, not a JSON object")
+    layers = meta.get("layers")
+    if "layers" in meta and not (
+        isinstance(layers, list)
+        and layers
+        and all(isinstance(n, str) for n in layers)
+        and len(set(layers)) == len(layers)
+    ):
+        raise ValueError(f"field 'layers' is {layers!r}, not a list of distinct layer names")
+    if "shapes" not in meta:
+        return
+    shapes = meta["shapes"]
+    if not isinstance(shapes, dict) or (layers is not None and set(shapes) != set(layers)):
+        raise ValueError(f"field 'shapes' {shapes!r} does not give one shape per layer {layers!r}")
+    for name, shape in shapes.items():
+        if not (isinstance(shape, list) and all(_is_instance(d, int) and d >= 0 for d in shape)):
+            raise ValueError(f"the shape of layer {name!r} is {shape!r}, not a list of sizes")
+
+
+class IntIn:
+    """A :func:`check_meta` field type: an integer (not a bool) in ``lo..hi``.
+
+    Example:
+        >>> check_meta({"max_lag": 3}, {"max_lag": IntIn(1, 10**6)})
+    """
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+
+    def __repr__(self) -> str:
+        return f"an integer in {self.lo}..{self.hi}"
+
+
+def _is_instance(value: Any, want) -> bool:
+    if isinstance(want, IntIn):
+        return _is_instance(value, int) and want.lo <= value <= want.hi
+    if isinstance(want, list):  # [t]: a list of t
+        return isinstance(value, list) and all(_is_instance(v, want[0]) for v in value)
+    wants = want if isinstance(want, tuple) else (want,)
+    if isinstance(value, bool) and bool not in wants:
+        return False  # JSON true is not a window length
+    if float in wants and isinstance(value, int):
+        return True  # JSON writes 1.0 as 1 only by hand, but accept it
+    return isinstance(value, wants)
+
+
+class TargetLock:
+    """An advisory lock (``fcntl.flock``) on ``.<name>.lock`` beside an output, so that two
+    processes never write the same run directory or export at once.
+
+    The second process gets :class:`OutputExistsError` at start, naming the process that holds
+    the lock (its pid and command line, written into the lock file). Within one process the lock
+    does not apply (a writer abandoned when ``fit`` raised must not block the retry). The OS releases the lock
+    when the holder exits, however it exits; :meth:`release` also removes the lock file.
+
+    Args:
+        path: the output (a file or a run directory) to protect.
+        what: what the holder does, for the message (``"recording into"``, ``"exporting to"``).
+
+    Example:
+        >>> with TargetLock("out/model.tflite", "exporting to"):  # doctest: +SKIP
+        ...     write_everything()
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path, self.what = Path(path), what
+        self.lock_path = self.path.parent / f".{self.path.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> TargetLock:
+        import fcntl
+        import sys
+        import time
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 1024).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if holder.startswith(f"process {os.getpid()} "):
+                return self  # an earlier writer of this process, abandoned (e.g. fit raised)
+            raise OutputExistsError(
+                f"{self.path} is in use: {holder} is {self.what} it now. Fix: wait until that "
+                "process has finished (or stop it), or choose another path."
+            ) from None
+        cmd = " ".join(sys.argv)[:200]
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({cmd}, since {stamp})".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.lock_path.unlink(missing_ok=True)  # while still held: no one else uses it now
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> TargetLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()

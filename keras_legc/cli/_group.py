@@ -15,6 +15,14 @@ def _run(fn, *args, **kwargs):
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
+#: ``--unsafe-load``, for every command that loads a saved model.
+unsafe_load_option = click.option(
+    "--unsafe-load", "unsafe_load", is_flag=True,
+    help="Allow model files with Lambda layers, i.e. run the Python code stored in them (refused "
+    "by default). Only for files you trust as you would a script.",
+)  # fmt: skip
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-legc")
 @click.option(

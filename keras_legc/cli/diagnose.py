@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from keras_legc.cli._group import _run, main
+from keras_legc.cli._group import _run, main, unsafe_load_option
 
 
 @main.command()
@@ -26,7 +26,10 @@ from keras_legc.cli._group import _run, main
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
 @click.option("--force", is_flag=True, help="Overwrite existing report files in --out.")
-def diagnose(dense, pruned, data, key, out, background, explain, top_k, seed, progress, force):
+@unsafe_load_option
+def diagnose(
+    dense, pruned, data, key, out, background, explain, top_k, seed, progress, force, unsafe_load
+):
     """WeightWatcher alphas and SHAP agreement of DENSE vs each PRUNED model (.keras files).
 
     Model names are the file stems. Writes OUT/report.json, report.md and PNG plots.
@@ -41,9 +44,9 @@ def diagnose(dense, pruned, data, key, out, background, explain, top_k, seed, pr
             raise click.ClickException(
                 f"two models are named {path.stem!r} (file stems). Fix: rename one file."
             )
-        models[path.stem] = _run(kl.load_model, path, compile=False)
+        models[path.stem] = _run(kl.load_model, path, compile=False, unsafe=unsafe_load)
     result = _run(
-        kl.diagnose, _run(kl.load_model, dense, compile=False), models, x, background=background,
+        kl.diagnose, _run(kl.load_model, dense, compile=False, unsafe=unsafe_load), models, x, background=background,
         explain=explain, top_k=top_k, feature_names=names, seed=seed, dense_name=dense.stem,
         out_dir=out, overwrite=force, progress=progress,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from keras_legc.cli._group import _run, main
+from keras_legc.cli._group import _run, main, unsafe_load_option
 
 COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
 
@@ -41,9 +41,10 @@ COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
     "exit code 6 by default: such a model ignores its input).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@unsafe_load_option
 def export(
     model, out, quantization, sparse, representative_data, reference_inputs, n_reference,
-    allow_constant_output, force,
+    allow_constant_output, force, unsafe_load,
 ):  # fmt: skip
     """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz.
 
@@ -52,6 +53,10 @@ def export(
     from keras_legc.errors import CollapsedModelError
     from keras_legc.keras.export import export_tflite
 
+    if unsafe_load:  # export_tflite loads a path in safe mode; hand it the model instead
+        from keras_legc.keras.pruning import load_model
+
+        model = _run(load_model, model, compile=False, unsafe=True)
     try:
         report = _run(
             export_tflite, model, out, quantization=quantization, sparse=sparse,

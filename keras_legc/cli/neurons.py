@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from keras_legc.cli._group import _run, main
+from keras_legc.cli._group import _run, main, unsafe_load_option
 
 
 def _load_npy(path, what):
@@ -52,12 +52,13 @@ def neurons():
 @click.option("--top", default=10, show_default=True, help="How many of the ranking to print.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write all scores as JSON here.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
-def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, force):
+@unsafe_load_option
+def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, force, unsafe_load):
     """Score every hidden neuron of MODEL (lower = remove first); print the global ranking."""
     import keras_legc as kl
     from keras_legc._io import atomic_write_json
 
-    m = _run(kl.load_model, model, compile=False)
+    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
     x, y = _load_npy(x_path, "--x"), _load_npy(y_path, "--y")
     scorer = _run(_neuron_scorer, method, loss, legc_scores, m)
     scores = _run(scorer, m, x, y)
@@ -91,15 +92,16 @@ def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, fo
 @click.option("--fold-means", is_flag=True,
               help="With --shrink-to: fold removed units' mean activations (over --x) into biases.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@unsafe_load_option
 def neurons_remove(
     model, x_path, y_path, x_val, y_val, method, loss, legc_scores, count, fraction, max_drop,
-    single_pass, out, shrink_to, fold_means, force,
+    single_pass, out, shrink_to, fold_means, force, unsafe_load,
 ):  # fmt: skip
     """Remove hidden neurons of MODEL by a global ranking (no retraining); write the record."""
     import keras_legc as kl
     from keras_legc import neurons as nmod
 
-    m = _run(kl.load_model, model, compile=False)
+    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
     x, y = _load_npy(x_path, "--x"), _load_npy(y_path, "--y")
     xv = _load_npy(x_val, "--x-val") if x_val else None
     yv = _load_npy(y_val, "--y-val") if y_val else None
@@ -134,12 +136,13 @@ def neurons_remove(
 @click.option("--fold-x", type=click.Path(exists=True, path_type=Path),
               help=".npy of inputs: fold removed units' mean activations into the next biases.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
-def neurons_shrink(model, record, out, count, fold_x, force):
+@unsafe_load_option
+def neurons_shrink(model, record, out, count, fold_x, force, unsafe_load):
     """Save a smaller copy of MODEL without the neurons in RECORD (from `legc neurons remove`)."""
     import keras_legc as kl
     from keras_legc import neurons as nmod
 
-    m = _run(kl.load_model, model, compile=False)
+    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
     rec = _run(nmod.NeuronPruning.load, record)
     fold = _load_npy(fold_x, "--fold-x") if fold_x else None
     from keras_legc._io import check_writable

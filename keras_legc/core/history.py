@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc._io import atomic_write_json, read_npz, stale_temp_files, write_npz
+from keras_legc._io import atomic_write_json, check_meta, read_npz, stale_temp_files, write_npz
 from keras_legc._version import __version__
 from keras_legc.core._layout import layer_slices, split_by_layer
-from keras_legc.errors import HistoryError, LegcWarning, OutputExistsError
+from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
 
 FORMAT = "keras_legc.history"
 FORMAT_VERSION = 1
@@ -161,7 +161,7 @@ class History:
                 "interrupted before its first save completed. Fix: record again."
             )
         try:
-            manifest, data = read_npz(data_path, FORMAT, FORMAT_VERSION)
+            manifest, data = read_npz(data_path, FORMAT, FORMAT_VERSION, MANIFEST_TYPES)
             le, target = data["le"], data["target"]
             init = None
             if manifest.get("has_initial_weights"):
@@ -169,7 +169,13 @@ class History:
             final = None
             if f"final_{len(manifest['layers']) - 1}" in data:
                 final = {n: data[f"final_{i}"] for i, n in enumerate(manifest["layers"])}
-        except (ValueError, KeyError) as exc:
+            n_snapshots, stride = manifest["n_snapshots"], _stride(manifest)
+            if np.ndim(le) != 2 or np.ndim(target) != 1:
+                raise ValueError(
+                    f"LE array of shape {np.shape(le)} and target of shape {np.shape(target)}, "
+                    "not (weights, windows) and (windows,)"
+                )
+        except (ValueError, KeyError, InvalidArgumentError) as exc:
             raise HistoryError(
                 f"the history in {run_dir} is unreadable or corrupt ({exc}). Fix: record it "
                 "again; a run that was interrupted keeps its last complete save."
@@ -177,7 +183,6 @@ class History:
         notes = []
         if stale:
             notes.append(f"an interrupted save left {', '.join(p.name for p in stale)}")
-        n_snapshots = manifest["n_snapshots"]
         if journal is not None:
             index, rows = journal
             if index["layers"] != manifest["layers"] or index["shapes"] != manifest["shapes"]:
@@ -190,7 +195,7 @@ class History:
                 k = rows.shape[0]
                 le = np.ascontiguousarray(rows.T)
                 target = np.asarray(index["target"][:k], dtype=np.float64)
-                n_snapshots = manifest["window"] + (k - 1) * _stride(manifest)
+                n_snapshots = manifest["window"] + (k - 1) * stride
                 notes.append(
                     f"the recording was interrupted: {k} windows completed (the last full save "
                     f"had {manifest['n_windows']}); using all {k}"
@@ -214,6 +219,13 @@ class History:
             final_kernels=final,
             meta={k: v for k, v in manifest.items() if k not in known},
         )
+
+
+#: Types of the manifest fields that History.load reads (checked before use: the file is untrusted).
+MANIFEST_TYPES = {
+    "window": int, "overlap": float, "every": int, "n_snapshots": int, "n_windows": int,
+    "has_initial_weights": bool, "n_initial_weights": int,
+}  # fmt: skip
 
 
 def _stride(manifest: dict) -> int:
@@ -293,6 +305,10 @@ class RowJournal:
             self.data_path.unlink(missing_ok=True)
 
 
+#: A journal index records a few numbers per window; anything this big is not one.
+MAX_INDEX_BYTES = 64 * 2**20
+
+
 def read_journal(run_dir, name: str, fmt: str) -> tuple[dict, np.ndarray]:
     """The index and the complete rows (a read-only memmap) of a :class:`RowJournal`."""
     import json
@@ -302,11 +318,26 @@ def read_journal(run_dir, name: str, fmt: str) -> tuple[dict, np.ndarray]:
     if not index_path.exists() or not data_path.exists():
         raise FileNotFoundError(index_path)
     try:
+        if index_path.stat().st_size > MAX_INDEX_BYTES:
+            raise ValueError(f"{index_path.stat().st_size} bytes, more than any index holds")
         index = json.loads(index_path.read_text())
-        if index.get("format") != fmt:
-            raise ValueError(f"format {index.get('format')!r}")
-        rows, cols = int(index["n_rows"]), int(index["n_weights"])
-    except (ValueError, KeyError, TypeError) as exc:
+        if not isinstance(index, dict) or index.get("format") != fmt:
+            raise ValueError(
+                f"format {index.get('format') if isinstance(index, dict) else index!r}"
+            )
+        check_meta(index, {"n_rows": int, "n_weights": int, "target": list})
+        missing = {"layers", "shapes", "n_rows", "n_weights"} - set(index)
+        if missing:
+            raise ValueError(f"no {sorted(missing)}")
+        rows, cols = index["n_rows"], index["n_weights"]
+        if rows < 0 or cols != sum(int(np.prod(s, dtype=object)) for s in index["shapes"].values()):
+            raise ValueError(f"{rows} rows of {cols} weights do not fit its layers' shapes")
+        if "target" in index and not (
+            len(index["target"]) >= rows
+            and all(isinstance(t, (int, float)) for t in index["target"])
+        ):
+            raise ValueError(f"its target series does not give a number for each of {rows} rows")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise HistoryError(
             f"{index_path} is not a keras_legc {fmt} index ({exc}). Fix: record again."
         ) from exc

@@ -18,12 +18,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from keras_legc._io import TargetLock
 from keras_legc.core._parallel import check_threads
 from keras_legc.core.history import (
     HISTORY_FILE,
@@ -36,7 +38,7 @@ from keras_legc.core.history import (
     journal_index,
 )
 from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows, window_stride
-from keras_legc.errors import InvalidArgumentError, NonFiniteError, OutputExistsError
+from keras_legc.errors import InvalidArgumentError, LegcWarning, NonFiniteError, OutputExistsError
 
 #: Rows of the LE series allocated when the number of windows is not known in advance.
 DEFAULT_EXPECTED_WINDOWS = 16
@@ -159,8 +161,15 @@ class Recorder:
         name: str = "Recorder",
         target_name: str = "target",
     ):
-        check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
-                        overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+        # lock first: a second process recording into run_dir is refused, naming the first
+        self._lock = TargetLock(run_dir, "recording into").acquire() if run_dir else None
+        try:
+            check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
+                            overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self.layers = list(layers)
         self.shapes = {n: tuple(int(d) for d in shapes[n]) for n in self.layers}
         self.n = sum(int(np.prod(s)) for s in self.shapes.values())
@@ -184,6 +193,8 @@ class Recorder:
         self._pool = ThreadPoolExecutor(max_workers=1) if background else None
         self._snap_writer = self._journal = None
         self._saved_windows = -1
+        #: the OSError that stopped writing into run_dir (disk full, ...), or None
+        self.save_error: OSError | None = None
         self._open_run_dir(overwrite, save_snapshots)
 
     # -- the stream ---------------------------------------------------------------------------
@@ -202,7 +213,7 @@ class Recorder:
             row[start : start + kernel.size] = kernel.ravel()
             start += kernel.size
         if self._snap_writer is not None:
-            self._snap_writer.append(row)
+            self._on_disk(self._snap_writer.append, row)
         self.snapshots += 1
         self.timings["snapshot_s"] += time.perf_counter() - t0
         if not self.ring.push():
@@ -215,9 +226,9 @@ class Recorder:
         self._collect()
         t0 = time.perf_counter()
         if self._snap_writer is not None:
-            self._snap_writer.commit()
+            self._on_disk(self._snap_writer.commit)
         if self.run_dir is not None and self.n_le != self._saved_windows:
-            self.history().save(self.run_dir, overwrite=True)
+            self._on_disk(lambda: self.history().save(self.run_dir, overwrite=True))
             self._saved_windows = self.n_le
         self.timings["save_s"] += time.perf_counter() - t0
 
@@ -232,11 +243,17 @@ class Recorder:
         t0 = time.perf_counter()
         history = self.history(final_kernels)
         if self._snap_writer is not None:
-            self._snap_writer.close()
+            self._on_disk(self._snap_writer.close)
         if self.run_dir is not None:
-            history.save(self.run_dir, overwrite=True)
-            self._journal.close(remove=True)  # the complete history now holds every window
+            self._on_disk(history.save, self.run_dir, overwrite=True)
+            # the complete history now holds every window (after a failed save, keep the journal)
+            self._on_disk(self._journal.close, remove=True)
+        for writer in (self._snap_writer, self._journal):
+            if writer is not None and not writer._file.closed:
+                writer._file.close()
         self.timings["save_s"] += time.perf_counter() - t0
+        if self._lock is not None:
+            self._lock.release()
         if self.verbose:
             print(
                 f"{self.name}: {self.snapshots} snapshots of {self.n} weights -> "
@@ -346,8 +363,27 @@ class Recorder:
         self._le_rows[self.n_le] = le
         self.n_le += 1
         if self._journal is not None:
-            self._journal.append(le)
-            self._journal.commit(target=self.target[: self.n_le])
+            self._on_disk(self._journal.append, le)
+            self._on_disk(self._journal.commit, target=self.target[: self.n_le])
+
+    def _on_disk(self, write: Callable, *args, **kwargs) -> None:
+        """Run one write into the run directory; on the first OSError (disk full, quota, file
+        size limit, run_dir removed) warn once and stop writing: training goes on, the History
+        stays in memory and :meth:`finish` still returns it."""
+        if self.save_error is not None:
+            return
+        try:
+            write(*args, **kwargs)
+        except OSError as exc:
+            self.save_error = exc
+            warnings.warn(
+                f"{self.name}: could not write the recording into {self.run_dir} ({exc}); "
+                "training goes on and the history is kept in memory only (the run_dir keeps its "
+                "last complete save). Fix: free disk space, then save the History that fit() "
+                "returns with history.save(run_dir, overwrite=True).",
+                LegcWarning,
+                stacklevel=3,
+            )
 
     def _collect(self) -> None:
         """Wait for the window in flight (if any) and append its LE values."""

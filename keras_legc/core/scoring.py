@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc._io import read_npz, write_npz
+from keras_legc._io import IntIn, read_npz, write_npz
 from keras_legc._progress import Progress
 from keras_legc._version import __version__
 from keras_legc.core._layout import split_by_layer
@@ -326,7 +326,7 @@ class Scores:
         """Read scores written by :meth:`save`; with ``model``, refuse scores of another model
         (different Dense layers or kernel shapes) with ``MaskMismatchError``."""
         try:
-            meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
+            meta, data = read_npz(path, FORMAT, FORMAT_VERSION, META_TYPES)
             pvalues, degenerate = data["pvalues"], data["degenerate"]
             qvalues = data["qvalues"] if "qvalues" in data else None
             extra = {a: data[a] for a in TARGET_MODE_ARRAYS if a in data}
@@ -361,6 +361,10 @@ class Scores:
             lags=meta.get("lags"),
             **extra,
         )
+
+
+#: Types of the meta fields that Scores.load reads (the file is untrusted).
+META_TYPES = {"max_lag": IntIn(1, 10**6), "test": str, "lags": [IntIn(1, 10**6)]}
 
 
 def _warn_empty_layers(mask: Mask, fix: str) -> Mask:

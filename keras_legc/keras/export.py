@@ -16,7 +16,13 @@ import numpy as np
 
 from keras_legc._env import package_version
 from keras_legc._inputs import load_array
-from keras_legc._io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
+from keras_legc._io import (
+    TargetLock,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable,
+)
 from keras_legc._version import __version__
 from keras_legc.errors import (
     CollapsedModelError,
@@ -118,25 +124,26 @@ def export_tflite(
         >>> report["verification"]["ok"], "DENSIFY" in report["ops"]
         (True, False)
     """
-    prepared = _prepare(
-        model, out, quantization, representative_data, reference_inputs, n_reference,
-        overwrite, seed,
-    )  # fmt: skip
-    _check_responds(prepared, allow_constant_output)
-    flatbuffer = _convert(prepared.model, quantization, sparse, prepared.calibration)
-    check = _verify(prepared.model, flatbuffer, prepared.reference_inputs, quantization)
-    report = _report(prepared, flatbuffer, check, quantization, sparse)
-    for note in report["warnings"]:
-        warnings.warn(note, LegcWarning, stacklevel=2)
-    if not report["verification"]["ok"]:
-        warnings.warn(
-            f"the {quantization} TFLite model differs from the Keras model by up to "
-            f"{check.error:.3g} (tolerance {check.atol}) on the reference inputs; see "
-            f"{prepared.paths['json']}.",
-            LegcWarning,
-            stacklevel=2,
-        )
-    _write(prepared, flatbuffer, check, report, overwrite)
+    with TargetLock(out, "exporting to"):  # a second export to `out` is refused at start
+        prepared = _prepare(
+            model, out, quantization, representative_data, reference_inputs, n_reference,
+            overwrite, seed,
+        )  # fmt: skip
+        _check_responds(prepared, allow_constant_output)
+        flatbuffer = _convert(prepared.model, quantization, sparse, prepared.calibration)
+        check = _verify(prepared.model, flatbuffer, prepared.reference_inputs, quantization)
+        report = _report(prepared, flatbuffer, check, quantization, sparse)
+        for note in report["warnings"]:
+            warnings.warn(note, LegcWarning, stacklevel=2)
+        if not report["verification"]["ok"]:
+            warnings.warn(
+                f"the {quantization} TFLite model differs from the Keras model by up to "
+                f"{check.error:.3g} (tolerance {check.atol}) on the reference inputs; see "
+                f"{prepared.paths['json']}.",
+                LegcWarning,
+                stacklevel=2,
+            )
+        _write(prepared, flatbuffer, check, report, overwrite)
     return report
 
 
