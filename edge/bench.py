@@ -532,7 +532,8 @@ def _write_json(path: Path, obj, force: bool) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line (its options and their help)."""
     parser = argparse.ArgumentParser(prog="legc-edge", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help=".tflite file")
     parser.add_argument(
@@ -570,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", help="a name for this model in reports (e.g. lenet/block-90)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     threads = 1 if args.constrained else args.threads
     pin = args.pin_core
