@@ -1,5 +1,5 @@
 """The catalogue of bad inputs: each case builds one, calls the API/CLI/export/edge runner with it,
-and names the error it must raise. ``tests/test_catalogue.py`` runs every case;
+and names the error it must raise. ``tests/integration/test_catalogue.py`` runs every case;
 ``legc_research.evidence.reliability_doc`` (tools/reliability_doc.py) runs them again and writes docs/reliability.md from what they say.
 
 A case is ``Case(area, bad input, error class, call)``; ``call()`` must raise ``error`` (a
