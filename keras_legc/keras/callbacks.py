@@ -195,6 +195,17 @@ class WeightHistory(keras().callbacks.Callback):
         self._fit = {}  # drop the references to fit's data and callbacks
 
     # -- internals ------------------------------------------------------------------------------
+    def history_so_far(self) -> History | None:
+        """The windows closed so far in the running ``fit`` (None before it starts or when no
+        window has closed yet); the window in flight on the background thread is not included.
+
+        Example:
+            >>> recent = recorder.history_so_far().tail(12)   # e.g. in another callback
+        """
+        if self._engine is None or self._engine.n_le == 0:
+            return None
+        return self._engine.history()
+
     @property
     def _ring(self):
         """The engine's one-window ring buffer (None before ``fit``)."""

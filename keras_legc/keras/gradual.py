@@ -174,10 +174,9 @@ class GradualPruning(keras().callbacks.Callback):
         return importance.get_scorer(self.ranking, scores)
 
     def _recent_history(self) -> History | None:
-        engine = getattr(self.recorder, "_engine", None)
-        if engine is None or engine.n_le < self.min_windows:
+        history = self.recorder.history_so_far()
+        if history is None or history.n_windows < self.min_windows:
             return None
-        history = engine.history()
         k = min(self.recent_windows, history.n_windows)
         if np.ptp(history.target[-k:]) == 0.0:
             return None  # a flat target over the recent windows: nothing to test against
