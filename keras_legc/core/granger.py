@@ -327,8 +327,9 @@ class _RestrictedFit:
         for qa in self.q:
             b -= qa * _coldot(qa, b)
 
-    def test(self, xt: np.ndarray, test: str) -> _LagFit:
-        """p-values, reason codes and sums of squares of every column of ``xt`` (``(K, m)``)."""
+    def test(self, xt: np.ndarray, test: str | None) -> _LagFit:
+        """p-values, reason codes and sums of squares of every column of ``xt`` (``(K, m)``);
+        ``test=None`` only fits (no p-values: the lag selection needs the sums of squares)."""
         lag, n, k = self.lag, self.n, xt.shape[0]
         # Orthonormalise each series' lag block [x_{t-1} .. x_{t-lag}] against the restricted
         # design and then column by column (modified Gram-Schmidt, vectorised over the series).
@@ -350,15 +351,17 @@ class _RestrictedFit:
         ssr_u = _coldot(resid, resid)
         perfect = ssr_u <= _FIT_TOL * self.ssr_r
         delta = np.maximum(self.ssr_r - ssr_u, 0.0)
+        reason = np.zeros(xt.shape[1], dtype=np.int8)
+        reason[perfect] = PERFECT_FIT
+        reason[collinear] = COLLINEAR_CAUSE
+        if test is None:
+            return _LagFit(None, reason, ssr_u, delta, self.ssr_r)
         with np.errstate(divide="ignore", invalid="ignore"):
             if test == "ssr_chi2":
                 p = stats.chi2.sf(n * delta / ssr_u, lag)
             else:
                 dof = n - 2 * lag - 1
                 p = stats.f.sf((delta / lag) / (ssr_u / dof), lag, dof)
-        reason = np.zeros(xt.shape[1], dtype=np.int8)
-        reason[perfect] = PERFECT_FIT
-        reason[collinear] = COLLINEAR_CAUSE
         return _LagFit(np.where(reason == OK, p, np.nan), reason, ssr_u, delta, self.ssr_r)
 
 
@@ -366,16 +369,11 @@ class _RestrictedFit:
 class _LagFit:
     """One lag's test of a chunk of series: p-values, reasons, SSR_u and SSR_r - SSR_u."""
 
-    p: np.ndarray
+    p: np.ndarray | None
     reason: np.ndarray
     ssr_u: np.ndarray
     delta: np.ndarray
     ssr_r: float
-
-    def f_pvalue(self, lag: int, n: int) -> np.ndarray:
-        dof = n - 2 * lag - 1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return stats.f.sf((self.delta / lag) / (self.ssr_u / dof), lag, dof)
 
 
 class _LagSelection:
@@ -402,19 +400,21 @@ class _LagSelection:
         m = stop - start
         ic = np.empty((len(self.lags), chunk.shape[1]))
         for i, (p, fit) in enumerate(zip(self.lags, self.common, strict=True)):
-            ssr = fit.test(chunk[self.top - p :], "ssr_ftest").ssr_u
+            ssr = fit.test(chunk[self.top - p :], None).ssr_u
             with np.errstate(divide="ignore"):
                 ic[i] = self.n_common * np.log(ssr / self.n_common) + self.penalty * (2 * p + 1)
         best = np.argmin(ic, axis=0)[:m]  # argmin: the first (smallest) lag on ties
         rows = np.arange(m)
-        f_p = np.stack(
-            [f.f_pvalue(p, n)[:m] for f, p, n in zip(fits, self.lags, self.n_full, strict=True)]
-        )
+        # The F-test only at each series' selected lag: one vectorised call, not one per lag.
+        delta = np.stack([f.delta[:m] for f in fits])[best, rows]
+        ssr_u = np.stack([f.ssr_u[:m] for f in fits])[best, rows]
+        ssr_r = np.array([f.ssr_r for f in fits])[best]
+        lag = np.asarray(self.lags, dtype=np.float64)[best]
+        dof = np.asarray(self.n_full, dtype=np.float64)[best] - 2 * lag - 1
         with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.stack([(f.delta / f.ssr_r)[:m] for f in fits])
+            self.f_pvalue[start:stop] = stats.f.sf((delta / lag) / (ssr_u / dof), lag, dof)
+            self.partial_r2[start:stop] = delta / ssr_r
         self.selected[start:stop] = np.asarray(self.lags)[best]
-        self.f_pvalue[start:stop] = f_p[best, rows]
-        self.partial_r2[start:stop] = r2[best, rows]
 
     def finish(self, result: GrangerResult) -> None:
         bad = result.degenerate != OK

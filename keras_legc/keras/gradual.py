@@ -157,6 +157,8 @@ class GradualPruning(keras().callbacks.Callback):
 
     def _evidence(self, kernels):
         """The scorer for this step, what it rests on, and how many windows it used."""
+        if self.ranking == "magnitude":  # the ablation uses no recorded evidence
+            return importance.magnitude(), "magnitude", 0
         history = self._recent_history()
         if history is not None:
             with warnings.catch_warnings():
