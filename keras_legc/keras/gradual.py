@@ -85,6 +85,12 @@ class GradualPruning(keras().callbacks.Callback):
         verbose: int = 0,
     ):
         super().__init__()
+        if not callable(getattr(recorder, "history_so_far", None)):
+            raise InvalidArgumentError(
+                f"recorder must be the keras_legc.WeightHistory of the same fit, got "
+                f"{type(recorder).__name__}. Fix: rec = keras_legc.WeightHistory(...); pass rec "
+                "here and in fit's callbacks, before this callback."
+            )
         if not isinstance(schedule, PolynomialDecay):
             raise InvalidArgumentError(
                 f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."

@@ -225,7 +225,7 @@ def legc_protect(scores, *, alpha: float = 0.05) -> Scorer:
     by magnitude. At low sparsity this is magnitude pruning that spares causal weights; once the
     non-causal weights are gone it is magnitude pruning among the causal ones.
     """
-    if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
+    if isinstance(alpha, bool) or not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
         raise InvalidArgumentError(f"alpha must be in (0, 1), got {alpha!r}.")
 
     def score(kernels, block=None) -> Importance:

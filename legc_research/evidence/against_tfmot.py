@@ -805,6 +805,8 @@ def _evidence_vs_magnitude(results: dict, run_dir) -> list[str]:
     order carries the one-shot rankings."""
     from scipy.stats import spearmanr
 
+    from keras_legc.core.granger import benjamini_hochberg
+
     if run_dir is None:
         return []
     rows: dict[str, list] = {}
@@ -818,8 +820,6 @@ def _evidence_vs_magnitude(results: dict, run_dir) -> list[str]:
         w = np.concatenate([np.abs(np.ravel(scores.kernels[n])) for n in scores.layers])
         tested = ~scores.static & np.isfinite(scores.partial_r2)
         rho = spearmanr(scores.partial_r2[tested], w[tested])[0] if tested.sum() > 2 else np.nan
-        from keras_legc.core.granger import benjamini_hochberg
-
         causal = np.nanmean(benjamini_hochberg(scores.f_pvalue)[tested] < 0.05)
         rows.setdefault(key.split("/")[0], []).append((scores.static.mean(), causal, rho))
     if not rows:

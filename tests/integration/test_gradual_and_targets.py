@@ -95,6 +95,8 @@ def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_earl
         )
     with pytest.raises(InvalidArgumentError, match="unknown ranking"):
         kl.GradualPruning(rec, schedule, ranking="movement")
+    with pytest.raises(InvalidArgumentError, match="WeightHistory of the same fit"):
+        kl.GradualPruning(None, schedule)
 
 
 def test_loss_target_for_regression_and_continuous_labels_refused_for_misclassification():
