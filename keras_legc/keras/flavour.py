@@ -63,3 +63,26 @@ def tfmot() -> ModuleType:
             "(it pins tensorflow-model-optimization==0.8.1)."
         ) from exc
     return tensorflow_model_optimization
+
+
+def model_flavour(model) -> str:
+    """``"keras2"`` for a tf_keras (Keras 2) model, ``"keras3"`` for a Keras 3 ``keras.Model``.
+
+    Decided from the model object's class alone (no Keras is imported or selected here), so the
+    library serves both kinds in one process.
+
+    Raises:
+        ModelStructureError: when ``model`` is neither.
+    """
+    from keras_legc.errors import ModelStructureError
+
+    for cls in type(model).__mro__:
+        module = cls.__module__ or ""
+        if cls.__name__ == "Model" and module.startswith("tf_keras"):
+            return "keras2"
+        if cls.__name__ == "Model" and module.startswith("keras"):
+            return "keras3"
+    raise ModelStructureError(
+        f"expected a Keras model, got {type(model).__module__}.{type(model).__name__}. "
+        "Fix: pass the keras.Model (Keras 3) or tf_keras.Model (Keras 2) itself."
+    )
