@@ -497,7 +497,7 @@ def _convert_keras3(model, settings, quantization, sparse, representative_data) 
     spec = {"supported_ops": [tf().lite.OpsSet.TFLITE_BUILTINS], **settings["target_spec"]}
     settings = {**settings, "target_spec": spec}
     if not _keras_has_litert():
-        return _convert_concrete(model, settings)
+        return _convert_saved_model(model, settings)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="legc-litert-") as tmp:
@@ -508,12 +508,15 @@ def _convert_keras3(model, settings, quantization, sparse, representative_data) 
         return Path(out).read_bytes()
 
 
-def _convert_concrete(model, settings) -> bytes:
-    """Keras 3 (TensorFlow backend) before 3.13: the TF converter from a concrete function."""
-    t = tf()
-    signature = t.TensorSpec((None, *_input_shape(model)), t.float32)
-    fn = t.function(lambda x: model(x, training=False)).get_concrete_function(signature)
-    return _run_converter(t.lite.TFLiteConverter.from_concrete_functions([fn], model), settings)
+def _convert_saved_model(model, settings) -> bytes:
+    """Keras 3 (TensorFlow backend) before 3.13: ``model.export`` to a SavedModel, then the TF
+    converter (what Keras' own litert export does; a bare concrete function loses the variables)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="legc-savedmodel-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf().lite.TFLiteConverter.from_saved_model(tmp)
+        return _run_converter(converter, settings)
 
 
 def _convert_twin(model, quantization, sparse, representative_data) -> bytes:
@@ -572,7 +575,7 @@ def _keras3_info(model) -> dict:
     elif _keras_has_litert():
         path = "keras model.export(format='litert')"
     else:
-        path = "tf.lite.TFLiteConverter.from_concrete_functions"
+        path = "keras model.export(format='tf_saved_model') + tf.lite.TFLiteConverter"
     return {"keras": keras3().__version__, "backend": backend, "converter": path}
 
 
