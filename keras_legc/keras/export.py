@@ -398,7 +398,7 @@ def _dense(model) -> list:
 
 def _kernels(model) -> dict[str, np.ndarray]:
     """``{Dense layer name: kernel}`` as numpy (any flavour, any Keras 3 backend)."""
-    return {layer.name: np.asarray(layer.kernel) for layer in _dense(model)}
+    return {layer.name: layer.kernel.numpy() for layer in _dense(model)}
 
 
 def _input_shape(model) -> tuple[int, ...]:
