@@ -1,4 +1,5 @@
-"""Conversion of a (pruned) Keras model to TFLite, verified against the Keras outputs.
+"""Conversion of a (pruned) Keras model (tf_keras, or Keras 3 on any backend) to TFLite, verified
+against the Keras outputs.
 
 Writes three files side by side, each atomically, never over existing ones unless asked:
 ``<name>.tflite``, ``<name>.json`` (sizes, sparsity per layer, options, verification) and
@@ -92,7 +93,11 @@ def export_tflite(
     (``keras_legc.shrink``) returns.
 
     Args:
-        model: a tf.keras model (pruning wrappers are stripped first) or a path to a saved one.
+        model: a tf_keras model (TF-MOT pruning wrappers are stripped first), a Keras 3
+            ``keras.Model`` or a path to a saved one of either flavour. Keras 3 on the TensorFlow
+            backend converts in-process (``model.export(format="litert")``); on JAX (or PyTorch)
+            a TensorFlow-backend twin loaded from the model's ``.keras`` file converts in a
+            subprocess, and the result is verified against the original model's outputs.
         out: the .tflite path; ``.json`` and ``.reference.npz`` are written beside it.
         quantization: ``"float"``, ``"float16"``, ``"dynamic"`` (dynamic-range int8 weights) or
             ``"int8"`` (full integer, float interface; needs ``representative_data``).
