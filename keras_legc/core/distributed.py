@@ -10,15 +10,23 @@ Dask is imported here only, and only when a client is used.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from keras_legc.core.scoring import BlockCollector, ScoreSpec, block_rows, score_block
-from keras_legc.errors import InvalidArgumentError, MissingDependencyError
+from keras_legc.errors import InvalidArgumentError, LegcWarning, MissingDependencyError
 
 #: seconds to wait for a scheduler given by address before giving up
 CONNECT_TIMEOUT_S = 10.0
+#: glibc malloc settings for the worker processes that score. Dask's nanny starts workers with
+#: MALLOC_TRIM_THRESHOLD_=65536, which switches off glibc's adaptive mmap threshold: every
+#: temporary of a Granger chunk (megabytes) is then a fresh mmap, zeroed by the kernel, and
+#: scoring runs several times slower, mostly in kernel time (docs/scale-out.md). These restore
+#: heap reuse for blocks of that size.
+WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 1 << 28, "MALLOC_MMAP_THRESHOLD_": 1 << 28}
+_SLOW_TRIM = 1 << 20  # a worker trimming below this is the slow setting
 
 
 def require_distributed():
@@ -70,6 +78,50 @@ def connect(client, timeout: float = CONNECT_TIMEOUT_S):
             "scheduler (`dask scheduler`, then `dask worker ADDRESS` on each machine), or score "
             "in-process without --scheduler."
         ) from None
+
+
+def worker_environ() -> dict:
+    """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_ENVIRON` applied: pass it
+    to ``dask.config.set`` before starting a cluster whose workers score.
+
+    Example:
+        >>> import dask
+        >>> with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        ...     cluster = LocalCluster(n_workers=2, threads_per_worker=1)
+    """
+    import dask
+
+    require_distributed()
+    return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
+
+
+def _trim_threshold() -> int | None:
+    """On a worker: its MALLOC_TRIM_THRESHOLD_, None when unset (glibc's adaptive default)."""
+    import os
+
+    value = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _warn_slow_workers(client) -> None:
+    """Warn (once per client) when workers run with Dask's default malloc trim threshold."""
+    if getattr(client, "_legc_checked_malloc", False):
+        return
+    client._legc_checked_malloc = True
+    slow = [w for w, t in client.run(_trim_threshold).items() if t is not None and t < _SLOW_TRIM]
+    if slow:
+        warnings.warn(
+            f"{len(slow)} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ below 1 MiB (Dask's "
+            "default, 65536), which makes LEGC scoring several times slower (kernel time). "
+            "Fix: start the workers with keras_legc.core.distributed.WORKER_ENVIRON in their "
+            "environment (dask config distributed.nanny.pre-spawn-environ; see "
+            "docs/scale-out.md).",
+            LegcWarning,
+            stacklevel=4,
+        )
 
 
 def _score_task(source, start: int, stop: int, spec: ScoreSpec, selected) -> dict:
@@ -133,6 +185,7 @@ def score_on_cluster(
     """
     client, owned = connect(client)
     try:
+        _warn_slow_workers(client)
         out = BlockCollector(history.n_weights)
         for start, arrays in iter_blocks_on_cluster(client, history, spec, selected):
             out.put(start, arrays)
@@ -147,4 +200,11 @@ def score_on_cluster(
             client.close()
 
 
-__all__ = ["connect", "iter_blocks_on_cluster", "score_on_cluster", "require_distributed"]
+__all__ = [
+    "WORKER_ENVIRON",
+    "worker_environ",
+    "connect",
+    "iter_blocks_on_cluster",
+    "score_on_cluster",
+    "require_distributed",
+]

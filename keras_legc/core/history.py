@@ -131,6 +131,7 @@ class History:
         *,
         overwrite: bool = False,
         le_store: bool | None = None,
+        store_chunks: tuple[int, int] | None = None,
     ) -> Path:
         """Write ``history.npz`` and ``manifest.json`` into ``run_dir``, each atomically.
 
@@ -141,6 +142,8 @@ class History:
                 (chunked, read a block of weights at a time; needs zarr) and only refers to it
                 from ``history.npz``; False writes them into ``history.npz``; None (default)
                 keeps them where they are (a stored history stays stored).
+            store_chunks: ``(weights, windows)`` per chunk of a store written now (default
+                ``(65536, 32)``); a history already stored there keeps its store as it is.
 
         Example:
             >>> history.save("run", le_store=True)  # LE in run/le.zarr, scored out of core
@@ -149,7 +152,7 @@ class History:
         stored = self.stored if le_store is None else bool(le_store)
         if stored:  # refuse before the store is written, not after
             check_writable(run_dir / HISTORY_FILE, overwrite)
-        le_ref = self._stored_le_ref(run_dir, overwrite) if stored else None
+        le_ref = self._stored_le_ref(run_dir, overwrite, store_chunks) if stored else None
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -181,21 +184,27 @@ class History:
         atomic_write_json(run_dir / MANIFEST_FILE, manifest, overwrite=True)
         return run_dir
 
-    def _stored_le_ref(self, run_dir: Path, overwrite: bool) -> dict:
+    def _stored_le_ref(self, run_dir: Path, overwrite: bool, chunks) -> dict:
         """The manifest fields that point at this history's LE store inside ``run_dir``, after
         writing (or copying) the store there unless it is already there."""
-        from keras_legc.core.store import STORE_NAME, write_store
+        from keras_legc.core.store import (
+            DEFAULT_CHUNK_ROWS,
+            DEFAULT_CHUNK_WINDOWS,
+            STORE_NAME,
+            write_store,
+        )
 
         target = (run_dir / STORE_NAME).resolve()
         le = self.le
         if not (self.stored and le.path == target):
             if self.stored and target.exists() and not overwrite:
                 raise OutputExistsError(
-                    f"{target} already exists. Fix: choose another run_dir, or pass "
-                    "overwrite=True."
+                    f"{target} already exists. Fix: choose another run_dir, or pass overwrite=True."
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
-            le = write_store(le, target, overwrite=overwrite)
+            rows, windows = chunks or (DEFAULT_CHUNK_ROWS, DEFAULT_CHUNK_WINDOWS)
+            le = write_store(le, target, chunk_rows=rows, chunk_windows=windows,
+                             overwrite=overwrite)  # fmt: skip
         return {"le_store": STORE_NAME, "le_store_start": le.start}
 
     @classmethod

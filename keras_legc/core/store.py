@@ -100,6 +100,20 @@ class LEStore:
         )  # fmt: skip
         self.n_windows = 0
 
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> LEStore:
+        """Reopen an existing store for writing (e.g. to finish filling it after a restart).
+
+        Example:
+            >>> store = LEStore.open(run_dir / "le.zarr")
+        """
+        zarr = require_zarr()
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._array = zarr.open_array(str(store.path), mode="r+")
+        store.n_weights, store.n_windows = (int(d) for d in store._array.shape)
+        return store
+
     def append(self, rows: np.ndarray) -> None:
         """Append ``rows`` ``(k, n_weights)``: k more windows, each the LE of every weight."""
         rows = np.asarray(rows, dtype=np.float32)
@@ -270,7 +284,7 @@ def write_store(
     Example:
         >>> le = write_store(history.le, run_dir / "le.zarr")
     """
-    if isinstance(le, StoredLE):
+    if isinstance(le, StoredLE) and chunk_rows == le.chunk_rows:
         return copy_store(le, path, overwrite=overwrite)
     out = LEStore(path, le.shape[0], chunk_rows=chunk_rows, chunk_windows=chunk_windows,
                   overwrite=overwrite)  # fmt: skip

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 import keras_legc as kl
 from keras_legc import InvalidArgumentError, LegcWarning
-from keras_legc.core.store import write_store
+from keras_legc.core.distributed import worker_environ
 from keras_legc.errors import MissingDependencyError
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 ARRAYS = ("pvalues", "degenerate", "static", "f_pvalue", "partial_r2", "selected_lag")
 UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
@@ -25,9 +26,10 @@ UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
 def client():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dask's own start-up chatter
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         with distributed.Client(cluster) as c:
             yield c
         cluster.close()
@@ -48,12 +50,7 @@ def history_of(rng, n=(90, 20), k=28):
 
 
 def stored(history, run_dir, chunk_rows):
-    view = write_store(history.le, run_dir / "le.zarr", chunk_rows=chunk_rows)
-    kl.History(
-        layers=history.layers, shapes=history.shapes, le=view, target=history.target,
-        window=history.window, overlap=history.overlap, every=history.every,
-        n_snapshots=history.n_snapshots, final_kernels=history.final_kernels,
-    ).save(run_dir)  # fmt: skip
+    history.save(run_dir, le_store=True, store_chunks=(chunk_rows, 32))
     return kl.History.load(run_dir)
 
 
@@ -153,3 +150,20 @@ def test_dask_not_installed_is_a_clear_error(rng, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'keras-legc\[distributed\]'"):
         kl.score(history_of(rng), client="tcp://127.0.0.1:8786")
+
+
+def test_workers_with_dasks_default_malloc_are_warned_about(rng):
+    # Dask's nanny default (MALLOC_TRIM_THRESHOLD_=65536) makes scoring several times slower.
+    # (Set explicitly: a nanny copies its pre-spawn settings into this process's environment.)
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] < 2**20
+    history = history_of(rng, n=(10, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+            env={"MALLOC_TRIM_THRESHOLD_": "65536"},
+        )  # fmt: skip
+    with cluster, distributed.Client(cluster) as slow:
+        with pytest.warns(LegcWarning, match="MALLOC_TRIM_THRESHOLD_.*WORKER_ENVIRON"):
+            got = kl.score(history, client=slow, max_lag=2)
+    assert np.array_equal(got.pvalues, kl.score(history, max_lag=2).pvalues, equal_nan=True)

@@ -36,12 +36,8 @@ def make_history(rng, n_rows=300, k=24, le=None):
 
 def stored_copy(history, run_dir, **chunks):
     """``history`` saved into ``run_dir`` with its LE in a store of the given chunks, loaded."""
-    view = write_store(history.le, run_dir / "le.zarr", **chunks)
-    kl.History(
-        layers=history.layers, shapes=history.shapes, le=view, target=history.target,
-        window=history.window, overlap=history.overlap, every=history.every,
-        n_snapshots=history.n_snapshots, final_kernels=history.final_kernels,
-    ).save(run_dir)  # fmt: skip
+    chunks = (chunks.get("chunk_rows", 65536), chunks.get("chunk_windows", 32))
+    history.save(run_dir, le_store=True, store_chunks=chunks)
     return kl.History.load(run_dir)
 
 
