@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -398,7 +399,7 @@ def score(
     chunk_size: int = DEFAULT_CHUNK,
     threads: int | None = None,
     progress: bool | None = None,
-    client=None,
+    client: Any = None,
 ) -> Scores:
     """Granger-test every weight's LE series against the target series.
 
@@ -430,7 +431,8 @@ def score(
         client: a Dask ``distributed.Client``, or a scheduler address (``"tcp://host:8786"``):
             score blocks of weights as tasks on its workers (they read a stored history from its
             store path, which they must see; an in-memory one is scattered to them). Scores are
-            bit-identical to scoring in-process. Needs the ``distributed`` extra.
+            bit-identical to scoring in-process. Each task runs on one worker thread
+            (``threads`` is for in-process scoring). Needs the ``distributed`` extra.
 
     Returns:
         :class:`Scores`.
@@ -579,6 +581,7 @@ class BlockCollector:
         self.n, self.arrays = int(n), {}
 
     def put(self, start: int, block: dict[str, np.ndarray]) -> None:
+        """Store a block's arrays (from :func:`score_block`) at weights ``start`` onwards."""
         for name, values in block.items():
             if name not in self.arrays:
                 self.arrays[name] = np.empty(self.n, dtype=values.dtype)
@@ -587,7 +590,12 @@ class BlockCollector:
 
 def block_rows(history: History, chunk_size: int, threads: int = 1) -> int:
     """Weights per block when a history is read (or shipped) in blocks: ``chunk_size x threads``,
-    rounded up to whole chunks of the history's LE store (each chunk is decompressed once)."""
+    rounded up to whole chunks of the history's LE store (each chunk is decompressed once).
+
+    Example:
+        >>> block_rows(stored_history, 4096, threads=2)   # store chunks of 65536 weights
+        65536
+    """
     rows = int(chunk_size) * int(threads)
     if history.stored:
         chunk = history.le.chunk_rows
