@@ -15,14 +15,6 @@ def make_history(le, target):
     )  # fmt: skip
 
 
-def test_keras3_model_is_refused_with_the_fix():
-    import keras  # Keras 3, installed beside tf_keras
-
-    model = keras.Sequential([keras.layers.Input(shape=(3,)), keras.layers.Dense(2)])
-    with pytest.raises(ModelStructureError, match="Keras 3 model.*import keras_legc"):
-        kl.dense_layers(model)
-
-
 def test_non_finite_target_or_le_series(rng):
     target = rng.random(20)
     target[4] = np.nan
