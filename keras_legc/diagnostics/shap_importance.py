@@ -16,7 +16,7 @@ def shap_importance(
     """Mean |SHAP value| per feature of ``model`` on rows ``x`` (DeepExplainer on ``background``).
 
     Args:
-        model: a built tf.keras (Keras 2) model with one flat input.
+        model: a built Keras 3 (TensorFlow backend) or Keras 2 model with one flat input.
         background: rows the explainer integrates over (a sample of the data).
         x: rows to explain.
         chunk: rows explained per call (the progress bar advances per chunk).

@@ -95,14 +95,21 @@ def prune(model, mask: Mask, weights: list):
     return copy
 
 
-def set_mask(model, name: str, keep: np.ndarray) -> None:
-    """Replace the mask of Dense layer ``name`` of a pruned model (and zero the newly masked
-    weights at once). On the JAX backend the compiled train step read the old mask as a
-    constant, so it is rebuilt."""
-    layer = next(layer for layer in dense_layers(model) if layer.name == name)
-    constraint = layer.kernel.constraint
-    constraint.mask.assign(np.asarray(keep, dtype=np.float32))
-    layer.kernel.assign(constraint(layer.kernel))
+def set_masks(model, masks: dict[str, np.ndarray]) -> None:
+    """Replace the masks of Dense layers of a pruned model (``{layer name: 0/1 array}``) and zero
+    the newly masked weights at once.
+
+    On the JAX backend the compiled train step read the old masks as constants, so it is rebuilt.
+
+    Example:
+        >>> set_masks(pruned, {"hidden": keep})
+    """
+    held = constraints(model)
+    for layer in dense_layers(model):
+        if layer.name in masks:
+            constraint = held[layer.name]
+            constraint.mask.assign(np.asarray(masks[layer.name], dtype=np.float32))
+            layer.kernel.assign(constraint(layer.kernel))
     if _k.backend.backend() == "jax" and getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
 

@@ -80,7 +80,7 @@ def _check_dense(model, layer) -> None:
             f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
             "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
         )
-    dtype = np.dtype(_dtype_name(layer.kernel.dtype))
+    dtype = kernel_dtype(layer)
     if dtype.kind != "f":
         raise ModelStructureError(
             f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
@@ -89,9 +89,15 @@ def _check_dense(model, layer) -> None:
         )
 
 
-def _dtype_name(dtype) -> str:
-    """``"float32"`` from a tf.DType (Keras 2) or a dtype string (Keras 3)."""
-    return getattr(dtype, "name", None) or str(dtype)
+def kernel_dtype(layer) -> np.dtype:
+    """The numpy dtype of a Dense layer's kernel (a tf.DType in Keras 2, a string in Keras 3).
+
+    Example:
+        >>> kernel_dtype(model.layers[0])
+        dtype('float32')
+    """
+    dtype = layer.kernel.dtype
+    return np.dtype(getattr(dtype, "name", None) or str(dtype))
 
 
 def _graph_nodes(model):
@@ -139,6 +145,14 @@ def is_pruning_wrapper(layer) -> bool:
     )
 
     return isinstance(layer, PruneLowMagnitude)
+
+
+def is_mask_held(layer) -> bool:
+    """True for a Keras 3 Dense layer whose kernel holds a keras_legc ``MaskConstraint``."""
+    constraint = getattr(getattr(layer, "kernel", None), "constraint", None)
+    return type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
+        "keras_legc.keras.keras3"
+    )
 
 
 def _unwrap(layer):
