@@ -224,7 +224,9 @@ class WeightHistory(Callback):
         return (layer.kernel.numpy() for layer in self._layers)
 
     def _kernels(self) -> dict[str, np.ndarray]:
-        return {name: k.copy() for name, k in zip(self._names(), self._kernel_arrays())}
+        return {
+            name: k.copy() for name, k in zip(self._names(), self._kernel_arrays(), strict=True)
+        }
 
     def _names(self) -> list[str]:
         return [layer.name for layer in self._layers]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_legc as kl
-from keras_legc import HistoryError, InvalidArgumentError, ModelStructureError, NonFiniteError
+from keras_legc import HistoryError, InvalidArgumentError, NonFiniteError
 
 
 def make_history(le, target):
