@@ -1,4 +1,8 @@
-"""``prune``/``strip``: hold a :class:`~keras_legc.masking.Mask` fixed during training with TF-MOT.
+"""``prune``/``strip``: hold a :class:`~keras_legc.masking.Mask` fixed during training.
+
+Each function serves both Kerases, chosen from the model object: a Keras 3 model (any backend) is
+pruned with a mask constraint (:mod:`keras_legc.keras.keras3`); a Keras 2 (tf_keras) model with
+TF-MOT, as follows.
 
 ``prune`` copies the model (the user's model is never modified), optionally rewinds it to its
 initial weights (the paper's lottery-ticket protocol) or keeps the trained weights (fine-tuning),
@@ -14,7 +18,7 @@ import numpy as np
 
 from keras_legc.core.history import History
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
-from keras_legc.keras.flavour import keras, tf, tfmot
+from keras_legc.keras.flavour import keras, model_flavour, tf, tfmot
 from keras_legc.keras.layers import dense_layers, is_pruning_wrapper, layer_signature
 from keras_legc.keras.saving import load_model, save_model  # noqa: F401
 from keras_legc.masking import Mask
@@ -37,13 +41,16 @@ def prune(model, mask: Mask, *, rewind_to=None):
     """A copy of ``model`` whose Dense kernels are held to ``mask`` during training.
 
     Args:
-        model: a built Sequential or functional tf.keras (Keras 2) model.
+        model: a built Sequential or functional model: Keras 3 (``keras.Model``, any backend) or
+            Keras 2 (``tf_keras.Model``).
         mask: a :class:`Mask` with one array per Dense layer of ``model``.
         rewind_to: None to fine-tune from the model's current weights; a :class:`History` (its
             ``initial_weights``) or a ``model.get_weights()``-style list to rewind to them first.
 
     Returns:
-        A new, uncompiled model with TF-MOT pruning wrappers. Compile it, then fit it with
+        A new, uncompiled model of the same Keras. Keras 3: the same layers, each Dense kernel
+        holding a :class:`~keras_legc.keras.keras3.MaskConstraint` that the optimizer applies
+        after every update. Keras 2: TF-MOT pruning wrappers; fit it with
         ``callbacks=keras_legc.pruning_callbacks()``.
 
     Example:
@@ -58,13 +65,22 @@ def prune(model, mask: Mask, *, rewind_to=None):
             "Scores.mask(...), magnitude_mask(...), random_mask(...) or Mask({layer: array})."
         )
     layers = dense_layers(model)
-    if any(is_pruning_wrapper(layer) for layer in model.layers):
+    keras3 = model_flavour(model) == "keras3"
+    if keras3:
+        from keras_legc.keras import keras3 as k3
+
+        already = bool(k3.constraints(model))
+    else:
+        already = any(is_pruning_wrapper(layer) for layer in model.layers)
+    if already:
         raise ModelStructureError(
             "the model is already wrapped for pruning. Fix: call keras_legc.strip(model) first, "
             "or prune the original model."
         )
     mask.check_shapes(layer_signature(model))
     weights = _initial_weights(model, rewind_to)
+    if keras3:
+        return k3.prune(model, mask, weights)
     copy = _clone(model)
     copy.set_weights(weights)
 
@@ -88,18 +104,39 @@ def prune(model, mask: Mask, *, rewind_to=None):
     return pruned
 
 
-def pruning_callbacks() -> list:
-    """Callbacks to pass to ``fit`` of a pruned model (TF-MOT's ``UpdatePruningStep``)."""
+def pruning_callbacks(model=None) -> list:
+    """Callbacks to pass to ``fit`` of a pruned model.
+
+    Args:
+        model: the pruned model. A Keras 3 model needs none (its kernel constraints act inside
+            the optimizer step), so ``[]``; a Keras 2 model, or None, gets TF-MOT's
+            ``UpdatePruningStep``.
+
+    Returns:
+        A list of callbacks.
+
+    Example:
+        >>> pruned.fit(x, y, epochs=5, callbacks=keras_legc.pruning_callbacks(pruned))
+    """
+    if model is not None and model_flavour(model) == "keras3":
+        return []
     return [_sparsity.UpdatePruningStep()]
 
 
 def strip(model):
     """The pruned model with plain Dense layers and the masked weights exactly 0.
 
-    Works on a model from :func:`prune` (or any TF-MOT pruned model); a model without wrappers is
-    returned unchanged.
+    Works on a model from :func:`prune` (or any TF-MOT pruned model); a model without wrappers
+    (or, Keras 3, without mask constraints) is returned unchanged.
+
+    Example:
+        >>> small = keras_legc.strip(pruned)
     """
     dense_layers(model)
+    if model_flavour(model) == "keras3":
+        from keras_legc.keras import keras3 as k3
+
+        return k3.strip(model)
     wrappers = [layer for layer in model.layers if is_pruning_wrapper(layer)]
     if not wrappers:
         return model
@@ -115,7 +152,16 @@ def strip(model):
 
 
 def mask_of(model) -> Mask:
-    """The mask currently held by a pruned model's wrappers."""
+    """The mask currently held by a pruned model (its TF-MOT wrappers or, Keras 3, its mask
+    constraints).
+
+    Example:
+        >>> keras_legc.keras.pruning.mask_of(pruned).sparsity
+    """
+    if model_flavour(model) == "keras3":
+        from keras_legc.keras import keras3 as k3
+
+        return k3.mask_of(model)
     arrays = {}
     for layer in model.layers:
         if is_pruning_wrapper(layer):
