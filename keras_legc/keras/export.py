@@ -386,16 +386,6 @@ def _plain(model):
 
 
 def _dense(model) -> list:
-    if model_flavour(model) == "keras3":
-        from keras_legc.keras.saving import keras3
-
-        found = [layer for layer in model.layers if isinstance(layer, keras3().layers.Dense)]
-        if not found:
-            raise ModelStructureError(
-                f"model {model.name!r} has no Dense layer; keras_legc prunes Dense kernels only. "
-                "Fix: pass a model with at least one keras.layers.Dense layer."
-            )
-        return found
     from keras_legc.keras.layers import dense_layers
 
     return dense_layers(model)
