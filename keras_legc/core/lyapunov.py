@@ -19,10 +19,10 @@ same values, several times slower, after one warning.
 from __future__ import annotations
 
 import threading
-import warnings
 
 import numpy as np
 
+from keras_legc.core._compiled import compiled
 from keras_legc.core._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
 
@@ -78,7 +78,7 @@ def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> n
             f"expected windows of shape (n, W) with W >= {MIN_WINDOW}, got {x.shape}."
         )
     threads = check_threads(threads)
-    kernel = _compiled_kernel()
+    kernel = compiled("_lyapunov_kernel")
     if kernel is None:
         return _lyapunov_numpy(x, threads)
     out = np.empty(x.shape[0], dtype=np.float64)
@@ -96,30 +96,6 @@ def lyapunov_of_windows(windows: np.ndarray, *, threads: int | None = None) -> n
 
     run_blocks(run_block, range(0, x.shape[0], KERNEL_ROWS_PER_BLOCK), threads)
     return out
-
-
-_NO_KERNEL = object()
-_kernel_module = None
-
-
-def _compiled_kernel():
-    """The numba kernel module, imported (and compiled or loaded from numba's cache) on first use;
-    None, after one warning, when numba cannot be imported."""
-    global _kernel_module
-    if _kernel_module is None:
-        try:
-            from keras_legc.core import _lyapunov_kernel
-        except ImportError as exc:
-            warnings.warn(
-                f"numba could not be imported ({exc}); Lyapunov exponents fall back to the numpy "
-                "kernel: the same values, about 10x slower. Fix: pip install 'numba>=0.68'.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            _kernel_module = _NO_KERNEL
-        else:
-            _kernel_module = _lyapunov_kernel
-    return None if _kernel_module is _NO_KERNEL else _kernel_module
 
 
 def _kernel_scratch(rows: int, w: int) -> np.ndarray:
