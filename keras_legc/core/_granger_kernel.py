@@ -39,6 +39,15 @@ def _dot_shared(q, col, b, out, n, tile):  # pragma: no cover - compiled
             out[s] = out[s] + qi * b[i, s]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _project_out(u, b, dot, n, tile):  # pragma: no cover - compiled
+    """``b -= u * (u . b)`` per series: numpy's ``b -= qk * _coldot(qk, b)``, same order."""
+    _dot(u, b, dot, n, tile)
+    for i in range(n):
+        for s in range(tile):
+            b[i, s] = b[i, s] - u[i, s] * dot[s]
+
+
 @njit(
     void(float64[:, ::1], int64, float64[:, ::1], float64[::1], float64[::1], float64[::1],
          float64[::1], int64),
@@ -85,10 +94,7 @@ def lag_fit(
                     for s in range(tile):
                         b[i, s] = b[i, s] - qi * dot[s]
             for h in range(j - 1):  # then against this series' earlier lag columns
-                _dot(basis[h], b, dot, n, tile)
-                for i in range(n):
-                    for s in range(tile):
-                        b[i, s] = b[i, s] - basis[h, i, s] * dot[s]
+                _project_out(basis[h], b, dot, n, tile)
             _dot(b, b, dot, n, tile)
             for s in range(tile):
                 norm[s] = np.sqrt(dot[s])
@@ -105,10 +111,7 @@ def lag_fit(
             for s in range(tile):
                 resid[i, s] = r
         for h in range(lag):
-            _dot(basis[h], resid, dot, n, tile)
-            for i in range(n):
-                for s in range(tile):
-                    resid[i, s] = resid[i, s] - basis[h, i, s] * dot[s]
+            _project_out(basis[h], resid, dot, n, tile)
         _dot(resid, resid, dot, n, tile)
         for s in range(width):
             ssr_u[c0 + s] = dot[s]
