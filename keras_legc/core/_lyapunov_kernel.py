@@ -68,15 +68,18 @@ def squared_distances(
             count[i] = 0
             continue
         # Runs of identical consecutive points: keep the first point of each run.
+        # Branch-free (a branch mispredicts on windows where half the steps repeat a value): the
+        # point goes to the next free slot and is kept by advancing n. Point t is in the run of
+        # point t - 1 exactly when x_{t-1} == x_t == x_{t+1}.
         n = 0
         for t in range(m):
             a = buf[t]
             b = buf[t + 1]
-            if n == 0 or a != px[n - 1] or b != py[n - 1]:
-                px[n] = a
-                py[n] = b
-                first[n] = t
-                n += 1
+            new = (t == 0) | (a != buf[t - 1]) | (b != a)  # buf[-1] when t == 0: unused
+            px[n] = a
+            py[n] = b
+            first[n] = t
+            n += np.int64(new)
             run[t] = n - 1
         lanes = (n + LANES - 1) // LANES * LANES
         for k in range(n, lanes):  # padding lanes: computed, never read
