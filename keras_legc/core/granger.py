@@ -5,7 +5,9 @@ Pure numpy/scipy, no TensorFlow. Equal to statsmodels ``grangercausalitytests`` 
 
 for each lag ``p`` the restricted design ``[1, y_{t-1..t-p}]`` is shared by all series, so it is
 factored once (thin QR). Each series' lag block is residualised against it and factored in one
-batched QR; the drop in the residual sum of squares gives the statistic.
+batched QR; the drop in the residual sum of squares gives the statistic. The batched QR runs in a
+numba kernel (``keras_legc.core._granger_kernel``) that does the numpy path's floating-point
+operations in the same order, so both give the same bits; numpy is the fallback without numba.
 
 Degenerate series (constant cause, cause lags collinear with the target's own lags, perfect fit)
 would give statsmodels a meaningless number. Here they get a NaN p-value and a reason code, and are
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from keras_legc.core._compiled import compiled
 from keras_legc.core._parallel import check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
 
@@ -317,6 +320,7 @@ class _RestrictedFit:
         )
         q, _ = np.linalg.qr(design)
         target = y[lag:]
+        self.q_matrix = np.ascontiguousarray(q)
         self.q = [np.ascontiguousarray(q[:, a : a + 1]) for a in range(q.shape[1])]
         self.resid = target - q @ (q.T @ target)
         self.ssr_r = float(self.resid @ self.resid)
@@ -330,25 +334,14 @@ class _RestrictedFit:
     def test(self, xt: np.ndarray, test: str | None) -> _LagFit:
         """p-values, reason codes and sums of squares of every column of ``xt`` (``(K, m)``);
         ``test=None`` only fits (no p-values: the lag selection needs the sums of squares)."""
-        lag, n, k = self.lag, self.n, xt.shape[0]
-        # Orthonormalise each series' lag block [x_{t-1} .. x_{t-lag}] against the restricted
-        # design and then column by column (modified Gram-Schmidt, vectorised over the series).
-        basis, scale2, smallest = [], 0.0, np.inf
-        for j in range(1, lag + 1):
-            b = xt[lag - j : k - j].copy()  # (n, m): x_{t-j} for t = lag .. K-1
-            scale2 = scale2 + _coldot(b, b)
-            self._residualise(b)
-            for qk in basis:
-                b -= qk * _coldot(qk, b)
-            norm = np.sqrt(_coldot(b, b))
-            smallest = np.minimum(smallest, norm)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                basis.append(b / np.where(norm > 0.0, norm, 1.0))
+        lag, n = self.lag, self.n
+        kernel = compiled("_granger_kernel")
+        if kernel is None:
+            ssr_u, smallest, scale2 = self._unrestricted_numpy(xt)
+        else:
+            ssr_u, smallest, scale2 = (np.empty(xt.shape[1]) for _ in range(3))
+            kernel.lag_fit(xt, lag, self.q_matrix, self.resid, ssr_u, smallest, scale2, kernel.TILE)
         collinear = smallest <= _RANK_TOL * np.sqrt(scale2)
-        resid = np.repeat(self.resid[:, None], xt.shape[1], axis=1)
-        for qk in basis:
-            resid -= qk * _coldot(qk, resid)
-        ssr_u = _coldot(resid, resid)
         perfect = ssr_u <= _FIT_TOL * self.ssr_r
         delta = np.maximum(self.ssr_r - ssr_u, 0.0)
         reason = np.zeros(xt.shape[1], dtype=np.int8)
@@ -363,6 +356,28 @@ class _RestrictedFit:
                 dof = n - 2 * lag - 1
                 p = stats.f.sf((delta / lag) / (ssr_u / dof), lag, dof)
         return _LagFit(np.where(reason == OK, p, np.nan), reason, ssr_u, delta, self.ssr_r)
+
+    def _unrestricted_numpy(self, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SSR_u, the smallest residualised lag-column norm and the lag block's sum of squares of
+        every column of ``xt`` (the numpy fallback of ``_granger_kernel.lag_fit``, same bits)."""
+        lag, k = self.lag, xt.shape[0]
+        # Orthonormalise each series' lag block [x_{t-1} .. x_{t-lag}] against the restricted
+        # design and then column by column (modified Gram-Schmidt, vectorised over the series).
+        basis, scale2, smallest = [], 0.0, np.inf
+        for j in range(1, lag + 1):
+            b = xt[lag - j : k - j].copy()  # (n, m): x_{t-j} for t = lag .. K-1
+            scale2 = scale2 + _coldot(b, b)
+            self._residualise(b)
+            for qk in basis:
+                b -= qk * _coldot(qk, b)
+            norm = np.sqrt(_coldot(b, b))
+            smallest = np.minimum(smallest, norm)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                basis.append(b / np.where(norm > 0.0, norm, 1.0))
+        resid = np.repeat(self.resid[:, None], xt.shape[1], axis=1)
+        for qk in basis:
+            resid -= qk * _coldot(qk, resid)
+        return _coldot(resid, resid), smallest, scale2
 
 
 @dataclass

@@ -43,6 +43,10 @@ def test_quick_benchmark_writes_five_sections(bench):
     _positive(o["recorder_timings_s"], "snapshot_s", "lyapunov_s", "validation_s")
     assert o["n_windows"] >= 6
     assert o["same_initial_weights"] is True
+    c = o["convnet"]
+    _positive(c, "fit_s_without_recorder", "fit_s_with_recorder", "ratio", "n_windows")
+    assert c["same_initial_weights"] is True
+    assert c["n_weights_recorded"] == 5 * 5 * 16 * 64 + 64 * 10  # the Dense head only
 
     s = sec["scoring_time"]
     _positive(s, "le_offline_s", "granger_score_s", "total_s", "n_weights", "n_windows")
@@ -56,10 +60,18 @@ def test_quick_benchmark_writes_five_sections(bench):
     assert g["n_compared"] + g["n_degenerate_in_sample"] == g["n_sample"]
     assert math.isfinite(g["max_abs_dp"]) and g["max_abs_dp"] <= 1e-9
     assert g["score_pvalues_equal_granger_test"] is True
+    r = g["random"]
+    _positive(r, "statsmodels_s_per_series", "batched_s_per_series", "speedup")
+    _positive(r, "numpy_fallback_s_per_series")
+    assert r["n_degenerate"] == 0 and r["numpy_fallback_identical"] is True
+    assert r["max_abs_dp"] <= 1e-9
 
     ly = sec["lyapunov_speedup"]
     _positive(ly, "reference_s_per_window", "vectorised_s_per_window", "speedup")
     assert ly["identical"] is True and ly["reference_equals_streaming"] is True
+    r = ly["random"]
+    _positive(r, "reference_s_per_window", "kernel_s_per_window", "speedup", "first_call_s")
+    assert r["identical"] is True and r["numpy_fallback_identical"] is True
 
     mem = sec["peak_rss"]
     assert [r["multiple"] for r in mem["runs"]] == [1, 2]
@@ -72,6 +84,28 @@ def test_quick_benchmark_writes_five_sections(bench):
     assert "--quick" in report["command"] and report["date"]
     assert "1. Recording overhead" in proc.stdout and "5. Peak RSS" in proc.stdout
     assert str(out.resolve()) in proc.stdout
+
+
+def test_a_rerun_resumes_from_the_saved_measurements(bench, tmp_path):
+    # The work folder of the module's run is gone (a complete run deletes it); a run that was
+    # interrupted keeps its finished measurements, and the same command reuses them.
+    _, _, out, env = bench
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--skip-memory", "--json",
+           str(tmp_path / "r.json"), "--work-dir", str(work), "--keep"]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = sorted(p.name for p in work.glob("*.out.json"))
+    assert "kernels.out.json" in saved and "base_1x.out.json" in saved
+    (work / "kernels.out.json").unlink()  # as if interrupted during that measurement
+    cmd[cmd.index(str(tmp_path / "r.json"))] = str(tmp_path / "r2.json")
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((tmp_path / "r2.json").read_text())
+    assert sorted(report["reused_measurements"]) == sorted(
+        name.removesuffix(".out.json") for name in saved if name != "kernels.out.json"
+    )
+    assert "reusing the result saved" in again.stderr
 
 
 def test_refuses_to_overwrite_the_json(bench):

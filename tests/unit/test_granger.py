@@ -146,3 +146,28 @@ def test_no_warning_when_lag_fits(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         granger_pvalues(rng.normal(size=(2, 44)), rng.normal(size=44), 14)
+
+
+@pytest.mark.parametrize(("k", "lag"), [(6, 1), (27, 8), (44, 14), (60, 3)])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"test": "ssr_ftest"}, {"criterion": "bic"}, {"chunk_size": 7}, {"difference": True}],
+)
+def test_compiled_kernel_gives_the_numpy_paths_bits(rng, monkeypatch, k, lag, options):
+    # The numba kernel repeats the numpy path's floating-point operations in the same order: the
+    # same bits, degenerate series included (constant, collinear, rounded, half constant).
+    from keras_legc.core import _compiled
+
+    cause = rng.normal(size=(75, k))
+    effect = rng.normal(size=k)
+    cause[3], cause[4], cause[5] = 1.0, effect, np.round(cause[5])
+    cause[6, : k // 2] = 0.0
+    compiled = granger_test(cause, effect, lag, **options)
+    monkeypatch.setitem(_compiled._loaded, "_granger_kernel", None)  # the numpy fallback
+    fallback = granger_test(cause, effect, lag, **options)
+    for field in ("per_lag", "pvalues", "degenerate", "selected_lag", "f_pvalue", "partial_r2"):
+        a, b = getattr(compiled, field), getattr(fallback, field)
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=field)
+    assert compiled.degenerate[3] == CONSTANT_CAUSE

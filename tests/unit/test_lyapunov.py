@@ -1,9 +1,13 @@
 """windowed_lyapunov against the plain per-window loop reference: identical values, not just close."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from keras_legc import HistoryError, InvalidArgumentError, NonFiniteError, windowed_lyapunov
+from keras_legc.core import lyapunov
 from keras_legc.core.lyapunov import ROWS_PER_BLOCK, lyapunov_of_windows, n_windows, window_stride
 from keras_legc.testing.reference import lyapunov_window_reference, windowed_lyapunov_reference
 
@@ -118,9 +122,83 @@ def test_bad_window_arguments(window, overlap):
 
 
 def test_non_finite_found_beyond_the_first_check_block(rng):
-    from keras_legc.core import lyapunov
-
     x = rng.normal(size=(9, 60))
     x[7, 33] = np.inf
     with pytest.raises(NonFiniteError, match="series 7 .* step 33"):
         lyapunov._check_finite(x, rows_per_check=4)  # the bad row sits in the second block
+
+
+def _window_kinds(rng, w):
+    """Windows of every kind the kernel special-cases, as ``(name, (n, w) float64 array)``."""
+    n = 40
+    steps = rng.integers(0, 5, size=(n, w))  # piecewise constant: few values held for a few steps
+    held = np.take_along_axis(rng.normal(size=(n, 5)), steps, axis=1)
+    runs = np.repeat(held[:, : (w + 4) // 5], 5, axis=1)[:, :w]
+    binary = rng.integers(0, 2, size=(n, w)).astype(float)
+    return [
+        ("random", rng.normal(size=(n, w))),
+        ("walk", rng.normal(size=(n, w)).cumsum(axis=1) * 1e-3),
+        ("piecewise constant", runs),
+        ("few values, shuffled", held),
+        ("ties on a grid", rng.integers(0, 4, size=(n, w)) * 0.25),
+        ("constant", np.full((n, w), 0.3)),
+        ("almost static", 0.3 + 1e-6 * rng.normal(size=(n, w))),
+        ("tiny moves that underflow", binary + 1e-200 * rng.normal(size=(n, w))),
+        ("huge, squares overflow", rng.normal(size=(n, w)) * 1e300),
+        ("huge", rng.normal(size=(n, w)) * 1e150),
+        ("tiny", rng.normal(size=(n, w)) * 1e-140),
+        ("one jump", np.where(np.arange(w) < w // 2, 0.0, 1.0) * np.ones((n, 1))),
+    ]
+
+
+@pytest.mark.parametrize("w", [4, 5, 50, 200])
+def test_compiled_kernel_identical_to_reference_on_every_window_kind(rng, w):
+    for name, x in _window_kinds(rng, w):
+        ref = np.array([lyapunov_window_reference(row) for row in x])
+        with np.errstate(over="ignore", invalid="ignore"):
+            got = lyapunov_of_windows(x, threads=1)
+            fallback = lyapunov._lyapunov_numpy(x, 1)
+        np.testing.assert_array_equal(got, ref, err_msg=name)
+        np.testing.assert_array_equal(fallback, ref, err_msg=name)
+
+
+def test_compiled_kernel_reads_every_layout_and_dtype(rng):
+    x = rng.normal(size=(700, 60)).cumsum(axis=1).astype(np.float32)  # > one kernel block
+    want = lyapunov_of_windows(np.ascontiguousarray(x, dtype=np.float64), threads=1)
+    read_only = np.lib.stride_tricks.sliding_window_view(x, 50, axis=1)[:, 5]
+    for view in (x, np.asfortranarray(x), x[::-1][::-1], read_only, x.astype(np.float16)):
+        got = lyapunov_of_windows(view, threads=2)
+        if view.dtype == np.float16:
+            want16 = [lyapunov_window_reference(row) for row in view[:30].astype(np.float64)]
+            np.testing.assert_array_equal(got[:30], want16)
+        elif view is read_only:
+            np.testing.assert_array_equal(got, lyapunov_of_windows(np.array(read_only)))
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_fallback_when_numba_is_missing_warns_once_and_agrees(rng, tmp_path):
+    # A fresh interpreter in which `import numba` fails: the numpy kernel, one warning.
+    x = rng.normal(size=(30, 50)).cumsum(axis=1)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, warnings; sys.modules['numba'] = None\n"
+        "import numpy as np\n"
+        "from keras_legc.core.lyapunov import lyapunov_of_windows\n"
+        "x = np.load(sys.argv[1])\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    a = lyapunov_of_windows(x)\n"
+        "    b = lyapunov_of_windows(x[::-1])\n"
+        "print(len(caught), caught[0].message)\n"
+        "np.save(sys.argv[2], np.concatenate([a, b]))\n"
+    )
+    out = tmp_path / "le.npy"
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.npy"), str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert run.stdout.startswith("1 numba could not be imported")
+    assert "pip install" in run.stdout
+    want = np.concatenate([lyapunov_of_windows(x), lyapunov_of_windows(x[::-1])])
+    np.testing.assert_array_equal(np.load(out), want)

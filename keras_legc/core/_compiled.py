@@ -1,0 +1,51 @@
+"""Lazy import of the numba-compiled kernels, with one warning and a numpy fallback without numba.
+
+The kernels (``_lyapunov_kernel``, ``_granger_kernel``) are imported on first use, not on
+``import keras_legc``: importing numba takes about half a second, and compiling (or loading from
+numba's on-disk cache) happens at that first import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import warnings
+from types import ModuleType
+
+_loaded: dict[str, ModuleType | None] = {}
+_lock = threading.Lock()
+_warned = False
+
+
+def compiled(name: str) -> ModuleType | None:
+    """The compiled kernel module ``keras_legc.core.<name>``, or None without numba.
+
+    Args:
+        name: the module's name inside ``keras_legc.core``, e.g. ``"_lyapunov_kernel"``.
+
+    Returns:
+        The module, imported (and compiled, or loaded from numba's cache) on the first call; None
+        when numba cannot be imported, after one ``RuntimeWarning`` per process.
+
+    Example:
+        >>> kernel = compiled("_lyapunov_kernel")  # doctest: +SKIP
+    """
+    global _warned
+    if name in _loaded:
+        return _loaded[name]
+    with _lock:  # two threads' first calls must not compile twice
+        if name not in _loaded:
+            try:
+                _loaded[name] = importlib.import_module(f"keras_legc.core.{name}")
+            except ImportError as exc:
+                _loaded[name] = None
+                if not _warned:
+                    _warned = True
+                    warnings.warn(
+                        f"numba could not be imported ({exc}); Lyapunov exponents and Granger "
+                        "tests fall back to numpy: the same values, several times slower. Fix: "
+                        "pip install 'numba==0.68.1'.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+    return _loaded[name]
