@@ -113,8 +113,11 @@ class WeightHistory(Callback):
     ``model.distribute_strategy.extended.should_checkpoint``). On the other workers of a
     ``MultiWorkerMirroredStrategy`` the callback is inactive: :attr:`history` stays None, it
     reads no kernels, opens no ``run_dir`` (so every worker may be given the same ``run_dir``)
-    and says so once when ``verbose >= 1``. Tested with ``MirroredStrategy`` and with two local
-    ``MultiWorkerMirroredStrategy`` workers on tf_keras and on Keras 3 (TensorFlow backend).
+    and says so once when ``verbose >= 1``. Tested with ``MirroredStrategy`` (tf_keras and Keras 3,
+    TensorFlow backend) and with two local ``MultiWorkerMirroredStrategy`` workers on tf_keras.
+    Keras 3 under ``MultiWorkerMirroredStrategy`` is not supported here: on this stack (Keras
+    3.15.1, TensorFlow 2.21.0) Keras 3's own ``fit`` fails there, with no callback at all
+    (``ValueError: Attempt to convert a value (PerReplica...)``).
 
     One class serves Keras 3 ``fit`` (TensorFlow, JAX backends) and tf_keras ``fit``: kernels are
     read with ``variable.numpy()`` (through ``self.model``, which syncs the JAX training state
