@@ -309,7 +309,7 @@ class WeightHistory(Callback):
             run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
             save_snapshots=self.save_snapshots and keep, le_store=self.le_store and keep,
             store_chunks=self.store_chunks,
-            expected_windows=self._expected_windows(every) if keep else 1,
+            expected_windows=max(1, self._expected_windows(every)) if keep else 1,
             initial_weights=self._initial if keep else None, kernels=self._kernels,
             meta=meta, verbose=self.verbose if keep else 0,
             name="WeightHistory", target_name=self.target,
@@ -338,6 +338,16 @@ class WeightHistory(Callback):
             self.max_overhead * max(costs["train_s_per_hook"], 1e-9))))  # fmt: skip
         self._start_engine(every, {"calibration": {"steps": cal.steps, **costs}})
         self._calibration = None
+        if self._expected_windows(every, guess=0) == 0:
+            warnings.warn(
+                f"WeightHistory: max_overhead={self.max_overhead} needs every={every} (a recorded "
+                f"snapshot costs {costs['record_s_per_snapshot'] * 1e3:.1f} ms, a training step "
+                f"{costs['train_s_per_hook'] * 1e3:.1f} ms), and at that spacing the rest of this "
+                f"fit closes no window of {self.window} snapshots: the history will be empty. "
+                "Fix: a larger max_overhead, a smaller window, or more epochs.",
+                LegcWarning,
+                stacklevel=3,
+            )
 
     def _enter(self) -> float:
         """Start timing a hook: the time since the previous hook left was training."""
@@ -451,15 +461,15 @@ class WeightHistory(Callback):
         }
         return final, source
 
-    def _expected_windows(self, every: int) -> int:
-        """Windows this fit will close, from Keras' params (a default guess if it cannot tell):
-        one hook per executed block of ``steps_per_execution`` steps, less those already gone."""
+    def _expected_windows(self, every: int, guess: int = DEFAULT_EXPECTED_WINDOWS) -> int:
+        """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
+        tell): one hook per executed block of ``steps_per_execution`` steps, less those gone."""
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
         if not epochs or not steps:
-            return DEFAULT_EXPECTED_WINDOWS
+            return guess
         hooks = int(epochs) * -(-int(steps) // self._spe) - self._hooks
         snapshots = -(-max(hooks, 0) // every)
-        return max(1, n_windows(snapshots, self.window, self.overlap))
+        return n_windows(snapshots, self.window, self.overlap)
 
     def _resolve_validation_data(self):
         data, batches = self.validation_data, self.validation_batches

@@ -169,8 +169,11 @@ def test_multi_worker_two_local_workers_only_the_chief_records(tmp_path):
 
 def test_max_overhead_small_raises_every_and_the_history_says_so(tmp_path):
     rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.01, run_dir=tmp_path / "run")
-    assert _fit(_model(keras()), rec, epochs=20) == []
+    messages = _fit(_model(keras()), rec, epochs=20)
     h = rec.history
+    # warned iff the chosen spacing leaves too few snapshots for one window
+    assert len(messages) == (math.ceil((20 * STEPS - 5) / h.every) < 5)
+    assert all("the history will be empty" in m for m in messages)
     calibration = h.meta["calibration"]
     assert h.meta["every_requested"] == 1 and h.meta["max_overhead"] == 0.01
     assert h.every > 1 and h.every == math.ceil(
@@ -197,6 +200,14 @@ def test_training_shorter_than_the_calibration_warns_and_records_nothing():
     messages = _fit(_model(keras()), rec, epochs=1)
     assert len(messages) == 1 and "calibration" in messages[0]
     assert rec.history.n_windows == 0 and rec.history.meta["calibration"]["steps"] == STEPS
+
+
+def test_a_budget_that_leaves_no_window_warns_at_the_end_of_the_calibration():
+    rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.001, background=False)
+    messages = _fit(_model(keras()), rec, epochs=2)
+    assert rec.history.every > 3  # 15 steps left: fewer than 5 snapshots
+    assert len(messages) == 1 and f"needs every={rec.history.every}" in messages[0]
+    assert rec.history.n_windows == 0
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), True, "0.1", [0.1]])
