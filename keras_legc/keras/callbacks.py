@@ -92,9 +92,9 @@ class WeightHistory(Callback):
             (wall time between the hooks minus this callback's own time). Then ``every``
             becomes the smallest integer >= the one given that meets the budget, and the real
             recording starts: the calibration snapshots are discarded, so **the history starts
-            at the step after the calibration** (``meta["calibration"]["steps"]``). The History's
-            ``every`` is the one chosen; its meta holds ``every_requested``, ``max_overhead`` and
-            the measured costs. A training shorter than the calibration records no window (a
+            at the step after the calibration** (``meta["calibration"]["steps"]``; ``run_dir`` is
+            first written then). The History's ``every`` is the one chosen; its meta holds
+            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter than the calibration records no window (a
             LegcWarning says so).
 
     After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
