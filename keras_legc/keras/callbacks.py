@@ -94,8 +94,8 @@ class WeightHistory(Callback):
             recording starts: the calibration snapshots are discarded, so **the history starts
             at the step after the calibration** (``meta["calibration"]["steps"]``; ``run_dir`` is
             first written then). The History's ``every`` is the one chosen; its meta holds
-            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter than the calibration records no window (a
-            LegcWarning says so).
+            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter
+            than the calibration records no window (a LegcWarning says so).
 
     After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
     hooks (including the final wait and save) over the training seconds between them. LEs
