@@ -33,9 +33,8 @@ def _flavour(name):
 
 def _model(k, spe=1):
     k.utils.set_random_seed(1)
-    model = k.Sequential([
-        k.Input((8,)), k.layers.Dense(6, activation="relu"), k.layers.Dense(2, activation="softmax"),
-    ])  # fmt: skip
+    layers = [k.layers.Dense(6, activation="relu"), k.layers.Dense(2, activation="softmax")]
+    model = k.Sequential([k.Input((8,)), *layers])
     model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy", steps_per_execution=spe)
     return model
 
