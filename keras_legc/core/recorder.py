@@ -204,7 +204,7 @@ class Recorder:
         self.name, self.target_name = name, target_name
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.initial_weights, self.meta, self._kernels = initial_weights, dict(meta or {}), kernels
-        self.steps = self.snapshots = 0
+        self.steps = self.snapshots = self.calls = 0
         # LE series, window-major: appending a window writes (and touches) only its own row, and
         # History.le is a transposed view of it, never a copy. With an LE store, only the windows
         # not yet appended to the store (rows n_flushed.. of the series) are held here.
@@ -227,14 +227,18 @@ class Recorder:
         self._open_run_dir(overwrite, save_snapshots, le_store)
 
     # -- the stream ---------------------------------------------------------------------------
-    def step(self, kernels: Iterable[np.ndarray]) -> bool:
-        """Count one optimizer step; on every ``every``-th, record ``kernels`` (in layer order).
+    def step(self, kernels: Iterable[np.ndarray], steps: int = 1) -> bool:
+        """Count one call (``steps`` optimizer steps); on every ``every``-th call, record
+        ``kernels`` (in layer order).
 
-        ``kernels`` is only iterated when this step is recorded, so a generator that reads them
-        from a framework costs nothing on the other steps. Returns True when a window closed.
+        ``kernels`` is only iterated when this call is recorded, so a generator that reads them
+        from a framework costs nothing on the other calls. ``steps`` > 1: the call stands for a
+        block of optimizer steps (Keras' ``steps_per_execution``); ``every`` counts calls.
+        Returns True when a window closed.
         """
-        self.steps += 1
-        if (self.steps - 1) % self.every:
+        self.calls += 1
+        self.steps += steps
+        if (self.calls - 1) % self.every:
             return False
         t0 = time.perf_counter()
         row, start = self.ring.next_row(), 0

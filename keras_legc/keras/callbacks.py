@@ -8,7 +8,11 @@ is the LE series (weights x windows), never the raw steps x weights history.
 from __future__ import annotations
 
 import inspect
+import math
 import os
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +26,9 @@ from keras_legc.core.recorder import (
     check_positive_int,
     check_recording,
 )
-from keras_legc.errors import HistoryError, InvalidArgumentError
+from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
-from keras_legc.keras.flavour import keras, keras3, keras_of, tf
+from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf
 from keras_legc.keras.layers import dense_layers
 
 TARGETS = ("misclassification", "loss")
@@ -74,6 +78,46 @@ class WeightHistory(Callback):
             (``1 - accuracy`` on the validation data, the paper's) or ``"loss"`` (the model's
             compiled loss on the validation data: continuous, and the only one for regression;
             the misclassification target with continuous labels is refused).
+        le_store: keep the LE series on disk in the Zarr store ``run_dir/le.zarr`` (appended
+            one chunk of windows at a time), not in memory; the History is backed by the store.
+            Needs ``run_dir`` and zarr (the ``distributed`` extra). See
+            :class:`keras_legc.core.recorder.Recorder`.
+        store_chunks: ``(weights, windows)`` per chunk of that store (default ``(65536, 32)``).
+        max_overhead: a budget for the recording's cost, as a fraction of the training time
+            (0.1: ``fit`` at most about 10% slower), or None (record at ``every`` whatever it
+            costs). Calibration: the first window's worth of snapshots (``window x every``
+            steps) is recorded by a throwaway in-memory recorder (LEs computed inline), timing
+            the cost of a recorded step (snapshot copy, plus the LE and the target of a window
+            amortised over the ``stride`` snapshots between windows) and of a training step
+            (wall time between the hooks minus this callback's own time). Then ``every``
+            becomes the smallest integer >= the one given that meets the budget, and the real
+            recording starts: the calibration snapshots are discarded, so **the history starts
+            at the step after the calibration** (``meta["calibration"]["steps"]``; ``run_dir`` is
+            first written then). The History's ``every`` is the one chosen; its meta holds
+            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter
+            than the calibration records no window (a LegcWarning says so).
+
+    After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
+    hooks (including the final wait and save) over the training seconds between them. LEs
+    computed on the background thread are not in the callback's seconds: on a machine with few
+    cores they show up as slower training steps instead.
+
+    ``steps_per_execution`` > 1: Keras calls ``on_train_batch_end`` once per executed block of
+    steps, not per step, so one snapshot is recorded per executed block and ``every`` counts
+    blocks: a snapshot every ``every x steps_per_execution`` optimizer steps (the last block of
+    an epoch may be shorter). A LegcWarning at the start of training says so, and the History's
+    meta records ``steps_per_execution`` and ``steps_per_snapshot``; ``optimizer_steps`` counts
+    real optimizer steps (from the optimizer's ``iterations``).
+
+    ``tf.distribute``: under a strategy, only the chief records and writes (decided by
+    ``model.distribute_strategy.extended.should_checkpoint``). On the other workers of a
+    ``MultiWorkerMirroredStrategy`` the callback is inactive: :attr:`history` stays None, it
+    reads no kernels, opens no ``run_dir`` (so every worker may be given the same ``run_dir``)
+    and says so once when ``verbose >= 1``. Tested with ``MirroredStrategy`` (tf_keras and Keras 3,
+    TensorFlow backend) and with two local ``MultiWorkerMirroredStrategy`` workers on tf_keras.
+    Keras 3 under ``MultiWorkerMirroredStrategy`` is not supported here: on this stack (Keras
+    3.15.1, TensorFlow 2.21.0) Keras 3's own ``fit`` fails there, with no callback at all
+    (``ValueError: Attempt to convert a value (PerReplica...)``).
 
     One class serves Keras 3 ``fit`` (TensorFlow, JAX backends) and tf_keras ``fit``: kernels are
     read with ``variable.numpy()`` (through ``self.model``, which syncs the JAX training state
@@ -119,6 +163,9 @@ class WeightHistory(Callback):
         validation_batches: int | None = None,
         validation_rows: int = DEFAULT_VALIDATION_ROWS,
         log_dir: str | os.PathLike | None = None,
+        le_store: bool = False,
+        store_chunks: tuple[int, int] | None = None,
+        max_overhead: float | None = None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -130,8 +177,10 @@ class WeightHistory(Callback):
         self.target = target
         self.stride = check_recording(
             window, overlap, every, threads=threads, run_dir=run_dir, overwrite=overwrite,
-            save_snapshots=save_snapshots,
+            save_snapshots=save_snapshots, le_store=le_store,
         )  # fmt: skip
+        self.max_overhead = _check_budget(max_overhead)
+        self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)
         check_positive_int("validation_rows", validation_rows)
         if validation_batches is not None:
@@ -150,10 +199,22 @@ class WeightHistory(Callback):
         self.background = bool(background)
         self.history: History | None = None
         self.timings: dict[str, float] = {}
+        self.overhead: float | None = None
         self._engine: Recorder | None = None
+        self._active = False
 
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        self.history, self.overhead, self._engine = None, None, None
+        self._active = _is_chief(self.model)
+        if not self._active:
+            if self.verbose:
+                print(
+                    "WeightHistory: this worker is not the chief of the distribution strategy; "
+                    "it records nothing (history stays None): the chief records and writes.",
+                    file=sys.stderr,
+                )
+            return
         self._layers = dense_layers(self.model)
         self._keras = keras_of(self.model)
         self._fit = _fit_locals()
@@ -161,36 +222,71 @@ class WeightHistory(Callback):
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._layers[-1], "activation", None), "__name__", "")
         self._logits = activation == "linear"
-        self._engine = Recorder(
-            [layer.name for layer in self._layers],
-            {layer.name: tuple(layer.kernel.shape) for layer in self._layers},
-            window=self.window, target=self._target_fn(), overlap=self.overlap,
-            every=self.every, threads=self.threads, background=self.background,
-            run_dir=self.run_dir, overwrite=self.overwrite, save_snapshots=self.save_snapshots,
-            expected_windows=self._expected_windows(),
-            initial_weights=[w.copy() for w in self.model.get_weights()],
-            kernels=self._kernels, meta={"model": self.model.name, "target": self.target},
-            verbose=self.verbose,
-            name="WeightHistory", target_name=self.target,
-        )  # fmt: skip
-        self.timings = self._engine.timings
+        self._initial = [w.copy() for w in self.model.get_weights()]
+        self._spe, self._hooks = steps_per_execution(self.model), 0
+        if self._spe > 1:
+            warnings.warn(
+                f"WeightHistory: steps_per_execution={self._spe}, so Keras calls the callback "
+                f"once per executed block of {self._spe} optimizer steps: one snapshot is "
+                f"recorded per block, every={self.every} counts blocks, and snapshots are "
+                f"{self.every * self._spe} optimizer steps apart (fewer across a shorter last "
+                "block of an epoch). Fix: compile with steps_per_execution=1 for per-step "
+                "snapshots; nothing to do if this spacing is what you want.",
+                LegcWarning,
+                stacklevel=2,
+            )
+            self._iterations = self._optimizer_steps()
         self._writer = None
         self._logged = 0  # windows written to TensorBoard
         if self.log_dir is not None:
             self._writer = tf().summary.create_file_writer(str(self.log_dir))
+        self._clock = {"callback_s": 0.0, "train_s": 0.0, "last": time.perf_counter()}
+        if self.max_overhead is None:
+            self._start_engine(self.every, {})
+        else:
+            self._calibration = _Calibration(self._new_engine(self.every, calibration=True))
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self._active:
+            return
+        t0 = self._enter()
+        steps = self._block_steps()
+        self._hooks += 1
+        if self._engine is None:
+            self._calibrate(steps, t0)
         # A generator: the engine reads the kernels only on the steps it records.
-        if self._engine.step(self._kernel_arrays()):
+        elif self._engine.step(self._kernel_arrays(), steps):
             self._write_summaries()
+        self._leave(t0)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._active or self._engine is None:
+            return
+        t0 = self._enter()
         self._engine.end_epoch()
         self._write_summaries(flush=True)
+        self._leave(t0)
 
     def on_train_end(self, logs=None):
+        if not self._active:
+            return
+        t0 = self._enter()
+        if self._engine is None:  # still calibrating: record nothing rather than guess
+            cal = self._calibration
+            warnings.warn(
+                f"WeightHistory: training ended during the max_overhead calibration (after "
+                f"{cal.steps} optimizer steps, before its first window of {self.window} "
+                f"snapshots closed), so no window was recorded. Fix: train longer, a smaller "
+                "window, or max_overhead=None.",
+                LegcWarning,
+                stacklevel=2,
+            )
+            cal.engine.finish({})
+            self._start_engine(self.every, {"calibration": {"steps": cal.steps}})
         final, source = self._final_kernels()
         self._engine.meta.update(source)
+        if self.max_overhead is not None:
+            self._engine.meta["overhead"] = self._overhead_now(t0)
         try:
             self.history = self._engine.finish(final)
             self._write_summaries(flush=True)
@@ -198,7 +294,91 @@ class WeightHistory(Callback):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-        self._fit = {}  # drop the references to fit's data and callbacks
+            self._fit = {}  # drop the references to fit's data and callbacks
+            self._leave(t0)
+            self.overhead = self._overhead_now(time.perf_counter())
+
+    # -- recording, calibration and the clock --------------------------------------------------
+    def _new_engine(self, every: int, meta: dict | None = None, calibration: bool = False):
+        """A Recorder for this fit; the calibration's is throwaway: in memory, LEs inline."""
+        keep = not calibration
+        return Recorder(
+            self._names(), {layer.name: tuple(layer.kernel.shape) for layer in self._layers},
+            window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
+            threads=self.threads, background=self.background and keep,
+            run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
+            save_snapshots=self.save_snapshots and keep, le_store=self.le_store and keep,
+            store_chunks=self.store_chunks,
+            expected_windows=max(1, self._expected_windows(every)) if keep else 1,
+            initial_weights=self._initial if keep else None, kernels=self._kernels,
+            meta=meta, verbose=self.verbose if keep else 0,
+            name="WeightHistory", target_name=self.target,
+        )  # fmt: skip
+
+    def _start_engine(self, every: int, extra: dict) -> None:
+        meta = {"model": self.model.name, "target": self.target}
+        if self._spe > 1:
+            meta.update(steps_per_execution=self._spe, steps_per_snapshot=every * self._spe)
+        if self.max_overhead is not None:
+            meta.update(every_requested=self.every, max_overhead=self.max_overhead)
+        self._engine = self._new_engine(every, {**meta, **extra})
+        self.timings = self._engine.timings
+
+    def _calibrate(self, steps: int, t0: float) -> None:
+        """One hook of the calibration; once its first window closed, choose ``every`` and start
+        the real recording (the calibration's snapshots are dropped)."""
+        cal = self._calibration
+        cal.steps += steps
+        cal.train_s.append(self._between)
+        if not cal.engine.step(self._kernel_arrays(), steps):
+            return
+        cal.engine.finish({})
+        costs = cal.costs(self.stride)
+        every = max(self.every, math.ceil(costs["record_s_per_snapshot"] / (
+            self.max_overhead * max(costs["train_s_per_hook"], 1e-9))))  # fmt: skip
+        self._start_engine(every, {"calibration": {"steps": cal.steps, **costs}})
+        self._calibration = None
+        if self._expected_windows(every, guess=0) == 0:
+            warnings.warn(
+                f"WeightHistory: max_overhead={self.max_overhead} needs every={every} (a recorded "
+                f"snapshot costs {costs['record_s_per_snapshot'] * 1e3:.1f} ms, a training step "
+                f"{costs['train_s_per_hook'] * 1e3:.1f} ms), and at that spacing the rest of this "
+                f"fit closes no window of {self.window} snapshots: the history will be empty. "
+                "Fix: a larger max_overhead, a smaller window, or more epochs.",
+                LegcWarning,
+                stacklevel=3,
+            )
+
+    def _enter(self) -> float:
+        """Start timing a hook: the time since the previous hook left was training."""
+        t0 = time.perf_counter()
+        self._between = t0 - self._clock["last"]
+        self._clock["train_s"] += self._between
+        return t0
+
+    def _leave(self, t0: float) -> None:
+        t1 = time.perf_counter()
+        self._clock["callback_s"] += t1 - t0
+        self._clock["last"] = t1
+
+    def _overhead_now(self, now: float) -> float:
+        """This callback's seconds (up to ``now``) over the training seconds between its hooks."""
+        spent = self._clock["callback_s"] + now - self._clock["last"]
+        return spent / max(self._clock["train_s"], 1e-9)
+
+    def _block_steps(self) -> int:
+        """Optimizer steps since the previous hook: 1, or the executed block's length."""
+        if self._spe == 1:
+            return 1
+        now = self._optimizer_steps()
+        steps, self._iterations = now - self._iterations, now
+        return max(1, steps)
+
+    def _optimizer_steps(self) -> int:
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        if iterations is None:  # no optimizer to ask: count whole blocks
+            return self._hooks * self._spe
+        return int(np.asarray(iterations.numpy()))
 
     # -- internals ------------------------------------------------------------------------------
     def history_so_far(self) -> History | None:
@@ -281,13 +461,15 @@ class WeightHistory(Callback):
         }
         return final, source
 
-    def _expected_windows(self) -> int:
-        """Windows this fit will close, from Keras' params (a default guess if it cannot tell)."""
+    def _expected_windows(self, every: int, guess: int = DEFAULT_EXPECTED_WINDOWS) -> int:
+        """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
+        tell): one hook per executed block of ``steps_per_execution`` steps, less those gone."""
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
         if not epochs or not steps:
-            return DEFAULT_EXPECTED_WINDOWS
-        snapshots = -(-int(epochs) * int(steps) // self.every)
-        return max(1, n_windows(snapshots, self.window, self.overlap))
+            return guess
+        hooks = int(epochs) * -(-int(steps) // self._spe) - self._hooks
+        snapshots = -(-max(hooks, 0) // every)
+        return n_windows(snapshots, self.window, self.overlap)
 
     def _resolve_validation_data(self):
         data, batches = self.validation_data, self.validation_batches
@@ -466,3 +648,77 @@ def _fit_validation_data(fit: dict):
         return None
     # A dataset (or a generator, refused later by name) is unpacked into val_x alone.
     return val_x if val_y is None else (val_x, val_y)
+
+
+class _Calibration:
+    """The ``max_overhead`` calibration: a throwaway recorder and the hooks' training seconds."""
+
+    def __init__(self, engine: Recorder):
+        self.engine, self.steps, self.train_s = engine, 0, []
+
+    def costs(self, stride: int) -> dict[str, float]:
+        """Seconds per recorded snapshot (its copy, plus one window's LE and target amortised
+        over the ``stride`` snapshots between windows) and per training hook (the median; the
+        first hook, which traces the train function, is left out when there are others)."""
+        t, snapshots = self.engine.timings, max(self.engine.snapshots, 1)
+        window_s = t["lyapunov_s"] + t["validation_s"]
+        snapshot_s = t["snapshot_s"] / snapshots
+        return {
+            "snapshot_s": snapshot_s,
+            "window_s": window_s,
+            "record_s_per_snapshot": snapshot_s + window_s / stride,
+            "train_s_per_hook": float(np.median(self.train_s[1:] or self.train_s)),
+            "hooks": len(self.train_s),
+        }
+
+
+def _check_budget(value) -> float | None:
+    """``max_overhead``: None or a finite number > 0."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or (not math.isfinite(value) or value <= 0)
+    ):
+        raise InvalidArgumentError(
+            f"max_overhead must be a positive finite fraction of the training time (0.1: at "
+            f"most about 10% slower), or None for no budget; got {value!r}. Fix: pass e.g. "
+            "max_overhead=0.1."
+        )
+    return float(value)
+
+
+def steps_per_execution(model) -> int:
+    """The ``steps_per_execution`` a model was compiled with (1 if it does not say).
+
+    tf_keras keeps it in the ``model._steps_per_execution`` variable, Keras 3 in
+    ``model.steps_per_execution``.
+
+    Args:
+        model: a compiled tf_keras or Keras 3 model.
+
+    Returns:
+        The number of optimizer steps per executed block (``on_train_batch_end`` call).
+
+    Example:
+        >>> model.compile("sgd", "mse", steps_per_execution=4)
+        >>> steps_per_execution(model)
+        4
+    """
+    if model_flavour(model) == "keras3":
+        value = getattr(model, "steps_per_execution", 1)
+    else:
+        value = getattr(model, "_steps_per_execution", None)
+    if value is None:
+        return 1
+    return max(1, int(np.asarray(value.numpy() if hasattr(value, "numpy") else value)))
+
+
+def _is_chief(model) -> bool:
+    """Whether this process records: True unless a ``tf.distribute`` strategy says another
+    worker is the chief (the one that checkpoints)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None:
+        return True
+    return bool(getattr(strategy.extended, "should_checkpoint", True))

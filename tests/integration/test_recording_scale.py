@@ -1,0 +1,228 @@
+"""WeightHistory at scale: steps_per_execution blocks, tf.distribute (only the chief records), the
+max_overhead budget and the on-disk LE store, on real tf_keras and Keras 3 (TensorFlow backend)."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from keras_legc.errors import InvalidArgumentError, LegcWarning
+from keras_legc.keras.flavour import keras, keras3, tf
+
+STEPS, BATCH, EPOCHS, SPE = 10, 32, 4, 4  # 10 steps per epoch: blocks of 4, 4 and 2
+
+
+def _data(rows=STEPS * BATCH):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 8)).astype("float32")
+    return x, (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
+
+
+def _flavour(name):
+    if name == "keras3" and keras3().backend.backend() != "tensorflow":
+        pytest.skip("the Keras 3 cases run on the TensorFlow backend")
+    return keras() if name == "keras2" else keras3()
+
+
+def _model(k, spe=1):
+    k.utils.set_random_seed(1)
+    layers = [k.layers.Dense(6, activation="relu"), k.layers.Dense(2, activation="softmax")]
+    model = k.Sequential([k.Input((8,)), *layers])
+    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy", steps_per_execution=spe)
+    return model
+
+
+def _fit(model, recorder, epochs=EPOCHS, rows=STEPS * BATCH):
+    x, y = _data(rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+                  validation_data=(x[:64], y[:64]), callbacks=[recorder])  # fmt: skip
+    return [str(w.message) for w in caught if issubclass(w.category, LegcWarning)]
+
+
+class _AtBlockEnds(kl.WeightHistory):
+    """The reference: steps_per_execution=1, the kernels handed on only where a block of SPE steps
+    ends (steps 4, 8, 10 of each epoch): the same weights at the same steps."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % SPE == 0 or batch + 1 == STEPS:
+            super().on_train_batch_end(batch, logs)
+
+
+@pytest.mark.parametrize("flavour", ["keras2", "keras3"])
+def test_steps_per_execution_records_one_snapshot_per_executed_block(flavour):
+    k = _flavour(flavour)
+    blocks = EPOCHS * math.ceil(STEPS / SPE)
+    for every in (1, 2):
+        rec = kl.WeightHistory(window=4, overlap=0.0, every=every, background=False)
+        messages = _fit(_model(k, SPE), rec)
+        assert len(messages) == 1 and f"{every * SPE} optimizer steps apart" in messages[0]
+        h = rec.history
+        assert h.n_snapshots == math.ceil(blocks / every)
+        assert h.n_windows == h.n_snapshots // 4
+        assert h.meta["steps_per_execution"] == SPE
+        assert h.meta["steps_per_snapshot"] == every * SPE
+        assert h.meta["optimizer_steps"] == EPOCHS * STEPS  # real steps, from the optimizer
+    # every=1: the same LE and target series as a per-step run sampled at the block ends
+    blocked = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    _fit(_model(k, SPE), blocked)
+    reference = _AtBlockEnds(window=4, overlap=0.0, background=False)
+    assert _fit(_model(k, 1), reference) == []  # no warning without steps_per_execution
+    a, b = np.asarray(blocked.history.le), np.asarray(reference.history.le)
+    assert a.shape == b.shape == (8 * 6 + 6 * 2, 3)
+    assert np.any(a != 0)  # weights that moved: a comparison that could fail
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(blocked.history.target, reference.history.target)
+    assert "steps_per_execution" not in reference.history.meta
+
+
+@pytest.mark.parametrize("flavour", ["keras2", "keras3"])
+def test_mirrored_strategy_records_like_a_plain_fit(flavour):
+    k = _flavour(flavour)
+    plain = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    _fit(_model(k), plain, epochs=2)
+    strategy = tf().distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _model(k)
+    mirrored = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    _fit(model, mirrored, epochs=2)
+    assert mirrored.history is not None
+    assert np.asarray(mirrored.history.le).shape == np.asarray(plain.history.le).shape
+    assert mirrored.history.n_snapshots == plain.history.n_snapshots == 2 * STEPS
+
+
+WORKER = """
+import json, os, sys
+import numpy as np
+import keras_legc as kl
+from keras_legc.keras.flavour import keras, tf
+
+run_dir, out = sys.argv[1], sys.argv[2]
+k = keras()
+strategy = tf().distribute.MultiWorkerMirroredStrategy()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 8)).astype("float32")
+y = (x[:, 0] > 0).astype("int64")
+with strategy.scope():
+    k.utils.set_random_seed(1)
+    model = k.Sequential([k.Input((8,)), k.layers.Dense(6, activation="relu"),
+                          k.layers.Dense(2, activation="softmax")])
+    model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+recorder = kl.WeightHistory(window=4, overlap=0.0, run_dir=run_dir, verbose=1, background=False)
+model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+          validation_data=(x[:64], y[:64]), callbacks=[recorder])
+h = recorder.history
+with open(out, "w") as f:
+    json.dump(None if h is None else {"le": list(np.asarray(h.le).shape),
+                                      "n_snapshots": h.n_snapshots}, f)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_two_local_workers_only_the_chief_records(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    run_dir = tmp_path / "run"  # the same run_dir for both workers: the lock must not refuse
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    procs = []
+    for index in range(2):
+        config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config), "CUDA_VISIBLE_DEVICES": ""}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), str(run_dir), str(tmp_path / f"out{index}.json")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))  # fmt: skip
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=400)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+    chief, other = (json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2))
+    assert other is None and "not the chief" in outputs[1]
+    assert "not the chief" not in outputs[0]
+    # the chief's history has the shape a single-worker run records (8 steps x 2 epochs)
+    single = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    _fit(_model(keras()), single, epochs=2, rows=256)
+    assert chief == {"le": list(np.asarray(single.history.le).shape), "n_snapshots": 16}
+    saved = kl.History.load(run_dir)
+    assert list(np.asarray(saved.le).shape) == chief["le"]
+
+
+def test_max_overhead_small_raises_every_and_the_history_says_so(tmp_path):
+    rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.01, run_dir=tmp_path / "run")
+    messages = _fit(_model(keras()), rec, epochs=20)
+    h = rec.history
+    # warned iff the chosen spacing leaves too few snapshots for one window
+    assert len(messages) == (math.ceil((20 * STEPS - 5) / h.every) < 5)
+    assert all("the history will be empty" in m for m in messages)
+    calibration = h.meta["calibration"]
+    assert h.meta["every_requested"] == 1 and h.meta["max_overhead"] == 0.01
+    assert h.every > 1 and h.every == math.ceil(
+        calibration["record_s_per_snapshot"] / (0.01 * calibration["train_s_per_hook"])
+    )
+    assert calibration["steps"] == 5  # one window of 5 snapshots at every=1, then discarded
+    assert h.meta["optimizer_steps"] == 20 * STEPS - 5
+    assert h.n_snapshots == math.ceil((20 * STEPS - 5) / h.every)
+    assert rec.overhead is not None and rec.overhead > 0
+    assert kl.History.load(tmp_path / "run").every == h.every
+
+
+def test_max_overhead_huge_keeps_every():
+    rec = kl.WeightHistory(window=5, overlap=0.0, every=2, max_overhead=1e9, background=False)
+    _fit(_model(keras()), rec, epochs=3)
+    h = rec.history
+    assert h.every == 2 and h.meta["every_requested"] == 2
+    assert h.meta["calibration"]["steps"] == 9  # snapshots at steps 1, 3, ..., 9
+    assert h.n_snapshots == math.ceil((3 * STEPS - 9) / 2)
+
+
+def test_training_shorter_than_the_calibration_warns_and_records_nothing():
+    rec = kl.WeightHistory(window=50, max_overhead=0.5, background=False)
+    messages = _fit(_model(keras()), rec, epochs=1)
+    assert len(messages) == 1 and "calibration" in messages[0]
+    assert rec.history.n_windows == 0 and rec.history.meta["calibration"]["steps"] == STEPS
+
+
+def test_a_budget_that_leaves_no_window_warns_at_the_end_of_the_calibration():
+    rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.001, background=False)
+    messages = _fit(_model(keras()), rec, epochs=2)
+    assert rec.history.every > 3  # 15 steps left: fewer than 5 snapshots
+    assert len(messages) == 1 and f"needs every={rec.history.every}" in messages[0]
+    assert rec.history.n_windows == 0
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), True, "0.1", [0.1]])
+def test_bad_max_overhead_is_refused(bad):
+    with pytest.raises(InvalidArgumentError, match="max_overhead"):
+        kl.WeightHistory(max_overhead=bad)
+
+
+def test_le_store_is_passed_to_the_recorder(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="run_dir"):
+        kl.WeightHistory(le_store=True)
+    in_memory = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    _fit(_model(keras()), in_memory, epochs=2)
+    stored = kl.WeightHistory(window=4, overlap=0.0, le_store=True, store_chunks=(16, 2),
+                              run_dir=tmp_path / "run", background=False)  # fmt: skip
+    _fit(_model(keras()), stored, epochs=2)
+    assert (tmp_path / "run" / "le.zarr").is_dir()
+    assert type(stored.history.le).__name__ == "StoredLE"
+    np.testing.assert_array_equal(np.asarray(stored.history.le), np.asarray(in_memory.history.le))
