@@ -148,7 +148,6 @@ def _fetch_keras_mnist(data_dir, cache: Path) -> None:
 
     from keras_legc._io import atomic_write_bytes
 
-    print(f"fetching MNIST into {cache} (11 MB, once) ...", file=sys.stderr, flush=True)
     try:
         with urllib.request.urlopen(KERAS_MNIST_URL, timeout=60) as response:  # noqa: S310
             data = response.read()
@@ -164,6 +163,7 @@ def _fetch_keras_mnist(data_dir, cache: Path) -> None:
         )
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(cache, data, overwrite=False)
+    print(f"fetched MNIST into {cache} (once)", file=sys.stderr, flush=True)
 
 
 def _stratified(y: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:

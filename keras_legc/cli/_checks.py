@@ -1,10 +1,13 @@
 """Argument and file checks of the ``legc`` commands, run by click before TensorFlow is imported.
 
-A wrong path or file type is refused in milliseconds (click's one-line ``Invalid value`` error, exit
-code 2) instead of after TensorFlow's 5-7 s import: existence, file or folder, suffix, and the magic
-bytes of each format (``.keras``/``.npz`` are zip archives, ``.h5`` starts with the HDF5 signature,
-``.tflite`` carries the ``TFL3`` identifier, ``.npy`` the NumPy magic, JSON starts with ``{``).
-Only the first bytes are read; the loaders still check the content. Standard library only.
+A wrong path or file type is refused in milliseconds instead of after TensorFlow's 5-7 s import:
+existence, file or folder, suffix, and the magic bytes of each format (``.keras``/``.npz`` are zip
+archives, ``.h5`` starts with the HDF5 signature, ``.tflite`` carries the ``TFL3`` identifier,
+``.npy`` the NumPy magic, JSON starts with ``{``). The errors and exit codes stay what they were
+when the loaders found the problem: a missing path is click's ``Invalid value`` usage error (exit
+2); a wrong file is the one-line ``Error: <keras_legc error>: ... Fix: ...`` of every command (exit
+1), naming the error class the loader raises (:data:`ERRORS`). Only the first bytes are read; the
+loaders still check the content. Standard library and click only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ NPY_MAGIC = b"\x93NUMPY"
 TFLITE_ID = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8
 #: The files a recorded run folder (``WeightHistory(run_dir=...)``) holds; one is enough.
 RUN_FILES = ("manifest.json", "history.npz")
+
+#: The keras_legc error each kind's loader raises for a wrong file (the name the CLI prints).
+ERRORS = {"model": "ModelStructureError", "run_dir": "HistoryError"}  # others: InvalidArgumentError
 
 #: What each kind of file may be called and what the user is told to pass instead.
 KINDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -144,8 +150,11 @@ class CheckedPath(click.Path):
     def convert(self, value, param, ctx) -> Path:
         path = super().convert(value, param, ctx)
         problem = check_run_dir(path) if self.kind == "run_dir" else check_file(path, self.kind)
-        if problem:
-            self.fail(problem, param, ctx)
+        if problem and not path.exists():
+            self.fail(problem, param, ctx)  # a usage error (exit 2), as click.Path(exists=True)
+        if problem:  # what the loader would have said after importing TensorFlow (exit 1)
+            error = ERRORS.get(self.kind, "InvalidArgumentError")
+            raise click.ClickException(f"{error}: {problem}")
         return path
 
 
