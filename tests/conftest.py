@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 MARKERS = ("unit", "integration", "evidence")
 
 #: The slow set (``-m slow``): every test in these folders, files and tests. Chosen from
-#: ``pytest --durations=60`` (2026-11-29, 2-core machine): the evidence scripts (~135 s) and the
-#: integration tests that train and export end to end or spawn TensorFlow processes (>= 18 s each).
+#: ``pytest --durations=60`` (2026-11-29, 2-core machine shared with other jobs): the evidence
+#: scripts (~135 s) and the integration tests that train and export end to end or start fresh
+#: TensorFlow processes (>= 12 s each there).
 SLOW_FOLDERS = ("evidence",)
 SLOW = (
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
@@ -35,6 +36,11 @@ SLOW = (
     "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
     "tests/integration/test_export_blocks.py::test_cli_representative_alias",
     "tests/integration/test_collapse_refused.py::test_cli_export_exits_6_on_a_collapsed_model",
+    "tests/integration/test_export_edge.py::test_cli_export_refuses_existing_output",
+    "tests/integration/test_first_contact.py::test_legc_hides_tensorflow_startup_lines_but_not_errors",
+    "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
+    "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"
+    "[no TFLite interpreter installed (the edge extra missing)]",
 )
 
 
