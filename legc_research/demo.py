@@ -338,7 +338,7 @@ def plot_series(
     """Plot what LEGC tests: a few weights' LE series above the target (validation error) series.
 
     Shows the ``n_each`` testable weights with the lowest Granger p-value (their LE series help
-    predict the validation error: kept) and the ``n_each`` with the highest (pruned first), over
+    most to predict the validation error) and the ``n_each`` with the highest (least causal), over
     the same windows as the target. Written atomically as a PNG.
 
     Args:
@@ -369,16 +369,16 @@ def plot_series(
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    for i, (row, kept) in enumerate(picks):
+    for i, (row, lowest) in enumerate(picks):
         top.plot(
-            windows, history.le[row], marker="o", ms=3, ls="-" if kept else "--",
+            windows, history.le[row], marker="o", ms=3, ls="-" if lowest else "--",
             color=f"C{i}", label=f"{names[row]}  {_p_text(scores.pvalues[row])}",
         )  # fmt: skip
     top.axhline(0.0, color="0.6", lw=0.8)
     top.set_ylabel("LE of the weight's trajectory")
     top.set_title(
-        f"LE series: {n_each} lowest Granger p (solid, kept) and {n_each} highest (dashed, pruned "
-        "first)", fontsize=10,
+        f"LE series of the {n_each} weights with the lowest Granger p (solid) and the {n_each} "
+        "with the highest (dashed)", fontsize=10,
     )  # fmt: skip
     top.legend(fontsize=7, ncol=2)
     bottom.plot(windows, history.target, marker="o", ms=3, color="k")
@@ -393,7 +393,7 @@ def plot_series(
 
 
 def _extreme_weights(scores, n_each: int) -> list[tuple[int, bool]]:
-    """Rows of the ``n_each`` lowest and highest p-values among testable weights, ``(row, kept)``."""
+    """Rows of the ``n_each`` lowest and highest p-values among testable weights, ``(row, lowest)``."""
     testable = np.flatnonzero((scores.degenerate == 0) & np.isfinite(scores.pvalues))
     order = testable[np.argsort(scores.pvalues[testable], kind="stable")]
     n = min(n_each, len(order) // 2)

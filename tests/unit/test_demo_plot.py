@@ -27,10 +27,10 @@ def recorded():
 def test_plot_shows_the_most_and_least_causal_weights(recorded, tmp_path):
     history, scores = recorded
     picks = _extreme_weights(scores, 3)
-    kept = [r for r, k in picks if k]
-    dropped = [r for r, k in picks if not k]
-    assert kept[0] == 0  # the weight whose LE drives the target has the lowest p-value
-    assert max(scores.pvalues[kept]) <= min(scores.pvalues[dropped])
+    lowest = [r for r, k in picks if k]
+    highest = [r for r, k in picks if not k]
+    assert lowest[0] == 0  # the weight whose LE drives the target has the lowest p-value
+    assert max(scores.pvalues[lowest]) <= min(scores.pvalues[highest])
     path = plot_series(history, scores, tmp_path / "le_target.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     with pytest.raises(OutputExistsError):
