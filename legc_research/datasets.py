@@ -1,4 +1,6 @@
-"""Datasets: the embedded default (no files, no network) and loaders for local data folders."""
+"""Datasets: the embedded default (no files, no network); the paper's tabular data from a data
+folder or the package's own copies (``legc_research/data``, see its LICENSES.md); MNIST from a data
+folder or Keras' cache. Every file is checked against its published SHA-256."""
 
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def keras_mnist_cache() -> Path:
 
 
 def mnist_t10k(
-    data_dir: str | os.PathLike | None = None, *, fetch: bool = True
+    data_dir: str | os.PathLike | None = None, *, fetch: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 10,000 MNIST test images ``(10000, 28, 28) uint8`` and labels ``(10000,) uint8``.
 
@@ -100,7 +102,8 @@ def mnist_t10k(
 
     Args:
         data_dir: the folder holding ``mnist/`` (default ``$LEGC_DATA_DIR``).
-        fetch: download ``mnist.npz`` into the Keras cache when nothing else has MNIST.
+        fetch: download ``mnist.npz`` into the Keras cache when nothing else has MNIST; default:
+            yes unless ``$LEGC_OFFLINE`` is set (not ``0``), for machines that must not download.
 
     Returns:
         ``(images, labels)``.
@@ -123,8 +126,15 @@ def mnist_t10k(
         return x, y
     cache = keras_mnist_cache()
     if not cache.is_file():
+        if fetch is None:
+            fetch = os.environ.get("LEGC_OFFLINE", "0") in ("", "0")
         if not fetch:
-            raise InvalidArgumentError(_mnist_missing(data_dir, cache, "fetching is off"))
+            why = (
+                "not fetched: LEGC_OFFLINE is set"
+                if os.environ.get("LEGC_OFFLINE", "0") not in ("", "0")
+                else "not fetched"
+            )
+            raise InvalidArgumentError(_mnist_missing(data_dir, cache, why))
         _fetch_keras_mnist(data_dir, cache)
     _check_sha256(cache, KERAS_MNIST_SHA256, "Fix: delete it and rerun to fetch it again")
     with np.load(cache, allow_pickle=False) as f:

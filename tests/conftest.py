@@ -20,6 +20,9 @@ import pytest
 import keras_legc  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test downloads (MNIST into ~/.keras): tests that need MNIST use the data folder or skip;
+# test_package_data.py fetches from a local server with this unset.
+os.environ.setdefault("LEGC_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 MARKERS = ("unit", "integration", "evidence")

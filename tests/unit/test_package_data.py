@@ -19,6 +19,7 @@ SPLIT_FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 def no_data_dir(monkeypatch, tmp_path):
     """No LEGC_DATA_DIR and an empty Keras home: what a fresh clone on a new machine has."""
     monkeypatch.delenv("LEGC_DATA_DIR", raising=False)
+    monkeypatch.delenv("LEGC_OFFLINE", raising=False)  # the fetch tests use a local server
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     return tmp_path
 
@@ -111,8 +112,11 @@ def test_offline_and_absent_mnist_is_one_line_naming_the_fix(no_data_dir, monkey
     assert "\n" not in message and "Fix: " in message and "LEGC_DATA_DIR" in message
     assert str(ds.keras_mnist_cache()) in message
     assert not ds.keras_mnist_cache().exists()
-    with pytest.raises(InvalidArgumentError, match="fetching is off"):
+    with pytest.raises(InvalidArgumentError, match="not fetched"):
         ds.mnist_t10k(None, fetch=False)
+    monkeypatch.setenv("LEGC_OFFLINE", "1")
+    with pytest.raises(InvalidArgumentError, match="not fetched: LEGC_OFFLINE is set.*Fix: "):
+        ds.mnist_t10k(None)
 
 
 def _serve(body: bytes):
