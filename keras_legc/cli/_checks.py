@@ -171,12 +171,11 @@ def output_suffix(suffixes: tuple[str, ...]):
     class _Out(click.Path):
         def convert(self, value, param, ctx) -> Path:
             path = super().convert(value, param, ctx)
-            if Path(path).suffix.lower() not in suffixes:
-                self.fail(
-                    f"{path} does not end in {'/'.join(suffixes)}. Fix: name the output "
-                    f"file {Path(path).with_suffix(suffixes[0]).name}.",
-                    param, ctx,
-                )  # fmt: skip
+            if Path(path).suffix.lower() not in suffixes:  # the writer's error (exit 1)
+                raise click.ClickException(
+                    f"InvalidArgumentError: {path} does not end in {'/'.join(suffixes)}. Fix: "
+                    f"name the output file {Path(path).with_suffix(suffixes[0]).name}."
+                )
             return path
 
     return _Out(dir_okay=False, path_type=Path)

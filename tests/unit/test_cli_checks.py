@@ -62,7 +62,7 @@ def _cases(d: Path):
         (["export", str(d / "fake.h5"), "o.tflite"], 1, model, "not an HDF5 file"),
         (["export", str(d / "missing.keras"), "o.tflite"], 2, usage, "does not exist"),
         (["export", str(d / "empty_dir"), "o.tflite"], 1, model, "is a folder"),
-        (["export", m, str(d / "o.txt")], 2, usage, "does not end in .tflite"),
+        (["export", m, str(d / "o.txt")], 1, arg, "does not end in .tflite"),
         (["export", m, "o.tflite", "--representative-data", str(d / "fake.npy")], 1, arg, "NumPy"),
         (["diagnose", m, m, "--data", str(d / "fake.npz"), "--out", "r"], 1, arg, "not a zip"),
         (["neurons", "score", m, "--x", x, "--y", str(d / "text.txt")], 1, arg, "suffix '.txt'"),
