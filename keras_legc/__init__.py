@@ -1,12 +1,14 @@
 """keras-legc: prune dense Keras networks by chaos and causality (LEGCNet), ship them to TFLite.
 
-The Keras 2 selection (``keras_legc.keras.flavour``) is imported first; TensorFlow itself is imported
-lazily, on first use of a name that needs it, so the numpy core imports fast.
+Importing it selects no Keras: Keras 3 models (``import keras``, TensorFlow or JAX backend) and Keras 2
+models (``tf_keras``, pruned with TF-MOT) are both served, the path chosen from each model object.
+TensorFlow and Keras are imported lazily, on first use of a name that needs them, so the numpy core
+imports fast.
 """
 
 from __future__ import annotations
 
-import keras_legc.keras.flavour  # noqa: E402,F401  (must run before TensorFlow is imported)
+import keras_legc.keras.flavour  # noqa: E402,F401  (quiet TF start-up; selects no Keras)
 from keras_legc._version import __version__  # noqa: E402,F401
 from keras_legc.core.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
 from keras_legc.core.history import History, load_snapshots  # noqa: E402
@@ -29,8 +31,8 @@ _LAZY = {
     "prune": "keras_legc.keras.pruning",
     "strip": "keras_legc.keras.pruning",
     "pruning_callbacks": "keras_legc.keras.pruning",
-    "load_model": "keras_legc.keras.pruning",
-    "save_model": "keras_legc.keras.pruning",
+    "load_model": "keras_legc.keras.saving",
+    "save_model": "keras_legc.keras.saving",
     "dense_layers": "keras_legc.keras.layers",
     "diagnose": "keras_legc.diagnostics",
     "Diagnosis": "keras_legc.diagnostics",

@@ -15,6 +15,15 @@ def _run(fn, *args, **kwargs):
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
+def load_model_echo(path, *, unsafe: bool):
+    """Load a saved model of either flavour (``kl.load_model``) and say which flavour it is."""
+    from keras_legc.keras.saving import describe_flavour, load_model
+
+    model = _run(load_model, path, compile=False, unsafe=unsafe)
+    click.echo(f"loaded {path}: {describe_flavour(model)} model")
+    return model
+
+
 #: ``--unsafe-load``, for every command that loads a saved model.
 unsafe_load_option = click.option(
     "--unsafe-load", "unsafe_load", is_flag=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, main, unsafe_load_option
+from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 
 @main.command()
@@ -45,9 +45,9 @@ def diagnose(
             raise click.ClickException(
                 f"two models are named {path.stem!r} (file stems). Fix: rename one file."
             )
-        models[path.stem] = _run(kl.load_model, path, compile=False, unsafe=unsafe_load)
+        models[path.stem] = load_model_echo(path, unsafe=unsafe_load)
     result = _run(
-        kl.diagnose, _run(kl.load_model, dense, compile=False, unsafe=unsafe_load), models, x, background=background,
+        kl.diagnose, load_model_echo(dense, unsafe=unsafe_load), models, x, background=background,
         explain=explain, top_k=top_k, feature_names=names, seed=seed, dense_name=dense.stem,
         out_dir=out, overwrite=force, progress=progress,
     )  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, main, unsafe_load_option
+from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
 
@@ -55,9 +55,7 @@ def export(
     from keras_legc.keras.export import export_tflite
 
     if unsafe_load:  # export_tflite loads a path in safe mode; hand it the model instead
-        from keras_legc.keras.pruning import load_model
-
-        model = _run(load_model, model, compile=False, unsafe=True)
+        model = load_model_echo(model, unsafe=True)
     try:
         report = _run(
             export_tflite, model, out, quantization=quantization, sparse=sparse,
@@ -69,8 +67,10 @@ def export(
             exc.exit_code = COLLAPSED_EXIT
         raise
     v = report["verification"]
+    k3 = report.get("keras3")
+    flavour = f"Keras 3, {k3['backend']} backend" if k3 else "Keras 2 (tf_keras)"
     click.echo(
-        f"wrote {out} ({report['tflite_bytes']} bytes, {quantization}{', sparse' if sparse else ''}; "
+        f"wrote {out} ({flavour} model; {report['tflite_bytes']} bytes, {quantization}{', sparse' if sparse else ''}; "
         f"kernel sparsity {100 * report['sparsity']:.1f}%), {Path(out).with_suffix('.json')}, "
         f"{Path(out).with_suffix('.reference.npz')}"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, main, unsafe_load_option
+from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 
 def _load_npy(path, what):
@@ -56,10 +56,9 @@ def neurons():
 @unsafe_load_option
 def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, force, unsafe_load):
     """Score every hidden neuron of MODEL (lower = remove first); print the global ranking."""
-    import keras_legc as kl
     from keras_legc._io import atomic_write_json
 
-    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
+    m = load_model_echo(model, unsafe=unsafe_load)
     x, y = _load_npy(x_path, "--x"), _load_npy(y_path, "--y")
     scorer = _run(_neuron_scorer, method, loss, legc_scores, m)
     scores = _run(scorer, m, x, y)
@@ -102,7 +101,7 @@ def neurons_remove(
     import keras_legc as kl
     from keras_legc import neurons as nmod
 
-    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
+    m = load_model_echo(model, unsafe=unsafe_load)
     x, y = _load_npy(x_path, "--x"), _load_npy(y_path, "--y")
     xv = _load_npy(x_val, "--x-val") if x_val else None
     yv = _load_npy(y_val, "--y-val") if y_val else None
@@ -143,7 +142,7 @@ def neurons_shrink(model, record, out, count, fold_x, force, unsafe_load):
     import keras_legc as kl
     from keras_legc import neurons as nmod
 
-    m = _run(kl.load_model, model, compile=False, unsafe=unsafe_load)
+    m = load_model_echo(model, unsafe=unsafe_load)
     rec = _run(nmod.NeuronPruning.load, record)
     fold = _load_npy(fold_x, "--fold-x") if fold_x else None
     from keras_legc._io import check_writable

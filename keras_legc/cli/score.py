@@ -49,9 +49,18 @@ from keras_legc.cli._group import _run, main
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
 @click.option("--force", is_flag=True, help="Overwrite existing scores/mask files.")
+@click.option(
+    "--scheduler", metavar="ADDRESS",
+    help="Score on a Dask cluster by its scheduler address (tcp://host:8786); its workers must "
+    "see RUN_DIR. Needs keras-legc[distributed].",
+)  # fmt: skip
+@click.option(
+    "--scheduler-timeout", default=10.0, show_default=True, type=float,
+    help="Seconds to wait for the scheduler.",
+)  # fmt: skip
 def score(
     run_dir, max_lag, test, alpha, sparsity, per_layer, ranking, out, lag, fdr, difference,
-    chunk_size, threads, progress, force,
+    chunk_size, threads, progress, force, scheduler, scheduler_timeout,
 ):  # fmt: skip
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
     import keras_legc as kl
@@ -61,10 +70,20 @@ def score(
             max_lag = int(max_lag)
         except ValueError:
             raise click.BadParameter("an integer >= 1, or auto", param_hint="--max-lag") from None
-    scores = _run(
-        kl.score, run_dir, max_lag=max_lag, test=test, lag=lag, fdr=fdr, difference=difference,
-        chunk_size=chunk_size, threads=threads, progress=progress,
-    )  # fmt: skip
+    client = owned = None
+    if scheduler:
+        from keras_legc.core.distributed import connect
+
+        client, owned = _run(connect, scheduler, scheduler_timeout)
+    try:
+        scores = _run(
+            kl.score, run_dir, max_lag=max_lag, test=test, lag=lag, fdr=fdr,
+            difference=difference, chunk_size=chunk_size, threads=threads, progress=progress,
+            client=client,
+        )  # fmt: skip
+    finally:
+        if owned:
+            client.close()
     _run(scores.save, run_dir / "scores.npz", overwrite=force)
     mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=per_layer, ranking=ranking)
     path = _run(mask.save, out or run_dir / "mask.npz", overwrite=force)

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_legc._io import atomic_write_json, check_meta, read_npz, stale_temp_files, write_npz
+from keras_legc._io import (
+    atomic_write_json,
+    check_meta,
+    check_writable,
+    read_npz,
+    stale_temp_files,
+    write_npz,
+)
 from keras_legc._version import __version__
 from keras_legc.core._layout import layer_slices, split_by_layer
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
@@ -29,6 +36,8 @@ class History:
         layers: Dense layer names in order.
         shapes: kernel shape of each layer.
         le: float32 ``(n_weights, n_windows)``; rows are the layers' kernels ``ravel()``-ed in order.
+            For a history recorded with ``le_store=True``, a lazily-read
+            :class:`~keras_legc.core.store.StoredLE` (``np.asarray(history.le)`` reads it all).
         target: float64 ``(n_windows,)`` validation misclassification rate at each window's end.
         window, overlap, every: the recording parameters.
         n_snapshots: number of snapshots recorded (optimizer steps / every).
@@ -53,7 +62,8 @@ class History:
     ):
         self.layers = list(layers)
         self.shapes = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
-        self.le = np.asarray(le, dtype=np.float32)
+        # An on-disk LE store stays on disk (read a block at a time by score()); else in memory.
+        self.le = le if _is_stored(le) else np.asarray(le, dtype=np.float32)
         self.target = np.asarray(target, dtype=np.float64)
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
         self.n_snapshots = int(n_snapshots)
@@ -82,7 +92,15 @@ class History:
 
     def le_of(self, layer: str) -> np.ndarray:
         """LE series of one layer's weights, shape ``kernel.shape + (n_windows,)``."""
+        if _is_stored(self.le):  # read only this layer's rows
+            rows = np.asarray(self.le[self.offsets()[layer]])
+            return rows.reshape(self.shapes[layer] + (self.n_windows,))
         return split_by_layer(self.le, self.layers, self.shapes)[layer]
+
+    @property
+    def stored(self) -> bool:
+        """True when the LE series are on disk (an LE store), not in memory."""
+        return _is_stored(self.le)
 
     def tail(self, n_windows: int) -> History:
         """The same history restricted to its last ``n_windows`` windows (views, no copy).
@@ -107,9 +125,34 @@ class History:
         )
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``history.npz`` and ``manifest.json`` into ``run_dir``, each atomically."""
+    def save(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        le_store: bool | None = None,
+        store_chunks: tuple[int, int] | None = None,
+    ) -> Path:
+        """Write ``history.npz`` and ``manifest.json`` into ``run_dir``, each atomically.
+
+        Args:
+            run_dir: the run directory.
+            overwrite: replace a history already there.
+            le_store: True writes the LE series into an on-disk Zarr store ``run_dir/le.zarr``
+                (chunked, read a block of weights at a time; needs zarr) and only refers to it
+                from ``history.npz``; False writes them into ``history.npz``; None (default)
+                keeps them where they are (a stored history stays stored).
+            store_chunks: ``(weights, windows)`` per chunk of a store written now (default
+                ``(65536, 32)``); a history already stored there keeps its store as it is.
+
+        Example:
+            >>> history.save("run", le_store=True)  # LE in run/le.zarr, scored out of core
+        """
         run_dir = Path(run_dir)
+        stored = self.stored if le_store is None else bool(le_store)
+        if stored:  # refuse before the store is written, not after
+            check_writable(run_dir / HISTORY_FILE, overwrite)
+        le_ref = self._stored_le_ref(run_dir, overwrite, store_chunks) if stored else None
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -124,7 +167,11 @@ class History:
             "has_initial_weights": self.initial_weights is not None,
             **{k: v for k, v in self.meta.items() if k not in {"format", "version"}},
         }
-        arrays = {"le": self.le, "target": self.target}
+        if le_ref is not None:
+            manifest.update(le_ref)
+            arrays = {"target": self.target}
+        else:
+            arrays = {"le": np.asarray(self.le), "target": self.target}
         if self.initial_weights is not None:
             arrays.update({f"init_{i}": w for i, w in enumerate(self.initial_weights)})
             manifest["n_initial_weights"] = len(self.initial_weights)
@@ -136,6 +183,29 @@ class History:
         write_npz(run_dir / HISTORY_FILE, manifest, arrays, overwrite=overwrite, compress=False)
         atomic_write_json(run_dir / MANIFEST_FILE, manifest, overwrite=True)
         return run_dir
+
+    def _stored_le_ref(self, run_dir: Path, overwrite: bool, chunks) -> dict:
+        """The manifest fields that point at this history's LE store inside ``run_dir``, after
+        writing (or copying) the store there unless it is already there."""
+        from keras_legc.core.store import (
+            DEFAULT_CHUNK_ROWS,
+            DEFAULT_CHUNK_WINDOWS,
+            STORE_NAME,
+            write_store,
+        )
+
+        target = (run_dir / STORE_NAME).resolve()
+        le = self.le
+        if not (self.stored and le.path == target):
+            if self.stored and target.exists() and not overwrite:
+                raise OutputExistsError(
+                    f"{target} already exists. Fix: choose another run_dir, or pass overwrite=True."
+                )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rows, windows = chunks or (DEFAULT_CHUNK_ROWS, DEFAULT_CHUNK_WINDOWS)
+            le = write_store(le, target, chunk_rows=rows, chunk_windows=windows,
+                             overwrite=overwrite)  # fmt: skip
+        return {"le_store": STORE_NAME, "le_store_start": le.start}
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> History:
@@ -162,7 +232,8 @@ class History:
             )
         try:
             manifest, data = read_npz(data_path, FORMAT, FORMAT_VERSION, MANIFEST_TYPES)
-            le, target = data["le"], data["target"]
+            target = data["target"]
+            le = _load_le(run_dir, manifest, data)
             init = None
             if manifest.get("has_initial_weights"):
                 init = [data[f"init_{i}"] for i in range(manifest["n_initial_weights"])]
@@ -193,7 +264,8 @@ class History:
                 )
             if rows.shape[0] > le.shape[1]:
                 k = rows.shape[0]
-                le = np.ascontiguousarray(rows.T)
+                # a stored history stays out of core: the journal's memmap, transposed (a view)
+                le = rows.T if _is_stored(le) else np.ascontiguousarray(rows.T)
                 target = np.asarray(index["target"][:k], dtype=np.float64)
                 n_snapshots = manifest["window"] + (k - 1) * stride
                 notes.append(
@@ -204,7 +276,8 @@ class History:
             warnings.warn(f"{run_dir}: {'; '.join(notes)}.", LegcWarning, stacklevel=2)
         known = {
             "format", "version", "keras_legc", "layers", "shapes", "window", "overlap", "every",
-            "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights",
+            "n_snapshots", "n_windows", "has_initial_weights", "n_initial_weights", "le_store",
+            "le_store_start",
         }  # fmt: skip
         return cls(
             layers=manifest["layers"],
@@ -224,8 +297,27 @@ class History:
 #: Types of the manifest fields that History.load reads (checked before use: the file is untrusted).
 MANIFEST_TYPES = {
     "window": int, "overlap": float, "every": int, "n_snapshots": int, "n_windows": int,
-    "has_initial_weights": bool, "n_initial_weights": int,
+    "has_initial_weights": bool, "n_initial_weights": int, "le_store": str,
+    "le_store_start": int,
 }  # fmt: skip
+
+
+def _is_stored(le) -> bool:
+    from keras_legc.core.store import StoredLE
+
+    return isinstance(le, StoredLE)
+
+
+def _load_le(run_dir: Path, manifest: dict, data):
+    """The LE series of a saved history: from ``history.npz``, or a lazy view of its LE store."""
+    if "le_store" not in manifest:
+        return data["le"]
+    from keras_legc.core.store import StoredLE
+
+    name = manifest["le_store"]
+    if Path(name).name != name or not name:  # the manifest is untrusted: only a child of run_dir
+        raise ValueError(f"le_store {name!r} is not a store name inside the run directory")
+    return StoredLE(run_dir / name, manifest["n_windows"], manifest.get("le_store_start", 0))
 
 
 def _stride(manifest: dict) -> int:

@@ -38,6 +38,14 @@ from keras_legc.core.history import (
     journal_index,
 )
 from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows, window_stride
+from keras_legc.core.store import (
+    DEFAULT_CHUNK_ROWS,
+    DEFAULT_CHUNK_WINDOWS,
+    STORE_NAME,
+    LEStore,
+    StoredLE,
+    require_zarr,
+)
 from keras_legc.errors import InvalidArgumentError, LegcWarning, NonFiniteError, OutputExistsError
 
 #: Rows of the LE series allocated when the number of windows is not known in advance.
@@ -54,11 +62,12 @@ def check_recording(
     run_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     save_snapshots: bool = False,
+    le_store: bool = False,
 ) -> int:
     """Refuse bad recording settings before training starts; returns the window stride.
 
     Args:
-        window, overlap, every, threads, run_dir, overwrite, save_snapshots: as for
+        window, overlap, every, threads, run_dir, overwrite, save_snapshots, le_store: as for
             :class:`Recorder`.
 
     Raises:
@@ -79,6 +88,13 @@ def check_recording(
             "save_snapshots=True writes the raw snapshots to disk and needs a run_dir. Fix: "
             "pass run_dir=... together with save_snapshots=True."
         )
+    if le_store and run_dir is None:
+        raise InvalidArgumentError(
+            "le_store=True writes the LE series into run_dir/le.zarr and needs a run_dir. Fix: "
+            "pass run_dir=... together with le_store=True."
+        )
+    if le_store:
+        require_zarr()  # refuse now, with how to install it, not at the first window
     if run_dir is not None and not overwrite:
         run_dir = Path(run_dir)
         if (run_dir / HISTORY_FILE).exists():
@@ -120,6 +136,12 @@ class Recorder:
             appended to a journal, so a recording killed at any point keeps its windows.
         overwrite: allow replacing what ``run_dir`` holds.
         save_snapshots: also append every raw float32 snapshot to ``run_dir/snapshots.f32``.
+        le_store: keep the LE series on disk, not in memory: windows are buffered
+            ``store_chunks[1]`` at a time and appended to the Zarr store ``run_dir/le.zarr``
+            (and at every save), and :meth:`history` returns a History backed by the store.
+            Memory then holds one chunk of windows, whatever the length of training. Needs
+            ``run_dir`` and zarr (the ``distributed`` extra).
+        store_chunks: ``(weights, windows)`` per chunk of the store (default ``(65536, 32)``).
         expected_windows: rows of the LE series to allocate (it grows if more windows close).
         initial_weights: kept in the History (for rewinding), e.g. ``model.get_weights()``.
         kernels: returns the current ``{layer: kernel}`` (copies), the History's final kernels
@@ -153,6 +175,8 @@ class Recorder:
         run_dir: str | os.PathLike | None = None,
         overwrite: bool = False,
         save_snapshots: bool = False,
+        le_store: bool = False,
+        store_chunks: tuple[int, int] | None = None,
         expected_windows: int = DEFAULT_EXPECTED_WINDOWS,
         initial_weights: list[np.ndarray] | None = None,
         kernels: Callable[[], dict[str, np.ndarray]] | None = None,
@@ -165,7 +189,8 @@ class Recorder:
         self._lock = TargetLock(run_dir, "recording into").acquire() if run_dir else None
         try:
             check_recording(window, overlap, every, threads=threads, run_dir=run_dir,
-                            overwrite=overwrite, save_snapshots=save_snapshots)  # fmt: skip
+                            overwrite=overwrite, save_snapshots=save_snapshots,
+                            le_store=le_store)  # fmt: skip
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
@@ -181,9 +206,13 @@ class Recorder:
         self.initial_weights, self.meta, self._kernels = initial_weights, dict(meta or {}), kernels
         self.steps = self.snapshots = 0
         # LE series, window-major: appending a window writes (and touches) only its own row, and
-        # History.le is a transposed view of it, never a copy.
-        self._le_rows = np.empty((max(1, int(expected_windows)), self.n), dtype=np.float32)
-        self.n_le = 0
+        # History.le is a transposed view of it, never a copy. With an LE store, only the windows
+        # not yet appended to the store (rows n_flushed.. of the series) are held here.
+        self._store_chunks = store_chunks or (DEFAULT_CHUNK_ROWS, DEFAULT_CHUNK_WINDOWS)
+        self._store: LEStore | None = None
+        rows = self._store_chunks[1] if le_store else max(1, int(expected_windows))
+        self._le_rows = np.empty((rows, self.n), dtype=np.float32)
+        self.n_le = self.n_flushed = 0
         self.target: list[float] = []
         self.close_snapshot: list[int] = []  # snapshots recorded when each window closed
         self.close_step: list[int] = []  # steps taken when each window closed
@@ -195,7 +224,7 @@ class Recorder:
         self._saved_windows = -1
         #: the OSError that stopped writing into run_dir (disk full, ...), or None
         self.save_error: OSError | None = None
-        self._open_run_dir(overwrite, save_snapshots)
+        self._open_run_dir(overwrite, save_snapshots, le_store)
 
     # -- the stream ---------------------------------------------------------------------------
     def step(self, kernels: Iterable[np.ndarray]) -> bool:
@@ -288,10 +317,16 @@ class Recorder:
             steps = self.close_step[k - 1] if k else 0
         if final_kernels is None and self._kernels is not None:
             final_kernels = self._kernels()
+        if self._store is not None:
+            self._flush()  # (falls back to memory, with a warning, if the disk refuses)
+        if self._store is not None:
+            le = StoredLE(self._store.path, k)
+        else:
+            le = self._le_rows[:k].T
         return History(
             layers=self.layers,
             shapes=self.shapes,
-            le=self._le_rows[:k].T,
+            le=le,
             target=np.asarray(self.target[:k]),
             window=self.window,
             overlap=self.overlap,
@@ -307,11 +342,16 @@ class Recorder:
         return sum(1 for s in self.close_snapshot if s <= snapshot)
 
     # -- internals ------------------------------------------------------------------------------
-    def _open_run_dir(self, overwrite: bool, save_snapshots: bool) -> None:
-        """Start the snapshot file, the first (empty) complete history and the window journal."""
+    def _open_run_dir(self, overwrite: bool, save_snapshots: bool, le_store: bool) -> None:
+        """Start the snapshot file, the LE store, the first (empty) complete history and the
+        window journal."""
         if save_snapshots:
             index = journal_index(SNAPSHOTS_FORMAT, self.layers, self.shapes, every=self.every)
             self._snap_writer = RowJournal(self.run_dir, SNAPSHOTS_NAME, index, overwrite=overwrite)
+        if le_store:
+            rows, windows = self._store_chunks
+            self._store = LEStore(self.run_dir / STORE_NAME, self.n, chunk_rows=rows,
+                                  chunk_windows=windows, overwrite=overwrite)  # fmt: skip
         if self.run_dir is not None:
             # A complete (empty) history first, so the initial weights survive any interruption;
             # then one journal row per closed window.
@@ -356,15 +396,31 @@ class Recorder:
         return le
 
     def _append_le(self, le: np.ndarray) -> None:
-        if self.n_le == self._le_rows.shape[0]:  # more windows than expected: grow
-            grown = np.empty((2 * self.n_le, self.n), dtype=np.float32)
-            grown[: self.n_le] = self._le_rows
+        if self._store is not None and self.n_le - self.n_flushed == self._le_rows.shape[0]:
+            self._flush()  # a full chunk of windows: to the store
+        held = self.n_le - self.n_flushed
+        if held == self._le_rows.shape[0]:  # more windows than expected: grow
+            grown = np.empty((2 * held, self.n), dtype=np.float32)
+            grown[:held] = self._le_rows
             self._le_rows = grown
-        self._le_rows[self.n_le] = le
+        self._le_rows[held] = le
         self.n_le += 1
         if self._journal is not None:
             self._on_disk(self._journal.append, le)
             self._on_disk(self._journal.commit, target=self.target[: self.n_le])
+
+    def _flush(self) -> None:
+        """Append the windows held in memory to the LE store. If the disk refuses, keep the
+        whole series in memory from then on (read back what the store holds)."""
+        held = self.n_le - self.n_flushed
+        if held:
+            self._on_disk(self._store.append, self._le_rows[:held])
+        if self.save_error is None:
+            self.n_flushed = self.n_le
+            return
+        stored = np.asarray(StoredLE(self._store.path, self.n_flushed)).T
+        self._le_rows = np.concatenate([stored, self._le_rows[:held]])
+        self._store, self.n_flushed = None, 0
 
     def _on_disk(self, write: Callable, *args, **kwargs) -> None:
         """Run one write into the run directory; on the first OSError (disk full, quota, file

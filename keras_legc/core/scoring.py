@@ -12,7 +12,9 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from keras_legc._io import IntIn, read_npz, write_npz
 from keras_legc._progress import Progress
 from keras_legc._version import __version__
 from keras_legc.core._layout import split_by_layer
+from keras_legc.core._parallel import check_threads
 from keras_legc.core.granger import (
     CONSTANT_CAUSE,
     DEFAULT_CHUNK,
@@ -396,6 +399,7 @@ def score(
     chunk_size: int = DEFAULT_CHUNK,
     threads: int | None = None,
     progress: bool | None = None,
+    client: Any = None,
 ) -> Scores:
     """Granger-test every weight's LE series against the target series.
 
@@ -418,9 +422,17 @@ def score(
             ``"aic"``; the F-test and partial R-squared at that lag are what target mode ranks
             by. None skips it (about 40% faster; paper mode only: target mode's rankings then
             refuse the scores).
-        chunk_size: weights per batch; bounds peak memory. Scores do not depend on it.
+        chunk_size: weights per batch; bounds peak memory. Scores do not depend on it. A history
+            whose LE series are on disk (``le_store=True``) is read ``chunk_size * threads``
+            weights at a time (at least one chunk of its store), so memory stays bounded
+            however large the history is.
         threads: worker threads (None: every usable core). Scores do not depend on it.
         progress: show a progress bar with ETA on stderr (None: only on a terminal).
+        client: a Dask ``distributed.Client``, or a scheduler address (``"tcp://host:8786"``):
+            score blocks of weights as tasks on its workers (they read a stored history from its
+            store path, which they must see; an in-memory one is scattered to them). Scores are
+            bit-identical to scoring in-process. Each task runs on one worker thread
+            (``threads`` is for in-process scoring). Needs the ``distributed`` extra.
 
     Returns:
         :class:`Scores`.
@@ -429,23 +441,33 @@ def score(
         >>> scores = keras_legc.score(recorder.history)
         >>> mask = scores.mask(alpha=0.05)            # the paper's mode
         >>> mask90 = scores.mask(sparsity=0.9)        # a target sparsity
+        >>> scores = keras_legc.score("run", client="tcp://10.0.0.5:8786")  # on a Dask cluster
     """
     if not isinstance(history, History):
         history = History.load(history)
     _check_history(history)
     rows = _selected_rows(weights, history.n_weights)
-    result = _granger(history, rows, max_lag, test, lag, difference, criterion, chunk_size,
-                      threads, progress)  # fmt: skip
-    static = _static_weights(history.le)
+    spec = ScoreSpec.resolve(history, max_lag, test, lag, difference, criterion, chunk_size)
+    n = history.n_weights if rows is None else rows.size
+    bar = Progress(n, "LEGC scoring", enabled=progress)
+    selected = None
     if rows is not None:
-        result = _scatter(result, rows, history.n_weights)
-        static[np.setdiff1d(np.arange(history.n_weights), rows)] = True
+        selected = np.zeros(history.n_weights, dtype=bool)
+        selected[rows] = True
+    if client is not None:
+        from keras_legc.core.distributed import score_on_cluster
+
+        arrays = score_on_cluster(client, history, spec, selected, progress=bar.update)
+    else:
+        arrays = _score_here(history, spec, selected, check_threads(threads), bar.update)
+    bar.close()
+    pvalues = arrays["pvalues"]
     return Scores(
         layers=history.layers,
         shapes=history.shapes,
-        pvalues=result.pvalues,
-        degenerate=result.degenerate,
-        max_lag=result.max_lag,
+        pvalues=pvalues,
+        degenerate=arrays["degenerate"],
+        max_lag=spec.max_lag,
         test=test,
         kernels=history.final_kernels,
         info={
@@ -456,13 +478,143 @@ def score(
             "differenced": bool(difference),
             "criterion": criterion,
         },
-        qvalues=benjamini_hochberg(result.pvalues) if fdr else None,
-        lags=result.lags,
-        static=static,
-        f_pvalue=result.f_pvalue,
-        partial_r2=result.partial_r2,
-        selected_lag=result.selected_lag,
+        qvalues=benjamini_hochberg(pvalues) if fdr else None,
+        lags=spec.lags,
+        static=arrays["static"],
+        f_pvalue=arrays.get("f_pvalue"),
+        partial_r2=arrays.get("partial_r2"),
+        selected_lag=arrays.get("selected_lag"),
     )
+
+
+#: The per-weight arrays a block of weights is scored into (the last three only with a criterion).
+BLOCK_ARRAYS = ("pvalues", "degenerate", "static", "selected_lag", "f_pvalue", "partial_r2")
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """The arguments every block of weights is scored with, checked and resolved once.
+
+    Resolving runs the Granger test on one weight, so bad arguments, a constant target and the
+    max-lag cap (warned about once) surface before any block is scored, and every block (on this
+    machine or on a Dask worker) tests exactly the same lags.
+
+    Example:
+        >>> spec = ScoreSpec.resolve(history, "auto", "ssr_chi2", None, False, "bic", 4096)
+        >>> spec.lags
+        (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+    """
+
+    target: np.ndarray
+    max_lag: int
+    test: str
+    lag: int | None
+    difference: bool
+    criterion: str | None
+    chunk_size: int
+    lags: tuple[int, ...]
+
+    @classmethod
+    def resolve(cls, history, max_lag, test, lag, difference, criterion, chunk_size) -> ScoreSpec:
+        """Check the arguments against ``history`` (its first weight) and fix the lags."""
+        probe = _granger(np.asarray(history.le[:1]), history.target, max_lag, test, lag,
+                         difference, criterion, chunk_size, 1, None)  # fmt: skip
+        return cls(history.target, probe.max_lag, test, lag, bool(difference), criterion,
+                   int(chunk_size), tuple(probe.lags))  # fmt: skip
+
+
+def score_block(
+    le: np.ndarray,
+    spec: ScoreSpec,
+    selected: np.ndarray | None = None,
+    threads: int = 1,
+    progress=None,
+) -> dict[str, np.ndarray]:
+    """Score one block of weights: ``{name: per-weight array}`` for the names in BLOCK_ARRAYS.
+
+    Every weight's result depends on its own LE series only, so blocks scored anywhere (threads,
+    processes, Dask workers) and put together are bit-identical to one in-memory run.
+
+    Args:
+        le: float ``(m, K)`` LE series of the block's weights.
+        spec: from :meth:`ScoreSpec.resolve`.
+        selected: bool ``(m,)``: test only these (the rest: untested, static); None: all.
+        threads: worker threads over the block's chunks.
+        progress: called with the number of weights finished after each chunk.
+
+    Example:
+        >>> arrays = score_block(history.le[:4096], spec)
+        >>> arrays["pvalues"].shape
+        (4096,)
+    """
+    static = _static_weights(le)
+    rows = None if selected is None else np.flatnonzero(selected)
+    cause = le if rows is None else le[rows]
+    # max_lag is already resolved (capped): no block warns about it again
+    max_lag = spec.max_lag if spec.lag is None else spec.lags[0]
+    if cause.shape[0]:
+        result = _granger(cause, spec.target, max_lag, spec.test, spec.lag, spec.difference,
+                          spec.criterion, spec.chunk_size, threads, progress)  # fmt: skip
+    else:  # nothing selected in this block: an empty result, spread below
+        result = _granger(le[:1], spec.target, max_lag, spec.test, spec.lag, spec.difference,
+                          spec.criterion, spec.chunk_size, 1, None)  # fmt: skip
+        result = _scatter(result, np.zeros(1, dtype=np.int64), 1, keep=0)
+    if rows is not None:
+        result = _scatter(result, rows, le.shape[0])
+        static[~selected] = True
+    arrays = {"pvalues": result.pvalues, "degenerate": result.degenerate, "static": static}
+    for name in BLOCK_ARRAYS[3:]:
+        if getattr(result, name) is not None:
+            arrays[name] = getattr(result, name)
+    return arrays
+
+
+class BlockCollector:
+    """The per-weight arrays of all ``n`` weights, filled block by block (in any order).
+
+    Example:
+        >>> out = BlockCollector(history.n_weights)
+        >>> out.put(0, score_block(history.le[:4096], spec))
+    """
+
+    def __init__(self, n: int):
+        self.n, self.arrays = int(n), {}
+
+    def put(self, start: int, block: dict[str, np.ndarray]) -> None:
+        """Store a block's arrays (from :func:`score_block`) at weights ``start`` onwards."""
+        for name, values in block.items():
+            if name not in self.arrays:
+                self.arrays[name] = np.empty(self.n, dtype=values.dtype)
+            self.arrays[name][start : start + values.size] = values
+
+
+def block_rows(history: History, chunk_size: int, threads: int = 1) -> int:
+    """Weights per block when a history is read (or shipped) in blocks: ``chunk_size x threads``,
+    rounded up to whole chunks of the history's LE store (each chunk is decompressed once).
+
+    Example:
+        >>> block_rows(stored_history, 4096, threads=2)   # store chunks of 65536 weights
+        65536
+    """
+    rows = int(chunk_size) * int(threads)
+    if history.stored:
+        chunk = history.le.chunk_rows
+        rows = chunk * -(-rows // chunk)
+    return rows
+
+
+def _score_here(history, spec, selected, threads, progress) -> dict[str, np.ndarray]:
+    """Score in this process: in memory, one block (the chunks on ``threads`` threads); on disk,
+    one block of rows at a time, so only a block is ever in memory."""
+    if not history.stored:
+        return score_block(history.le, spec, selected, threads, progress)
+    n, step = history.n_weights, block_rows(history, spec.chunk_size, threads)
+    out = BlockCollector(n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        sel = None if selected is None else selected[start:stop]
+        out.put(start, score_block(history.le.rows(start, stop), spec, sel, threads, progress))
+    return out.arrays
 
 
 def _check_history(history: History) -> None:
@@ -479,16 +631,13 @@ def _check_history(history: History) -> None:
         )
 
 
-def _granger(history, rows, max_lag, test, lag, difference, criterion, chunk_size, threads,
+def _granger(le, target, max_lag, test, lag, difference, criterion, chunk_size, threads,
              progress):  # fmt: skip
-    """The batched Granger tests of the selected rows (all when ``rows`` is None), with a bar."""
-    n = history.n_weights if rows is None else rows.size
-    bar = Progress(n, "LEGC scoring", enabled=progress)
+    """The batched Granger tests of the rows of ``le``, with score()'s message on NaN."""
     try:
         return granger_test(
-            history.le if rows is None else history.le[rows], history.target, max_lag, test,
-            lag=lag, difference=bool(difference), criterion=criterion, chunk_size=chunk_size,
-            threads=threads, progress=bar.update,
+            le, target, max_lag, test, lag=lag, difference=bool(difference), criterion=criterion,
+            chunk_size=chunk_size, threads=threads, progress=progress,
         )  # fmt: skip
     except NonFiniteError as exc:
         raise NonFiniteError(
@@ -511,15 +660,15 @@ def _selected_rows(weights, n: int) -> np.ndarray | None:
     return np.flatnonzero(w)
 
 
-def _scatter(result, rows: np.ndarray, n: int):
-    """A GrangerResult of the selected rows spread over all ``n`` weights (the rest untested)."""
-    from dataclasses import replace
+def _scatter(result, rows: np.ndarray, n: int, keep: int | None = None):
+    """A GrangerResult of the selected rows spread over all ``n`` weights (the rest untested);
+    ``keep=0`` spreads none of them (an all-untested result of ``result``'s dtypes)."""
 
     def spread(values, fill, dtype=None):
         if values is None:
             return None
         out = np.full((n, *values.shape[1:]), fill, dtype=dtype or values.dtype)
-        out[rows] = values
+        out[rows[:keep]] = values[:keep]
         return out
 
     return replace(

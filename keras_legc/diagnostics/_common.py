@@ -45,11 +45,12 @@ def _require(module: str, purpose: str):
 
 
 def _plain_model(model, what: str):
-    """The model with pruning wrappers stripped, after checking it is a Keras 2 Dense model."""
-    from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
+    """The model with its pruning wrappers (Keras 2) or mask constraints (Keras 3) stripped,
+    after checking it is a Keras Dense model."""
+    from keras_legc.keras.layers import dense_layers, is_mask_held, is_pruning_wrapper
 
     dense_layers(model)
-    if any(is_pruning_wrapper(layer) for layer in model.layers):
+    if any(is_pruning_wrapper(layer) or is_mask_held(layer) for layer in model.layers):
         from keras_legc.keras.pruning import strip
 
         model = strip(model)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import time
+import types
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -16,7 +19,7 @@ def shap_importance(
     """Mean |SHAP value| per feature of ``model`` on rows ``x`` (DeepExplainer on ``background``).
 
     Args:
-        model: a built tf.keras (Keras 2) model with one flat input.
+        model: a built Keras 3 (TensorFlow backend) or Keras 2 model with one flat input.
         background: rows the explainer integrates over (a sample of the data).
         x: rows to explain.
         chunk: rows explained per call (the progress bar advances per chunk).
@@ -37,7 +40,8 @@ def shap_importance(
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TensorFlow version is newer.*")
-        explainer = shap.DeepExplainer(model, background)
+        with _shap_accepts(model):
+            explainer = shap.DeepExplainer(model, background)
         parts = []
         for start in range(0, len(x), chunk):
             # shap's own additivity assertion (tolerance 0.01) fails on softmax outputs of some
@@ -61,3 +65,35 @@ def shap_importance(
         "seconds": time.perf_counter() - t0,
     }
     return importance, info
+
+
+@contextmanager
+def _shap_accepts(model):
+    """Let SHAP's TensorFlow explainer accept a tf_keras (Keras 2) model.
+
+    SHAP recognises a Keras model by ``isinstance(model, tf.keras.Model)``, and ``tf.keras`` is
+    Keras 3 unless the user selected Keras 2 (keras_legc does not: no global switch). While the
+    explainer is built, SHAP's own ``tf`` reference (``shap.explainers.tf_utils.tf``) reads
+    ``tf.keras`` as tf_keras for a Keras 2 model; nothing else in the process sees a change.
+    """
+    from keras_legc.keras.flavour import keras, model_flavour, tf
+
+    if model_flavour(model) != "keras2" or tf().keras.Model is keras().Model:
+        yield
+        return
+    utils = importlib.import_module("shap.explainers.tf_utils")
+    real = getattr(utils, "tf", None)
+
+    keras2 = keras()
+
+    class _TensorFlowSeenByShap(types.ModuleType):
+        keras = keras2
+
+        def __getattr__(self, name):
+            return getattr(tf(), name)
+
+    utils.tf = _TensorFlowSeenByShap("tensorflow")
+    try:
+        yield
+    finally:
+        utils.tf = real

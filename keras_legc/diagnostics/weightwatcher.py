@@ -26,7 +26,7 @@ def weightwatcher_layers(model, *, min_evals: int = MIN_EVALS) -> list[dict]:
     """WeightWatcher's alpha and alpha_weighted for every Dense layer of ``model``, flagged.
 
     Args:
-        model: a built tf.keras (Keras 2) model (pruning wrappers are stripped first).
+        model: a built Keras 3 (TensorFlow backend) or Keras 2 model (pruning wrappers are stripped first).
         min_evals: fewest non-zero eigenvalues a layer needs for its fit to be reported.
 
     Returns:

@@ -23,14 +23,15 @@ from keras_legc.core.recorder import (
     check_recording,
 )
 from keras_legc.errors import HistoryError, InvalidArgumentError
-from keras_legc.keras.flavour import keras, tf
+from keras_legc.keras.callback import Callback
+from keras_legc.keras.flavour import keras, keras3, keras_of, tf
 from keras_legc.keras.layers import dense_layers
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
 
 
-class WeightHistory(keras().callbacks.Callback):
+class WeightHistory(Callback):
     """Record every Dense kernel weight during ``model.fit`` and turn it into LE series on the fly.
 
     At every ``every``-th optimizer step the kernels of all Dense layers are copied (float32) into
@@ -43,8 +44,8 @@ class WeightHistory(keras().callbacks.Callback):
         window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
         overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
         every: record one snapshot every ``every`` optimizer steps.
-        validation_data: ``(x, y)`` arrays or a ``tf.data.Dataset`` of ``(x, y[, weight])``
-            batches for the target series. If None, the ``validation_data`` (or
+        validation_data: ``(x, y)`` arrays (any backend) or a ``tf.data.Dataset`` of
+            ``(x, y[, weight])`` batches for the target series. If None, the ``validation_data`` (or
             ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
             of training, so every window is evaluated on the same rows.
         validation_batches: read at most this many batches of a validation dataset (default:
@@ -73,6 +74,10 @@ class WeightHistory(keras().callbacks.Callback):
             (``1 - accuracy`` on the validation data, the paper's) or ``"loss"`` (the model's
             compiled loss on the validation data: continuous, and the only one for regression;
             the misclassification target with continuous labels is refused).
+
+    One class serves Keras 3 ``fit`` (TensorFlow, JAX backends) and tf_keras ``fit``: kernels are
+    read with ``variable.numpy()`` (through ``self.model``, which syncs the JAX training state
+    first) and predictions with ``numpy.asarray``.
 
     Labels may be integers or one-hot; with a single output unit, predictions above 0.5 (above 0
     for a linear output, read as a logit) count as class 1.
@@ -150,6 +155,7 @@ class WeightHistory(keras().callbacks.Callback):
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._layers = dense_layers(self.model)
+        self._keras = keras_of(self.model)
         self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
@@ -175,7 +181,7 @@ class WeightHistory(keras().callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         # A generator: the engine reads the kernels only on the steps it records.
-        if self._engine.step(layer.kernel.numpy() for layer in self._layers):
+        if self._engine.step(self._kernel_arrays()):
             self._write_summaries()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -211,8 +217,19 @@ class WeightHistory(keras().callbacks.Callback):
         """The engine's one-window ring buffer (None before ``fit``)."""
         return self._engine.ring if self._engine is not None else None
 
+    def _kernel_arrays(self):
+        """The kernels as numpy arrays, read lazily (the engine reads them only on the steps it
+        records); ``self.model`` syncs the JAX backend's training state into the variables."""
+        self.model  # noqa: B018 - the JAX state sync
+        return (layer.kernel.numpy() for layer in self._layers)
+
     def _kernels(self) -> dict[str, np.ndarray]:
-        return {layer.name: layer.kernel.numpy().copy() for layer in self._layers}
+        return {
+            name: k.copy() for name, k in zip(self._names(), self._kernel_arrays(), strict=True)
+        }
+
+    def _names(self) -> list[str]:
+        return [layer.name for layer in self._layers]
 
     def _write_summaries(self, flush: bool = False) -> None:
         """Write the windows whose LEs have arrived since the last call to TensorBoard."""
@@ -244,7 +261,7 @@ class WeightHistory(keras().callbacks.Callback):
         callbacks = getattr(self._fit.get("callbacks"), "callbacks", None) or []
         restoring = [
             (i, cb) for i, cb in enumerate(callbacks)
-            if isinstance(cb, keras().callbacks.EarlyStopping)
+            if isinstance(cb, (keras().callbacks.EarlyStopping, keras3().callbacks.EarlyStopping))
             and cb.restore_best_weights and cb.best_weights is not None
         ]  # fmt: skip
         if not restoring:
@@ -316,7 +333,7 @@ class WeightHistory(keras().callbacks.Callback):
                 f"target='loss' needs a model compiled with one loss, got {loss!r}. Fix: compile "
                 "with a single loss, or use target='misclassification'."
             )
-        self._loss_fn = keras().losses.get(loss)
+        self._loss_fn = self._keras.losses.get(loss)
         return self._validation_loss
 
     def _validation_loss(self) -> float:
@@ -327,7 +344,7 @@ class WeightHistory(keras().callbacks.Callback):
             labels = y[start : start + len(out)]
             if labels.ndim == len(out.shape) - 1:  # (n,) labels vs (n, k) outputs, as fit does
                 labels = labels[..., None]
-            batch = self._loss_fn(labels, out).numpy()
+            batch = np.asarray(self._loss_fn(labels, out))
             total += float(np.sum(batch))
         return total / len(x)
 
@@ -335,7 +352,7 @@ class WeightHistory(keras().callbacks.Callback):
         x, labels = self._val
         correct = 0
         for start in range(0, len(x), self.eval_batch_size):
-            out = self.model(x[start : start + self.eval_batch_size], training=False).numpy()
+            out = np.asarray(self.model(x[start : start + self.eval_batch_size], training=False))
             pred = predicted_class(out, logits=self._logits)
             correct += int((pred == labels[start : start + len(out)]).sum())
         return 1.0 - correct / len(x)
@@ -419,21 +436,27 @@ def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.nda
 
 
 def _fit_locals() -> dict:
-    """The locals of the enclosing tf_keras ``Model.fit`` call ({} outside one).
+    """The locals of the enclosing ``Model.fit`` call of tf_keras or Keras 3 ({} outside one).
 
-    Keras 2 hands neither fit's validation data nor its callback list to callbacks, so look up
-    the stack for the ``fit`` of tf_keras and read its locals.
+    Neither Keras hands fit's validation data or its callback list to callbacks, so look up the
+    stack for the ``fit`` of tf_keras or of a Keras 3 backend trainer and read its locals (both
+    name them ``val_x``, ``val_y``, ``callbacks``, ``validation_steps``).
     """
     frame = inspect.currentframe()
     try:
         while frame is not None:
             code = frame.f_code
-            if code.co_name == "fit" and "tf_keras" in code.co_filename:
+            if code.co_name == "fit" and _is_keras_trainer(code.co_filename):
                 return dict(frame.f_locals)
             frame = frame.f_back
         return {}
     finally:
         del frame
+
+
+def _is_keras_trainer(filename: str) -> bool:
+    path = filename.replace(os.sep, "/")
+    return "/tf_keras/" in path or ("/keras/src/backend/" in path and path.endswith("trainer.py"))
 
 
 def _fit_validation_data(fit: dict):

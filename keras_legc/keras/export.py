@@ -1,4 +1,5 @@
-"""Conversion of a (pruned) Keras model to TFLite, verified against the Keras outputs.
+"""Conversion of a (pruned) Keras model (tf_keras, or Keras 3 on any backend) to TFLite, verified
+against the Keras outputs.
 
 Writes three files side by side, each atomically, never over existing ones unless asked:
 ``<name>.tflite``, ``<name>.json`` (sizes, sparsity per layer, options, verification) and
@@ -31,7 +32,7 @@ from keras_legc.errors import (
     LegcWarning,
     ModelStructureError,
 )
-from keras_legc.keras.flavour import tf
+from keras_legc.keras.flavour import model_flavour, tf
 from keras_legc.masking import block_structure
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
@@ -92,7 +93,11 @@ def export_tflite(
     (``keras_legc.shrink``) returns.
 
     Args:
-        model: a tf.keras model (pruning wrappers are stripped first) or a path to a saved one.
+        model: a tf_keras model (TF-MOT pruning wrappers are stripped first), a Keras 3
+            ``keras.Model`` or a path to a saved one of either flavour. Keras 3 on the TensorFlow
+            backend converts in-process (``model.export(format="litert")``); on JAX (or PyTorch)
+            a TensorFlow-backend twin loaded from the model's ``.keras`` file converts in a
+            subprocess, and the result is verified against the original model's outputs.
         out: the .tflite path; ``.json`` and ``.reference.npz`` are written beside it.
         quantization: ``"float"``, ``"float16"``, ``"dynamic"`` (dynamic-range int8 weights) or
             ``"int8"`` (full integer, float interface; needs ``representative_data``).
@@ -176,7 +181,7 @@ def _prepare(
     model, out, quantization, representative_data, reference_inputs, n_reference, overwrite, seed
 ) -> _Prepared:
     """Check the arguments and outputs, load and strip the model, pick calibration/reference rows."""
-    from keras_legc.keras.pruning import load_model, strip
+    from keras_legc.keras.saving import load_model
 
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
@@ -188,7 +193,7 @@ def _prepare(
     source = str(model) if isinstance(model, (str, os.PathLike)) else None
     if source is not None:
         model = load_model(model, compile=False)
-    model = strip(model)
+    model = _plain(model)
     input_shape = _input_shape(model)
     rng = np.random.default_rng(seed)
     if isinstance(representative_data, (str, os.PathLike)):
@@ -240,7 +245,7 @@ def _check_responds(prepared: _Prepared, allow: bool) -> None:
         return  # identical reference rows cannot tell
     out = np.asarray(prepared.model(rows, training=False))
     if constant_outputs(out):
-        empty = [layer.name for layer in _dense(prepared.model) if not layer.kernel.numpy().any()]
+        empty = [n for n, k in _kernels(prepared.model).items() if not k.any()]
         why = f" (every kernel weight of {empty} is 0)" if empty else ""
         raise CollapsedModelError(
             f"the model's outputs are identical for all {len(rows)} reference inputs{why}: it no "
@@ -266,14 +271,14 @@ def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization
 
 def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization, sparse) -> dict:
     """The .json report: sizes, ops, sparsity per layer, block structure, warnings, verification."""
-    kernels = {layer.name: layer.kernel.numpy() for layer in _dense(prepared.model)}
+    kernels = _kernels(prepared.model)
     n_weights = sum(k.size for k in kernels.values())
     n_nonzero = sum(int(np.count_nonzero(k)) for k in kernels.values())
     sparsity = 1.0 - n_nonzero / n_weights if n_weights else 0.0
     structure = {n: block_structure(k, KERNEL_BLOCK) for n, k in kernels.items()}
     notes = _sparse_warnings(sparse, sparsity, kernels, structure, check.ops) if sparse else []
     diff = np.abs(check.tflite_out - check.keras_out)
-    return {
+    report = {
         "keras_legc": __version__,
         "tensorflow": package_version("tensorflow"),
         "source": prepared.source,
@@ -304,6 +309,9 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
             "ok": bool(check.error <= check.atol),
         },
     }
+    if model_flavour(prepared.model) == "keras3":  # Keras 2 reports keep their exact fields
+        report["keras3"] = _keras3_info(prepared.model)
+    return report
 
 
 def _write(prepared: _Prepared, flatbuffer: bytes, check: _Check, report: dict, overwrite) -> None:
@@ -366,10 +374,26 @@ def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
     return notes
 
 
+def _plain(model):
+    """The model to convert: a Keras 2 model with TF-MOT wrappers stripped; a Keras 3 model as is
+    (its pruning lives in kernel constraints, which hold the zeros and take no part in inference)."""
+    if model_flavour(model) == "keras2":
+        from keras_legc.keras.pruning import strip
+
+        return strip(model)
+    _dense(model)  # refuse a model without Dense layers here, as the Keras 2 path does
+    return model
+
+
 def _dense(model) -> list:
     from keras_legc.keras.layers import dense_layers
 
     return dense_layers(model)
+
+
+def _kernels(model) -> dict[str, np.ndarray]:
+    """``{Dense layer name: kernel}`` as numpy (any flavour, any Keras 3 backend)."""
+    return {layer.name: layer.kernel.numpy() for layer in _dense(model)}
 
 
 def _input_shape(model) -> tuple[int, ...]:
@@ -399,31 +423,158 @@ def _as_inputs(x, input_shape, what) -> np.ndarray:
     return x
 
 
+# Keras 3 writes .tflite itself from this version on (model.export(format="litert")).
+KERAS_LITERT_MIN = (3, 13)
+
+
 def _convert(model, quantization, sparse, representative_data) -> bytes:
+    """The .tflite flatbuffer: tf_keras through ``TFLiteConverter.from_keras_model``; Keras 3 on the
+    TensorFlow backend through ``model.export(format="litert")``; Keras 3 on any other backend
+    through a TensorFlow-backend twin built from the model's ``.keras`` file in a subprocess."""
+    settings = _converter_settings(quantization, sparse, representative_data)
+    try:
+        if model_flavour(model) == "keras2":
+            converter = tf().lite.TFLiteConverter.from_keras_model(model)
+            return _run_converter(converter, settings)
+        return _convert_keras3(model, settings, quantization, sparse, representative_data)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"TFLite conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
+        ) from exc
+
+
+def _converter_settings(quantization, sparse, representative_data) -> dict:
+    """TFLite converter attributes for a quantization mode (and sparse storage), the one place that
+    maps the modes to converter options, for every conversion path."""
     lite = tf().lite
-    converter = lite.TFLiteConverter.from_keras_model(model)
     optimizations = []
     if quantization != "float":
         optimizations.append(lite.Optimize.DEFAULT)
     if sparse:
         optimizations.append(lite.Optimize.EXPERIMENTAL_SPARSITY)
-    converter.optimizations = optimizations
+    settings: dict = {"optimizations": optimizations, "target_spec": {}}
     if quantization == "float16":
-        converter.target_spec.supported_types = [tf().float16]
+        settings["target_spec"]["supported_types"] = [tf().float16]
     if quantization == "int8":
 
         def representative():
             for row in representative_data[:500]:
                 yield [row[None, ...]]
 
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]
-    try:
+        settings["representative_dataset"] = representative
+        settings["target_spec"]["supported_ops"] = [lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return settings
+
+
+def _run_converter(converter, settings: dict) -> bytes:
+    """Apply ``settings`` to a ``TFLiteConverter`` and convert (its warnings silenced)."""
+    for name, value in settings.items():
+        if name == "target_spec":
+            for key, spec in value.items():
+                setattr(converter.target_spec, key, spec)
+        else:
+            setattr(converter, name, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bytes(converter.convert())
+
+
+def _convert_keras3(model, settings, quantization, sparse, representative_data) -> bytes:
+    """A Keras 3 model to .tflite, by the path its backend allows."""
+    from keras_legc.keras.saving import keras3_backend
+
+    if keras3_backend() != "tensorflow":
+        return _convert_twin(model, quantization, sparse, representative_data)
+    # Builtin ops only: the edge runner (LiteRT without the Flex delegate) must run the file.
+    spec = {"supported_ops": [tf().lite.OpsSet.TFLITE_BUILTINS], **settings["target_spec"]}
+    settings = {**settings, "target_spec": spec}
+    if not _keras_has_litert():
+        return _convert_saved_model(model, settings)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="legc-litert-") as tmp:
+        out = os.path.join(tmp, "model.tflite")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return bytes(converter.convert())
-    except Exception as exc:
-        raise ExportError(
-            f"TFLite conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
-        ) from exc
+            model.export(out, format="litert", verbose=False, **settings)
+        return Path(out).read_bytes()
+
+
+def _convert_saved_model(model, settings) -> bytes:
+    """Keras 3 (TensorFlow backend) before 3.13: ``model.export`` to a SavedModel, then the TF
+    converter (what Keras' own litert export does; a bare concrete function loses the variables)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="legc-savedmodel-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf().lite.TFLiteConverter.from_saved_model(tmp)
+        return _run_converter(converter, settings)
+
+
+def _convert_twin(model, quantization, sparse, representative_data) -> bytes:
+    """A non-TensorFlow-backend Keras 3 model (JAX, PyTorch): its ``.keras`` file (config and
+    weights, backend-independent) is loaded by a subprocess with ``KERAS_BACKEND=tensorflow``, which
+    converts that twin. The caller verifies the result against the original model's outputs."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from keras_legc.keras.saving import keras3_backend
+
+    with tempfile.TemporaryDirectory(prefix="legc-twin-") as tmp:
+        src, out = os.path.join(tmp, "model.keras"), os.path.join(tmp, "model.tflite")
+        model.save(src)
+        calibration = os.path.join(tmp, "calibration.npy")
+        if representative_data is not None:
+            np.save(calibration, np.asarray(representative_data, dtype=np.float32))
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        code = "from keras_legc.keras.export import _twin_main; _twin_main()"
+        args = [src, out, quantization, str(bool(sparse)), calibration]
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0 or not os.path.exists(out):
+            last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+            raise ExportError(
+                f"converting the {keras3_backend()}-backend model through its TensorFlow-backend "
+                f"twin failed: {last}. Fix: install TensorFlow beside Keras 3 (the twin needs "
+                "it), or export from a process with KERAS_BACKEND=tensorflow."
+            )
+        return Path(out).read_bytes()
+
+
+def _twin_main() -> None:
+    """Subprocess side of :func:`_convert_twin`: argv = src.keras out.tflite quantization sparse
+    calibration.npy (absent when none)."""
+    import sys
+
+    from keras_legc.keras.saving import load_model
+
+    src, out, quantization, sparse, calibration = sys.argv[1:6]
+    representative = np.load(calibration) if os.path.exists(calibration) else None
+    twin = load_model(src, compile=False, unsafe=True)  # our own file, from the caller's object
+    flatbuffer = _convert(twin, quantization, sparse == "True", representative)
+    Path(out).write_bytes(flatbuffer)
+
+
+def _keras3_info(model) -> dict:
+    """How a Keras 3 model was converted, for its report."""
+    from keras_legc.keras.saving import keras3, keras3_backend
+
+    backend = keras3_backend()
+    if backend != "tensorflow":
+        path = "TensorFlow-backend twin (subprocess) + keras model.export(format='litert')"
+    elif _keras_has_litert():
+        path = "keras model.export(format='litert')"
+    else:
+        path = "keras model.export(format='tf_saved_model') + tf.lite.TFLiteConverter"
+    return {"keras": keras3().__version__, "backend": backend, "converter": path}
+
+
+def _keras_has_litert() -> bool:
+    from keras_legc.keras.saving import keras3
+
+    return tuple(int(p) for p in keras3().__version__.split(".")[:2]) >= KERAS_LITERT_MIN

@@ -16,8 +16,8 @@ import numpy as np
 from keras_legc.core.history import History
 from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
 from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
-from keras_legc.keras.flavour import keras
-from keras_legc.keras.layers import is_pruning_wrapper
+from keras_legc.keras.callback import Callback
+from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
 from keras_legc.masking.schedule import PolynomialDecay, grow_mask
@@ -25,7 +25,7 @@ from keras_legc.masking.schedule import PolynomialDecay, grow_mask
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
 
 
-class GradualPruning(keras().callbacks.Callback):
+class GradualPruning(Callback):
     """Grow a LEGC mask during ``fit`` on a :func:`~keras_legc.prune`-wrapped model.
 
     At each pruning step of ``schedule`` (TF-MOT's PolynomialDecay shape: begin step, end step,
@@ -38,11 +38,13 @@ class GradualPruning(keras().callbacks.Callback):
     2. ranks them with ``ranking`` (a scorer of :mod:`keras_legc.masking.importance`; default
        target mode's);
     3. grows the mask to the schedule's sparsity (already pruned weights stay pruned) and writes
-       it into the TF-MOT wrappers, zeroing the newly pruned weights at once.
+       it into the model, zeroing the newly pruned weights at once: into the TF-MOT wrappers
+       (Keras 2) or the mask constraints (Keras 3, any backend; on JAX the compiled train step
+       is rebuilt, as it holds the mask as a constant).
 
     Optimizer steps are counted from 0 at the start of this ``fit``. Put the recorder before this
     callback in ``callbacks`` (it must see the step first), and add
-    :func:`~keras_legc.pruning_callbacks`.
+    :func:`~keras_legc.pruning_callbacks` (none are needed on Keras 3).
 
     Args:
         recorder: the :class:`~keras_legc.WeightHistory` recording this ``fit``.
@@ -113,13 +115,24 @@ class GradualPruning(keras().callbacks.Callback):
 
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
-        self._wrappers = {w.layer.name: w for w in self.model.layers if is_pruning_wrapper(w)}
-        if not self._wrappers:
+        model = self.model
+        if self.flavour == "keras3":
+            from keras_legc.keras import keras3 as k3
+
+            held = k3.constraints(model)
+            self._layers = {la.name: la for la in dense_layers(model) if la.name in held}
+            start = {name: c.keep() for name, c in held.items()}
+        else:
+            wrappers = {w.layer.name: w for w in model.layers if is_pruning_wrapper(w)}
+            self._layers = {name: w.layer for name, w in wrappers.items()}
+            self._wrappers = wrappers
+            start = {n: w.pruning_vars[0][1].numpy() > 0 for n, w in wrappers.items()}
+        if not self._layers:
             raise ModelStructureError(
                 "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
                 "keras_legc.prune(model, keras_legc.Mask.keep_all(model)), then fit wrapped."
             )
-        self.mask = Mask({n: w.pruning_vars[0][1].numpy() > 0 for n, w in self._wrappers.items()})
+        self.mask = Mask(start)
         self._step = 0
         if self.schedule.prunes_at(0):
             self._prune(0)
@@ -142,15 +155,12 @@ class GradualPruning(keras().callbacks.Callback):
     # -- one pruning step -----------------------------------------------------------------------
     def _prune(self, step: int) -> None:
         t0 = time.perf_counter()
-        kernels = {n: w.layer.kernel.numpy() for n, w in self._wrappers.items()}
+        model = self.model  # on JAX: the training state synced into the variables
+        kernels = {n: layer.kernel.numpy() for n, layer in self._layers.items()}
         evidence, source, windows = self._evidence(kernels)
         target = self.schedule.sparsity_at(step)
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
-        for name, wrapper in self._wrappers.items():
-            keep = self.mask[name].astype(np.float32)
-            for weight, mask_var, _threshold in wrapper.pruning_vars:
-                mask_var.assign(keep)
-                weight.assign(weight * keep)
+        self._write_mask(model)
         entry = {"step": step, "sparsity": self.mask.sparsity, "target": target,
                  "evidence": source, "windows": windows,
                  "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -160,6 +170,19 @@ class GradualPruning(keras().callbacks.Callback):
                 f"GradualPruning step {step}: sparsity {entry['sparsity']:.4f} "
                 f"({source}, {windows} windows, {entry['seconds']:.1f} s)"
             )
+
+    def _write_mask(self, model) -> None:
+        """Hold the grown mask from now on, and zero the newly pruned weights."""
+        if self.flavour == "keras3":
+            from keras_legc.keras import keras3 as k3
+
+            k3.set_masks(model, {name: self.mask[name] for name in self._layers})
+            return
+        for name, wrapper in self._wrappers.items():
+            keep = self.mask[name].astype(np.float32)
+            for weight, mask_var, _threshold in wrapper.pruning_vars:
+                mask_var.assign(keep)
+                weight.assign(weight * keep)
 
     def _evidence(self, kernels):
         """The scorer for this step, what it rests on, and how many windows it used."""

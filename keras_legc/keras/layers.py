@@ -5,40 +5,53 @@ from __future__ import annotations
 import numpy as np
 
 from keras_legc.errors import ModelStructureError
-from keras_legc.keras.flavour import keras, tfmot
+from keras_legc.keras.flavour import keras_of, tfmot
 
 
 def dense_layers(model) -> list:
     """The ``Dense`` layers of ``model`` in order (inside TF-MOT pruning wrappers too).
 
+    Args:
+        model: a built Sequential or functional model, Keras 3 (``keras.Model``, any backend) or
+            Keras 2 (``tf_keras.Model``).
+
+    Returns:
+        The Dense layer objects, first to last.
+
     Raises:
-        ModelStructureError: when ``model`` is not a Keras 2 model, is not built, or has no Dense
-            layer, or when a Dense layer is shared (used twice) or sits in a nested model.
+        ModelStructureError: when ``model`` is not a Keras model, is not built, or has no Dense
+            layer, or when a Dense layer is shared (used twice), sits in a nested model, or has
+            a non-float kernel.
+
+    Example:
+        >>> [layer.name for layer in dense_layers(model)]
+        ['hidden', 'out']
     """
-    k = keras()
-    if not isinstance(model, k.Model):
-        hint = ""
-        if type(model).__module__.startswith("keras"):
-            hint = (
-                " It is a Keras 3 model: TF-MOT only supports Keras 2. Fix: `import keras_legc` "
-                "before TensorFlow (or set TF_USE_LEGACY_KERAS=1) and build it with tf.keras, "
-                "or build it with tf_keras directly."
-            )
-        raise ModelStructureError(
-            f"expected a tf.keras (Keras 2) Model, got {type(model).__module__}."
-            f"{type(model).__name__}.{hint or ' Fix: pass the Keras model itself.'}"
-        )
+    k = keras_of(model)
     if not model.built:
         raise ModelStructureError(
             f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
             "first layer an input_shape (or call model.build(input_shape)) before using keras_legc."
         )
-    if not isinstance(model, k.Sequential) and not getattr(model, "_is_graph_network", False):
+    if not isinstance(model, k.Sequential) and _graph_nodes(model) is None:
         raise ModelStructureError(
-            f"model {model.name!r} is a subclassed Model ({type(model).__name__}); TF-MOT cannot "
-            "clone or wrap its layers, so it cannot be pruned. Fix: build the same layers as a "
-            "tf.keras.Sequential or functional model."
+            f"model {model.name!r} is a subclassed Model ({type(model).__name__}); its layers "
+            "cannot be cloned or rebuilt, so it cannot be pruned. Fix: build the same layers as a "
+            "keras.Sequential or functional model."
         )
+    found = _find_dense(model, k)
+    names = [layer.name for layer in found]
+    if len(set(names)) != len(names):
+        raise ModelStructureError(
+            f"Dense layer names must be unique, got {names}. Fix: give each layer its own name."
+        )
+    for layer in found:
+        _check_dense(model, layer)
+    return found
+
+
+def _find_dense(model, k) -> list:
+    """The Dense layers of the top level of ``model`` (refusing Dense layers in nested models)."""
     found = []
     for layer in model.layers:
         inner = _unwrap(layer)
@@ -54,31 +67,62 @@ def dense_layers(model) -> list:
     if not found:
         raise ModelStructureError(
             f"model {model.name!r} has no Dense layer; keras_legc prunes Dense kernels only. "
-            "Fix: pass a model with at least one tf.keras.layers.Dense layer."
+            "Fix: pass a model with at least one keras.layers.Dense layer."
         )
-    names = [layer.name for layer in found]
-    if len(set(names)) != len(names):
-        raise ModelStructureError(
-            f"Dense layer names must be unique, got {names}. Fix: give each layer its own name."
-        )
-    # A layer called twice inside this model has two nodes in this model's graph (its
-    # _inbound_nodes also count calls from other models, e.g. a wrapper built for export).
-    graph_nodes = getattr(model, "_network_nodes", None) or set()
-    for layer in found:
-        uses = sum(1 for key in graph_nodes if key.startswith(f"{layer.name}_ib-"))
-        if uses > 1:
-            raise ModelStructureError(
-                f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
-                "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
-            )
-        dtype = layer.kernel.dtype
-        if not dtype.is_floating:
-            raise ModelStructureError(
-                f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
-                "need floating-point weights. Fix: build the layer with a float dtype (the "
-                "default float32)."
-            )
     return found
+
+
+def _check_dense(model, layer) -> None:
+    """Refuse a Dense layer called more than once in ``model``, or with a non-float kernel."""
+    uses = _uses(model, layer)
+    if uses > 1:
+        raise ModelStructureError(
+            f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
+            "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
+        )
+    dtype = kernel_dtype(layer)
+    if dtype.kind != "f":
+        raise ModelStructureError(
+            f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
+            "need floating-point weights. Fix: build the layer with a float dtype (the "
+            "default float32)."
+        )
+
+
+def kernel_dtype(layer) -> np.dtype:
+    """The numpy dtype of a Dense layer's kernel (a tf.DType in Keras 2, a string in Keras 3).
+
+    Example:
+        >>> kernel_dtype(model.layers[0])
+        dtype('float32')
+    """
+    dtype = layer.kernel.dtype
+    return np.dtype(getattr(dtype, "name", None) or str(dtype))
+
+
+def _graph_nodes(model):
+    """The node graph of a functional (or Sequential) model; None for a subclassed model.
+
+    Keras 2: the set of node keys ``"<layer>_ib-<i>"``; Keras 3: the nodes by depth.
+    """
+    if getattr(model, "_is_graph_network", False):  # Keras 2 functional / Sequential
+        return getattr(model, "_network_nodes", None) or set()
+    inner = getattr(model, "_functional", None) or model  # a Keras 3 Sequential's graph
+    return getattr(inner, "_nodes_by_depth", None)
+
+
+def _uses(model, layer) -> int:
+    """How many times ``layer`` is called in ``model``'s own graph.
+
+    A layer's inbound nodes also count calls from other models (e.g. a wrapper built for
+    export), so the model's graph is read instead.
+    """
+    nodes = _graph_nodes(model)
+    if not nodes:
+        return 1
+    if isinstance(nodes, dict):  # Keras 3
+        return sum(1 for level in nodes.values() for n in level if n.operation is layer)
+    return sum(1 for key in nodes if key.startswith(f"{layer.name}_ib-"))
 
 
 def dense_kernels(model) -> dict[str, np.ndarray]:
@@ -92,13 +136,23 @@ def layer_signature(model) -> dict[str, tuple[int, ...]]:
 
 
 def is_pruning_wrapper(layer) -> bool:
-    """True for a TF-MOT ``PruneLowMagnitude`` wrapper."""
+    """True for a TF-MOT ``PruneLowMagnitude`` wrapper (never for a Keras 3 layer)."""
+    if type(layer).__module__.startswith("keras."):
+        return False  # a Keras 3 layer: TF-MOT (Keras 2 only) is not even imported for it
     tfmot()
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
         PruneLowMagnitude,
     )
 
     return isinstance(layer, PruneLowMagnitude)
+
+
+def is_mask_held(layer) -> bool:
+    """True for a Keras 3 Dense layer whose kernel holds a keras_legc ``MaskConstraint``."""
+    constraint = getattr(getattr(layer, "kernel", None), "constraint", None)
+    return type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
+        "keras_legc.keras.keras3"
+    )
 
 
 def _unwrap(layer):

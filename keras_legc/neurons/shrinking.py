@@ -76,13 +76,15 @@ def shrink(model, remove, *, fold_mean_activations=None):
     the validation data, to compare with ``rec.accuracy[-1]``.
 
     Args:
-        model: a tf.keras model, a plain chain of Dense layers (optional Input/Flatten first).
+        model: a Keras 3 or Keras 2 model, a plain chain of Dense layers (optional
+            Input/Flatten first).
         remove: ``{Dense layer name: [unit indices]}`` or the :class:`NeuronPruning` record of
             :func:`prune_neurons`.
         fold_mean_activations: inputs ``x`` to fold removed units' mean activations, or None.
 
     Returns:
-        A new ``tf.keras.Sequential`` with the same layer names, activations and configuration,
+        A new ``Sequential`` of the same Keras as ``model``, with the same layer names,
+        activations and configuration,
         fewer units; it exports to TFLite like any model.
 
     Raises:
@@ -94,9 +96,10 @@ def shrink(model, remove, *, fold_mean_activations=None):
         >>> small.count_params() < model.count_params()
         True
     """
-    from keras_legc.keras.flavour import keras
+    from keras_legc.keras.flavour import keras_of
+    from keras_legc.keras.layers import kernel_dtype
 
-    k = keras()
+    k = keras_of(model)  # the small model is of the same Keras as ``model``
     net = DenseNet.from_model(model)
     rm = _removal_map(net, remove)
     keep = {n: np.setdiff1d(np.arange(net.sizes[n]), rm.get(n, [])) for n in net.hidden}
@@ -118,7 +121,7 @@ def shrink(model, remove, *, fold_mean_activations=None):
         use_bias = bool(cfg.get("use_bias", True)) or bool(np.any(b != 0))
         cfg["use_bias"] = use_bias
         layers.append(k.layers.Dense.from_config(cfg))
-        dtype = dense[name].kernel.dtype.as_numpy_dtype
+        dtype = kernel_dtype(dense[name])
         weights.append([w.astype(dtype)] + ([b.astype(dtype)] if use_bias else []))
     small = k.Sequential(layers, name=f"{model.name}_shrunk")
     for layer, ws in zip(

@@ -165,16 +165,17 @@ class DenseNet(DenseStack):
 def _dense_chain(model) -> list:
     """The Dense layers of ``model``, refused unless it is a plain chain of them (with at least
     one hidden layer), optionally after an Input and a Flatten."""
-    from keras_legc.keras.flavour import keras
-    from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
+    from keras_legc.keras.flavour import keras_of
+    from keras_legc.keras.layers import dense_layers, is_mask_held, is_pruning_wrapper
 
-    k = keras()
-    dense = dense_layers(model)  # Keras 2, built, Sequential/functional, unique names
+    k = keras_of(model)  # a Keras 3 or a Keras 2 model alike
+    dense = dense_layers(model)  # built, Sequential/functional, unique names
     seen_dense = False
     for layer in model.layers:
-        if is_pruning_wrapper(layer):
+        if is_pruning_wrapper(layer) or is_mask_held(layer):
             raise ModelStructureError(
-                f"layer {layer.name!r} is a TF-MOT pruning wrapper. Fix: call "
+                f"layer {layer.name!r} is held by a pruning mask (a TF-MOT wrapper or a "
+                "keras_legc MaskConstraint). Fix: call "
                 "keras_legc.strip(model) first."
             )
         if isinstance(layer, k.layers.Dense):

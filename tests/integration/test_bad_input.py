@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_legc as kl
-from keras_legc import HistoryError, InvalidArgumentError, ModelStructureError, NonFiniteError
+from keras_legc import HistoryError, InvalidArgumentError, NonFiniteError
 
 
 def make_history(le, target):
@@ -13,14 +13,6 @@ def make_history(le, target):
         layers=["d"], shapes={"d": (le.shape[0], 1)}, le=le, target=target,
         window=10, overlap=0.1, every=1, n_snapshots=100,
     )  # fmt: skip
-
-
-def test_keras3_model_is_refused_with_the_fix():
-    import keras  # Keras 3, installed beside tf_keras
-
-    model = keras.Sequential([keras.layers.Input(shape=(3,)), keras.layers.Dense(2)])
-    with pytest.raises(ModelStructureError, match="Keras 3 model.*import keras_legc"):
-        kl.dense_layers(model)
 
 
 def test_non_finite_target_or_le_series(rng):

@@ -232,3 +232,48 @@ def test_save_model_is_atomic_and_loads_back(tmp_path):
     np.testing.assert_array_equal(back.get_weights()[0], model.get_weights()[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temp file left
     kl.save_model(model, path, overwrite=True)
+
+
+# -- a recording whose LE series go to an on-disk store (issue 17) --------------------------------
+STORE_RECORD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from keras_legc.core.recorder import Recorder
+
+    def record(steps, **kwargs):
+        rng = np.random.default_rng(0)
+        targets = iter(rng.random(100_000))
+        rec = Recorder(["a", "b"], {"a": (40, 20), "b": (20, 5)}, window=8, overlap=0.0,
+                       target=lambda: next(targets), background=False, **kwargs)
+        w = [rng.normal(size=(40, 20)), rng.normal(size=(20, 5))]
+        for step in range(steps):
+            w = [x + 0.05 * rng.normal(size=x.shape) for x in w]
+            rec.step(w)
+            if step % 40 == 39:
+                rec.end_epoch()
+            if step == 0:
+                print("training", flush=True)
+        return rec.finish()
+
+    if __name__ == "__main__":
+        record(200_000, run_dir=sys.argv[1], le_store=True, store_chunks=(256, 4))
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sigkill_while_recording_into_a_store(tmp_path, seed):
+    delay = float(np.random.default_rng(seed).uniform(0.5, 2.5))
+    run_dir = tmp_path / "run"
+    assert _run_child(STORE_RECORD, str(run_dir), kill_after=delay) == -signal.SIGKILL
+    history = _assert_consistent(run_dir)
+    assert history is not None and history.n_windows >= 5
+    # still out of core: the store, or (windows after the last save) the journal's memmap
+    assert history.stored or not history.le.flags.owndata  # a view of the mapped file
+    # every window it kept is the one an uninterrupted in-memory recording makes
+    namespace = {}
+    exec(STORE_RECORD, namespace)
+    reference = namespace["record"](8 * history.n_windows)
+    assert np.array_equal(np.asarray(history.le), reference.le)
+    assert np.array_equal(history.target, reference.target)

@@ -178,11 +178,12 @@ TF_NATIVE_LINES = ("E0000", "cuInit", "I0000", "absl::InitializeLog", "cudart_st
 
 
 def test_legc_hides_tensorflow_startup_lines_but_not_errors(tmp_path):
-    # a zip archive (passes the CLI's pre-import check) that Keras cannot read as a model
     import zipfile
 
+    # A .keras zip that names Keras 2 but holds no model: TensorFlow starts, then loading fails.
     with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
-        z.writestr("junk.txt", "not a model")
+        z.writestr("metadata.json", '{"keras_version": "2.21.0"}')
+        z.writestr("config.json", "{}")
     env = {"LEGC_VERBOSE": "", "TF_CPP_MIN_LOG_LEVEL": ""}
     quiet = _legc("export", str(tmp_path / "bad.keras"), str(tmp_path / "m.tflite"), env=env)
     assert quiet.returncode == 1
