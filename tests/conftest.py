@@ -44,6 +44,10 @@ SLOW = (
     "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
     "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"
     "[no TFLite interpreter installed (the edge extra missing)]",
+    # Keras 3 in fresh processes per backend (13-30 s each on the shared machine)
+    "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
+    "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",
+    "tests/integration/test_keras3_models.py::test_tf_keras_is_the_users_keras_before_and_after",
 )
 
 
