@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (the fast set; `make test-all` runs
+# everything, `make test-slow` the slow set alone, as .ci/run does after `make test`).
 # Both create (or reuse) the virtualenv in $(VENV) and install what they need into it.
 # The venv's Python: PYTHON=... if given, else the first of these that runs and is 3.11-3.13, the
 # versions the pins in setup.cfg install on (numpy 2.4 and scipy 1.17 have no Python 3.10 release).
@@ -12,7 +13,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.legc-installed
 
-.PHONY: demo test lint clean-venv
+.PHONY: demo test test-slow test-all lint clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	@if [ -x $(PY) ]; then echo "make: reusing $(VENV) ($$($(PY) --version))"; \
@@ -26,9 +27,19 @@ demo: $(STAMP)
 	$(VENV)/bin/legc demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
+# The slow set is the `slow` marker (tests/conftest.py SLOW: the evidence scripts and the longest
+# end-to-end tests); a -m in PYTEST_ARGS replaces the selection.
+PYTEST_RUN = $(PY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
 test: $(STAMP)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	@$(call PYTEST_RUN,-m "not slow")
+
+test-slow: $(STAMP)
+	@$(call PYTEST_RUN,-m slow)
+
+test-all: $(STAMP)
+	@$(call PYTEST_RUN,)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_legc tools edge tests

@@ -15,7 +15,9 @@ from keras_legc.errors import LegcError
 
 @main.command()
 @click.option(
-    "--out", type=click.Path(path_type=Path), help="Output folder (default runs/demo-<time>)."
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default runs/demo-<time>).",
 )
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out, overwriting its files.")
 @click.option("--seed", default=0, show_default=True)
@@ -49,16 +51,18 @@ def demo(out, force, seed, sparsity, alpha, rewind, quick, no_diagnose):
 
 @main.command()
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("runs/reproduce"), show_default=True,
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/reproduce"), show_default=True,
     help="Run directory: results.json, models/<mode>/<dataset>/seed<s>/<method>.keras, data/.",
 )  # fmt: skip
 @click.option(
-    "--docs", type=click.Path(path_type=Path), default=Path("docs"), show_default=True,
+    "--docs", type=click.Path(file_okay=False, path_type=Path), default=Path("docs"), show_default=True,
     help="Where results.md and img/results_*.png are written.",
 )  # fmt: skip
 @click.option(
-    "--data-dir", type=click.Path(path_type=Path), envvar="LEGC_DATA_DIR",
-    help="Folder with legcnet/ and mnist/ (default $LEGC_DATA_DIR).",
+    "--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="LEGC_DATA_DIR",
+    help="Folder with legcnet/ and mnist/ (default $LEGC_DATA_DIR; without it: the package's "
+    "tabular data and Keras' MNIST cache).",
 )  # fmt: skip
 @click.option("--quick", is_flag=True, help="A short run for tests (2 datasets, 2 seeds).")
 @click.option("--datasets", help="Comma-separated subset, e.g. cancer,iris (default: all).")

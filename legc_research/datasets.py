@@ -1,4 +1,6 @@
-"""Datasets: the embedded default (no files, no network) and loaders for local data folders."""
+"""Datasets: the embedded default (no files, no network); the paper's tabular data from a data
+folder or the package's own copies (``legc_research/data``, see its LICENSES.md); MNIST from a data
+folder or Keras' cache. Every file is checked against its published SHA-256."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import csv
 import gzip
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,27 +53,16 @@ def mnist_test_split(
 ) -> Split:
     """The 10,000-image MNIST test set split stratified into train/validation (offline MNIST).
 
-    ``data_dir`` (or ``$LEGC_DATA_DIR``) must hold ``mnist/t10k-images-idx3-ubyte.gz`` and
-    ``mnist/t10k-labels-idx1-ubyte.gz``. Pixels are scaled to [0, 1] and flattened to 784.
-    The validation part doubles as the test part (there is no third split in 10k images).
+    The images come from ``data_dir`` (or ``$LEGC_DATA_DIR``) when it holds
+    ``mnist/t10k-images-idx3-ubyte.gz`` and ``mnist/t10k-labels-idx1-ubyte.gz``, else from Keras'
+    own cache ``~/.keras/datasets/mnist.npz`` (its test part: the same 10,000 images), which is
+    fetched when absent and the machine is online; see :func:`mnist_t10k`. Pixels are scaled to
+    [0, 1] and flattened to 784. The validation part doubles as the test part (there is no third
+    split in 10k images).
     """
-    root = data_root(data_dir)
-    images, labels = (
-        root / "mnist/t10k-images-idx3-ubyte.gz",
-        root / "mnist/t10k-labels-idx1-ubyte.gz",
-    )
-    if not images.exists() or not labels.exists():
-        raise InvalidArgumentError(
-            f"MNIST files not found under {root or '(no data dir)'} (expected {images.name} and "
-            f"{labels.name} in mnist/). Fix: pass data_dir or set LEGC_DATA_DIR to the folder "
-            "holding mnist/."
-        )
-    _verify(root, "mnist/t10k-images-idx3-ubyte.gz")
-    _verify(root, "mnist/t10k-labels-idx1-ubyte.gz")
-    with gzip.open(images) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255.0
-    with gzip.open(labels) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    x8, y8 = mnist_t10k(data_dir)
+    x = x8.reshape(-1, 784).astype(np.float32) / 255.0
+    y = y8.astype(np.int64)
     rng = np.random.default_rng(seed)
     train_idx, val_idx = _stratified(y, n_train / len(y), rng)
     return Split(
@@ -79,6 +71,109 @@ def mnist_test_split(
         f"MNIST t10k split {len(train_idx)} train / {len(val_idx)} val=test, seed {seed}",
         tuple(f"px{i}" for i in range(784)),
     )  # fmt: skip
+
+
+#: Keras' MNIST (``keras.datasets.mnist.load_data``): where it is fetched from and its SHA-256.
+KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+
+
+def keras_mnist_cache() -> Path:
+    """Where ``keras.datasets.mnist.load_data()`` keeps ``mnist.npz``: ``$KERAS_HOME/datasets``,
+    else ``~/.keras/datasets``.
+
+    Example:
+        >>> keras_mnist_cache().name
+        'mnist.npz'
+    """
+    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return Path(home).expanduser() / "datasets" / "mnist.npz"
+
+
+def mnist_t10k(
+    data_dir: str | os.PathLike | None = None, *, fetch: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 MNIST test images ``(10000, 28, 28) uint8`` and labels ``(10000,) uint8``.
+
+    Looked up in order: ``data_dir`` (or ``$LEGC_DATA_DIR``) holding the IDX files of
+    :data:`MNIST_FILES`; Keras' cache :func:`keras_mnist_cache` (``x_test``, ``y_test``); when
+    ``fetch`` and online, Keras' download into that cache (written atomically). Every file is
+    checked against its published SHA-256. Both sources hold the same bytes, so results agree.
+
+    Args:
+        data_dir: the folder holding ``mnist/`` (default ``$LEGC_DATA_DIR``).
+        fetch: download ``mnist.npz`` into the Keras cache when nothing else has MNIST; default:
+            yes unless ``$LEGC_OFFLINE`` is set (not ``0``), for machines that must not download.
+
+    Returns:
+        ``(images, labels)``.
+
+    Raises:
+        InvalidArgumentError: nowhere to read MNIST from (offline and absent), or a file fails
+            its checksum; the message names the fix.
+
+    Example:
+        >>> images, labels = mnist_t10k()
+        >>> images.shape, labels.shape
+        ((10000, 28, 28), (10000,))
+    """
+    root = find_data_dir(data_dir, required=MNIST_FILES)
+    if root is not None:
+        with gzip.open(_verify(root, MNIST_FILES[0])) as f:
+            x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        with gzip.open(_verify(root, MNIST_FILES[1])) as f:
+            y = np.frombuffer(f.read(), np.uint8, offset=8)
+        return x, y
+    cache = keras_mnist_cache()
+    if not cache.is_file():
+        if fetch is None:
+            fetch = os.environ.get("LEGC_OFFLINE", "0") in ("", "0")
+        if not fetch:
+            why = (
+                "not fetched: LEGC_OFFLINE is set"
+                if os.environ.get("LEGC_OFFLINE", "0") not in ("", "0")
+                else "not fetched"
+            )
+            raise InvalidArgumentError(_mnist_missing(data_dir, cache, why))
+        _fetch_keras_mnist(data_dir, cache)
+    _check_sha256(cache, KERAS_MNIST_SHA256, "Fix: delete it and rerun to fetch it again")
+    with np.load(cache, allow_pickle=False) as f:
+        return f["x_test"], f["y_test"]
+
+
+def _mnist_missing(data_dir, cache: Path, why: str) -> str:
+    where = data_dir or os.environ.get("LEGC_DATA_DIR") or "no data folder set"
+    return (
+        f"MNIST not found ({where}: no {' or '.join(MNIST_FILES)}; no {cache}; {why}). Fix: run once "
+        "online (legc fetches Keras' mnist.npz into that cache, as "
+        "keras.datasets.mnist.load_data() does), copy mnist.npz there, or set LEGC_DATA_DIR to a "
+        "folder holding mnist/t10k-images-idx3-ubyte.gz and mnist/t10k-labels-idx1-ubyte.gz."
+    )
+
+
+def _fetch_keras_mnist(data_dir, cache: Path) -> None:
+    """Download Keras' mnist.npz into its cache (checked before it is written)."""
+    import urllib.error
+    import urllib.request
+
+    from keras_legc._io import atomic_write_bytes
+
+    try:
+        with urllib.request.urlopen(KERAS_MNIST_URL, timeout=60) as response:  # noqa: S310
+            data = response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise InvalidArgumentError(
+            _mnist_missing(data_dir, cache, f"download failed: {exc}")
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != KERAS_MNIST_SHA256:
+        raise InvalidArgumentError(
+            f"the MNIST download from {KERAS_MNIST_URL} has SHA-256 {digest[:16]}..., not "
+            f"{KERAS_MNIST_SHA256[:16]}... (truncated or altered); nothing was written. Fix: retry."
+        )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cache, data, overwrite=False)
+    print(f"fetched MNIST into {cache} (once)", file=sys.stderr, flush=True)
 
 
 def _stratified(y: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +208,7 @@ def _split(x, y, seed, val, test, name, description, feature_names=()) -> Split:
     )  # fmt: skip
 
 
-# -- the LEGCNet paper's datasets (../shared/data/legcnet), for the reproduction -------------------
+# -- the LEGCNet paper's datasets (a data folder's legcnet/, else the package's), for the reproduction -------------------
 
 #: SHA-256 of the files the reproduction reads (the published copies; see the data README).
 SHA256 = {
@@ -175,6 +270,59 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return find_data_dir(data_dir) or Path("")
 
 
+#: The package's own copies of the tabular files (see ``legc_research/data/LICENSES.md``).
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+#: Files shipped under :data:`PACKAGE_DATA` (Titanic and Vowel are not: their terms do not allow it).
+PACKAGED = (
+    "legcnet/Iris.csv", "legcnet/binary_banknote.csv", "legcnet/binary_cancer.csv",
+    "legcnet/paper_tables.csv",
+)  # fmt: skip
+_NOT_SHIPPED = {
+    "titanic": "Kaggle's Titanic files are not shipped (Kaggle's competition rules do not allow "
+    "redistribution). Fix: download train.csv and test.csv from https://www.kaggle.com/c/titanic/"
+    "data or the LEGCNet authors' copies (with titanic_testy.csv) from "
+    "github.com/RAJAN13-blip/chaotic-pruning data/, save them as legcnet/titanic_train.csv, "
+    "titanic_test.csv, titanic_testy.csv in a folder and set LEGC_DATA_DIR to it.",
+    "vowel": "vowel.csv is not shipped (its source states no licence that allows redistribution)."
+    " Fix: save vowel.csv from github.com/RAJAN13-blip/chaotic-pruning data/ as legcnet/vowel.csv"
+    " in a folder and set LEGC_DATA_DIR to it.",
+}
+
+
+def data_file(rel: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The checked path of one data file: from the data folder when it holds ``rel``, else the
+    package's copy.
+
+    Args:
+        rel: a key of :data:`SHA256`, e.g. ``"legcnet/Iris.csv"``.
+        data_dir: the folder given (--data-dir / data_dir=); default ``$LEGC_DATA_DIR``.
+
+    Returns:
+        The path, after its SHA-256 matched the published one (so both sources give the same
+        numbers).
+
+    Raises:
+        InvalidArgumentError: the file is in neither place (the message says how to get it), or
+            it fails its checksum.
+
+    Example:
+        >>> data_file("legcnet/Iris.csv").name
+        'Iris.csv'
+    """
+    root = find_data_dir(data_dir, required=(rel,))
+    if root is not None:
+        return _verify(root, rel)
+    if rel in PACKAGED and (PACKAGE_DATA / rel).is_file():
+        return _verify(PACKAGE_DATA, rel)
+    where = data_dir or os.environ.get("LEGC_DATA_DIR") or "no data folder set"
+    how = next(
+        (text for key, text in _NOT_SHIPPED.items() if key in rel),
+        "Fix: pass the data folder (--data-dir / data_dir=) or set LEGC_DATA_DIR to the folder "
+        "holding legcnet/ and mnist/ (the project's shared/data).",
+    )
+    raise InvalidArgumentError(f"data file {rel} not found ({where}; not in the package). {how}")
+
+
 def _verify(root: Path, rel: str) -> Path:
     """Path of ``root/rel`` after checking it exists and has the published SHA-256."""
     path = root / rel
@@ -184,23 +332,30 @@ def _verify(root: Path, rel: str) -> Path:
             "folder (--data-dir / data_dir=) or set LEGC_DATA_DIR to the folder holding legcnet/ "
             "and mnist/ (the project's shared/data)."
         )
+    return _check_sha256(
+        path, SHA256[rel],
+        "Fix: restore the original file (check with `sha256sum -c SHA256SUMS` in the data folder)",
+    )  # fmt: skip
+
+
+def _check_sha256(path: Path, expected: str, fix: str) -> Path:
+    """``path`` after checking its SHA-256 (once per path, size and mtime in this process)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != SHA256[rel]:
+        if digest != expected:
             raise InvalidArgumentError(
                 f"data file {path} has SHA-256 {digest[:16]}..., not the published "
-                f"{SHA256[rel][:16]}...: it is corrupt or a different version, and results would "
-                "not be comparable. Fix: restore the original file (check with `sha256sum -c "
-                "SHA256SUMS` in the data folder)."
+                f"{expected[:16]}...: it is corrupt or a different version, and results would "
+                f"not be comparable. {fix}."
             )
         _VERIFIED[key] = True
     return path
 
 
-def _read_csv(root: Path, rel: str) -> list[dict[str, str]] | list[list[str]]:
-    with open(_verify(root, rel), newline="") as f:
+def _read_csv(rel: str, data_dir) -> list[list[str]]:
+    with open(data_file(rel, data_dir), newline="") as f:
         return list(csv.reader(f))
 
 
@@ -216,7 +371,9 @@ def paper_dataset(
     Args:
         name: ``cancer titanic banknote iris iris3f vowel mnist``.
         data_dir: the folder holding ``legcnet/`` and ``mnist/`` (default ``$LEGC_DATA_DIR``).
-            Every file is checked against its published SHA-256.
+            Files it lacks come from the package (Cancer, Banknote, Iris; see
+            ``legc_research/data/LICENSES.md``) and MNIST from Keras' cache
+            (:func:`mnist_t10k`). Every file is checked against its published SHA-256.
         preprocessing: ``"paper"``: the authors' quirks: Cancer, Banknote and Titanic
             standardised *per sample across features* (train and test alike), Iris as the CSV
             gives it, Vowel standardised per feature on train (a choice: the authors' scaling is
@@ -246,8 +403,7 @@ def paper_dataset(
         raise InvalidArgumentError(
             f"preprocessing must be 'paper' or 'clean', got {preprocessing!r}."
         )
-    root = data_root(data_dir)
-    x, y, test_mask, features = _raw_paper_data(name, root)
+    x, y, test_mask, features = _raw_paper_data(name, data_dir)
     x_tr, y_tr, x_te, y_te = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
     rng = np.random.default_rng(_SPLIT_SEED)
     if preprocessing == "paper":
@@ -288,15 +444,15 @@ def _per_sample(x: np.ndarray) -> np.ndarray:
     return (x - mean) / np.where(std == 0, 1.0, std)
 
 
-def _raw_paper_data(name: str, root: Path):
+def _raw_paper_data(name: str, data_dir):
     """``x (float64), y (int64), test_mask, feature names`` before any scaling."""
     if name == "mnist":
-        s = mnist_test_split(root, seed=0, n_train=8000)
+        s = mnist_test_split(data_dir, seed=0, n_train=8000)
         x = np.concatenate([s.x_train, s.x_test]).astype(np.float64)
         y = np.concatenate([s.y_train, s.y_test])
         return x, y, np.arange(len(y)) >= len(s.y_train), s.feature_names
     if name in ("cancer", "banknote"):
-        rows = _read_csv(root, f"legcnet/binary_{name}.csv")
+        rows = _read_csv(f"legcnet/binary_{name}.csv", data_dir)
         data = np.array([[float(v) for v in r] for r in rows if r])
         x, y = data[:, :-1], data[:, -1].astype(np.int64)
         order = np.random.RandomState(_SPLIT_SEED).permutation(len(y))
@@ -309,9 +465,9 @@ def _raw_paper_data(name: str, root: Path):
         )  # fmt: skip
         return x, y, np.arange(len(y)) >= cut, features
     if name == "titanic":
-        train = _read_csv(root, "legcnet/titanic_train.csv")
-        test = _read_csv(root, "legcnet/titanic_test.csv")
-        testy = _read_csv(root, "legcnet/titanic_testy.csv")
+        train = _read_csv("legcnet/titanic_train.csv", data_dir)
+        test = _read_csv("legcnet/titanic_test.csv", data_dir)
+        testy = _read_csv("legcnet/titanic_testy.csv", data_dir)
         tr = [dict(zip(train[0], r, strict=True)) for r in train[1:] if r]
         te = [dict(zip(test[0], r, strict=True)) for r in test[1:] if r]
         labels = {r[0]: int(r[1]) for r in testy[1:] if r}
@@ -333,7 +489,7 @@ def _raw_paper_data(name: str, root: Path):
             ["pclass", "sex", "sibsp", "parch", "fare", "embarked"],
         )  # fmt: skip
     if name in ("iris", "iris3f"):
-        rows = _read_csv(root, "legcnet/Iris.csv")
+        rows = _read_csv("legcnet/Iris.csv", data_dir)
         header, body = rows[0], [r for r in rows[1:] if r]
         cols = (
             ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
@@ -345,7 +501,7 @@ def _raw_paper_data(name: str, root: Path):
         y = np.array([species.index(r[-1]) for r in body])
         n_test = 30
     else:  # vowel
-        rows = _read_csv(root, "legcnet/vowel.csv")
+        rows = _read_csv("legcnet/vowel.csv", data_dir)
         body = [r for r in rows[1:] if r]
         x = np.array([[float(v) for v in r[:3]] for r in body])
         y = np.array([int(r[3]) - 1 for r in body])

@@ -9,6 +9,7 @@ A composition of the public API: nothing here that a user could not write.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     run = _Run(cfg, out, breast_cancer(seed=cfg.seed))
     dense, history = _train_dense(run)
     scores, paper_mask, masks = _score_and_mask(run, dense, history)
+    plot = plot_series(history, scores, out / PLOT_FILE, overwrite=cfg.force)
     models = _prune_all(run, dense, history, masks)
     rows = _evaluate(run, models)
     _export_all(run, models, rows)
@@ -105,7 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "seconds": time.perf_counter() - t_start,
         "out": str(out),
     }
-    _write_summary(cfg, out, summary, rows, paper_mask, diagnostics)
+    _write_summary(cfg, out, summary, rows, paper_mask, diagnostics, plot)
     return summary
 
 
@@ -306,7 +308,9 @@ def _bench_all(run: _Run, models: dict, rows: dict) -> None:
         rows[name]["edge_check_max_abs_error"] = bench["check"]["max_abs_error"]
 
 
-def _write_summary(cfg, out: Path, summary: dict, rows: dict, paper_mask, diagnostics) -> None:
+def _write_summary(
+    cfg, out: Path, summary: dict, rows: dict, paper_mask, diagnostics, plot: Path | None = None
+) -> None:
     """summary.json, summary.md, and the table and notes on stdout."""
     table = format_table(rows)
     atomic_write_json(out / "summary.json", summary, overwrite=True)
@@ -319,8 +323,93 @@ def _write_summary(cfg, out: Path, summary: dict, rows: dict, paper_mask, diagno
     print(f"Artefacts in {out}/: history/ (LE series), dense.keras, scores.npz, mask_*.npz, "
           f"<method>.keras, tflite/*.tflite|.json|.reference.npz|.bench.json, "
           f"{'diagnostics/ (report.md, alpha.png, shap.png), ' if diagnostics else ''}"
+          f"{PLOT_FILE + ' (LE and target series), ' if plot else ''}"
           f"summary.json, summary.md")  # fmt: skip
     print(f"Done in {summary['seconds']:.0f} s.")
+
+
+#: The demo's plot of a few weights' LE series and the validation-error series, per window.
+PLOT_FILE = "le_target.png"
+
+
+def plot_series(
+    history, scores, path: str | Path, *, n_each: int = 3, overwrite: bool = False
+) -> Path | None:
+    """Plot what LEGC tests: a few weights' LE series above the target (validation error) series.
+
+    Shows the ``n_each`` testable weights with the lowest Granger p-value (their LE series help
+    most to predict the validation error) and the ``n_each`` with the highest (least causal), over
+    the same windows as the target. Written atomically as a PNG.
+
+    Args:
+        history: the recorded :class:`keras_legc.History`.
+        scores: its :class:`keras_legc.Scores`.
+        path: the PNG to write.
+        n_each: weights shown from each end of the p-value ranking.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path, or None (with one line saying how to get it) when matplotlib is not installed.
+
+    Example:
+        >>> plot_series(history, kl.score(history), "runs/demo/le_target.png")  # doctest: +SKIP
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        _say(
+            "      plot skipped: matplotlib is not installed. Fix: pip install 'keras-legc[diagnostics]'"
+        )
+        return None
+    picks = _extreme_weights(scores, n_each)
+    names = _weight_names(history)
+    windows = np.arange(1, history.n_windows + 1)
+    # Figure + Agg canvas, not pyplot: no global backend or figure state in the caller's process.
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    for i, (row, lowest) in enumerate(picks):
+        top.plot(
+            windows, history.le[row], marker="o", ms=3, ls="-" if lowest else "--",
+            color=f"C{i}", label=f"{names[row]}  {_p_text(scores.pvalues[row])}",
+        )  # fmt: skip
+    top.axhline(0.0, color="0.6", lw=0.8)
+    top.set_ylabel("LE of the weight's trajectory")
+    top.set_title(
+        f"LE series of the {n_each} weights with the lowest Granger p (solid) and the {n_each} "
+        "with the highest (dashed)", fontsize=10,
+    )  # fmt: skip
+    top.legend(fontsize=7, ncol=2)
+    bottom.plot(windows, history.target, marker="o", ms=3, color="k")
+    bottom.set_ylabel("validation error")
+    bottom.set_xlabel(
+        f"window (each {history.window} snapshots; {history.n_windows} windows, "
+        f"{history.n_weights} weights recorded)"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
+
+
+def _extreme_weights(scores, n_each: int) -> list[tuple[int, bool]]:
+    """Rows of the ``n_each`` lowest and highest p-values among testable weights, ``(row, lowest)``."""
+    testable = np.flatnonzero((scores.degenerate == 0) & np.isfinite(scores.pvalues))
+    order = testable[np.argsort(scores.pvalues[testable], kind="stable")]
+    n = min(n_each, len(order) // 2)
+    return [(int(r), True) for r in order[:n]] + [(int(r), False) for r in order[::-1][:n]]
+
+
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 1e-3 else f"p={p:.2g}"
+
+
+def _weight_names(history) -> list[str]:
+    """``layer[i,j]`` for every row of ``history.le``."""
+    names = []
+    for layer in history.layers:
+        names += [f"{layer}[{i},{j}]" for i, j in np.ndindex(*history.shapes[layer])]
+    return names
 
 
 def _diagnose(cfg: DemoConfig, out: Path, models: dict, data, stages: int) -> dict | None:

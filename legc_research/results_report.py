@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_legc._io import atomic_write_bytes
 from keras_legc.errors import OutputExistsError
-from legc_research.datasets import data_root
+from legc_research.datasets import data_file
 from legc_research.stats import format_mean_sd, mean_sd
 
 KEEP_MARGIN = 0.01  # "keeps accuracy": mean loss against dense below one percentage point
@@ -40,10 +40,8 @@ LABELS = {
 
 
 def paper_tables(data_dir=None) -> dict[str, dict[str, str]]:
-    """The paper's published numbers by dataset key ({} when the file is not available)."""
-    path = data_root(data_dir) / "legcnet/paper_tables.csv"
-    if not path.is_file():
-        return {}
+    """The paper's published numbers by dataset key (the data folder's copy, else the package's)."""
+    path = data_file("legcnet/paper_tables.csv", data_dir)
     keys = {v: k for k, v in NAMES.items()}
     with open(path, newline="") as f:
         return {keys[r["dataset"]]: r for r in csv.DictReader(f) if r["dataset"] in keys}

@@ -5,6 +5,10 @@ Tests live in three folders, each a marker (``pytest -m unit`` etc.):
 - ``tests/integration``: real TensorFlow, tf_keras, TF-MOT, LiteRT and statsmodels end to end;
 - ``tests/evidence``: the evidence scripts behind docs/ in their --quick modes (slowest; they skip
   without the data folder).
+
+A fourth marker, ``slow``, holds the evidence folder and the tests in :data:`SLOW`: ``make test``
+runs ``-m "not slow"`` (the fast set, about 3 minutes on the 2-core machine), ``make test-slow``
+the rest, ``make test-all`` and ``.ci/run`` everything.
 """
 
 import os
@@ -16,14 +20,49 @@ import pytest
 import keras_legc  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test downloads (MNIST into ~/.keras): tests that need MNIST use the data folder or skip;
+# test_package_data.py fetches from a local server with this unset.
+os.environ.setdefault("LEGC_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 MARKERS = ("unit", "integration", "evidence")
+
+#: The slow set (``-m slow``): every test in these folders, files and tests. Chosen from
+#: ``pytest --durations=60`` (2026-11-29, 2-core machine shared with other jobs): the evidence
+#: scripts (~135 s) and the integration tests that train and export end to end or start fresh
+#: TensorFlow processes (>= 12 s each there).
+SLOW_FOLDERS = ("evidence",)
+SLOW = (
+    "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
+    "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
+    "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",
+    "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
+    "tests/integration/test_export_blocks.py::test_cli_representative_alias",
+    "tests/integration/test_collapse_refused.py::test_cli_export_exits_6_on_a_collapsed_model",
+    "tests/integration/test_export_edge.py::test_cli_export_refuses_existing_output",
+    "tests/integration/test_first_contact.py::test_legc_hides_tensorflow_startup_lines_but_not_errors",
+    "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
+    "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"
+    "[no TFLite interpreter installed (the edge extra missing)]",
+    # Keras 3 in fresh processes per backend (13-30 s each on the shared machine)
+    "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
+    "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",
+    "tests/integration/test_keras3_models.py::test_tf_keras_is_the_users_keras_before_and_after",
+)
 
 
 def pytest_configure(config):
     for name in MARKERS:
         config.addinivalue_line("markers", f"{name}: tests in tests/{name}/")
+    config.addinivalue_line(
+        "markers", "slow: the slow set (tests/conftest.py SLOW); `make test` leaves it out"
+    )
+
+
+def _is_slow(nodeid: str, entry: str) -> bool:
+    if "::" in entry:
+        return nodeid == entry or nodeid.startswith(entry + "[")
+    return nodeid.startswith(entry + "::")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,6 +70,23 @@ def pytest_collection_modifyitems(config, items):
         folder = Path(str(item.fspath)).parent.name
         if folder in MARKERS:
             item.add_marker(getattr(pytest.mark, folder))
+        if folder in SLOW_FOLDERS or any(_is_slow(item.nodeid, e) for e in SLOW):
+            item.add_marker(pytest.mark.slow)
+    _check_slow_entries(config, items)
+
+
+def _check_slow_entries(config, items) -> None:
+    """Refuse a SLOW entry that names no test any more (a rename would silently make it fast)."""
+    if any("::" in str(arg) for arg in config.args):
+        return  # single tests were asked for: the other entries are legitimately absent
+    ids = [item.nodeid for item in items]
+    for entry in SLOW:
+        file = entry.split("::")[0]
+        collected = any(i.startswith(file + "::") for i in ids)
+        if collected and not any(_is_slow(i, entry) for i in ids):
+            raise pytest.UsageError(
+                f"tests/conftest.py SLOW lists {entry}, which names no test. Fix: update SLOW."
+            )
 
 
 @pytest.fixture

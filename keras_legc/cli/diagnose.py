@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
+from keras_legc.cli import _checks as checks
 from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 
 @main.command()
-@click.argument("dense", type=click.Path(exists=True, path_type=Path))
-@click.argument("pruned", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("dense", type=checks.MODEL)
+@click.argument("pruned", nargs=-1, required=True, type=checks.MODEL)
 @click.option(
-    "--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--data", required=True, type=checks.ARRAY,
     help=".npy of model inputs, or .npz with them under --key (and optional feature_names).",
 )  # fmt: skip
 @click.option("--key", default="x", show_default=True, help="Array name in a .npz --data file.")

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
+from keras_legc.cli import _checks as checks
 from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("model", type=checks.MODEL)
+@click.argument("out", type=checks.output_suffix((".tflite",)))
 @click.option(
     "--quantization", "-q", type=click.Choice(["float", "float16", "dynamic", "int8"]),
     default="float", show_default=True,
@@ -25,12 +26,12 @@ COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
     "--representative-data",
     "--representative",
     "representative_data",
-    type=click.Path(exists=True, path_type=Path),
+    type=checks.ARRAY,
     help=".npy/.npz of your model inputs (int8 calibration; the last rows are held out to verify).",
 )
 @click.option(
     "--reference-inputs",
-    type=click.Path(exists=True, path_type=Path),
+    type=checks.ARRAY,
     help=".npy/.npz of inputs for the reference outputs.",
 )
 @click.option("--n-reference", default=16, show_default=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from keras_legc.cli import _checks as checks
 from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
 
 
@@ -39,15 +40,15 @@ def neurons():
 
 
 @neurons.command("score")
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--x", "x_path", required=True, type=click.Path(exists=True, path_type=Path),
+@click.argument("model", type=checks.MODEL)
+@click.option("--x", "x_path", required=True, type=checks.ARRAY,
               help=".npy of evaluation inputs.")  # fmt: skip
-@click.option("--y", "y_path", required=True, type=click.Path(exists=True, path_type=Path),
+@click.option("--y", "y_path", required=True, type=checks.ARRAY,
               help=".npy of labels (or one-hot targets).")  # fmt: skip
 @click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True)
 @click.option("--loss", type=click.Choice(["auto", "sse", "crossentropy"]), default="auto",
               show_default=True)  # fmt: skip
-@click.option("--legc-scores", type=click.Path(exists=True, path_type=Path),
+@click.option("--legc-scores", type=checks.NPZ,
               help="scores.npz from `legc score` (for --method legc).")  # fmt: skip
 @click.option("--top", default=10, show_default=True, help="How many of the ranking to print.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write all scores as JSON here.")
@@ -69,17 +70,17 @@ def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, fo
 
 
 @neurons.command("remove")
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--x", "x_path", required=True, type=click.Path(exists=True, path_type=Path),
+@click.argument("model", type=checks.MODEL)
+@click.option("--x", "x_path", required=True, type=checks.ARRAY,
               help=".npy of inputs the scorer evaluates.")  # fmt: skip
-@click.option("--y", "y_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--x-val", type=click.Path(exists=True, path_type=Path),
+@click.option("--y", "y_path", required=True, type=checks.ARRAY)
+@click.option("--x-val", type=checks.ARRAY,
               help=".npy of validation inputs (accuracy curve, --max-drop); default --x.")  # fmt: skip
-@click.option("--y-val", type=click.Path(exists=True, path_type=Path))
+@click.option("--y-val", type=checks.ARRAY)
 @click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True)
 @click.option("--loss", type=click.Choice(["auto", "sse", "crossentropy"]), default="auto",
               show_default=True)  # fmt: skip
-@click.option("--legc-scores", type=click.Path(exists=True, path_type=Path))
+@click.option("--legc-scores", type=checks.NPZ)
 @click.option("--n", "count", type=int, help="Remove this many neurons.")
 @click.option("--fraction", type=float, help="Remove this fraction of the hidden neurons.")
 @click.option("--max-drop", type=float, help="Remove while validation accuracy drops <= this.")
@@ -128,11 +129,11 @@ def neurons_remove(
 
 
 @neurons.command("shrink")
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.argument("record", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=checks.MODEL)
+@click.argument("record", type=checks.JSON)
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--n", "count", type=int, help="Use only the first N removals of the record.")
-@click.option("--fold-x", type=click.Path(exists=True, path_type=Path),
+@click.option("--fold-x", type=checks.ARRAY,
               help=".npy of inputs: fold removed units' mean activations into the next biases.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
 @unsafe_load_option

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from keras_legc.cli import _checks as checks
 from keras_legc.cli._group import _run, main
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=checks.RUN_DIR)
 @click.option(
     "--max-lag", default="auto", show_default=True,
     help="Largest lag: an integer, or auto (14 or what the windows allow).",

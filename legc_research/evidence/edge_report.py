@@ -41,9 +41,10 @@ from pathlib import Path
 import numpy as np
 
 import keras_legc as kl
+from keras_legc.errors import InvalidArgumentError
 from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
-from legc_research.datasets import find_data_dir, mnist_test_split
+from legc_research.datasets import find_data_dir, mnist_t10k, mnist_test_split
 from legc_research.evidence._provenance import REPO as ROOT
 from legc_research.evidence._provenance import package_version, python_version, today
 
@@ -152,11 +153,10 @@ def main(argv=None) -> int:
     if doc.exists() and not args.force:
         print(f"error: {doc} exists. Fix: pass --force to regenerate it.", file=sys.stderr)
         return 2
-    if not args.data_dir:
-        print(
-            "error: MNIST is needed (mnist/t10k-*.gz). Fix: pass --data-dir or set LEGC_DATA_DIR.",
-            file=sys.stderr,
-        )
+    try:  # the data folder's mnist/, else Keras' MNIST cache (fetched once when online)
+        mnist_t10k(args.data_dir)
+    except InvalidArgumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

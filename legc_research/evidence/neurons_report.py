@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 import keras_legc as kl  # (first: selects Keras 2 before TensorFlow is imported)
-from legc_research.datasets import MNIST_FILES, SHARED_DATA, find_data_dir
+from keras_legc.errors import InvalidArgumentError
+from legc_research.datasets import MNIST_FILES, SHARED_DATA, find_data_dir, mnist_t10k
 from legc_research.evidence._provenance import (
     REPO,
     machine,
@@ -85,13 +86,14 @@ def outputs(out_dir: Path) -> dict[str, Path]:
     }
 
 
-def data_dir(arg: str | None) -> Path:
-    root = find_data_dir(arg, fallbacks=(SHARED_DATA,))
-    if not all((root / f).exists() for f in MNIST_FILES):
-        raise ReportError(
-            f"MNIST not found under {root} (expected {' and '.join(MNIST_FILES)}). Fix: pass "
-            "--data-dir or set LEGC_DATA_DIR to the folder holding mnist/."
-        )
+def data_dir(arg: str | None) -> Path | None:
+    """The folder holding mnist/, or None for Keras' MNIST cache (fetched once when online)."""
+    root = find_data_dir(arg, fallbacks=(SHARED_DATA,), required=MNIST_FILES)
+    if root is None:
+        try:
+            mnist_t10k(arg)
+        except InvalidArgumentError as exc:
+            raise ReportError(str(exc)) from None
     return root
 
 

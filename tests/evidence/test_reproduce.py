@@ -129,7 +129,7 @@ def test_verdicts_follow_the_stated_rules():
 
 def test_missing_or_corrupt_data_is_refused_clearly(tmp_path):
     with pytest.raises(InvalidArgumentError, match="not found.*Fix"):
-        paper_dataset("cancer", tmp_path)
+        paper_dataset("vowel", tmp_path)  # not shipped: Cancer would come from the package
     (tmp_path / "legcnet").mkdir()
     (tmp_path / "legcnet/binary_cancer.csv").write_text("1,2,3\n")
     with pytest.raises(InvalidArgumentError, match="SHA-256.*Fix"):

@@ -1,0 +1,130 @@
+"""`legc` refuses a wrong path or file type before TensorFlow is imported (keras_legc/cli/_checks.py)."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_legc.cli import _checks as checks
+
+# Runs the real `legc` group in a fresh interpreter, one case after another, and reports for each
+# the exit code, the last output line, and whether `tensorflow` had been imported by then.
+_PROBE = r"""
+import contextlib, io, json, sys, time
+from legc_research.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    buf, t0 = io.StringIO(), time.perf_counter()
+    with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+        try:
+            main(args, prog_name="legc")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    lines = [l for l in buf.getvalue().splitlines() if l.strip()]
+    out.append({"code": code, "last": lines[-1] if lines else "", "seconds": time.perf_counter() - t0,
+                "tensorflow": "tensorflow" in sys.modules})
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("files")
+    (d / "text.txt").write_text("not a model\n")
+    (d / "empty.keras").write_bytes(b"")
+    (d / "fake.keras").write_text("a text file named .keras\n")
+    (d / "fake.h5").write_bytes(b"PK\x03\x04 a zip named .h5")
+    (d / "fake.npy").write_text("1,2,3\n")
+    (d / "fake.npz").write_text("1,2,3\n")
+    (d / "fake.json").write_text("not json")
+    (d / "run").mkdir()
+    (d / "empty_dir").mkdir()
+    np.save(d / "x.npy", np.zeros((4, 3), np.float32))
+    with zipfile.ZipFile(d / "model.keras", "w") as z:
+        z.writestr("config.json", "{}")
+    return d
+
+
+def _cases(d: Path):
+    """``(argv, exit code, start of the last line, fragment)``: a missing path is a usage error
+    (exit 2), a wrong file the error the loader would raise (exit 1)."""
+    m, x = str(d / "model.keras"), str(d / "x.npy")
+    usage, model, arg = "Error: Invalid value", "Error: ModelStructureError:", "Error: InvalidArg"
+    return [
+        (["export", str(d / "text.txt"), "o.tflite"], 1, model, "suffix '.txt'"),
+        (["export", str(d / "empty.keras"), "o.tflite"], 1, model, "is empty"),
+        (["export", str(d / "fake.keras"), "o.tflite"], 1, model, "not a zip archive"),
+        (["export", str(d / "fake.h5"), "o.tflite"], 1, model, "not an HDF5 file"),
+        (["export", str(d / "missing.keras"), "o.tflite"], 2, usage, "does not exist"),
+        (["export", str(d / "empty_dir"), "o.tflite"], 1, model, "is a folder"),
+        (["export", m, str(d / "o.txt")], 1, arg, "does not end in .tflite"),
+        (["export", m, "o.tflite", "--representative-data", str(d / "fake.npy")], 1, arg, "NumPy"),
+        (["diagnose", m, m, "--data", str(d / "fake.npz"), "--out", "r"], 1, arg, "not a zip"),
+        (["neurons", "score", m, "--x", x, "--y", str(d / "text.txt")], 1, arg, "suffix '.txt'"),
+        (["neurons", "score", m, "--x", x, "--y", x, "--legc-scores", x], 1, arg, "not .npz"),
+        (["neurons", "shrink", m, str(d / "fake.json"), "o.keras"], 1, arg, "is not JSON"),
+        (["score", str(d / "run")], 1, "Error: HistoryError:", "holds no recorded history"),
+        (["score", str(d / "x.npy")], 1, "Error: HistoryError:", "is a file, not a run folder"),
+        (["reproduce", "--data-dir", str(d / "missing"), "--quick"], 2, usage, "does not exist"),
+        (["demo", "--out", x, "--quick"], 2, usage, "is a file"),
+    ]
+
+
+def test_bad_paths_are_refused_without_importing_tensorflow(files):
+    cases = _cases(files)
+    args = json.dumps([a for a, *_ in cases])
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, args], capture_output=True, text=True, timeout=120,
+        cwd=files,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.splitlines()[-1])
+    for (argv, code, start, fragment), r in zip(cases, results, strict=True):
+        assert r["code"] == code, (argv, r)
+        assert r["last"].startswith(start) and fragment in r["last"], (argv, r)
+        assert "Fix" in r["last"] or code == 2, (argv, r)
+        assert r["tensorflow"] is False, (argv, r)
+        assert r["seconds"] < 1.0, (argv, r)  # a few ms each once the CLI is imported
+
+
+def test_real_files_of_each_kind_pass(files, tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.attrs["model_config"] = "{}"
+    np.savez(tmp_path / "s.npz", a=np.arange(3))
+    (tmp_path / "r.json").write_text(' {"removed": []}')
+    # a FlatBuffer begins with its root offset, then the 4-byte file identifier
+    (tmp_path / "m.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"\x08\x01")
+    for path, kind in [
+        (files / "model.keras", "model"), (tmp_path / "m.h5", "model"),
+        (tmp_path / "saved", "model"), (files / "x.npy", "array"), (tmp_path / "s.npz", "array"),
+        (tmp_path / "s.npz", "npz"), (tmp_path / "r.json", "json"), (tmp_path / "m.tflite", "tflite"),
+    ]:  # fmt: skip
+        assert checks.check_file(path, kind) is None, (path, kind)
+    (tmp_path / "x.tflite").write_bytes(bytes(32))
+    assert "no TFL3 identifier" in checks.check_file(tmp_path / "x.tflite", "tflite")
+
+
+def test_run_folder_with_a_manifest_passes(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    assert checks.check_run_dir(tmp_path) is None
+    assert "does not exist" in checks.check_run_dir(tmp_path / "nope")
+
+
+def test_every_problem_is_one_line_with_the_fix(files):
+    for path, kind in [
+        (files / "text.txt", "model"), (files / "fake.npy", "array"), (files / "missing", "npz"),
+        (files / "run", "json"),
+    ]:  # fmt: skip
+        problem = checks.check_file(path, kind)
+        assert problem and "\n" not in problem and "Fix: " in problem
+    with pytest.raises(ValueError, match="unknown kind"):
+        checks.CheckedPath("picture")
