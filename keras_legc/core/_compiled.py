@@ -8,10 +8,14 @@ numba's on-disk cache) happens at that first import.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 import warnings
 from types import ModuleType
 
+#: whether the kernels are compiled with numba's on-disk cache; switched off for the process when
+#: numba cannot write it (a full disk, a read-only install), so compiling still succeeds.
+CACHE = True
 _loaded: dict[str, ModuleType | None] = {}
 _lock = threading.Lock()
 _warned = False
@@ -30,13 +34,14 @@ def compiled(name: str) -> ModuleType | None:
     Example:
         >>> kernel = compiled("_lyapunov_kernel")  # doctest: +SKIP
     """
-    global _warned
+    global _warned, CACHE
     if name in _loaded:
         return _loaded[name]
     with _lock:  # two threads' first calls must not compile twice
         if name not in _loaded:
+            module = f"keras_legc.core.{name}"
             try:
-                _loaded[name] = importlib.import_module(f"keras_legc.core.{name}")
+                _loaded[name] = importlib.import_module(module)
             except ImportError as exc:
                 _loaded[name] = None
                 if not _warned:
@@ -48,4 +53,15 @@ def compiled(name: str) -> ModuleType | None:
                         RuntimeWarning,
                         stacklevel=3,
                     )
+            except OSError as exc:  # numba could not save its cache: compile in memory instead
+                CACHE = False
+                sys.modules.pop(module, None)
+                warnings.warn(
+                    f"numba could not write the compiled kernels' cache ({exc}); they are "
+                    "compiled in memory for this process instead (a few seconds, once per "
+                    "process). Fix: free disk space, or set NUMBA_CACHE_DIR to a writable folder.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                _loaded[name] = importlib.import_module(module)
     return _loaded[name]

@@ -13,12 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import float64, int64, njit, void
 
+from keras_legc.core import _compiled
+
 # Series per tile (passed at run time: with a compile-time trip count LLVM unrolls the lane loops
 # fully and then fails to vectorise them, as it cannot rule out aliasing without a runtime check).
 TILE = 32
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_compiled.CACHE, nogil=True, inline="always")
 def _dot(a, b, out, n, tile):  # pragma: no cover - compiled
     """``out[s] = sum_i a[i, s] * b[i, s]``, summed from row 0 up (numpy's axis-0 reduce)."""
     for s in range(tile):
@@ -28,7 +30,7 @@ def _dot(a, b, out, n, tile):  # pragma: no cover - compiled
             out[s] = out[s] + a[i, s] * b[i, s]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_compiled.CACHE, nogil=True, inline="always")
 def _dot_shared(q, col, b, out, n, tile):  # pragma: no cover - compiled
     """``out[s] = sum_i q[i, col] * b[i, s]`` (one column shared by every series)."""
     for s in range(tile):
@@ -39,7 +41,7 @@ def _dot_shared(q, col, b, out, n, tile):  # pragma: no cover - compiled
             out[s] = out[s] + qi * b[i, s]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_compiled.CACHE, nogil=True, inline="always")
 def _project_out(u, b, dot, n, tile):  # pragma: no cover - compiled
     """``b -= u * (u . b)`` per series: numpy's ``b -= qk * _coldot(qk, b)``, same order."""
     _dot(u, b, dot, n, tile)
@@ -51,7 +53,7 @@ def _project_out(u, b, dot, n, tile):  # pragma: no cover - compiled
 @njit(
     void(float64[:, ::1], int64, float64[:, ::1], float64[::1], float64[::1], float64[::1],
          float64[::1], int64),
-    cache=True,
+    cache=_compiled.CACHE,
     nogil=True,
 )  # fmt: skip
 def lag_fit(

@@ -18,7 +18,7 @@ Why it is fast, beyond being compiled:
   candidate wins ties, as in the reference, without a branch.
 
 The signatures are explicit (float32 or float64 windows, any layout), so the first call compiles
-exactly two variants (about 2-4 s) and ``cache=True`` stores them next to this file; later
+exactly two variants (about 2-4 s) and ``cache=_compiled.CACHE`` stores them next to this file; later
 processes load them in well under a second.
 """
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import float64, int64, njit, types, void
+
+from keras_legc.core import _compiled
 
 # SIMD width the reference-point lanes are padded to (8 float64 in an AVX-512 register).
 LANES = 8
@@ -38,7 +40,7 @@ _SIGNATURES = [
 ]
 
 
-@njit(_SIGNATURES, cache=True, nogil=True)
+@njit(_SIGNATURES, cache=_compiled.CACHE, nogil=True)
 def squared_distances(
     x, d, count, static_range
 ):  # pragma: no cover - compiled, tested via lyapunov
@@ -120,7 +122,7 @@ def squared_distances(
         count[i] = valid
 
 
-@njit(void(float64[:, :, ::1], int64[::1], float64[:]), cache=True, nogil=True)
+@njit(void(float64[:, :, ::1], int64[::1], float64[:]), cache=_compiled.CACHE, nogil=True)
 def mean_log_ratio(log_d, count, out):  # pragma: no cover - compiled, tested via lyapunov
     """``out[i] = mean(ln d1) - mean(ln d0)`` from ``log_d = ln d^2``, summed left to right like the
     reference (invalid pairs hold ln 1 = 0, an exact no-op in the sums); 0 without valid pairs."""

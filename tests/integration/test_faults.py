@@ -207,8 +207,10 @@ def test_recording_that_cannot_save_keeps_training_and_warns_once(tmp_path):
         import sys, warnings
         import numpy as np
         from keras_legc.core.recorder import Recorder
+        from keras_legc.core._compiled import compiled
         rec = Recorder(["a"], {"a": (20, 10)}, window=10, target=lambda: 0.5, run_dir=sys.argv[1],
                        background=False)
+        compiled("_lyapunov_kernel")  # numba's cache is written (or loaded) before the disk fills
         disk_full_beyond(3000)  # the first save succeeded; now the disk is full
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -463,3 +465,32 @@ def test_per_lag_pvalues_of_a_series_degenerate_at_some_lags_are_nan():
     both = granger_test(x[None], y, max_lag=2)
     assert both.degenerate[0] == COLLINEAR_CAUSE
     assert np.isnan(both.per_lag[0]).all() and np.isnan(both.pvalues[0])
+
+
+def test_kernels_compile_when_numbas_cache_cannot_be_written(tmp_path, monkeypatch):
+    # an empty cache folder: the kernels are compiled and numba tries to save them, into a full disk
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache"))
+    out = run_child(
+        """
+        import warnings
+        import numpy as np
+        from keras_legc.core.lyapunov import windowed_lyapunov
+        from keras_legc.core.granger import granger_pvalues
+        from keras_legc.testing.reference import windowed_lyapunov_reference
+        rng = np.random.default_rng(0)
+        series = rng.normal(size=(6, 60))
+        disk_full_beyond(1024)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            le = windowed_lyapunov(series, 20)
+            p = granger_pvalues(rng.normal(size=(6, 30)), rng.normal(size=30), 2)
+        print("EQUAL", np.array_equal(le, windowed_lyapunov_reference(series, 20)))
+        print("FINITE", bool(np.isfinite(p).all()))
+        for w in caught:
+            print("WARNING", w.category.__name__, w.message)
+        """
+    )
+    assert "EQUAL True" in out.stdout and "FINITE True" in out.stdout, out.stdout
+    warned = [line for line in out.stdout.splitlines() if line.startswith("WARNING")]
+    assert len(warned) == 1, out.stdout  # once per process, not once per kernel
+    assert "could not write the compiled kernels' cache" in warned[0] and "Fix" in warned[0]
