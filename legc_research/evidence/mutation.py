@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Mutation testing of the core, masking, export and edge-runner modules (issue 19), resumable.
+
+    python tools/mutation.py [--groups core masking export edge] [--budget-s 3600]
+                             [--json docs/mutation.json --force] [--report-only]
+
+mutmut 3.8.1 (configured in setup.cfg [mutmut]) changes one operator, constant or call at a time
+in keras_legc/core, keras_legc/masking, keras_legc/keras/export.py and edge/bench.py, and runs
+only the selected tests (tests/unit) that call the mutated function; a mutant the tests do not
+notice "survives". The work happens in build/mutation/ (links to the sources, mutmut's
+``mutants/`` folder and its state): a run stopped by ``--budget-s``, Ctrl-C or a lost session
+keeps every verdict so far, and the next run continues with the mutants not yet checked. Mutants
+run one at a time (``--max-children 1``): the machine is shared.
+
+Every minute the script prints the progress of the running group and an estimate of the time
+left (from the mutants checked so far in this run); at the end, per group, the kill rate
+(killed + timed out) / (checked), counting mutants no test reaches as survivors. ``--json``
+writes the counts and every survivor (name and diff), which tools/reliability_doc.py puts in
+docs/reliability.md with the review of each survivor (``SURVIVOR_REVIEW`` below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from keras_legc._io import atomic_write_bytes
+from legc_research.evidence._provenance import REPO, machine, python_version, today
+
+WORKDIR = REPO / "build" / "mutation"
+LINKS = ("keras_legc", "legc_research", "edge", "tests", "setup.cfg", "pyproject.toml")
+#: group -> the mutmut mutant-name pattern of its modules
+GROUPS = {
+    "core": "keras_legc.core.*",
+    "masking": "keras_legc.masking.*",
+    "edge": "edge.bench.*",
+    "export": "keras_legc.keras.export.*",
+}
+#: mutmut's exit code of a mutant -> verdict (mutmut.stats.status_by_exit_code, condensed)
+KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout",
+          152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}  # fmt: skip
+SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
+#: mutant name -> why it survives: "equivalent: <reason>" (no test can tell it apart) or
+#: "fixed: <test>" (a test added since kills it; the next run re-checks it).
+SURVIVOR_REVIEW: dict[str, str] = {}
+
+
+def prepare_workdir() -> Path:
+    """build/mutation/ with links to the sources and tests (mutmut copies them into mutants/)."""
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    for name in LINKS:
+        link = WORKDIR / name
+        if not link.is_symlink():
+            link.symlink_to(Path("..") / ".." / name)
+    return WORKDIR
+
+
+def verdicts(workdir: Path = WORKDIR) -> dict[str, str]:
+    """Every mutant mutmut generated so far -> its verdict (``not checked`` until run).
+
+    Args:
+        workdir: the folder mutmut runs in.
+
+    Returns:
+        ``{"keras_legc.core.granger.x_f__mutmut_3": "killed", ...}``.
+
+    Example:
+        >>> counts = Counter(verdicts().values())  # doctest: +SKIP
+    """
+    out = {}
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            out[name] = _verdict(code)
+    return out
+
+
+def _verdict(code: int | None) -> str:
+    if code is None:
+        return "not checked"
+    return KILLED.get(code) or SURVIVED.get(code) or ("skipped" if code == 34 else "suspicious")
+
+
+def summary(results: dict[str, str], groups: list[str]) -> dict:
+    """Per group: counts of each verdict, mutants checked, and the kill rate of the checked ones.
+
+    Args:
+        results: ``verdicts()``.
+        groups: names from ``GROUPS``.
+
+    Returns:
+        ``{group: {"total", "checked", "killed", "survived", "kill_rate", "counts"}}``.
+
+    Example:
+        >>> summary({"keras_legc.core.a.x_f__mutmut_1": "killed"}, ["core"])["core"]["kill_rate"]
+        1.0
+    """
+    out = {}
+    for group in groups:
+        prefix = GROUPS[group][:-1]
+        counts = Counter(v for k, v in results.items() if k.startswith(prefix))
+        killed = sum(counts[v] for v in set(KILLED.values()))
+        survived = sum(counts[v] for v in set(SURVIVED.values())) + counts["suspicious"]
+        checked = killed + survived
+        out[group] = {
+            "total": sum(counts.values()),
+            "checked": checked,
+            "killed": killed,
+            "survived": survived,
+            "kill_rate": killed / checked if checked else None,
+            "counts": dict(counts),
+        }
+    return out
+
+
+def run_group(group: str, deadline: float, log) -> bool:
+    """Run mutmut on one group until it is done or ``deadline`` (time.monotonic) passes; print
+    progress and an estimate of the time left every minute. True when the group finished."""
+    before = summary(verdicts(), [group])[group]["checked"]
+    start = time.monotonic()
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", GROUPS[group]]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=min(60.0, max(deadline - time.monotonic(), 0.1)))
+            except subprocess.TimeoutExpired:
+                pass
+            _progress(group, before, start)
+            if time.monotonic() >= deadline and proc.poll() is None:
+                print(f"{group}: time budget spent; stopping (the next run resumes)", flush=True)
+                proc.terminate()
+                proc.wait(timeout=60)
+                return False
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
+    return proc.returncode == 0
+
+
+def _progress(group: str, before: int, start: float) -> None:
+    s = summary(verdicts(), [group])[group]
+    done_now, left = s["checked"] - before, s["total"] - s["checked"]
+    elapsed = time.monotonic() - start
+    eta = f", ~{left * elapsed / done_now / 60:.0f} min left" if done_now > 0 else ""
+    rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
+    print(f"{group}: {s['checked']}/{s['total']} checked, kill rate {rate}, "
+          f"{done_now} in {elapsed / 60:.1f} min{eta}", flush=True)  # fmt: skip
+
+
+def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
+    """Every survivor of ``groups``: its name, verdict, diff (``mutmut show``) and review."""
+    prefixes = tuple(GROUPS[g][:-1] for g in groups)
+    out = []
+    for name, verdict in sorted(results.items()):
+        if name.startswith(prefixes) and verdict in ("survived", "no tests", "suspicious"):
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=WORKDIR,
+                                  capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+            out.append({"name": name, "verdict": verdict, "diff": diff.strip(),
+                        "review": SURVIVOR_REVIEW.get(name, "not reviewed yet")})  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or resume) the campaign and print the kill rates; 0 when every group finished."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="stop after this many seconds (resumable)")  # fmt: skip
+    parser.add_argument("--report-only", action="store_true", help="run nothing; report")
+    parser.add_argument("--json", help="write counts and survivors here")
+    parser.add_argument("--force", action="store_true", help="overwrite --json")
+    args = parser.parse_args(argv)
+    prepare_workdir()
+    deadline = time.monotonic() + args.budget_s
+    finished = True
+    if not args.report_only:
+        with open(WORKDIR / "mutmut.log", "a") as log:
+            for group in args.groups:
+                finished = run_group(group, deadline, log) and finished
+                if time.monotonic() >= deadline:
+                    finished = False
+                    break
+    results = verdicts()
+    table = summary(results, args.groups)
+    for group, s in table.items():
+        rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
+        print(f"{group:8s} {s['checked']:5d}/{s['total']:5d} checked  killed {s['killed']:5d}  "
+              f"survived {s['survived']:4d}  kill rate {rate}")  # fmt: skip
+    if args.json:
+        report = {
+            "command": "python tools/mutation.py " + " ".join(argv or sys.argv[1:]),
+            "date": today(), "machine": machine()["platform"], "python": python_version(),
+            "groups": table, "survivors": survivors(results, args.groups),
+        }  # fmt: skip
+        atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode(),
+                           overwrite=args.force)  # fmt: skip
+        print(f"wrote {args.json}")
+    return 0 if finished else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
