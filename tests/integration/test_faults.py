@@ -5,6 +5,7 @@ The edge runner is a standalone tool: bad input exits 2 with ``legc-edge: error:
 traceback or a crash of the interpreter.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from legc_edge.bench import EdgeError, load_reference
 from keras_legc.testing import catalogue as C
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "40")),  # tools/reliability_doc.py: more
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -8,6 +8,7 @@ refused from its header, before any memory is touched.
 
 import io
 import json
+import os
 import shutil
 import struct
 import warnings
@@ -26,7 +27,7 @@ from keras_legc.errors import HistoryError, MaskMismatchError
 from keras_legc.testing import catalogue as C
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "60")),  # tools/reliability_doc.py: more
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
