@@ -3,6 +3,7 @@
 
     python tools/mutation.py [--groups core masking export edge] [--budget-s 3600]
                              [--json docs/mutation.json --force] [--report-only]
+                             [--recheck-survivors]
 
 mutmut 3.8.1 (configured in setup.cfg [mutmut]) changes one operator, constant or call at a time
 in keras_legc/core, keras_legc/masking, keras_legc/keras/export.py and edge/bench.py, and runs
@@ -17,6 +18,8 @@ left (from the mutants checked so far in this run); at the end, per group, the k
 (killed + timed out) / (checked), counting mutants no test reaches as survivors. ``--json``
 writes the counts and every survivor (name and diff), which tools/reliability_doc.py puts in
 docs/reliability.md with the review of each survivor (``SURVIVOR_REVIEW`` below).
+``--recheck-survivors`` runs the survivors of the groups again, with the tests added since (mutmut
+collects the new tests first): a survivor a new test kills becomes killed.
 """
 
 from __future__ import annotations
@@ -118,12 +121,21 @@ def summary(results: dict[str, str], groups: list[str]) -> dict:
     return out
 
 
-def run_group(group: str, deadline: float, log) -> bool:
-    """Run mutmut on one group until it is done or ``deadline`` (time.monotonic) passes; print
-    progress and an estimate of the time left every minute. True when the group finished."""
+def run_group(group: str, deadline: float, log, names: list[str] | None = None) -> bool:
+    """Run mutmut on one group (or on the mutants ``names`` of it) until it is done or
+    ``deadline`` (time.monotonic) passes; print progress and an estimate of the time left every
+    minute. True when the group finished."""
     before = summary(verdicts(), [group])[group]["checked"]
     start = time.monotonic()
-    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", GROUPS[group]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mutmut",
+        "run",
+        "--max-children",
+        "1",
+        *(names or [GROUPS[group]]),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -175,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="stop after this many seconds (resumable)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="run nothing; report")
+    parser.add_argument("--recheck-survivors", action="store_true",
+                        help="run the groups' survivors again with the tests added since")  # fmt: skip
     parser.add_argument("--json", help="write counts and survivors here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
     args = parser.parse_args(argv)
@@ -184,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         with open(WORKDIR / "mutmut.log", "a") as log:
             for group in args.groups:
-                finished = run_group(group, deadline, log) and finished
+                names = None
+                if args.recheck_survivors:
+                    names = [n for n, v in verdicts().items() if n.startswith(GROUPS[group][:-1])
+                             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+                    if not names:
+                        continue
+                finished = run_group(group, deadline, log, names) and finished
                 if time.monotonic() >= deadline:
                     finished = False
                     break
