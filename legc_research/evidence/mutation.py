@@ -168,16 +168,42 @@ def _progress(group: str, before: int, start: float) -> None:
 
 
 def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
-    """Every survivor of ``groups``: its name, verdict, diff (``mutmut show``) and review."""
+    """Every survivor of ``groups``: its name, verdict, diff and review."""
     prefixes = tuple(GROUPS[g][:-1] for g in groups)
-    out = []
-    for name, verdict in sorted(results.items()):
-        if name.startswith(prefixes) and verdict in ("survived", "no tests", "suspicious"):
-            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=WORKDIR,
-                                  capture_output=True, text=True, timeout=120).stdout  # fmt: skip
-            out.append({"name": name, "verdict": verdict, "diff": diff.strip(),
-                        "review": SURVIVOR_REVIEW.get(name, "not reviewed yet")})  # fmt: skip
-    return out
+    names = [n for n, v in sorted(results.items()) if n.startswith(prefixes)
+             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+    diffs = _diffs(names)
+    return [{"name": n, "verdict": results[n], "diff": diffs.get(n, ""),
+             "review": SURVIVOR_REVIEW.get(n, "not reviewed yet")} for n in names]  # fmt: skip
+
+
+#: One child computes every diff (``mutmut show`` would start Python once per mutant).
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+out = {}
+for name, path in json.load(sys.stdin):
+    try:
+        out[name] = get_diff_for_mutant(name, path=path)
+    except Exception as exc:  # a mutant mutmut no longer generates
+        out[name] = f"(no diff: {exc})"
+print(json.dumps(out))
+"""
+
+
+def _diffs(names: list[str]) -> dict[str, str]:
+    """``{mutant: unified diff}``, from mutmut's own reader, in one child process."""
+    if not names:
+        return {}
+    paths = {}
+    for meta in (WORKDIR / "mutants").rglob("*.py.meta"):
+        source = str(meta.relative_to(WORKDIR / "mutants"))[: -len(".meta")]
+        for name in json.loads(meta.read_text())["exit_code_by_key"]:
+            paths[name] = source
+    pairs = [(n, paths[n]) for n in names if n in paths]
+    child = subprocess.run([sys.executable, "-c", DIFFS], cwd=WORKDIR, input=json.dumps(pairs),
+                           capture_output=True, text=True, timeout=3600)  # fmt: skip
+    return json.loads(child.stdout) if child.returncode == 0 else {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import keras_legc  # noqa: F401  (selects Keras 2 first)
@@ -297,29 +298,51 @@ def _mutation_section(report: dict | None) -> str:
         f"`{report['command']}` (mutmut 3.8.1, one mutant at a time; {report['date']}, "
         f"{report['machine']}, Python {report['python']}). A mutant is one changed operator, "
         "constant or call; it is killed when a selected test (tests/unit) fails or times out. "
-        "Kill rate = killed / checked, counting mutants that no selected test reaches as "
-        "survivors. The campaign is resumable: `python tools/mutation.py` continues where it "
-        "stopped.",
+        "Kill rate = killed / checked, counting mutants that no selected test reaches ('no "
+        "tests') as survivors; the last column leaves those out. The campaign is resumable: "
+        "`python tools/mutation.py` continues where it stopped.",
         "",
-        "| modules | mutants | checked | killed | survived | kill rate |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| modules | mutants | checked | killed | survived | of which no tests | kill rate | "
+        "kill rate where a test reaches |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for group, g in report["groups"].items():
+        no_tests = g["counts"].get("no tests", 0)
+        reached = g["checked"] - no_tests
         rate = f"{100 * g['kill_rate']:.1f}%" if g["kill_rate"] is not None else "-"
+        reach = f"{100 * g['killed'] / reached:.1f}%" if reached else "-"
         lines.append(f"| {group} | {g['total']} | {g['checked']} | {g['killed']} | "
-                     f"{g['survived']} | {rate} |")  # fmt: skip
-    survivors = report["survivors"]
-    lines += ["", f"### Survivors ({len(survivors)})", ""]
-    reviewed = [s for s in survivors if not s["review"].startswith("not reviewed")]
-    lines.append(f"{len(reviewed)} reviewed (equivalent, with the reason, or fixed by a test); "
-                 "the others are listed with their change, not yet reviewed.")  # fmt: skip
-    lines.append("")
-    for s in survivors:
-        change = [ln[1:].strip() for ln in s["diff"].splitlines()
-                  if ln.startswith("+") and not ln.startswith("+++")]  # fmt: skip
-        lines.append(f"- `{s['name']}` ({s['verdict']}): `{cell(' '.join(change))[:160]}` "
-                     f"- {s['review']}")  # fmt: skip
+                     f"{g['survived']} | {no_tests} | {rate} | {reach} |")  # fmt: skip
+    lines += _survivor_lines(report["survivors"])
     return "\n".join(lines) + "\n"
+
+
+def _survivor_lines(survivors: list[dict]) -> list[str]:
+    """The survivors by function: how many, their verdicts, one example change, the reviews."""
+    by_function: dict[str, list[dict]] = {}
+    for s in survivors:
+        by_function.setdefault(s["name"].rsplit("__mutmut_", 1)[0], []).append(s)
+    reviewed = [s for s in survivors if not s["review"].startswith("not reviewed")]
+    lines = [
+        "",
+        f"### Survivors: {len(survivors)} in {len(by_function)} functions",
+        "",
+        f"{len(reviewed)} reviewed (equivalent, with the reason, or fixed by a test). Every "
+        "survivor's diff is in `docs/mutation.json`; `mutmut show NAME` in build/mutation/ "
+        "prints it too.",
+        "",
+        "| function | survivors | example change |",
+        "|---|---:|---|",
+    ]
+    for function, group in sorted(by_function.items(), key=lambda kv: -len(kv[1])):
+        change = [ln[1:].strip() for ln in group[0]["diff"].splitlines()
+                  if ln.startswith("+") and not ln.startswith("+++")]  # fmt: skip
+        verdicts = ", ".join(f"{v} {n}" for v, n in Counter(s["verdict"] for s in group).items())
+        name = function.replace("\u01c1", ".").replace(".x_", ".").replace(".x.", ".")
+        lines.append(f"| `{name}` | {len(group)} ({verdicts}) | `{cell(' '.join(change))[:120]}` |")
+    for s in reviewed:
+        lines.append(f"- `{s['name']}`: {s['review']}")
+    return lines
 
 
 def _document(rows: list[str]) -> str:

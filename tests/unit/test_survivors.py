@@ -12,7 +12,8 @@ import pytest
 import scipy.special
 
 import keras_legc as kl
-from keras_legc.core.dense import activate, activation_backward
+from keras_legc.core.dense import activate, activation_backward, activation_derivatives
+from keras_legc.core.granger import benjamini_hochberg
 from keras_legc.errors import InvalidArgumentError
 
 Z = np.linspace(-30.0, 30.0, 6 * 7).reshape(6, 7)
@@ -100,3 +101,57 @@ def test_scoring_selected_weights_tests_those_and_marks_the_rest_untested():
     assert part.pvalues.shape == full.pvalues.shape == (h.n_weights,)
     with pytest.raises(InvalidArgumentError, match="selects no weight"):
         score(h, weights=np.zeros(h.n_weights, bool))
+
+
+@pytest.mark.parametrize("name", ["linear", "sigmoid", "tanh", "relu"])
+def test_activation_derivatives_equal_finite_differences(name):
+    z = np.random.default_rng(2).normal(size=(3, 4)) * 2 + 0.05
+    h = 1e-4
+    f = REFERENCE[name]
+    d1, d2 = activation_derivatives(name, z, f(z))
+    np.testing.assert_allclose(d1, (f(z + h) - f(z - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d2, (f(z + h) - 2 * f(z) + f(z - h)) / h**2, rtol=1e-3, atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="softmax.*Fix"):
+        activation_derivatives("softmax", z, f(z))
+
+
+def test_benjamini_hochberg_equals_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 7, 200):
+        p = rng.uniform(size=m) ** 3
+        p[rng.integers(0, m)] = 0.9999
+        np.testing.assert_allclose(benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1],
+                                   rtol=1e-12)  # fmt: skip
+    p = np.array([0.01, np.nan, 0.04, 0.03, np.inf])
+    q = benjamini_hochberg(p)
+    np.testing.assert_allclose(q[[0, 2, 3]], multipletests(p[[0, 2, 3]], method="fdr_bh")[1])
+    assert np.isnan(q[[1, 4]]).all() and np.isnan(benjamini_hochberg(np.full(3, np.nan))).all()
+
+
+def test_history_tail_keeps_the_last_windows():
+    h = history(k=30)
+    recent = h.tail(12)
+    np.testing.assert_array_equal(recent.le, h.le[:, -12:])
+    np.testing.assert_array_equal(recent.target, h.target[-12:])
+    assert recent.n_windows == 12 and recent.meta["tail_windows"] == 12
+    assert (recent.layers, recent.shapes, recent.window) == (h.layers, h.shapes, h.window)
+    assert (recent.overlap, recent.every, recent.n_snapshots) == (h.overlap, h.every, h.n_snapshots)
+    assert h.tail(30).n_windows == 30
+    for bad in (0, 31):
+        with pytest.raises(kl.HistoryError, match=f"n_windows must be in 1..30, got {bad}"):
+            h.tail(bad)
+
+
+def test_scores_save_refuses_to_overwrite_by_default_and_round_trips(tmp_path):
+    s = score(history(), fdr=True)
+    s.save(tmp_path / "s.npz")
+    with pytest.raises(kl.OutputExistsError):
+        s.save(tmp_path / "s.npz")
+    s.save(tmp_path / "s.npz", overwrite=True)
+    back = kl.Scores.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.pvalues, s.pvalues)
+    np.testing.assert_array_equal(back.qvalues, s.qvalues)
+    np.testing.assert_array_equal(back.static, s.static)
+    assert back.layers == s.layers and back.info["fdr"] is True
