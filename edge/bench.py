@@ -214,8 +214,19 @@ def load_interpreter(
     except (RuntimeError, ValueError) as exc:
         if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
             raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
-        raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
+        raise EdgeError(
+            f"the {runtime} interpreter cannot load this model: {_one_line(exc)}. Fix: export "
+            "the model again with legc export; the file is damaged, or not a model this runtime "
+            "supports."
+        ) from exc
     return interp, runtime, notes
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The interpreter's message on one line, at most ``limit`` characters: the runner's errors
+    are one line on stderr, and a damaged model can make the interpreter list many problems."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _limited() -> bool:
@@ -541,21 +552,21 @@ def benchmark(
     t_load = time.perf_counter()
     interp, runtime, notes = load_interpreter(model_path, runtime, threads)
     load_ms = (time.perf_counter() - t_load) * 1e3
-    inp = interp.get_input_details()[0]
-    result = {
-        "model": str(model_path),
-        "model_bytes": len(data),
-        "runtime": runtime,
-        "runtime_version": _runtime_version(runtime),
-        "numpy": np.__version__,
-        "threads": threads,
-        "notes": notes,
-        "input_shape": [int(d) for d in inp["shape"]],
-        "input_dtype": np.dtype(inp["dtype"]).name,
-        "load_ms": load_ms,
-        "export": _export_info(model_path),
-    }
     try:
+        inp = interp.get_input_details()[0]
+        result = {
+            "model": str(model_path),
+            "model_bytes": len(data),
+            "runtime": runtime,
+            "runtime_version": _runtime_version(runtime),
+            "numpy": np.__version__,
+            "threads": threads,
+            "notes": notes,
+            "input_shape": [int(d) for d in inp["shape"]],
+            "input_dtype": np.dtype(inp["dtype"]).name,
+            "load_ms": load_ms,
+            "export": _export_info(model_path),
+        }
         if ref is not None:
             result["reference"] = str(reference)
             result["check"] = check_outputs(interp, ref)
@@ -565,6 +576,12 @@ def benchmark(
         result["latency"] = time_model(interp, sample, runs, warmup)
     except MemoryError as exc:
         raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "run")) from exc
+    except (RuntimeError, ValueError, IndexError) as exc:  # a damaged model: "lacks data",
+        # undecodable tensor names, no input tensor
+        raise EdgeError(
+            f"the {runtime} interpreter cannot run this model: {_one_line(exc)}. Fix: export "
+            "the model again with legc export; the file is damaged or not a complete model."
+        ) from exc
     result["peak_rss_bytes"], result["peak_rss_source"] = peak_rss()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     result["isolated_first_invoke"] = isolate
@@ -774,7 +791,7 @@ def _first_invoke_main(args) -> int:
                      seed=args.seed)  # fmt: skip
     except (MemoryError, MemoryLimitError):
         return EXIT_MEMORY
-    except EdgeError:
+    except (EdgeError, RuntimeError, ValueError, IndexError):  # the parent reports it
         return EXIT_USAGE
     return EXIT_OK
 

@@ -127,7 +127,7 @@ CHILD = textwrap.dedent(
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = main([str(f), "--runs", "2", "--warmup", "0"])
-        print(f.name, code, repr(err.getvalue()[-300:]), flush=True)
+        print(f.name, code, repr(err.getvalue()[-1000:]), flush=True)
     """
 )
 
