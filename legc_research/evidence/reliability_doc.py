@@ -255,7 +255,14 @@ def _fuzz_section(runs: list[dict]) -> str:
         "claims, zip bombs; meta types of layers/shapes/info and per-format fields; numeric "
         "arrays; the journal index validated: types, sizes, target) and 2dff143 (the edge "
         "runner checks the reference .npz before use: headers before allocation, array kinds, "
-        "shapes, atol, NaN -> exit 2).",
+        "shapes, atol, NaN -> exit 2). Raised to 2,000 inputs per loader (this document's "
+        "first run, 2026-11-29) it found three more, each fixed and now passing at 2,000: a "
+        "journal index without its `target` key raised `KeyError` from `History.load` (dd88f08: "
+        "the journal is ignored with a warning, the last complete save loads; a regression "
+        "test); a damaged .tflite that loads but fails at `invoke` ('Input tensor 1 lacks "
+        "data') and one whose tensor names are not UTF-8 (`UnicodeDecodeError` in "
+        "`get_input_details`) gave the edge runner a traceback instead of exit 2 (466f9df: every "
+        "interpreter error after load is exit 2 with one line and a Fix).",
         "",
     ]
     return "\n".join(lines)
