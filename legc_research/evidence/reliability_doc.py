@@ -199,6 +199,9 @@ def run_tests(selection: list[str], examples: int) -> dict:
                     outcome = "skipped"
             name = case.get("name")
             tests[name] = {"outcome": outcome, "seconds": float(case.get("time", 0.0))}
+            for prop in case.iter("property"):  # nested @given: the test counts its inputs
+                if prop.get("name") == "inputs_tried" and outcome == "passed":
+                    tests[name].update(passing=int(prop.get("value")), failing=0, invalid=0)
     for name, counts in _hypothesis_counts(proc.stdout).items():
         tests.setdefault(name, {"outcome": "passed", "seconds": 0.0}).update(counts)
     print(proc.stdout.strip().splitlines()[-1], file=sys.stderr)
@@ -263,6 +266,7 @@ def _fuzz_section(runs: list[dict]) -> str:
         "data') and one whose tensor names are not UTF-8 (`UnicodeDecodeError` in "
         "`get_input_details`) gave the edge runner a traceback instead of exit 2 (466f9df: every "
         "interpreter error after load is exit 2 with one line and a Fix).",
+        "",
         "",
     ]
     return "\n".join(lines)

@@ -55,7 +55,7 @@ def damaged(draw, data: bytes, keep: int = 0) -> bytes:
 
 
 # -- the export's reference, as the edge runner reads it -------------------------------------
-def test_damaged_references_exit_2_never_crash(export, tmp_path):
+def test_damaged_references_exit_2_never_crash(export, tmp_path, record_property):
     original = export.with_suffix(".reference.npz").read_bytes()
     seen = []
 
@@ -75,6 +75,7 @@ def test_damaged_references_exit_2_never_crash(export, tmp_path):
 
     check()
     assert "refused" in seen
+    record_property("inputs_tried", len(seen))  # for tools/reliability_doc.py
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
+def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path, record_property):
     """One child runs every damaged model (a crash there names the file it died on)."""
     original = export.read_bytes()
     cases = tmp_path / "cases"
@@ -152,6 +153,7 @@ def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
     assert out.returncode == 0 and len(lines) == len(list(cases.iterdir())), (
         f"the edge runner crashed (exit {out.returncode}) after {lines[-1:]}: {out.stderr[-800:]}"
     )
+    record_property("inputs_tried", len(lines))  # for tools/reliability_doc.py
     codes = [int(line.split()[1]) for line in lines]
     assert set(codes) <= {0, 2}, lines
     assert codes.count(2) > len(codes) // 2
