@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 from keras_legc._io import atomic_write_bytes
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="run nothing; report")
     parser.add_argument("--recheck-survivors", action="store_true",
                         help="run the groups' survivors again with the tests added since")  # fmt: skip
+    parser.add_argument("--match", nargs="+", metavar="GLOB",
+                        help="with --recheck-survivors: only survivors whose name matches")  # fmt: skip
     parser.add_argument("--json", help="write counts and survivors here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
     args = parser.parse_args(argv)
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.recheck_survivors:
                     names = [n for n, v in verdicts().items() if n.startswith(GROUPS[group][:-1])
                              and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+                    if args.match:
+                        names = [n for n in names if any(fnmatch(n, m) for m in args.match)]
                     if not names:
                         continue
                 finished = run_group(group, deadline, log, names) and finished
