@@ -174,8 +174,13 @@ def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
     names = [n for n, v in sorted(results.items()) if n.startswith(prefixes)
              and v in ("survived", "no tests", "suspicious")]  # fmt: skip
     diffs = _diffs(names)
-    return [{"name": n, "verdict": results[n], "diff": diffs.get(n, ""),
+    return [{"name": n, "verdict": results[n], "diff": _changed_lines(diffs.get(n, "")),
              "review": SURVIVOR_REVIEW.get(n, "not reviewed yet")} for n in names]  # fmt: skip
+
+
+def _changed_lines(diff: str) -> str:
+    """The file header, hunk headers and changed lines of a unified diff (no context)."""
+    return "\n".join(ln for ln in diff.splitlines() if ln[:1] in "+-@" or ln.startswith("("))
 
 
 #: One child computes every diff (``mutmut show`` would start Python once per mutant).
