@@ -8,6 +8,9 @@ size and peak RSS, and checks the outputs against the reference file written by 
 over ``--budget-kb`` fails (exit 4), a hit ``--memory-limit-mb`` fails (exit 5), bad input exits 2,
 and outputs that are the same for every reference input (a model that no longer depends on its
 input, e.g. a pruning mask emptied a layer) fail with exit 6 unless ``--allow-constant-output``.
+With ``--isolate`` the model is first loaded and invoked once in a child process: a model that
+crashes the interpreter in native code (a segfault or an abort, which no Python ``try`` can catch)
+is reported with the signal and exit 7, instead of the runner dying silently.
 
 The output check: max |runtime - Keras| over the reference inputs, on dequantised outputs, must be
 <= the tolerance recorded at export (per quantization, times the reference's scale
@@ -19,7 +22,7 @@ Usage:
     python bench.py model.tflite [--reference model.reference.npz] [--runs 500] [--warmup 50]
                     [--runtime auto|litert|tflite-runtime|both] [--threads 1] [--pin-core N]
                     [--memory-limit-mb M] [--constrained] [--budget-ms 1.0] [--budget-kb 500]
-                    [--json out.json [--force]]
+                    [--isolate] [--json out.json [--force]]
 
 This file is self-contained: copy it to a device that has numpy and an interpreter.
 """
@@ -30,6 +33,8 @@ import argparse
 import json
 import os
 import resource
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +42,12 @@ from pathlib import Path
 import numpy as np
 
 EXIT_OK, EXIT_USAGE, EXIT_MISMATCH, EXIT_BUDGET, EXIT_MEMORY, EXIT_CONSTANT = 0, 2, 3, 4, 5, 6
+EXIT_CRASH = 7
+EXIT_CODES = (
+    "exit codes: 0 ok; 2 bad input (model, reference, options); 3 output mismatch; 4 over "
+    "--budget-ms/--budget-kb; 5 --memory-limit-mb hit; 6 constant output; 7 the interpreter "
+    "crashed in native code (a signal such as SIGSEGV), reported with --isolate"
+)
 # Outputs whose spread over distinct reference inputs is below this fraction of their largest value
 # are constant: the model ignores its input.
 CONSTANT_RTOL = 1e-6
@@ -52,6 +63,10 @@ class EdgeError(Exception):
 
 class MemoryLimitError(EdgeError):
     """The model could not be loaded or run within ``--memory-limit-mb``."""
+
+
+class NativeCrashError(EdgeError):
+    """The interpreter died on a signal loading or first invoking the model (``--isolate``)."""
 
 
 def canonical_runtime(name: str) -> str:
@@ -199,8 +214,19 @@ def load_interpreter(
     except (RuntimeError, ValueError) as exc:
         if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
             raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
-        raise EdgeError(f"the {runtime} interpreter cannot load this model: {exc}") from exc
+        raise EdgeError(
+            f"the {runtime} interpreter cannot load this model: {_one_line(exc)}. Fix: export "
+            "the model again with legc export; the file is damaged, or not a model this runtime "
+            "supports."
+        ) from exc
     return interp, runtime, notes
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The interpreter's message on one line, at most ``limit`` characters: the runner's errors
+    are one line on stderr, and a damaged model can make the interpreter list many problems."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _limited() -> bool:
@@ -408,6 +434,89 @@ def time_model(interp, sample: np.ndarray, runs: int = 500, warmup: int = 50) ->
     }
 
 
+def first_invoke(
+    model_path: str | os.PathLike,
+    reference: str | os.PathLike | None = None,
+    *,
+    runtime: str = "auto",
+    threads: int | None = 1,
+    seed: int = 0,
+) -> None:
+    """Load the model and invoke it once on the sample ``benchmark`` starts with; the child's work
+    under ``--isolate``.
+
+    Args:
+        model_path: the .tflite.
+        reference: its ``.reference.npz`` (its first input is the sample), or None (a seeded
+            standard-normal sample).
+        runtime: ``litert``, ``tflite_runtime`` or ``auto``.
+        threads: interpreter threads.
+        seed: seed of the sample when there is no reference.
+
+    Example:
+        >>> first_invoke("m.tflite", "m.reference.npz", runtime="litert")  # doctest: +SKIP
+    """
+    ref = load_reference(reference) if reference is not None else None
+    interp, _, _ = load_interpreter(model_path, runtime, threads)
+    inp = interp.get_input_details()[0]
+    interp.set_tensor(inp["index"], _quantize(_sample(ref, inp, seed)[None, ...], inp))
+    interp.invoke()
+
+
+def _sample(ref: dict | None, inp: dict, seed: int) -> np.ndarray:
+    """The input the first invocation gets: the first reference row, else a seeded normal row."""
+    if ref is not None:
+        return ref["inputs"][0]
+    return np.random.default_rng(seed).normal(size=inp["shape"][1:]).astype(np.float32)
+
+
+def isolated_first_invoke(
+    model_path: str | os.PathLike,
+    reference: str | os.PathLike | None,
+    runtime: str,
+    threads: int | None,
+    seed: int = 0,
+) -> None:
+    """Run ``first_invoke`` in a child Python; raise ``NativeCrashError`` if a signal ended it.
+
+    A crash in the interpreter's native code (e.g. a forged sparse tensor whose segments point
+    outside its data) kills the process with SIGSEGV, which Python cannot catch. The child takes
+    that death; the parent names the signal. A child that exits with an ordinary error is not
+    reported here: the parent repeats the step and reports that error in its usual way.
+
+    Args:
+        model_path: the .tflite.
+        reference: the reference file (already checked by the parent), or None.
+        runtime: a concrete runtime (``litert`` or ``tflite_runtime``).
+        threads: interpreter threads.
+        seed: seed of the sample when there is no reference.
+
+    Raises:
+        NativeCrashError: the child died on a signal (exit 7 from ``main``).
+
+    Example:
+        >>> isolated_first_invoke("m.tflite", None, "litert", 1)  # doctest: +SKIP
+    """
+    cmd = [sys.executable, os.path.abspath(__file__), str(model_path), "--first-invoke-only",
+           "--runtime", runtime, "--threads", str(threads or 0), "--seed", str(seed)]  # fmt: skip
+    if reference is not None:
+        cmd += ["--reference", str(reference)]
+    child = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if child.returncode >= 0:
+        return
+    number = -child.returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    raise NativeCrashError(
+        f"the {runtime} interpreter crashed in native code ({name}, signal {number}) loading or "
+        f"first invoking {model_path}: the model file is malformed in a way the interpreter does "
+        "not check (e.g. forged sparse-tensor or shape metadata), or the runtime has a bug. Fix: "
+        "export the model again with legc export, or try another runtime; do not ship this file."
+    )
+
+
 def benchmark(
     model_path: str | os.PathLike,
     reference: str | os.PathLike | None = None,
@@ -417,8 +526,13 @@ def benchmark(
     runs: int = 500,
     warmup: int = 50,
     seed: int = 0,
+    isolate: bool = False,
 ) -> dict:
-    """Benchmark one .tflite; returns a JSON-able dict (see the module docstring)."""
+    """Benchmark one .tflite; returns a JSON-able dict (see the module docstring).
+
+    With ``isolate``, the model is first loaded and invoked once in a child process
+    (``isolated_first_invoke``), so that a native crash is reported rather than fatal.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise EdgeError(
@@ -433,36 +547,44 @@ def benchmark(
         guess = model_path.with_suffix(".reference.npz")
         reference = guess if guess.exists() else None
     ref = load_reference(reference) if reference is not None else None
+    if isolate:
+        isolated_first_invoke(model_path, reference, canonical_runtime(runtime), threads, seed)
     t_load = time.perf_counter()
     interp, runtime, notes = load_interpreter(model_path, runtime, threads)
     load_ms = (time.perf_counter() - t_load) * 1e3
-    inp = interp.get_input_details()[0]
-    result = {
-        "model": str(model_path),
-        "model_bytes": len(data),
-        "runtime": runtime,
-        "runtime_version": _runtime_version(runtime),
-        "numpy": np.__version__,
-        "threads": threads,
-        "notes": notes,
-        "input_shape": [int(d) for d in inp["shape"]],
-        "input_dtype": np.dtype(inp["dtype"]).name,
-        "load_ms": load_ms,
-        "export": _export_info(model_path),
-    }
     try:
+        inp = interp.get_input_details()[0]
+        result = {
+            "model": str(model_path),
+            "model_bytes": len(data),
+            "runtime": runtime,
+            "runtime_version": _runtime_version(runtime),
+            "numpy": np.__version__,
+            "threads": threads,
+            "notes": notes,
+            "input_shape": [int(d) for d in inp["shape"]],
+            "input_dtype": np.dtype(inp["dtype"]).name,
+            "load_ms": load_ms,
+            "export": _export_info(model_path),
+        }
         if ref is not None:
             result["reference"] = str(reference)
             result["check"] = check_outputs(interp, ref)
-            sample = ref["inputs"][0]
         else:
             result["check"] = None
-            sample = np.random.default_rng(seed).normal(size=inp["shape"][1:]).astype(np.float32)
+        sample = _sample(ref, inp, seed)
         result["latency"] = time_model(interp, sample, runs, warmup)
     except MemoryError as exc:
         raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "run")) from exc
+    except (RuntimeError, ValueError, IndexError) as exc:  # a damaged model: "lacks data",
+        # undecodable tensor names, no input tensor
+        raise EdgeError(
+            f"the {runtime} interpreter cannot run this model: {_one_line(exc)}. Fix: export "
+            "the model again with legc export; the file is damaged or not a complete model."
+        ) from exc
     result["peak_rss_bytes"], result["peak_rss_source"] = peak_rss()
     result["tensorflow_imported"] = "tensorflow" in sys.modules
+    result["isolated_first_invoke"] = isolate
     return result
 
 
@@ -532,9 +654,11 @@ def _write_json(path: Path, obj, force: bool) -> None:
     os.replace(tmp, path)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "legc-edge") -> argparse.ArgumentParser:
     """The command line (its options and their help)."""
-    parser = argparse.ArgumentParser(prog="legc-edge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], epilog=EXIT_CODES
+    )
     parser.add_argument("model", help=".tflite file")
     parser.add_argument(
         "--reference", help="reference .npz from legc export (default: beside the model)"
@@ -571,12 +695,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", help="a name for this model in reports (e.g. lenet/block-90)")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--force", action="store_true", help="overwrite --json if it exists")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="load and invoke the model once in a child process first: a native crash of the "
+        "interpreter (segfault, abort) is reported with its signal and exit 7",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the input without a reference")
+    # The child of --isolate: load, invoke once, exit (0, or the usual error codes).
+    parser.add_argument("--first-invoke-only", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: list[str] | None = None, prog: str = "legc-edge") -> int:
+    """The command line; returns the exit code (see ``EXIT_CODES``).
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        prog: the program name its usage and help show (``legc bench`` runs it as such).
+
+    Example:
+        >>> code = main(["m.tflite", "--runs", "100", "--isolate"])  # doctest: +SKIP
+    """
+    parser = _parser(prog)
     args = parser.parse_args(argv)
+    if args.first_invoke_only:
+        return _first_invoke_main(args)
     threads = 1 if args.constrained else args.threads
     pin = args.pin_core
     if args.constrained and pin is None:
@@ -598,9 +742,14 @@ def main(argv: list[str] | None = None) -> int:
                 threads=threads,
                 runs=args.runs,
                 warmup=args.warmup,
+                seed=args.seed,
+                isolate=args.isolate,
             )  # fmt: skip
             for r in runtimes
         ]
+    except NativeCrashError as exc:
+        print(f"legc-edge: NATIVE CRASH: {exc}", file=sys.stderr)
+        return EXIT_CRASH
     except MemoryLimitError as exc:
         print(f"legc-edge: MEMORY LIMIT: {exc}", file=sys.stderr)
         return EXIT_MEMORY
@@ -633,6 +782,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"legc-edge: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     return code
+
+
+def _first_invoke_main(args) -> int:
+    """The child of ``--isolate``: 0 when the model loads and runs once, else the usual code."""
+    try:
+        first_invoke(args.model, args.reference, runtime=args.runtime, threads=args.threads,
+                     seed=args.seed)  # fmt: skip
+    except (MemoryError, MemoryLimitError):
+        return EXIT_MEMORY
+    except (EdgeError, RuntimeError, ValueError, IndexError):  # the parent reports it
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _report(result: dict, args) -> int:

@@ -89,5 +89,6 @@ def bench(args):
     import subprocess
 
     # The device-side runner is a program of its own (one copyable file); the library runs it
-    # rather than importing it.
-    sys.exit(subprocess.call([sys.executable, "-m", "legc_edge.bench", *args]))
+    # rather than importing it, under this command's name (its usage says "legc bench").
+    run = "import sys; from legc_edge.bench import main; sys.exit(main(sys.argv[1:], 'legc bench'))"
+    sys.exit(subprocess.call([sys.executable, "-c", run, *args]))

@@ -330,7 +330,10 @@ def _read_le_journal(run_dir: Path):
     """``(index, rows)`` of the per-window LE journal in ``run_dir``; None if there is none or it
     is unreadable (then with a warning: the last complete save is still good)."""
     try:
-        return read_journal(run_dir, JOURNAL_NAME, JOURNAL_FORMAT)
+        index, rows = read_journal(run_dir, JOURNAL_NAME, JOURNAL_FORMAT)
+        if "target" not in index:  # found by the fuzz campaign: load() needs it (issue 19)
+            raise HistoryError("its index records no target series. Fix: record again.")
+        return index, rows
     except FileNotFoundError:
         return None
     except HistoryError as exc:

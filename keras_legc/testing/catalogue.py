@@ -148,9 +148,13 @@ def cli(*args):
     raise SubprocessError(name, text)
 
 
-def edge(*args):
+def edge(*args, hide: str | None = None):
+    """Run the edge runner; ``hide``: a module it must find not installed (e.g. tflite_runtime)."""
+    run = "import sys\nfrom legc_edge.bench import main\nsys.exit(main(sys.argv[1:]))"
+    if hide:
+        run = f"import sys\nsys.modules[{hide!r}] = None\n" + run
     out = subprocess.run(
-        [sys.executable, "-m", "legc_edge.bench", *map(str, args)],
+        [sys.executable, "-c", run, *map(str, args)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if out.returncode == 0:
@@ -204,6 +208,28 @@ def newer_version(path: Path, mask) -> None:
 def mask_for(model, value=1):
     return kl.Mask({layer.name: np.full(tuple(layer.kernel.shape), value) for layer in
                     model.layers})  # fmt: skip
+
+
+def series(n=3, steps=80):
+    """``n`` seeded random-walk series of ``steps`` steps, like recorded weights."""
+    return np.random.default_rng(1).normal(size=(n, steps)).cumsum(axis=1)
+
+
+def with_nan(x, at=-1):
+    """``x`` (a copy) with NaN at flat position ``at``."""
+    x = np.array(x, dtype=float)
+    x.flat[at] = np.nan
+    return x
+
+
+def reference_with(tmp: Path, **change):
+    """Export a model, rewrite its reference with ``change`` (arrays, or functions of the array
+    they replace), and run the edge runner on it."""
+    exported(tmp)
+    ref = dict(np.load(tmp / "m.reference.npz"))
+    ref.update({k: v(ref[k]) if callable(v) else v for k, v in change.items()})
+    np.savez(tmp / "r.npz", **ref)
+    return edge(tmp / "m.tflite", "--reference", tmp / "r.npz")
 
 
 # -- the catalogue --------------------------------------------------------------------------------
@@ -352,4 +378,108 @@ CASES: list[Case] = [
     Case("edge runner", "a reference file that is not a reference", "EdgeError",
          lambda t: (exported(t), np.savez(t / "r.npz", x=np.zeros(3)),
                     edge(t / "m.tflite", "--reference", t / "r.npz")), "not a legc export"),
+    # Numerics on their own (issue 19: grown from 50 to more than 80 cases)
+    Case("API: numerics", "window shorter than 4 for windowed_lyapunov", E.InvalidArgumentError,
+         lambda t: kl.windowed_lyapunov(series(), 2), "window must be an integer >= 4"),
+    Case("API: numerics", "overlap of 1 for windowed_lyapunov", E.InvalidArgumentError,
+         lambda t: kl.windowed_lyapunov(series(), 20, overlap=1.0), r"overlap must be in \[0, 1\)"),
+    Case("API: numerics", "NaN in the series for windowed_lyapunov", E.NonFiniteError,
+         lambda t: kl.windowed_lyapunov(with_nan(series()), 20), "non-finite value"),
+    Case("API: numerics", "LE window longer than the series", E.HistoryError,
+         lambda t: kl.windowed_lyapunov(series(steps=30), 50), "shorter than one LE window"),
+    Case("API: numerics", "threads=0 for windowed_lyapunov", E.InvalidArgumentError,
+         lambda t: kl.windowed_lyapunov(series(), 20, threads=0), "threads must be a positive"),
+    Case("API: numerics", "NaN in the effect series for granger_pvalues", E.NonFiniteError,
+         lambda t: kl.granger_pvalues(series(), with_nan(series(1)[0], 0), 2),
+         "effect series contains NaN"),
+    # Masks and scores
+    Case("API: mask", "negative sparsity", E.InvalidArgumentError,
+         lambda t: kl.magnitude_mask(mlp(), -0.1), r"sparsity must be in \[0, 1\).*-0.1"),
+    Case("API: mask", "block with a zero size", E.InvalidArgumentError,
+         lambda t: kl.magnitude_mask(mlp(), 0.5, block=(1, 0)), "block must be two positive"),
+    Case("API: mask", "block with three dimensions", E.InvalidArgumentError,
+         lambda t: kl.magnitude_mask(mlp(), 0.5, block=(1, 2, 3)), r"got \(1, 2, 3\)"),
+    Case("API: mask", "random mask of sparsity 1 (every weight)", E.InvalidArgumentError,
+         lambda t: kl.random_mask(mlp(), 1.0), r"sparsity must be in \[0, 1\).*1.0"),
+    Case("API: mask", "mask holding NaN", E.MaskMismatchError,
+         lambda t: kl.Mask({"a": np.full((2, 2), np.nan)}), "only 0 and 1.*nan"),
+    Case("API: mask", "mask file that is a scores file", E.MaskMismatchError,
+         lambda t: (quiet(kl.score, history()).save(t / "s.npz"), kl.Mask.load(t / "s.npz")),
+         "format 'keras_legc.scores'"),
+    Case("API: mask", "saving a mask over an existing file", E.OutputExistsError,
+         lambda t: (mask_for(mlp()).save(t / "m.npz"), mask_for(mlp()).save(t / "m.npz")),
+         "m.npz already exists"),
+    Case("API: scores", "saving scores over an existing file", E.OutputExistsError,
+         lambda t: (s := quiet(kl.score, history()), s.save(t / "s.npz"), s.save(t / "s.npz")),
+         "s.npz already exists"),
+    Case("API: scores", "scores mask of sparsity 1", E.InvalidArgumentError,
+         lambda t: quiet(kl.score, history()).mask(sparsity=1.0), r"sparsity must be in \[0, 1\)"),
+    Case("API: scores", "unknown ranking name", E.InvalidArgumentError,
+         lambda t: quiet(kl.score, history()).mask(sparsity=0.5, ranking="best"),
+         "unknown ranking 'best'"),
+    Case("API: scores", "weights selection of the wrong length", E.InvalidArgumentError,
+         lambda t: kl.score(history(), weights=np.ones(3)), r"shape \(40,\).*\(3,\)"),
+    # Histories
+    Case("API: history", "history saved over an existing run_dir", E.OutputExistsError,
+         lambda t: (history().save(t / "run"), history().save(t / "run")), "already exists"),
+    Case("API: history", "target series shorter than the LE series", E.HistoryError,
+         lambda t: history(target=np.arange(10.0)), "target series has 10 windows"),
+    Case("API: history", "1-D LE array", E.HistoryError,
+         lambda t: history(le=np.zeros(12)), r"inconsistent history: LE array \(12,\)"),
+    Case("API: history", "history path that is a file, not a run_dir", E.HistoryError,
+         lambda t: ((t / "f").write_text("x"), kl.History.load(t / "f")), "no recorded history"),
+    Case("API: history", "snapshots of a run recorded without them", E.HistoryError,
+         lambda t: kl.load_snapshots(saved_history(t)), "holds no raw snapshots"),
+    # Recording and schedules
+    Case("API: recording", "overlap of 1 for WeightHistory", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(overlap=1.0), r"overlap must be in \[0, 1\)"),
+    Case("API: recording", "window that is not an integer (10.5)", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(window=10.5), "window must be an integer.*10.5"),
+    Case("API: recording", "unknown target series", E.InvalidArgumentError,
+         lambda t: kl.WeightHistory(target="accuracy"), "target must be one of"),
+    Case("API: recording", "pruning schedule ending before it begins", E.InvalidArgumentError,
+         lambda t: kl.PolynomialDecay(0.8, begin_step=100, end_step=10), "begin_step < end_step"),
+    Case("API: recording", "pruning schedule to sparsity 1", E.InvalidArgumentError,
+         lambda t: kl.PolynomialDecay(1.0, 0, 100), r"sparsity must be in \[0, 1\)"),
+    Case("API: recording", "pruning schedule with frequency 0", E.InvalidArgumentError,
+         lambda t: kl.PolynomialDecay(0.5, 0, 100, frequency=0), "frequency=0"),
+    # Export
+    Case("export", "representative data file that does not exist", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.tflite", quantization="int8",
+                                 representative_data=t / "none.npy"), "none.npy does not exist"),
+    Case("export", "representative data of the wrong shape", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.tflite", quantization="int8",
+                                 representative_data=np.zeros((50, 3))), r"\(n, 6\).*\(50, 3\)"),
+    Case("export", "reference inputs holding NaN", E.InvalidArgumentError,
+         lambda t: export_tflite(mlp(), t / "m.tflite", reference_inputs=with_nan(np.ones((4, 6)))),
+         "NaN or inf"),
+    Case("export", "saved-model path that does not exist", E.InvalidArgumentError,
+         lambda t: export_tflite(t / "none.keras", t / "m.tflite"), "no saved model at"),
+    # Edge runner
+    Case("edge runner", "a model file that does not exist", "EdgeError",
+         lambda t: edge(t / "none.tflite"), "none.tflite does not exist"),
+    Case("edge runner", "an empty model file", "EdgeError",
+         lambda t: ((t / "e.tflite").write_bytes(b""), edge(t / "e.tflite")),
+         "not a TFLite model"),
+    Case("edge runner", "a negative memory limit", "EdgeError",
+         lambda t: edge(exported(t), "--memory-limit-mb", "-5"), "must be positive"),
+    Case("edge runner", "a --json file that exists, without --force", "EdgeError",
+         lambda t: ((t / "o.json").write_text("{}"), edge(exported(t), "--json", t / "o.json")),
+         "o.json exists"),
+    Case("edge runner", "a reference holding a NaN input", "EdgeError",
+         lambda t: reference_with(t, inputs=lambda x: with_nan(x).astype(np.float32)),
+         "NaN or inf"),
+    Case("edge runner", "a reference with a negative tolerance", "EdgeError",
+         lambda t: reference_with(t, atol=np.float64(-1)), "not one finite non-negative"),
+    Case("edge runner", "a reference with fewer outputs than inputs", "EdgeError",
+         lambda t: reference_with(t, keras_outputs=np.zeros((1, 2), np.float32)),
+         "1 outputs for 16 inputs"),
+    Case("edge runner", "a reference holding strings", "EdgeError",
+         lambda t: reference_with(t, atol=np.array("x")), "not numbers"),
+    Case("edge runner", "a truncated reference file", "EdgeError",
+         lambda t: (exported(t), truncate(t / "m.reference.npz"), edge(t / "m.tflite")),
+         "not an .npz archive"),
+    Case("edge runner", "a runtime that is not installed", "EdgeError",
+         lambda t: edge(exported(t), "--runtime", "tflite-runtime", hide="tflite_runtime"),
+         "tflite_runtime, which is not installed"),
 ]  # fmt: skip

@@ -328,6 +328,12 @@ def _setup_lines(args, sparsities) -> list[str]:
         f"{30 if args.quick else args.runs} timed runs after a warm-up; LiteRT (ai-edge-litert) in "
         "the main environment, tflite-runtime 2.14 with numpy 1.26 in the device venv (no "
         "TensorFlow).",
+        "- Exit codes of `edge/bench.py` (also in its `--help`): 0 ok; 2 bad input (model, "
+        "reference, options); 3 output mismatch; 4 over `--budget-ms`/`--budget-kb`; 5 "
+        "`--memory-limit-mb` hit; 6 constant output; 7 the interpreter crashed in native code "
+        "(SIGSEGV, SIGABRT...): with `--isolate` the first load and invocation run in a child "
+        "process, so such a crash is reported with its signal instead of ending the runner "
+        "silently.",
         "- Output error: max |TFLite - Keras| on the 16 reference inputs; tolerance 1e-4 (float) / "
         "0.1 (int8) times max(1, max |Keras output|). The runner also fails outputs that collapsed "
         "(std < 5% of the reference's). Rows that fail are marked **MISMATCH**.",

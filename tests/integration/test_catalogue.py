@@ -18,8 +18,8 @@ def run_case(case, tmp_path):
     pytest.fail(f"{case.bad_input}: no error raised")
 
 
-def test_the_catalogue_has_at_least_30_cases():
-    assert len(CASES) >= 30
+def test_the_catalogue_has_at_least_80_cases():
+    assert len(CASES) >= 80
     assert len({c.bad_input for c in CASES}) == len(CASES)
 
 

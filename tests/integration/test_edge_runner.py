@@ -2,6 +2,8 @@
 collapsed outputs, size budget, runtimes, constrained profile and memory limit."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +139,94 @@ def test_memory_limit(folder, tmp_path):
                  f"{before['address_space_before_mb'] + 2:.0f}")  # fmt: skip
     assert proc.returncode == 5, proc.stdout + proc.stderr
     assert "MEMORY LIMIT" in proc.stderr and "raise --memory-limit-mb" in proc.stderr
+
+
+# -- a model that crashes the interpreter in native code (--isolate) --------------------------
+def forge_sparse_segments(tflite: Path, out: Path) -> Path:
+    """``tflite`` (a sparse export) with one segment of its sparse kernel pointing far outside it.
+
+    The file keeps its TFL3 header and passes the flatbuffer checks (every field is in range for
+    its type), so the runner hands it to the interpreter, whose densify step reads outside the
+    tensor and dies with SIGSEGV in native code (LiteRT 2.3 and tflite-runtime 2.14 alike).
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite.read_bytes(), 0))
+    forged = 0
+    for tensor in model.subgraphs[0].tensors:
+        for dim in tensor.sparsity.dimMetadata if tensor.sparsity else []:
+            if dim.arraySegments is not None:
+                values = list(dim.arraySegments.values)
+                values[len(values) // 2] = 255  # the largest uint8 segment offset
+                dim.arraySegments.values = values
+                forged += 1
+    assert forged, "the export holds no sparse tensor to forge"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def crashing(folder) -> Path:
+    model = mlp()
+    kernel, *rest = model.get_weights()
+    # 3 of 16 input rows kept: the converter stores the kernel block-sparse (three levels of
+    # sparsity metadata, blocks of 4), the layout whose forged segments crash both runtimes.
+    kernel[3:] = 0.0
+    model.set_weights([kernel, *rest])
+    x = np.random.default_rng(3).normal(size=(8, 16)).astype("float32")
+    with pytest.warns(Warning):  # unstructured sparsity: the converter adds a DENSIFY op
+        export_tflite(model, folder / "sparse.tflite", sparse=True, reference_inputs=x)
+    return forge_sparse_segments(folder / "sparse.tflite", folder / "forged.tflite")
+
+
+def device_pythons() -> list[str]:
+    """This Python (LiteRT) and the device venv's (tflite-runtime 2.14) when it is set."""
+    device = os.environ.get("LEGC_DEVICE_PYTHON")
+    return [sys.executable] + ([device] if device else [])
+
+
+@pytest.mark.parametrize(
+    "python", device_pythons(), ids=["litert", "device"][: len(device_pythons())]
+)
+def test_isolate_reports_a_native_crash_with_its_signal(crashing, folder, python, tmp_path):
+    def run(*args):
+        return subprocess.run([python, "edge/bench.py", crashing, "--reference",
+                               folder / "sparse.reference.npz", "--runs", "5", *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+
+    # The crash is real: without --isolate the runner itself dies on SIGSEGV, printing nothing.
+    plain = run()
+    assert plain.returncode == -signal.SIGSEGV, (plain.returncode, plain.stderr[-500:])
+    assert "legc-edge" not in plain.stderr
+    isolated = run("--isolate", "--json", tmp_path / "r.json")
+    assert isolated.returncode == 7, (isolated.returncode, isolated.stderr[-800:])
+    assert "NATIVE CRASH" in isolated.stderr and "SIGSEGV, signal 11" in isolated.stderr
+    assert "Fix:" in isolated.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_isolate_passes_a_good_model_through(folder, tmp_path):
+    out = tmp_path / "ok.json"
+    proc = bench(folder / "m.tflite", "--runs", "5", "--isolate", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["isolated_first_invoke"] is True
+    # A model the interpreter refuses with an ordinary error: the child exits 2, and the parent
+    # reports that error as usual (exit 2, not 7).
+    data = (folder / "m.tflite").read_bytes()
+    (tmp_path / "half.tflite").write_bytes(data[: len(data) // 2])
+    bad = bench(tmp_path / "half.tflite", "--isolate", "--runs", "5")
+    assert bad.returncode == 2 and "cannot load this model" in bad.stderr, bad.stderr[-500:]
+
+
+def test_help_names_every_exit_code_and_legc_bench_its_own_name():
+    proc = bench("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: legc-edge")
+    codes = " ".join(proc.stdout.split("exit codes:")[1].split())
+    for code in range(2, 8):
+        assert f"; {code} " in codes, code
+    assert "7 the interpreter crashed in native code" in codes and "--isolate" in codes
+    legc = subprocess.run([sys.executable, "-m", "legc_research.cli", "bench", "--help"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert legc.returncode == 0 and legc.stdout.startswith("usage: legc bench"), legc.stdout[:200]

@@ -5,6 +5,7 @@ The edge runner is a standalone tool: bad input exits 2 with ``legc-edge: error:
 traceback or a crash of the interpreter.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from legc_edge.bench import EdgeError, load_reference
 from keras_legc.testing import catalogue as C
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "40")),  # tools/reliability_doc.py: more
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -54,7 +55,7 @@ def damaged(draw, data: bytes, keep: int = 0) -> bytes:
 
 
 # -- the export's reference, as the edge runner reads it -------------------------------------
-def test_damaged_references_exit_2_never_crash(export, tmp_path):
+def test_damaged_references_exit_2_never_crash(export, tmp_path, record_property):
     original = export.with_suffix(".reference.npz").read_bytes()
     seen = []
 
@@ -74,6 +75,7 @@ def test_damaged_references_exit_2_never_crash(export, tmp_path):
 
     check()
     assert "refused" in seen
+    record_property("inputs_tried", len(seen))  # for tools/reliability_doc.py
 
 
 @pytest.mark.parametrize(
@@ -126,12 +128,12 @@ CHILD = textwrap.dedent(
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = main([str(f), "--runs", "2", "--warmup", "0"])
-        print(f.name, code, repr(err.getvalue()[-300:]), flush=True)
+        print(f.name, code, repr(err.getvalue()[-1000:]), flush=True)
     """
 )
 
 
-def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
+def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path, record_property):
     """One child runs every damaged model (a crash there names the file it died on)."""
     original = export.read_bytes()
     cases = tmp_path / "cases"
@@ -151,6 +153,7 @@ def test_damaged_tflite_files_exit_0_or_2_never_crash(export, tmp_path):
     assert out.returncode == 0 and len(lines) == len(list(cases.iterdir())), (
         f"the edge runner crashed (exit {out.returncode}) after {lines[-1:]}: {out.stderr[-800:]}"
     )
+    record_property("inputs_tried", len(lines))  # for tools/reliability_doc.py
     codes = [int(line.split()[1]) for line in lines]
     assert set(codes) <= {0, 2}, lines
     assert codes.count(2) > len(codes) // 2

@@ -8,6 +8,7 @@ refused from its header, before any memory is touched.
 
 import io
 import json
+import os
 import shutil
 import struct
 import warnings
@@ -26,7 +27,7 @@ from keras_legc.errors import HistoryError, MaskMismatchError
 from keras_legc.testing import catalogue as C
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "60")),  # tools/reliability_doc.py: more
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -273,3 +274,15 @@ def test_valid_files_still_load(originals):
         assert kl.History.load(originals / "run").n_windows == 12
     assert kl.Scores.load(originals / "scores.npz").layers == ["a", "b"]
     assert kl.Mask.load(originals / "mask.npz").layers == ["a", "b"]
+
+
+def test_a_journal_index_without_its_target_falls_back_to_the_last_save(originals, tmp_path):
+    """Found by the fuzz campaign at 2,000 inputs (a damaged key): a KeyError, now refused."""
+    root = fresh_copy(originals, tmp_path, next(counter))
+    index_path = root / "run" / f"{JOURNAL_NAME}.json"
+    index = json.loads(index_path.read_text())
+    del index["target"]
+    index_path.write_text(json.dumps(index))
+    with pytest.warns(kl.LegcWarning, match="records no target series"):
+        hist = kl.History.load(root / "run")
+    assert hist.n_windows == 10  # the last complete save, not the journal's 12 windows

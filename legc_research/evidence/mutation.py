@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Mutation testing of the core, masking, export and edge-runner modules (issue 19), resumable.
+
+    python tools/mutation.py [--groups core masking export edge] [--budget-s 3600]
+                             [--json docs/mutation.json --force] [--report-only]
+                             [--recheck-survivors]
+
+mutmut 3.8.1 (configured in setup.cfg [mutmut]) changes one operator, constant or call at a time
+in keras_legc/core, keras_legc/masking, keras_legc/keras/export.py and edge/bench.py, and runs
+only the selected tests (tests/unit) that call the mutated function; a mutant the tests do not
+notice "survives". The work happens in build/mutation/ (links to the sources, mutmut's
+``mutants/`` folder and its state): a run stopped by ``--budget-s``, Ctrl-C or a lost session
+keeps every verdict so far, and the next run continues with the mutants not yet checked. Mutants
+run one at a time (``--max-children 1``): the machine is shared.
+
+Every minute the script prints the progress of the running group and an estimate of the time
+left (from the mutants checked so far in this run); at the end, per group, the kill rate
+(killed + timed out) / (checked), counting mutants no test reaches as survivors. ``--json``
+writes the counts and every survivor (name and diff), which tools/reliability_doc.py puts in
+docs/reliability.md with the review of each survivor (``SURVIVOR_REVIEW`` below).
+``--recheck-survivors`` runs the survivors of the groups again, with the tests added since (mutmut
+collects the new tests first): a survivor a new test kills becomes killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from fnmatch import fnmatch
+from pathlib import Path
+
+from keras_legc._io import atomic_write_bytes
+from legc_research.evidence._provenance import REPO, machine, python_version, today
+
+WORKDIR = REPO / "build" / "mutation"
+LINKS = ("keras_legc", "legc_research", "edge", "tests", "setup.cfg", "pyproject.toml")
+#: group -> the mutmut mutant-name pattern of its modules
+GROUPS = {
+    "core": "keras_legc.core.*",
+    "masking": "keras_legc.masking.*",
+    "edge": "edge.bench.*",
+    "export": "keras_legc.keras.export.*",
+}
+#: mutmut's exit code of a mutant -> verdict (mutmut.stats.status_by_exit_code, condensed)
+KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout",
+          152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}  # fmt: skip
+SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
+#: mutant name -> why it survives: "equivalent: <reason>" (no test can tell it apart) or
+#: "fixed: <test>" (a test added since kills it; the next run re-checks it).
+SURVIVOR_REVIEW: dict[str, str] = {}
+
+
+def prepare_workdir() -> Path:
+    """build/mutation/ with links to the sources and tests (mutmut copies them into mutants/)."""
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    for name in LINKS:
+        link = WORKDIR / name
+        if not link.is_symlink():
+            link.symlink_to(Path("..") / ".." / name)
+    return WORKDIR
+
+
+def verdicts(workdir: Path = WORKDIR) -> dict[str, str]:
+    """Every mutant mutmut generated so far -> its verdict (``not checked`` until run).
+
+    Args:
+        workdir: the folder mutmut runs in.
+
+    Returns:
+        ``{"keras_legc.core.granger.x_f__mutmut_3": "killed", ...}``.
+
+    Example:
+        >>> counts = Counter(verdicts().values())  # doctest: +SKIP
+    """
+    out = {}
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            out[name] = _verdict(code)
+    return out
+
+
+def _verdict(code: int | None) -> str:
+    if code is None:
+        return "not checked"
+    return KILLED.get(code) or SURVIVED.get(code) or ("skipped" if code == 34 else "suspicious")
+
+
+def summary(results: dict[str, str], groups: list[str]) -> dict:
+    """Per group: counts of each verdict, mutants checked, and the kill rate of the checked ones.
+
+    Args:
+        results: ``verdicts()``.
+        groups: names from ``GROUPS``.
+
+    Returns:
+        ``{group: {"total", "checked", "killed", "survived", "kill_rate", "counts"}}``.
+
+    Example:
+        >>> summary({"keras_legc.core.a.x_f__mutmut_1": "killed"}, ["core"])["core"]["kill_rate"]
+        1.0
+    """
+    out = {}
+    for group in groups:
+        prefix = GROUPS[group][:-1]
+        counts = Counter(v for k, v in results.items() if k.startswith(prefix))
+        killed = sum(counts[v] for v in set(KILLED.values()))
+        survived = sum(counts[v] for v in set(SURVIVED.values())) + counts["suspicious"]
+        checked = killed + survived
+        out[group] = {
+            "total": sum(counts.values()),
+            "checked": checked,
+            "killed": killed,
+            "survived": survived,
+            "kill_rate": killed / checked if checked else None,
+            "counts": dict(counts),
+        }
+    return out
+
+
+def run_group(group: str, deadline: float, log, names: list[str] | None = None) -> bool:
+    """Run mutmut on one group (or on the mutants ``names`` of it) until it is done or
+    ``deadline`` (time.monotonic) passes; print progress and an estimate of the time left every
+    minute. True when the group finished."""
+    before = summary(verdicts(), [group])[group]["checked"]
+    start = time.monotonic()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mutmut",
+        "run",
+        "--max-children",
+        "1",
+        *(names or [GROUPS[group]]),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=min(60.0, max(deadline - time.monotonic(), 0.1)))
+            except subprocess.TimeoutExpired:
+                pass
+            _progress(group, before, start)
+            if time.monotonic() >= deadline and proc.poll() is None:
+                print(f"{group}: time budget spent; stopping (the next run resumes)", flush=True)
+                proc.terminate()
+                proc.wait(timeout=60)
+                return False
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
+    return proc.returncode == 0
+
+
+def _progress(group: str, before: int, start: float) -> None:
+    s = summary(verdicts(), [group])[group]
+    done_now, left = s["checked"] - before, s["total"] - s["checked"]
+    elapsed = time.monotonic() - start
+    eta = f", ~{left * elapsed / done_now / 60:.0f} min left" if done_now > 0 else ""
+    rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
+    print(f"{group}: {s['checked']}/{s['total']} checked, kill rate {rate}, "
+          f"{done_now} in {elapsed / 60:.1f} min{eta}", flush=True)  # fmt: skip
+
+
+def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
+    """Every survivor of ``groups``: its name, verdict, diff and review."""
+    prefixes = tuple(GROUPS[g][:-1] for g in groups)
+    names = [n for n, v in sorted(results.items()) if n.startswith(prefixes)
+             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+    diffs = _diffs(names)
+    return [{"name": n, "verdict": results[n], "diff": _changed_lines(diffs.get(n, "")),
+             "review": SURVIVOR_REVIEW.get(n, "not reviewed yet")} for n in names]  # fmt: skip
+
+
+def _changed_lines(diff: str) -> str:
+    """The file header, hunk headers and changed lines of a unified diff (no context)."""
+    return "\n".join(ln for ln in diff.splitlines() if ln[:1] in "+-@" or ln.startswith("("))
+
+
+#: One child computes every diff (``mutmut show`` would start Python once per mutant).
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+out = {}
+for name, path in json.load(sys.stdin):
+    try:
+        out[name] = get_diff_for_mutant(name, path=path)
+    except Exception as exc:  # a mutant mutmut no longer generates
+        out[name] = f"(no diff: {exc})"
+print(json.dumps(out))
+"""
+
+
+def _diffs(names: list[str]) -> dict[str, str]:
+    """``{mutant: unified diff}``, from mutmut's own reader, in one child process."""
+    if not names:
+        return {}
+    paths = {}
+    for meta in (WORKDIR / "mutants").rglob("*.py.meta"):
+        source = str(meta.relative_to(WORKDIR / "mutants"))[: -len(".meta")]
+        for name in json.loads(meta.read_text())["exit_code_by_key"]:
+            paths[name] = source
+    pairs = [(n, paths[n]) for n in names if n in paths]
+    child = subprocess.run([sys.executable, "-c", DIFFS], cwd=WORKDIR, input=json.dumps(pairs),
+                           capture_output=True, text=True, timeout=3600)  # fmt: skip
+    return json.loads(child.stdout) if child.returncode == 0 else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or resume) the campaign and print the kill rates; 0 when every group finished."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="stop after this many seconds (resumable)")  # fmt: skip
+    parser.add_argument("--report-only", action="store_true", help="run nothing; report")
+    parser.add_argument("--recheck-survivors", action="store_true",
+                        help="run the groups' survivors again with the tests added since")  # fmt: skip
+    parser.add_argument("--match", nargs="+", metavar="GLOB",
+                        help="with --recheck-survivors: only survivors whose name matches")  # fmt: skip
+    parser.add_argument("--json", help="write counts and survivors here")
+    parser.add_argument("--force", action="store_true", help="overwrite --json")
+    args = parser.parse_args(argv)
+    prepare_workdir()
+    deadline = time.monotonic() + args.budget_s
+    finished = True
+    if not args.report_only:
+        with open(WORKDIR / "mutmut.log", "a") as log:
+            for group in args.groups:
+                names = None
+                if args.recheck_survivors:
+                    names = [n for n, v in verdicts().items() if n.startswith(GROUPS[group][:-1])
+                             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+                    if args.match:
+                        names = [n for n in names if any(fnmatch(n, m) for m in args.match)]
+                    if not names:
+                        continue
+                finished = run_group(group, deadline, log, names) and finished
+                if time.monotonic() >= deadline:
+                    finished = False
+                    break
+    results = verdicts()
+    table = summary(results, args.groups)
+    for group, s in table.items():
+        rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
+        print(f"{group:8s} {s['checked']:5d}/{s['total']:5d} checked  killed {s['killed']:5d}  "
+              f"survived {s['survived']:4d}  kill rate {rate}")  # fmt: skip
+    if args.json:
+        report = {
+            "command": "python tools/mutation.py " + " ".join(argv or sys.argv[1:]),
+            "date": today(), "machine": machine()["platform"], "python": python_version(),
+            "groups": table, "survivors": survivors(results, args.groups),
+        }  # fmt: skip
+        atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode(),
+                           overwrite=args.force)  # fmt: skip
+        print(f"wrote {args.json}")
+    return 0 if finished else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

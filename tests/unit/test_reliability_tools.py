@@ -1,0 +1,38 @@
+"""The counting of tools/mutation.py and tools/reliability_doc.py, on made-up mutmut state and
+hypothesis output (the campaigns themselves take minutes to hours)."""
+
+import json
+
+from legc_research.evidence import mutation
+from legc_research.evidence.reliability_doc import _hypothesis_counts
+
+
+def test_verdicts_and_kill_rates_from_mutmut_state(tmp_path):
+    meta = tmp_path / "mutants" / "keras_legc" / "core" / "x.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"keras_legc.core.x.x_f__mutmut_1": 1, "keras_legc.core.x.x_f__mutmut_2": 0,
+             "keras_legc.core.x.x_f__mutmut_3": -24, "keras_legc.core.x.x_f__mutmut_4": 33,
+             "keras_legc.core.x.x_f__mutmut_5": None}  # fmt: skip
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    found = mutation.verdicts(tmp_path)
+    assert list(found.values()) == ["killed", "survived", "timeout", "no tests", "not checked"]
+    core = mutation.summary(found, ["core"])["core"]
+    # killed + timed out, over the checked ones (a mutant no test reaches counts as a survivor)
+    assert (core["total"], core["checked"], core["killed"], core["survived"]) == (5, 4, 2, 2)
+    assert core["kill_rate"] == 0.5
+    assert mutation.summary(found, ["masking"])["masking"]["kill_rate"] is None
+
+
+def test_hypothesis_statistics_are_summed_per_test():
+    out = """
+tests/unit/test_fuzz_loaders.py::test_damaged_bytes_load_or_refuse[mask.npz]:
+
+  - during reuse phase (0.01 seconds):
+    - 3 passing examples, 0 failing examples, 0 invalid examples
+  - during generate phase (9.1 seconds):
+    - 1997 passing examples, 1 failing example, 4 invalid examples
+"""
+    counts = _hypothesis_counts(out)
+    assert counts == {
+        "test_damaged_bytes_load_or_refuse[mask.npz]": {"passing": 2000, "failing": 1, "invalid": 4}
+    }
