@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from keras_legc.errors import OutputExistsError
+from keras_legc.errors import MissingFileError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -198,7 +198,7 @@ def read_npz(
         ``(meta, {name: array})``.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        MissingFileError: ``path`` does not exist (a ``FileNotFoundError`` too).
         ValueError: (with the reason) the file is not a readable ``fmt`` file of a version <=
             ``version``; callers turn that into their own ``keras_legc`` error.
 
@@ -210,7 +210,10 @@ def read_npz(
     import numpy as np
 
     if not Path(path).exists():
-        raise FileNotFoundError(path)
+        raise MissingFileError(
+            f"{path} does not exist. Fix: pass the path of a file written by keras_legc "
+            f"({fmt.removeprefix('keras_legc.')} files are .npz archives)."
+        )
     if not zipfile.is_zipfile(path):  # np.load would also take a .npy or a text file
         raise ValueError("unreadable (not an .npz archive: truncated, or another kind of file)")
     try:

@@ -36,6 +36,10 @@ class OutputExistsError(LegcError, FileExistsError):
     """An output path exists and overwriting was not requested."""
 
 
+class MissingFileError(LegcError, FileNotFoundError):
+    """An input file or folder does not exist; the message names it and what to pass instead."""
+
+
 class MissingDependencyError(LegcError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

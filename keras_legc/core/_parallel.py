@@ -23,6 +23,18 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_positive_int(name: str, value) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``value`` is an integer >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgumentError(
+            f"{name} must be a positive integer, got {value!r}. Fix: pass a whole number >= 1 "
+            f"(e.g. {name}={_EXAMPLES.get(name, 1)})."
+        )
+
+
+_EXAMPLES = {"window": 50, "eval_batch_size": 1024, "validation_rows": 10_000, "chunk_size": 4096}
+
+
 def check_threads(threads: int | None) -> int:
     """``threads`` validated, None meaning :func:`default_threads`."""
     if threads is None:

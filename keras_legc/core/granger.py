@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from keras_legc.core._compiled import compiled
-from keras_legc.core._parallel import check_threads, run_blocks
+from keras_legc.core._parallel import check_positive_int, check_threads, run_blocks
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
 
 TESTS = ("ssr_chi2", "ssr_ftest")
@@ -143,13 +143,11 @@ def _prepare(cause, effect, max_lag, test, lag, difference, chunk_size, criterio
             "validation target (misclassification rate or loss) never changed while recording. "
             "Fix: use more validation data, train longer, or check that the model learns at all."
         )
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise InvalidArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise InvalidArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    check_positive_int("chunk_size", chunk_size)
     if criterion not in (None, *CRITERIA):
         raise InvalidArgumentError(
-            f"criterion must be one of {CRITERIA} or None, got {criterion!r}."
+            f"criterion must be one of {CRITERIA} or None, got {criterion!r}. Fix: 'bic' "
+            "(the default lag choice), 'aic', or None to skip lag selection."
         )
     return x, y, lags
 
@@ -258,7 +256,10 @@ def _lags_to_test(k: int, max_lag: int, lag: int | None, difference: bool) -> li
     what = "after differencing, " if difference else ""
     if lag is not None:
         if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
-            raise InvalidArgumentError(f"lag must be an integer >= 1 or None, got {lag!r}.")
+            raise InvalidArgumentError(
+                f"lag must be an integer >= 1 or None, got {lag!r}. Fix: None tests every lag up "
+                "to max_lag; an int tests that one lag."
+            )
         if effective_max_lag(k, lag) < lag:
             raise HistoryError(
                 f"a Granger test at lag {lag} needs more than {3 * lag + 1} points, but {what}the "
@@ -442,11 +443,17 @@ class _LagSelection:
 
 def _check_inputs(cause, effect, max_lag, test) -> tuple[np.ndarray, np.ndarray]:
     if test not in TESTS:
-        raise InvalidArgumentError(f"test must be one of {TESTS}, got {test!r}.")
+        raise InvalidArgumentError(
+            f"test must be one of {TESTS}, got {test!r}. Fix: 'ssr_chi2' (the paper's) or "
+            "'ssr_ftest'."
+        )
     if max_lag == "auto":
         return _check_series(cause, effect)
     if not isinstance(max_lag, (int, np.integer)) or isinstance(max_lag, bool) or max_lag < 1:
-        raise InvalidArgumentError(f"max_lag must be an integer >= 1 or 'auto', got {max_lag!r}.")
+        raise InvalidArgumentError(
+            f"max_lag must be an integer >= 1 or 'auto', got {max_lag!r}. Fix: 'auto' (the "
+            "largest the windows allow, at most 14) or e.g. max_lag=8."
+        )
     return _check_series(cause, effect)
 
 
@@ -463,7 +470,8 @@ def _check_series(cause, effect) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim != 2 or y.ndim != 1 or x.shape[1] != y.size:
         raise InvalidArgumentError(
             f"cause must be (n_series, K) and effect (K,) with the same K; got cause "
-            f"{np.shape(cause)} and effect {np.shape(effect)}."
+            f"{np.shape(cause)} and effect {np.shape(effect)}. Fix: pass History.le (weights x "
+            "windows) and History.target (windows,) of the same history."
         )
     if not np.all(np.isfinite(y)):
         raise NonFiniteError(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import TargetLock
-from keras_legc.core._parallel import check_threads
+from keras_legc.core._parallel import check_positive_int, check_threads
 from keras_legc.core.history import (
     HISTORY_FILE,
     JOURNAL_FORMAT,
@@ -109,12 +109,6 @@ def check_recording(
                 "keras_legc.score(run_dir), choose another run_dir, or pass overwrite=True."
             )
     return stride
-
-
-def check_positive_int(name: str, value) -> None:
-    """Raise :class:`InvalidArgumentError` unless ``value`` is an integer >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
 
 
 class Recorder:

@@ -443,6 +443,11 @@ def score(
         >>> mask90 = scores.mask(sparsity=0.9)        # a target sparsity
         >>> scores = keras_legc.score("run", client="tcp://10.0.0.5:8786")  # on a Dask cluster
     """
+    if not isinstance(fdr, (bool, np.bool_)):
+        raise InvalidArgumentError(
+            f"fdr must be True or False, got {fdr!r}. Fix: fdr=True adds Benjamini-Hochberg "
+            "q-values across weights; the paper's mode is fdr=False."
+        )
     if not isinstance(history, History):
         history = History.load(history)
     _check_history(history)

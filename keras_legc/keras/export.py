@@ -25,6 +25,7 @@ from keras_legc._io import (
     check_writable,
 )
 from keras_legc._version import __version__
+from keras_legc.core._parallel import check_positive_int
 from keras_legc.errors import (
     CollapsedModelError,
     ExportError,
@@ -185,8 +186,11 @@ def _prepare(
 
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
-            f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}."
+            f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}. Fix: 'float' "
+            "(exact), 'dynamic' (int8 weights, no data needed) or 'int8' (with "
+            "representative_data)."
         )
+    check_positive_int("n_reference", n_reference)
     paths = sidecar_paths(out)
     for path in paths.values():
         check_writable(path, overwrite)

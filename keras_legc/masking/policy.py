@@ -22,6 +22,8 @@ from keras_legc.masking.mask import Mask, kernels_of, shapes_of
 
 def check_sparsity(sparsity: float) -> float:
     try:
+        if isinstance(sparsity, (str, bytes, bool)):  # float("0.5") and float(True) would pass
+            raise TypeError
         s = float(sparsity)
     except (TypeError, ValueError):
         raise InvalidArgumentError(
