@@ -396,8 +396,9 @@ Two inputs from issue 8 are handled rather than refused:
 
 - **Exporting a model that still has pruning wrappers.** `export_tflite` strips them first. It
   re-applies the masks, so the zeros are exact, and records the result in the `.json`.
-- **Keras 3 models.** They are refused with an explanation (`tests/integration/test_bad_input.py`), but only
-  when Keras 3 is importable next to tf_keras.
+- **Keras 3 models.** Since issue 16 they are served, not refused: recorded, pruned (a mask
+  constraint), exported and loaded on the TensorFlow and JAX backends (`docs/keras3.md`,
+  `tests/integration/test_keras3_*.py`); the flavour comes from the model object or the file.
 
 ## Crash safety
 
