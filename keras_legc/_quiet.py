@@ -14,6 +14,7 @@ import contextlib
 import importlib.abc
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,9 +32,52 @@ def quiet_tensorflow_startup() -> None:
     Example:
         >>> quiet_tensorflow_startup()  # then `import tensorflow` prints no C++ lines
     """
+    global _QUIET
+    _QUIET = True
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _QuietFinder())
+
+
+# Lines native code writes straight to fd 2 after start-up: TensorFlow's C++ log lines
+# ("E0000 00:00:17... 11179 node_def_util.cc:682] ...") and LiteRT's "INFO: Created TensorFlow
+# Lite XNNPACK delegate for CPU." on every interpreter.
+_NATIVE_NOISE = re.compile(
+    rb"^([WIE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |INFO: Created TensorFlow Lite "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+_QUIET = False  # set by quiet_tensorflow_startup (the CLI without --verbose)
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """In the quiet CLI, drop native log lines written to fd 2 inside the block; keep the rest.
+
+    Everything else written to stderr in the block (Python warnings, errors) is replayed when the
+    block ends, in order. Outside the quiet CLI (library use, ``legc --verbose``) this does
+    nothing.
+
+    Example:
+        >>> with native_noise_filtered():
+        ...     interpreter = Interpreter(model_content=flatbuffer)  # no "INFO: Created ..." line
+    """
+    if not _QUIET:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [ln for ln in sink.read().splitlines(True) if not _NATIVE_NOISE.match(ln)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_bytes, atomic_write_json
+from keras_legc._quiet import native_noise_filtered
 from keras_legc.errors import ExportError, OutputExistsError
 
 
@@ -165,10 +166,11 @@ def _train_dense(run: _Run):
     dense = run.compile(run.build())
     recorder = kl.WeightHistory(window=cfg.window, run_dir=out / "history", overwrite=cfg.force)
     t0 = time.perf_counter()
-    dense.fit(
-        data.x_train, data.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-        validation_data=(data.x_val, data.y_val), callbacks=[recorder], verbose=0,
-    )  # fmt: skip
+    with native_noise_filtered():  # TF's "E0000 ... NodeDef mentions" line on the first fit
+        dense.fit(
+            data.x_train, data.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
+            validation_data=(data.x_val, data.y_val), callbacks=[recorder], verbose=0,
+        )  # fmt: skip
     history = recorder.history
     _say(f"      {history.n_snapshots} snapshots -> {history.n_windows} LE windows of "
          f"{history.n_weights} weights in {time.perf_counter() - t0:.1f} s")  # fmt: skip
@@ -222,11 +224,12 @@ def _prune_all(run: _Run, dense, history, masks: dict) -> dict:
     for name, m in masks.items():
         k.utils.set_random_seed(cfg.seed)
         pruned = run.compile(kl.prune(dense, m, rewind_to=history if cfg.rewind else None))
-        pruned.fit(
-            data.x_train, data.y_train, batch_size=cfg.batch_size,
-            epochs=cfg.epochs if cfg.rewind else cfg.finetune_epochs,
-            callbacks=kl.pruning_callbacks(), verbose=0,
-        )  # fmt: skip
+        with native_noise_filtered():  # a TF-MOT graph's "E0000 ... NodeDef mentions" line
+            pruned.fit(
+                data.x_train, data.y_train, batch_size=cfg.batch_size,
+                epochs=cfg.epochs if cfg.rewind else cfg.finetune_epochs,
+                callbacks=kl.pruning_callbacks(), verbose=0,
+            )  # fmt: skip
         models[name] = kl.strip(pruned)
         kl.save_model(models[name], out / f"{name.lower()}.keras", overwrite=cfg.force)
     return models

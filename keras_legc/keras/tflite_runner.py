@@ -11,6 +11,7 @@ import importlib
 
 import numpy as np
 
+from keras_legc._quiet import native_noise_filtered
 from keras_legc.errors import ExportError, MissingDependencyError
 
 # Interpreter modules in order of preference (the same order as edge/bench.py's "auto").
@@ -61,8 +62,9 @@ def load_interpreter(flatbuffer: bytes, threads: int = 1):
     kwargs = {"model_content": bytes(flatbuffer), "num_threads": int(threads)}
     try:
         try:
-            interp = mod.Interpreter(**kwargs)
-            interp.allocate_tensors()
+            with native_noise_filtered():  # LiteRT's "INFO: Created ... delegate" line
+                interp = mod.Interpreter(**kwargs)
+                interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             if "delegate" not in str(exc).lower() or not hasattr(mod, "OpResolverType"):
                 raise
