@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from keras_legc._io import read_npz
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError
 from keras_legc.masking import importance as imp
 from keras_legc.masking.blocks import block_grid, block_reduce, block_structure, check_block
@@ -240,6 +241,9 @@ def test_save_load_roundtrip_and_model_check(tmp_path):
     path = m.save(tmp_path / "m.npz")
     with np.load(path) as raw:
         assert raw["layer_0"].dtype == np.uint8
+    meta, _ = read_npz(path, "keras_legc.mask", 1)
+    assert meta["format"] == "keras_legc.mask" and meta["version"] == 1
+    assert meta["layers"] == ["d"] and meta["info"] == {"method": "manual"}
     back = Mask.load(path)
     assert back["d"].tolist() == m["d"].tolist() and back.info == {"method": "manual"}
     assert Mask.load(path, model={"d": (2, 2)}).layers == ["d"]
@@ -578,6 +582,9 @@ def test_ranking_keys_errors_and_block_mean_of_nan():
     with pytest.raises(InvalidArgumentError) as err:
         mask_from_importance(nan_key, {"d": np.ones((2, 2))}, 0.5)
     assert "score a definite rank (e.g. 0 to prune them first)." in str(err.value)
+    nan32 = imp.Importance({"d": [np.array([[np.nan, 1.0], [0.5, 2.0]], dtype=np.float32)]})
+    with pytest.raises(InvalidArgumentError):
+        mask_from_importance(nan32, {"d": np.ones((2, 2))}, 0.5)
     # a block whose mean key has no finite entry ranks as 0: pruned before a block of mean 0.5
     key = np.array([[np.nan, 0.5], [np.nan, 0.5]])
     m = mask_from_importance(imp.Importance({"d": [key]}), {"d": np.ones((2, 2))}, 0.5,
