@@ -188,3 +188,87 @@ def test_save_load_roundtrip(tmp_path):
     assert str(err.value).endswith(
         "Fix: pass a file written by Scores.save, or score the history again."
     )
+
+
+def test_arrays_given_as_integers_become_float64():
+    ints = [0, 1, 0, 1, 0, 1, 0, 1, 0]
+    s = _scores(pvalues=ints, qvalues=ints, f_pvalue=ints, partial_r2=ints)
+    for a in ("pvalues", "qvalues", "f_pvalue", "partial_r2"):
+        assert getattr(s, a).dtype == np.float64, a
+
+
+def _target_scores(degenerate, **kw):
+    rng = np.random.default_rng(2)
+    kernels = {"a": rng.normal(size=(2, 3)), "b": rng.normal(size=(3, 1))}
+    return _scores(degenerate=degenerate, static=np.zeros(9, bool), f_pvalue=P,
+                   partial_r2=np.linspace(0.1, 0.9, 9), kernels=kernels, **kw)  # fmt: skip
+
+
+def test_target_mode_provenance_and_nothing_kept():
+    m = _target_scores(DEG, lags=[2]).mask(sparsity=0.5)
+    assert (m.info["test"], m.info["max_lag"], m.info["lag"], m.info["fdr"]) == (
+        "ssr_ftest", 3, 2, False)  # fmt: skip
+    with pytest.warns(LegcWarning):  # every layer emptied
+        none_kept = _target_scores(DEG).mask(sparsity=0.99)
+    assert none_kept.n_kept == 0 and none_kept.info["kept_untestable"] == 0.0
+
+
+def test_untestable_warning_text_threshold_and_caller():
+    eight = dict(layers=["a"], shapes={"a": (2, 4)}, pvalues=np.full(8, 0.5), max_lag=2,
+                 test="ssr_ftest", static=np.zeros(8, bool), f_pvalue=np.full(8, 0.5),
+                 partial_r2=np.linspace(0.1, 0.8, 8), kernels={"a": np.ones((2, 4))})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exactly one half: no warning (above one half warns)
+        half = Scores(degenerate=[1, 1, 1, 1, 0, 0, 0, 0], **eight).mask(sparsity=0.0)
+    assert half.info["kept_untestable"] == 0.5
+    with pytest.warns(LegcWarning) as rec:
+        Scores(degenerate=[1, 1, 1, 1, 1, 0, 0, 0], **eight).mask(sparsity=0.0)
+    (w,) = [r for r in rec if "valid Granger test" in str(r.message)]
+    assert str(w.message) == (
+        "62% of the weights this mask keeps (5 of 8) have no valid Granger test (never moved, "
+        "collinear or exact fits): the mask rests on fallback ranks, not causal evidence. Fix: "
+        "record more windows (train longer, a smaller window, every=1), or a lower sparsity."
+    )
+    assert w.filename == __file__  # points at the caller of Scores.mask
+
+
+@pytest.mark.parametrize(
+    "kwargs, fix",
+    [
+        ({"alpha": 0.001}, "a higher alpha, or target mode: sparsity=..., per_layer=True"),
+        (
+            {"sparsity": 0.4},
+            "per_layer=True (the same sparsity in every layer), or a lower sparsity",
+        ),
+        ({"sparsity": 0.99, "per_layer": True}, "a lower sparsity"),
+    ],
+)
+def test_empty_layer_warning_names_the_fix(kwargs, fix):
+    # layer b: no degenerate weight, p >= 0.001 (paper mode prunes it all), no causal weight and
+    # the smallest kernels (target mode's global ranking prunes it first)
+    s = _target_scores(np.array([1, 0, 0, 0, 0, 0, 0, 0, 0]))
+    s.f_pvalue = np.full(9, 0.5)
+    s.kernels["b"] = s.kernels["b"] * 1e-6
+    with pytest.warns(LegcWarning) as rec:
+        s.mask(**kwargs)
+    texts = [str(r.message) for r in rec if "prunes every kernel weight" in str(r.message)]
+    assert texts and texts[0].endswith(f"Fix: {fix}.")
+
+
+def test_saved_meta_and_lags(tmp_path):
+    import keras_legc
+    from keras_legc._io import read_npz
+
+    path = _scores(lags=[2]).save(tmp_path / "s.npz")
+    meta, _ = read_npz(path, "keras_legc.scores", 1)
+    assert meta["version"] == 1 and meta["keras_legc"] == keras_legc.__version__
+    assert meta["lags"] == [2] and meta["shapes"] == {"a": [2, 3], "b": [3, 1]}
+    assert Scores.load(path).lags == (2,)
+
+
+def test_all_degenerate_message_ends_with_the_fix():
+    with pytest.raises(HistoryError) as err:
+        _scores(degenerate=np.full(9, 1)).mask()
+    assert str(err.value).endswith(
+        "a smaller window, or check that the weights actually move during training."
+    )
