@@ -17,7 +17,9 @@ Every minute the script prints the progress of the running group and an estimate
 left (from the mutants checked so far in this run); at the end, per group, the kill rate
 (killed + timed out) / (checked), counting mutants no test reaches as survivors. ``--json``
 writes the counts and every survivor (name and diff), which tools/reliability_doc.py puts in
-docs/reliability.md with the review of each survivor (``SURVIVOR_REVIEW`` below).
+docs/reliability.md with the review of each survivor (mutation_equivalent.json next to this
+file: equivalent mutants with the reason; the kill rate excluding them is killed / (checked -
+equivalent)).
 ``--recheck-survivors`` runs the survivors of the groups again, with the tests added since (mutmut
 collects the new tests first): a survivor a new test kills becomes killed.
 """
@@ -50,9 +52,33 @@ GROUPS = {
 KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout",
           152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}  # fmt: skip
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
-#: mutant name -> why it survives: "equivalent: <reason>" (no test can tell it apart) or
-#: "fixed: <test>" (a test added since kills it; the next run re-checks it).
-SURVIVOR_REVIEW: dict[str, str] = {}
+_SURVIVOR_VERDICTS = ("survived", "no tests", "suspicious")
+#: The review of the survivors (legc_research/evidence/mutation_equivalent.json): mutant name ->
+#: "equivalent: <reason>" (no test can tell it apart: the mutant behaves as the original for
+#: every input) or "not reachable: <reason>" (no numpy unit test can reach it, e.g. a Keras-model
+#: branch). A reviewed mutant that a later run kills is simply killed.
+REVIEW_FILE = Path(__file__).with_name("mutation_equivalent.json")
+
+
+def load_review(path: Path = REVIEW_FILE) -> dict[str, str]:
+    """The survivor review: ``{mutant name: "equivalent: <reason>", ...}`` ({} if no file).
+
+    Args:
+        path: the review JSON, ``{"mutants": {name: review}}``.
+
+    Returns:
+        The mapping of mutant name to its review line.
+
+    Example:
+        >>> isinstance(load_review(), dict)
+        True
+    """
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text())["mutants"])
+
+
+SURVIVOR_REVIEW: dict[str, str] = load_review()
 
 
 def prepare_workdir() -> Path:
@@ -90,20 +116,28 @@ def _verdict(code: int | None) -> str:
     return KILLED.get(code) or SURVIVED.get(code) or ("skipped" if code == 34 else "suspicious")
 
 
-def summary(results: dict[str, str], groups: list[str]) -> dict:
+def summary(
+    results: dict[str, str], groups: list[str], review: dict[str, str] | None = None
+) -> dict:
     """Per group: counts of each verdict, mutants checked, and the kill rate of the checked ones.
+
+    ``kill_rate_excluding_equivalent`` = killed / (checked - equivalent), where ``equivalent``
+    counts the survivors the review marks ``equivalent: ...`` (they cannot be killed).
 
     Args:
         results: ``verdicts()``.
         groups: names from ``GROUPS``.
+        review: the survivor review (default: ``SURVIVOR_REVIEW``).
 
     Returns:
-        ``{group: {"total", "checked", "killed", "survived", "kill_rate", "counts"}}``.
+        ``{group: {"total", "checked", "killed", "survived", "equivalent", "kill_rate",
+        "kill_rate_excluding_equivalent", "counts"}}``.
 
     Example:
         >>> summary({"keras_legc.core.a.x_f__mutmut_1": "killed"}, ["core"])["core"]["kill_rate"]
         1.0
     """
+    review = SURVIVOR_REVIEW if review is None else review
     out = {}
     for group in groups:
         prefix = GROUPS[group][:-1]
@@ -111,12 +145,18 @@ def summary(results: dict[str, str], groups: list[str]) -> dict:
         killed = sum(counts[v] for v in set(KILLED.values()))
         survived = sum(counts[v] for v in set(SURVIVED.values())) + counts["suspicious"]
         checked = killed + survived
+        equivalent = sum(1 for k, v in results.items() if k.startswith(prefix)
+                         and v in _SURVIVOR_VERDICTS
+                         and review.get(k, "").startswith("equivalent"))  # fmt: skip
+        countable = checked - equivalent
         out[group] = {
             "total": sum(counts.values()),
             "checked": checked,
             "killed": killed,
             "survived": survived,
+            "equivalent": equivalent,
             "kill_rate": killed / checked if checked else None,
+            "kill_rate_excluding_equivalent": killed / countable if countable else None,
             "counts": dict(counts),
         }
     return out
@@ -172,7 +212,7 @@ def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
     """Every survivor of ``groups``: its name, verdict, diff and review."""
     prefixes = tuple(GROUPS[g][:-1] for g in groups)
     names = [n for n, v in sorted(results.items()) if n.startswith(prefixes)
-             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+             and v in _SURVIVOR_VERDICTS]  # fmt: skip
     diffs = _diffs(names)
     return [{"name": n, "verdict": results[n], "diff": _changed_lines(diffs.get(n, "")),
              "review": SURVIVOR_REVIEW.get(n, "not reviewed yet")} for n in names]  # fmt: skip
@@ -235,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 names = None
                 if args.recheck_survivors:
                     names = [n for n, v in verdicts().items() if n.startswith(GROUPS[group][:-1])
-                             and v in ("survived", "no tests", "suspicious")]  # fmt: skip
+                             and v in _SURVIVOR_VERDICTS]  # fmt: skip
                     if args.match:
                         names = [n for n in names if any(fnmatch(n, m) for m in args.match)]
                     if not names:
@@ -248,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     table = summary(results, args.groups)
     for group, s in table.items():
         rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
+        excl = s["kill_rate_excluding_equivalent"]
+        excl = f"{100 * excl:.1f}%" if excl is not None else "-"
         print(f"{group:8s} {s['checked']:5d}/{s['total']:5d} checked  killed {s['killed']:5d}  "
-              f"survived {s['survived']:4d}  kill rate {rate}")  # fmt: skip
+              f"survived {s['survived']:4d} (equivalent {s['equivalent']})  kill rate {rate}  "
+              f"excluding equivalents {excl}")  # fmt: skip
     if args.json:
         report = {
             "command": "python tools/mutation.py " + " ".join(argv or sys.argv[1:]),

@@ -21,6 +21,11 @@ def test_verdicts_and_kill_rates_from_mutmut_state(tmp_path):
     assert (core["total"], core["checked"], core["killed"], core["survived"]) == (5, 4, 2, 2)
     assert core["kill_rate"] == 0.5
     assert mutation.summary(found, ["masking"])["masking"]["kill_rate"] is None
+    # a survivor reviewed as equivalent leaves the denominator; a killed one reviewed stays killed
+    review = {"keras_legc.core.x.x_f__mutmut_2": "equivalent: same output",
+              "keras_legc.core.x.x_f__mutmut_1": "equivalent: stale review"}  # fmt: skip
+    core = mutation.summary(found, ["core"], review)["core"]
+    assert core["equivalent"] == 1 and core["kill_rate_excluding_equivalent"] == 2 / 3
 
 
 def test_hypothesis_statistics_are_summed_per_test():
