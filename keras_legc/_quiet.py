@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def quiet_tensorflow_startup() -> None:
@@ -64,41 +64,34 @@ def native_noise_filtered() -> Iterator[None]:
     if not _QUIET:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            kept = [ln for ln in sink.read().splitlines(True) if not _NATIVE_NOISE.match(ln)]
-            if kept:
-                os.write(2, b"".join(kept))
+    with _fd2_captured(keep=lambda line: not _NATIVE_NOISE.match(line)):
+        yield
 
 
 @contextlib.contextmanager
-def _fd2_captured() -> Iterator[None]:
-    """Point fd 2 at a temp file; restore it on exit, replaying the text if an error escapes."""
+def _fd2_captured(keep: Callable[[bytes], bool] | None = None) -> Iterator[None]:
+    """Point fd 2 at a temp file; on exit restore it and replay the captured lines ``keep``
+    accepts (with no ``keep``: all of them if an error escapes, none otherwise)."""
     sys.stderr.flush()
     saved = os.dup(2)
+    failed = False
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
             yield
         except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            sink.seek(0)
-            os.write(2, sink.read())
+            failed = True
             raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            if keep is not None or failed:
+                sink.seek(0)
+                lines = sink.read().splitlines(True)
+                kept = [ln for ln in lines if keep is None or keep(ln)]
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):
