@@ -17,9 +17,9 @@ Every minute the script prints the progress of the running group and an estimate
 left (from the mutants checked so far in this run); at the end, per group, the kill rate
 (killed + timed out) / (checked), counting mutants no test reaches as survivors. ``--json``
 writes the counts and every survivor (name and diff), which tools/reliability_doc.py puts in
-docs/reliability.md with the review of each survivor (mutation_equivalent.json next to this
-file: equivalent mutants with the reason; the kill rate excluding them is killed / (checked -
-equivalent)).
+docs/reliability.md with the review of each survivor (mutation_review/*.json next to this
+file, one per group: equivalent mutants with the reason; the kill rate excluding them is killed /
+(checked - equivalent)).
 ``--recheck-survivors`` runs the survivors of the groups again, with the tests added since (mutmut
 collects the new tests first): a survivor a new test kills becomes killed.
 """
@@ -53,18 +53,18 @@ KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout"
           152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}  # fmt: skip
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
 _SURVIVOR_VERDICTS = ("survived", "no tests", "suspicious")
-#: The review of the survivors (legc_research/evidence/mutation_equivalent.json): mutant name ->
+#: The review of the survivors (legc_research/evidence/mutation_review/<group>.json): mutant name ->
 #: "equivalent: <reason>" (no test can tell it apart: the mutant behaves as the original for
 #: every input) or "not reachable: <reason>" (no numpy unit test can reach it, e.g. a Keras-model
 #: branch). A reviewed mutant that a later run kills is simply killed.
-REVIEW_FILE = Path(__file__).with_name("mutation_equivalent.json")
+REVIEW_DIR = Path(__file__).with_name("mutation_review")
 
 
-def load_review(path: Path = REVIEW_FILE) -> dict[str, str]:
+def load_review(folder: Path = REVIEW_DIR) -> dict[str, str]:
     """The survivor review: ``{mutant name: "equivalent: <reason>", ...}`` ({} if no file).
 
     Args:
-        path: the review JSON, ``{"mutants": {name: review}}``.
+        folder: holds one review JSON per group, each ``{"about": ..., "mutants": {name: review}}``.
 
     Returns:
         The mapping of mutant name to its review line.
@@ -73,9 +73,10 @@ def load_review(path: Path = REVIEW_FILE) -> dict[str, str]:
         >>> isinstance(load_review(), dict)
         True
     """
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text())["mutants"])
+    review = {}
+    for path in sorted(folder.glob("*.json")):
+        review.update(json.loads(path.read_text())["mutants"])
+    return review
 
 
 SURVIVOR_REVIEW: dict[str, str] = load_review()

@@ -312,7 +312,7 @@ def _mutation_section(report: dict | None) -> str:
         "Kill rate = killed / checked, counting mutants that no selected test reaches ('no "
         "tests') as survivors. Kill rate excluding equivalents = killed / (checked - "
         "equivalent), where an equivalent mutant is a survivor reviewed in "
-        "`legc_research/evidence/mutation_equivalent.json` as behaving like the original for "
+        "`legc_research/evidence/mutation_review/*.json` as behaving like the original for "
         "every input (the reason is listed below). The campaign is resumable: "
         "`python tools/mutation.py` continues where it stopped.",
         "",
