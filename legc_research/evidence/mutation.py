@@ -163,6 +163,23 @@ def summary(
     return out
 
 
+def mutants_to_run(
+    group: str, recheck: bool, match: list[str] | None, workdir: Path = WORKDIR
+) -> list[str] | None:
+    """The mutants of ``group`` to hand to mutmut: its survivors (``recheck``), else the ones not
+    checked yet; None (the group's pattern) before mutmut has generated any. mutmut re-runs every
+    mutant it is given by name or pattern, so a resumed run must name only the unchecked ones."""
+    prefix = GROUPS[group][:-1]
+    results = {n: v for n, v in verdicts(workdir).items() if n.startswith(prefix)}
+    if not results and not recheck:
+        return None
+    wanted = _SURVIVOR_VERDICTS if recheck else ("not checked",)
+    names = [n for n, v in sorted(results.items()) if v in wanted]
+    if match:
+        names = [n for n in names if any(fnmatch(n, m) for m in match)]
+    return names
+
+
 def run_group(group: str, deadline: float, log, names: list[str] | None = None) -> bool:
     """Run mutmut on one group (or on the mutants ``names`` of it) until it is done or
     ``deadline`` (time.monotonic) passes; print progress and an estimate of the time left every
@@ -263,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck-survivors", action="store_true",
                         help="run the groups' survivors again with the tests added since")  # fmt: skip
     parser.add_argument("--match", nargs="+", metavar="GLOB",
-                        help="with --recheck-survivors: only survivors whose name matches")  # fmt: skip
+                        help="only mutants whose name matches (with --recheck-survivors: "
+                             "only such survivors)")  # fmt: skip
     parser.add_argument("--json", help="write counts and survivors here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
     args = parser.parse_args(argv)
@@ -273,14 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         with open(WORKDIR / "mutmut.log", "a") as log:
             for group in args.groups:
-                names = None
-                if args.recheck_survivors:
-                    names = [n for n, v in verdicts().items() if n.startswith(GROUPS[group][:-1])
-                             and v in _SURVIVOR_VERDICTS]  # fmt: skip
-                    if args.match:
-                        names = [n for n in names if any(fnmatch(n, m) for m in args.match)]
-                    if not names:
-                        continue
+                names = mutants_to_run(group, args.recheck_survivors, args.match)
+                if names == []:
+                    continue
                 finished = run_group(group, deadline, log, names) and finished
                 if time.monotonic() >= deadline:
                     finished = False
