@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -196,7 +197,10 @@ def run_group(group: str, deadline: float, log, names: list[str] | None = None) 
         *(names or [GROUPS[group]]),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # mutmut in its own process group: stopping the campaign stops its fork server and mutants
+    proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while proc.poll() is None:
             try:
@@ -206,14 +210,30 @@ def run_group(group: str, deadline: float, log, names: list[str] | None = None) 
             _progress(group, before, start)
             if time.monotonic() >= deadline and proc.poll() is None:
                 print(f"{group}: time budget spent; stopping (the next run resumes)", flush=True)
-                proc.terminate()
-                proc.wait(timeout=60)
+                _stop(proc)
                 return False
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=60)
+        _stop(proc)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return proc.returncode == 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the campaign as Ctrl-C does
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop mutmut with its fork server and running mutant (its whole process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _progress(group: str, before: int, start: float) -> None:
@@ -271,7 +291,16 @@ def _diffs(names: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run (or resume) the campaign and print the kill rates; 0 when every group finished."""
+    """Run (or resume) the campaign and print the kill rates; 0 when every group finished, 3 when
+    the time budget ran out, 130 when stopped (Ctrl-C or SIGTERM); every verdict so far is kept."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("stopped; every verdict so far is kept and the next run resumes", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
     parser.add_argument("--budget-s", type=float, default=float("inf"),
