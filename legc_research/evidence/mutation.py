@@ -3,7 +3,7 @@
 
     python tools/mutation.py [--groups core masking export edge] [--budget-s 3600]
                              [--json docs/mutation.json --force] [--report-only]
-                             [--recheck-survivors]
+                             [--recheck-survivors] [--recheck-timeouts] [--max-children N]
 
 mutmut 3.8.1 (configured in setup.cfg [mutmut]) changes one operator, constant or call at a time
 in keras_legc/core, keras_legc/masking, keras_legc/keras/export.py and edge/bench.py, and runs
@@ -11,7 +11,7 @@ only the selected tests (tests/unit) that call the mutated function; a mutant th
 notice "survives". The work happens in build/mutation/ (links to the sources, mutmut's
 ``mutants/`` folder and its state): a run stopped by ``--budget-s``, Ctrl-C or a lost session
 keeps every verdict so far, and the next run continues with the mutants not yet checked. Mutants
-run one at a time (``--max-children 1``): the machine is shared.
+run one at a time unless ``--max-children`` says otherwise: the machine is shared.
 
 Every minute the script prints the progress of the running group and an estimate of the time
 left (from the mutants checked so far in this run); at the end, per group, the kill rate
@@ -20,6 +20,8 @@ writes the counts and every survivor (name and diff), which tools/reliability_do
 docs/reliability.md with the review of each survivor (mutation_review/*.json next to this
 file, one per group: equivalent mutants with the reason; the kill rate excluding them is killed /
 (checked - equivalent)).
+``--recheck-timeouts`` re-runs the timed-out ones (mutmut also limits a mutant's wall-clock time,
+which a loaded machine can exceed; a timeout counts as killed, so re-run them on a quiet machine).
 ``--recheck-survivors`` runs the survivors of the groups again, with the tests added since (mutmut
 collects the new tests first): a survivor a new test kills becomes killed.
 """
@@ -165,23 +167,26 @@ def summary(
 
 
 def mutants_to_run(
-    group: str, recheck: bool, match: list[str] | None, workdir: Path = WORKDIR
+    group: str, recheck: tuple[str, ...], match: list[str] | None, workdir: Path = WORKDIR
 ) -> list[str] | None:
-    """The mutants of ``group`` to hand to mutmut: its survivors (``recheck``), else the ones not
-    checked yet; None (the group's pattern) before mutmut has generated any. mutmut re-runs every
-    mutant it is given by name or pattern, so a resumed run must name only the unchecked ones."""
+    """The mutants of ``group`` to hand to mutmut: those whose verdict is in ``recheck`` (e.g.
+    the survivors), else the ones not checked yet; None (the group's pattern) before mutmut has
+    generated any. mutmut re-runs every mutant it is given by name or pattern, so a resumed run
+    must name only the unchecked ones."""
     prefix = GROUPS[group][:-1]
     results = {n: v for n, v in verdicts(workdir).items() if n.startswith(prefix)}
     if not results and not recheck:
         return None
-    wanted = _SURVIVOR_VERDICTS if recheck else ("not checked",)
+    wanted = recheck or ("not checked",)
     names = [n for n, v in sorted(results.items()) if v in wanted]
     if match:
         names = [n for n in names if any(fnmatch(n, m) for m in match)]
     return names
 
 
-def run_group(group: str, deadline: float, log, names: list[str] | None = None) -> bool:
+def run_group(
+    group: str, deadline: float, log, names: list[str] | None = None, max_children: int = 1
+) -> bool:
     """Run mutmut on one group (or on the mutants ``names`` of it) until it is done or
     ``deadline`` (time.monotonic) passes; print progress and an estimate of the time left every
     minute. True when the group finished."""
@@ -193,7 +198,7 @@ def run_group(group: str, deadline: float, log, names: list[str] | None = None) 
         "mutmut",
         "run",
         "--max-children",
-        "1",
+        str(max_children),
         *(names or [GROUPS[group]]),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -308,22 +313,31 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--report-only", action="store_true", help="run nothing; report")
     parser.add_argument("--recheck-survivors", action="store_true",
                         help="run the groups' survivors again with the tests added since")  # fmt: skip
+    parser.add_argument("--recheck-timeouts", action="store_true",
+                        help="run the groups' timed-out mutants again (mutmut's wall-clock limit "
+                             "can expire on a loaded machine; a timeout counts as killed)")  # fmt: skip
+    parser.add_argument("--max-children", type=int, default=1,
+                        help="mutants run at once (default 1: the machine is shared)")  # fmt: skip
     parser.add_argument("--match", nargs="+", metavar="GLOB",
                         help="only mutants whose name matches (with --recheck-survivors: "
                              "only such survivors)")  # fmt: skip
     parser.add_argument("--json", help="write counts and survivors here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
     args = parser.parse_args(argv)
+    if args.max_children < 1:
+        parser.error("--max-children must be at least 1")
     prepare_workdir()
     deadline = time.monotonic() + args.budget_s
     finished = True
     if not args.report_only:
         with open(WORKDIR / "mutmut.log", "a") as log:
             for group in args.groups:
-                names = mutants_to_run(group, args.recheck_survivors, args.match)
+                recheck = (_SURVIVOR_VERDICTS if args.recheck_survivors else ()) + (
+                    ("timeout",) if args.recheck_timeouts else ())  # fmt: skip
+                names = mutants_to_run(group, recheck, args.match)
                 if names == []:
                     continue
-                finished = run_group(group, deadline, log, names) and finished
+                finished = run_group(group, deadline, log, names, args.max_children) and finished
                 if time.monotonic() >= deadline:
                     finished = False
                     break

@@ -31,19 +31,21 @@ def test_verdicts_and_kill_rates_from_mutmut_state(tmp_path):
 def test_a_resumed_run_names_only_the_unchecked_mutants(tmp_path):
     # mutmut re-runs every mutant it is given by name or pattern, so the group's pattern would
     # redo the checked ones
-    assert mutation.mutants_to_run("core", False, None, tmp_path) is None  # nothing generated yet
+    assert mutation.mutants_to_run("core", (), None, tmp_path) is None  # nothing generated yet
     meta = tmp_path / "mutants" / "keras_legc" / "core" / "x.py.meta"
     meta.parent.mkdir(parents=True)
     codes = {"keras_legc.core.x.x_f__mutmut_1": 1, "keras_legc.core.x.x_f__mutmut_2": 0,
              "keras_legc.core.x.x_g__mutmut_1": None, "keras_legc.core.x.x_f__mutmut_3": None}  # fmt: skip
     meta.write_text(json.dumps({"exit_code_by_key": codes}))
-    assert mutation.mutants_to_run("core", False, None, tmp_path) == [
+    assert mutation.mutants_to_run("core", (), None, tmp_path) == [
         "keras_legc.core.x.x_f__mutmut_3", "keras_legc.core.x.x_g__mutmut_1"]  # fmt: skip
-    assert mutation.mutants_to_run("core", False, ["*x_g*"], tmp_path) == [
+    assert mutation.mutants_to_run("core", (), ["*x_g*"], tmp_path) == [
         "keras_legc.core.x.x_g__mutmut_1"]  # fmt: skip
-    assert mutation.mutants_to_run("core", True, None, tmp_path) == [
+    survivors = mutation._SURVIVOR_VERDICTS
+    assert mutation.mutants_to_run("core", survivors, None, tmp_path) == [
         "keras_legc.core.x.x_f__mutmut_2"]  # fmt: skip
-    assert mutation.mutants_to_run("masking", False, None, tmp_path) is None
+    assert mutation.mutants_to_run("core", ("timeout",), None, tmp_path) == []
+    assert mutation.mutants_to_run("masking", (), None, tmp_path) is None
 
 
 def test_hypothesis_statistics_are_summed_per_test():
