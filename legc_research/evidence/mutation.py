@@ -54,6 +54,11 @@ GROUPS = {
 #: mutmut's exit code of a mutant -> verdict (mutmut.stats.status_by_exit_code, condensed)
 KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout",
           152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}  # fmt: skip
+#: Each mutant's tests run on one thread of each runtime: a test that trains a Keras model would
+#: otherwise start thread pools as wide as the machine, and under load mutmut's wall-clock limit
+#: then expires and records a timeout (counted as killed) whether or not a test notices the mutant.
+SINGLE_THREADED = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}  # fmt: skip
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
 _SURVIVOR_VERDICTS = ("survived", "no tests", "suspicious")
 #: The review of the survivors (legc_research/evidence/mutation_review/<group>.json): mutant name ->
@@ -201,7 +206,7 @@ def run_group(
         str(max_children),
         *(names or [GROUPS[group]]),
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, **SINGLE_THREADED, "TF_CPP_MIN_LOG_LEVEL": "3"}
     # mutmut in its own process group: stopping the campaign stops its fork server and mutants
     proc = subprocess.Popen(cmd, cwd=WORKDIR, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)  # fmt: skip
