@@ -118,6 +118,7 @@ def test_connect_refuses_what_is_neither_a_client_nor_an_address(bad):
     message = str(info.value)
     assert type(bad).__name__ in message
     assert "Client or a scheduler address string" in message and "Fix: pass" in message
+    assert "'tcp://host:8786'" in message
 
 
 def test_connect_by_address_opens_a_client_the_caller_owns(cluster):
@@ -142,6 +143,7 @@ def test_an_address_nobody_answers_is_a_clear_error_in_time(address, kind):
     message = str(info.value)
     assert repr(address) in message and "within 0.5 s" in message and f"({kind}:" in message
     assert "Fix: check the address" in message and "dask scheduler" in message
+    assert "in-process without --scheduler" in message
 
 
 def test_worker_environ_adds_the_malloc_settings_to_dask_config(monkeypatch):
@@ -192,6 +194,7 @@ def test_slow_workers_warn_once_per_client_below_one_mib(cluster, monkeypatch, v
         if warns:  # both workers counted; the message says what to do
             assert first[0].startswith("2 Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ below")
             assert "WORKER_ENVIRON" in first[0] and "docs/scale-out.md" in first[0]
+            assert "several times slower" in first[0] and "pre-spawn-environ" in first[0]
         assert slow_warnings(fresh) == []  # checked once per client
     with distributed.Client(cluster, set_as_default=False) as other:
         assert len(slow_warnings(other)) == int(warns)  # another client checks again

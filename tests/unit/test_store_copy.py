@@ -54,6 +54,7 @@ def test_copy_store_refuses_an_existing_path_unless_overwrite(le, source, tmp_pa
     with pytest.raises(OutputExistsError) as info:
         copy_store(source, target)
     assert str(target) in str(info.value) and "overwrite=True" in str(info.value)
+    assert "Fix: choose another run_dir" in str(info.value)
     assert np.array_equal(np.asarray(StoredLE(target)), other)  # left as it was
     copy = copy_store(source, target, overwrite=True)
     assert np.array_equal(np.asarray(copy), le)
