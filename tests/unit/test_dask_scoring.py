@@ -102,6 +102,7 @@ def test_require_distributed_returns_the_module_or_names_the_extra(monkeypatch):
     message = str(info.value)
     assert "dask.distributed" in message and "keras-legc[distributed]" in message
     assert "Fix: pip install" in message and "in-process" in message
+    assert "). Fix: pip install 'keras-legc[distributed]', or score in-process" in message
     with pytest.raises(MissingDependencyError, match="keras-legc.distributed"):
         dist.worker_environ()
 
@@ -118,7 +119,7 @@ def test_connect_refuses_what_is_neither_a_client_nor_an_address(bad):
     message = str(info.value)
     assert type(bad).__name__ in message
     assert "Client or a scheduler address string" in message and "Fix: pass" in message
-    assert "'tcp://host:8786'" in message
+    assert "Fix: pass e.g. Client(LocalCluster()) or 'tcp://host:8786'." in message
 
 
 def test_connect_by_address_opens_a_client_the_caller_owns(cluster):
@@ -143,7 +144,9 @@ def test_an_address_nobody_answers_is_a_clear_error_in_time(address, kind):
     message = str(info.value)
     assert repr(address) in message and "within 0.5 s" in message and f"({kind}:" in message
     assert "Fix: check the address" in message and "dask scheduler" in message
-    assert "in-process without --scheduler" in message
+    assert "`dask worker ADDRESS` on each machine), or score in-process without --scheduler." in (
+        message
+    )
 
 
 def test_worker_environ_adds_the_malloc_settings_to_dask_config(monkeypatch):
@@ -194,7 +197,19 @@ def test_slow_workers_warn_once_per_client_below_one_mib(cluster, monkeypatch, v
         if warns:  # both workers counted; the message says what to do
             assert first[0].startswith("2 Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ below")
             assert "WORKER_ENVIRON" in first[0] and "docs/scale-out.md" in first[0]
-            assert "several times slower" in first[0] and "pre-spawn-environ" in first[0]
+            # (the sentences a user acts on: what is slow and why, and how to fix it)
+            assert (
+                "(Dask's default, 65536), which makes LEGC scoring several times slower"
+                in (first[0])
+            )
+            assert (
+                "(kernel time). Fix: start the workers with keras_legc.core.distributed."
+                in (first[0])
+            )
+            assert first[0].endswith(
+                "environment (dask config distributed.nanny.pre-spawn-environ; see "
+                "docs/scale-out.md)."
+            )
         assert slow_warnings(fresh) == []  # checked once per client
     with distributed.Client(cluster, set_as_default=False) as other:
         assert len(slow_warnings(other)) == int(warns)  # another client checks again
@@ -208,6 +223,22 @@ def reference_blocks(history, spec, step, selected=None) -> dict[int, dict]:
                            None if selected is None else selected[start : start + step])
         for start in range(0, history.n_weights, step)
     }  # fmt: skip
+
+
+def test_a_task_scores_on_one_thread(rng, monkeypatch):
+    # the cluster's threads_per_worker sets the parallelism: a task that used every core of its
+    # worker would oversubscribe the machine (the results do not depend on threads)
+    history = history_of(rng)
+    spec = spec_of(history)
+    used = []
+
+    def spy(le, spec, selected=None, threads=1, progress=None):  # score_block's signature
+        used.append(threads)
+        return score_block(le, spec, selected, threads=1)
+
+    monkeypatch.setattr(dist, "score_block", spy)
+    dist._score_task(history.le[:8], 0, 8, spec, None)
+    assert used == [1]
 
 
 def test_score_task_reads_a_stored_block_or_takes_the_rows(rng, tmp_path):
