@@ -39,6 +39,30 @@ def test_copy_store_copies_every_value_and_the_chunk_shape(le, source, tmp_path)
     assert StoredLE(target).n_windows == K
 
 
+def test_copy_store_reads_the_source_one_chunk_of_weights_at_a_time(le, source, tmp_path):
+    reads = []
+
+    class Counting(StoredLE):
+        def rows(self, start, stop):
+            block = super().rows(start, stop)
+            reads.append((start, block.shape[0]))
+            return block
+
+    source.__class__ = Counting
+    copy_store(source, tmp_path / "b.zarr")
+    # 23 weights in chunks of 7: four reads, none longer than a chunk (memory stays bounded)
+    assert reads == [(0, 7), (7, 7), (14, 7), (21, 2)]
+
+
+def test_the_view_converts_to_the_dtype_asked_for(le, source):
+    assert np.asarray(source).dtype == np.float32
+    assert source.__array__().dtype == np.float32
+    for dtype in (np.float64, np.float16):
+        got = source.__array__(dtype)
+        assert got.dtype == dtype and np.array_equal(got, le.astype(dtype))
+    assert np.asarray(source, dtype=np.float64).dtype == np.float64
+
+
 def test_copy_store_of_a_window_view_copies_those_windows(le, source, tmp_path):
     view = source[:, 3:9]  # windows 3..8: a lazy view that starts at window 3
     assert isinstance(view, StoredLE) and view.start == 3
