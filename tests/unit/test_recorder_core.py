@@ -125,8 +125,10 @@ def test_check_recording_returns_the_stride():
     "options, match",
     [({"every": 0}, "every must be a positive integer"),
      ({"threads": 0}, "threads must be a positive integer or None"),
-     ({"save_snapshots": True}, "save_snapshots=True .* needs a run_dir"),
-     ({"le_store": True}, "le_store=True .* needs a run_dir")],
+     ({"save_snapshots": True}, r"^save_snapshots=True writes the raw snapshots to disk and needs a "
+                                r"run_dir\. Fix: pass run_dir=\.\.\. together with save_snapshots=True\.$"),
+     ({"le_store": True}, r"^le_store=True writes the LE series into run_dir/le\.zarr and needs a "
+                          r"run_dir\. Fix: pass run_dir=\.\.\. together with le_store=True\.$")],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_recording(options, match):
     options = {"every": 1, **options}
@@ -140,13 +142,20 @@ def test_an_occupied_run_dir_needs_overwrite(tmp_path):
     (tmp_path / "le_journal.json").write_text("{}")
     with pytest.raises(OutputExistsError) as info:
         check_recording(10, 0.0, 1, run_dir=tmp_path)
-    assert "interrupted recording" in str(info.value) and "keras_legc.score(run_dir)" in str(
-        info.value
+    message = str(info.value)
+    assert "holds an interrupted recording (a window journal without a complete history)" in message
+    assert "Fix: score what it recorded with keras_legc.score(run_dir), choose another run_dir" in (
+        message
     )
+    assert message.endswith("or pass overwrite=True.")
     assert check_recording(10, 0.0, 1, run_dir=tmp_path, overwrite=True) == 10
     (tmp_path / "history.npz").write_bytes(b"x")
-    with pytest.raises(OutputExistsError, match="already holds a recorded history"):
+    with pytest.raises(OutputExistsError) as info:
         check_recording(10, 0.0, 1, run_dir=str(tmp_path))
+    assert "already holds a recorded history. Fix: choose another run_dir, or pass overwrite" in (
+        str(info.value)
+    )
+    assert str(info.value).endswith("overwrite=True to replace it.")
 
 
 def test_a_store_without_zarr_is_refused_at_once(tmp_path, monkeypatch):
