@@ -123,16 +123,21 @@ def test_reopening_what_is_not_a_store_is_a_clear_error(tmp_path):
     plain.write_text("not a store")
     zarr.create_array(str(tmp_path / "ints.zarr"), shape=(4, 3), dtype="int16")
     zarr.create_array(str(tmp_path / "flat.zarr"), shape=(4,), dtype="float32")
-    for path in (missing, plain):
+    for path, kind in ((missing, "FileNotFoundError"), (plain, "FileExistsError")):
         with pytest.raises(HistoryError) as info:
             LEStore.open(path)
-        assert str(path) in str(info.value) and "not a readable LE store" in str(info.value)
-        assert "Fix: pass the run_dir" in str(info.value)
+        message = str(info.value)
+        assert message.startswith(f"{path} is not a readable LE store ({kind}: ")
+        assert (
+            "). Fix: pass the run_dir the history was recorded into, with its le.zarr." in message
+        )
         assert not missing.exists()  # opening never creates a store
     for name, what in (("ints.zarr", "int16 array of 2"), ("flat.zarr", "float32 array of 1")):
         with pytest.raises(HistoryError) as info:
             LEStore.open(tmp_path / name)
-        assert what in str(info.value) and "not float32 (weights, windows)" in str(info.value)
+        assert f"{what} dimensions, not float32 (weights, windows). Fix: record again" in str(
+            info.value
+        )
 
 
 # -- chunk checks and the writer's own checks ------------------------------------------------------
