@@ -165,7 +165,9 @@ def iter_blocks_on_cluster(
         sel = None if selected is None else selected[start:stop]
         future = client.submit(_score_task, source, start, stop, spec, sel, pure=False)
         futures[future] = start
-    for future in distributed.as_completed(futures):
+    # the client's own loop: as_completed would otherwise look for a default client, and there is
+    # none when connect() opened this one (set_as_default=False), e.g. `legc score --scheduler`
+    for future in distributed.as_completed(futures, loop=client.loop):
         start = futures.pop(future)
         yield start, future.result()  # re-raises a task's error here
         future.release()

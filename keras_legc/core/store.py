@@ -46,6 +46,26 @@ def require_zarr():
     return zarr
 
 
+def _open_array(path: Path, mode: str):
+    """The float32 (weights, windows) Zarr array of the store at ``path``, opened with ``mode``
+    (``"r"`` to read, ``"r+"`` to write), or a :class:`HistoryError` naming what is wrong."""
+    zarr = require_zarr()
+    try:
+        array = zarr.open_array(str(path), mode=mode)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError) as exc:
+        # (a plain file at path: FileExistsError when opened for writing)
+        raise HistoryError(
+            f"{path} is not a readable LE store ({type(exc).__name__}: {exc}). "
+            "Fix: pass the run_dir the history was recorded into, with its le.zarr."
+        ) from exc
+    if array.ndim != 2 or array.dtype != np.float32:
+        raise HistoryError(
+            f"{path} holds a {array.dtype} array of {array.ndim} "
+            "dimensions, not float32 (weights, windows). Fix: record again."
+        )
+    return array
+
+
 def _check_chunks(chunk_rows: int, chunk_windows: int) -> None:
     for name, value in (("chunk_rows", chunk_rows), ("chunk_windows", chunk_windows)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -104,13 +124,15 @@ class LEStore:
     def open(cls, path: str | os.PathLike) -> LEStore:
         """Reopen an existing store for writing (e.g. to finish filling it after a restart).
 
+        Raises:
+            HistoryError: ``path`` holds no LE store (missing, a plain file, another array).
+
         Example:
             >>> store = LEStore.open(run_dir / "le.zarr")
         """
-        zarr = require_zarr()
         store = cls.__new__(cls)
         store.path = Path(path)
-        store._array = zarr.open_array(str(store.path), mode="r+")
+        store._array = _open_array(store.path, "r+")
         store.n_weights, store.n_windows = (int(d) for d in store._array.shape)
         return store
 
@@ -174,19 +196,7 @@ class StoredLE:
 
     def _open(self):
         if self._array is None:
-            zarr = require_zarr()
-            try:
-                self._array = zarr.open_array(str(self.path), mode="r")
-            except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-                raise HistoryError(
-                    f"{self.path} is not a readable LE store ({type(exc).__name__}: {exc}). "
-                    "Fix: pass the run_dir the history was recorded into, with its le.zarr."
-                ) from exc
-            if self._array.ndim != 2 or self._array.dtype != np.float32:
-                raise HistoryError(
-                    f"{self.path} holds a {self._array.dtype} array of {self._array.ndim} "
-                    "dimensions, not float32 (weights, windows). Fix: record again."
-                )
+            self._array = _open_array(self.path, "r")
         return self._array
 
     def __getstate__(self) -> dict:

@@ -1,0 +1,295 @@
+"""keras_legc.core.history: History's views, save/load round trips (in memory and with an LE
+store), recovery from the window journal and the journal itself (issue 19: tests that bite).
+Expected values are the numpy arrays the tests build, sliced by hand."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from keras_legc import HistoryError, LegcWarning, OutputExistsError
+from keras_legc.core.history import (
+    JOURNAL_FORMAT,
+    JOURNAL_NAME,
+    SNAPSHOTS_FORMAT,
+    History,
+    RowJournal,
+    journal_index,
+    load_snapshots,
+    read_journal,
+)
+from keras_legc.core.store import StoredLE
+
+SHAPES = {"a": (3, 4), "b": (4, 2)}  # 12 + 8 = 20 weights
+K = 9
+
+
+def make(rng, k=K, overlap=0.1, **extra):
+    le = rng.normal(size=(20, k)).astype(np.float32)
+    return History(
+        layers=["a", "b"], shapes=SHAPES, le=le, target=rng.normal(size=k), window=10,
+        overlap=overlap, every=2, n_snapshots=10 + 9 * (k - 1),
+        initial_weights=[rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(4, 2))],
+        final_kernels={name: rng.normal(size=s) for name, s in SHAPES.items()},
+        meta={"note": "hand-made", "epochs": 3}, **extra,
+    )  # fmt: skip
+
+
+def assert_same_history(got, want):
+    assert got.layers == want.layers and got.shapes == want.shapes
+    assert np.array_equal(np.asarray(got.le), np.asarray(want.le))
+    assert got.le.dtype == np.float32 and got.target.dtype == np.float64
+    assert np.array_equal(got.target, want.target)
+    assert (got.window, got.overlap, got.every, got.n_snapshots) == (
+        want.window, want.overlap, want.every, want.n_snapshots)  # fmt: skip
+    assert len(got.initial_weights) == len(want.initial_weights)
+    for a, b in zip(got.initial_weights, want.initial_weights, strict=True):
+        assert np.array_equal(a, b)
+    assert sorted(got.final_kernels) == sorted(want.final_kernels)
+    for name in want.final_kernels:
+        assert np.array_equal(got.final_kernels[name], want.final_kernels[name])
+
+
+# -- the views ---------------------------------------------------------------------------------------
+def test_an_inconsistent_history_is_refused(rng):
+    with pytest.raises(HistoryError) as info:
+        History(layers=["a", "b"], shapes=SHAPES, le=np.zeros((19, 4)), target=np.zeros(4),
+                window=10, overlap=0.1, every=1, n_snapshots=40)  # fmt: skip
+    assert "LE array (19, 4)" in str(info.value) and "20 weights" in str(info.value)
+    assert "4 windows" in str(info.value) and "Fix: record it again" in str(info.value)
+    with pytest.raises(HistoryError, match="has 3 windows"):
+        History(layers=["a", "b"], shapes=SHAPES, le=np.zeros((20, 4)), target=np.zeros(3),
+                window=10, overlap=0.1, every=1, n_snapshots=40)  # fmt: skip
+
+
+def test_sizes_offsets_and_layers(rng):
+    h = make(rng)
+    assert (h.n_weights, h.n_windows) == (20, K) and not h.stored
+    assert h.offsets() == {"a": slice(0, 12), "b": slice(12, 20)}
+    assert np.array_equal(h.le_of("a"), h.le[:12].reshape(3, 4, K))
+    assert np.array_equal(h.le_of("b"), h.le[12:].reshape(4, 2, K))
+    assert repr(h) == "History(layers=['a', 'b'], weights=20, windows=9, window=10, snapshots=82)"
+
+
+def test_a_stored_layer_reads_only_its_rows(rng, tmp_path):
+    h = make(rng)
+    h.save(tmp_path, le_store=True, store_chunks=(5, 4))
+    loaded = kl.History.load(tmp_path)
+    reads = []
+
+    class Counting(StoredLE):
+        def __getitem__(self, key):
+            reads.append(key)
+            return super().__getitem__(key)
+
+    loaded.le.__class__ = Counting
+    got = loaded.le_of("b")
+    assert np.array_equal(got, h.le[12:].reshape(4, 2, K)) and got.shape == (4, 2, K)
+    assert reads == [slice(12, 20)]  # one read, of layer b's rows only
+
+
+@pytest.mark.parametrize("k", [1, 4, K])
+def test_tail_keeps_the_last_windows_and_everything_else(rng, k):
+    h = make(rng)
+    t = h.tail(k)
+    assert np.array_equal(t.le, h.le[:, -k:]) and np.array_equal(t.target, h.target[-k:])
+    assert t.n_windows == k and t.layers == h.layers and t.shapes == h.shapes
+    assert (t.window, t.overlap, t.every, t.n_snapshots) == (10, 0.1, 2, h.n_snapshots)
+    assert t.initial_weights is h.initial_weights and t.final_kernels is h.final_kernels
+    assert t.meta == {"note": "hand-made", "epochs": 3, "tail_windows": k}
+    assert "tail_windows" not in h.meta
+
+
+@pytest.mark.parametrize("bad", [0, -1, K + 1])
+def test_tail_refuses_a_window_count_out_of_range(rng, bad):
+    with pytest.raises(HistoryError, match=rf"n_windows must be in 1\.\.{K}, got {bad}\."):
+        make(rng).tail(bad)
+
+
+# -- save and load -----------------------------------------------------------------------------------
+def test_save_and_load_round_trip_in_memory(rng, tmp_path):
+    h = make(rng)
+    assert h.save(tmp_path / "run") == tmp_path / "run"
+    loaded = kl.History.load(tmp_path / "run")
+    assert_same_history(loaded, h)
+    assert loaded.meta == {"note": "hand-made", "epochs": 3} and not loaded.stored
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["n_windows"] == K and manifest["n_initial_weights"] == 3
+    assert manifest["has_initial_weights"] is True and "le_store" not in manifest
+    with pytest.raises(OutputExistsError):
+        h.save(tmp_path / "run")
+    h.tail(3).save(tmp_path / "run", overwrite=True)
+    assert kl.History.load(tmp_path / "run").n_windows == 3
+
+
+def test_a_history_without_weights_round_trips(rng, tmp_path):
+    h = History(layers=["a", "b"], shapes=SHAPES, le=np.ones((20, 2)), target=[0.5, 0.25],
+                window=10, overlap=0.1, every=1, n_snapshots=19,
+                meta={"format": "not mine", "version": 99})  # fmt: skip
+    h.save(tmp_path)
+    loaded = kl.History.load(tmp_path)
+    assert loaded.initial_weights is None and loaded.final_kernels is None
+    assert loaded.meta == {}  # the manifest's own format and version are never overridden
+    assert np.array_equal(loaded.target, [0.5, 0.25])
+
+
+def test_saving_into_a_store_and_back(rng, tmp_path):
+    h = make(rng)
+    h.save(tmp_path / "s", le_store=True, store_chunks=(6, 4))
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["le_store"] == "le.zarr" and manifest["le_store_start"] == 0
+    stored = kl.History.load(tmp_path / "s")
+    assert stored.stored and stored.le.chunk_rows == 6
+    assert_same_history(stored, h)
+    # a stored history saved elsewhere: its store is copied; le_store=False: back into the .npz
+    stored.tail(5).save(tmp_path / "copy")
+    copy = kl.History.load(tmp_path / "copy")
+    assert copy.stored and copy.le.path == (tmp_path / "copy" / "le.zarr").resolve()
+    assert np.array_equal(np.asarray(copy.le), h.le[:, -5:])
+    stored.save(tmp_path / "flat", le_store=False)
+    flat = kl.History.load(tmp_path / "flat")
+    assert not flat.stored and not (tmp_path / "flat" / "le.zarr").exists()
+    assert_same_history(flat, h)
+    # saved again where its store already is: the store stays, the manifest is rewritten
+    stored.tail(4).save(tmp_path / "s", overwrite=True)
+    again = kl.History.load(tmp_path / "s")
+    assert again.le.start == K - 4 and np.array_equal(np.asarray(again.le), h.le[:, -4:])
+
+
+def test_a_stored_history_refuses_to_replace_another_store(rng, tmp_path):
+    h = make(rng)
+    h.save(tmp_path / "s", le_store=True)
+    stored = kl.History.load(tmp_path / "s")
+    h.save(tmp_path / "other", le_store=True)
+    (tmp_path / "other" / "history.npz").unlink()  # only the store is left there
+    with pytest.raises(OutputExistsError, match="le.zarr already exists.*overwrite=True"):
+        stored.save(tmp_path / "other")
+
+
+# -- load's errors and the journal -------------------------------------------------------------------
+def test_loading_an_empty_or_interrupted_run_dir_says_what_is_there(rng, tmp_path):
+    with pytest.raises(HistoryError, match="holds no recorded history.*Fix: pass the run_dir"):
+        kl.History.load(tmp_path)
+    (tmp_path / ".history.npz.x1y2.tmp").write_bytes(b"partial")
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(tmp_path)
+    assert "holds no complete history, only .history.npz.x1y2.tmp" in str(info.value)
+    assert "before its first save completed" in str(info.value)
+
+
+def journal_of(run, layers=("a", "b"), shapes=SHAPES, rows=(), target=None, **extra):
+    index = journal_index(JOURNAL_FORMAT, layers, shapes, window=10, overlap=0.5, every=1,
+                          **extra)  # fmt: skip
+    journal = RowJournal(run, JOURNAL_NAME, index, overwrite=True)
+    for row in rows:
+        journal.append(row)
+    journal.commit(**({} if target is None else {"target": target}))
+    journal.close()
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_a_journal_longer_than_the_save_is_used(rng, tmp_path, store):
+    h = make(rng, k=3, overlap=0.5)
+    h.save(tmp_path, le_store=store)
+    rows = rng.normal(size=(5, 20)).astype(np.float32)
+    journal_of(tmp_path, rows=rows, target=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    with pytest.warns(LegcWarning) as caught:
+        loaded = kl.History.load(tmp_path)
+    message = str(caught[0].message)
+    assert "interrupted: 5 windows completed (the last full save had 3); using all 5" in message
+    assert np.array_equal(np.asarray(loaded.le), rows.T)
+    assert np.array_equal(loaded.target, [0.1, 0.2, 0.3, 0.4, 0.5])
+    # window 10, overlap 0.5: stride 5, so 5 windows span 10 + 4 * 5 snapshots
+    assert loaded.n_snapshots == 30 and loaded.overlap == 0.5
+    assert loaded.le.flags.c_contiguous is not store  # a stored history stays a view
+
+
+def test_a_journal_no_longer_than_the_save_is_ignored(rng, tmp_path):
+    h = make(rng, k=3)
+    h.save(tmp_path)
+    journal_of(tmp_path, rows=rng.normal(size=(3, 20)), target=[0.0] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_history(kl.History.load(tmp_path), h)
+
+
+def test_a_journal_of_another_model_is_refused(rng, tmp_path):
+    make(rng, k=3).save(tmp_path)
+    journal_of(tmp_path, layers=("a", "c"), shapes={"a": (3, 4), "c": (4, 2)},
+               rows=rng.normal(size=(5, 20)), target=[0.0] * 5)  # fmt: skip
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(tmp_path)
+    assert "belongs to another model" in str(info.value) and "['a', 'c']" in str(info.value)
+
+
+def test_a_journal_without_a_target_falls_back_to_the_save(rng, tmp_path):
+    h = make(rng, k=3)
+    h.save(tmp_path)
+    journal_of(tmp_path, rows=rng.normal(size=(5, 20)))  # no target in the index
+    with pytest.warns(LegcWarning) as caught:
+        loaded = kl.History.load(tmp_path)
+    message = str(caught[0].message)
+    assert "ignoring the window journal" in message and "Using the last complete save" in message
+    assert "its index records no target series. Fix: record again." in message
+    assert_same_history(loaded, h)
+
+
+# -- RowJournal and read_journal ---------------------------------------------------------------------
+def test_row_journal_commits_only_complete_rows(rng, tmp_path):
+    rows = rng.normal(size=(4, 20)).astype(np.float32)
+    journal = RowJournal(tmp_path / "new", "snapshots", journal_index(
+        SNAPSHOTS_FORMAT, ["a", "b"], SHAPES, every=1))  # fmt: skip
+    assert json.loads((tmp_path / "new" / "snapshots.json").read_text())["n_rows"] == 0
+    for row in rows[:3]:
+        journal.append(row)
+    journal.commit(note="three")
+    journal.append(rows[3])  # appended, not committed yet
+    index, got = read_journal(tmp_path / "new", "snapshots", SNAPSHOTS_FORMAT)
+    assert index["n_rows"] == 3 and index["note"] == "three" and index["dtype"] == "float32"
+    assert index["n_weights"] == 20 and np.array_equal(got, rows[:3])
+    journal.close()  # commits the last row
+    assert np.array_equal(load_snapshots(tmp_path / "new"), rows)
+    with pytest.raises(OutputExistsError, match="snapshots.f32 already exists"):
+        RowJournal(tmp_path / "new", "snapshots", {"format": SNAPSHOTS_FORMAT})
+
+
+def test_an_empty_journal_reads_as_no_rows(tmp_path):
+    RowJournal(tmp_path, "snapshots", journal_index(SNAPSHOTS_FORMAT, ["a", "b"], SHAPES)).close()
+    index, rows = read_journal(tmp_path, "snapshots", SNAPSHOTS_FORMAT)
+    assert index["n_rows"] == 0 and rows.shape == (0, 20) and rows.dtype == np.float32
+
+
+def test_closing_with_remove_deletes_the_journal(rng, tmp_path):
+    journal = RowJournal(tmp_path, "j", journal_index(JOURNAL_FORMAT, ["a", "b"], SHAPES))
+    journal.append(rng.normal(size=20))
+    journal.close(remove=True)
+    assert not (tmp_path / "j.f32").exists() and not (tmp_path / "j.json").exists()
+    journal.close(remove=True)  # twice is harmless
+
+
+def test_a_truncated_journal_is_refused(rng, tmp_path):
+    journal = RowJournal(tmp_path, "j", journal_index(JOURNAL_FORMAT, ["a", "b"], SHAPES))
+    for _ in range(3):
+        journal.append(rng.normal(size=20))
+    journal.close()
+    data = (tmp_path / "j.f32").read_bytes()
+    (tmp_path / "j.f32").write_bytes(data[:-4])  # one value short of 3 rows
+    with pytest.raises(HistoryError, match="shorter than the 3 rows its index records"):
+        read_journal(tmp_path, "j", JOURNAL_FORMAT)
+    with pytest.raises(HistoryError, match="is not a keras_legc keras_legc.snapshots index"):
+        read_journal(tmp_path, "j", SNAPSHOTS_FORMAT)
+    with pytest.raises(FileNotFoundError):
+        read_journal(tmp_path, "none", JOURNAL_FORMAT)
+
+
+def test_journal_index_counts_the_weights():
+    index = journal_index("fmt", ("a", "b"), {"a": (3, 4), "b": (4, 2)}, window=5)
+    assert index == {"format": "fmt", "version": 1, "layers": ["a", "b"],
+                     "shapes": {"a": [3, 4], "b": [4, 2]}, "n_weights": 20, "window": 5}  # fmt: skip
+
+
+def test_no_snapshots_is_a_clear_error(tmp_path):
+    with pytest.raises(HistoryError, match="holds no raw snapshots.*save_snapshots=True"):
+        load_snapshots(tmp_path)

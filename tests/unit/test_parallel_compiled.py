@@ -1,0 +1,166 @@
+"""keras_legc.core._parallel (argument checks, blocks on threads) and keras_legc.core._compiled (the
+lazy numba kernels and their fallbacks) (issue 19: tests that bite)."""
+
+import importlib
+import os
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_legc import InvalidArgumentError
+from keras_legc.core import _compiled, _parallel
+
+
+# -- _parallel ---------------------------------------------------------------------------------------
+def test_default_threads_are_the_usable_cores():
+    assert _parallel.default_threads() == len(os.sched_getaffinity(0)) >= 1
+
+
+@pytest.mark.parametrize("good", [1, 7, np.int64(3), np.int32(1)])
+def test_positive_integers_pass(good):
+    assert _parallel.check_positive_int("window", good) is None
+
+
+@pytest.mark.parametrize("bad", [0, -2, True, False, 1.0, "3", None, np.float64(2.0)])
+@pytest.mark.parametrize("name, example", [("window", 50), ("chunk_size", 4096), ("odd", 1)])
+def test_other_values_are_refused_with_an_example(bad, name, example):
+    with pytest.raises(InvalidArgumentError) as info:
+        _parallel.check_positive_int(name, bad)
+    message = str(info.value)
+    assert f"{name} must be a positive integer, got {bad!r}." in message
+    assert f"Fix: pass a whole number >= 1 (e.g. {name}={example})." in message
+
+
+def test_threads_none_means_every_usable_core():
+    assert _parallel.check_threads(None) == _parallel.default_threads()
+
+
+@pytest.mark.parametrize("good", [1, 2, np.int64(5)])
+def test_threads_are_returned_as_int(good):
+    got = _parallel.check_threads(good)
+    assert got == int(good) and type(got) is int
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "4", np.float32(1.0)])
+def test_bad_threads_are_refused(bad):
+    with pytest.raises(InvalidArgumentError) as info:
+        _parallel.check_threads(bad)
+    message = str(info.value)
+    assert f"threads must be a positive integer or None, got {bad!r}." in message
+    assert "Fix: leave it None" in message
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("n", [0, 1, 2, 9])
+def test_run_blocks_does_every_block_once_and_reports_in_order(threads, n):
+    starts = list(range(0, 4 * n, 4))
+    seen, done = [], []
+    lock = threading.Lock()
+
+    def work(start):
+        with lock:
+            seen.append(start)
+        return start * 10
+
+    _parallel.run_blocks(work, starts, threads, on_done=done.append)
+    assert sorted(seen) == starts
+    assert done == [s * 10 for s in starts]  # on_done gets each result, in the order of starts
+    seen.clear()
+    _parallel.run_blocks(work, iter(starts), threads)  # any iterable; no on_done
+    assert sorted(seen) == starts
+
+
+@pytest.mark.parametrize("threads, n", [(1, 3), (4, 1)])
+def test_one_thread_or_one_block_runs_in_the_calling_thread(threads, n):
+    idents = []
+    _parallel.run_blocks(lambda s: idents.append(threading.get_ident()), range(n), threads)
+    assert idents == [threading.get_ident()] * n
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_blocks_run_concurrently_on_the_threads(n):
+    barrier = threading.Barrier(n, timeout=10)  # broken unless n blocks run at the same time
+    idents = set()
+
+    def work(start):
+        idents.add(threading.get_ident())
+        barrier.wait()
+
+    _parallel.run_blocks(work, range(n), threads=n)
+    assert len(idents) == n and threading.get_ident() not in idents
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_blocks_error_reaches_the_caller(threads):
+    def work(start):
+        if start == 2:
+            raise ValueError("block 2 failed")
+        return start
+
+    with pytest.raises(ValueError, match="block 2 failed"):
+        _parallel.run_blocks(work, range(5), threads)
+
+
+# -- _compiled ---------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh(monkeypatch):
+    """_compiled as in a new process: nothing loaded, nothing warned, the cache on."""
+    monkeypatch.setattr(_compiled, "_loaded", {})
+    monkeypatch.setattr(_compiled, "_warned", False)
+    monkeypatch.setattr(_compiled, "CACHE", True)
+    return _compiled
+
+
+def test_a_kernel_module_is_imported_once(fresh):
+    pytest.importorskip("numba")
+    first = fresh.compiled("_lyapunov_kernel")
+    assert first is sys.modules["keras_legc.core._lyapunov_kernel"]
+    assert fresh.compiled("_lyapunov_kernel") is first
+    assert fresh._loaded == {"_lyapunov_kernel": first}
+
+
+def test_without_numba_the_kernels_are_none_after_one_warning(fresh, monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if numba were not installed
+    for name in ("_lyapunov_kernel", "_granger_kernel"):
+        monkeypatch.delitem(sys.modules, f"keras_legc.core.{name}", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fresh.compiled("_lyapunov_kernel") is None
+        assert fresh.compiled("_granger_kernel") is None
+        assert fresh.compiled("_lyapunov_kernel") is None
+    assert [w.category for w in caught] == [RuntimeWarning]  # once per process
+    message = str(caught[0].message)
+    assert message.startswith("numba could not be imported (")
+    assert "fall back to numpy" in message and "pip install 'numba==0.68.1'" in message
+    assert fresh._loaded == {"_lyapunov_kernel": None, "_granger_kernel": None}
+    assert fresh.CACHE is True
+
+
+def test_an_unwritable_cache_compiles_in_memory(fresh, monkeypatch):
+    name = "keras_legc.core._kernel_for_test"
+    stale = object()  # what a failed import can leave behind
+    monkeypatch.setitem(sys.modules, name, stale)
+    module = object()
+    calls = []
+
+    def import_module(path):
+        calls.append((path, fresh.CACHE, path in sys.modules))
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return module
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = fresh.compiled("_kernel_for_test")
+    assert got is module and fresh._loaded["_kernel_for_test"] is module
+    # the second import runs with the cache off and without the half-imported module
+    assert calls == [(name, True, True), (name, False, False)]
+    assert [w.category for w in caught] == [RuntimeWarning]
+    message = str(caught[0].message)
+    assert "could not write the compiled kernels' cache" in message and "No space left" in message
+    assert "NUMBA_CACHE_DIR" in message and "compiled in memory" in message
+    assert fresh._warned is False  # the numba-missing warning is still to come if it happens
