@@ -114,9 +114,20 @@ def verdicts(workdir: Path = WORKDIR) -> dict[str, str]:
     """
     out = {}
     for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
-        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        for name, code in _read_meta(meta)["exit_code_by_key"].items():
             out[name] = _verdict(code)
     return out
+
+
+def _read_meta(meta: Path, attempts: int = 20) -> dict:
+    """One mutmut .meta file; mutmut rewrites them in place while it runs, so a read that meets a
+    half-written file waits and reads again."""
+    for _ in range(attempts - 1):
+        try:
+            return json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.05)
+    return json.loads(meta.read_text())
 
 
 def _verdict(code: int | None) -> str:
@@ -222,7 +233,7 @@ def run_group(
                 print(f"{group}: time budget spent; stopping (the next run resumes)", flush=True)
                 _stop(proc)
                 return False
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or an error here: mutmut must not run on alone
         _stop(proc)
         raise
     finally:
