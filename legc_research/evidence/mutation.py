@@ -303,7 +303,7 @@ def _diffs(names: list[str]) -> dict[str, str]:
     paths = {}
     for meta in (WORKDIR / "mutants").rglob("*.py.meta"):
         source = str(meta.relative_to(WORKDIR / "mutants"))[: -len(".meta")]
-        for name in json.loads(meta.read_text())["exit_code_by_key"]:
+        for name in _read_meta(meta)["exit_code_by_key"]:
             paths[name] = source
     pairs = [(n, paths[n]) for n in names if n in paths]
     child = subprocess.run([sys.executable, "-c", DIFFS], cwd=WORKDIR, input=json.dumps(pairs),
