@@ -125,6 +125,13 @@ def test_as_inputs_refuses_rows_of_another_shape(shape, input_shape, want):
     )
 
 
+def test_as_inputs_refuses_no_rows():
+    # a verification on no rows would compare nothing and say "OK"; calibration needs rows too
+    with pytest.raises(InvalidArgumentError) as err:
+        E._as_inputs(np.zeros((0, 4)), (4,), "reference inputs")
+    says(str(err.value), "reference inputs have no rows", "Fix: pass at least one row of inputs.")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_as_inputs_refuses_non_finite_rows(bad):
     x = np.zeros((3, 4))
