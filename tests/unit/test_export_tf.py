@@ -48,7 +48,7 @@ def weights(seed=0, sizes=SIZES, scale=1.0):
             (scale * rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32),
             (0.1 * rng.standard_normal(b)).astype(np.float32),
         )
-        for a, b in zip(sizes[:-1], sizes[1:])
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
     ]
 
 
@@ -68,11 +68,11 @@ def tf_keras_model(params, names=None):
     k = keras()
     names = names or [f"d{i}" for i in range(len(params))]
     layers = [k.layers.Input(shape=(params[0][0].shape[0],))]
-    for i, ((w, _), name) in enumerate(zip(params, names)):
+    for i, ((w, _), name) in enumerate(zip(params, names, strict=True)):
         act = "relu" if i < len(params) - 1 else None
         layers.append(k.layers.Dense(w.shape[1], activation=act, name=name))
     model = k.Sequential(layers)
-    for layer, (w, b) in zip(model.layers, params):
+    for layer, (w, b) in zip(model.layers, params, strict=True):
         layer.set_weights([w, b])
     return model
 
@@ -86,7 +86,7 @@ def keras3_model(params):
         act = "relu" if i < len(params) - 1 else None
         layers.append(k.layers.Dense(w.shape[1], activation=act, name=f"k{i}"))
     model = k.Sequential(layers)
-    for layer, (w, b) in zip(model.layers, params):
+    for layer, (w, b) in zip(model.layers, params, strict=True):
         layer.set_weights([w, b])
     return model
 
@@ -342,7 +342,9 @@ def test_prepare_takes_the_callers_reference_rows_and_files(tmp_path, model):
 
 
 def test_prepare_checks_the_rows_against_the_model_input(tmp_path, model):
-    with pytest.raises(InvalidArgumentError, match=rf"representative data must have shape \(n, {D}\)"):
+    with pytest.raises(
+        InvalidArgumentError, match=rf"representative data must have shape \(n, {D}\)"
+    ):
         E._prepare(model, tmp_path / "m.tflite", "int8", np.zeros((8, 5)), None, 4, False, 0)
     with pytest.raises(InvalidArgumentError, match=rf"reference inputs must have shape \(n, {D}\)"):
         E._prepare(model, tmp_path / "m.tflite", "float", None, np.zeros((8, 3)), 4, False, 0)
@@ -616,7 +618,13 @@ def test_twin_main_converts_a_keras_file(tmp_path, k3, params, monkeypatch):
     np.save(tmp_path / "cal.npy", x)
     for quantization, calibration in (("int8", "cal.npy"), ("float", "absent.npy")):
         out = tmp_path / f"{quantization}.tflite"
-        argv = [str(tmp_path / "m.keras"), str(out), quantization, "False", str(tmp_path / calibration)]
+        argv = [
+            str(tmp_path / "m.keras"),
+            str(out),
+            quantization,
+            "False",
+            str(tmp_path / calibration),
+        ]
         monkeypatch.setattr(sys, "argv", ["-c", *argv])
         E._twin_main()
         got, ops, _, _ = litert(out.read_bytes(), x[:8])
