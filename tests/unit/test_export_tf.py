@@ -109,6 +109,23 @@ def litert(flatbuffer, x):
     return np.array(rows), ops, dtypes, (np.dtype(inp["dtype"]).name, np.dtype(out["dtype"]).name)
 
 
+def n_sparse_tensors(flatbuffer):
+    """How many tensors ``flatbuffer`` stores in TFLite's sparse format."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=bytes(flatbuffer)).get_tensor_details()
+    return sum(bool(t.get("sparsity_parameters")) for t in details)
+
+
+def block_sparse_params():
+    """64 -> 32 -> 3 with 29 of the 32 hidden units' kernel columns zero: 87% of all kernel
+    weights, every zero in whole (1 output x 16 inputs) blocks."""
+    params = weights(sizes=(64, 32, 3))
+    w0 = params[0][0].copy()
+    w0[:, 3:] = 0.0
+    return [(w0, params[0][1]), params[1]]
+
+
 @pytest.fixture(scope="module")
 def params():
     return weights()
@@ -154,16 +171,17 @@ def test_each_quantization_stores_its_weight_type_behind_a_float_interface(
     assert max_error(out, want) <= E.TOLERANCE[quantization] * scale
 
 
-def test_sparse_storage_is_asked_of_the_converter(params):
-    # 90% zeros in (1 output x 16 inputs) blocks: stored sparsely, the file shrinks
-    wide = weights(sizes=(64, 32, 3))
-    w0 = wide[0][0].copy()
-    w0[:, 3:] = 0.0  # 29 of 32 output columns zero: whole 64-input blocks
-    wide[0] = (w0, wide[0][1])
+def test_sparse_export_of_a_block_sparse_model(tmp_path):
+    wide = block_sparse_params()
     model = tf_keras_model(wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)  # >= 80% in blocks: nothing to warn of
+        report = E.export_tflite(model, tmp_path / "m.tflite", sparse=True)
+    sparse = (tmp_path / "m.tflite").read_bytes()
     dense = E._convert(model, "float", False, None)
-    sparse = E._convert(model, "float", True, None)
-    assert len(sparse) < 0.5 * len(dense)
+    assert n_sparse_tensors(sparse) >= 1 and n_sparse_tensors(dense) == 0
+    assert report["tflite_bytes"] == len(sparse) < 0.5 * len(dense)
+    assert report["warnings"] == [] and report["densify"] is False
     x = rows(4, d=64)
     np.testing.assert_allclose(litert(sparse, x)[0], forward(wide, x), atol=1e-4)
 
@@ -562,10 +580,14 @@ def k3(params):
     return keras3_model(params)
 
 
-def test_keras3_exports_through_its_litert_export(tmp_path, k3, params):
+def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, monkeypatch):
     from keras_legc.keras.saving import keras3
 
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     report = E.export_tflite(k3, tmp_path / "m.tflite", quantization="dynamic")
+    assert capsys.readouterr().out == ""  # Keras' "Saved artifact at ..." stays quiet
+    assert list((tmp_path / "cwd").iterdir()) == []  # its work files go to a temp folder
     assert report["keras3"] == {
         "keras": keras3().__version__,
         "backend": "tensorflow",
@@ -579,11 +601,12 @@ def test_keras3_exports_through_its_litert_export(tmp_path, k3, params):
     assert report["verification"]["ok"] is True
 
 
-def test_keras3_before_3_13_converts_from_a_saved_model(tmp_path, k3, params, monkeypatch):
+def test_keras3_before_3_13_converts_from_a_saved_model(tmp_path, k3, params, monkeypatch, capsys):
     assert E._keras_has_litert() is True  # this Keras is >= 3.13
     monkeypatch.setattr(E, "KERAS_LITERT_MIN", (99, 0))
     assert E._keras_has_litert() is False
     report = E.export_tflite(k3, tmp_path / "m.tflite", quantization="float16")
+    assert capsys.readouterr().out == ""  # no "Saved artifact ... endpoints" listing
     assert report["keras3"]["converter"] == (
         "keras model.export(format='tf_saved_model') + tf.lite.TFLiteConverter"
     )
@@ -601,6 +624,20 @@ def test_keras3_litert_version_gate(monkeypatch):
     assert E._keras_has_litert() is True  # equal counts
     monkeypatch.setattr(E, "KERAS_LITERT_MIN", (major, minor + 1))
     assert E._keras_has_litert() is False
+    # only major.minor is read: a pre-release patch part does not matter
+    monkeypatch.setattr(keras3(), "__version__", f"{major}.{minor + 1}.0rc1")
+    assert E._keras_has_litert() is True
+
+
+def test_keras3_info_names_the_twin_path_on_other_backends(k3, monkeypatch):
+    from keras_legc.keras import saving
+
+    monkeypatch.setattr(saving, "keras3_backend", lambda: "jax")
+    info = E._keras3_info(k3)
+    assert info["backend"] == "jax" and info["keras"] == saving.keras3().__version__
+    assert info["converter"] == (
+        "TensorFlow-backend twin (subprocess) + keras model.export(format='litert')"
+    )
 
 
 def test_keras3_int8_and_sparse_settings_reach_the_converter(k3, params):
@@ -611,23 +648,80 @@ def test_keras3_int8_and_sparse_settings_reach_the_converter(k3, params):
     assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
 
 
-def test_twin_main_converts_a_keras_file(tmp_path, k3, params, monkeypatch):
-    """The subprocess side of the JAX/PyTorch path, run here in-process on the same file."""
-    k3.save(tmp_path / "m.keras")
-    x = rows(64)
+def twin_source(tmp_path):
+    """A block-sparse Keras 3 model ending in a Lambda layer (Python code: only an unsafe load
+    opens it), compiled with a custom loss (only an uncompiled load ignores it), saved."""
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    params = block_sparse_params()
+    model = keras3_model(params)
+    model = k.Sequential([k.Input((64,)), *model.layers, k.layers.Lambda(lambda t: t * 2.0)])
+
+    def my_loss(a, b):
+        return k.ops.mean((a - b) ** 2)
+
+    model.compile(optimizer="sgd", loss=my_loss)
+    model.save(tmp_path / "m.keras")
+    return params
+
+
+def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
+    """The subprocess side of the JAX/PyTorch path, run here in-process on a saved file."""
+    params = twin_source(tmp_path)
+    x = rows(64, d=64)
     np.save(tmp_path / "cal.npy", x)
-    for quantization, calibration in (("int8", "cal.npy"), ("float", "absent.npy")):
+    want = 2.0 * forward(params, x[:8])
+    scale = max(1.0, float(np.max(np.abs(want))))
+    for quantization, sparse, calibration in (
+        ("int8", "True", "cal.npy"),
+        ("float", "False", "absent.npy"),
+    ):
         out = tmp_path / f"{quantization}.tflite"
-        argv = [
-            str(tmp_path / "m.keras"),
-            str(out),
-            quantization,
-            "False",
-            str(tmp_path / calibration),
-        ]
-        monkeypatch.setattr(sys, "argv", ["-c", *argv])
+        argv = [tmp_path / "m.keras", out, quantization, sparse, tmp_path / calibration]
+        monkeypatch.setattr(sys, "argv", ["-c", *map(str, argv)])
         E._twin_main()
-        got, ops, _, _ = litert(out.read_bytes(), x[:8])
+        flatbuffer = out.read_bytes()
+        got, ops, _, _ = litert(flatbuffer, x[:8])
         assert ("QUANTIZE" in ops) == (quantization == "int8")
-        scale = max(1.0, float(np.max(np.abs(forward(params, x[:8])))))
-        assert max_error(got, forward(params, x[:8])) <= E.TOLERANCE[quantization] * scale
+        assert (n_sparse_tensors(flatbuffer) > 0) == (sparse == "True")
+        assert max_error(got, want) <= E.TOLERANCE[quantization] * scale
+
+
+# The subprocess of the JAX/PyTorch path: a fresh Python that imports TensorFlow (~5 s each), so
+# these two are in the slow set (`make test` leaves them out; the mutation run and test-all run them).
+@pytest.fixture
+def as_jax(monkeypatch):
+    """keras_legc sees a JAX-backend Keras 3 (the model stays a TF-backend one: its .keras file is
+    backend-independent, which is what the twin relies on)."""
+    from keras_legc.keras import saving
+
+    monkeypatch.setattr(saving, "keras3_backend", lambda: "jax")
+
+
+@pytest.mark.slow
+def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax):
+    params = block_sparse_params()
+    model = keras3_model(params)
+    x = rows(64, d=64)
+    flatbuffer = E._convert(model, "int8", True, x)
+    out, ops, _, interface = litert(flatbuffer, x[:8])
+    assert "QUANTIZE" in ops and interface == ("float32", "float32")  # calibrated on x
+    assert n_sparse_tensors(flatbuffer) > 0  # the sparse flag reached the twin
+    scale = max(1.0, float(np.max(np.abs(forward(params, x[:8])))))
+    assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
+
+
+@pytest.mark.slow
+def test_twin_failure_names_the_subprocess_error_and_the_fix(k3, as_jax):
+    with pytest.raises(ExportError) as err:
+        E._convert(k3, "int8", False, None)  # no calibration rows: the twin's converter fails
+    message = str(err.value)
+    assert message.startswith(
+        "converting the jax-backend model through its TensorFlow-backend twin failed: "
+        "keras_legc.errors.ExportError: TFLite conversion failed (TypeError"
+    ), message
+    assert message.endswith(
+        "Fix: install TensorFlow beside Keras 3 (the twin needs it), or export from a process "
+        "with KERAS_BACKEND=tensorflow."
+    )

@@ -7,6 +7,8 @@ keras_legc/keras/export.py. The parts that need TensorFlow are in test_export_tf
 """
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -201,6 +203,12 @@ def test_sparse_warnings_name_the_unstructured_layers():
     )
 
 
+def test_sparse_warnings_list_every_unstructured_layer():
+    kernels = {"a": kernel(16, 4, 0.75), "b": kernel(16, 4, 0.75)}
+    notes = E._sparse_warnings(True, 0.75, kernels, {"a": 0.0, "b": 0.2}, ["FULLY_CONNECTED"])
+    says(notes[0], "consecutive inputs: layers a, b), so the converter")
+
+
 def test_sparse_warnings_densify_in_the_ops_alone_is_enough():
     kernels = {"a": kernel(16, 4, 0.9)}
     notes = E._sparse_warnings(True, 0.9, kernels, {"a": 1.0}, ["DENSIFY", "FULLY_CONNECTED"])
@@ -263,6 +271,30 @@ def test_prepare_refuses_any_existing_output_before_loading(tmp_path, existing):
 def test_prepare_checks_the_output_name(tmp_path):
     with pytest.raises(InvalidArgumentError, match="must end in .tflite"):
         E._prepare(None, tmp_path / "m.lite", "float", None, None, 16, False, 0)
+
+
+def test_export_to_a_path_another_process_is_exporting_to_is_refused(tmp_path):
+    out = tmp_path / "m.tflite"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError) as err:
+            E.export_tflite(None, out)  # refused at start: no model is even looked at
+        says(str(err.value), f"{out} is in use: process {holder.pid} (", "is exporting to it now")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_LOCK = """
+import sys, time
+from keras_legc._io import TargetLock
+lock = TargetLock(sys.argv[1], "exporting to").acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
 
 
 # -- _write -----------------------------------------------------------------------------------
