@@ -13,6 +13,7 @@ in DirectSession::RunCallable); TF_NUM_INTEROP_THREADS=-1 runs session ops in th
 which forks safely. It is set under mutmut only, before TensorFlow starts its first session.
 """
 
+import json
 import os
 
 if "MUTANT_UNDER_TEST" in os.environ:  # mutmut's process (see the docstring)
@@ -398,6 +399,7 @@ def test_export_defaults_and_never_overwrites(tmp_path, model, params):
         np.testing.assert_array_equal(ref["inputs"], want)  # seed 0, n_reference 16
     assert report["quantization"] == "float" and report["sparse"] is False
     assert v["ok"] is True and v["n_inputs"] == 16 and v["held_out"] is True
+    assert json.loads((tmp_path / "m.json").read_text()) == report  # the .json is the report
     before = (tmp_path / "m.tflite").read_bytes()
     with pytest.raises(FileExistsError):
         E.export_tflite(model, tmp_path / "m.tflite")
@@ -508,6 +510,9 @@ def test_constant_outputs_without_an_empty_layer_are_refused_too(tmp_path, param
     assert str(err.value).startswith(
         "the model's outputs are identical for all 6 reference inputs: it no longer depends"
     )
+    two = E._Prepared(prepared.paths, model, None, (D,), None, rows(2), True)
+    with pytest.raises(CollapsedModelError, match="identical for all 2 reference inputs"):
+        E._check_responds(two, False)  # two distinct rows are enough to tell
 
 
 def test_check_responds_cannot_tell_from_identical_or_single_rows(tmp_path, params):
