@@ -576,6 +576,11 @@ def test_not_a_keras_model_is_refused(tmp_path):
 # -- Keras 3 (TensorFlow backend in this process) ----------------------------------------------
 
 
+# The Keras 3 conversions (~1 s each) run in the mutation run and `make test-slow`; `make test`
+# has the Keras 3 export integration tests (tests/integration/test_keras3_export.py) already.
+KERAS3_SLOW = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def k3(params):
     from keras_legc.keras.saving import keras3_backend
@@ -585,6 +590,7 @@ def k3(params):
     return keras3_model(params)
 
 
+@KERAS3_SLOW
 def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, monkeypatch):
     from keras_legc.keras.saving import keras3
 
@@ -606,6 +612,7 @@ def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, 
     assert report["verification"]["ok"] is True
 
 
+@KERAS3_SLOW
 def test_keras3_before_3_13_converts_from_a_saved_model(tmp_path, k3, params, monkeypatch, capsys):
     assert E._keras_has_litert() is True  # this Keras is >= 3.13
     monkeypatch.setattr(E, "KERAS_LITERT_MIN", (99, 0))
@@ -645,6 +652,7 @@ def test_keras3_info_names_the_twin_path_on_other_backends(k3, monkeypatch):
     )
 
 
+@KERAS3_SLOW
 def test_keras3_int8_and_sparse_settings_reach_the_converter(k3, params):
     x = rows(64)
     out, ops, dtypes, interface = litert(E._convert(k3, "int8", False, x), x[:8])
@@ -671,6 +679,7 @@ def twin_source(tmp_path):
     return params
 
 
+@KERAS3_SLOW
 def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
     """The subprocess side of the JAX/PyTorch path, run here in-process on a saved file."""
     params = twin_source(tmp_path)
