@@ -714,11 +714,13 @@ def as_jax(monkeypatch):
 
 
 @pytest.mark.slow
-def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax):
+def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_path, monkeypatch):
     params = block_sparse_params()
     model = keras3_model(params)
     x = rows(64, d=64)
+    monkeypatch.chdir(tmp_path)
     flatbuffer = E._convert(model, "int8", True, x)
+    assert list(tmp_path.iterdir()) == []  # the twin's files stay in its temp folder
     out, ops, _, interface = litert(flatbuffer, x[:8])
     assert "QUANTIZE" in ops and interface == ("float32", "float32")  # calibrated on x
     assert n_sparse_tensors(flatbuffer) > 0  # the sparse flag reached the twin
