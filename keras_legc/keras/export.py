@@ -268,8 +268,8 @@ def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization
     keras_out = np.asarray(model(reference_inputs, training=False), dtype=np.float32)
     interp, ops = load_interpreter(flatbuffer, threads=1)
     tflite_out = run_rows(interp, reference_inputs)
-    error = float(np.max(np.abs(tflite_out - keras_out))) if keras_out.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(keras_out)))) if keras_out.size else 1.0
+    error = float(np.max(np.abs(tflite_out - keras_out)))  # rows >= 1: _as_inputs refuses none
+    scale = max(1.0, float(np.max(np.abs(keras_out))))
     return _Check(keras_out, tflite_out, ops, error, scale, TOLERANCE[quantization] * scale)
 
 
@@ -306,7 +306,7 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
             "n_inputs": int(len(prepared.reference_inputs)),
             "held_out": prepared.held_out,
             "max_abs_error": check.error,
-            "mean_abs_error": float(np.mean(diff)) if check.keras_out.size else 0.0,
+            "mean_abs_error": float(np.mean(diff)),
             "reference_scale": check.scale,
             "atol": check.atol,
             "tolerance": f"{TOLERANCE[quantization]} x max(1, max |keras output|)",
@@ -422,6 +422,8 @@ def _as_inputs(x, input_shape, what) -> np.ndarray:
             f"{what} must have shape (n, {', '.join(map(str, input_shape))}) to match the model "
             f"input, got {x.shape}. Fix: pass rows of this model's inputs."
         )
+    if len(x) == 0:  # nothing to calibrate on, or a verification of nothing that says "OK"
+        raise InvalidArgumentError(f"{what} have no rows. Fix: pass at least one row of inputs.")
     if not np.all(np.isfinite(x)):
         raise InvalidArgumentError(f"{what} contain NaN or inf. Fix: pass finite inputs.")
     return x

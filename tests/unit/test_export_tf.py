@@ -1,0 +1,743 @@
+"""Export with real TensorFlow, tf_keras, Keras 3 and LiteRT, on tiny Dense models (issue 19,
+"Tests that bite"): what each quantization stores, that verification fails when the .tflite is
+wrong, that int8 calibrates on the user's representative data, the report's numbers, the
+collapsed-model refusal, the Keras 3 paths and the twin converter's subprocess side.
+
+Every expected number comes from a numpy forward pass of the known weights or from LiteRT run
+here directly, not from export's own output. Each conversion takes ~0.3 s.
+
+These run under the mutation run too (tools/mutation.py runs tests/unit), which forks one child
+per mutant from the process that ran the tests first. A TensorFlow session's inter-op threads do
+not survive a fork, so a conversion in the child would wait for them forever (measured: a deadlock
+in DirectSession::RunCallable); TF_NUM_INTEROP_THREADS=-1 runs session ops in the caller's thread,
+which forks safely. It is set under mutmut only, before TensorFlow starts its first session.
+"""
+
+import json
+import os
+
+if "MUTANT_UNDER_TEST" in os.environ:  # mutmut's process (see the docstring)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "-1")
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_legc import LegcWarning
+from keras_legc._version import __version__
+from keras_legc.errors import (
+    CollapsedModelError,
+    ExportError,
+    InvalidArgumentError,
+    ModelStructureError,
+)
+from keras_legc.keras import export as E
+
+# (input, hidden, output) sizes of the tiny model: the hidden kernel has >= 1024 weights, the least
+# the converter quantizes in "dynamic" mode
+SIZES = (32, 40, 3)
+D = SIZES[0]
+
+
+def weights(seed=0, sizes=SIZES, scale=1.0):
+    """Kernels and biases of a Dense stack, [(W, b), ...], float32."""
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            (scale * rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32),
+            (0.1 * rng.standard_normal(b)).astype(np.float32),
+        )
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def forward(params, x):
+    """The model's outputs in numpy: relu hidden layers, a linear last layer."""
+    h = np.asarray(x, dtype=np.float64)
+    for i, (w, b) in enumerate(params):
+        h = h @ w + b
+        if i < len(params) - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+def tf_keras_model(params, names=None):
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    names = names or [f"d{i}" for i in range(len(params))]
+    layers = [k.layers.Input(shape=(params[0][0].shape[0],))]
+    for i, ((w, _), name) in enumerate(zip(params, names, strict=True)):
+        act = "relu" if i < len(params) - 1 else None
+        layers.append(k.layers.Dense(w.shape[1], activation=act, name=name))
+    model = k.Sequential(layers)
+    for layer, (w, b) in zip(model.layers, params, strict=True):
+        layer.set_weights([w, b])
+    return model
+
+
+def keras3_model(params):
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    layers = [k.Input((params[0][0].shape[0],))]
+    for i, (w, _) in enumerate(params):
+        act = "relu" if i < len(params) - 1 else None
+        layers.append(k.layers.Dense(w.shape[1], activation=act, name=f"k{i}"))
+    model = k.Sequential(layers)
+    for layer, (w, b) in zip(model.layers, params, strict=True):
+        layer.set_weights([w, b])
+    return model
+
+
+def litert(flatbuffer, x):
+    """Outputs of ``flatbuffer`` on rows ``x`` (LiteRT directly, one row at a time), its ops and
+    the dtypes of its tensors."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=bytes(flatbuffer))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    rows = []
+    for row in np.asarray(x, dtype=np.float32):
+        interp.set_tensor(inp["index"], row[None])
+        interp.invoke()
+        rows.append(interp.get_tensor(out["index"])[0])
+    ops = {op["op_name"] for op in interp._get_ops_details()}
+    dtypes = {np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    return np.array(rows), ops, dtypes, (np.dtype(inp["dtype"]).name, np.dtype(out["dtype"]).name)
+
+
+def n_sparse_tensors(flatbuffer):
+    """How many tensors ``flatbuffer`` stores in TFLite's sparse format."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=bytes(flatbuffer)).get_tensor_details()
+    return sum(bool(t.get("sparsity_parameters")) for t in details)
+
+
+def block_sparse_params():
+    """64 -> 32 -> 3 with 29 of the 32 hidden units' kernel columns zero: 87% of all kernel
+    weights, every zero in whole (1 output x 16 inputs) blocks."""
+    params = weights(sizes=(64, 32, 3))
+    w0 = params[0][0].copy()
+    w0[:, 3:] = 0.0
+    return [(w0, params[0][1]), params[1]]
+
+
+@pytest.fixture(scope="module")
+def params():
+    return weights()
+
+
+@pytest.fixture(scope="module")
+def model(params):
+    return tf_keras_model(params)
+
+
+def rows(n, seed=1, loc=0.0, scale=1.0, d=SIZES[0]):
+    return (loc + scale * np.random.default_rng(seed).standard_normal((n, d))).astype(np.float32)
+
+
+def max_error(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+# -- what each quantization converts to ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quantization", "stored", "not_stored"),
+    [
+        ("float", {"float32"}, {"float16", "int8"}),
+        ("float16", {"float16"}, {"int8"}),
+        ("dynamic", {"int8"}, {"float16"}),
+        ("int8", {"int8"}, {"float16"}),
+    ],
+)
+def test_each_quantization_stores_its_weight_type_behind_a_float_interface(
+    model, params, quantization, stored, not_stored
+):
+    x = rows(64)
+    flatbuffer = E._convert(model, quantization, False, x)
+    out, ops, dtypes, interface = litert(flatbuffer, x[:8])
+    assert interface == ("float32", "float32")
+    assert stored <= dtypes and not (not_stored & dtypes), dtypes
+    # full int8 quantizes the activations too; dynamic keeps them float
+    assert ("QUANTIZE" in ops) == (quantization == "int8"), ops
+    want = forward(params, x[:8])
+    scale = max(1.0, float(np.max(np.abs(want))))
+    assert max_error(out, want) <= E.TOLERANCE[quantization] * scale
+
+
+def test_sparse_export_of_a_block_sparse_model(tmp_path):
+    wide = block_sparse_params()
+    model = tf_keras_model(wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)  # >= 80% in blocks: nothing to warn of
+        report = E.export_tflite(model, tmp_path / "m.tflite", sparse=True)
+    sparse = (tmp_path / "m.tflite").read_bytes()
+    dense = E._convert(model, "float", False, None)
+    assert n_sparse_tensors(sparse) >= 1 and n_sparse_tensors(dense) == 0
+    assert report["tflite_bytes"] == len(sparse) < 0.5 * len(dense)
+    assert report["warnings"] == [] and report["densify"] is False
+    x = rows(4, d=64)
+    np.testing.assert_allclose(litert(sparse, x)[0], forward(wide, x), atol=1e-4)
+
+
+def test_converter_settings_map_each_mode(params):
+    import tensorflow as tf
+
+    lite = tf.lite
+    assert E._converter_settings("float", False, None) == {"optimizations": [], "target_spec": {}}
+    assert E._converter_settings("float", True, None) == {
+        "optimizations": [lite.Optimize.EXPERIMENTAL_SPARSITY],
+        "target_spec": {},
+    }
+    assert E._converter_settings("dynamic", True, None) == {
+        "optimizations": [lite.Optimize.DEFAULT, lite.Optimize.EXPERIMENTAL_SPARSITY],
+        "target_spec": {},
+    }
+    assert E._converter_settings("float16", False, None) == {
+        "optimizations": [lite.Optimize.DEFAULT],
+        "target_spec": {"supported_types": [tf.float16]},
+    }
+    data = rows(600)
+    s = E._converter_settings("int8", False, data)
+    assert s["optimizations"] == [lite.Optimize.DEFAULT]
+    assert s["target_spec"] == {"supported_ops": [lite.OpsSet.TFLITE_BUILTINS_INT8]}
+    batches = list(s["representative_dataset"]())
+    # the user's own rows, in order, one at a time, at most 500 of them
+    assert len(batches) == 500
+    assert all(len(b) == 1 and b[0].shape == (1, SIZES[0]) for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), data[:500])
+    few = list(E._converter_settings("int8", False, data[:7])["representative_dataset"]())
+    assert len(few) == 7
+
+
+def test_conversion_failure_is_an_export_error_naming_the_cause(model):
+    # int8 without calibration rows: the converter's own error, wrapped with the fix
+    with pytest.raises(ExportError) as err:
+        E._convert(model, "int8", False, None)
+    message = str(err.value)
+    assert message.startswith("TFLite conversion failed (TypeError: ")
+    assert "\n" not in message  # only the first line of the converter's message
+    assert message.endswith(
+        "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
+    )
+    assert isinstance(err.value.__cause__, TypeError)
+
+
+# -- _verify: the comparison that must be able to fail --------------------------------------
+
+
+def test_verify_compares_keras_and_tflite_on_the_reference_rows(params):
+    big = [(w * 8.0, b) for w, b in params]  # outputs well above 1: the tolerance scales
+    model = tf_keras_model(big)
+    x = rows(10)
+    check = E._verify(model, E._convert(model, "float", False, None), x, "float16")
+    want = forward(big, x)
+    np.testing.assert_allclose(check.keras_out, want, rtol=1e-5, atol=1e-5)
+    assert check.keras_out.dtype == np.float32 and check.tflite_out.shape == want.shape
+    np.testing.assert_allclose(check.tflite_out, want, rtol=1e-5, atol=1e-4)
+    assert "FULLY_CONNECTED" in check.ops
+    assert check.error == max_error(check.tflite_out, check.keras_out) < 1e-3
+    scale = float(np.max(np.abs(check.keras_out)))
+    assert scale > 1.0 and check.scale == scale
+    assert check.atol == pytest.approx(1e-2 * scale)  # float16's tolerance x the scale
+
+
+def test_verify_reports_the_difference_of_a_wrong_tflite(params):
+    model = tf_keras_model(params)
+    other = weights(seed=7)
+    wrong = E._convert(tf_keras_model(other), "float", False, None)
+    x = rows(10)
+    check = E._verify(model, wrong, x, "float")
+    want = max_error(forward(other, x), forward(params, x))
+    assert check.error == pytest.approx(want, rel=1e-4) and want > 0.1
+    assert check.scale == 1.0 or check.scale == float(np.max(np.abs(check.keras_out)))
+    assert check.atol == pytest.approx(1e-4 * check.scale)
+
+
+def test_verify_scale_is_at_least_one(params):
+    small = [(w * 0.01, b * 0.01) for w, b in params]  # outputs far below 1
+    model = tf_keras_model(small)
+    check = E._verify(model, E._convert(model, "float", False, None), rows(5), "dynamic")
+    assert check.scale == 1.0 and check.atol == pytest.approx(5e-2)
+
+
+def test_export_says_when_the_tflite_model_differs(tmp_path, params):
+    """int8 calibrated on tiny rows, verified on large ones: the activations saturate. The
+    report says so, a warning says so, and the files are still written for inspection."""
+    model = tf_keras_model(params)
+    calibration = rows(100, seed=2, scale=0.01)
+    reference = rows(8, seed=3, scale=10.0)
+    with pytest.warns(LegcWarning) as caught:
+        report = E.export_tflite(
+            model,
+            tmp_path / "m.tflite",
+            quantization="int8",
+            representative_data=calibration,
+            reference_inputs=reference,
+        )
+    v = report["verification"]
+    tflite_out = litert((tmp_path / "m.tflite").read_bytes(), reference)[0]
+    error = max_error(tflite_out, forward(params, reference))
+    scale = max(1.0, float(np.max(np.abs(forward(params, reference)))))
+    assert error > 0.1 * scale  # the case is real: LiteRT disagrees beyond int8's tolerance
+    assert v["ok"] is False and v["max_abs_error"] == pytest.approx(error, rel=1e-3)
+    assert v["atol"] == pytest.approx(0.1 * scale, rel=1e-5)
+    messages = [str(w.message) for w in caught]
+    assert any(
+        m.startswith("the int8 TFLite model differs from the Keras model by up to ")
+        and f"(tolerance {v['atol']}) on the reference inputs; see {tmp_path / 'm.json'}." in m
+        for m in messages
+    ), messages
+    assert (tmp_path / "m.json").exists() and (tmp_path / "m.reference.npz").exists()
+
+
+# -- int8 calibration uses the user's rows -------------------------------------------------
+
+
+def test_int8_calibrates_on_the_representative_data_and_holds_out_the_reference(tmp_path, params):
+    """Inputs far from standard normal (mean 6, sd 3): calibrated on them, int8 is within its
+    tolerance; calibrated on standard-normal rows instead (the anchor a careless converter would
+    use), the same model fails it on the same rows."""
+    model = tf_keras_model(params)
+    data = rows(200, seed=4, loc=6.0, scale=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)  # a passing export warns of nothing
+        report = E.export_tflite(
+            model, tmp_path / "m.tflite", quantization="int8", representative_data=data
+        )
+    v = report["verification"]
+    held = data[-16:]  # the last n_reference rows, out of the calibration (200 > 2 x 16)
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        np.testing.assert_array_equal(ref["inputs"], held)
+    want = forward(params, held)
+    scale = max(1.0, float(np.max(np.abs(want))))
+    mine = max_error(litert((tmp_path / "m.tflite").read_bytes(), held)[0], want)
+    assert v["ok"] is True and v["held_out"] is True and v["n_inputs"] == 16
+    assert mine <= 0.1 * scale and v["max_abs_error"] == pytest.approx(mine, rel=1e-3, abs=1e-6)
+    anchor = E._convert(model, "int8", False, rows(200, seed=4))
+    assert max_error(litert(anchor, held)[0], want) > 0.1 * scale
+
+
+def test_few_representative_rows_calibrate_and_verify_with_all_of_them(tmp_path, model):
+    data = rows(20, seed=5)  # <= 2 x n_reference: nothing held out
+    prepared = E._prepare(model, tmp_path / "m.tflite", "int8", data, None, 16, False, 0)
+    np.testing.assert_array_equal(prepared.calibration, data)
+    np.testing.assert_array_equal(prepared.reference_inputs, data[-16:])
+    assert prepared.held_out is False
+    data = rows(33, seed=5)  # > 2 x 16: the last 16 are held out
+    prepared = E._prepare(model, tmp_path / "m.tflite", "dynamic", data, None, 16, False, 0)
+    np.testing.assert_array_equal(prepared.calibration, data[:-16])
+    np.testing.assert_array_equal(prepared.reference_inputs, data[-16:])
+    assert prepared.held_out is True
+
+
+def test_prepare_without_data_draws_seeded_normal_reference_rows(tmp_path, model):
+    prepared = E._prepare(model, tmp_path / "m.tflite", "float", None, None, 5, False, 11)
+    want = np.random.default_rng(11).standard_normal((5, SIZES[0])).astype(np.float32)
+    np.testing.assert_array_equal(prepared.reference_inputs, want)
+    assert prepared.calibration is None and prepared.held_out is True
+    assert prepared.input_shape == (SIZES[0],) and prepared.source is None
+    assert prepared.paths == E.sidecar_paths(tmp_path / "m.tflite")
+
+
+def test_prepare_takes_the_callers_reference_rows_and_files(tmp_path, model):
+    data, reference = rows(50, seed=6), rows(9, seed=8)
+    np.save(tmp_path / "data.npy", data)
+    np.savez(tmp_path / "ref.npz", x=reference)
+    prepared = E._prepare(
+        model, tmp_path / "m.tflite", "int8", tmp_path / "data.npy", str(tmp_path / "ref.npz"),
+        4, False, 0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(prepared.calibration, data)  # all of it: the caller chose
+    np.testing.assert_array_equal(prepared.reference_inputs, reference[:4])
+    assert prepared.held_out is None  # unknown whether the caller's rows calibrated too
+
+
+def test_prepare_checks_the_rows_against_the_model_input(tmp_path, model):
+    with pytest.raises(
+        InvalidArgumentError, match=rf"representative data must have shape \(n, {D}\)"
+    ):
+        E._prepare(model, tmp_path / "m.tflite", "int8", np.zeros((8, 5)), None, 4, False, 0)
+    with pytest.raises(InvalidArgumentError, match=rf"reference inputs must have shape \(n, {D}\)"):
+        E._prepare(model, tmp_path / "m.tflite", "float", None, np.zeros((8, 3)), 4, False, 0)
+    with pytest.raises(InvalidArgumentError) as err:
+        E._prepare(model, tmp_path / "m.tflite", "int8", None, None, 4, False, 0)
+    message = str(err.value)
+    assert message.startswith("full int8 quantization needs representative data")
+    assert "Fix: pass representative_data (CLI: --representative inputs.npy) with a few" in message
+    with pytest.raises(InvalidArgumentError, match="representative data file"):
+        E._prepare(model, tmp_path / "m.tflite", "int8", tmp_path / "no.npy", None, 4, False, 0)
+    with pytest.raises(InvalidArgumentError, match="reference inputs file"):
+        E._prepare(model, tmp_path / "m.tflite", "float", None, tmp_path / "no.npy", 4, False, 0)
+
+
+def test_export_from_a_saved_model_file_names_its_source(tmp_path, model, params):
+    path = tmp_path / "net.keras"
+    model.save(path)
+    report = E.export_tflite(path, tmp_path / "m.tflite", n_reference=3, seed=2)
+    assert report["source"] == str(path)
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        inputs = np.random.default_rng(2).standard_normal((3, SIZES[0])).astype(np.float32)
+        np.testing.assert_array_equal(ref["inputs"], inputs)
+        np.testing.assert_allclose(ref["keras_outputs"], forward(params, inputs), atol=1e-5)
+        np.testing.assert_allclose(ref["tflite_outputs"], forward(params, inputs), atol=1e-4)
+        assert float(ref["atol"]) == report["verification"]["atol"]
+
+
+def test_export_defaults_and_never_overwrites(tmp_path, model, params):
+    report = E.export_tflite(model, tmp_path / "m.tflite")
+    v = report["verification"]
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        want = np.random.default_rng(0).standard_normal((16, SIZES[0])).astype(np.float32)
+        np.testing.assert_array_equal(ref["inputs"], want)  # seed 0, n_reference 16
+    assert report["quantization"] == "float" and report["sparse"] is False
+    assert v["ok"] is True and v["n_inputs"] == 16 and v["held_out"] is True
+    assert json.loads((tmp_path / "m.json").read_text()) == report  # the .json is the report
+    before = (tmp_path / "m.tflite").read_bytes()
+    with pytest.raises(FileExistsError):
+        E.export_tflite(model, tmp_path / "m.tflite")
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    again = E.export_tflite(model, tmp_path / "m.tflite", overwrite=True, quantization="dynamic")
+    assert again["quantization"] == "dynamic"
+
+
+def test_export_warns_of_what_sparse_storage_will_not_buy(tmp_path, model):
+    with pytest.warns(LegcWarning) as caught:
+        report = E.export_tflite(model, tmp_path / "m.tflite", sparse=True)
+    assert report["sparse"] is True and len(report["warnings"]) == 1
+    assert [str(w.message) for w in caught] == report["warnings"]
+    assert report["warnings"][0].startswith("sparse storage was asked for but the kernels")
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def report_model():
+    """32 inputs -> 2 ('blocky': 16 zeros in one (1 output x 16 inputs) block) -> 3 ('scattered':
+    one zero, in no all-zero block)."""
+    params = weights(sizes=(32, 2, 3))
+    w0, w1 = params[0][0].copy(), params[1][0].copy()
+    w0[np.abs(w0) < 1e-9] = 0.1
+    w1[np.abs(w1) < 1e-9] = 0.1
+    w0[16:, 0] = 0.0
+    w1[0, 1] = 0.0
+    params = [(w0, params[0][1]), (w1, params[1][1])]
+    return tf_keras_model(params, names=["blocky", "scattered"])
+
+
+@pytest.mark.parametrize(("sparse", "error", "ok"), [(0, 0.02, True), (1, 0.0201, False)])
+def test_report_counts_the_kernels_and_states_the_verification(tmp_path, sparse, error, ok):
+    import tensorflow as tf
+
+    model = report_model()
+    prepared = E._Prepared(
+        E.sidecar_paths(tmp_path / "r.tflite"), model, "net.keras", (32,), None,
+        np.zeros((2, 32), np.float32), False,
+    )  # fmt: skip
+    keras_out = np.array([[1.0, -2.0], [0.5, 0.0]], np.float32)
+    tflite_out = keras_out + np.array([[0.01, 0.0], [-0.02, 0.03]], np.float32)
+    check = E._Check(keras_out, tflite_out, ["FULLY_CONNECTED", "DENSIFY"], error, 2.0, 0.02)
+    report = E._report(prepared, b"x" * 123, check, "float16", sparse)
+    # 64 + 6 kernel weights, 16 + 1 of them zero
+    assert report["kernel_weights"] == 70 and report["nonzero_kernel_weights"] == 53
+    assert report["sparsity"] == pytest.approx(17 / 70)
+    assert report["layer_sparsity"] == pytest.approx({"blocky": 16 / 64, "scattered": 1 / 6})
+    assert report["layer_units"] == {"blocky": 2, "scattered": 3}
+    assert report["block_structured_zeros"] == {"block": [1, 16], "blocky": 1.0, "scattered": 0.0}
+    assert report["densify"] is True and report["ops"] == ["FULLY_CONNECTED", "DENSIFY"]
+    assert report["tflite_bytes"] == 123 and report["tflite"] == "r.tflite"
+    assert report["source"] == "net.keras" and report["input_shape"] == [32]
+    assert report["quantization"] == "float16" and report["sparse"] is bool(sparse)
+    assert report["keras_legc"] == __version__ and report["tensorflow"] == tf.__version__
+    assert "keras3" not in report
+    # sparse asked at 24% zeros: the one note says it will not pay
+    assert len(report["warnings"]) == sparse
+    assert all("only 24.3% zeros" in n for n in report["warnings"])
+    assert report["verification"] == {
+        "n_inputs": 2,
+        "held_out": False,
+        "max_abs_error": error,
+        "mean_abs_error": pytest.approx((0.01 + 0.0 + 0.02 + 0.03) / 4, rel=1e-6),
+        "reference_scale": 2.0,
+        "atol": 0.02,
+        "tolerance": "0.01 x max(1, max |keras output|)",
+        "ok": ok,  # error <= atol, the boundary included
+    }
+
+
+# -- the collapsed-model refusal ---------------------------------------------------------------
+
+
+def collapsed(params, layer):
+    """The model with every kernel weight of layer ``layer`` zero: its outputs are constant."""
+    params = [(w * 0.0, b) if i == layer else (w, b) for i, (w, b) in enumerate(params)]
+    return tf_keras_model(params, names=["hidden", "out"])
+
+
+@pytest.mark.parametrize(("layer", "name"), [(0, "hidden"), (1, "out")])
+def test_export_refuses_a_collapsed_model_before_writing(tmp_path, params, layer, name):
+    with pytest.raises(CollapsedModelError) as err:
+        E.export_tflite(collapsed(params, layer), tmp_path / "m.tflite")
+    message = str(err.value)
+    assert message.startswith(
+        f"the model's outputs are identical for all 16 reference inputs (every kernel weight of "
+        f"['{name}'] is 0): it no longer depends on its input"
+    )
+    assert "pass allow_constant_output=True (CLI: --allow-constant-output)" in message
+    assert "Fix: prune less, or with a ranking that does not empty layers" in message
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+    report = E.export_tflite(
+        collapsed(params, layer), tmp_path / "m.tflite", allow_constant_output=True
+    )
+    assert report["verification"]["ok"] is True
+
+
+def test_constant_outputs_without_an_empty_layer_are_refused_too(tmp_path, params):
+    (w0, b0), second = params
+    dead = [(w0, b0 - 100.0), second]  # every hidden relu is 0 for these inputs
+    model = tf_keras_model(dead)
+    prepared = E._Prepared(E.sidecar_paths(tmp_path / "m.tflite"), model, None, (D,), None,
+                           rows(6), True)  # fmt: skip
+    with pytest.raises(CollapsedModelError) as err:
+        E._check_responds(prepared, False)
+    assert str(err.value).startswith(
+        "the model's outputs are identical for all 6 reference inputs: it no longer depends"
+    )
+    two = E._Prepared(prepared.paths, model, None, (D,), None, rows(2), True)
+    with pytest.raises(CollapsedModelError, match="identical for all 2 reference inputs"):
+        E._check_responds(two, False)  # two distinct rows are enough to tell
+
+
+def test_check_responds_cannot_tell_from_identical_or_single_rows(tmp_path, params):
+    model = collapsed(params, 1)
+    paths = E.sidecar_paths(tmp_path / "m.tflite")
+    same = np.tile(rows(1), (5, 1))
+    for reference in (same, rows(1)):
+        E._check_responds(E._Prepared(paths, model, None, (D,), None, reference, True), False)
+    E._check_responds(E._Prepared(paths, model, None, (D,), None, rows(5), True), True)
+    responsive = tf_keras_model(params)
+    E._check_responds(E._Prepared(paths, responsive, None, (D,), None, rows(5), True), False)
+
+
+# -- model structure ---------------------------------------------------------------------------
+
+
+def test_input_shape_of_a_model(params):
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    assert E._input_shape(tf_keras_model(params)) == (D,)
+    inp = k.Input((2, 3))
+    cube = k.Model(inp, k.layers.Dense(2)(inp))
+    shape = E._input_shape(cube)
+    assert shape == (2, 3) and all(type(d) is int for d in shape)
+    a, b = k.Input((3,)), k.Input((3,))
+    two = k.Model([a, b], k.layers.Dense(2)(k.layers.Concatenate()([a, b])))
+    with pytest.raises(ModelStructureError) as err:
+        E._input_shape(two)
+    assert str(err.value) == (
+        "the model has 2 inputs; export supports single-input models. Fix: export a model with "
+        "one input tensor."
+    )
+    seq = k.Input((None, 3))
+    free = k.Model(seq, k.layers.Dense(2)(seq))
+    with pytest.raises(ModelStructureError) as err:
+        E._input_shape(free)
+    assert str(err.value).endswith(
+        "has unknown dimensions besides the batch. Fix: give the Input layer a fixed shape."
+    )
+
+
+def test_a_tf_mot_pruned_model_is_stripped_before_conversion(tmp_path, params):
+    import keras_legc as kl
+
+    model = tf_keras_model(params)
+    mask = kl.magnitude_mask(model, 0.5)
+    pruned = kl.prune(model, mask)
+    plain = E._plain(pruned)
+    assert [type(layer).__name__ for layer in plain.layers] == ["Dense", "Dense"]
+    report = E.export_tflite(pruned, tmp_path / "m.tflite")
+    assert report["nonzero_kernel_weights"] == mask.n_kept  # the masked weights are exact zeros
+    assert report["kernel_weights"] == D * 40 + 40 * 3 and report["verification"]["ok"] is True
+
+
+def test_not_a_keras_model_is_refused(tmp_path):
+    with pytest.raises(ModelStructureError, match="expected a Keras model"):
+        E._prepare(object(), tmp_path / "m.tflite", "float", None, None, 4, False, 0)
+
+
+# -- Keras 3 (TensorFlow backend in this process) ----------------------------------------------
+
+
+# The Keras 3 conversions (~1 s each) run in the mutation run and `make test-slow`; `make test`
+# has the Keras 3 export integration tests (tests/integration/test_keras3_export.py) already.
+KERAS3_SLOW = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def k3(params):
+    from keras_legc.keras.saving import keras3_backend
+
+    if keras3_backend() != "tensorflow":
+        pytest.skip("Keras 3 runs on another backend in this process")
+    return keras3_model(params)
+
+
+@KERAS3_SLOW
+def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, monkeypatch):
+    from keras_legc.keras.saving import keras3
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    report = E.export_tflite(k3, tmp_path / "m.tflite", quantization="dynamic")
+    assert capsys.readouterr().out == ""  # Keras' "Saved artifact at ..." stays quiet
+    assert list((tmp_path / "cwd").iterdir()) == []  # its work files go to a temp folder
+    assert report["keras3"] == {
+        "keras": keras3().__version__,
+        "backend": "tensorflow",
+        "converter": "keras model.export(format='litert')",
+    }
+    x = rows(8)
+    out, ops, dtypes, _ = litert((tmp_path / "m.tflite").read_bytes(), x)
+    assert "int8" in dtypes and not any(op.startswith("Flex") for op in ops)  # builtins only
+    scale = max(1.0, float(np.max(np.abs(forward(params, x)))))
+    assert max_error(out, forward(params, x)) <= 5e-2 * scale
+    assert report["verification"]["ok"] is True
+
+
+@KERAS3_SLOW
+def test_keras3_before_3_13_converts_from_a_saved_model(tmp_path, k3, params, monkeypatch, capsys):
+    assert E._keras_has_litert() is True  # this Keras is >= 3.13
+    monkeypatch.setattr(E, "KERAS_LITERT_MIN", (99, 0))
+    assert E._keras_has_litert() is False
+    report = E.export_tflite(k3, tmp_path / "m.tflite", quantization="float16")
+    assert capsys.readouterr().out == ""  # no "Saved artifact ... endpoints" listing
+    assert report["keras3"]["converter"] == (
+        "keras model.export(format='tf_saved_model') + tf.lite.TFLiteConverter"
+    )
+    x = rows(8)
+    out, ops, dtypes, _ = litert((tmp_path / "m.tflite").read_bytes(), x)
+    assert "float16" in dtypes and not any(op.startswith("Flex") for op in ops)
+    np.testing.assert_allclose(out, forward(params, x), atol=1e-2)
+
+
+def test_keras3_litert_version_gate(monkeypatch):
+    from keras_legc.keras.saving import keras3
+
+    major, minor = (int(p) for p in keras3().__version__.split(".")[:2])
+    monkeypatch.setattr(E, "KERAS_LITERT_MIN", (major, minor))
+    assert E._keras_has_litert() is True  # equal counts
+    monkeypatch.setattr(E, "KERAS_LITERT_MIN", (major, minor + 1))
+    assert E._keras_has_litert() is False
+    # only major.minor is read: a pre-release patch part does not matter
+    monkeypatch.setattr(keras3(), "__version__", f"{major}.{minor + 1}.0rc1")
+    assert E._keras_has_litert() is True
+
+
+def test_keras3_info_names_the_twin_path_on_other_backends(k3, monkeypatch):
+    from keras_legc.keras import saving
+
+    monkeypatch.setattr(saving, "keras3_backend", lambda: "jax")
+    info = E._keras3_info(k3)
+    assert info["backend"] == "jax" and info["keras"] == saving.keras3().__version__
+    assert info["converter"] == (
+        "TensorFlow-backend twin (subprocess) + keras model.export(format='litert')"
+    )
+
+
+@KERAS3_SLOW
+def test_keras3_int8_and_sparse_settings_reach_the_converter(k3, params):
+    x = rows(64)
+    out, ops, dtypes, interface = litert(E._convert(k3, "int8", False, x), x[:8])
+    assert "QUANTIZE" in ops and interface == ("float32", "float32")
+    scale = max(1.0, float(np.max(np.abs(forward(params, x[:8])))))
+    assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
+
+
+def twin_source(tmp_path):
+    """A block-sparse Keras 3 model ending in a Lambda layer (Python code: only an unsafe load
+    opens it), compiled with a custom loss (only an uncompiled load ignores it), saved."""
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    params = block_sparse_params()
+    model = keras3_model(params)
+    model = k.Sequential([k.Input((64,)), *model.layers, k.layers.Lambda(lambda t: t * 2.0)])
+
+    def my_loss(a, b):
+        return k.ops.mean((a - b) ** 2)
+
+    model.compile(optimizer="sgd", loss=my_loss)
+    model.save(tmp_path / "m.keras")
+    return params
+
+
+@KERAS3_SLOW
+def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
+    """The subprocess side of the JAX/PyTorch path, run here in-process on a saved file."""
+    params = twin_source(tmp_path)
+    x = rows(64, d=64)
+    np.save(tmp_path / "cal.npy", x)
+    want = 2.0 * forward(params, x[:8])
+    scale = max(1.0, float(np.max(np.abs(want))))
+    for quantization, sparse, calibration in (
+        ("int8", "True", "cal.npy"),
+        ("float", "False", "absent.npy"),
+    ):
+        out = tmp_path / f"{quantization}.tflite"
+        argv = [tmp_path / "m.keras", out, quantization, sparse, tmp_path / calibration]
+        monkeypatch.setattr(sys, "argv", ["-c", *map(str, argv)])
+        E._twin_main()
+        flatbuffer = out.read_bytes()
+        got, ops, _, _ = litert(flatbuffer, x[:8])
+        assert ("QUANTIZE" in ops) == (quantization == "int8")
+        assert (n_sparse_tensors(flatbuffer) > 0) == (sparse == "True")
+        assert max_error(got, want) <= E.TOLERANCE[quantization] * scale
+
+
+# The subprocess of the JAX/PyTorch path: a fresh Python that imports TensorFlow (~5 s each), so
+# these two are in the slow set (`make test` leaves them out; the mutation run and test-all run them).
+@pytest.fixture
+def as_jax(monkeypatch):
+    """keras_legc sees a JAX-backend Keras 3 (the model stays a TF-backend one: its .keras file is
+    backend-independent, which is what the twin relies on)."""
+    from keras_legc.keras import saving
+
+    monkeypatch.setattr(saving, "keras3_backend", lambda: "jax")
+
+
+@pytest.mark.slow
+def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_path, monkeypatch):
+    params = block_sparse_params()
+    model = keras3_model(params)
+    x = rows(64, d=64)
+    monkeypatch.chdir(tmp_path)
+    flatbuffer = E._convert(model, "int8", True, x)
+    assert list(tmp_path.iterdir()) == []  # the twin's files stay in its temp folder
+    out, ops, _, interface = litert(flatbuffer, x[:8])
+    assert "QUANTIZE" in ops and interface == ("float32", "float32")  # calibrated on x
+    assert n_sparse_tensors(flatbuffer) > 0  # the sparse flag reached the twin
+    scale = max(1.0, float(np.max(np.abs(forward(params, x[:8])))))
+    assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
+
+
+@pytest.mark.slow
+def test_twin_failure_names_the_subprocess_error_and_the_fix(k3, as_jax):
+    with pytest.raises(ExportError) as err:
+        E._convert(k3, "int8", False, None)  # no calibration rows: the twin's converter fails
+    message = str(err.value)
+    assert message.startswith(
+        "converting the jax-backend model through its TensorFlow-backend twin failed: "
+        "keras_legc.errors.ExportError: TFLite conversion failed (TypeError"
+    ), message
+    assert message.endswith(
+        "Fix: install TensorFlow beside Keras 3 (the twin needs it), or export from a process "
+        "with KERAS_BACKEND=tensorflow."
+    )
