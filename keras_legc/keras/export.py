@@ -520,6 +520,10 @@ def _convert_saved_model(model, settings) -> bytes:
         return _run_converter(converter, settings)
 
 
+#: set in the twin's environment: a twin that would start another twin refuses instead
+TWIN_ENV = "LEGC_EXPORT_TWIN"
+
+
 def _convert_twin(model, quantization, sparse, representative_data) -> bytes:
     """A non-TensorFlow-backend Keras 3 model (JAX, PyTorch): its ``.keras`` file (config and
     weights, backend-independent) is loaded by a subprocess with ``KERAS_BACKEND=tensorflow``, which
@@ -530,13 +534,20 @@ def _convert_twin(model, quantization, sparse, representative_data) -> bytes:
 
     from keras_legc.keras.saving import keras3_backend
 
+    if os.environ.get(TWIN_ENV) == "1":  # the twin itself: another twin would spawn without end
+        raise ExportError(
+            f"the TensorFlow-backend twin found Keras on the {keras3_backend()} backend, although "
+            "it was started with KERAS_BACKEND=tensorflow. Fix: check that nothing in the "
+            "environment (a sitecustomize, a keras.json read before the variable) forces a "
+            "backend, or export from a process with KERAS_BACKEND=tensorflow."
+        )
     with tempfile.TemporaryDirectory(prefix="legc-twin-") as tmp:
         src, out = os.path.join(tmp, "model.keras"), os.path.join(tmp, "model.tflite")
         model.save(src)
         calibration = os.path.join(tmp, "calibration.npy")
         if representative_data is not None:
             np.save(calibration, np.asarray(representative_data, dtype=np.float32))
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", TWIN_ENV: "1"}
         code = "from keras_legc.keras.export import _twin_main; _twin_main()"
         args = [src, out, quantization, str(bool(sparse)), calibration]
         done = subprocess.run(

@@ -713,6 +713,14 @@ def as_jax(monkeypatch):
     monkeypatch.setattr(saving, "keras3_backend", lambda: "jax")
 
 
+def test_the_twin_refuses_to_start_another_twin(k3, as_jax, monkeypatch):
+    # were the twin's Keras not on TensorFlow, each twin would start the next one without end
+    monkeypatch.setenv(E.TWIN_ENV, "1")
+    model = keras3_model(block_sparse_params())
+    with pytest.raises(ExportError, match="twin found Keras on the jax backend.*Fix:"):
+        E._convert(model, "float", False, None)
+
+
 @pytest.mark.slow
 def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_path, monkeypatch):
     params = block_sparse_params()
