@@ -10,7 +10,11 @@ its .json and .reference.npz), plus two the export cannot make:
 - ``int8sparse.tflite``: int8 with unstructured sparsity, which LiteRT 2.3's default XNNPACK
   delegate cannot prepare (the runner falls back to the builtin ops and says so);
 - ``forged.tflite``: ``sparse.tflite`` with a sparse-kernel segment pointing outside the tensor,
-  which crashes the interpreter with SIGSEGV (the ``--isolate`` exit 7).
+  which crashes the interpreter with SIGSEGV (the ``--isolate`` exit 7);
+- ``noinput.tflite``: ``dense.tflite`` with its subgraph's input list emptied: it loads, but has
+  no input tensor to run (the runner's "cannot run this model");
+- ``tile.tflite``: a 1 KB model whose output tiles its 4 inputs 4M times (a 64 MiB activation):
+  it loads without a limit, and its arena cannot be allocated under a tight RLIMIT_AS.
 """
 
 from __future__ import annotations
@@ -80,6 +84,33 @@ def forge_sparse_segments(tflite: Path, out: Path) -> None:
     out.write_bytes(bytes(builder.Output()))
 
 
+def drop_inputs(tflite: Path, out: Path) -> None:
+    """``tflite`` whose subgraph lists no input tensor."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite.read_bytes(), 0))
+    model.subgraphs[0].inputs = []
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+
+
+def tile_model(out: Path, copies: int = 4 * 2**20) -> None:
+    """A float model [1, 4] -> [copies, 4]: tiny file, large activation."""
+    import tensorflow as tf
+
+    class Tile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, N_IN], tf.float32)])
+        def f(self, x):
+            return tf.tile(x, [copies, 1])
+
+    module = Tile()
+    concrete = module.f.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    out.write_bytes(converter.convert())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="replace the existing fixtures")
@@ -113,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     x16 = np.random.default_rng(3).normal(size=(4, 16)).astype("float32")
     export_tflite(wide, HERE / "sparse.tflite", sparse=True, reference_inputs=x16)
     forge_sparse_segments(HERE / "sparse.tflite", HERE / "forged.tflite")
+    drop_inputs(HERE / "dense.tflite", HERE / "noinput.tflite")
+    tile_model(HERE / "tile.tflite")
     # 80% of the kernel weights zero, not in blocks: a DENSIFY op the delegate refuses in int8.
     k.utils.set_random_seed(0)
     scattered = k.Sequential(
