@@ -212,7 +212,10 @@ def load_interpreter(
     except MemoryError as exc:
         raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
     except (RuntimeError, ValueError) as exc:
-        if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
+        # LiteRT 2.3's allocate_tensors raises RuntimeError("") when the activation arena cannot
+        # be allocated under RLIMIT_AS: under a limit, an empty message is the limit too.
+        text = str(exc).lower()
+        if _limited() and (not text.strip() or any(w in text for w in ("alloc", "mmap", "memory"))):
             raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
         raise EdgeError(
             f"the {runtime} interpreter cannot load this model: {_one_line(exc)}. Fix: export "
