@@ -1198,3 +1198,34 @@ def test_main_with_both_runtimes(models, capsys, both_runtimes):
     assert stdout.count("outputs match the reference") == 2
     code, _, _ = run_main(capsys, models / "flat.tflite", "--runtime", "both", *FAST)
     assert code == 6
+
+
+def test_write_json_into_a_file_or_onto_a_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    msg = edge_error(bench._write_json, tmp_path / "file" / "r.json", {}, False)
+    assert msg == (f"cannot write {tmp_path / 'file' / 'r.json'}: File exists. Fix: pass a --json "
+                   "path in a folder you can write to.")  # fmt: skip
+    (tmp_path / "d.json").mkdir()
+    msg = edge_error(bench._write_json, tmp_path / "d.json", {}, True)
+    assert msg.startswith(f"cannot write {tmp_path / 'd.json'}: Is a directory. Fix: pass")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "file"]  # no temporary left
+
+
+def test_main_json_write_error_exit_2(models, capsys):
+    (models / "file").write_text("x")
+    code, _, err = run_main(
+        capsys, models / "dense.tflite", *FAST, "--json", models / "file" / "r.json"
+    )
+    assert code == 2 and err.startswith("legc-edge: error: cannot write ")
+
+
+def test_main_memory_error_reading_the_model_exit_5(models, capsys, address_limit):
+    big = models / "big.tflite"
+    with open(big, "wb") as f:  # 256 MiB, sparse on disk: read whole under a 24 MB margin
+        f.write(b"xxxxTFL3")
+        f.truncate(256 * 2**20)
+    limit = bench._address_space_mb() + 24
+    code, _, err = run_main(capsys, big, *FAST, "--memory-limit-mb", limit)
+    assert code == 5
+    assert err.startswith("legc-edge: MEMORY LIMIT: the benchmark ran out of memory trying to "
+                          "read or run the model under the memory limit")  # fmt: skip
