@@ -235,7 +235,7 @@ def test_address_space_is_vmsize_in_mb():
 
 CHILD = """
 import importlib.util, resource, sys
-spec = importlib.util.spec_from_file_location("bench", sys.argv[1])
+spec = importlib.util.spec_from_file_location("edge.bench", sys.argv[1])  # its name (mutmut)
 bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
 current = bench._address_space_mb()
 {body}
@@ -673,11 +673,11 @@ class Counting:
         self.interp.set_tensor(index, value)
 
 
-def scripted_clock(durations_ns):
-    """A clock whose i-th timed invocation lasts durations_ns[i]; perf_counter reads 0, 2^-9 s
-    (after the first invocation) and 2^-7 s (after the warm-up)."""
+def scripted_clock(durations_ns, seconds=(100.0, 100.0 + 2**-9, 100.0 + 2**-7)):
+    """A clock whose i-th timed invocation lasts durations_ns[i]; perf_counter reads ``seconds``
+    (by default: a start, 2^-9 s later after the first invocation, 2^-7 s after the warm-up)."""
     ns = iter(t for d in durations_ns for t in (10**9, 10**9 + int(d)))
-    seconds = iter([100.0, 100.0 + 2**-9, 100.0 + 2**-7])
+    seconds = iter(seconds)
     return types.SimpleNamespace(
         perf_counter_ns=lambda: next(ns), perf_counter=lambda: next(seconds)
     )
@@ -1229,3 +1229,150 @@ def test_main_memory_error_reading_the_model_exit_5(models, capsys, address_limi
     assert code == 5
     assert err.startswith("legc-edge: MEMORY LIMIT: the benchmark ran out of memory trying to "
                           "read or run the model under the memory limit")  # fmt: skip
+
+
+def test_one_line_strips_only_full_stops():
+    assert bench._one_line(ValueError("shape X")) == "shape X"
+    assert bench._one_line(ValueError("tensor XX.")) == "tensor XX"
+
+
+def test_first_invoke_only_reads_the_reference_it_is_given(models, capsys):
+    args = [models / "dense.tflite", "--first-invoke-only"]
+    assert bench.main([str(a) for a in [*args, "--reference", models / "none.npz"]]) == 2
+    (models / "bad.npz").write_bytes(b"PK\x03\x04junk")
+    assert bench.main([str(a) for a in [*args, "--reference", models / "bad.npz"]]) == 2
+
+
+def test_memory_limit_equal_to_the_mapped_size_is_refused(monkeypatch, address_limit):
+    # What the process maps, pinned to a known value above its real size (so no limit can hurt)
+    mapped = vm("VmSize") / 1024 + 10000.0
+    monkeypatch.setattr(bench, "_address_space_mb", lambda: mapped)
+    with pytest.raises(bench.MemoryLimitError):
+        bench.apply_constraints(memory_limit_mb=mapped)  # no room at all: refused
+    assert bench.apply_constraints(memory_limit_mb=mapped + 1)["address_space_before_mb"] == mapped
+
+
+def test_a_model_file_over_the_memory_limit(tmp_path, address_limit):
+    """Past the limit, LiteRT's mmap of a large model file fails with a ValueError naming mmap
+    and allocation: the limit (exit 5), not a damaged file."""
+    padded = tmp_path / "padded.tflite"  # dense.tflite padded to 256 MiB (sparse on disk)
+    shutil.copy(DATA / "dense.tflite", padded)
+    with open(padded, "r+b") as f:
+        f.truncate(256 * 2**20)
+    assert bench.load_interpreter(padded)[1] == "litert"  # a valid model without a limit
+    address_limit(bench._address_space_mb() + 24)
+    with pytest.raises(bench.MemoryLimitError) as info:
+        bench.load_interpreter(padded)
+    assert str(info.value).startswith(
+        "the litert interpreter ran out of memory trying to load the model under the memory limit ("
+    )
+
+
+def test_running_out_of_memory_while_running_is_exit_5(models, address_limit):
+    """tile.tflite's 64 MiB arena fits 100 MB of headroom; the copy of its output does not."""
+    write_ref(models / "tile.reference.npz", inputs=np.ones((2, 4), np.float32),
+              keras_outputs=np.zeros((2, 1), np.float32), atol=np.float64(0.1))  # fmt: skip
+    address_limit(bench._address_space_mb() + 100)
+    with pytest.raises(bench.MemoryLimitError) as info:
+        bench.benchmark(models / "tile.tflite", runs=1, warmup=0)
+    assert str(info.value).startswith(
+        "the litert interpreter ran out of memory trying to run the model under the memory limit"
+    )
+
+
+def test_npz_stored_members_are_not_held_to_the_inflate_ratio(tmp_path):
+    """A stored (uncompressed) member cannot be a zip bomb: its claimed size is checked against
+    the header only, and the arrays load."""
+    data = npz_bytes(tmp_path, {"inputs": np.ones((2, 4)), "keras_outputs": np.ones((2, 3)),
+                                "atol": np.float64(0.1)}, compressed=False)  # fmt: skip
+    at = data.rindex(b"PK\x01\x02")  # the last member's central entry: atol.npy
+    size = int.from_bytes(data[at + 20 : at + 24], "little")
+    (tmp_path / "r.npz").write_bytes(patch_central_sizes(data, None, 1101 * size))
+    ref = bench.load_reference(tmp_path / "r.npz")
+    assert float(ref["atol"]) == 0.1 and ref["inputs"].shape == (2, 4)
+
+
+def test_npz_headers_do_not_overflow_on_a_huge_shape(tmp_path):
+    data = npz_bytes(tmp_path, {"x": np.arange(10000.0)}, compressed=False)
+    old = data[data.index(b"{'descr'") : data.index(b"\n", data.index(b"{'descr'"))]
+    new = b"{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }"
+    forged = data.replace(old, new.ljust(len(old)))  # 2^64 values: int64 would wrap to 0
+    (tmp_path / "f.npz").write_bytes(forged)
+    with zipfile.ZipFile(tmp_path / "f.npz") as archive, pytest.raises(ValueError) as err:
+        bench.check_npz_headers(archive)
+    assert f"({2**67} bytes) but holds 80000 bytes" in str(err.value)
+
+
+def test_npz_member_that_is_only_a_header(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(0))  # 128 bytes: the header, no data
+    npy = buf.getvalue().replace(b"(0,)", b"(1,)", 1)  # claims one float64
+    with zipfile.ZipFile(tmp_path / "h.npz", "w") as archive:
+        archive.writestr("x.npy", npy)  # (with the CRC of the forged bytes)
+    with zipfile.ZipFile(tmp_path / "h.npz") as archive, pytest.raises(ValueError) as err:
+        bench.check_npz_headers(archive)
+    assert str(err.value) == ("member 'x.npy' claims shape (1,) of float64 (8 bytes) but holds 0 "
+                              "bytes: truncated or forged header")  # fmt: skip
+
+
+class _Mkdir:
+    """Unpickling this makes a folder: the proof that a file ran code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_a_reference_never_runs_pickled_code(tmp_path):
+    marker = tmp_path / "ran"
+    np.savez(tmp_path / "evil.npz", inputs=np.array([_Mkdir(str(marker))], dtype=object),
+             keras_outputs=np.zeros((1, 1)), atol=np.float64(0.1))  # fmt: skip
+    msg = edge_error(bench.load_reference, tmp_path / "evil.npz")
+    assert "is not a readable reference file" in msg and not marker.exists()
+
+
+def test_parser_names_and_description():
+    assert bench._parser().prog == "legc-edge" and bench._parser("legc bench").prog == "legc bench"
+    help_text = said(bench._parser().format_help())
+    assert "Runs the model at batch 1" not in help_text  # the first paragraph only
+    assert ("a native crash of the interpreter (segfault, abort) is reported with its signal and "
+            "exit 7 --seed SEED") in help_text  # fmt: skip
+
+
+def test_benchmark_defaults(models):
+    r = bench.benchmark(models / "dense.tflite")
+    assert r["threads"] == 1 and (r["latency"]["runs"], r["latency"]["warmup"]) == (500, 50)
+    msg = edge_error(bench.benchmark, models / "dense.tflite", threads=-1, runs=1, warmup=0)
+    assert "cannot load this model: num_threads should >= 1" in msg
+
+
+def test_benchmark_times_the_load(models, monkeypatch):
+    clock = scripted_clock([2000, 4000], seconds=[50.0, 50.0 + 2**-8, 60.0, 60.0 + 2**-9,
+                                                   60.0 + 2**-7])  # fmt: skip
+    monkeypatch.setattr(bench, "time", clock)
+    r = bench.benchmark(models / "dense.tflite", runs=2, warmup=1)
+    assert r["load_ms"] == pytest.approx(1000 * 2**-8)
+    assert r["latency"]["first_invoke_ms"] == pytest.approx(1000 * 2**-9)
+    assert r["latency"]["p50_ms"] == pytest.approx(0.003)
+
+
+def test_main_passes_the_reference_and_warmup(models, capsys):
+    ref = reference()
+    ref["keras_outputs"] = ref["keras_outputs"] + np.float32(1)
+    write_ref(models / "other.npz", **ref)
+    out = models / "r.json"
+    code, _, _ = run_main(capsys, models / "dense.tflite", "--reference", models / "other.npz",
+                          "--runs", "3", "--warmup", "2", "--json", out)  # fmt: skip
+    r = json.loads(out.read_text())
+    assert code == 3 and r["reference"] == str(models / "other.npz")
+    assert (r["latency"]["runs"], r["latency"]["warmup"]) == (3, 2)
+
+
+def test_isolated_first_invoke_keeps_the_childs_output(capfd):
+    bench.isolated_first_invoke(DATA / "dense.tflite", None, "litert", 1)
+    out = capfd.readouterr()
+    assert out.out == "" and out.err == ""  # LiteRT's INFO line stays in the child's pipe
