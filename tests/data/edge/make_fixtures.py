@@ -20,6 +20,7 @@ its .json and .reference.npz), plus two the export cannot make:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import warnings
@@ -65,23 +66,13 @@ def int8_io(k, model, x: np.ndarray, out: Path) -> None:
 
 
 def forge_sparse_segments(tflite: Path, out: Path) -> None:
-    """``tflite`` with one segment of each sparse tensor pointing far outside it (SIGSEGV)."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite.read_bytes(), 0))
-    forged = 0
-    for tensor in model.subgraphs[0].tensors:
-        for dim in tensor.sparsity.dimMetadata if tensor.sparsity else []:
-            if dim.arraySegments is not None:
-                values = list(dim.arraySegments.values)
-                values[len(values) // 2] = 255  # the largest uint8 segment offset
-                dim.arraySegments.values = values
-                forged += 1
-    assert forged, "the export holds no sparse tensor to forge"
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out.write_bytes(bytes(builder.Output()))
+    """``tflite`` with one segment of each sparse tensor pointing far outside it (SIGSEGV): the
+    forgery of tests/integration/test_edge_runner.py (one copy of it)."""
+    path = HERE.parents[1] / "integration" / "test_edge_runner.py"
+    spec = importlib.util.spec_from_file_location("_edge_runner_integration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.forge_sparse_segments(tflite, out)
 
 
 def drop_inputs(tflite: Path, out: Path) -> None:
