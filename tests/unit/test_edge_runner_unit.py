@@ -224,13 +224,16 @@ def test_memory_limit_is_applied_in_bytes(address_limit):
     after = vm("VmSize") / 1024
     assert applied["memory_limit_mb"] == 2**20 and set(applied) == {
         "memory_limit_mb", "address_space_before_mb"}  # fmt: skip
-    assert min(before, after) - 1 <= applied["address_space_before_mb"] <= max(before, after) + 1
+    assert min(before, after) - 16 <= applied["address_space_before_mb"] <= max(before, after) + 16
     assert resource.getrlimit(resource.RLIMIT_AS)[0] == 2**40
 
 
 def test_address_space_is_vmsize_in_mb():
-    before, got, after = vm("VmSize"), bench._address_space_mb(), vm("VmSize")
-    assert min(before, after) / 1024 <= got <= max(before, after) / 1024
+    for _ in range(20):  # a read between two equal ones (no other thread mapping meanwhile)
+        before, got, after = vm("VmSize"), bench._address_space_mb(), vm("VmSize")
+        if before == after:
+            break
+    assert got == before / 1024
 
 
 CHILD = """
@@ -781,8 +784,8 @@ def test_benchmark_result_fields(models):
     assert (r["latency"]["runs"], r["latency"]["warmup"]) == (4, 2)
     assert r["export"]["quantization"] == export["quantization"] == "float"
     assert r["export"]["layer_units"] == export["layer_units"] == {"dense": 8, "dense_1": 3}
-    assert r["peak_rss_source"] == "VmHWM"
-    assert abs(r["peak_rss_bytes"] - vm("VmHWM") * 1024) <= 2**16
+    assert r["peak_rss_source"] == "VmHWM"  # (its value: test_peak_rss_is_vmhwm_in_bytes)
+    assert 2**20 < r["peak_rss_bytes"] <= (vm("VmHWM") + 64) * 1024
     assert r["tensorflow_imported"] is ("tensorflow" in sys.modules)
     assert r["isolated_first_invoke"] is False
 
