@@ -212,7 +212,10 @@ def load_interpreter(
     except MemoryError as exc:
         raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
     except (RuntimeError, ValueError) as exc:
-        if _limited() and any(w in str(exc).lower() for w in ("alloc", "mmap", "memory")):
+        # LiteRT 2.3's allocate_tensors raises RuntimeError("") when the activation arena cannot
+        # be allocated under RLIMIT_AS: under a limit, an empty message is the limit too.
+        text = str(exc).lower()
+        if _limited() and (not text.strip() or any(w in text for w in ("alloc", "mmap", "memory"))):
             raise MemoryLimitError(_memory_message(f"the {runtime} interpreter", "load")) from exc
         raise EdgeError(
             f"the {runtime} interpreter cannot load this model: {_one_line(exc)}. Fix: export "
@@ -645,13 +648,23 @@ def _export_info(model_path: Path) -> dict | None:
 def _write_json(path: Path, obj, force: bool) -> None:
     if path.exists() and not force:
         raise EdgeError(f"{path} exists. Fix: choose another --json path or pass --force.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     # open(..., "x") creates the file 0o666 & ~umask, as a plain open would (mkstemp: always 0600)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
-    with open(tmp, "x") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "x") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:  # a parent that is a file, a target that is a folder, a full disk
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is the problem: nothing was written
+        raise EdgeError(
+            f"cannot write {path}: {exc.strerror or exc}. Fix: pass a --json path in a folder you "
+            "can write to."
+        ) from exc
 
 
 def _parser(prog: str = "legc-edge") -> argparse.ArgumentParser:
