@@ -1,0 +1,127 @@
+"""score() around its edges: the fewest windows, a corrupt target, weight selections (what the
+untested weights get), the static-weight blocks and the empty-layer warning's key facts."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from keras_legc.core.granger import CONSTANT_CAUSE, granger_test
+from keras_legc.core.scoring import MIN_WINDOWS, Scores, ScoreSpec, _static_weights, score_block
+from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning, NonFiniteError
+
+
+def _history(k: int, seed: int = 0) -> kl.History:
+    rng = np.random.default_rng(seed)
+    le = rng.normal(size=(12, k))
+    le[3] = 0.0  # never moved
+    return kl.History(
+        layers=["a", "b"], shapes={"a": (2, 4), "b": (4, 1)}, le=le,
+        target=rng.normal(size=k).cumsum(), window=10, overlap=0.1, every=1,
+        n_snapshots=10 + 9 * (k - 1),
+    )  # fmt: skip
+
+
+def _score(*args, **kwargs) -> Scores:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegcWarning)
+        return kl.score(*args, **kwargs)
+
+
+def test_the_fewest_windows_a_granger_test_needs_are_enough():
+    assert MIN_WINDOWS == 5  # lag 1 needs K > 3 * 1 + 1
+    h = _history(MIN_WINDOWS)
+    s = _score(h)
+    assert s.lags == (1,)
+    # equal to the Granger test of the LE series (float32 in the history) written directly
+    want = granger_test(np.asarray(h.le, np.float64), h.target, 1)
+    np.testing.assert_array_equal(s.pvalues, want.pvalues)
+
+
+def test_too_few_windows_names_the_count_and_the_fix():
+    h = _history(MIN_WINDOWS - 1)
+    with pytest.raises(HistoryError) as info:
+        kl.score(h)
+    msg = str(info.value)
+    assert "4 LE window(s)" in msg and f"at least {MIN_WINDOWS}" in msg
+    assert "Fix: train for more steps" in msg and "smaller window" in msg
+
+
+def test_a_corrupt_target_names_the_problem_and_the_fix():
+    h = _history(10)
+    h.target[3] = np.nan
+    with pytest.raises(NonFiniteError) as info:
+        kl.score(h)
+    msg = str(info.value)
+    assert "target series contains NaN or inf" in msg and "Fix: record it again" in msg
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [np.ones(13, bool), np.ones(11, bool), np.ones(12, np.int64), np.ones((3, 4), bool)],
+)
+def test_weights_of_the_wrong_shape_or_type_are_refused(weights):
+    with pytest.raises(InvalidArgumentError) as info:
+        kl.score(_history(10), weights=weights)
+    msg = str(info.value)
+    assert "boolean array of shape (12,)" in msg and f"{weights.shape}" in msg
+    assert "Fix: pass e.g. the flattened kept entries of a Mask" in msg
+
+
+def test_selecting_no_weight_names_the_fix():
+    with pytest.raises(InvalidArgumentError) as info:
+        kl.score(_history(10), weights=np.zeros(12, bool))
+    assert str(info.value).endswith("Fix: select at least one.")
+
+
+def test_untested_weights_get_no_evidence_in_every_array():
+    h = _history(20)
+    chosen = np.zeros(12, bool)
+    chosen[[0, 2, 5, 11]] = True
+    part, full = _score(h, weights=chosen), _score(h)
+    for name in ("pvalues", "f_pvalue", "partial_r2", "selected_lag", "degenerate"):
+        np.testing.assert_array_equal(getattr(part, name)[chosen], getattr(full, name)[chosen])
+    assert np.isnan(part.pvalues[~chosen]).all() and np.isnan(part.f_pvalue[~chosen]).all()
+    assert np.isnan(part.partial_r2[~chosen]).all()
+    assert (part.selected_lag[~chosen] == 0).all() and (part.selected_lag[chosen] >= 1).all()
+    assert (part.degenerate[~chosen] == CONSTANT_CAUSE).all()
+
+
+def test_score_block_arrays_have_the_per_weight_dtypes():
+    h = _history(20)
+    spec = ScoreSpec.resolve(h, "auto", "ssr_chi2", None, False, "bic", 4096)
+    selected = np.arange(12) % 2 == 0
+    for sel in (None, selected, np.zeros(12, bool)):
+        arrays = score_block(np.asarray(h.le), spec, sel)
+        assert arrays["degenerate"].dtype == np.int8
+        assert arrays["selected_lag"].dtype == np.int16
+        assert arrays["static"].dtype == bool
+        assert arrays["pvalues"].dtype == np.float64
+
+
+def test_static_weights_block_by_block():
+    le = np.random.default_rng(1).normal(size=(10, 5))
+    le[[0, 4, 9]] = 0.0
+    le[6, 2] = 0.0  # one zero window is not static
+    want = np.array([not any(v != 0 for v in row) for row in le])
+    for rows in (1, 3, 4, 10, 1 << 16):
+        got = _static_weights(le, rows=rows)
+        assert got.dtype == bool
+        np.testing.assert_array_equal(got, want)
+
+
+def test_empty_layer_warning_states_the_consequence():
+    s = Scores(layers=["a", "b"], shapes={"a": (2, 2), "b": (2, 1)},
+               pvalues=[0.01, 0.01, 0.01, 0.01, 0.9, 0.9], degenerate=np.zeros(6), max_lag=1,
+               test="ssr_chi2")  # fmt: skip
+    with pytest.warns(LegcWarning) as rec:
+        m = s.mask(alpha=0.05)
+    (w,) = [r for r in rec if "prunes every kernel weight" in str(r.message)]
+    msg = str(w.message)
+    assert "layer(s) ['b']" in msg
+    assert "output no longer depends on its input" in msg and "no fine-tuning can recover" in msg
+    assert "p-values are uniformly high" in msg
+    assert m.info["empty_layers"] == ["b"]
