@@ -247,3 +247,70 @@ def test_benjamini_hochberg_q_values_never_exceed_one():
     got = benjamini_hochberg(np.array([0.2, 1.5, 3.0]))
     np.testing.assert_array_equal(got, _bh_loop([0.2, 1.5, 3.0]))
     assert got.max() == 1.0
+
+
+def _message(exc_type, func, *args, **kwargs) -> str:
+    with pytest.raises(exc_type) as info:
+        func(*args, **kwargs)
+    return str(info.value)
+
+
+def test_argument_errors_name_the_problem_and_the_fix():
+    cause, effect = _series(15, 2, 20)
+    msg = _message(InvalidArgumentError, granger_test, cause, effect, 2, "lrtest")
+    assert "got 'lrtest'. Fix: 'ssr_chi2' (the paper's) or 'ssr_ftest'." in msg
+    for bad in (0, True, 2.0, "all"):
+        msg = _message(InvalidArgumentError, granger_test, cause, effect, bad)
+        assert f"got {bad!r}. Fix: 'auto' (the largest the windows allow, at most 14)" in msg
+        assert msg.endswith("or e.g. max_lag=8.")
+    for bad in (0, True, 1.0):
+        msg = _message(InvalidArgumentError, granger_test, cause, effect, 3, lag=bad)
+        assert f"got {bad!r}. Fix: None tests every lag up to max_lag; an int tests" in msg
+    msg = _message(InvalidArgumentError, granger_test, cause, effect, 2, criterion="hqic")
+    assert "got 'hqic'. Fix: 'bic' (the default lag choice), 'aic', or None to skip" in msg
+    # numpy integers are integers; "auto" still checks the test's name
+    assert granger_test(cause, effect, np.int64(2), lag=np.int64(1)).lags == (1,)
+    assert "Fix: 'ssr_chi2'" in _message(
+        InvalidArgumentError, granger_test, cause, effect, "auto", "F"
+    )
+
+
+def test_series_errors_name_the_problem_and_the_fix():
+    cause, effect = _series(16, 2, 20)
+    msg = _message(InvalidArgumentError, granger_test, cause.astype(complex), effect, 2)
+    assert "got dtype complex128. Fix: pass a float array (n_series, K), e.g. History.le." in msg
+    for c, e in ((cause, effect[:-1]), (cause[None], effect), (cause, np.stack([effect] * 2))):
+        msg = _message(InvalidArgumentError, granger_test, c, e, 2)
+        assert f"got cause {c.shape} and effect {e.shape}. Fix: pass History.le (weights x " in msg
+        assert msg.endswith("windows) and History.target (windows,) of the same history.")
+    bad = effect.copy()
+    bad[4] = np.inf
+    msg = _message(NonFiniteError, granger_test, cause, bad, 2)
+    assert msg.startswith("the effect series contains NaN or inf. Fix: training diverged")
+    assert msg.endswith("the history is corrupt; lower the learning rate and record again.")
+    msg = _message(HistoryError, granger_test, cause, np.full(20, 0.3), 2)
+    assert msg.startswith("the effect (target) series is constant, so nothing can Granger-cause")
+    assert "it: the validation target (misclassification rate or loss) never changed" in msg
+    assert "while recording. Fix: use more validation data, train longer" in msg
+    # one series as a 1-D list: the same as a one-row array
+    one = granger_test(list(cause[1]), effect, 2)
+    np.testing.assert_array_equal(one.per_lag, granger_test(cause[1:], effect, 2).per_lag)
+
+
+def test_length_errors_and_the_cap_warning_state_the_numbers():
+    cause, effect = _series(17, 2, 12)
+    msg = _message(HistoryError, granger_test, cause, effect, 14, lag=4, difference=True)
+    assert msg.startswith("a Granger test at lag 4 needs more than 13 points, but after ")
+    assert (
+        "differencing, the series have 11. Fix: choose lag <= 3 or record more LE windows." in msg
+    )
+    msg = _message(HistoryError, granger_test, cause[:, :4], effect[:4], 1)
+    assert msg.startswith("the series have 4 points, too few for a Granger test even at lag 1")
+    assert "(needs at least 5). Fix: record more LE windows: train longer" in msg
+    msg = _message(HistoryError, granger_test, cause[:, :5], effect[:5], 1, difference=True)
+    assert msg.startswith("after differencing, the series have 4 points, too few")
+    with pytest.warns(Warning) as rec:
+        granger_test(cause, effect, 5, difference=True)
+    msg = str(rec[0].message)
+    assert msg.startswith("max_lag=5 needs more than 16 points but after differencing, the series")
+    assert "have 11; testing lags 1..3 instead (effective lag = min(L, floor((K-2)/3)))." in msg

@@ -120,3 +120,92 @@ def test_windowed_lyapunov_without_numba_equals_the_reference(numpy_kernel):
     want = np.array([[lyapunov_window_reference(s[j * 18 : j * 18 + 20]) for j in range(3)]
                      for s in x])  # fmt: skip
     np.testing.assert_array_equal(got, want)
+
+
+def test_the_compiled_kernel_across_its_blocks_and_in_fresh_threads():
+    # 2 * 512 + 77 windows: three kernel blocks; integer windows are widened to float64; a fresh
+    # thread has no scratch yet, and a shorter window after a longer one gets its own.
+    x = _walks(10, 2 * 512 + 77, 8)
+    x[::5] = 1.0
+    ints = np.round(x * 10).astype(np.int64)
+
+    def run():
+        return (lyapunov_of_windows(x, threads=1), lyapunov_of_windows(ints, threads=1),
+                lyapunov_of_windows(x[:, :6], threads=1))  # fmt: skip
+
+    got, got_int, got_short = _in_a_fresh_thread(run)
+    np.testing.assert_array_equal(got, _reference(x))
+    np.testing.assert_array_equal(got_int, _reference(ints))
+    np.testing.assert_array_equal(got_short, _reference(x[:, :6]))
+    np.testing.assert_array_equal(lyapunov_of_windows(x, threads=2), got)
+
+
+def test_many_series_one_window_position_at_a_time():
+    # ROWS_PER_BLOCK series or more take the per-position path: same values as the reference
+    x = _walks(11, ROWS_PER_BLOCK + 3, 40)
+    got = windowed_lyapunov(x, window=12, overlap=0.25)  # stride 9: windows at 0, 9, 18, 27
+    assert got.shape == (ROWS_PER_BLOCK + 3, 4)
+    want = np.array([[lyapunov_window_reference(s[j * 9 : j * 9 + 12]) for j in range(4)]
+                     for s in x])  # fmt: skip
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(windowed_lyapunov(x[5], window=12, overlap=0.25), got[5:6])
+
+
+def test_stride_rounds_half_up_and_is_at_least_one():
+    assert lyapunov.window_stride(25, 0.1) == 23  # 22.5 rounds up (Python's round gives 22)
+    assert lyapunov.window_stride(50, 0.0) == 50
+    assert lyapunov.window_stride(4, 0.99) == 1  # 0.04 rounds to 0: at least 1
+    assert lyapunov.n_windows(94, 50) == 1 and lyapunov.n_windows(95, 50, 0.1) == 2
+    assert lyapunov.n_windows(49, 50) == 0 and lyapunov.n_windows(50, 50, 0.5) == 1
+    assert lyapunov.n_windows(100, 50, 0.5) == 3  # starts 0, 25, 50
+
+
+def test_window_ring_equals_a_list_of_the_last_snapshots():
+    ring = lyapunov.WindowRing(n=2, window=5, overlap=0.4)  # stride 3
+    assert ring.stride == 3 and ring.buffer.shape == (5, 2) and ring.buffer.dtype == np.float32
+    seen, closed = [], []
+    for t in range(14):
+        ring.next_row()[:] = (t, -t)
+        seen.append((t, -t))
+        if ring.push():
+            closed.append(t)
+            np.testing.assert_array_equal(ring.chronological(), np.array(seen[-5:]))
+    assert closed == [4, 7, 10, 13]  # the first after 5 snapshots, then every 3
+    assert ring.count == 14
+    assert lyapunov.WindowRing(n=1, window=4, dtype=np.float64).buffer.dtype == np.float64
+
+
+def _message(exc_type, func, *args, **kwargs) -> str:
+    with pytest.raises(exc_type) as info:
+        func(*args, **kwargs)
+    return str(info.value)
+
+
+def test_errors_name_the_problem_and_the_fix():
+    from keras_legc.errors import HistoryError, InvalidArgumentError, NonFiniteError
+
+    msg = _message(InvalidArgumentError, lyapunov_of_windows, np.zeros((3, 3)))
+    assert msg == "expected windows of shape (n, W) with W >= 4, got (3, 3)."
+    assert "got (10,)" in _message(InvalidArgumentError, lyapunov_of_windows, np.zeros(10))
+    msg = _message(InvalidArgumentError, windowed_lyapunov, np.zeros((2, 3, 60)), 50)
+    assert msg.startswith("series must be 1-D (T,) or 2-D (n_series, T); got shape (2, 3, 60)")
+    for dtype in (complex, bool, object):
+        msg = _message(InvalidArgumentError, windowed_lyapunov, np.zeros((2, 60), dtype), 50)
+        assert (
+            "got dtype" in msg and "Fix: pass a float array of weight values (n_series, T)" in msg
+        )
+    msg = _message(HistoryError, windowed_lyapunov, np.zeros((2, 30)), 50)
+    assert msg.startswith("series of 30 steps is shorter than one LE window of 50 steps. Fix: ")
+    assert msg.endswith("or use a smaller window.")
+    x = np.zeros((3, 60))
+    x[2, 11] = -np.inf
+    msg = _message(NonFiniteError, windowed_lyapunov, x, 50)
+    assert msg.startswith("series 2 has a non-finite value (NaN or inf) at step 11. Fix: ")
+    assert "lower the learning rate or clip gradients and record again." in msg
+    for window in (3, 4.0, True, "50"):
+        msg = _message(InvalidArgumentError, lyapunov.window_stride, window)
+        assert f"got {window!r}. Fix: use the paper's 50 (MNIST) or 200 (tabular)" in msg
+    for overlap in (1.0, -0.01):
+        msg = _message(InvalidArgumentError, lyapunov.window_stride, 50, overlap)
+        assert msg == f"overlap must be in [0, 1), got {overlap!r}. Fix: use the paper's 0.1."
+    assert lyapunov.window_stride(np.int64(4), 0) == 4
