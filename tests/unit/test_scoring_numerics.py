@@ -125,3 +125,51 @@ def test_empty_layer_warning_states_the_consequence():
     assert "output no longer depends on its input" in msg and "no fine-tuning can recover" in msg
     assert "p-values are uniformly high" in msg
     assert m.info["empty_layers"] == ["b"]
+
+
+def test_scores_record_how_they_were_made():
+    h = _history(20)
+    h.final_kernels = {"a": np.full((2, 4), 2.0), "b": np.ones((4, 1))}
+    s = _score(h, max_lag=3, lag=2, difference=True, criterion="aic", fdr=True)
+    assert s.info == {"n_windows": 20, "window": 10, "requested_max_lag": 3, "fdr": True,
+                      "differenced": True, "criterion": "aic"}  # fmt: skip
+    assert s.kernels is h.final_kernels and s.lags == (2,) and s.max_lag == 2
+    want = granger_test(np.asarray(h.le, np.float64), h.target, 3, lag=2, difference=True)
+    np.testing.assert_array_equal(s.pvalues, want.pvalues)
+    from keras_legc.core.granger import benjamini_hochberg
+
+    np.testing.assert_array_equal(s.qvalues, benjamini_hochberg(want.pvalues))
+    t = _score(h, test="ssr_ftest", criterion=None)
+    assert t.test == "ssr_ftest" and t.f_pvalue is None and t.selected_lag is None
+    assert t.info["requested_max_lag"] == "auto" and t.info["criterion"] is None
+
+
+def test_progress_bar_names_the_work_and_counts_the_weights(capsys):
+    h = _history(20)
+    chosen = np.zeros(12, bool)
+    chosen[:5] = True
+    _score(h, progress=True, weights=chosen)
+    err = capsys.readouterr().err
+    assert "LEGC scoring" in err and "5/5" in err
+    _score(h, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_fdr_must_be_a_bool():
+    with pytest.raises(InvalidArgumentError) as info:
+        kl.score(_history(10), fdr="yes")
+    msg = str(info.value)
+    assert msg.startswith("fdr must be True or False, got 'yes'. Fix: fdr=True adds")
+    assert "Benjamini-Hochberg q-values across weights; the paper's mode is fdr=False." in msg
+    assert _score(_history(10), fdr=np.bool_(True)).qvalues is not None
+
+
+def test_nan_in_the_le_series_is_named_as_diverged_weights():
+    h = _history(10)
+    h.le[7, 2] = np.nan
+    with pytest.raises(NonFiniteError) as info:
+        kl.score(h)
+    msg = str(info.value)
+    assert msg.startswith("the LE series contain NaN or inf; the recorded weights diverged.")
+    assert msg.endswith("Fix: lower the learning rate and record again.")
+    assert isinstance(info.value.__cause__, NonFiniteError)
