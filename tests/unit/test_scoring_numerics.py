@@ -173,3 +173,20 @@ def test_nan_in_the_le_series_is_named_as_diverged_weights():
     assert msg.startswith("the LE series contain NaN or inf; the recorded weights diverged.")
     assert msg.endswith("Fix: lower the learning rate and record again.")
     assert isinstance(info.value.__cause__, NonFiniteError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"threads": 0}, "threads"), ({"chunk_size": 0}, "chunk_size")]
+)
+def test_bad_threads_and_chunk_size_are_refused(kwargs, name):
+    with pytest.raises(InvalidArgumentError, match=name):
+        kl.score(_history(10), **kwargs)
+
+
+def test_results_do_not_depend_on_chunks_or_threads():
+    h = _history(20)
+    want = _score(h)
+    for chunk_size, threads in ((1, 1), (5, 2), (12, 3)):
+        got = _score(h, chunk_size=chunk_size, threads=threads)
+        for name in ("pvalues", "degenerate", "static", "f_pvalue", "partial_r2", "selected_lag"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
