@@ -19,6 +19,7 @@ from keras_legc.core.granger import (
     COLLINEAR_CAUSE,
     CONSTANT_CAUSE,
     OK,
+    PERFECT_FIT,
     benjamini_hochberg,
     effective_max_lag,
     granger_pvalues,
@@ -315,3 +316,23 @@ def test_length_errors_and_the_cap_warning_state_the_numbers():
     msg = str(rec[0].message)
     assert msg.startswith("max_lag=5 needs more than 16 points but after differencing, the series")
     assert "have 11; testing lags 1..3 instead (effective lag = min(L, floor((K-2)/3)))." in msg
+
+
+@pytest.mark.parametrize("test", ["ssr_chi2", "ssr_ftest"])
+@pytest.mark.parametrize("kernel", [True, False])
+def test_an_exact_fit_is_flagged_without_numpy_warnings(monkeypatch, test, kernel):
+    # effect_t = cause_{t-1} on small integers: the unrestricted residual is exactly 0.0 here, so
+    # the statistic divides by zero and the information criterion takes log(0)
+    if not kernel:
+        monkeypatch.setitem(_compiled._loaded, "_granger_kernel", None)
+    cause = np.array([1.0, 2.0, 1.0, 1.0, 1.0, -2.0, 0.0, -2.0, -2.0, 0.0])
+    effect = np.zeros(10)
+    effect[1:] = cause[:-1]
+    other = np.random.default_rng(18).normal(size=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = granger_test(np.stack([cause, other]), effect, 1, test, criterion="bic")
+    assert res.degenerate.tolist() == [PERFECT_FIT, OK]
+    assert np.isnan(res.pvalues[0]) and np.isnan(res.f_pvalue[0]) and res.selected_lag[0] == 0
+    ref = granger_pvalues_statsmodels(other[None], effect, 1, test)[0, 0]
+    assert abs(res.pvalues[1] - ref) <= TOL
