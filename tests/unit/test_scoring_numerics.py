@@ -190,3 +190,23 @@ def test_results_do_not_depend_on_chunks_or_threads():
         got = _score(h, chunk_size=chunk_size, threads=threads)
         for name in ("pvalues", "degenerate", "static", "f_pvalue", "partial_r2", "selected_lag"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+
+
+def test_block_rows_in_memory_is_chunk_size_times_threads():
+    from keras_legc.core.scoring import block_rows
+
+    h = _history(10)
+    assert block_rows(h, 100) == 100  # one thread by default
+    assert block_rows(h, 100, threads=3) == 300
+
+
+def test_block_collector_puts_blocks_in_any_order_keeping_their_dtypes():
+    from keras_legc.core.scoring import BlockCollector
+
+    out = BlockCollector(5)
+    out.put(3, {"degenerate": np.array([2, 0], np.int8), "static": np.array([True, False])})
+    out.put(0, {"degenerate": np.array([0, 1, 3], np.int8), "static": np.zeros(3, bool)})
+    assert out.n == 5
+    np.testing.assert_array_equal(out.arrays["degenerate"], [0, 1, 3, 2, 0])
+    np.testing.assert_array_equal(out.arrays["static"], [False, False, False, True, False])
+    assert out.arrays["degenerate"].dtype == np.int8 and out.arrays["static"].dtype == bool
