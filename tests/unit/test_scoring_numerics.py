@@ -210,3 +210,14 @@ def test_block_collector_puts_blocks_in_any_order_keeping_their_dtypes():
     np.testing.assert_array_equal(out.arrays["degenerate"], [0, 1, 3, 2, 0])
     np.testing.assert_array_equal(out.arrays["static"], [False, False, False, True, False])
     assert out.arrays["degenerate"].dtype == np.int8 and out.arrays["static"].dtype == bool
+
+
+def test_a_stored_history_reports_progress_per_block(tmp_path, capsys):
+    h = _history(20)
+    h.save(tmp_path / "run", le_store=True)
+    stored = kl.History.load(tmp_path / "run")
+    assert stored.stored
+    got = _score(stored, progress=True, chunk_size=4, threads=1)
+    err = capsys.readouterr().err
+    assert "LEGC scoring" in err and "12/12" in err
+    np.testing.assert_array_equal(got.pvalues, _score(h).pvalues)
