@@ -47,7 +47,8 @@ def test_too_few_windows_names_the_count_and_the_fix():
         kl.score(h)
     msg = str(info.value)
     assert "4 LE window(s)" in msg and f"at least {MIN_WINDOWS}" in msg
-    assert "Fix: train for more steps" in msg and "smaller window" in msg
+    assert "even at lag 1. Fix: train for more steps" in msg
+    assert msg.endswith("or use a smaller window.")
 
 
 def test_a_corrupt_target_names_the_problem_and_the_fix():
@@ -56,7 +57,8 @@ def test_a_corrupt_target_names_the_problem_and_the_fix():
     with pytest.raises(NonFiniteError) as info:
         kl.score(h)
     msg = str(info.value)
-    assert "target series contains NaN or inf" in msg and "Fix: record it again" in msg
+    assert msg.startswith("the target series contains NaN or inf")
+    assert msg.endswith("Fix: record it again.")
 
 
 @pytest.mark.parametrize(
@@ -221,3 +223,15 @@ def test_a_stored_history_reports_progress_per_block(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "LEGC scoring" in err and "12/12" in err
     np.testing.assert_array_equal(got.pvalues, _score(h).pvalues)
+
+
+def test_differencing_costs_a_window_when_the_lags_are_capped():
+    # K = 11 allows lags 1..3; differenced, K = 10 allows only 1..2 (no warning for "auto")
+    h = _history(11)
+    assert _score(h).lags == (1, 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = kl.score(h, difference=True)
+    assert s.lags == (1, 2) and s.max_lag == 2
+    want = granger_test(np.asarray(h.le, np.float64), h.target, "auto", difference=True)
+    np.testing.assert_array_equal(s.pvalues, want.pvalues)
