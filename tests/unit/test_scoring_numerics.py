@@ -143,6 +143,8 @@ def test_scores_record_how_they_were_made():
     np.testing.assert_array_equal(s.qvalues, benjamini_hochberg(want.pvalues))
     t = _score(h, test="ssr_ftest", criterion=None)
     assert t.test == "ssr_ftest" and t.f_pvalue is None and t.selected_lag is None
+    f_test = granger_test(np.asarray(h.le, np.float64), h.target, "auto", "ssr_ftest")
+    np.testing.assert_array_equal(t.pvalues, f_test.pvalues)
     assert t.info["requested_max_lag"] == "auto" and t.info["criterion"] is None
 
 
