@@ -99,7 +99,7 @@ def test_chunk_boundaries_and_a_lone_last_series():
     for chunk_size in (3, 4, 10):
         res = granger_test(cause, effect, 3, chunk_size=chunk_size)
         assert np.max(np.abs(res.per_lag - ref)) <= TOL, chunk_size
-    with pytest.raises(InvalidArgumentError, match="chunk_size"):
+    with pytest.raises(InvalidArgumentError, match=r"^chunk_size must be a positive integer"):
         granger_pvalues(cause, effect, 3, chunk_size=0)
 
 
@@ -133,7 +133,7 @@ def test_non_finite_cause_names_the_series_across_chunks():
         granger_test(cause, effect, 3, chunk_size=4)  # series 9 is row 1 of the third chunk
     msg = str(info.value)
     assert "series 9" in msg and "NaN or inf" in msg
-    assert "lower the learning rate and record again" in msg
+    assert msg.endswith("lower the learning rate and record again.")
 
 
 def test_cause_constant_except_its_last_point_is_a_constant_cause():
@@ -336,3 +336,25 @@ def test_an_exact_fit_is_flagged_without_numpy_warnings(monkeypatch, test, kerne
     assert np.isnan(res.pvalues[0]) and np.isnan(res.f_pvalue[0]) and res.selected_lag[0] == 0
     ref = granger_pvalues_statsmodels(other[None], effect, 1, test)[0, 0]
     assert abs(res.pvalues[1] - ref) <= TOL
+
+
+def test_effect_of_another_dtype_or_shape():
+    cause, effect = _series(19, 3, 20)
+    effect32 = effect.astype(np.float32)
+    np.testing.assert_array_equal(  # widened to float64 before any arithmetic
+        granger_test(cause, effect32, 3).per_lag,
+        granger_test(cause, effect32.astype(np.float64), 3).per_lag,
+    )
+    for c, e in ((cause[:, :, None], effect), (cause, effect[:, None])):  # K matches, ndim not
+        msg = _message(InvalidArgumentError, granger_test, c, e, 2)
+        assert "cause must be (n_series, K) and effect (K,)" in msg
+
+
+def test_a_near_exact_fit_is_perfect_relative_to_the_targets_own_fit():
+    # SSR_u below 1e-12 of SSR_r is a perfect fit, whatever the effect's scale (here SSR_r ~ 1e7)
+    rng = np.random.default_rng(20)
+    cause = rng.normal(size=(2, 30))
+    effect = np.zeros(30)
+    effect[1:] = 1e3 * cause[0, :-1] + 1e-8 * rng.normal(size=29)
+    res = granger_test(cause, effect, 1)
+    assert res.degenerate.tolist() == [PERFECT_FIT, OK]

@@ -154,7 +154,7 @@ def test_progress_bar_names_the_work_and_counts_the_weights(capsys):
     chosen[:5] = True
     _score(h, progress=True, weights=chosen)
     err = capsys.readouterr().err
-    assert "LEGC scoring" in err and "5/5" in err
+    assert "\rLEGC scoring [" in err and "5/5" in err
     _score(h, progress=False)
     assert capsys.readouterr().err == ""
 
@@ -223,7 +223,7 @@ def test_a_stored_history_reports_progress_per_block(tmp_path, capsys):
     assert stored.stored
     got = _score(stored, progress=True, chunk_size=4, threads=1)
     err = capsys.readouterr().err
-    assert "LEGC scoring" in err and "12/12" in err
+    assert "\rLEGC scoring [" in err and "12/12" in err
     np.testing.assert_array_equal(got.pvalues, _score(h).pvalues)
 
 
