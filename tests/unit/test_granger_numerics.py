@@ -358,3 +358,14 @@ def test_a_near_exact_fit_is_perfect_relative_to_the_targets_own_fit():
     effect[1:] = 1e3 * cause[0, :-1] + 1e-8 * rng.normal(size=29)
     res = granger_test(cause, effect, 1)
     assert res.degenerate.tolist() == [PERFECT_FIT, OK]
+
+
+def test_a_lone_series_in_its_chunk_gives_the_same_bits_without_numba(monkeypatch):
+    # numpy sums an (n, 1) column in another order than an (n, m) block: a lone series is
+    # duplicated so that chunking never changes a bit (10 series in chunks of 3: a lone last one)
+    monkeypatch.setitem(_compiled._loaded, "_granger_kernel", None)
+    cause, effect = _series(21, 10, 40)
+    whole = granger_test(cause, effect, 4, chunk_size=10)
+    for chunk_size in (1, 3):
+        got = granger_test(cause, effect, 4, chunk_size=chunk_size)
+        np.testing.assert_array_equal(got.per_lag, whole.per_lag)
