@@ -345,6 +345,10 @@ def test_effect_of_another_dtype_or_shape():
         granger_test(cause, effect32, 3).per_lag,
         granger_test(cause, effect32.astype(np.float64), 3).per_lag,
     )
+    np.testing.assert_array_equal(  # differenced in float64 too
+        granger_test(cause, effect32, 3, difference=True).per_lag,
+        granger_test(cause, effect32.astype(np.float64), 3, difference=True).per_lag,
+    )
     for c, e in ((cause[:, :, None], effect), (cause, effect[:, None])):  # K matches, ndim not
         msg = _message(InvalidArgumentError, granger_test, c, e, 2)
         assert "cause must be (n_series, K) and effect (K,)" in msg
