@@ -261,10 +261,11 @@ def _lags_to_test(k: int, max_lag: int, lag: int | None, difference: bool) -> li
                 "to max_lag; an int tests that one lag."
             )
         if effective_max_lag(k, lag) < lag:
+            fits = (k - 2) // 3  # the largest lag these points allow; 0: none (lag 1 needs 5)
+            fix = f"choose lag <= {fits} or record" if fits >= 1 else "record at least 5 points:"
             raise HistoryError(
                 f"a Granger test at lag {lag} needs more than {3 * lag + 1} points, but {what}the "
-                f"series have {k}. Fix: choose lag <= {max((k - 2) // 3, 0)} or record more LE "
-                "windows."
+                f"series have {k}. Fix: {fix} more LE windows."
             )
         return [int(lag)]
     lag_max = effective_max_lag(k, max_lag)

@@ -217,6 +217,14 @@ def test_lag_too_large_for_the_series_is_an_error_naming_the_fix():
         granger_test(cause, effect, 14, lag=4)
 
 
+def test_a_fixed_lag_on_too_few_points_for_any_lag_asks_for_more_windows():
+    # 4 points allow no lag at all ((4 - 2) // 3 = 0): "choose lag <= 0" would be no advice
+    cause, effect = _series(4, 2, 4)
+    msg = _message(HistoryError, granger_test, cause, effect, 14, lag=1)
+    assert msg.endswith("series have 4. Fix: record at least 5 points: more LE windows.")
+    assert "lag <= 0" not in msg
+
+
 def _bh_loop(p: list[float]) -> list[float]:
     """Benjamini-Hochberg written out: q_i = min over p_j >= p_i of p_j * m / rank_j, capped at 1."""
     finite = [v for v in p if np.isfinite(v)]
