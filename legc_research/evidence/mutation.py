@@ -42,7 +42,10 @@ from pathlib import Path
 from keras_legc._io import atomic_write_bytes
 from legc_research.evidence._provenance import REPO, machine, python_version, today
 
-WORKDIR = REPO / "build" / "mutation"
+#: mutmut's working folder; LEGC_MUTATION_WORKDIR names another (e.g. build/mutation-export) so
+#: that two groups run at once on two cores (mutmut allows one run per folder; the verdicts are
+#: per source file, in mutants/<path>.meta, and can be copied between folders).
+WORKDIR = Path(os.environ.get("LEGC_MUTATION_WORKDIR", REPO / "build" / "mutation")).absolute()
 LINKS = ("keras_legc", "legc_research", "edge", "tests", "setup.cfg", "pyproject.toml")
 #: group -> the mutmut mutant-name pattern of its modules
 GROUPS = {
@@ -96,7 +99,7 @@ def prepare_workdir() -> Path:
     for name in LINKS:
         link = WORKDIR / name
         if not link.is_symlink():
-            link.symlink_to(Path("..") / ".." / name)
+            link.symlink_to(os.path.relpath(REPO / name, WORKDIR))
     return WORKDIR
 
 
