@@ -337,21 +337,22 @@ def _mutation_section(report: dict | None) -> str:
         "The export and edge-runner groups are configured but not yet run (the unit tests "
         "barely reach them; their own tests export with TensorFlow or start interpreters).",
         "",
-        "| modules | mutants | checked | killed | survived | of which no tests | of which "
-        "equivalent | kill rate | kill rate where a test reaches | kill rate excluding "
-        "equivalents |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| modules | mutants | checked | killed | of which timeouts | survived | of which no "
+        "tests | of which equivalent | kill rate | kill rate excluding equivalents | the same, "
+        "timeouts counted as survivors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for group, g in report["groups"].items():
         no_tests = g["counts"].get("no tests", 0)
-        reached = g["checked"] - no_tests
+        timeouts = g["counts"].get("timeout", 0)
+        countable = g["checked"] - g.get("equivalent", 0)
         rate = f"{100 * g['kill_rate']:.1f}%" if g["kill_rate"] is not None else "-"
-        reach = f"{100 * g['killed'] / reached:.1f}%" if reached else "-"
         excl = g.get("kill_rate_excluding_equivalent")
         excl = f"{100 * excl:.1f}%" if excl is not None else "-"
-        lines.append(f"| {group} | {g['total']} | {g['checked']} | {g['killed']} | "
+        strict = f"{100 * (g['killed'] - timeouts) / countable:.1f}%" if countable else "-"
+        lines.append(f"| {group} | {g['total']} | {g['checked']} | {g['killed']} | {timeouts} | "
                      f"{g['survived']} | {no_tests} | {g.get('equivalent', 0)} | {rate} | "
-                     f"{reach} | {excl} |")  # fmt: skip
+                     f"{excl} | {strict} |")  # fmt: skip
     lines += _survivor_lines(report["survivors"])
     return "\n".join(lines) + "\n"
 
