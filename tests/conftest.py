@@ -48,6 +48,13 @@ SLOW = (
     "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
     "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",
     "tests/integration/test_keras3_models.py::test_tf_keras_is_the_users_keras_before_and_after",
+    # export's own Keras 3 conversions and twin subprocess (mutation tests; 1-20 s each)
+    "tests/unit/test_export_tf.py::test_keras3_exports_through_its_litert_export",
+    "tests/unit/test_export_tf.py::test_keras3_before_3_13_converts_from_a_saved_model",
+    "tests/unit/test_export_tf.py::test_keras3_int8_and_sparse_settings_reach_the_converter",
+    "tests/unit/test_export_tf.py::test_twin_main_converts_a_keras_file",
+    "tests/unit/test_export_tf.py::test_other_backends_convert_through_a_tensorflow_subprocess",
+    "tests/unit/test_export_tf.py::test_twin_failure_names_the_subprocess_error_and_the_fix",
 )
 
 

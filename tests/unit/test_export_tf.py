@@ -576,9 +576,9 @@ def test_not_a_keras_model_is_refused(tmp_path):
 # -- Keras 3 (TensorFlow backend in this process) ----------------------------------------------
 
 
-# The Keras 3 conversions (~1 s each) run in the mutation run and `make test-slow`; `make test`
-# has the Keras 3 export integration tests (tests/integration/test_keras3_export.py) already.
-KERAS3_SLOW = pytest.mark.slow
+# The Keras 3 conversions (~1 s each) and the two twin-subprocess tests are in tests/conftest.py
+# SLOW: the mutation run and `make test-slow` run them; `make test` has the Keras 3 export
+# integration tests (tests/integration/test_keras3_export.py) already.
 
 
 @pytest.fixture(scope="module")
@@ -590,7 +590,6 @@ def k3(params):
     return keras3_model(params)
 
 
-@KERAS3_SLOW
 def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, monkeypatch):
     from keras_legc.keras.saving import keras3
 
@@ -612,7 +611,6 @@ def test_keras3_exports_through_its_litert_export(tmp_path, k3, params, capsys, 
     assert report["verification"]["ok"] is True
 
 
-@KERAS3_SLOW
 def test_keras3_before_3_13_converts_from_a_saved_model(tmp_path, k3, params, monkeypatch, capsys):
     assert E._keras_has_litert() is True  # this Keras is >= 3.13
     monkeypatch.setattr(E, "KERAS_LITERT_MIN", (99, 0))
@@ -652,7 +650,6 @@ def test_keras3_info_names_the_twin_path_on_other_backends(k3, monkeypatch):
     )
 
 
-@KERAS3_SLOW
 def test_keras3_int8_and_sparse_settings_reach_the_converter(k3, params):
     x = rows(64)
     out, ops, dtypes, interface = litert(E._convert(k3, "int8", False, x), x[:8])
@@ -679,7 +676,6 @@ def twin_source(tmp_path):
     return params
 
 
-@KERAS3_SLOW
 def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
     """The subprocess side of the JAX/PyTorch path, run here in-process on a saved file."""
     params = twin_source(tmp_path)
@@ -702,8 +698,7 @@ def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
         assert max_error(got, want) <= E.TOLERANCE[quantization] * scale
 
 
-# The subprocess of the JAX/PyTorch path: a fresh Python that imports TensorFlow (~5 s each), so
-# these two are in the slow set (`make test` leaves them out; the mutation run and test-all run them).
+# The subprocess of the JAX/PyTorch path: a fresh Python that imports TensorFlow (~5 s each).
 @pytest.fixture
 def as_jax(monkeypatch):
     """keras_legc sees a JAX-backend Keras 3 (the model stays a TF-backend one: its .keras file is
@@ -721,7 +716,6 @@ def test_the_twin_refuses_to_start_another_twin(k3, as_jax, monkeypatch):
         E._convert(model, "float", False, None)
 
 
-@pytest.mark.slow
 def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_path, monkeypatch):
     params = block_sparse_params()
     model = keras3_model(params)
@@ -736,7 +730,6 @@ def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_
     assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
 
 
-@pytest.mark.slow
 def test_twin_failure_names_the_subprocess_error_and_the_fix(k3, as_jax):
     with pytest.raises(ExportError) as err:
         E._convert(k3, "int8", False, None)  # no calibration rows: the twin's converter fails
