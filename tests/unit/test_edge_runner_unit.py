@@ -1511,6 +1511,11 @@ def test_benchmark_hands_the_isolated_child_its_reference_threads_and_seed(model
         assert (child.model, child.reference) == (
             str(models / "dense.tflite"), str(models / "dense.reference.npz"))  # fmt: skip
         assert (child.runtime, child.threads, child.seed) == ("litert", 2, 7)
+    # threads None (the interpreter's default) is handed on as 0, which load_interpreter leaves unset;
+    # the seed defaults to benchmark's, 0
+    bench.isolated_first_invoke(DATA / "dense.tflite", None, "litert", None)
+    child = children.pop()
+    assert (child.reference, child.threads, child.seed) == (None, 0, 0)
     assert children == []
 
 
