@@ -1545,3 +1545,11 @@ def test_peak_rss_without_proc_on_macos(monkeypatch):
     got, source = bench.peak_rss()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert before <= got <= after and source == "ru_maxrss (may include the parent's)"
+
+
+def test_main_times_the_seeded_sample_without_a_reference(models, capsys, monkeypatch):
+    seen = timed_inputs(monkeypatch)
+    (models / "dense.reference.npz").unlink()
+    code, _, _ = run_main(capsys, models / "dense.tflite", "--seed", "5", *FAST)
+    assert code == 0
+    np.testing.assert_array_equal(seen[-1], np.random.default_rng(5).normal(size=4).astype("f4"))
