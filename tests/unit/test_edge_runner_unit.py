@@ -1379,3 +1379,177 @@ def test_isolated_first_invoke_keeps_the_childs_output(capfd):
     bench.isolated_first_invoke(DATA / "dense.tflite", None, "litert", 1)
     out = capfd.readouterr()
     assert out.out == "" and out.err == ""  # LiteRT's INFO line stays in the child's pipe
+
+
+# -- review of the last survivors (issue 19): boundaries, empty outputs, what the child gets ------
+def tile_interp(shape=None):
+    """tile.tflite: its output's first row is its input row, bit for bit (tf.tile copies), so
+    the runtime's outputs are exactly the values a test chooses; ``shape`` resizes its input."""
+    interp = bench.load_interpreter(DATA / "tile.tflite")[0]
+    if shape is not None:
+        interp.resize_tensor_input(interp.get_input_details()[0]["index"], shape)
+        interp.allocate_tensors()
+    return interp
+
+
+def test_check_outputs_of_an_empty_output():
+    """A model whose output has no values (tile of a (1, 0) input): no error to measure, and no
+    numpy reduction over nothing (which raises)."""
+    import warnings
+
+    empty = np.zeros((1, 0), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # np.std of nothing: nan, with a warning
+        check = bench.check_outputs(
+            tile_interp([1, 0]), {"inputs": empty, "keras_outputs": empty, "atol": np.float64(0)}
+        )
+    assert (check["max_abs_error"], check["relative_error"], check["n_reference"]) == (0.0, 0.0, 1)
+    assert check["ok"] is True and check["collapsed"] is False and check["constant"] is False
+
+
+def test_check_outputs_collapse_at_exactly_five_percent():
+    """Outputs whose std is exactly 5% of the reference's are not collapsed (strictly below is)."""
+    rows = np.repeat(np.float32([[0.0], [1.0]]), 4, axis=1)  # outputs 0 and 1: std 0.5 exactly
+    want = np.repeat(np.float32([[-10.0], [10.0]]), 4, axis=1)  # std 10; 0.05 * 10 == 0.5
+    check = bench.check_outputs(
+        tile_interp(), {"inputs": rows, "keras_outputs": want, "atol": np.float64(100)}
+    )
+    assert (check["output_std"], check["reference_std"]) == (0.5, 10.0)
+    assert check["collapsed"] is False and check["ok"] is True
+    assert check["constant"] is False  # a spread of 1 in each output, far above 1e-6 * 10
+    assert check["max_abs_error"] == 10.0 and check["relative_error"] == 1.0  # |0-(-10)| / 10
+
+
+def test_check_outputs_two_rows_are_enough():
+    """Two reference rows tell a collapsed, a constant and a varying model apart."""
+    ref = reference()
+    two = {"inputs": ref["inputs"][:2], "atol": np.float64(1e9)}
+    got = bench.run_model(dense_interp(), two["inputs"])
+    mean = got.mean()
+    check = bench.check_outputs(dense_interp(), dict(two, keras_outputs=mean + 21 * (got - mean)))
+    assert check["collapsed"] is True and check["ok"] is False and check["constant"] is False
+    flat = reference("flat")
+    check = bench.check_outputs(
+        bench.load_interpreter(DATA / "flat.tflite")[0],
+        dict(two, inputs=flat["inputs"][:2], keras_outputs=flat["keras_outputs"][:2]),
+    )
+    assert check["constant"] is True  # two distinct inputs, the same outputs (all 0.5)
+
+
+def test_check_outputs_constant_at_exactly_the_tolerance():
+    """Constant when the spread is at most 1e-6 times the largest |Keras output| (here 976.5625,
+    so the bound is exactly 2^-10); a spread of 2^-10 is constant, the next float above is not."""
+    want = np.zeros((2, 4), np.float32)
+    want[0, 1] = 976.5625  # 15625 / 16; 1e-6 * 976.5625 rounds to 2^-10 exactly
+    assert 1e-6 * 976.5625 == 2**-10
+    for step, constant in ((2**-10, True), (np.nextafter(np.float32(2**-10), 1), False)):
+        rows = np.zeros((2, 4), np.float32)
+        rows[1, 2] = step  # the outputs copy the inputs: one output spreads by `step`
+        ref = {"inputs": rows, "keras_outputs": want, "atol": np.float64(1e4)}
+        assert bench.check_outputs(tile_interp(), ref)["constant"] is constant
+
+
+def test_check_outputs_constant_is_per_output_across_rows():
+    """The spread is each output's range across the rows, not the range of all values: inputs
+    that quantize to the same int8 tensor give the same three (different) outputs: constant."""
+    interp = bench.load_interpreter(DATA / "int8io.tflite")[0]
+    scale = interp.get_input_details()[0]["quantization"][0]  # ~0.025
+    ref = reference("int8io")
+    rows = np.repeat(ref["inputs"][:1], 2, axis=0)
+    rows[1, 0] += scale / 100  # distinct, but the same after rounding to int8
+    got = bench.run_model(interp, rows)
+    assert np.ptp(got[0]) > 0.1  # the three outputs differ from one another
+    check = bench.check_outputs(interp, dict(ref, inputs=rows, keras_outputs=got))
+    assert check["constant"] is True and check["max_abs_error"] == 0.0
+
+
+def test_time_model_defaults_are_the_benchmarks():
+    interp = Counting(dense_interp())
+    lat = bench.time_model(interp, reference()["inputs"][0])
+    assert (lat["runs"], lat["warmup"]) == (500, 50) and interp.invokes == 1 + 49 + 500
+
+
+def timed_inputs(monkeypatch) -> list:
+    """The input tensor each time_model call of ``benchmark`` ran on, read from the interpreter."""
+    seen, real = [], bench.time_model
+
+    def spy(interp, sample, runs, warmup):
+        lat = real(interp, sample, runs, warmup)
+        seen.append(interp.get_tensor(interp.get_input_details()[0]["index"])[0].copy())
+        return lat
+
+    monkeypatch.setattr(bench, "time_model", spy)
+    return seen
+
+
+def test_benchmark_times_the_first_reference_row_or_a_seeded_normal(models, monkeypatch):
+    seen = timed_inputs(monkeypatch)
+    bench.benchmark(models / "dense.tflite", runs=1, warmup=0)
+    np.testing.assert_array_equal(seen[-1], reference()["inputs"][0])
+    (models / "dense.reference.npz").unlink()
+    for kwargs, seed in (({}, 0), ({"seed": 5}, 5)):  # the default seed is 0
+        bench.benchmark(models / "dense.tflite", runs=1, warmup=0, **kwargs)
+        normal = np.random.default_rng(seed).normal(size=4).astype(np.float32)
+        np.testing.assert_array_equal(seen[-1], normal)
+
+
+def test_benchmark_hands_the_isolated_child_its_reference_threads_and_seed(models, monkeypatch):
+    """The --isolate child must repeat the parent's first invocation: same model, reference
+    (also the one found beside the model), runtime, threads and seed."""
+    children, real = [], subprocess.run
+
+    def spy(cmd, *args, **kwargs):
+        if "--first-invoke-only" in cmd:
+            children.append(bench._parser().parse_args(cmd[2:]))
+        return real(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    for reference_arg in (models / "dense.reference.npz", None):
+        bench.benchmark(models / "dense.tflite", reference_arg, runtime="ai-edge-litert",
+                        threads=2, runs=1, warmup=0, seed=7, isolate=True)  # fmt: skip
+        child = children.pop()
+        assert (child.model, child.reference) == (
+            str(models / "dense.tflite"), str(models / "dense.reference.npz"))  # fmt: skip
+        assert (child.runtime, child.threads, child.seed) == ("litert", 2, 7)
+    # threads None (the interpreter's default) is handed on as 0, which load_interpreter leaves unset;
+    # the seed defaults to benchmark's, 0
+    bench.isolated_first_invoke(DATA / "dense.tflite", None, "litert", None)
+    child = children.pop()
+    assert (child.reference, child.threads, child.seed) == (None, 0, 0)
+    assert children == []
+
+
+def test_runtime_version_is_the_distributions(monkeypatch, tmp_path):
+    """The version installed (importlib.metadata), not the module's __version__, which is only
+    the fallback; tflite-runtime here is a distribution record and a module of our own."""
+    import ai_edge_litert
+
+    monkeypatch.setattr(ai_edge_litert, "__version__", "0.0.module", raising=False)
+    assert bench._runtime_version("litert") == LITERT != "0.0.module"
+    dist = tmp_path / "tflite_runtime-2.14.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tflite-runtime\nVersion: 2.14.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = types.ModuleType("tflite_runtime")
+    module.__version__ = "0.0.module"
+    monkeypatch.setitem(sys.modules, "tflite_runtime", module)
+    assert bench._runtime_version("tflite_runtime") == "2.14.0"
+
+
+def test_peak_rss_without_proc_on_macos(monkeypatch):
+    """ru_maxrss is bytes on macOS (KiB elsewhere): taken as it is there."""
+    monkeypatch.setattr(bench, "open", lambda *a, **k: (_ for _ in ()).throw(OSError()),
+                        raising=False)  # fmt: skip
+    monkeypatch.setattr(bench.sys, "platform", "darwin")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got, source = bench.peak_rss()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert before <= got <= after and source == "ru_maxrss (may include the parent's)"
+
+
+def test_main_times_the_seeded_sample_without_a_reference(models, capsys, monkeypatch):
+    seen = timed_inputs(monkeypatch)
+    (models / "dense.reference.npz").unlink()
+    code, _, _ = run_main(capsys, models / "dense.tflite", "--seed", "5", *FAST)
+    assert code == 0
+    np.testing.assert_array_equal(seen[-1], np.random.default_rng(5).normal(size=4).astype("f4"))
