@@ -235,9 +235,9 @@ class StoredLE:
         return view
 
     def __getitem__(self, key):
-        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
-        if isinstance(key, tuple) and len(key) != 2:
+        if isinstance(key, tuple) and len(key) != 2:  # before unpacking: a ValueError otherwise
             raise IndexError(f"an LE store has 2 dimensions, got index {key!r}")
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         if isinstance(cols, slice) and isinstance(rows, slice) and rows == slice(None):
             picked = range(self.n_windows)[cols]
             if picked.step == 1:

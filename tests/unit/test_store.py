@@ -11,7 +11,7 @@ import pytest
 import keras_legc as kl
 from keras_legc import HistoryError, InvalidArgumentError, LegcWarning, OutputExistsError
 from keras_legc.core.recorder import Recorder
-from keras_legc.core.store import LEStore, StoredLE, write_store
+from keras_legc.core.store import STORE_NAME, LEStore, StoredLE, write_store
 from keras_legc.errors import MissingDependencyError
 
 ARRAYS = ("pvalues", "degenerate", "static", "f_pvalue", "partial_r2", "selected_lag")
@@ -297,3 +297,104 @@ def test_streaming_memory_is_bounded_by_the_chunk_size(rng, tmp_path):
     le_bytes = n * k * 4
     assert small < le_bytes / 3, (small, le_bytes)  # measured: ~1/5
     assert large > 3 * small, (small, large)  # the bound moves with chunk_size
+
+
+# -- the last mutation survivors (issue 19): a stored history saved elsewhere, write_store's
+# defaults, the fill and chunking of a new store, and the view's indexing and length checks
+def _chunks(view: StoredLE) -> tuple[int, int]:
+    return tuple(int(c) for c in view._open().chunks)
+
+
+@pytest.fixture
+def stored(rng, tmp_path):
+    """A history whose LE series live in a store (saved, then loaded lazily)."""
+    make_history(rng).save(tmp_path / "first", le_store=True, store_chunks=(40, 8))
+    return kl.History.load(tmp_path / "first")
+
+
+def test_a_stored_history_saved_elsewhere_copies_its_store_into_a_new_nested_run_dir(
+    stored, tmp_path
+):
+    target = tmp_path / "a" / "b" / "second"  # parents that do not exist yet
+    stored.save(target, store_chunks=(40, 8))
+    again = kl.History.load(target)
+    assert again.le.path == (target / STORE_NAME).resolve()
+    assert np.array_equal(np.asarray(again.le), np.asarray(stored.le))
+
+
+def test_the_windows_chunking_reaches_the_copy(stored, tmp_path):
+    # other row chunks than the source's: the store is rewritten with both chunk sizes asked for
+    stored.save(tmp_path / "second", store_chunks=(25, 5))
+    assert _chunks(kl.History.load(tmp_path / "second").le) == (25, 5)
+
+
+def test_saving_a_stored_history_over_another_store_needs_overwrite(rng, stored, tmp_path):
+    make_history(rng).save(tmp_path / "second", le_store=True)
+    with pytest.raises(OutputExistsError, match="already exists.*overwrite=True"):
+        stored.save(tmp_path / "second", overwrite=False)
+    stored.save(tmp_path / "second", overwrite=True)
+    got = kl.History.load(tmp_path / "second").le
+    assert np.array_equal(np.asarray(got), np.asarray(stored.le))
+
+
+def test_write_store_refuses_an_existing_path_unless_told(rng, tmp_path):
+    le = rng.normal(size=(6, 4)).astype(np.float32)
+    write_store(le, tmp_path / "s.zarr")
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        write_store(le, tmp_path / "s.zarr")
+    view = write_store(le * 2, tmp_path / "s.zarr", overwrite=True)
+    assert np.array_equal(np.asarray(view), le * 2)
+
+
+def test_write_store_of_a_store_copies_it_over_an_existing_path_when_told(rng, tmp_path):
+    le = rng.normal(size=(6, 4)).astype(np.float32)
+    source = write_store(le, tmp_path / "a.zarr", chunk_rows=3)
+    write_store(le + 1, tmp_path / "b.zarr", chunk_rows=3)
+    copy = write_store(source, tmp_path / "b.zarr", chunk_rows=3, overwrite=True)  # the copy path
+    assert np.array_equal(np.asarray(copy), le)
+
+
+def test_a_new_store_reads_nan_where_nothing_was_written_and_chunks_one_weight(tmp_path):
+    store = LEStore(tmp_path / "s.zarr", 1, chunk_rows=8, chunk_windows=4)
+    store.resize(3)
+    assert store.n_windows == 3
+    assert np.isnan(np.asarray(StoredLE(tmp_path / "s.zarr"))).all()  # unwritten: NaN, not 0
+    assert _chunks(StoredLE(tmp_path / "s.zarr")) == (1, 4)  # never more rows than weights
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        (slice(1, 4), np.array([0, 2])),
+        (2, np.array([1, 3])),
+        (np.array([0, 4]), slice(1, 3)),
+        (np.array([True, False, True, False, True, False]), 2),
+        (slice(None), slice(None, None, 2)),
+        (3, 1),
+    ],
+)
+def test_indexing_the_view_is_numpys_indexing(rng, tmp_path, key):
+    le = rng.normal(size=(6, 5)).astype(np.float32)
+    view = write_store(le, tmp_path / "s.zarr", chunk_rows=4, chunk_windows=2)
+    assert np.array_equal(np.asarray(view[key]), le[key])
+
+
+def test_a_three_dimensional_index_names_the_two_dimensions(rng, tmp_path):
+    view = write_store(rng.normal(size=(6, 5)).astype(np.float32), tmp_path / "s.zarr")
+    with pytest.raises(IndexError, match="an LE store has 2 dimensions"):
+        view[0, 0, 0]
+
+
+def test_a_view_from_a_later_window_has_the_windows_left(rng, tmp_path):
+    le = rng.normal(size=(6, 5)).astype(np.float32)
+    write_store(le, tmp_path / "s.zarr")
+    view = StoredLE(tmp_path / "s.zarr", start=2)
+    assert view.n_windows == 3 and np.array_equal(np.asarray(view), le[:, 2:])
+
+
+def test_a_view_longer_than_the_store_says_how_many_windows_it_needs(rng, tmp_path):
+    write_store(rng.normal(size=(6, 5)).astype(np.float32), tmp_path / "s.zarr")
+    with pytest.raises(HistoryError) as info:
+        StoredLE(tmp_path / "s.zarr", n_windows=4, start=3)
+    message = str(info.value)
+    assert "7" in message and "replaced. Fix: record again." in message
