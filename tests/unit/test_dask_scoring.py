@@ -33,14 +33,21 @@ def cluster():
     # tools/mutation.py runs each mutant's tests in a child forked from a process that already
     # ran a Dask client: the child inherits Dask's offload executor without its thread, and every
     # task would wait for it forever. A fresh executor makes the cluster work in such a child too.
-    distributed.utils._offload_executor = ThreadPoolExecutor(1, thread_name_prefix="Dask-Offload")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dask's start-up chatter
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        )
-    yield cluster
-    cluster.close()
+    # (restored afterwards: the rest of the session keeps Dask's own executor)
+    inherited = distributed.utils._offload_executor
+    fresh = ThreadPoolExecutor(1, thread_name_prefix="Dask-Offload")
+    distributed.utils._offload_executor = fresh
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dask's start-up chatter
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+            )
+        yield cluster
+        cluster.close()
+    finally:
+        distributed.utils._offload_executor = inherited
+        fresh.shutdown(wait=False)
 
 
 @pytest.fixture
