@@ -716,6 +716,28 @@ def test_the_twin_refuses_to_start_another_twin(k3, as_jax, monkeypatch):
         E._convert(model, "float", False, None)
 
 
+def test_the_twin_starts_on_tensorflow_whatever_the_callers_backend(k3, monkeypatch):
+    """The twin's environment, checked before it would start (the next test runs a real one)."""
+    import subprocess
+
+    class NotStarted(Exception):
+        pass
+
+    def capture(cmd, **kwargs):
+        seen.update(kwargs, cmd=cmd)
+        raise NotStarted
+
+    seen = {}
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # the caller's shell chose JAX
+    monkeypatch.setattr(subprocess, "run", capture)
+    with pytest.raises(NotStarted):
+        E._convert_twin(k3, "float", False, None)
+    env = seen["env"]
+    assert env["KERAS_BACKEND"] == "tensorflow" and env[E.TWIN_ENV] == "1"
+    assert env["PATH"] == os.environ["PATH"]  # the rest of the caller's environment is kept
+    assert seen["cmd"][:2] == [sys.executable, "-c"] and seen["cmd"][-3:-1] == ["float", "False"]
+
+
 def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_path, monkeypatch):
     params = block_sparse_params()
     model = keras3_model(params)

@@ -225,6 +225,13 @@ def test_a_fixed_lag_on_too_few_points_for_any_lag_asks_for_more_windows():
     assert "lag <= 0" not in msg
 
 
+def test_a_fixed_lag_where_only_lag_1_fits_names_lag_1():
+    # 5 points: (5 - 2) // 3 = 1, the boundary where "choose lag <= 1" is still advice
+    cause, effect = _series(5, 2, 5)
+    msg = _message(HistoryError, granger_test, cause, effect, 14, lag=2)
+    assert msg.endswith("series have 5. Fix: choose lag <= 1 or record more LE windows.")
+
+
 def _bh_loop(p: list[float]) -> list[float]:
     """Benjamini-Hochberg written out: q_i = min over p_j >= p_i of p_j * m / rank_j, capped at 1."""
     finite = [v for v in p if np.isfinite(v)]

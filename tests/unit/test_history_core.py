@@ -293,3 +293,114 @@ def test_journal_index_counts_the_weights():
 def test_no_snapshots_is_a_clear_error(tmp_path):
     with pytest.raises(HistoryError, match="holds no raw snapshots.*save_snapshots=True"):
         load_snapshots(tmp_path)
+
+
+# -- load's messages and its recovery paths, word for word (issue 19: the mutation survivors) ------
+def rewrite_save(run, **changes):
+    """Rewrite ``run``'s history.npz with ``changes`` to its manifest (a value of None: the field
+    removed) or its arrays (keys ``array_<name>``)."""
+    from keras_legc._io import read_npz, write_npz
+    from keras_legc.core.history import FORMAT, FORMAT_VERSION, HISTORY_FILE
+
+    manifest, data = read_npz(run / HISTORY_FILE, FORMAT, FORMAT_VERSION)
+    arrays = {name: data[name] for name in data}
+    for key, value in changes.items():
+        if key.startswith("array_"):
+            arrays[key.removeprefix("array_")] = value
+        elif value is None:
+            manifest.pop(key)
+        else:
+            manifest[key] = value
+    write_npz(run / HISTORY_FILE, manifest, arrays, overwrite=True, compress=False)
+
+
+def test_load_messages_name_what_is_there_and_the_fix(rng, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(empty)
+    assert str(info.value) == (
+        f"{empty} holds no recorded history (no history.npz). Fix: pass the run_dir given to "
+        "WeightHistory."
+    )
+    (empty / ".history.npz.a1.tmp").write_bytes(b"partial")
+    (empty / ".history.npz.b2.tmp").write_bytes(b"partial")
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(empty)
+    assert str(info.value) == (
+        f"{empty} holds no complete history, only .history.npz.a1.tmp, .history.npz.b2.tmp: the "
+        "recording was interrupted before its first save completed. Fix: record again."
+    )
+    journal_only = tmp_path / "journal_only"
+    journal_of(journal_only, rows=rng.normal(size=(2, 20)), target=[0.0, 1.0])
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(journal_only)
+    assert str(info.value).startswith(f"{journal_only} holds no complete history, only a window "
+                                      "journal: the recording was interrupted")  # fmt: skip
+
+
+def test_a_save_of_the_wrong_dimensions_is_refused_with_its_shapes(rng, tmp_path):
+    make(rng).save(tmp_path)
+    rewrite_save(tmp_path, array_le=np.zeros(20, np.float32))
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(tmp_path)
+    assert str(info.value) == (
+        f"the history in {tmp_path} is unreadable or corrupt (LE array of shape (20,) and target "
+        f"of shape ({K},), not (weights, windows) and (windows,)). Fix: record it again; a run "
+        "that was interrupted keeps its last complete save."
+    )
+
+
+def test_every_recovery_note_is_in_one_warning(rng, tmp_path):
+    make(rng, k=3, overlap=0.5).save(tmp_path)
+    (tmp_path / ".history.npz.c3.tmp").write_bytes(b"partial")
+    journal_of(tmp_path, rows=rng.normal(size=(4, 20)), target=[1, 2, 3, 4])  # integers
+    with pytest.warns(LegcWarning) as caught:
+        loaded = kl.History.load(tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path}: an interrupted save left .history.npz.c3.tmp; the recording was "
+        "interrupted: 4 windows completed (the last full save had 3); using all 4."
+    ]
+    assert loaded.target.dtype == np.float64 and np.array_equal(loaded.target, [1, 2, 3, 4])
+
+
+def test_a_journal_of_the_same_layers_with_other_shapes_is_refused(rng, tmp_path):
+    make(rng, k=3).save(tmp_path)
+    journal_of(tmp_path, shapes={"a": (4, 3), "b": (4, 2)}, rows=rng.normal(size=(5, 20)),
+               target=[0.0] * 5)  # fmt: skip
+    with pytest.raises(HistoryError) as info:
+        kl.History.load(tmp_path)
+    assert str(info.value).endswith("Fix: record again into an empty run_dir.")
+    assert "belongs to another model than its history.npz" in str(info.value)
+
+
+def test_a_one_layer_history_keeps_its_final_kernel(rng, tmp_path):
+    h = History(layers=["only"], shapes={"only": (3, 2)}, le=rng.normal(size=(6, 4)),
+                target=rng.normal(size=4), window=5, overlap=0.0, every=1, n_snapshots=20,
+                final_kernels={"only": rng.normal(size=(3, 2))})  # fmt: skip
+    h.save(tmp_path)
+    loaded = kl.History.load(tmp_path)
+    assert np.array_equal(loaded.final_kernels["only"], h.final_kernels["only"])
+
+
+def test_a_store_saved_into_a_new_nested_run_dir(rng, tmp_path):
+    h = make(rng)
+    h.save(tmp_path / "a" / "b" / "run", le_store=True)
+    loaded = kl.History.load(tmp_path / "a" / "b" / "run")
+    assert loaded.stored and np.array_equal(np.asarray(loaded.le), h.le)
+    assert "le_store_start" not in loaded.meta and "le_store" not in loaded.meta
+
+
+def test_a_manifest_without_a_store_start_reads_from_window_0(rng, tmp_path):
+    # the field is optional in the file format: a store referred to without it starts at 0
+    h = make(rng)
+    h.save(tmp_path, le_store=True)
+    rewrite_save(tmp_path, le_store_start=None)
+    loaded = kl.History.load(tmp_path)
+    assert loaded.le.start == 0 and np.array_equal(np.asarray(loaded.le), h.le)
+
+
+def test_a_stored_history_opens_its_store_read_only(rng, tmp_path):
+    make(rng).save(tmp_path, le_store=True)
+    array = kl.History.load(tmp_path).le._open()
+    assert array.read_only  # scoring reads a store; it can never change one

@@ -91,7 +91,7 @@ def test_appending_windows_equals_one_write(rng, tmp_path):
         store.append(le[:, a:b].T)
     assert store.n_windows == 11
     assert np.array_equal(np.asarray(StoredLE(store.path)), le)
-    with pytest.raises(OutputExistsError, match="overwrite=True"):
+    with pytest.raises(OutputExistsError, match=r"or pass overwrite=True\.$"):
         LEStore(tmp_path / "le.zarr", 40)
     with pytest.raises(InvalidArgumentError, match="chunk_rows"):
         LEStore(tmp_path / "other.zarr", 40, chunk_rows=0)
@@ -140,7 +140,10 @@ def test_a_truncated_or_foreign_store_is_refused(rng, tmp_path):
     history = make_history(rng)
     history.save(tmp_path / "run", le_store=True)
     write_store(history.le[:, :5], tmp_path / "run" / "le.zarr", overwrite=True)
-    with pytest.raises(HistoryError, match="holds 5 windows.*record again"):
+    with pytest.raises(
+        HistoryError,
+        match=r"holds 5 windows.*truncated or\s*replaced\. Fix: record again\.\)\. Fix: record it again",
+    ):
         kl.History.load(tmp_path / "run")
     import shutil
 
