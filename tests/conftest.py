@@ -24,6 +24,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # test_package_data.py fetches from a local server with this unset.
 os.environ.setdefault("LEGC_OFFLINE", "1")
 
+if "MUTANT_UNDER_TEST" in os.environ:
+    # mutmut forks each mutant from the process that ran the tests first. TensorFlow's thread
+    # pools do not survive a fork: a tf.function (Keras' fit and predict) called in the child waits
+    # for them forever. Run functions op by op there (tools/mutation.py also sets
+    # TF_NUM_INTEROP_THREADS=-1 for sessions: the TFLite converter's SavedModel load).
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+
 REPO = Path(__file__).resolve().parents[1]
 MARKERS = ("unit", "integration", "evidence")
 

@@ -60,8 +60,15 @@ KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout"
 #: Each mutant's tests run on one thread of each runtime: a test that trains a Keras model would
 #: otherwise start thread pools as wide as the machine, and under load mutmut's wall-clock limit
 #: then expires and records a timeout (counted as killed) whether or not a test notices the mutant.
-SINGLE_THREADED = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}  # fmt: skip
+#: TensorFlow's inter-op work runs in the caller's thread (-1), not in a pool of one: mutmut forks
+#: each mutant from the process that ran the tests first, a pool's thread does not survive the
+#: fork, and every TensorFlow op in the child then waits for it forever (measured with gdb: eager
+#: ops and SavedModel loads blocked in the pool; 224 core and 67 export "timeouts" were that).
+SINGLE_THREADED = {
+    **{name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                              "TF_NUM_INTRAOP_THREADS")},
+    "TF_NUM_INTEROP_THREADS": "-1",
+}  # fmt: skip
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
 _SURVIVOR_VERDICTS = ("survived", "no tests", "suspicious")
 #: The review of the survivors (legc_research/evidence/mutation_review/<group>.json): mutant name ->
