@@ -14,6 +14,7 @@ from keras_legc.core.dense import (
     activate,
     activation_backward,
     activation_derivatives,
+    predicted_class,
 )
 from keras_legc.errors import InvalidArgumentError
 
@@ -177,3 +178,11 @@ def test_split_by_layer_keeps_trailing_axes():
     np.testing.assert_array_equal(parts["a"].reshape(6, 5), flat[:6])
     np.testing.assert_array_equal(parts["b"][1, 3], flat[13])
     assert layer_slices(["b", "a"], shapes) == {"b": slice(0, 8), "a": slice(8, 14)}
+
+
+def test_one_unit_exactly_at_the_threshold_is_class_0_and_classes_are_int64():
+    # "above 0.5" (or above 0 for a logit): a tie is not above
+    out = np.array([[0.5], [0.5000001], [0.0]])
+    got = predicted_class(out)
+    assert got.dtype == np.int64 and got.tolist() == [0, 1, 0]
+    assert predicted_class(out - 0.5, logits=True).tolist() == [0, 1, 0]

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from keras_legc import NonFiniteError
 from keras_legc.core import _compiled, lyapunov
 from keras_legc.core.lyapunov import (
     ROWS_PER_BLOCK,
@@ -209,3 +210,33 @@ def test_errors_name_the_problem_and_the_fix():
         msg = _message(InvalidArgumentError, lyapunov.window_stride, 50, overlap)
         assert msg == f"overlap must be in [0, 1), got {overlap!r}. Fix: use the paper's 0.1."
     assert lyapunov.window_stride(np.int64(4), 0) == 4
+
+
+# -- the finite check, the default stride, the scratch buffers (issue 19: the last survivors) ------
+def test_a_non_finite_value_in_the_first_series_is_found():
+    x = np.ones((9, 20))
+    x[0, 0] = np.nan
+    with pytest.raises(NonFiniteError, match=r"^series 0 has a non-finite value .* at step 0\."):
+        lyapunov._check_finite(x, rows_per_check=4)
+
+
+def test_every_series_of_a_tall_block_is_checked():
+    x = np.ones((12, 5))  # more series than steps: the check walks the series (rows)
+    x[11, 4] = np.inf
+    with pytest.raises(NonFiniteError, match=r"^series 11 .* at step 4\. Fix: training diverged"):
+        lyapunov._check_finite(x, rows_per_check=4)
+
+
+def test_the_default_overlap_is_the_papers_10_percent():
+    assert lyapunov.window_stride(50) == 45 == lyapunov.window_stride(50, 0.1)
+    assert lyapunov.n_windows(140, 50) == 3  # windows start at 0, 45, 90
+
+
+def test_the_kernel_raises_no_floating_point_warnings_on_a_new_window_length():
+    # a new W makes each thread allocate its scratch buffer afresh: every value in it that the
+    # log reads must have been written (an unwritten 0 would warn "divide by zero")
+    x = np.random.default_rng(5).normal(size=(40, 43)).cumsum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = lyapunov_of_windows(x, threads=1)
+    np.testing.assert_allclose(got, [lyapunov_window_reference(row) for row in x], rtol=1e-12)

@@ -19,6 +19,18 @@ def test_default_threads_are_the_usable_cores():
     assert _parallel.default_threads() == len(os.sched_getaffinity(0)) >= 1
 
 
+def test_default_threads_on_one_core_and_without_affinity(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})  # pinned to one core
+    assert _parallel.default_threads() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows: the CPU count instead
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert _parallel.default_threads() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert _parallel.default_threads() == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # "undeterminable": one thread
+    assert _parallel.default_threads() == 1
+
+
 @pytest.mark.parametrize("good", [1, 7, np.int64(3), np.int32(1)])
 def test_positive_integers_pass(good):
     assert _parallel.check_positive_int("window", good) is None
@@ -122,6 +134,22 @@ def test_a_kernel_module_is_imported_once(fresh):
     assert fresh._loaded == {"_lyapunov_kernel": first}
 
 
+def test_with_numba_lyapunov_and_granger_use_their_kernels_without_a_warning(fresh):
+    pytest.importorskip("numba")
+    from keras_legc.core.granger import granger_test
+    from keras_legc.core.lyapunov import lyapunov_of_windows
+
+    rng = np.random.default_rng(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the numpy fallback would warn once
+        lyapunov_of_windows(rng.normal(size=(3, 20)), threads=1)
+        granger_test(rng.normal(size=(2, 30)), rng.normal(size=30), 2)
+    assert fresh._loaded == {
+        "_lyapunov_kernel": sys.modules["keras_legc.core._lyapunov_kernel"],
+        "_granger_kernel": sys.modules["keras_legc.core._granger_kernel"],
+    }
+
+
 def test_without_numba_the_kernels_are_none_after_one_warning(fresh, monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # as if numba were not installed
     for name in ("_lyapunov_kernel", "_granger_kernel"):
@@ -134,7 +162,10 @@ def test_without_numba_the_kernels_are_none_after_one_warning(fresh, monkeypatch
     assert [w.category for w in caught] == [RuntimeWarning]  # once per process
     message = str(caught[0].message)
     assert message.startswith("numba could not be imported (")
-    assert "fall back to numpy" in message and "pip install 'numba==0.68.1'" in message
+    assert message.endswith(
+        "; Lyapunov exponents and Granger tests fall back to numpy: the same values, several "
+        "times slower. Fix: pip install 'numba==0.68.1'."
+    )
     assert fresh._loaded == {"_lyapunov_kernel": None, "_granger_kernel": None}
     assert fresh.CACHE is True
 
