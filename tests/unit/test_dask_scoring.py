@@ -332,3 +332,25 @@ def test_score_on_cluster_warns_about_slow_workers(cluster, rng, monkeypatch):
         with pytest.warns(LegcWarning, match=r"2 Dask worker\(s\) run with MALLOC_TRIM"):
             got = dist.score_on_cluster(fresh, history, spec)
     assert_same(got, score_block(history.le, spec))
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_score_with_a_client_equals_scoring_here_and_shows_its_progress(
+    client, rng, capsys, select, fast_workers
+):
+    history = history_of(rng)
+    weights = (rng.random(history.n_weights) < 0.5) if select else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegcWarning)  # the short series cap max_lag
+        here = kl.score(history, 3, weights=weights, chunk_size=CHUNK, progress=False)
+        there = kl.score(history, 3, weights=weights, chunk_size=CHUNK, progress=True,
+                         client=client)  # fmt: skip
+    n = history.n_weights if weights is None else int(weights.sum())
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .split("\r")[-1]
+        .startswith(f"LEGC scoring [{'#' * 30}] {n}/{n} ")
+    )  # the bar counted every weight the cluster tested
+    for name in ("pvalues", "degenerate", "static", "selected_lag", "f_pvalue", "partial_r2"):
+        assert np.array_equal(getattr(there, name), getattr(here, name), equal_nan=True), name
