@@ -412,6 +412,12 @@ def _input_shape(model) -> tuple[int, ...]:
             f"the model input shape {shape} has unknown dimensions besides the batch. Fix: give "
             "the Input layer a fixed shape."
         )
+    if 0 in shape[1:]:  # no input values: the model's outputs are constants, and numpy's
+        # reductions over the empty rows would fail deep inside the collapsed-model check
+        raise ModelStructureError(
+            f"the model input shape {shape} has a dimension of size 0: the model has no input "
+            "values to depend on. Fix: give the Input layer at least one value per dimension."
+        )
     return tuple(int(d) for d in shape[1:])
 
 

@@ -222,7 +222,11 @@ def test_conversion_failure_is_an_export_error_naming_the_cause(model):
     with pytest.raises(ExportError) as err:
         E._convert(model, "int8", False, None)
     message = str(err.value)
-    assert message.startswith("TFLite conversion failed (TypeError: ")
+    try:  # the representative-data generator slices None: Python's own words for that
+        None[:500]
+    except TypeError as exc:
+        cause = str(exc)
+    assert message.startswith(f"TFLite conversion failed (TypeError: {cause}). Fix: ")
     assert "\n" not in message  # only the first line of the converter's message
     assert message.endswith(
         "Fix: check that every layer has a TFLite builtin op (Dense/activations do)."
@@ -298,6 +302,84 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
     assert (tmp_path / "m.json").exists() and (tmp_path / "m.reference.npz").exists()
 
 
+# -- inference mode, and what the reference file holds ----------------------------------------
+
+
+def dropout_model(params):
+    """``params``' Dense stack with Dropout(0.5) after each layer: in training mode its outputs
+    are random, in inference mode they are ``forward(params, x)``."""
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    layers = [k.layers.Input((params[0][0].shape[0],))]
+    for i, (w, _) in enumerate(params):
+        act = "relu" if i < len(params) - 1 else None
+        layers += [k.layers.Dense(w.shape[1], activation=act), k.layers.Dropout(0.5)]
+    model = k.Sequential(layers)
+    for layer, (w, b) in zip(model.layers[::2], params, strict=True):
+        layer.set_weights([w, b])
+    return model
+
+
+@pytest.fixture
+def training_phase():
+    """tf_keras' global learning phase set to training (what an old script's
+    ``backend.set_learning_phase(1)`` does): a model called without ``training=`` then runs its
+    Dropout layers in training mode."""
+    from keras_legc.keras.flavour import keras
+
+    with keras().backend.learning_phase_scope(1):
+        yield
+
+
+@pytest.mark.filterwarnings("ignore:`tf.keras.backend.learning_phase_scope`")
+def test_export_verifies_inference_outputs_whatever_the_learning_phase(
+    tmp_path, params, training_phase
+):
+    model = dropout_model(params)
+    x = rows(8, seed=9)
+    want = forward(params, x)  # the Dense stack without Dropout
+    assert max_error(model(x), want) > 0.1  # the case is real: a plain call drops units here
+    report = E.export_tflite(model, tmp_path / "m.tflite", reference_inputs=x)
+    again = E.export_tflite(model, tmp_path / "n.tflite", reference_inputs=x)
+    v = report["verification"]
+    assert v["ok"] is True and v["max_abs_error"] < 1e-4 and again["verification"] == v
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        np.testing.assert_allclose(ref["keras_outputs"], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`tf.keras.backend.learning_phase_scope`")
+def test_a_collapsed_model_with_dropout_is_refused_whatever_the_learning_phase(
+    tmp_path, params, training_phase
+):
+    # last kernel 0: the inference outputs are its bias for every input; Dropout in training
+    # mode would make them random, and a random output is not a constant one
+    model = dropout_model([params[0], (0.0 * params[1][0], params[1][1])])
+    with pytest.raises(CollapsedModelError, match="identical for all 16 reference inputs"):
+        E.export_tflite(model, tmp_path / "m.tflite")
+
+
+def test_the_reference_file_holds_float32_outputs_of_a_float64_model(tmp_path, params):
+    """A model whose output is cast to float64 (TFLite converts the CAST): its Keras outputs are
+    stored, and compared, as float32, the dtype of the TFLite interface and of tflite_outputs."""
+    import tensorflow as tf
+
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    inp = h = k.layers.Input((D,))
+    for layer in tf_keras_model(params).layers:
+        h = layer(h)
+    model = k.Model(inp, k.layers.Lambda(lambda t: tf.cast(t, tf.float64))(h))
+    x = rows(6, seed=10)
+    assert model(x).dtype == tf.float64  # the case is real
+    report = E.export_tflite(model, tmp_path / "m.tflite", reference_inputs=x)
+    assert report["verification"]["ok"] is True
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        assert ref["keras_outputs"].dtype == ref["tflite_outputs"].dtype == np.float32
+        np.testing.assert_allclose(ref["keras_outputs"], forward(params, x), rtol=1e-5, atol=1e-5)
+
+
 # -- int8 calibration uses the user's rows -------------------------------------------------
 
 
@@ -330,6 +412,10 @@ def test_few_representative_rows_calibrate_and_verify_with_all_of_them(tmp_path,
     prepared = E._prepare(model, tmp_path / "m.tflite", "int8", data, None, 16, False, 0)
     np.testing.assert_array_equal(prepared.calibration, data)
     np.testing.assert_array_equal(prepared.reference_inputs, data[-16:])
+    assert prepared.held_out is False
+    data = rows(32, seed=5)  # exactly 2 x 16: still all of them calibrate
+    prepared = E._prepare(model, tmp_path / "m.tflite", "int8", data, None, 16, False, 0)
+    np.testing.assert_array_equal(prepared.calibration, data)
     assert prepared.held_out is False
     data = rows(33, seed=5)  # > 2 x 16: the last 16 are held out
     prepared = E._prepare(model, tmp_path / "m.tflite", "dynamic", data, None, 16, False, 0)
@@ -389,6 +475,25 @@ def test_export_from_a_saved_model_file_names_its_source(tmp_path, model, params
         np.testing.assert_allclose(ref["keras_outputs"], forward(params, inputs), atol=1e-5)
         np.testing.assert_allclose(ref["tflite_outputs"], forward(params, inputs), atol=1e-4)
         assert float(ref["atol"]) == report["verification"]["atol"]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+def test_export_from_a_file_compiled_with_an_unregistered_loss(tmp_path, params, suffix):
+    """Export needs the model only: a file compiled with the user's own loss function, which
+    this process cannot import, exports as the uncompiled model would."""
+    import tensorflow as tf
+
+    def my_loss(a, b):
+        return tf.reduce_mean((a - b) ** 2)
+
+    model = tf_keras_model(params)
+    model.compile(optimizer="sgd", loss=my_loss)
+    model.save(tmp_path / f"net{suffix}")
+    report = E.export_tflite(tmp_path / f"net{suffix}", tmp_path / "m.tflite", n_reference=4)
+    assert report["verification"]["ok"] is True
+    with np.load(tmp_path / "m.reference.npz") as ref:
+        np.testing.assert_allclose(ref["keras_outputs"], forward(params, ref["inputs"]), atol=1e-5)
 
 
 def test_export_defaults_and_never_overwrites(tmp_path, model, params):
@@ -472,6 +577,25 @@ def test_report_counts_the_kernels_and_states_the_verification(tmp_path, sparse,
     }
 
 
+def test_report_of_a_model_without_kernel_weights(tmp_path):
+    """A Dense layer fed a zero-width slice has a (0, 3) kernel: no weights, so none of them is
+    zero and the sparsity is 0.0 (not a division by zero, nor 'fully sparse')."""
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    inp = k.layers.Input((4,))
+    model = k.Model(inp, k.layers.Dense(3, name="d")(k.layers.Lambda(lambda t: t[:, :0])(inp)))
+    prepared = E._Prepared(E.sidecar_paths(tmp_path / "r.tflite"), model, None, (4,), None,
+                           np.zeros((2, 4), np.float32), True)  # fmt: skip
+    out = np.zeros((2, 3), np.float32)
+    check = E._Check(out, out, ["FULLY_CONNECTED"], 0.0, 1.0, 1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the empty layer's own 0 / 0
+        report = E._report(prepared, b"x", check, "float", False)
+    assert report["kernel_weights"] == 0 and report["nonzero_kernel_weights"] == 0
+    assert report["sparsity"] == 0.0
+
+
 # -- the collapsed-model refusal ---------------------------------------------------------------
 
 
@@ -490,8 +614,12 @@ def test_export_refuses_a_collapsed_model_before_writing(tmp_path, params, layer
         f"the model's outputs are identical for all 16 reference inputs (every kernel weight of "
         f"['{name}'] is 0): it no longer depends on its input"
     )
-    assert "pass allow_constant_output=True (CLI: --allow-constant-output)" in message
-    assert "Fix: prune less, or with a ranking that does not empty layers" in message
+    assert "so it would export and verify 'OK' while being useless. Fix: prune less, or" in message
+    assert (
+        "(Scores.mask's default; per_layer=True); or pass allow_constant_output=True "
+        "(CLI: --allow-constant-output) if a constant"
+    ) in message
+    assert message.endswith("if a constant model is what you want.")
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
     report = E.export_tflite(
         collapsed(params, layer), tmp_path / "m.tflite", allow_constant_output=True
@@ -553,6 +681,11 @@ def test_input_shape_of_a_model(params):
     assert str(err.value).endswith(
         "has unknown dimensions besides the batch. Fix: give the Input layer a fixed shape."
     )
+    empty = k.Input((0,))
+    with pytest.raises(ModelStructureError) as err:
+        E._input_shape(k.Model(empty, k.layers.Dense(2)(empty)))
+    assert str(err.value).startswith("the model input shape (None, 0) has a dimension of size 0")
+    assert str(err.value).endswith("Fix: give the Input layer at least one value per dimension.")
 
 
 def test_a_tf_mot_pruned_model_is_stripped_before_conversion(tmp_path, params):
@@ -698,6 +831,40 @@ def test_twin_main_converts_a_keras_file(tmp_path, k3, monkeypatch):
         assert max_error(got, want) <= E.TOLERANCE[quantization] * scale
 
 
+def test_a_conversion_error_without_a_message_names_its_type_and_the_fix(k3):
+    """A Keras 3 layer without a graph implementation raises a bare NotImplementedError while the
+    converter traces it; with Keras' traceback filtering off (a debugging setting) nothing adds
+    text to it. The error names the exception, with nothing after it, and the fix."""
+    import tensorflow as tf
+
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+
+    class EagerOnly(k.layers.Layer):
+        def call(self, t):
+            if not tf.executing_eagerly():
+                raise NotImplementedError
+            return t
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    model = k.Sequential([k.Input((D,)), k.layers.Dense(3), EagerOnly()])
+    filtering = k.config.is_traceback_filtering_enabled()
+    k.config.disable_traceback_filtering()
+    try:
+        with pytest.raises(ExportError) as err:
+            E._convert(model, "float", False, None)
+    finally:
+        if filtering:
+            k.config.enable_traceback_filtering()
+    assert str(err.value.__cause__) == ""  # the case is real: the cause has no message
+    assert str(err.value).startswith(
+        "TFLite conversion failed (NotImplementedError: ). Fix: check that every layer"
+    )
+
+
 # The subprocess of the JAX/PyTorch path: a fresh Python that imports TensorFlow (~5 s each).
 @pytest.fixture
 def as_jax(monkeypatch):
@@ -712,8 +879,17 @@ def test_the_twin_refuses_to_start_another_twin(k3, as_jax, monkeypatch):
     # were the twin's Keras not on TensorFlow, each twin would start the next one without end
     monkeypatch.setenv(E.TWIN_ENV, "1")
     model = keras3_model(block_sparse_params())
-    with pytest.raises(ExportError, match="twin found Keras on the jax backend.*Fix:"):
+    with pytest.raises(ExportError) as err:
         E._convert(model, "float", False, None)
+    message = str(err.value)
+    assert message.startswith(
+        "the TensorFlow-backend twin found Keras on the jax backend, although it was started "
+        "with KERAS_BACKEND=tensorflow. Fix: check that nothing in the environment (a "
+        "sitecustomize, a keras.json"
+    )
+    assert message.endswith(
+        "forces a backend, or export from a process with KERAS_BACKEND=tensorflow."
+    )
 
 
 def test_the_twin_starts_on_tensorflow_whatever_the_callers_backend(k3, monkeypatch):
@@ -750,6 +926,24 @@ def test_other_backends_convert_through_a_tensorflow_subprocess(k3, as_jax, tmp_
     assert n_sparse_tensors(flatbuffer) > 0  # the sparse flag reached the twin
     scale = max(1.0, float(np.max(np.abs(forward(params, x[:8])))))
     assert max_error(out, forward(params, x[:8])) <= 0.1 * scale
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_twin_that_ends_silently_is_an_export_error(k3, as_jax, tmp_path, monkeypatch, status):
+    """A twin that ends before it writes or says anything (here a sitecustomize on the caller's
+    PYTHONPATH ends the interpreter at startup, with exit status 0 or 3): no .tflite and an empty
+    stderr. Either status is a failure, and the error says there was no output."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import os\nos._exit({status})\n")
+    path = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    with pytest.raises(ExportError) as err:
+        E._convert(k3, "float", False, None)
+    assert str(err.value).startswith(
+        "converting the jax-backend model through its TensorFlow-backend twin failed: no error "
+        "output. Fix: install TensorFlow"
+    )
 
 
 def test_twin_failure_names_the_subprocess_error_and_the_fix(k3, as_jax):
