@@ -295,8 +295,9 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
         "kernel_weights": int(n_weights),
         "nonzero_kernel_weights": int(n_nonzero),
         "sparsity": sparsity,
-        "layer_sparsity": {
-            n: float(1.0 - np.count_nonzero(k) / k.size) for n, k in kernels.items()
+        "layer_sparsity": {  # an empty kernel (a zero-width input) is 0.0, as the total is
+            n: float(1.0 - np.count_nonzero(k) / k.size) if k.size else 0.0
+            for n, k in kernels.items()
         },
         "layer_units": {n: int(k.shape[1]) for n, k in kernels.items()},
         "block_structured_zeros": {"block": list(KERNEL_BLOCK), **structure},
