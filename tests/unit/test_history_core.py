@@ -58,7 +58,8 @@ def test_an_inconsistent_history_is_refused(rng):
         History(layers=["a", "b"], shapes=SHAPES, le=np.zeros((19, 4)), target=np.zeros(4),
                 window=10, overlap=0.1, every=1, n_snapshots=40)  # fmt: skip
     assert "LE array (19, 4)" in str(info.value) and "20 weights" in str(info.value)
-    assert "4 windows" in str(info.value) and "Fix: record it again" in str(info.value)
+    assert "4 windows" in str(info.value)
+    assert str(info.value).endswith(" windows. Fix: record it again with WeightHistory.")
     with pytest.raises(HistoryError, match="has 3 windows"):
         History(layers=["a", "b"], shapes=SHAPES, le=np.zeros((20, 4)), target=np.zeros(3),
                 window=10, overlap=0.1, every=1, n_snapshots=40)  # fmt: skip
@@ -231,8 +232,10 @@ def test_a_journal_without_a_target_falls_back_to_the_save(rng, tmp_path):
     with pytest.warns(LegcWarning) as caught:
         loaded = kl.History.load(tmp_path)
     message = str(caught[0].message)
-    assert "ignoring the window journal" in message and "Using the last complete save" in message
-    assert "its index records no target series. Fix: record again." in message
+    assert message == (
+        f"ignoring the window journal in {tmp_path}: its index records no target series. Fix: "
+        "record again. Using the last complete save."
+    )
     assert_same_history(loaded, h)
 
 
@@ -251,8 +254,12 @@ def test_row_journal_commits_only_complete_rows(rng, tmp_path):
     assert index["n_weights"] == 20 and np.array_equal(got, rows[:3])
     journal.close()  # commits the last row
     assert np.array_equal(load_snapshots(tmp_path / "new"), rows)
-    with pytest.raises(OutputExistsError, match="snapshots.f32 already exists"):
+    with pytest.raises(OutputExistsError) as info:
         RowJournal(tmp_path / "new", "snapshots", {"format": SNAPSHOTS_FORMAT})
+    assert str(info.value) == (
+        f"{tmp_path / 'new' / 'snapshots.f32'} already exists. Fix: choose another run_dir, or "
+        "pass overwrite=True."
+    )
 
 
 def test_an_empty_journal_reads_as_no_rows(tmp_path):
@@ -276,12 +283,17 @@ def test_a_truncated_journal_is_refused(rng, tmp_path):
     journal.close()
     data = (tmp_path / "j.f32").read_bytes()
     (tmp_path / "j.f32").write_bytes(data[:-4])  # one value short of 3 rows
-    with pytest.raises(HistoryError, match="shorter than the 3 rows its index records"):
+    with pytest.raises(HistoryError) as info:
         read_journal(tmp_path, "j", JOURNAL_FORMAT)
+    assert str(info.value) == (
+        f"{tmp_path / 'j.f32'} is shorter than the 3 rows its index records: the file was "
+        "truncated. Fix: record again."
+    )
     with pytest.raises(HistoryError, match="is not a keras_legc keras_legc.snapshots index"):
         read_journal(tmp_path, "j", SNAPSHOTS_FORMAT)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as info:
         read_journal(tmp_path, "none", JOURNAL_FORMAT)
+    assert str(info.value) == str(tmp_path / "none.json")  # names the index it looked for
 
 
 def test_journal_index_counts_the_weights():
@@ -291,8 +303,12 @@ def test_journal_index_counts_the_weights():
 
 
 def test_no_snapshots_is_a_clear_error(tmp_path):
-    with pytest.raises(HistoryError, match="holds no raw snapshots.*save_snapshots=True"):
+    with pytest.raises(HistoryError) as info:
         load_snapshots(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} holds no raw snapshots. Fix: record with "
+        "WeightHistory(run_dir=..., save_snapshots=True)."
+    )
 
 
 # -- load's messages and its recovery paths, word for word (issue 19: the mutation survivors) ------
@@ -404,3 +420,138 @@ def test_a_stored_history_opens_its_store_read_only(rng, tmp_path):
     make(rng).save(tmp_path, le_store=True)
     array = kl.History.load(tmp_path).le._open()
     assert array.read_only  # scoring reads a store; it can never change one
+
+
+# -- the last history survivors (issue 19, session 8): the journal's index checks, one by one ------
+def journal_with_index(run, name="j", *, n_written=3, **changes):
+    """A RowJournal of ``n_written`` rows of 20 weights in ``run``, then its index edited by hand with
+    ``changes`` (a value of None: the field removed). Returns the index path."""
+    journal = RowJournal(run, name, journal_index(JOURNAL_FORMAT, ["a", "b"], SHAPES))
+    for i in range(n_written):
+        journal.append(np.full(20, i, np.float32))
+    journal.close()
+    index_path = run / f"{name}.json"
+    index = json.loads(index_path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            index.pop(key)
+        else:
+            index[key] = value
+    index_path.write_text(json.dumps(index))
+    return index_path
+
+
+def refusal(run, name="j"):
+    """The message of read_journal's HistoryError for the journal ``name`` in ``run``."""
+    with pytest.raises(HistoryError) as info:
+        read_journal(run, name, JOURNAL_FORMAT)
+    return str(info.value)
+
+
+def test_an_index_of_another_format_is_named_in_the_refusal(tmp_path):
+    index_path = journal_with_index(tmp_path, format="keras_legc.other")
+    assert refusal(tmp_path) == (
+        f"{index_path} is not a keras_legc keras_legc.le_journal index (format 'keras_legc.other'). "
+        "Fix: record again."
+    )
+    index_path.write_text("[1, 2]")  # not a JSON object at all: shown as it is (repr)
+    assert refusal(tmp_path) == (
+        f"{index_path} is not a keras_legc keras_legc.le_journal index (format [1, 2]). Fix: "
+        "record again."
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        # a float weight count would reach np.memmap's shape; a string target would be read as
+        # characters: both are refused by their type, by name
+        ({"n_weights": 20.0}, "field 'n_weights' is 20.0, not of type <class 'int'>"),
+        ({"target": "abc"}, "field 'target' is 'abc', not of type <class 'list'>"),
+        ({"layers": None, "shapes": None}, "no ['layers', 'shapes']"),
+        ({"n_rows": -1}, "-1 rows of 20 weights do not fit its layers' shapes"),
+        ({"n_weights": 21}, "3 rows of 21 weights do not fit its layers' shapes"),
+        # 2**32 * 2**32 = 2**64 weights, which int64 arithmetic wraps to 0: counted exactly
+        ({"layers": ["a"], "shapes": {"a": [2**32, 2**32]}, "n_weights": 0},
+         "3 rows of 0 weights do not fit its layers' shapes"),
+        ({"target": [0.5, 0.25]}, "its target series does not give a number for each of 3 rows"),
+        ({"target": ["x", "y", "z"]},
+         "its target series does not give a number for each of 3 rows"),
+    ],
+)  # fmt: skip
+def test_a_journal_index_that_does_not_fit_is_refused_naming_why(tmp_path, changes, why):
+    index_path = journal_with_index(tmp_path, **changes)
+    assert refusal(tmp_path) == (
+        f"{index_path} is not a keras_legc keras_legc.le_journal index ({why}). Fix: record again."
+    )
+
+
+def test_a_journal_index_of_exactly_the_size_limit_is_read(tmp_path, monkeypatch):
+    import keras_legc.core.history as history_module
+
+    index_path = journal_with_index(tmp_path, target=[0.0, 1.0, 2.0])
+    size = index_path.stat().st_size
+    monkeypatch.setattr(history_module, "MAX_INDEX_BYTES", size)
+    index, rows = read_journal(tmp_path, "j", JOURNAL_FORMAT)
+    assert index["n_rows"] == 3 and np.array_equal(rows[:, 0], [0, 1, 2])
+    monkeypatch.setattr(history_module, "MAX_INDEX_BYTES", size - 1)
+    assert f"({size} bytes, more than any index holds)" in refusal(tmp_path)
+
+
+def test_read_journal_gives_a_read_only_view_of_the_file(tmp_path):
+    journal_with_index(tmp_path)
+    _, rows = read_journal(tmp_path, "j", JOURNAL_FORMAT)
+    assert isinstance(rows, np.memmap) and not rows.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        rows[0, 0] = 7.0
+    assert np.array_equal(np.fromfile(tmp_path / "j.f32", np.float32)[:20], np.zeros(20))
+
+
+def test_an_index_without_its_rows_is_no_journal(tmp_path):
+    # only snapshots.json (here not even valid): the pair is incomplete, so there are no snapshots
+    (tmp_path / "snapshots.json").write_text("{not json")
+    with pytest.raises(FileNotFoundError) as info:
+        read_journal(tmp_path, "snapshots", SNAPSHOTS_FORMAT)
+    assert str(info.value) == str(tmp_path / "snapshots.json")
+    with pytest.raises(HistoryError, match="holds no raw snapshots"):
+        load_snapshots(tmp_path)
+
+
+def test_a_row_journal_creates_nested_folders_and_an_exact_index(tmp_path):
+    run = tmp_path / "x" / "y" / "run"
+    index = journal_index(SNAPSHOTS_FORMAT, ["a", "b"], SHAPES, every=1)
+    journal = RowJournal(run, "snapshots", index)
+    assert json.loads((run / "snapshots.json").read_text()) == {
+        **index, "dtype": "float32", "n_rows": 0}  # fmt: skip
+    journal.append(np.arange(20))
+    journal.close()
+    assert np.array_equal(load_snapshots(run), np.arange(20, dtype=np.float32)[None])
+
+
+def test_a_history_converts_its_series_to_float(tmp_path):
+    h = History(layers=["only"], shapes={"only": (2, 1)}, le=[[1, 2], [3, 4]], target=[1, 0],
+                window=5, overlap=0.0, every=1, n_snapshots=10)  # fmt: skip
+    assert h.target.dtype == np.float64 and h.le.dtype == np.float32
+    assert np.array_equal(h.target, [1.0, 0.0])
+
+
+def test_two_stale_saves_are_both_named(rng, tmp_path):
+    make(rng, k=3).save(tmp_path)
+    (tmp_path / ".history.npz.a1.tmp").write_bytes(b"partial")
+    (tmp_path / ".history.npz.b2.tmp").write_bytes(b"partial")
+    with pytest.warns(LegcWarning) as caught:
+        kl.History.load(tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path}: an interrupted save left .history.npz.a1.tmp, .history.npz.b2.tmp."
+    ]
+
+
+def test_a_history_is_saved_uncompressed(rng, tmp_path):
+    # LE series are noise-like floats that deflate barely at all: storing them saves the time
+    import zipfile
+
+    make(rng).save(tmp_path)
+    with zipfile.ZipFile(tmp_path / "history.npz") as archive:
+        members = archive.infolist()
+    assert {m.filename for m in members} >= {"le.npy", "target.npy", "__meta__.npy"}
+    assert all(m.compress_type == zipfile.ZIP_STORED for m in members)
