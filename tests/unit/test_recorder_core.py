@@ -274,11 +274,19 @@ def test_by_default_windows_are_computed_on_one_background_thread(monkeypatch):
     engine.end_epoch()  # waits for it
     assert engine.history().n_windows == 1
     feed(engine, walk[10:])
-    history = engine.finish()
-    assert np.array_equal(history.le, offline(walk))  # the same values as inline
     worker = calls[0]
+    # finish stops the worker: it has ended when finish returns (had finish only asked it to stop,
+    # the worker could not run to its end before this thread yields the GIL, 10 s from now)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    try:
+        history = engine.finish()
+        stopped = not worker.is_alive()
+    finally:
+        sys.setswitchinterval(interval)
+    assert stopped
+    assert np.array_equal(history.le, offline(walk))  # the same values as inline
     assert worker is not threading.current_thread() and calls == [worker] * 3
-    assert not worker.is_alive()  # finish stopped (joined) the worker
     again = engine.finish()  # finishing twice is harmless, like closing a file twice
     assert np.array_equal(again.le, history.le) and again.n_snapshots == 30
 
