@@ -2,14 +2,22 @@
 run_dir (with and without an LE store) and what happens when the disk refuses (issue 19: tests that
 bite). Reference values: the offline LE of the same walk (windowed_lyapunov), counts by hand."""
 
+import fcntl
 import json
+import os
+import re
+import shutil
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
 import keras_legc as kl
-from keras_legc import InvalidArgumentError, LegcWarning, OutputExistsError
+import keras_legc.core.recorder as recorder_module
+from keras_legc import InvalidArgumentError, LegcWarning, NonFiniteError, OutputExistsError
+from keras_legc.core.history import RowJournal
 from keras_legc.core.lyapunov import windowed_lyapunov
 from keras_legc.core.recorder import TIMINGS, Recorder, check_recording
 from keras_legc.core.store import LEStore
@@ -238,3 +246,233 @@ def test_a_refusing_disk_keeps_the_recording_in_memory_and_warns_once(tmp_path, 
     assert "history.save(run_dir, overwrite=True)" in message
     assert isinstance(engine.save_error, OSError)
     assert not history.stored and np.array_equal(history.le, offline(walk))
+
+
+# -- what the remaining mutants showed no test checked (issue 19) ------------------------------------
+def spy_lyapunov(monkeypatch, naps=()):
+    """Wrap the recorder's LE kernel: record the thread of each call and sleep ``naps[i]`` s
+    before the i-th one (the values are the real kernel's)."""
+    real, calls = recorder_module.lyapunov_of_windows, []
+
+    def spied(windows, *, threads=None):
+        if len(calls) < len(naps):
+            time.sleep(naps[len(calls)])
+        calls.append(threading.current_thread())
+        return real(windows, threads=threads)
+
+    monkeypatch.setattr(recorder_module, "lyapunov_of_windows", spied)
+    return calls
+
+
+def test_by_default_windows_are_computed_on_one_background_thread(monkeypatch):
+    calls = spy_lyapunov(monkeypatch)
+    engine = Recorder(["a", "b"], SHAPES, window=10, overlap=0.0, target=lambda: 0.25)
+    walk = walk_of(30)
+    assert feed(engine, walk[:10])[-1]  # window 1 closed ...
+    assert engine.history().n_windows == 0  # ... and is in flight: not in the history yet
+    engine.end_epoch()  # waits for it
+    assert engine.history().n_windows == 1
+    feed(engine, walk[10:])
+    worker = calls[0]
+    # finish stops the worker: it has ended when finish returns (had finish only asked it to stop,
+    # the worker could not run to its end before this thread yields the GIL, 10 s from now)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    try:
+        history = engine.finish()
+        stopped = not worker.is_alive()
+    finally:
+        sys.setswitchinterval(interval)
+    assert stopped
+    assert np.array_equal(history.le, offline(walk))  # the same values as inline
+    assert worker is not threading.current_thread() and calls == [worker] * 3
+    again = engine.finish()  # finishing twice is harmless, like closing a file twice
+    assert np.array_equal(again.le, history.le) and again.n_snapshots == 30
+
+
+def test_defaults_print_nothing_and_name_the_recorder_and_target(capsys):
+    quiet = Recorder(["a", "b"], SHAPES, window=10, target=lambda: 0.5, background=False)
+    feed(quiet, walk_of(20))
+    quiet.finish()
+    assert capsys.readouterr().err == ""  # verbose=0 by default
+    start = time.perf_counter()
+    engine = engine_of(verbose=2)
+    feed(engine, walk_of(20))
+    engine.finish()
+    wall = time.perf_counter() - start
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Recorder: window 1 closed at step 10, target 0.2500"
+    # the summary's seconds: those since the recorder started, so at most this test's clock
+    summary = re.fullmatch(
+        r"Recorder: 20 snapshots of 6 weights -> 2 LE windows \((.*) s\)", err[2]
+    )
+    assert summary and 0 <= float(summary.group(1)) <= wall + 0.05
+
+
+def test_the_constructor_checks_every_setting_before_recording():
+    for options, match in [({"threads": 0}, "threads must be a positive integer or None"),
+                           ({"save_snapshots": True}, "save_snapshots=True .* needs a run_dir")]:  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match=match):
+            engine_of(**options)
+
+
+def test_three_layers_are_laid_out_one_after_the_other():
+    engine = Recorder(["x", "y", "z"], {"x": (2,), "y": (2,), "z": (1, 2)}, window=10,
+                      overlap=0.0, target=lambda: 0.5, background=False)  # fmt: skip
+    walk = walk_of(20)
+    for row in walk:
+        engine.step([row[0:2], row[2:4], row[4:6].reshape(1, 2)])
+    assert np.array_equal(engine.finish().le, offline(walk))
+
+
+def test_the_le_series_is_one_float32_buffer_grown_by_doubling():
+    # History.le is a view of the recorder's buffer: history() per epoch costs no memory.
+    engine = engine_of(expected_windows=0)  # at least one row
+    walk, rows = walk_of(50), []
+    for k in range(5):
+        feed(engine, walk[10 * k : 10 * (k + 1)])
+        history = engine.history()
+        assert np.shares_memory(history.le, engine.history().le)
+        assert history.le.base.dtype == np.float32
+        rows.append(history.le.base.shape[0])
+    assert rows == [1, 2, 4, 4, 8]  # doubled whenever a window finds it full
+    three = engine_of(expected_windows=3)
+    feed(three, walk[:30])
+    assert three.history().le.base.shape == (3, 6)  # as many rows as expected, no more
+    assert np.array_equal(three.history(n_windows=3).le, offline(walk[:30]))  # k == n_le is fine
+
+
+def test_timings_add_up_every_window(tmp_path, monkeypatch):
+    nap = 0.05
+    offline(walk_of(10))  # compile the kernel first: its one-off cost is no window's
+    calls = spy_lyapunov(monkeypatch, naps=[2 * nap])  # the first window's LEs take 0.1 s
+    naps = {"target": [nap], "kernels": [0.0, nap], "snapshot": [nap]}  # first (timed) calls
+
+    def napping(what, value):
+        time.sleep(naps[what].pop(0) if naps[what] else 0.0)
+        return value
+
+    def kernels_of(row):  # a generator: iterated inside the recorder's snapshot timing
+        yield napping("snapshot", row[:4].reshape(2, 2))
+        yield row[4:].reshape(2, 1)
+
+    now = {"a": np.zeros((2, 2)), "b": np.zeros((2, 1))}
+    start = time.perf_counter()
+    engine = Recorder(["a", "b"], SHAPES, window=10, overlap=0.0, run_dir=tmp_path,
+                      target=lambda: napping("target", 0.5), kernels=lambda: napping("kernels", now))  # fmt: skip
+    assert engine.timings == dict.fromkeys(TIMINGS, 0.0)  # nothing spent yet
+    for step, row in enumerate(walk_of(30), 1):
+        engine.step(kernels_of(row))
+        if step in (10, 20):
+            engine.end_epoch()  # at 10: waits ~0.1 s for window 1, then saves (0.05 s)
+    engine.finish()
+    wall = time.perf_counter() - start
+    t = engine.timings
+    assert len(calls) == 3
+    # sums over every window, not the last one: each first call slept, the later ones did not
+    assert t["snapshot_s"] >= nap and t["validation_s"] >= nap and t["save_s"] >= nap
+    assert t["lyapunov_s"] >= 2 * nap and t["lyapunov_wait_s"] >= nap
+    # the main thread's timings are disjoint intervals of this test's clock
+    main = t["snapshot_s"] + t["validation_s"] + t["lyapunov_wait_s"] + t["save_s"]
+    assert main <= wall and t["lyapunov_s"] <= wall
+
+
+def test_a_diverged_recording_is_refused_at_the_window_with_the_fix():
+    engine = engine_of()
+    walk = walk_of(10)
+    walk[6, 2] = np.nan
+    with pytest.raises(NonFiniteError) as info:
+        feed(engine, walk)
+    message = str(info.value)
+    assert message.startswith(
+        "NaN or inf in the Dense kernels by optimizer step 10: training diverged"
+    )
+    assert (
+        "so its trajectory has no Lyapunov exponent. Fix: lower the learning rate or clip"
+        in message
+    )
+    assert message.endswith("gradients, then record again.")
+
+
+def test_a_run_dir_in_use_by_another_process_is_refused_naming_it(tmp_path):
+    run = tmp_path / "run"
+    with open(tmp_path / ".run.lock", "w") as held:  # another process's lock (a separate flock)
+        held.write("process 4242 (train.py, since 2026-01-01 00:00:00)")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OutputExistsError) as info:
+            engine_of(run_dir=run)
+    message = str(info.value)
+    assert (
+        f"{run} is in use: process 4242 (train.py, since 2026-01-01 00:00:00) is recording"
+        in message
+    )
+    assert "is recording into it now. Fix: wait" in message
+
+
+def test_a_fresh_run_dir_holds_an_empty_history_and_journal_and_saves_only_new_windows(tmp_path):
+    engine = engine_of(run_dir=tmp_path)
+    index = json.loads((tmp_path / "le_journal.json").read_text())
+    assert index["n_rows"] == 0 and index["target"] == [] and index["window"] == 10
+    assert kl.History.load(tmp_path).n_windows == 0
+    saved = (tmp_path / "history.npz").stat().st_ino  # each save replaces the file (a new inode)
+    engine.end_epoch()  # no window closed: nothing to save
+    assert (tmp_path / "history.npz").stat().st_ino == saved
+    feed(engine, walk_of(10))
+    engine.end_epoch()
+    assert (tmp_path / "history.npz").stat().st_ino != saved
+    saved = (tmp_path / "history.npz").stat().st_ino
+    engine.end_epoch()  # still one window: not saved again
+    assert (tmp_path / "history.npz").stat().st_ino == saved
+    engine.finish()
+
+
+def test_overwrite_replaces_everything_an_interrupted_recording_left(tmp_path):
+    old, run = tmp_path / "old", tmp_path / "run"
+    first = engine_of(run_dir=old, save_snapshots=True, le_store=True, store_chunks=(4, 2))
+    feed(first, walk_of(35, seed=1))
+    first.end_epoch()
+    feed(first, walk_of(10, seed=2))  # a window in the journal only: the run looks interrupted
+    shutil.copytree(old, run)  # (as a recording killed now would leave it)
+    first.finish()
+    assert {"history.npz", "le_journal.f32", "snapshots.f32", "le.zarr"} <= set(os.listdir(run))
+    with pytest.raises(OutputExistsError, match="already holds a recorded history"):
+        engine_of(run_dir=run)
+    walk = walk_of(30)
+    engine = engine_of(run_dir=run, overwrite=True, save_snapshots=True, le_store=True,
+                       store_chunks=(4, 2), every=2)  # fmt: skip
+    assert json.loads((run / "snapshots.json").read_text())["every"] == 2
+    feed(engine, np.repeat(walk, 2, axis=0))  # every 2nd call recorded: the walk itself
+    prefix = engine.history(n_windows=2)
+    assert prefix.n_windows == 2 and np.array_equal(np.asarray(prefix.le), offline(walk)[:, :2])
+    history = engine.finish()
+    assert np.array_equal(np.asarray(kl.History.load(run).le), offline(walk))
+    assert np.array_equal(np.asarray(history.le), offline(walk))
+    assert np.array_equal(kl.load_snapshots(run), walk.astype(np.float32))
+    zarr = pytest.importorskip("zarr")  # (le_store=True needs it anyway)
+    assert zarr.open_array(str(run / "le.zarr"), mode="r").chunks == (4, 2)  # store_chunks
+
+
+def test_a_refusing_disk_warns_once_naming_the_fix_and_leaks_no_file(tmp_path, monkeypatch):
+    def full_disk(self, row):
+        raise OSError(28, "No space left on device")
+
+    engine = engine_of(run_dir=tmp_path, save_snapshots=True)
+    monkeypatch.setattr(RowJournal, "append", full_disk)
+    with pytest.warns(LegcWarning) as caught:
+        feed(engine, walk_of(20))
+        history = engine.finish()
+    assert len(caught) == 1 and history.n_windows == 2
+    message = str(caught[0].message)
+    assert message.startswith(f"Recorder: could not write the recording into {tmp_path} (")
+    assert "No space left on device); training goes on and the history is kept in memory" in message
+    assert (
+        "(the run_dir keeps its last complete save). Fix: free disk space, then save the" in message
+    )
+    assert message.endswith(
+        "History that fit() returns with history.save(run_dir, overwrite=True)."
+    )
+    fds = "/proc/self/fd"
+    if os.path.isdir(fds):  # the writers' files were closed at finish, although writing stopped
+        open_files = [os.path.realpath(os.path.join(fds, fd)) for fd in os.listdir(fds)]
+        assert not [f for f in open_files if f.startswith(str(tmp_path.resolve()))]
