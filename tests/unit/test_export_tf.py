@@ -590,7 +590,7 @@ def test_report_of_a_model_without_kernel_weights(tmp_path):
     out = np.zeros((2, 3), np.float32)
     check = E._Check(out, out, ["FULLY_CONNECTED"], 0.0, 1.0, 1e-4)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no 0 / 0 for the empty layer either
+        warnings.simplefilter("error", RuntimeWarning)  # no 0 / 0 for the empty layer either
         report = E._report(prepared, b"x", check, "float", False)
     assert report["kernel_weights"] == 0 and report["nonzero_kernel_weights"] == 0
     assert report["sparsity"] == 0.0 and report["layer_sparsity"] == {"d": 0.0}
