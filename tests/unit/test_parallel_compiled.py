@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_bad_threads_are_refused(bad):
         _parallel.check_threads(bad)
     message = str(info.value)
     assert f"threads must be a positive integer or None, got {bad!r}." in message
-    assert "Fix: leave it None" in message
+    assert message.endswith("Fix: leave it None (every usable core) or pass e.g. 1.")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
@@ -103,6 +104,19 @@ def test_blocks_run_concurrently_on_the_threads(n):
 
     _parallel.run_blocks(work, range(n), threads=n)
     assert len(idents) == n and threading.get_ident() not in idents
+
+
+def test_run_blocks_never_uses_more_threads_than_asked():
+    idents = set()
+    lock = threading.Lock()
+
+    def work(start):
+        with lock:
+            idents.add(threading.get_ident())
+        time.sleep(0.005)  # busy workers: a pool allowed more threads would start them
+
+    _parallel.run_blocks(work, range(24), threads=2)
+    assert len(idents) <= 2
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -192,6 +206,29 @@ def test_an_unwritable_cache_compiles_in_memory(fresh, monkeypatch):
     assert calls == [(name, True, True), (name, False, False)]
     assert [w.category for w in caught] == [RuntimeWarning]
     message = str(caught[0].message)
-    assert "could not write the compiled kernels' cache" in message and "No space left" in message
-    assert "NUMBA_CACHE_DIR" in message and "compiled in memory" in message
+    assert message.startswith("numba could not write the compiled kernels' cache (")
+    assert "No space left" in message
+    assert message.endswith(
+        "); they are compiled in memory for this process instead (a few seconds, once per "
+        "process). Fix: free disk space, or set NUMBA_CACHE_DIR to a writable folder."
+    )
     assert fresh._warned is False  # the numba-missing warning is still to come if it happens
+
+
+def test_an_unwritable_cache_before_the_module_exists_compiles_in_memory(fresh, monkeypatch):
+    # the import can fail before anything is put in sys.modules: nothing to remove then
+    name = "keras_legc.core._kernel_for_test"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    module, calls = object(), []
+
+    def import_module(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(30, "Read-only file system")
+        return module
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert fresh.compiled("_kernel_for_test") is module
+    assert calls == [name, name] and fresh.CACHE is False
