@@ -62,8 +62,9 @@ KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout"
 #: then expires and records a timeout (counted as killed) whether or not a test notices the mutant.
 #: TensorFlow's inter-op work runs in the caller's thread (-1), not in a pool of one: mutmut forks
 #: each mutant from the process that ran the tests first, a pool's thread does not survive the
-#: fork, and every TensorFlow op in the child then waits for it forever (measured with gdb: eager
-#: ops and SavedModel loads blocked in the pool; 224 core and 67 export "timeouts" were that).
+#: fork, and TensorFlow work in the child then waits for it forever (seen with gdb: the TFLite
+#: converter's SavedModel load; tf.functions hang the same way, so tests/conftest.py runs them op
+#: by op under mutmut). 220 of core's 224 and all 67 of export's "timeouts" were that deadlock.
 SINGLE_THREADED = {
     **{name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                               "TF_NUM_INTRAOP_THREADS")},
