@@ -199,6 +199,7 @@ def _prepare(
         model = load_model(model, compile=False)
     model = _plain(model)
     input_shape = _input_shape(model)
+    _check_output_shape(model)
     rng = np.random.default_rng(seed)
     if isinstance(representative_data, (str, os.PathLike)):
         representative_data = load_inputs(representative_data, "representative data")
@@ -420,6 +421,18 @@ def _input_shape(model) -> tuple[int, ...]:
             "values to depend on. Fix: give the Input layer at least one value per dimension."
         )
     return tuple(int(d) for d in shape[1:])
+
+
+def _check_output_shape(model) -> None:
+    """Refuse a model with no output values (a zero-size output dimension): it has nothing to
+    convert or verify, and numpy's reductions over its empty outputs would fail deep inside."""
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    for shape in shapes:
+        if 0 in shape[1:]:
+            raise ModelStructureError(
+                f"the model output shape {shape} has a dimension of size 0: the model outputs "
+                "nothing. Fix: end the model in a layer with at least one unit."
+            )
 
 
 def _as_inputs(x, input_shape, what) -> np.ndarray:

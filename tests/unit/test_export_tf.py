@@ -689,6 +689,24 @@ def test_input_shape_of_a_model(params):
     assert str(err.value).endswith("Fix: give the Input layer at least one value per dimension.")
 
 
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_model_that_outputs_nothing_is_refused_before_conversion(tmp_path, allow):
+    # an output sliced to zero width: no value to convert or verify (was a raw numpy ValueError)
+    from keras_legc.keras.flavour import keras
+
+    k = keras()
+    inp = k.Input((4,))
+    nothing = k.Model(inp, k.layers.Lambda(lambda t: t[:, :0])(k.layers.Dense(3)(inp)))
+    with pytest.raises(ModelStructureError) as err:
+        E.export_tflite(nothing, tmp_path / "m.tflite", allow_constant_output=allow)
+    assert str(err.value) == (
+        "the model output shape (None, 0) has a dimension of size 0: the model outputs nothing. "
+        "Fix: end the model in a layer with at least one unit."
+    )
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
+    E._check_output_shape(k.Model(inp, k.layers.Dense(3)(inp)))  # one unit or more: fine
+
+
 def test_a_tf_mot_pruned_model_is_stripped_before_conversion(tmp_path, params):
     import keras_legc as kl
 
