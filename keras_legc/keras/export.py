@@ -426,8 +426,7 @@ def _input_shape(model) -> tuple[int, ...]:
 def _check_output_shape(model) -> None:
     """Refuse a model with no output values (a zero-size output dimension): it has nothing to
     convert or verify, and numpy's reductions over its empty outputs would fail deep inside."""
-    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
-    for shape in shapes:
+    for shape in (tuple(output.shape) for output in model.outputs):
         if 0 in shape[1:]:
             raise ModelStructureError(
                 f"the model output shape {shape} has a dimension of size 0: the model outputs "

@@ -294,6 +294,41 @@ def _changed_lines(diff: str) -> str:
 
 
 #: One child computes every diff (``mutmut show`` would start Python once per mutant).
+#: mutmut's own first step of a run, alone: copy the sources and regenerate the mutants of every
+#: file changed since, which resets the verdicts of the functions whose code changed
+GENERATE = """
+from mutmut.__main__ import (copy_also_copy_files, copy_src_dir, create_mutants,
+                             setup_source_paths, store_lines_covered_by_tests)
+from mutmut.mutation.trampoline import set_mutant_under_test
+set_mutant_under_test("mutant_generation")
+copy_src_dir(); copy_also_copy_files(); setup_source_paths(); store_lines_covered_by_tests()
+create_mutants(1)
+"""
+
+
+def generate_mutants(workdir: Path = WORKDIR) -> None:
+    """Bring mutmut's mutants up to date with the sources before choosing what to run: the
+    verdicts of a function edited since its last run are stale, and mutmut itself finds that out
+    only after it has been handed the names to run (which would then skip them)."""
+    child = subprocess.run([sys.executable, "-c", GENERATE], cwd=workdir, capture_output=True,
+                           text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise SystemExit(f"mutmut could not generate the mutants: {last}")
+
+
+def stale_sources(workdir: Path = WORKDIR) -> list[str]:
+    """Mutated sources edited after their mutants were generated (mutmut's own test: the source
+    is newer than its copy in mutants/): their changed functions' verdicts are out of date."""
+    stale = []
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        relative = meta.relative_to(workdir / "mutants").with_suffix("")
+        source, copy = workdir / relative, meta.with_suffix("")
+        if source.exists() and copy.exists() and source.stat().st_mtime > copy.stat().st_mtime:
+            stale.append(str(relative))
+    return stale
+
+
 DIFFS = """
 import json, sys
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -356,7 +391,12 @@ def _main(argv: list[str] | None) -> int:
     prepare_workdir()
     deadline = time.monotonic() + args.budget_s
     finished = True
+    if args.report_only and stale_sources():
+        print(f"note: {', '.join(stale_sources())} changed since the mutants were generated: the "
+              "verdicts of the changed functions are out of date until the next run without "
+              "--report-only", file=sys.stderr)  # fmt: skip
     if not args.report_only:
+        generate_mutants()
         with open(WORKDIR / "mutmut.log", "a") as log:
             for group in args.groups:
                 recheck = (_SURVIVOR_VERDICTS if args.recheck_survivors else ()) + (

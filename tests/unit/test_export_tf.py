@@ -705,6 +705,9 @@ def test_a_model_that_outputs_nothing_is_refused_before_conversion(tmp_path, all
     )
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
     E._check_output_shape(k.Model(inp, k.layers.Dense(3)(inp)))  # one unit or more: fine
+    two = k.Model(inp, [k.layers.Dense(3)(inp), k.layers.Lambda(lambda t: t[:, :0])(inp)])
+    with pytest.raises(ModelStructureError, match=r"output shape \(None, 0\)"):
+        E._check_output_shape(two)  # every output is checked
 
 
 def test_a_tf_mot_pruned_model_is_stripped_before_conversion(tmp_path, params):

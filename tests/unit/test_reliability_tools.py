@@ -61,3 +61,18 @@ tests/unit/test_fuzz_loaders.py::test_damaged_bytes_load_or_refuse[mask.npz]:
     assert counts == {
         "test_damaged_bytes_load_or_refuse[mask.npz]": {"passing": 2000, "failing": 1, "invalid": 4}
     }
+
+
+def test_sources_edited_after_their_mutants_are_stale(tmp_path):
+    import os
+
+    for name in ("a.py", "b.py"):
+        (tmp_path / "mutants" / "pkg").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pkg").mkdir(exist_ok=True)
+        (tmp_path / "pkg" / name).write_text("x = 1\n")
+        (tmp_path / "mutants" / "pkg" / name).write_text("x = 1  # mutated\n")
+        (tmp_path / "mutants" / "pkg" / f"{name}.meta").write_text("{}")
+    os.utime(tmp_path / "mutants" / "pkg" / "a.py", (1_000, 1_000))  # generated long ago
+    os.utime(tmp_path / "pkg" / "a.py", (2_000, 2_000))  # then edited
+    os.utime(tmp_path / "pkg" / "b.py", (1_000, 1_000))  # b's mutants are newer than b
+    assert mutation.stale_sources(tmp_path) == ["pkg/a.py"]
