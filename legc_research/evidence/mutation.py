@@ -75,7 +75,8 @@ _SURVIVOR_VERDICTS = ("survived", "no tests", "suspicious")
 #: The review of the survivors (legc_research/evidence/mutation_review/<group>.json): mutant name ->
 #: "equivalent: <reason>" (no test can tell it apart: the mutant behaves as the original for
 #: every input) or "not reachable: <reason>" (no numpy unit test can reach it, e.g. a Keras-model
-#: branch). A reviewed mutant that a later run kills is simply killed.
+#: branch). A reviewed mutant that a later run kills is simply killed. Each file also records, under
+#: "changes", the lines each reviewed mutant added when it was reviewed (see load_review_changes).
 REVIEW_DIR = Path(__file__).with_name("mutation_review")
 
 
@@ -99,6 +100,24 @@ def load_review(folder: Path = REVIEW_DIR) -> dict[str, str]:
 
 
 SURVIVOR_REVIEW: dict[str, str] = load_review()
+
+
+def load_review_changes(folder: Path = REVIEW_DIR) -> dict[str, str]:
+    """``{mutant name: its added lines when reviewed}`` (each file's optional ``"changes"``).
+    mutmut numbers a function's mutants in order, so editing the function renumbers them: a
+    review whose recorded change is not the survivor's change now was written for another one.
+
+    Example:
+        >>> isinstance(load_review_changes(), dict)
+        True
+    """
+    changes = {}
+    for path in sorted(folder.glob("*.json")):
+        changes.update(json.loads(path.read_text()).get("changes", {}))
+    return changes
+
+
+REVIEWED_CHANGES: dict[str, str] = load_review_changes()
 
 
 def prepare_workdir() -> Path:
@@ -285,7 +304,23 @@ def survivors(results: dict[str, str], groups: list[str]) -> list[dict]:
              and v in _SURVIVOR_VERDICTS]  # fmt: skip
     diffs = _diffs(names)
     return [{"name": n, "verdict": results[n], "diff": _changed_lines(diffs.get(n, "")),
-             "review": SURVIVOR_REVIEW.get(n, "not reviewed yet")} for n in names]  # fmt: skip
+             "review": _review_of(n, diffs.get(n, ""))} for n in names]  # fmt: skip
+
+
+def _review_of(name: str, diff: str) -> str:
+    """The survivor's review, unless it was recorded for another change (a renumbered mutant)."""
+    review, change = SURVIVOR_REVIEW.get(name), REVIEWED_CHANGES.get(name)
+    if review is None:
+        return "not reviewed yet"
+    if change is not None and change != added_lines(diff):
+        return f"not reviewed yet (its review was for another change: {change})"
+    return review
+
+
+def added_lines(diff: str) -> str:
+    """The lines a mutant adds, from its unified diff: what a review records it was written for."""
+    return "\n".join(ln[1:].strip() for ln in diff.splitlines()
+                     if ln.startswith("+") and not ln.startswith("+++"))  # fmt: skip
 
 
 def _changed_lines(diff: str) -> str:
@@ -293,7 +328,6 @@ def _changed_lines(diff: str) -> str:
     return "\n".join(ln for ln in diff.splitlines() if ln[:1] in "+-@" or ln.startswith("("))
 
 
-#: One child computes every diff (``mutmut show`` would start Python once per mutant).
 #: mutmut's own first step of a run, alone: copy the sources and regenerate the mutants of every
 #: file changed since, which resets the verdicts of the functions whose code changed
 GENERATE = """
@@ -329,6 +363,7 @@ def stale_sources(workdir: Path = WORKDIR) -> list[str]:
     return stale
 
 
+#: One child computes every diff (``mutmut show`` would start Python once per mutant).
 DIFFS = """
 import json, sys
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -409,7 +444,8 @@ def _main(argv: list[str] | None) -> int:
                     finished = False
                     break
     results = verdicts()
-    table = summary(results, args.groups)
+    found = survivors(results, args.groups)  # with each review checked against its change
+    table = summary(results, args.groups, {s["name"]: s["review"] for s in found})
     for group, s in table.items():
         rate = f"{100 * s['kill_rate']:.1f}%" if s["kill_rate"] is not None else "-"
         excl = s["kill_rate_excluding_equivalent"]
@@ -421,7 +457,7 @@ def _main(argv: list[str] | None) -> int:
         report = {
             "command": "python tools/mutation.py " + " ".join(argv or sys.argv[1:]),
             "date": today(), "machine": machine()["platform"], "python": python_version(),
-            "groups": table, "survivors": survivors(results, args.groups),
+            "groups": table, "survivors": found,
         }  # fmt: skip
         atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode(),
                            overwrite=args.force)  # fmt: skip

@@ -349,7 +349,12 @@ def _mutation_section(report: dict | None) -> str:
         "now reach under mutmut) or reviewed below. The 4 timeouts left are real detections: "
         "mutants that make scoring or the store's writer work one weight per block, or score "
         "every remaining weight in each block (the tests' time limit is what catches them), and "
-        "a Dask connection left without its timeout.",
+        "a Dask connection left without its timeout. Two more runner fixes came from editing "
+        "functions during the campaign: a run now regenerates the mutants before choosing "
+        "what to run (the verdicts of an edited function were kept otherwise), and each "
+        "review records the change it was written for, because editing a function renumbers "
+        "its mutants (a review that no longer matches its mutant's change counts as not "
+        "reviewed).",
         "",
         "| modules | mutants | checked | killed | of which timeouts | survived | of which no "
         "tests | of which equivalent | kill rate | kill rate excluding equivalents | the same, "

@@ -76,3 +76,20 @@ def test_sources_edited_after_their_mutants_are_stale(tmp_path):
     os.utime(tmp_path / "pkg" / "a.py", (2_000, 2_000))  # then edited
     os.utime(tmp_path / "pkg" / "b.py", (1_000, 1_000))  # b's mutants are newer than b
     assert mutation.stale_sources(tmp_path) == ["pkg/a.py"]
+
+
+def test_a_review_written_for_another_change_does_not_count(monkeypatch):
+    # editing a function renumbers its mutants: the review of _3 may now sit on another mutant
+    name = "keras_legc.core.x.x_f__mutmut_3"
+    diff = "--- a.py\n+++ a.py\n@@ -1 +1 @@\n-    y = f(x, dtype=np.float32)\n+    y = f(x, dtype=None)"
+    assert mutation.added_lines(diff) == "y = f(x, dtype=None)"
+    monkeypatch.setattr(mutation, "SURVIVOR_REVIEW", {name: "equivalent: dtype None is float64"})
+    monkeypatch.setattr(mutation, "REVIEWED_CHANGES", {name: "y = f(x, dtype=None)"})
+    assert mutation._review_of(name, diff) == "equivalent: dtype None is float64"
+    moved = diff.replace("dtype=None", "dtype=np.float32)[::2]")
+    assert mutation._review_of(name, moved) == (
+        "not reviewed yet (its review was for another change: y = f(x, dtype=None))"
+    )
+    assert mutation._review_of("keras_legc.core.x.x_g__mutmut_1", diff) == "not reviewed yet"
+    monkeypatch.setattr(mutation, "REVIEWED_CHANGES", {})  # a review without a recorded change
+    assert mutation._review_of(name, moved) == "equivalent: dtype None is float64"
