@@ -31,7 +31,7 @@ from keras_legc.core.granger import (
     benjamini_hochberg,
     granger_test,
 )
-from keras_legc.core.history import History
+from keras_legc.core.history import History, target_is_flat
 from keras_legc.errors import (
     HistoryError,
     InvalidArgumentError,
@@ -254,11 +254,39 @@ class Scores:
                 "or build a mask from any scorer with keras_legc.mask_from_importance."
             )
         if self.n_degenerate == self.n_weights:
+            flat, k = self.info.get("target_flat_windows", 0), self.info.get("n_windows", 0)
+            if target_is_flat(flat, k):
+                self._flat_target(flat, k, sparsity)
+                return
             raise HistoryError(
                 f"all {self.n_weights} weights are degenerate ({self.degenerate_counts()}), so "
                 "there is no causal evidence to prune by. Fix: record more windows, a smaller "
                 "window, or check that the weights actually move during training."
             )
+
+    def _flat_target(self, flat: int, k: int, sparsity) -> None:
+        """No weight has a valid test because the target stood still for most windows: target
+        mode falls back to the weights' order (with a warning); paper mode, which keeps every
+        untested weight, would prune nothing, so it says why."""
+        why = (
+            f"the target did not change over the last {flat} of the {k} windows, so every "
+            f"weight's Granger test is an exact fit with no evidence (all {self.n_weights} "
+            "weights untested)"
+        )
+        fix = (
+            'Fix: record WeightHistory(target="loss") (the validation loss keeps moving after the '
+            "error stops), or a larger validation set"
+        )
+        if sparsity is None:
+            raise HistoryError(f"{why}; paper mode would keep every weight. {fix}; or target "
+                               "mode, scores.mask(sparsity=...), which falls back to the "
+                               "weights' order.")  # fmt: skip
+        warnings.warn(
+            f"{why}: the mask falls back to the weights' order (never-moved weights first, then "
+            f"smallest |w|), as a magnitude mask would. {fix}.",
+            LegcWarning,
+            stacklevel=4,
+        )
 
     def _provenance(self) -> dict:
         base = {
@@ -289,7 +317,8 @@ class Scores:
         untestable = int((kept & (self.degenerate != OK)).sum())
         share = untestable / n_kept if n_kept else 0.0
         mask.info["kept_untestable"] = share
-        if share > 0.5:
+        if share > 0.5 and not target_is_flat(self.info.get("target_flat_windows", 0),
+                                              self.info.get("n_windows", 0)):  # fmt: skip
             warnings.warn(
                 f"{100 * share:.0f}% of the weights this mask keeps ({untestable} of {n_kept}) "
                 "have no valid Granger test (never moved, collinear or exact fits): the mask rests "
@@ -482,6 +511,7 @@ def score(
             "fdr": bool(fdr),
             "differenced": bool(difference),
             "criterion": criterion,
+            "target_flat_windows": history.target_flat_windows,
         },
         qvalues=benjamini_hochberg(pvalues) if fdr else None,
         lags=spec.lags,

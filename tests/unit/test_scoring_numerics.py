@@ -134,7 +134,8 @@ def test_scores_record_how_they_were_made():
     h.final_kernels = {"a": np.full((2, 4), 2.0), "b": np.ones((4, 1))}
     s = _score(h, max_lag=3, lag=2, difference=True, criterion="aic", fdr=True)
     assert s.info == {"n_windows": 20, "window": 10, "requested_max_lag": 3, "fdr": True,
-                      "differenced": True, "criterion": "aic"}  # fmt: skip
+                      "differenced": True, "criterion": "aic",
+                      "target_flat_windows": 1}  # fmt: skip
     assert s.kernels is h.final_kernels and s.lags == (2,) and s.max_lag == 2
     want = granger_test(np.asarray(h.le, np.float64), h.target, 3, lag=2, difference=True)
     np.testing.assert_array_equal(s.pvalues, want.pvalues)
@@ -237,3 +238,41 @@ def test_differencing_costs_a_window_when_the_lags_are_capped():
     assert s.lags == (1, 2) and s.max_lag == 2
     want = granger_test(np.asarray(h.le, np.float64), h.target, "auto", difference=True)
     np.testing.assert_array_equal(s.pvalues, want.pvalues)
+
+
+def _flat_target_history(k: int = 40, flat: int = 28, seed: int = 0) -> kl.History:
+    """A history whose validation error reached 0 and stayed there for the last ``flat`` windows
+    (the README's example on some seeds): every weight's test is an exact fit."""
+    rng = np.random.default_rng(seed)
+    target = np.r_[np.linspace(0.3, 0.01, k - flat) + rng.uniform(0, 0.01, k - flat),
+                   np.zeros(flat)]  # fmt: skip
+    kernels = {"a": rng.normal(size=(6, 4)), "b": rng.normal(size=(4, 2))}
+    return kl.History(
+        layers=["a", "b"], shapes={"a": (6, 4), "b": (4, 2)}, le=rng.normal(size=(32, k)),
+        target=target, window=10, overlap=0.1, every=1, n_snapshots=10 + 9 * (k - 1),
+        final_kernels=kernels,
+    )  # fmt: skip
+
+
+def test_a_mostly_flat_target_falls_back_to_the_weights_order_with_a_warning():
+    h = _flat_target_history()
+    assert h.target_flat_windows == 28
+    scores = _score(h, progress=False)
+    assert scores.n_degenerate == scores.n_weights  # the cause: every test is an exact fit
+    with pytest.warns(LegcWarning, match=r'last 28 of the 40 windows.*weights\' order.*"loss"'):
+        mask = scores.mask(sparsity=0.8)
+    # the fallback is the magnitude order (no weight is static here), at the asked sparsity
+    want = kl.magnitude_mask(h.final_kernels, 0.8)
+    assert mask.sparsity == pytest.approx(0.8, abs=0.02)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(mask[name], want[name])
+    with pytest.raises(HistoryError, match=r'last 28 of the 40 windows.*target="loss"'):
+        scores.mask(alpha=0.05)
+
+
+def test_all_degenerate_without_a_flat_target_keeps_its_error():
+    h = _flat_target_history(flat=0)
+    h.le[:] = 0.0  # nothing moved: the cause is the weights, not the target
+    scores = _score(h, progress=False)
+    with pytest.raises(HistoryError, match="check that the weights actually move"):
+        scores.mask(sparsity=0.8)
