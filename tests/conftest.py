@@ -44,6 +44,7 @@ SLOW_FOLDERS = ("evidence",)
 SLOW = (
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
+    "tests/integration/test_readme_example.py",  # the README's example, 8 seeds x 2 backends
     "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",
     "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
     "tests/integration/test_export_blocks.py::test_cli_representative_alias",

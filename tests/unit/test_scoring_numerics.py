@@ -276,3 +276,43 @@ def test_all_degenerate_without_a_flat_target_keeps_its_error():
     scores = _score(h, progress=False)
     with pytest.raises(HistoryError, match="check that the weights actually move"):
         scores.mask(sparsity=0.8)
+
+
+def test_summary_and_mask_speak_of_the_test_the_default_ranking_uses():
+    """The paper's min-p count is labelled as such; the default ranking's count (F at the BIC
+    lag, BH q < 0.05) is computed here independently; the mask says what the evidence protected
+    (against a static-magnitude mask built here)."""
+    from keras_legc.masking.importance import static_magnitude
+
+    rng = np.random.default_rng(3)
+    k = 30
+    target = rng.normal(size=k).cumsum()
+    le = rng.normal(size=(32, k))
+    le[:6, :-1] += 2.0 * target[1:]  # six weights whose LE leads the target: causal
+    h = kl.History(
+        layers=["a", "b"], shapes={"a": (6, 4), "b": (4, 2)}, le=le, target=target, window=10,
+        overlap=0.1, every=1, n_snapshots=10 + 9 * (k - 1),
+        final_kernels={"a": rng.normal(size=(6, 4)) * 0.01, "b": rng.normal(size=(4, 2))},
+    )  # fmt: skip
+    s = _score(h, progress=False)
+    f = s.f_pvalue
+    tested = np.isfinite(f)
+    order = np.argsort(f[tested])
+    m_t = tested.sum()
+    adj = np.minimum.accumulate((f[tested][order] * m_t / np.arange(1, m_t + 1))[::-1])[::-1]
+    q = np.full(f.shape, np.nan)
+    q[np.flatnonzero(tested)[order]] = np.minimum(adj, 1.0)
+    causal = np.isfinite(q) & (q < 0.05)
+    text = s.summary()
+    assert (f"causal by the default ranking's test (F-test at the BIC lag, Benjamini-Hochberg "
+            f"q < 0.05): {int(causal.sum())} of {int(m_t)} tested") in text  # fmt: skip
+    assert "the paper's test (lags 1..9 (min p)): causal (p < 0.05)" in text
+    assert causal[:6].sum() >= 1  # the case is real
+    mask = s.mask(sparsity=0.5)
+    kept = np.concatenate([mask[n].ravel() for n in ("a", "b")])
+    plain = kl.mask_from_importance(static_magnitude(s), h.final_kernels, 0.5)
+    plain_kept = np.concatenate([plain[n].ravel() for n in ("a", "b")])
+    assert mask.info["kept_causal"] == int((kept & causal).sum())
+    assert mask.info["kept_by_evidence"] == int((kept & ~plain_kept).sum()) > 0
+    assert mask.info["kept_by_magnitude"] == int(kept.sum()) - mask.info["kept_by_evidence"]
+    assert f"kept by causal evidence: {mask.info['kept_by_evidence']}" in mask.summary()
