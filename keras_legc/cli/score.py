@@ -17,8 +17,9 @@ from keras_legc.cli._group import _run, main
     help="Largest lag: an integer, or auto (14 or what the windows allow).",
 )  # fmt: skip
 @click.option(
-    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True
-)
+    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True,
+    help="The paper's Granger statistic (chi-square, as the paper) or the F-test.",
+)  # fmt: skip
 @click.option(
     "--alpha", type=float, help="Paper mode: prune weights with p >= alpha (default 0.05)."
 )

@@ -403,8 +403,9 @@ class Recorder:
         )
         warnings.warn(
             f"{self.name}: the {self.target_name} target stayed at {history.target[-1]:.4g} for "
-            f"the last {flat} of {k} windows, so the Granger tests see a series that does not "
-            "move and find no causal evidence there (scoring falls back to the weights' order). "
+            f"the last {flat} of {k} windows: over those windows the Granger tests see a series "
+            "that does not move, so they carry little or no causal evidence (when no test is "
+            "valid, scores.mask(sparsity=...) falls back to the weights' order). "
             f"Fix: {fix}.",
             LegcWarning,
             stacklevel=3,

@@ -132,3 +132,73 @@ def test_every_problem_is_one_line_with_the_fix(files):
         assert problem and "\n" not in problem and "Fix: " in problem
     with pytest.raises(ValueError, match="unknown kind"):
         checks.CheckedPath("picture")
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_option_of_every_command_has_help_text():
+    import keras_legc.cli as cli
+
+    missing = [
+        (" ".join(path), param.name)
+        for path, command in _commands(cli.main)
+        for param in command.params
+        if param.param_type_name == "option" and not param.help
+    ]
+    assert missing == []
+
+
+def _run_dir(tmp_path):
+    import keras_legc as kl
+
+    rng = np.random.default_rng(0)
+    history = kl.History(
+        layers=["a"], shapes={"a": (4, 3)}, le=rng.normal(size=(12, 20)),
+        target=rng.normal(size=20).cumsum(), window=10, overlap=0.1, every=1, n_snapshots=181,
+    )  # fmt: skip
+    history.save(tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [(["--sparsity", "1.5"], "sparsity must be in [0, 1)"),
+     (["--sparsity", "0.8", "--alpha", "0.05"], "not both"),
+     (["--alpha", "1.5"], "alpha must be in (0, 1)"),
+     (["--ranking", "legc"], "ranking= applies to target mode")],
+)  # fmt: skip
+def test_score_checks_its_options_before_scoring_or_writing(tmp_path, options, fragment):
+    from click.testing import CliRunner
+
+    from keras_legc.cli import main
+
+    run = _run_dir(tmp_path)
+    before = sorted(p.name for p in run.iterdir())
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", *options])
+    assert done.exit_code == 2 and fragment in done.output, done.output
+    assert sorted(p.name for p in run.iterdir()) == before  # no scores.npz written
+    # the corrected command then runs: nothing was left behind to refuse it
+    fixed = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5"])
+    assert fixed.exit_code == 0, fixed.output
+
+
+def test_score_refuses_an_existing_output_before_scoring(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import keras_legc as kl
+    from keras_legc.cli import main
+
+    run = _run_dir(tmp_path)
+    (run / "mask.npz").write_bytes(b"old")
+    monkeypatch.setattr(kl, "score", lambda *a, **k: pytest.fail("scored before the check"))
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5"])
+    assert done.exit_code == 2 and "mask.npz already exists" in done.output, done.output
+    assert not (run / "scores.npz").exists()

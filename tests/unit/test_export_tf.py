@@ -1036,3 +1036,26 @@ def test_int8_block_sparse_names_the_runtime_that_computes_it_wrongly(tmp_path, 
     said = [str(w.message) for w in caught if "tflite-runtime 2.14 and older" in str(w.message)]
     assert len(said) == len(wrong_on)
     assert all("Fix: run it on the device with LiteRT" in m for m in said)
+
+
+def test_report_gives_the_sparsity_over_all_parameters_beside_the_dense_kernels(tmp_path):
+    """A convnet whose Dense head alone is 80% pruned: most of its parameters are convolution
+    weights, so the sparsity over all parameters is far below the Dense kernels' 80%."""
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((8, 8, 1)), k.layers.Conv2D(32, 3), k.layers.GlobalAveragePooling2D(),
+                          k.layers.Dense(4, name="head")])  # fmt: skip
+    head = model.get_layer("head")
+    w, b = head.get_weights()
+    w[np.argsort(np.abs(w), axis=None).reshape(w.shape) < int(0.8 * w.size)] = 0.0
+    head.set_weights([w, b])
+    report = E.export_tflite(model, tmp_path / "c.tflite")
+    values = model.get_weights()
+    n, nonzero = sum(v.size for v in values), sum(int(np.count_nonzero(v)) for v in values)
+    assert report["parameters"] == n == 3 * 3 * 32 + 32 + 32 * 4 + 4
+    assert report["nonzero_parameters"] == nonzero
+    assert report["parameter_sparsity"] == pytest.approx(1 - nonzero / n)
+    assert report["layer_sparsity"]["head"] == pytest.approx(0.8, abs=1 / w.size)
+    assert report["parameter_sparsity"] < 0.7 < report["layer_sparsity"]["head"]
