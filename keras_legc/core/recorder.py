@@ -401,8 +401,9 @@ class Recorder:
             else 'WeightHistory(target="loss"): the validation loss keeps moving after the '
             "error stops"
         )
+        what = "target" if self.target_name == "target" else f"{self.target_name} target"
         warnings.warn(
-            f"{self.name}: the {self.target_name} target stayed at {history.target[-1]:.4g} for "
+            f"{self.name}: the {what} stayed at {history.target[-1]:.4g} for "
             f"the last {flat} of {k} windows: over those windows the Granger tests see a series "
             "that does not move, so they carry little or no causal evidence (when no test is "
             "valid, scores.mask(sparsity=...) falls back to the weights' order). "
