@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	elif [ -z "$(PYTHON)" ]; then echo "make: no Python 3.11-3.13 found (tried $(PYTHON_CANDIDATES)). Fix: install one, or pass PYTHON=/path/to/python3.x" >&2; exit 1; \
 	else echo "make: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"; $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[edge,dev,diagnostics,jax,distributed]'
+	$(PY) -m pip install --quiet -e '.[research,edge,dev,diagnostics,jax,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -15,7 +15,7 @@ import keras_legc as kl
 from keras_legc.errors import CollapsedModelError
 from keras_legc.keras.export import TOLERANCE, export_tflite
 from keras_legc.keras.saving import keras3
-from keras_legc.testing import catalogue as C
+from tests import catalogue as C
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_PYTHON = os.environ.get("LEGC_DEVICE_PYTHON")
