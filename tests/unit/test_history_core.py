@@ -557,19 +557,8 @@ def test_a_history_is_saved_uncompressed(rng, tmp_path):
     assert all(m.compress_type == zipfile.ZIP_STORED for m in members)
 
 
-def _history_of(k=30, seed=0):
-    rng = np.random.default_rng(seed)
-    le = rng.normal(size=(40, k))
-    le[5] = 0.0  # a weight that never moved: static
-    return kl.History(
-        layers=["a", "b"], shapes={"a": (6, 5), "b": (5, 2)}, le=le,
-        target=rng.normal(size=k).cumsum(), window=20, overlap=0.1, every=1,
-        n_snapshots=20 + 18 * (k - 1),
-    )  # fmt: skip
-
-
-def test_history_tail_keeps_the_last_windows():
-    h = _history_of(k=30)
+def test_history_tail_keeps_the_last_windows(rng):
+    h = make(rng, k=30)
     recent = h.tail(12)
     np.testing.assert_array_equal(recent.le, h.le[:, -12:])
     np.testing.assert_array_equal(recent.target, h.target[-12:])
