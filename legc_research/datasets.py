@@ -269,8 +269,9 @@ def find_data_dir(
         The folder, or None when no candidate is set (or none holds ``required``).
 
     Example:
+        >>> os.environ["LEGC_DATA_DIR"] = "data"  # a folder, here in the project, with mnist/
         >>> find_data_dir(None, fallbacks=(SHARED_DATA,), required=MNIST_FILES)
-        PosixPath('/work/shared/data')
+        PosixPath('data')
     """
     candidates = [data_dir] if data_dir else [os.environ.get("LEGC_DATA_DIR"), *fallbacks]
     for c in candidates:

@@ -838,7 +838,7 @@ def _evidence_vs_magnitude(results: dict, run_dir) -> list[str]:
              "moved, the share of the tested weights that are Granger-causal (F-test at the BIC "
              "lag, BH q < 0.05), and Spearman's rho between the causal effect size (partial "
              "R-squared) and |w| over the tested weights.", "",
-             "| net | seeds | never moved | causal (of tested) | rho(partial R², \|w\|) |",
+             "| net | seeds | never moved | causal (of tested) | rho(partial R², \\|w\\|) |",
              "|---|---|---|---|---|"]  # fmt: skip
     for net, vals in rows.items():
         a = np.array(vals, dtype=float)
