@@ -13,6 +13,7 @@ import warnings
 
 import click
 
+from keras_legc.cli._plugins import PluginGroup
 from keras_legc.errors import LegcError
 
 EXIT_USAGE, EXIT_MISMATCH, EXIT_CONSTANT = 2, 3, 6
@@ -54,7 +55,7 @@ unsafe_load_option = click.option(
 )  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-legc")
 @click.option(
     "--verbose", is_flag=True, envvar="LEGC_VERBOSE",
