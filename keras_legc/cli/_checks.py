@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from keras_legc.cli._group import LegcUsageError
+from keras_legc.cli._group import bad_input
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -156,7 +156,7 @@ class CheckedPath(click.Path):
             self.fail(problem, param, ctx)  # a usage error (exit 2), as click.Path(exists=True)
         if problem:  # what the loader would have said after importing TensorFlow (exit 2)
             error = ERRORS.get(self.kind, "InvalidArgumentError")
-            raise LegcUsageError(f"{error}: {problem}")
+            raise bad_input(f"{error}: {problem}")
         return path
 
 
@@ -174,7 +174,7 @@ def output_suffix(suffixes: tuple[str, ...]):
         def convert(self, value, param, ctx) -> Path:
             path = super().convert(value, param, ctx)
             if Path(path).suffix.lower() not in suffixes:  # the writer's error (exit 2)
-                raise LegcUsageError(
+                raise bad_input(
                     f"InvalidArgumentError: {path} does not end in {'/'.join(suffixes)}. Fix: "
                     f"name the output file {Path(path).with_suffix(suffixes[0]).name}."
                 )

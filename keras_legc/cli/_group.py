@@ -19,10 +19,12 @@ from keras_legc.errors import LegcError
 EXIT_USAGE, EXIT_MISMATCH, EXIT_CONSTANT = 2, 3, 6
 
 
-class LegcUsageError(click.ClickException):
-    """A keras_legc error in a command: one line, ``Error: <class>: <message>``, exit 2."""
-
-    exit_code = EXIT_USAGE
+def bad_input(message: str) -> click.ClickException:
+    """A bad-input error of a command: one line, ``Error: <message>``, exit 2 (as click's usage
+    errors and ``legc bench``)."""
+    error = click.ClickException(message)
+    error.exit_code = EXIT_USAGE
+    return error
 
 
 def _run(fn, *args, **kwargs):
@@ -30,7 +32,7 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except LegcError as exc:
-        raise LegcUsageError(f"{type(exc).__name__}: {exc}") from exc
+        raise bad_input(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import LegcUsageError, _run, load_model_echo, main, unsafe_load_option
+from keras_legc.cli._group import _run, bad_input, load_model_echo, main, unsafe_load_option
 
 
 def _load_npy(path, what):
@@ -22,7 +22,7 @@ def _neuron_scorer(method, loss, legc_scores, model):
     if method != "legc":
         return neurons.get_scorer(method, loss)
     if legc_scores is None:
-        raise LegcUsageError(
+        raise bad_input(
             "InvalidArgumentError: --method legc needs --legc-scores scores.npz (from legc "
             "score). Fix: pass the scores of the history recorded while training this model."
         )
