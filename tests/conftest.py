@@ -44,11 +44,13 @@ SLOW_FOLDERS = ("evidence",)
 SLOW = (
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
+    "tests/integration/test_readme_example.py",  # the README's example, 8 seeds x 2 backends
     "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",
     "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
     "tests/integration/test_export_blocks.py::test_cli_representative_alias",
     "tests/integration/test_collapse_refused.py::test_cli_export_exits_6_on_a_collapsed_model",
     "tests/integration/test_export_edge.py::test_cli_export_refuses_existing_output",
+    "tests/integration/test_export_edge.py::test_cli_export_hints_sparse_and_prints_no_converter_chatter",
     "tests/integration/test_first_contact.py::test_legc_hides_tensorflow_startup_lines_but_not_errors",
     "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
     "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"

@@ -66,8 +66,8 @@ def test_degenerate_counts_and_summary_text():
     causal = int((P[valid] < 0.05).sum())
     assert s.summary().split("\n") == [
         "Scores: 9 weights, Granger ssr_ftest, lags 1..3 (min p), differenced",
-        f"  causal (p < 0.05): {causal}   non-causal: {int(valid.sum()) - causal}   "
-        "degenerate (kept, no valid test): 2",
+        f"  the paper's test (lags 1..3 (min p)): causal (p < 0.05): {causal}   "
+        f"non-causal: {int(valid.sum()) - causal}   degenerate (kept, no valid test): 2",
         "    constant cause series: 1",
         "    cause lags collinear with the target's own lags: 1",
         "  static (LE 0 in every window, did not move; pruned first in target mode): 2",
@@ -77,7 +77,8 @@ def test_degenerate_counts_and_summary_text():
     fdr = _scores(qvalues=q, lags=[2], info={"fdr": True, "differenced": True})
     assert fdr.summary(alpha=0.01).split("\n")[:2] == [
         "Scores: 9 weights, Granger ssr_ftest, lag 2 only, differenced, fdr",
-        "  causal (q < 0.01): 1   non-causal: 6   degenerate (kept, no valid test): 2",
+        "  the paper's test (lag 2 only): causal (q < 0.01): 1   non-causal: 6   "
+        "degenerate (kept, no valid test): 2",
     ]
     assert _scores(degenerate=np.zeros(9)).summary().split("\n")[0] == (
         "Scores: 9 weights, Granger ssr_ftest, lags 1..3 (min p)"
