@@ -42,6 +42,7 @@ MARKERS = ("unit", "integration", "evidence")
 #: TensorFlow processes (>= 12 s each there).
 SLOW_FOLDERS = ("evidence",)
 SLOW = (
+    "tests/integration/test_default_ranking.py",  # trains a digits MLP 2 x (30 + 2 x 10 epochs)
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
     "tests/integration/test_readme_example.py",  # the README's example, 8 seeds x 2 backends

@@ -31,8 +31,11 @@ from keras_legc.cli._group import _run, main
 )
 @click.option(
     "--ranking",
-    type=click.Choice(["legc_protect", "legc", "legc_rank_product", "legc_pvalue"]),
-    help="Target mode's ranking (default legc_protect; see README, 'Target mode').",
+    type=click.Choice(
+        ["static_magnitude", "legc_protect", "legc", "legc_rank_product", "legc_pvalue"]
+    ),
+    help="Target mode's ranking (default static_magnitude: never-moved weights first, then "
+    "|w|; see README, 'Target mode').",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."

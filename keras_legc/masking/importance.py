@@ -239,8 +239,8 @@ def legc_protect(scores, *, alpha: float = 0.05) -> Scorer:
 
 
 def causal_weights(scores, alpha: float = 0.05) -> np.ndarray:
-    """Bool ``(n_weights,)``: Granger-causal under the default ranking's test (the F-test at the
-    lag BIC chose, Benjamini-Hochberg q < ``alpha`` across the weights).
+    """Bool ``(n_weights,)``: Granger-causal under target mode's test (the F-test at the lag BIC
+    chose, Benjamini-Hochberg q < ``alpha`` across the weights).
 
     Example:
         >>> int(causal_weights(scores).sum())  # doctest: +SKIP

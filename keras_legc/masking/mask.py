@@ -113,7 +113,7 @@ class Mask:
         rows.append(
             f"{'total':<24}{'':>14}{self.n_weights:>10}{self.n_kept:>10}{100 * self.sparsity:>10.2f}"
         )
-        if "kept_by_evidence" in self.info:  # Scores.mask's default ranking
+        if "kept_by_evidence" in self.info:  # Scores.mask's default or legc_protect
             rows.append(
                 f"kept by causal evidence: {self.info['kept_by_evidence']} (the same ranking "
                 "without the Granger test would prune them); by magnitude alone: "

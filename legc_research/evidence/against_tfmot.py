@@ -50,7 +50,7 @@ GRADUAL = ("tfmot", "legc_gradual", "gradual_magnitude")
 #: The methods the targets are checked for: the recommended target-mode LEGC (gradual causal
 #: pruning, chosen on the development nets) and the one-shot default
 #: (``Scores.mask(sparsity=s)``, ranking ``keras_legc.core.scoring.DEFAULT_RANKING``).
-DEFAULT_LEGC = ("legc_gradual", "legc_protect")
+DEFAULT_LEGC = ("legc_gradual", "static_magnitude")
 #: The recorder that keeps recording during gradual pruning: a shorter window than the dense
 #: training's, so enough windows close within the fine-tuning budget to re-score on.
 GRADUAL_WINDOW, GRADUAL_RECENT, GRADUAL_MIN = 20, 12, 8
@@ -387,7 +387,7 @@ METHODS: dict[str, Method] = {
     "tfmot": tfmot_anchor,
     "magnitude": masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), s)),
     "legc_paper": _ranked("legc_pvalue"),  # the paper-era target-mode ranking (0.1's default)
-    "legc_protect": _ranked("legc_protect"),  # the default since 0.2
+    "legc_protect": _ranked("legc_protect"),  # the default of 0.2
     "legc": _ranked("legc"),  # causal effect size alone
     "legc_rank_product": _ranked("legc_rank_product"),
     "static_magnitude": masked(  # the ablation: never-moved first, then magnitude, no Granger
@@ -795,11 +795,12 @@ METHOD_NOTES = {
     "tfmot": "the anchor: TF-MOT prune_low_magnitude + PolynomialDecay, per layer, gradual",
     "magnitude": "keras_legc.magnitude_mask, one shot, global",
     "legc_paper": "Scores.mask(sparsity, ranking='legc_pvalue'): keras-legc 0.1's ranking",
-    "legc_protect": "Scores.mask(sparsity): the one-shot default (never-moved first, then "
+    "legc_protect": "ranking='legc_protect': 0.2's one-shot default (never-moved first, then "
     "non-causal by |w|, then causal by |w|)",
     "legc": "ranking='legc': causal effect size alone (partial R-squared at the BIC lag)",
     "legc_rank_product": "ranking='legc_rank_product': effect-size rank x magnitude rank",
-    "static_magnitude": "ablation: never-moved first, then |w| (no Granger test)",
+    "static_magnitude": "Scores.mask(sparsity): the one-shot default since 0.3: never-moved "
+    "first, then |w| (no Granger test)",
     "legc_gradual": "GradualPruning (legc_protect re-scored on recent windows), global, on the "
     "anchor's schedule",
     "gradual_magnitude": "ablation: the same global schedule by |w| alone",

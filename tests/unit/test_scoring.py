@@ -130,7 +130,7 @@ def test_mode_checks():
         )
     with pytest.raises(InvalidArgumentError) as err:
         s.mask(sparsity=0.5, ranking="magnitude")
-    assert str(err.value).startswith("unknown ranking 'magnitude'. Fix: use one of ['legc_pvalue'")
+    assert str(err.value).startswith("unknown ranking 'magnitude'. Fix: use one of ['static_magnitude', 'legc_pvalue'")
     assert str(err.value).endswith("or build a mask from any scorer with "
                                    "keras_legc.mask_from_importance.")  # fmt: skip
     dead = _scores(degenerate=np.full(9, 3))
@@ -147,8 +147,9 @@ def test_target_mode_ranking_default_and_untestable_share():
     kernels = {"a": rng.normal(size=(2, 3)), "b": rng.normal(size=(3, 1))}
     s = _scores(static=np.zeros(9, bool), f_pvalue=np.where(DEG == 0, P, np.nan),
                 partial_r2=np.linspace(0.1, 0.9, 9), selected_lag=np.ones(9), kernels=kernels)  # fmt: skip
-    m = s.mask(sparsity=1 / 3)
+    m = s.mask(sparsity=1 / 3, ranking="legc_protect")
     assert m.info["ranking"] == "legc_protect" and m.info["method"] == "legc"
+    assert s.mask(sparsity=1 / 3).info["ranking"] == "static_magnitude"
     kept = np.concatenate([m[n].ravel() for n in LAYERS])
     assert m.info["kept_untestable"] == (kept & (DEG != 0)).sum() / kept.sum()
     assert s.mask(sparsity=1 / 3, ranking="legc").info["ranking"] == "legc"

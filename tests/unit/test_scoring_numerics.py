@@ -278,10 +278,10 @@ def test_all_degenerate_without_a_flat_target_keeps_its_error():
         scores.mask(sparsity=0.8)
 
 
-def test_summary_and_mask_speak_of_the_test_the_default_ranking_uses():
-    """The paper's min-p count is labelled as such; the default ranking's count (F at the BIC
-    lag, BH q < 0.05) is computed here independently; the mask says what the evidence protected
-    (against a static-magnitude mask built here)."""
+def test_summary_and_mask_speak_of_target_modes_test():
+    """The paper's min-p count is labelled as such; target mode's count (F at the BIC lag, BH
+    q < 0.05) is computed here independently; the mask says what the evidence protected (the
+    default: nothing; legc_protect: against a static-magnitude mask built here)."""
     from keras_legc.masking.importance import static_magnitude
 
     rng = np.random.default_rng(3)
@@ -304,11 +304,14 @@ def test_summary_and_mask_speak_of_the_test_the_default_ranking_uses():
     q[np.flatnonzero(tested)[order]] = np.minimum(adj, 1.0)
     causal = np.isfinite(q) & (q < 0.05)
     text = s.summary()
-    assert (f"causal by the default ranking's test (F-test at the BIC lag, Benjamini-Hochberg "
+    assert (f"causal by target mode's test (F-test at the BIC lag, Benjamini-Hochberg "
             f"q < 0.05): {int(causal.sum())} of {int(m_t)} tested") in text  # fmt: skip
     assert "the paper's test (lags 1..9 (min p)): causal (p < 0.05)" in text
     assert causal[:6].sum() >= 1  # the case is real
-    mask = s.mask(sparsity=0.5)
+    default = s.mask(sparsity=0.5)  # static_magnitude: no causal evidence used
+    assert default.info["kept_by_evidence"] == 0
+    assert default.info["kept_by_magnitude"] == default.n_kept
+    mask = s.mask(sparsity=0.5, ranking="legc_protect")
     kept = np.concatenate([mask[n].ravel() for n in ("a", "b")])
     plain = kl.mask_from_importance(static_magnitude(s), h.final_kernels, 0.5)
     plain_kept = np.concatenate([plain[n].ravel() for n in ("a", "b")])
