@@ -130,7 +130,9 @@ def test_mode_checks():
         )
     with pytest.raises(InvalidArgumentError) as err:
         s.mask(sparsity=0.5, ranking="magnitude")
-    assert str(err.value).startswith("unknown ranking 'magnitude'. Fix: use one of ['static_magnitude', 'legc_pvalue'")
+    assert str(err.value).startswith(
+        "unknown ranking 'magnitude'. Fix: use one of ['static_magnitude', 'legc_pvalue'"
+    )
     assert str(err.value).endswith("or build a mask from any scorer with "
                                    "keras_legc.mask_from_importance.")  # fmt: skip
     dead = _scores(degenerate=np.full(9, 3))
