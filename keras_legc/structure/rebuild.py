@@ -74,8 +74,10 @@ def remove_channels(graph: ChannelGraph, removed: Mapping):
         if len(key) > 1 and isinstance(graph.layers.get(key), keras.layers.InputLayer):
             _resize_build_shape(entries.get(key[:-1]), width)
     custom = {}
-    for layer in graph.layers.values():
+    for layer in graph.layers.values():  # users' layers, even unregistered ones
         cls = type(layer)
+        if cls.__module__.split(".")[0] == "keras":
+            continue  # Keras resolves its own; by bare name, an op and a layer could clash
         custom[cls.__name__] = cls
         custom[keras.saving.get_registered_name(cls)] = cls
     try:
