@@ -97,7 +97,9 @@ def test_bad_arguments_are_refused():
 
 
 def weights_of(model, name):
-    return [np.asarray(w.numpy(), dtype=np.float64) for w in model.get_layer(name).trainable_weights]
+    return [
+        np.asarray(w.numpy(), dtype=np.float64) for w in model.get_layer(name).trainable_weights
+    ]
 
 
 def test_l1_and_l2_pool_every_coupled_weight():
