@@ -6,7 +6,7 @@ Importing this package registers every command on :func:`main`; the research pac
 
 from __future__ import annotations
 
-from keras_legc.cli import diagnose, export, neurons, score  # noqa: F401  (registers the commands)
+from keras_legc.cli import channels, diagnose, export, neurons, score  # noqa: F401  (registers)
 from keras_legc.cli._group import main
 
 __all__ = ["main"]

@@ -17,8 +17,8 @@ import pytest
 import keras_legc as kl
 from keras_legc.keras.export import export_tflite
 from keras_legc.structure import build_graph, remove_channels, zero_channels
-from keras_legc.structure.prune import choose
 from keras_legc.structure.importance import l2, score_groups
+from keras_legc.structure.prune import choose
 
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - the JAX case runs below
