@@ -10,7 +10,12 @@ See docs/channels.md.
 from keras_legc.structure.graph import ChannelGraph, ChannelGroup, Entry, build_graph
 from keras_legc.structure.handlers import Handler, PassThrough, register_handler, unregister_handler
 from keras_legc.structure.importance import random_importance
-from keras_legc.structure.prune import channel_groups, count_macs, prune_channels
+from keras_legc.structure.prune import (
+    channel_groups,
+    count_macs,
+    prune_channels,
+    prune_iteratively,
+)
 from keras_legc.structure.rebuild import remove_channels, zero_channels
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "channel_groups",
     "count_macs",
     "prune_channels",
+    "prune_iteratively",
     "remove_channels",
     "zero_channels",
 ]

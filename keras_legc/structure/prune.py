@@ -99,6 +99,43 @@ def prune_channels(
     return remove_channels(graph, removed)
 
 
+def prune_iteratively(model, fine_tune, *, steps: int = 3, ratio=None, params=None, macs=None,
+                      **kwargs):  # fmt: skip
+    """Prune in ``steps`` rounds to the target, calling ``fine_tune(model)`` after each round.
+
+    Each round removes the same share: ``ratio`` compounds (``1 - (1 - ratio) ** (1 / steps)`` of
+    the channels left each round), ``params`` and ``macs`` step geometrically from the model's
+    count to the target. ``fine_tune`` trains the model it gets (compile and fit it) and returns
+    it, or a replacement, or None (the same model). Other arguments as :func:`prune_channels`.
+
+    Example:
+        >>> def fine_tune(m):
+        ...     m.compile("adam", "sparse_categorical_crossentropy")
+        ...     m.fit(x, y, epochs=1, verbose=0)
+        >>> small = prune_iteratively(model, fine_tune, steps=3, macs=kl.count_macs(model) // 2)
+    """
+    kind, value = _check_target(ratio, params, macs)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}.")
+    if not callable(fine_tune):
+        raise InvalidArgumentError(
+            f"fine_tune must be a callable fine_tune(model) -> model or None, got {fine_tune!r}."
+        )
+    start = None
+    if kind != "ratio":
+        graph = build_graph(model, exclude=_names(kwargs.get("exclude", ())))
+        start = graph.count_params() if kind == "params" else graph.count_macs()
+    for i in range(1, steps + 1):
+        if kind == "ratio":
+            step = {"ratio": 1.0 - (1.0 - value) ** (1.0 / steps)}
+        else:
+            step = {kind: int(math.ceil(start * (value / start) ** (i / steps)))}
+        model = prune_channels(model, **step, **kwargs)
+        tuned = fine_tune(model)
+        model = model if tuned is None else tuned
+    return model
+
+
 def graph_has_prunable(graph: ChannelGraph) -> bool:
     return any(g.prunable for g in graph.groups)
 
@@ -215,4 +252,4 @@ def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
     return plan_at(lo)
 
 
-__all__ = ["prune_channels", "channel_groups", "count_macs", "choose"]
+__all__ = ["prune_channels", "prune_iteratively", "channel_groups", "count_macs", "choose"]

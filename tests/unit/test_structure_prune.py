@@ -9,7 +9,7 @@ import pytest
 
 import keras_legc as kl
 from keras_legc.errors import InvalidArgumentError
-from keras_legc.structure import build_graph, random_importance
+from keras_legc.structure import build_graph, prune_iteratively, random_importance
 from keras_legc.structure.importance import Taylor, bn_scale, l1, l2
 
 keras = pytest.importorskip("keras")
@@ -201,3 +201,22 @@ def test_taylor_equals_finite_differences_of_the_loss():
                 channel = idx[axis] if len(idx) > 1 else idx[0]
                 want[channel] += (up - down) / (2 * eps) * base[idx]
     np.testing.assert_allclose(got, want**2, rtol=2e-2, atol=1e-6)
+
+
+def test_iterative_pruning_reaches_the_target_with_a_fine_tune_per_step():
+    model = convnet()
+    target = build_graph(model).count_macs() // 3
+    seen = []
+
+    def fine_tune(m):
+        seen.append(kl.count_macs(m))
+        m.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x = np.random.default_rng(len(seen)).normal(size=(8, 12, 12, 1)).astype("float32")
+        m.fit(x, np.arange(8) % 10, epochs=1, verbose=0)
+
+    small = prune_iteratively(model, fine_tune, steps=3, macs=target)
+    assert len(seen) == 3 and seen[0] > seen[1] > seen[2] == kl.count_macs(small) <= target
+    ratio = prune_iteratively(model, lambda m: None, steps=2, ratio=0.5)
+    assert prunable_total(ratio) <= prunable_total(model) * 0.55
+    with pytest.raises(InvalidArgumentError, match="steps"):
+        prune_iteratively(model, lambda m: None, steps=0, ratio=0.5)
