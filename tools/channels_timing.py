@@ -2,6 +2,7 @@
 
     python tools/channels_timing.py            # the docs' models, 3 runs each after a warm-up
     python tools/channels_timing.py --quick    # one small model, one run (the test)
+    python tools/channels_timing.py --applications   # every keras.applications net, one run
 
 Prints one JSON line per model: parameters, MACs, seconds per stage (median of the runs) and the
 parameters and MACs after ``prune_channels(model, ratio=0.3)`` (L2 importance).
@@ -42,7 +43,28 @@ def ds_cnn(keras):
     return keras.Model(inp, L.Dense(12)(x), name="ds_cnn")
 
 
-def models(keras, quick: bool):
+APPLICATIONS = (
+    "MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "ResNet50", "ResNet50V2",
+    "ResNet101", "DenseNet121", "DenseNet169", "EfficientNetB0", "EfficientNetB1",
+    "EfficientNetV2B0", "NASNetMobile", "ConvNeXtTiny", "Xception", "InceptionV3",
+    "InceptionResNetV2", "VGG16",
+)  # fmt: skip
+SMALLEST = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}
+
+
+def applications(keras):
+    """Each at its smallest input (32x32 unless it needs more), 10 classes, seeded weights."""
+    for name in APPLICATIONS:
+        keras.utils.set_random_seed(0)
+        side = SMALLEST.get(name, 32)
+        yield getattr(keras.applications, name)(
+            weights=None, input_shape=(side, side, 3), classes=10
+        )
+
+
+def models(keras, quick: bool, apps: bool = False):
+    if apps:
+        return applications(keras)
     if quick:
         return [ds_cnn(keras)]
     apps = keras.applications
@@ -85,12 +107,14 @@ def time_pass(model, runs: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small model, one run")
+    parser.add_argument("--applications", action="store_true", help="keras.applications, 1 run")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     import keras
 
-    for model in models(keras, args.quick):
-        print(json.dumps(time_pass(model, 1 if args.quick else args.runs)), flush=True)
+    runs = 1 if args.quick or args.applications else args.runs
+    for model in models(keras, args.quick, args.applications):
+        print(json.dumps(time_pass(model, runs)), flush=True)
     return 0
 
 
