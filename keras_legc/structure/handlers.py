@@ -302,6 +302,25 @@ class ReshapeHandler(Handler):
         config["target_shape"] = tuple(target)
 
 
+class ChannelScaleHandler(PassThrough):
+    """A layer that multiplies each channel by its own weight ``attr`` of shape ``(C,)`` and
+    stores ``C`` in its config as ``size_key`` (ConvNeXt's LayerScale: gamma, projection_dim)."""
+
+    def __init__(self, attr: str, size_key: str):
+        self.attr, self.size_key = attr, size_key
+
+    def propagate(self, b, call):
+        weight = getattr(call.layer, self.attr, None)
+        if weight is None or len(call.inputs) != 1 or tuple(weight.shape) != (len(call.inputs[0]),):
+            return b.boundary(call)
+        b.bind(call, weight, 0, call.inputs[0])
+        b.resize_by(call, call.inputs[0])
+        return [call.inputs[0]]
+
+    def resize(self, config, width):
+        config[self.size_key] = width
+
+
 class PermuteHandler(PassThrough):
     def propagate(self, b, call):
         dims = tuple(call.layer.dims)
@@ -382,6 +401,11 @@ def _load_builtins() -> None:
     builtin[L.Reshape] = ReshapeHandler()
     builtin[L.Permute] = PermuteHandler()
     builtin[L.InputLayer] = InputLayerHandler()
+    # layers of keras.applications models that are not public classes
+    builtin["keras.src.applications.convnext.LayerScale"] = ChannelScaleHandler(
+        "gamma", "projection_dim"
+    )
+    builtin["keras.src.applications.inception_resnet_v2.CustomScaleLayer"] = MergeHandler()
     # Keras ops written between layers (``x + 3.0``, ``ops.sigmoid(x)``), by qualified class name
     for name in _OP_MERGE:
         builtin[f"keras.src.ops.numpy.{name}"] = MergeHandler()

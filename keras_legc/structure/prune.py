@@ -214,6 +214,25 @@ def _global(scores, sizes, k: int, round_to: int) -> dict[int, np.ndarray]:
     return _plan_from_counts(scores, counts, sizes)
 
 
+def keep_every_layer(graph: ChannelGraph, scores, plan: dict[int, np.ndarray]):
+    """Give back a layer's best channel where ``plan`` would remove all of it: a group can span
+    several layers (a Concatenate's branches merged into a residual stream), so one channel left
+    per group is not one per layer."""
+    plan = {gid: np.asarray(ch, dtype=np.int64) for gid, ch in plan.items()}
+    flat = graph.removed_flat(plan)
+    offsets = graph.offsets
+    for slots in graph.resize_slots.values():
+        gids, chans = graph._slot_group[slots], graph._slot_channel[slots]
+        at = offsets[gids] + chans
+        if len(at) == 0 or not flat[at].all():
+            continue
+        best = max(zip(gids.tolist(), chans.tolist(), strict=True),
+                   key=lambda gc: scores[gc[0]][gc[1]] if gc[0] in scores else -np.inf)  # fmt: skip
+        plan[best[0]] = plan[best[0]][plan[best[0]] != best[1]]
+        flat[offsets[best[0]] + best[1]] = False
+    return {gid: ch for gid, ch in plan.items() if len(ch)}
+
+
 def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
     """The channels to remove, ``{group id: indices}``, for ``target`` = (kind, value)."""
     kind, value = target
@@ -221,9 +240,10 @@ def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
     total = sum(sizes[g] - 1 for g in scores)
     if kind == "ratio":
         if per_layer:
-            return _uniform(scores, sizes, value, round_to)
+            return keep_every_layer(graph, scores, _uniform(scores, sizes, value, round_to))
         n_channels = sum(sizes[g] for g in scores)
-        return _global(scores, sizes, int(round(value * n_channels)), round_to)
+        plan = _global(scores, sizes, int(round(value * n_channels)), round_to)
+        return keep_every_layer(graph, scores, plan)
 
     count = graph.count_params if kind == "params" else graph.count_macs
     if per_layer:
@@ -232,7 +252,8 @@ def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
         plans = None
 
     def plan_at(i):
-        return plans[i] if plans is not None else _global(scores, sizes, i, round_to)
+        plan = plans[i] if plans is not None else _global(scores, sizes, i, round_to)
+        return keep_every_layer(graph, scores, plan)
 
     hi = len(plans) - 1 if plans is not None else total
     best = count(plan_at(hi))

@@ -64,6 +64,11 @@ def remove_channels(graph: ChannelGraph, removed: Mapping):
         width = graph.new_width(key, removed)
         if width == len(slots):
             continue
+        if width == 0:
+            raise InvalidArgumentError(
+                f"the removal leaves layer {'/'.join(key)!r} with no channels. Fix: keep at least "
+                "one of its channels (keras_legc.structure.prune.keep_every_layer does)."
+            )
         handler = graph.handlers.get(key) or InputLayerHandler()
         if key not in entries:
             raise ModelStructureError(

@@ -18,7 +18,7 @@ import keras_legc as kl
 from keras_legc.keras.export import export_tflite
 from keras_legc.structure import build_graph, remove_channels, zero_channels
 from keras_legc.structure.importance import l2, score_groups
-from keras_legc.structure.prune import choose
+from keras_legc.structure.prune import choose, keep_every_layer
 
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - the JAX case runs below
@@ -28,7 +28,7 @@ SHAPES = {"InceptionV3": (75, 75, 3), "Xception": (71, 71, 3), "InceptionResNetV
 REQUIRED = ["MobileNetV2", "ResNet50", "DenseNet121", "EfficientNetB0"]
 OTHERS = [
     "MobileNet", "MobileNetV3Small", "MobileNetV3Large", "ResNet50V2", "NASNetMobile",
-    "ConvNeXtTiny", "EfficientNetV2B0", "Xception", "InceptionV3", "VGG16",
+    "ConvNeXtTiny", "EfficientNetV2B0", "Xception", "InceptionV3", "InceptionResNetV2", "VGG16",
 ]  # fmt: skip
 
 
@@ -66,11 +66,18 @@ def check_pruned_and_exact(model, x):
     assert small.output_shape == model.output_shape
     assert small.count_params() == graph.count_params(plan) < model.count_params()
     prunable = sum(g.size for g in graph.groups if g.prunable)
-    assert sum(len(v) for v in plan.values()) == round(0.3 * prunable)
+    assert 0.25 * prunable < sum(len(v) for v in plan.values()) <= round(0.3 * prunable)
     assert np.all(np.isfinite(numpy_of(small, x)))
+    # exact only where no LayerNormalization normalizes over the removed channels
     rng = np.random.default_rng(0)
-    removed = {g.id: rng.choice(g.size, g.size // 3, replace=False)
-               for g in graph.groups if g.prunable}  # fmt: skip
+    ln = keras.layers.LayerNormalization
+    removed = {
+        g.id: rng.choice(g.size, g.size // 3, replace=False)
+        for g in graph.groups
+        if g.prunable and not any(isinstance(graph.layers[e.layer], ln) for e in g.entries)
+    }
+    removed = keep_every_layer(graph, {}, removed)
+    assert removed
     want = numpy_of(zero_channels(graph, removed), x)
     got = numpy_of(remove_channels(graph, removed), x)
     scale = max(1.0, float(np.abs(want).max()))

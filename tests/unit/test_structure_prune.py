@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import keras_legc as kl
+import keras_legc.structure  # noqa: F401  (kl.structure)
 from keras_legc.errors import InvalidArgumentError
 from keras_legc.structure import build_graph, prune_iteratively, random_importance
 from keras_legc.structure.importance import Taylor, bn_scale, l1, l2
@@ -220,3 +221,22 @@ def test_iterative_pruning_reaches_the_target_with_a_fine_tune_per_step():
     assert prunable_total(ratio) <= prunable_total(model) * 0.55
     with pytest.raises(InvalidArgumentError, match="steps"):
         prune_iteratively(model, lambda m: None, steps=0, ratio=0.5)
+
+
+def test_every_layer_keeps_a_channel_when_a_group_spans_several():
+    """A Concatenate's branches merged into a residual stream are one group (InceptionResNetV2);
+    leaving one channel in the group could leave a branch with none."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 1))
+    stream = L.Conv2D(4, 1, name="stream")(inp)
+    a = L.Conv2D(2, 1, name="a")(stream)
+    b = L.Conv2D(2, 1, name="b")(stream)
+    x = L.Add(name="res")([stream, L.Concatenate(name="cat")([a, b])])
+    model = keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(x)))
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if "a" in g.layers)
+    assert group.layers == ["a", "b", "stream"] and group.size == 4
+    with pytest.raises(InvalidArgumentError, match="'b' with no channels"):
+        kl.structure.remove_channels(graph, {group.id: [2, 3]})
+    small = kl.prune_channels(model, ratio=0.9, per_layer=True)
+    assert small.get_layer("a").filters == 1 and small.get_layer("b").filters == 1
