@@ -133,25 +133,42 @@ class NormalizationHandler(PassThrough):
         return [slots]
 
 
-class ConvHandler(Handler):
+def _one_channels_last_input(call: Call) -> bool:
+    return _channels_last(call.layer) and len(call.inputs) == 1
+
+
+def _new_channels(b: Builder, call: Call, kernel, axis: int, n: int) -> np.ndarray:
+    """``n`` new channels: ``kernel``'s ``axis``, the bias and the config width follow them."""
+    out = b.fresh(call, n)
+    b.bind(call, kernel, axis, out)
+    b.bind(call, call.layer.bias, 0, out)
+    b.resize_by(call, out)
+    return out
+
+
+class _FiltersHandler(Handler):
+    def resize(self, config, width):
+        config["filters"] = width
+
+
+class ConvHandler(_FiltersHandler):
     """Conv1D/2D/3D: kernel (..., in/groups, filters). ``groups == in == filters`` (depthwise
     written as a grouped conv) passes channels through; other grouped convs are boundaries."""
 
     def propagate(self, b, call):
         layer = call.layer
-        if not _channels_last(layer) or len(call.inputs) != 1:
+        if not _one_channels_last_input(call):
             return b.boundary(call)
         cin, cout = len(call.inputs[0]), layer.filters
         groups = getattr(layer, "groups", 1)
         b.macs(call, layer.kernel, _spatial(call.output_shapes[0]))
         if groups == 1:
             b.bind(call, layer.kernel, -2, call.inputs[0])
-            out = b.fresh(call, cout)
-        elif groups == cin == cout:
-            out = call.inputs[0]
-        else:
+            return [_new_channels(b, call, layer.kernel, -1, cout)]
+        if groups != cin or cin != cout:
             return b.boundary(call, f"grouped convolution {call.name!r} (groups={groups}) is "
                                     "kept whole")  # fmt: skip
+        out = call.inputs[0]
         b.bind(call, layer.kernel, -1, out)
         b.bind(call, layer.bias, 0, out)
         b.resize_by(call, out)
@@ -160,26 +177,19 @@ class ConvHandler(Handler):
     def resize(self, config, width):
         if config.get("groups", 1) > 1:
             config["groups"] = width
-        config["filters"] = width
+        super().resize(config, width)
 
 
-class ConvTransposeHandler(Handler):
+class ConvTransposeHandler(_FiltersHandler):
     """Conv*Transpose: kernel (..., filters, in)."""
 
     def propagate(self, b, call):
         layer = call.layer
-        if not _channels_last(layer) or len(call.inputs) != 1:
+        if not _one_channels_last_input(call):
             return b.boundary(call)
         b.macs(call, layer.kernel, _spatial(call.input_shapes[0]))
         b.bind(call, layer.kernel, -1, call.inputs[0])
-        out = b.fresh(call, layer.filters)
-        b.bind(call, layer.kernel, -2, out)
-        b.bind(call, layer.bias, 0, out)
-        b.resize_by(call, out)
-        return [out]
-
-    def resize(self, config, width):
-        config["filters"] = width
+        return [_new_channels(b, call, layer.kernel, -2, layer.filters)]
 
 
 class DepthwiseHandler(Handler):
@@ -188,7 +198,7 @@ class DepthwiseHandler(Handler):
 
     def propagate(self, b, call):
         layer = call.layer
-        if not _channels_last(layer) or len(call.inputs) != 1:
+        if not _one_channels_last_input(call):
             return b.boundary(call)
         b.macs(call, layer.kernel, _spatial(call.output_shapes[0]))
         b.bind(call, layer.kernel, -2, call.inputs[0])
@@ -197,27 +207,20 @@ class DepthwiseHandler(Handler):
         return [out]
 
 
-class SeparableHandler(Handler):
+class SeparableHandler(_FiltersHandler):
     """SeparableConv1D/2D: a depthwise kernel (..., in, multiplier) then a pointwise kernel
     (..., in*multiplier, filters)."""
 
     def propagate(self, b, call):
         layer = call.layer
-        if not _channels_last(layer) or len(call.inputs) != 1:
+        if not _one_channels_last_input(call):
             return b.boundary(call)
         positions = _spatial(call.output_shapes[0])
         b.macs(call, layer.depthwise_kernel, positions)
         b.macs(call, layer.pointwise_kernel, positions)
         b.bind(call, layer.depthwise_kernel, -2, call.inputs[0])
         b.bind(call, layer.pointwise_kernel, -2, np.repeat(call.inputs[0], layer.depth_multiplier))
-        out = b.fresh(call, layer.filters)
-        b.bind(call, layer.pointwise_kernel, -1, out)
-        b.bind(call, layer.bias, 0, out)
-        b.resize_by(call, out)
-        return [out]
-
-    def resize(self, config, width):
-        config["filters"] = width
+        return [_new_channels(b, call, layer.pointwise_kernel, -1, layer.filters)]
 
 
 class DenseHandler(Handler):
@@ -229,11 +232,7 @@ class DenseHandler(Handler):
             return b.boundary(call)
         b.macs(call, layer.kernel, _spatial(call.output_shapes[0]))
         b.bind(call, layer.kernel, 0, call.inputs[0])
-        out = b.fresh(call, layer.units)
-        b.bind(call, layer.kernel, 1, out)
-        b.bind(call, layer.bias, 0, out)
-        b.resize_by(call, out)
-        return [out]
+        return [_new_channels(b, call, layer.kernel, 1, layer.units)]
 
     def resize(self, config, width):
         config["units"] = width
