@@ -12,7 +12,8 @@ the consumers' input slices), as Torch-Pruning's group importance does.
 ``"taylor"``   first-order Taylor (Molchanov et al. 2019): ``(sum of grad * w)**2`` over the
                channel's weights, gradients of the loss summed over ``data=(x, y)``
 ``"random"``   uniform, seeded (``random_importance(seed)``; ``"random"`` is seed 0)
-callable       ``scorer(graph, group) -> array of group.size`` (None: do not prune the group)
+callable       ``scorer(graph, group) -> array of group.size`` (None: do not prune the group);
+               ``register_channel_scorer(name, scorer)`` makes it available by name
 =============  ======================================================================
 """
 
@@ -168,6 +169,22 @@ def _grads_jax(model, loss_fn, x, y):
 BUILTIN = {"l1": l1, "l2": l2, "bn_scale": bn_scale}
 
 
+def register_channel_scorer(name: str, scorer: ChannelScorer, *, overwrite: bool = False) -> None:
+    """Make ``scorer(graph, group)`` available as ``prune_channels(importance=name)`` (the
+    channel counterpart of :func:`keras_legc.masking.importance.register`)."""
+    reserved = ("taylor", "random", "legc")
+    if name in reserved or (name in BUILTIN and not overwrite):
+        raise InvalidArgumentError(
+            f"a channel scorer named {name!r} already exists. Fix: pick another name"
+            + ("." if name in reserved else ", or pass overwrite=True.")
+        )
+    if not callable(scorer):
+        raise InvalidArgumentError(
+            f"scorer must be a callable scorer(graph, group) -> scores, got {scorer!r}."
+        )
+    BUILTIN[name] = scorer
+
+
 def get_channel_scorer(importance, model, data=None, history=None) -> ChannelScorer:
     """The scorer for ``importance`` (a name above or a callable)."""
     if importance == "legc":
@@ -221,5 +238,6 @@ __all__ = [
     "random_importance",
     "Taylor",
     "get_channel_scorer",
+    "register_channel_scorer",
     "score_groups",
 ]

@@ -240,3 +240,23 @@ def test_every_layer_keeps_a_channel_when_a_group_spans_several():
         kl.structure.remove_channels(graph, {group.id: [2, 3]})
     small = kl.prune_channels(model, ratio=0.9, per_layer=True)
     assert small.get_layer("a").filters == 1 and small.get_layer("b").filters == 1
+
+
+def test_a_registered_channel_scorer_is_used_by_name():
+    from keras_legc.structure.importance import BUILTIN, register_channel_scorer
+
+    def first_first(graph, group):
+        return np.arange(group.size, dtype=float)
+
+    register_channel_scorer("first_first", first_first)
+    try:
+        with pytest.raises(InvalidArgumentError, match="already exists"):
+            register_channel_scorer("first_first", first_first)
+        with pytest.raises(InvalidArgumentError, match="already exists"):
+            register_channel_scorer("taylor", first_first, overwrite=True)
+        model = convnet()
+        small = kl.prune_channels(model, ratio=0.5, per_layer=True, importance="first_first")
+        np.testing.assert_array_equal(small.get_layer("c3").get_weights()[0],
+                                      model.get_layer("c3").get_weights()[0][..., 8:, 12:])  # fmt: skip
+    finally:
+        BUILTIN.pop("first_first", None)
