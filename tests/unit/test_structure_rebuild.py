@@ -135,3 +135,68 @@ def test_mac_count_of_a_pruned_model_is_what_the_graph_predicted():
     removed = random_removal(graph, 4)
     small = remove_channels(graph, removed)
     assert kl.count_macs(small) == graph.count_macs(removed) < kl.count_macs(model)
+
+
+def conv1d_net():
+    inp = keras.Input((20, 2))
+    x = L.Conv1D(6, 3, name="c")(inp)
+    x = L.PReLU(shared_axes=[1], name="prelu")(x)
+    x = L.ZeroPadding1D(1)(x)
+    x = L.SeparableConv1D(5, 3, name="sep")(x)
+    x = L.UpSampling1D(2)(x)
+    x = L.Conv1DTranspose(4, 3, strides=2, name="tr")(x)
+    x = L.Cropping1D(1)(x)
+    x = L.DepthwiseConv1D(3, name="dw")(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return keras.Model(inp, L.Dense(2, name="out")(x))
+
+
+def conv3d_net():
+    inp = keras.Input((6, 6, 6, 1))
+    x = L.Conv3D(5, 3, name="c")(inp)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv3DTranspose(4, 2, strides=2, name="tr")(x)
+    x = L.AveragePooling3D(2)(x)
+    x = L.Conv3D(3, 1, name="pw")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(2, name="out")(x))
+
+
+def conv2d_transpose_net():
+    inp = keras.Input((5, 5, 2))
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same", name="tr")(inp)
+    x = L.LeakyReLU(name="lrelu")(x)
+    x = L.Conv2D(4, 3, padding="same", name="c")(x)
+    x = L.Cropping2D(1)(L.ZeroPadding2D(1)(x))
+    x = L.Reshape((-1, 4), name="rows")(x)  # keeps the channel axis last
+    x = L.Dense(3, name="d")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(2, name="out")(x))
+
+
+@pytest.mark.parametrize("build", [conv1d_net, conv3d_net, conv2d_transpose_net])
+def test_other_layer_families_rebuild_exactly(build):
+    keras.utils.set_random_seed(3)
+    model = build()
+    graph = build_graph(model)
+    assert sum(g.prunable for g in graph.groups) >= 3
+    removed = random_removal(graph, 5)
+    small = remove_channels(graph, removed)
+    x = np.random.default_rng(3).normal(size=(4, *model.input_shape[1:])).astype("float32")
+    want = keras.ops.convert_to_numpy(zero_channels(graph, removed)(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(x)), want, rtol=RTOL, atol=ATOL)
+    assert small.count_params() == graph.count_params(removed) < model.count_params()
+    assert kl.count_macs(small) == graph.count_macs(removed) < kl.count_macs(model)
+
+
+def test_layer_normalization_groups_are_pruned_but_not_exactly():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((6,))
+    x = L.Dense(8, name="h")(inp)
+    x = L.LayerNormalization(name="ln")(x)
+    model = keras.Model(inp, L.Dense(2, name="out")(x))
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if "h" in g.layers)
+    assert group.prunable and any(e.layer == ("ln",) for e in group.entries)
+    small = remove_channels(graph, {group.id: [0, 1, 2]})
+    assert small.get_layer("ln").gamma.shape == (5,)
