@@ -94,14 +94,6 @@ class ChannelGroup:
 
 
 @dataclass
-class _Binding:
-    key: LayerKey
-    weight_index: int
-    axis: int
-    slots: np.ndarray
-
-
-@dataclass
 class ChannelGraph:
     """The groups of a model plus what the rebuild and the MAC counter need."""
 
@@ -409,9 +401,9 @@ def build_graph(model, *, exclude: Iterable[str] = ()) -> ChannelGraph:
                     outs = builder.boundary(call)
                 else:
                     outs = handler.propagate(builder, call)
-                if layer.name in exclude or "/".join(key) in exclude:
-                    for slots in outs:
-                        builder.block(slots, f"output of excluded layer {call.name!r}")
+            if layer.name in exclude or "/".join(key) in exclude:
+                for slots in outs:
+                    builder.block(slots, f"output of excluded layer {'/'.join(key)!r}")
             for t, slots in zip(node.outputs, outs, strict=True):
                 env[id(t)] = slots
         return [env[id(t)] for t in m_outputs]

@@ -171,6 +171,8 @@ def test_nested_models_are_walked_and_their_inputs_resized():
     stem = group_of(graph, "stem")
     assert "block/inner_conv.kernel@2" in entries(stem)
     assert group_of(graph, "block/inner_conv").prunable
+    excluded = build_graph(model, exclude=["block"])  # a nested model's outputs kept
+    assert "excluded layer 'block'" in group_of(excluded, "block/inner_conv").blocked
     removed = {stem.id: [1, 3], group_of(graph, "block/inner_conv").id: [0]}
     small = remove_channels(graph, removed)
     assert small.get_layer("block").get_layer("inner_conv").kernel.shape == (1, 1, 2, 4)
