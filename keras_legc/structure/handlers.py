@@ -78,15 +78,18 @@ class PassThrough(Handler):
         return [call.inputs[0]]
 
 
+def _mixes_channels(layer) -> bool:
+    """True when the layer's activation is a softmax over its channels: removing a channel then
+    changes the others, even a channel that was zero."""
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", str(act)) in ("softmax", "log_softmax")
+
+
 class ActivationHandler(PassThrough):
     """Activation layers; a softmax over channels mixes them, so it is a boundary."""
 
-    MIXING = ("softmax", "log_softmax")
-
     def propagate(self, b, call):
-        act = getattr(call.layer, "activation", None)
-        name = getattr(act, "__name__", str(act))
-        if name in self.MIXING:
+        if _mixes_channels(call.layer):
             return b.boundary(call)
         return super().propagate(b, call)
 
@@ -143,6 +146,8 @@ def _new_channels(b: Builder, call: Call, kernel, axis: int, n: int) -> np.ndarr
     b.bind(call, kernel, axis, out)
     b.bind(call, call.layer.bias, 0, out)
     b.resize_by(call, out)
+    if _mixes_channels(call.layer):
+        b.block(out, f"{call.name!r} applies a softmax over these channels")
     return out
 
 
@@ -165,7 +170,7 @@ class ConvHandler(_FiltersHandler):
         if groups == 1:
             b.bind(call, layer.kernel, -2, call.inputs[0])
             return [_new_channels(b, call, layer.kernel, -1, cout)]
-        if groups != cin or cin != cout:
+        if groups != cin or cin != cout or _mixes_channels(layer):
             return b.boundary(call, f"grouped convolution {call.name!r} (groups={groups}) is "
                                     "kept whole")  # fmt: skip
         out = call.inputs[0]
@@ -198,7 +203,7 @@ class DepthwiseHandler(Handler):
 
     def propagate(self, b, call):
         layer = call.layer
-        if not _one_channels_last_input(call):
+        if not _one_channels_last_input(call) or _mixes_channels(layer):
             return b.boundary(call)
         b.macs(call, layer.kernel, _spatial(call.output_shapes[0]))
         b.bind(call, layer.kernel, -2, call.inputs[0])

@@ -248,3 +248,13 @@ def test_a_registered_handler_makes_a_users_layer_prunable():
         unregister_handler(Scale)
     with pytest.raises(InvalidArgumentError, match="propagate"):
         register_handler(Scale, object())
+
+
+def test_a_softmax_over_channels_keeps_them():
+    inp = keras.Input((4,))
+    x = L.Dense(5, activation="softmax", name="attn")(inp)  # a hidden softmax over its units
+    x = L.Dense(6, name="h")(x)
+    x = L.Activation("softmax", name="sm")(x)
+    graph = build_graph(keras.Model(inp, L.Dense(2, name="out")(x)))
+    assert "softmax" in group_of(graph, "attn").blocked
+    assert "sm" in group_of(graph, "h").blocked
