@@ -10,7 +10,9 @@ the consumers' input slices), as Torch-Pruning's group importance does.
 ``"bn_scale"`` sum of ``|gamma|`` of the group's BatchNormalization layers (network slimming);
                groups without BatchNormalization are not pruned
 ``"taylor"``   first-order Taylor (Molchanov et al. 2019): ``(sum of grad * w)**2`` over the
-               channel's weights, gradients of the loss summed over ``data=(x, y)``
+               channel's weights, gradients of the loss summed over ``data=(x, y)``: the
+               compiled loss, else cross-entropy for integer or one-hot labels (from logits
+               unless the last layer is a softmax), else mean squared error
 ``"random"``   uniform, seeded (``random_importance(seed)``; ``"random"`` is seed 0)
 callable       ``scorer(graph, group) -> array of group.size`` (None: do not prune the group);
                ``register_channel_scorer(name, scorer)`` makes it available by name
@@ -107,13 +109,17 @@ def _loss_fn(model, y, loss):
     if loss is None and getattr(model, "compiled", False) and getattr(model, "loss", None):
         loss = model.loss
     if loss is not None:
-        return keras.losses.get(loss)
+        per_sample = keras.losses.get(loss)  # a name gives a function of per-sample losses
+        return lambda y_true, y_pred: keras.ops.mean(per_sample(y_true, y_pred))
     y = np.asarray(y)
     width = model.outputs[0].shape[-1]
+    last = model.layers[-1]
+    logits = getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
     if np.issubdtype(y.dtype, np.integer) and width and width > 1 and y.ndim == 1:
-        last = model.layers[-1]
-        softmax = getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+    one_hot = y.ndim == 2 and y.shape[1] == width and np.all((y == 0) | (y == 1))
+    if width and width > 1 and one_hot and np.all(y.sum(axis=1) == 1):
+        return keras.losses.CategoricalCrossentropy(from_logits=logits)
     return keras.losses.MeanSquaredError()
 
 

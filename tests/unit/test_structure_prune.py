@@ -260,3 +260,18 @@ def test_a_registered_channel_scorer_is_used_by_name():
                                       model.get_layer("c3").get_weights()[0][..., 8:, 12:])  # fmt: skip
     finally:
         BUILTIN.pop("first_first", None)
+
+
+def test_taylor_picks_the_loss_from_the_labels():
+    from keras_legc.structure.importance import _loss_fn
+
+    model = convnet()
+    assert isinstance(
+        _loss_fn(model, np.arange(4), None), keras.losses.SparseCategoricalCrossentropy
+    )
+    one_hot = np.eye(10)[[1, 2, 3]]
+    assert isinstance(_loss_fn(model, one_hot, None), keras.losses.CategoricalCrossentropy)
+    assert isinstance(_loss_fn(model, one_hot * 0.5, None), keras.losses.MeanSquaredError)
+    model.compile("sgd", "mae")  # the compiled loss, reduced to one number
+    y, pred = np.array([[1.0, 2.0]]), np.array([[0.0, 4.0]])
+    assert float(_loss_fn(model, np.arange(4), None)(y, pred)) == pytest.approx(1.5)
