@@ -65,6 +65,7 @@ def applications(keras):
 def models(keras, quick: bool, apps: bool = False):
     if apps:
         return applications(keras)
+    keras.utils.set_random_seed(0)
     if quick:
         return [ds_cnn(keras)]
     apps = keras.applications
