@@ -41,6 +41,9 @@ _LAZY = {
     "prune_neurons": "keras_legc.neurons",
     "export_tflite": "keras_legc.keras.export",
     "GradualPruning": "keras_legc.keras.gradual",
+    "prune_channels": "keras_legc.structure",
+    "channel_groups": "keras_legc.structure",
+    "count_macs": "keras_legc.structure",
 }
 
 

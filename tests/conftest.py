@@ -68,6 +68,10 @@ SLOW = (
     "tests/unit/test_export_tf.py::test_twin_main_converts_a_keras_file",
     "tests/unit/test_export_tf.py::test_other_backends_convert_through_a_tensorflow_subprocess",
     "tests/unit/test_export_tf.py::test_twin_failure_names_the_subprocess_error_and_the_fix",
+    # channel pruning of keras.applications with .tflite export, and JAX in a fresh process
+    "tests/integration/test_structure_applications.py::test_required_architectures_prune_and_export_with_parity",
+    "tests/integration/test_structure_applications.py::test_other_applications_prune_exactly",
+    "tests/integration/test_structure_applications.py::test_jax_backend_prunes_rebuilds_and_exports",
 )
 
 

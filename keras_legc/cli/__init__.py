@@ -7,7 +7,7 @@ registers ``demo`` and ``reproduce``), imported only when one is run or listed.
 
 from __future__ import annotations
 
-from keras_legc.cli import diagnose, export, neurons, score  # noqa: F401  (registers the commands)
+from keras_legc.cli import channels, diagnose, export, neurons, score  # noqa: F401  (registers)
 from keras_legc.cli._group import main
 
 __all__ = ["main"]
