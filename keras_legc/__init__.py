@@ -34,6 +34,7 @@ _LAZY = {
     "load_model": "keras_legc.keras.saving",
     "save_model": "keras_legc.keras.saving",
     "dense_layers": "keras_legc.keras.layers",
+    "prunable_weights": "keras_legc.keras.registry",
     "diagnose": "keras_legc.diagnostics",
     "Diagnosis": "keras_legc.diagnostics",
     "shrink": "keras_legc.neurons",

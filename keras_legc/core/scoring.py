@@ -186,6 +186,7 @@ class Scores:
         per_layer: bool = False,
         block: tuple[int, int] | None = None,
         ranking: str | None = None,
+        sparsity_m_by_n: tuple[int, int] | None = None,
     ) -> Mask:
         """A mask from the scores.
 
@@ -204,7 +205,8 @@ class Scores:
                 sparsity is in ``mask.info["reached_sparsity"]``, within half a block of the
                 request.
             ranking: target mode's scorer, a name from
-                ``keras_legc.masking.importance.LEGC_RANKINGS``. Default ``"legc_protect"``:
+                ``keras_legc.masking.importance.legc_rankings()`` (``legc*`` scorers registered
+                with ``importance.register`` included). Default ``"legc_protect"``:
                 weights that never moved first, then the non-causal ones (F-test at the BIC
                 lag, Benjamini-Hochberg q >= 0.05, or no valid test) by magnitude, then the
                 causal ones by magnitude. ``"legc"`` ranks by causal effect size alone,
@@ -212,6 +214,10 @@ class Scores:
                 paper-era ranking (highest p first, degenerate weights last), which collapses
                 networks at high sparsity. See :mod:`keras_legc.masking.importance` and
                 docs/against-tfmot.md for how they compare.
+            sparsity_m_by_n: target mode with TF-MOT's N:M pattern instead of a sparsity:
+                ``(2, 4)`` keeps at most 2 of every 4 consecutive weights along each weight's
+                input-channel axis (the 2 ``ranking`` puts last in each group). N-D weights are
+                read as convolution kernels ``(..., in, out)``.
 
         In target mode the mask records ``info["kept_untestable"]``, the share of kept weights
         with no valid test, and warns when it is above one half: the mask then rests on
@@ -222,10 +228,11 @@ class Scores:
             >>> mask.info["reached_sparsity"]
             0.9
         """
-        self._check_mode(alpha, sparsity, block, ranking)
+        self._check_mode(alpha, sparsity, block, ranking, sparsity_m_by_n)
         base = self._provenance()
-        if sparsity is not None:
-            return self._target_mask(sparsity, per_layer, block, ranking or DEFAULT_RANKING, base)
+        if sparsity is not None or sparsity_m_by_n is not None:
+            return self._target_mask(sparsity, per_layer, block, ranking or DEFAULT_RANKING, base,
+                                     sparsity_m_by_n)  # fmt: skip
         alpha = 0.05 if alpha is None else alpha
         if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
             raise InvalidArgumentError(
@@ -236,21 +243,21 @@ class Scores:
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
         return _warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
 
-    def _check_mode(self, alpha, sparsity, block, ranking) -> None:
-        if alpha is not None and sparsity is not None:
+    def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
+        if alpha is not None and (sparsity is not None or m_by_n is not None):
             raise InvalidArgumentError(
                 "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
                 "one of them."
             )
-        if sparsity is None and (block is not None or ranking is not None):
+        if sparsity is None and m_by_n is None and (block is not None or ranking is not None):
             what = "block=" if block is not None else "ranking="
             raise InvalidArgumentError(
                 f"{what} applies to target mode (a sparsity to reach); paper mode (alpha) decides "
                 f"weight by weight. Fix: pass sparsity=... together with {what}."
             )
-        if ranking is not None and ranking not in importance.LEGC_RANKINGS:
+        if ranking is not None and ranking not in importance.legc_rankings():
             raise InvalidArgumentError(
-                f"unknown ranking {ranking!r}. Fix: use one of {list(importance.LEGC_RANKINGS)}, "
+                f"unknown ranking {ranking!r}. Fix: use one of {list(importance.legc_rankings())}, "
                 "or build a mask from any scorer with keras_legc.mask_from_importance."
             )
         if self.n_degenerate == self.n_weights:
@@ -271,11 +278,11 @@ class Scores:
             base["lag"] = self.lags[0]
         return base
 
-    def _target_mask(self, sparsity, per_layer, block, ranking, base) -> Mask:
+    def _target_mask(self, sparsity, per_layer, block, ranking, base, m_by_n=None) -> Mask:
         kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
         scorer = importance.get_scorer(ranking, self)
         m = mask_from_importance(scorer, kernels, sparsity, per_layer=per_layer, block=block,
-                                 info=base)  # fmt: skip
+                                 info=base, sparsity_m_by_n=m_by_n)  # fmt: skip
         m.info["ranking"] = ranking
         self._warn_untestable(m)
         fix = "a lower sparsity" if per_layer else (
@@ -342,10 +349,10 @@ class Scores:
                 "written by Scores.save, or score the history again."
             ) from exc
         if model is not None:
-            from keras_legc.keras.layers import layer_signature
+            from keras_legc.keras.registry import signature
 
             have = {n: tuple(meta["shapes"][n]) for n in meta["layers"]}
-            want = layer_signature(model)
+            want = signature(model)
             if have != want:
                 raise MaskMismatchError(
                     f"the scores in {path} belong to another model: layers/shapes {have}, the "

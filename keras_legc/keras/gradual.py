@@ -17,12 +17,18 @@ from keras_legc.core.history import History
 from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
 from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
 from keras_legc.keras.callback import Callback
-from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
+from keras_legc.keras.holders import holder_for
+from keras_legc.keras.registry import units_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
 from keras_legc.masking.schedule import PolynomialDecay, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
+
+
+def gradual_rankings() -> tuple[str, ...]:
+    """The rankings GradualPruning accepts, ``legc*`` scorers registered since import included."""
+    return (*importance.legc_rankings(), "static_magnitude", "magnitude")
 
 
 class GradualPruning(Callback):
@@ -97,9 +103,9 @@ class GradualPruning(Callback):
             raise InvalidArgumentError(
                 f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."
             )
-        if ranking not in GRADUAL_RANKINGS:
+        if ranking not in gradual_rankings():
             raise InvalidArgumentError(
-                f"unknown ranking {ranking!r}. Fix: use one of {list(GRADUAL_RANKINGS)}."
+                f"unknown ranking {ranking!r}. Fix: use one of {list(gradual_rankings())}."
             )
         if int(min_windows) < MIN_WINDOWS or int(recent_windows) < int(min_windows):
             raise InvalidArgumentError(
@@ -116,17 +122,11 @@ class GradualPruning(Callback):
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         model = self.model
-        if self.flavour == "keras3":
-            from keras_legc.keras import keras3 as k3
-
-            held = k3.constraints(model)
-            self._layers = {la.name: la for la in dense_layers(model) if la.name in held}
-            start = {name: c.keep() for name, c in held.items()}
-        else:
-            wrappers = {w.layer.name: w for w in model.layers if is_pruning_wrapper(w)}
-            self._layers = {name: w.layer for name, w in wrappers.items()}
-            self._wrappers = wrappers
-            start = {n: w.pruning_vars[0][1].numpy() > 0 for n, w in wrappers.items()}
+        self._holder = holder_for(model)
+        held = self._holder.read(model) if self._holder.is_held(model) else None
+        units = units_by_key(model, warn=False)
+        self._layers = {key: units[key] for key in (held.layers if held is not None else [])}
+        start = {key: held[key] for key in self._layers}
         if not self._layers:
             raise ModelStructureError(
                 "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
@@ -156,7 +156,7 @@ class GradualPruning(Callback):
     def _prune(self, step: int) -> None:
         t0 = time.perf_counter()
         model = self.model  # on JAX: the training state synced into the variables
-        kernels = {n: layer.kernel.numpy() for n, layer in self._layers.items()}
+        kernels = {key: unit.numpy() for key, unit in self._layers.items()}
         evidence, source, windows = self._evidence(kernels)
         target = self.schedule.sparsity_at(step)
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
@@ -173,16 +173,7 @@ class GradualPruning(Callback):
 
     def _write_mask(self, model) -> None:
         """Hold the grown mask from now on, and zero the newly pruned weights."""
-        if self.flavour == "keras3":
-            from keras_legc.keras import keras3 as k3
-
-            k3.set_masks(model, {name: self.mask[name] for name in self._layers})
-            return
-        for name, wrapper in self._wrappers.items():
-            keep = self.mask[name].astype(np.float32)
-            for weight, mask_var, _threshold in wrapper.pruning_vars:
-                mask_var.assign(keep)
-                weight.assign(weight * keep)
+        self._holder.write(model, {key: self.mask[key] for key in self._layers})
 
     def _evidence(self, kernels):
         """The scorer for this step, what it rests on, and how many windows it used."""

@@ -1,4 +1,5 @@
-"""Finding the Dense layers of a Keras model and reading their kernels."""
+"""Finding the Dense layers of a Keras model (the neuron tools' view) and the model checks every
+step shares; which weights are pruned is :mod:`keras_legc.keras.registry`'s."""
 
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ def dense_layers(model) -> list:
         ['hidden', 'out']
     """
     k = keras_of(model)
+    check_graph_model(model, k)
+    found = _find_dense(model, k)
+    names = [layer.name for layer in found]
+    if len(set(names)) != len(names):
+        raise ModelStructureError(
+            f"Dense layer names must be unique, got {names}. Fix: give each layer its own name."
+        )
+    for layer in found:
+        _check_dense(model, layer)
+    return found
+
+
+def check_graph_model(model, k) -> None:
+    """Refuse an unbuilt or a subclassed model (its layers cannot be found, cloned or rebuilt)."""
     if not model.built:
         raise ModelStructureError(
             f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
@@ -39,15 +54,6 @@ def dense_layers(model) -> list:
             "cannot be cloned or rebuilt, so it cannot be pruned. Fix: build the same layers as a "
             "keras.Sequential or functional model."
         )
-    found = _find_dense(model, k)
-    names = [layer.name for layer in found]
-    if len(set(names)) != len(names):
-        raise ModelStructureError(
-            f"Dense layer names must be unique, got {names}. Fix: give each layer its own name."
-        )
-    for layer in found:
-        _check_dense(model, layer)
-    return found
 
 
 def _find_dense(model, k) -> list:
@@ -74,7 +80,7 @@ def _find_dense(model, k) -> list:
 
 def _check_dense(model, layer) -> None:
     """Refuse a Dense layer called more than once in ``model``, or with a non-float kernel."""
-    uses = _uses(model, layer)
+    uses = layer_uses(model, layer)
     if uses > 1:
         raise ModelStructureError(
             f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
@@ -96,8 +102,9 @@ def kernel_dtype(layer) -> np.dtype:
         >>> kernel_dtype(model.layers[0])
         dtype('float32')
     """
-    dtype = layer.kernel.dtype
-    return np.dtype(getattr(dtype, "name", None) or str(dtype))
+    from keras_legc.keras.registry import variable_dtype
+
+    return variable_dtype(layer.kernel)
 
 
 def _graph_nodes(model):
@@ -111,7 +118,7 @@ def _graph_nodes(model):
     return getattr(inner, "_nodes_by_depth", None)
 
 
-def _uses(model, layer) -> int:
+def layer_uses(model, layer) -> int:
     """How many times ``layer`` is called in ``model``'s own graph.
 
     A layer's inbound nodes also count calls from other models (e.g. a wrapper built for
@@ -123,16 +130,6 @@ def _uses(model, layer) -> int:
     if isinstance(nodes, dict):  # Keras 3
         return sum(1 for level in nodes.values() for n in level if n.operation is layer)
     return sum(1 for key in nodes if key.startswith(f"{layer.name}_ib-"))
-
-
-def dense_kernels(model) -> dict[str, np.ndarray]:
-    """``{layer name: kernel}`` as numpy arrays, for every Dense layer of ``model``."""
-    return {layer.name: layer.kernel.numpy() for layer in dense_layers(model)}
-
-
-def layer_signature(model) -> dict[str, tuple[int, ...]]:
-    """``{layer name: kernel shape}``: what a mask or a history must match."""
-    return {layer.name: tuple(int(d) for d in layer.kernel.shape) for layer in dense_layers(model)}
 
 
 def is_pruning_wrapper(layer) -> bool:
@@ -148,11 +145,20 @@ def is_pruning_wrapper(layer) -> bool:
 
 
 def is_mask_held(layer) -> bool:
-    """True for a Keras 3 Dense layer whose kernel holds a keras_legc ``MaskConstraint``."""
-    constraint = getattr(getattr(layer, "kernel", None), "constraint", None)
-    return type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
-        "keras_legc.keras.keras3"
-    )
+    """True for a Keras 3 layer one of whose prunable weights holds a keras_legc
+    ``MaskConstraint``."""
+    from keras_legc.keras.registry import resolve, specs_of
+
+    for spec in specs_of(layer):
+        try:
+            constraint = getattr(resolve(layer, spec.attr), "constraint", None)
+        except AttributeError:  # not built
+            continue
+        if type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
+            "keras_legc.keras.keras3"
+        ):
+            return True
+    return False
 
 
 def _unwrap(layer):

@@ -262,9 +262,10 @@ def test_save_load_roundtrip_and_model_check(tmp_path):
     path = m.save(tmp_path / "m.npz")
     with np.load(path) as raw:
         assert raw["layer_0"].dtype == np.uint8
-    meta, _ = read_npz(path, "keras_legc.mask", 1)
-    assert meta["format"] == "keras_legc.mask" and meta["version"] == 1
+    meta, _ = read_npz(path, "keras_legc.mask", 2)
+    assert meta["format"] == "keras_legc.mask" and meta["version"] == 2
     assert meta["layers"] == ["d"] and meta["info"] == {"method": "manual"}
+    assert meta["weights"] == [["d", "kernel"]]
     back = Mask.load(path)
     assert back["d"].tolist() == m["d"].tolist() and back.info == {"method": "manual"}
     assert Mask.load(path, model={"d": (2, 2)}).layers == ["d"]
@@ -344,9 +345,10 @@ def test_block_reduce_unknown_and_block_grid_messages():
         block_reduce(np.ones((4, 4)), (1, 2), "max")
     assert "unknown block aggregation 'max'; use sum, mean, any, all." in str(err.value)
     with pytest.raises(InvalidArgumentError) as err:
-        block_grid((4, 4, 4), (1, 2))
+        block_grid((4,), (1, 2))
     msg = str(err.value)
-    assert "got shape (4, 4, 4). Fix: use block=None for this model." in msg
+    assert "got shape (4,). Fix: use block=None for this model." in msg
+    assert block_grid((4, 4, 4), (1, 2)) == (8, 4)  # a conv kernel: (h * in, out)
     assert check_block((1, 1)) == (1, 1) and check_block([2.0, 1]) == (2, 1)
     for bad in [(1, 0), (0, 1), "12", (1.5, 2), (1, 2, 3)]:
         with pytest.raises(InvalidArgumentError):
