@@ -23,7 +23,12 @@ from keras_legc.masking import (  # noqa: E402
     mask_from_importance,
     random_mask,
 )
-from keras_legc.masking.schedule import PolynomialDecay, grow_mask  # noqa: E402
+from keras_legc.masking.schedule import (  # noqa: E402
+    ConstantSparsity,
+    PolynomialDecay,
+    PruningSchedule,
+    grow_mask,
+)
 
 # Public names that need TensorFlow, loaded on first access.
 _LAZY = {
@@ -68,6 +73,8 @@ __all__ = [
     "importance",
     "mask_from_importance",
     "PolynomialDecay",
+    "ConstantSparsity",
+    "PruningSchedule",
     "grow_mask",
     "magnitude_mask",
     "random_mask",

@@ -21,7 +21,7 @@ from keras_legc.keras.holders import holder_for
 from keras_legc.keras.registry import units_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
-from keras_legc.masking.schedule import PolynomialDecay, grow_mask
+from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
 
@@ -34,8 +34,8 @@ def gradual_rankings() -> tuple[str, ...]:
 class GradualPruning(Callback):
     """Grow a LEGC mask during ``fit`` on a :func:`~keras_legc.prune`-wrapped model.
 
-    At each pruning step of ``schedule`` (TF-MOT's PolynomialDecay shape: begin step, end step,
-    frequency) the callback:
+    At each pruning step of ``schedule`` (TF-MOT's ``PruningSchedule`` protocol:
+    ``schedule(step) -> (should_prune, sparsity)``) the callback:
 
     1. re-scores the weights that are still kept, on the last ``recent_windows`` LE windows the
        ``recorder`` (a :class:`~keras_legc.WeightHistory` in the same ``fit``) has closed, once it
@@ -54,7 +54,8 @@ class GradualPruning(Callback):
 
     Args:
         recorder: the :class:`~keras_legc.WeightHistory` recording this ``fit``.
-        schedule: a :class:`~keras_legc.PolynomialDecay`.
+        schedule: a :class:`~keras_legc.PolynomialDecay`, :class:`~keras_legc.ConstantSparsity`
+            or any :class:`~keras_legc.PruningSchedule`.
         ranking: the name of a LEGC ranking (``Scores.mask(ranking=...)``), or
             ``"static_magnitude"`` / ``"magnitude"`` (the ablations: the same schedule without
             the Granger test, or without any evidence from the recording).
@@ -82,7 +83,7 @@ class GradualPruning(Callback):
     def __init__(
         self,
         recorder,
-        schedule: PolynomialDecay,
+        schedule: PruningSchedule,
         *,
         ranking: str = DEFAULT_RANKING,
         scores: Scores | None = None,
@@ -99,10 +100,7 @@ class GradualPruning(Callback):
                 f"{type(recorder).__name__}. Fix: rec = keras_legc.WeightHistory(...); pass rec "
                 "here and in fit's callbacks, before this callback."
             )
-        if not isinstance(schedule, PolynomialDecay):
-            raise InvalidArgumentError(
-                f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."
-            )
+        check_schedule(schedule)
         if ranking not in gradual_rankings():
             raise InvalidArgumentError(
                 f"unknown ranking {ranking!r}. Fix: use one of {list(gradual_rankings())}."
@@ -134,16 +132,14 @@ class GradualPruning(Callback):
             )
         self.mask = Mask(start)
         self._step = 0
-        if self.schedule.prunes_at(0):
-            self._prune(0)
+        self._maybe_prune(0)
 
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
-        if self.schedule.prunes_at(self._step):
-            self._prune(self._step)
+        self._maybe_prune(self._step)
 
     def on_train_end(self, logs=None):
-        if self._step < self.schedule.end_step:
+        if self._step < self.schedule.end_step:  # -1: a schedule without an end
             warnings.warn(
                 f"fit ended after {self._step} steps, before the schedule's end_step "
                 f"{self.schedule.end_step}: the mask reached {self.mask.sparsity:.4f}, not "
@@ -153,12 +149,16 @@ class GradualPruning(Callback):
             )
 
     # -- one pruning step -----------------------------------------------------------------------
-    def _prune(self, step: int) -> None:
+    def _maybe_prune(self, step: int) -> None:
+        should, target = self.schedule(step)
+        if should:
+            self._prune(step, float(target))
+
+    def _prune(self, step: int, target: float) -> None:
         t0 = time.perf_counter()
         model = self.model  # on JAX: the training state synced into the variables
         kernels = {key: unit.numpy() for key, unit in self._layers.items()}
         evidence, source, windows = self._evidence(kernels)
-        target = self.schedule.sparsity_at(step)
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
         self._write_mask(model)
         entry = {"step": step, "sparsity": self.mask.sparsity, "target": target,

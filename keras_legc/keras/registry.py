@@ -67,7 +67,8 @@ _KERNEL = (_w("kernel", 0, MATRIX),)
 _CONV = (_w("kernel", -2, CONV),)
 # Transposed convolutions store (..., out, in): the input channels are the last axis.
 _CONV_T = (_w("kernel", -1, None),)
-_DEPTHWISE = (_w("depthwise_kernel", -2, None),)
+# Keras 3 keeps a DepthwiseConv's weight in .kernel, tf_keras in .depthwise_kernel.
+_DEPTHWISE = (_w("depthwise_kernel", -2, None, attr="depthwise_kernel|kernel"),)
 _SEPARABLE = (_w("depthwise_kernel", -2, None), _w("pointwise_kernel", -2, CONV))
 _RNN = (
     _w("kernel", 0, None, attr="cell.kernel", constraint="cell.kernel_constraint"),
@@ -164,9 +165,12 @@ def _custom_spec(layer, variable) -> WeightSpec:
 
 
 def resolve(obj, path: str):
-    """The attribute at a dotted ``path`` of ``obj`` (``"cell.kernel"``)."""
+    """The attribute at a dotted ``path`` of ``obj`` (``"cell.kernel"``); a part may list
+    alternatives, the first present wins (``"depthwise_kernel|kernel"``: tf_keras, Keras 3)."""
     for part in path.split("."):
-        obj = getattr(obj, part)
+        names = part.split("|")
+        name = next((n for n in names if hasattr(obj, n)), names[-1])
+        obj = getattr(obj, name)
     return obj
 
 

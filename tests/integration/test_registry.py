@@ -1,0 +1,249 @@
+"""Every registered layer kind through the whole path, on Keras 3 (TensorFlow and JAX backends) and
+on tf_keras + TF-MOT: listed by ``prunable_weights``, recorded by ``WeightHistory``, scored, masked
+(unstructured, conv blocks and N:M), held at exactly 0 after every optimizer step (SGD with
+momentum, AdamW), saved to ``.keras`` and loaded in the middle of fine-tuning, stripped and exported
+(float and int8) with output parity. Two small models hold the kinds between them (a convnet; a
+sequence net), so each flavour builds two models rather than one per kind. A Keras 3 backend is
+fixed per process, so each flavour runs in a subprocess (this file is the script:
+``python test_registry.py <flavour>``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve()
+FLAVOURS = ("keras3-tensorflow", "keras3-jax", "tf_keras")
+
+
+def _custom_class(k):
+    """A custom layer that opts in with TF-MOT's protocol (registered so .keras files load)."""
+    register = getattr(getattr(k, "saving", None), "register_keras_serializable", None) or (
+        k.utils.register_keras_serializable
+    )
+
+    @register(package="legc_test")
+    class Mix(k.layers.Layer):
+        def __init__(self, units, kernel_constraint=None, **kw):
+            super().__init__(**kw)
+            self.units = units
+            self.kernel_constraint = k.constraints.get(kernel_constraint)
+
+        def build(self, shape):
+            self.kernel = self.add_weight(name="kernel", shape=(int(shape[-1]), self.units),
+                                          constraint=self.kernel_constraint)  # fmt: skip
+
+        def call(self, x):
+            return k.ops.matmul(x, self.kernel) if hasattr(k, "ops") else x @ self.kernel
+
+        def get_prunable_weights(self):
+            return [self.kernel]
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units,
+                    "kernel_constraint": k.constraints.serialize(self.kernel_constraint)}  # fmt: skip
+
+    return Mix
+
+
+def convnet(k, keras3: bool):
+    """Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, Conv1D, a custom layer, Dense
+    (and, Keras 3, TimeDistributed(Dense) and a nested model)."""
+    L = k.layers
+    Mix = _custom_class(k)
+    inp = k.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.SeparableConv2D(8, 3, padding="same", activation="relu", name="sep")(x)
+    x = L.Conv2DTranspose(4, 3, padding="same", name="convt")(x)
+    x = L.Reshape((36, 4))(x)
+    x = L.Conv1D(8, 3, padding="same", activation="relu", name="conv1d")(x)
+    if keras3:
+        x = L.TimeDistributed(L.Dense(8, name="td_dense"), name="td")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    x = Mix(8, name="mix")(x)
+    if keras3:
+        x = k.Sequential([L.Input((8,)), L.Dense(8, activation="relu", name="inner")],
+                         name="nested")(x)  # fmt: skip
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    return k.Model(inp, out)
+
+
+def seqnet(k, keras3: bool):
+    """Embedding, LSTM, GRU, SimpleRNN, Dense (and, Keras 3, a Bidirectional LSTM)."""
+    L = k.layers
+    inp = k.Input((5,), dtype="int32")
+    x = L.Embedding(12, 4, name="emb")(inp)
+    x = L.LSTM(4, return_sequences=True, name="lstm")(x)
+    if keras3:
+        x = L.Bidirectional(L.LSTM(3, return_sequences=True, name="bl"), name="bi")(x)
+    x = L.GRU(4, return_sequences=True, name="gru")(x)
+    x = L.SimpleRNN(4, name="rnn")(x)
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    return k.Model(inp, out)
+
+
+def _data(kind: str):
+    rng = np.random.default_rng(0)
+    if kind == "convnet":
+        x = rng.normal(size=(96, 6, 6, 3)).astype("float32")
+        y = (x[:, :3, :, 0].mean(axis=(1, 2)) > 0).astype("int64") + (x[..., 1].mean((1, 2)) > 0)
+    else:
+        x = rng.integers(0, 12, size=(96, 5)).astype("int32")
+        y = (x[:, 0] % 3).astype("int64")
+    return x, y
+
+
+def _violations(kl, model, mask) -> int:
+    """Masked entries that are not exactly 0, over every prunable weight."""
+    from keras_legc.keras.registry import units_by_key
+
+    units = units_by_key(model, warn=False)
+    return sum(
+        int(np.count_nonzero(units[key].numpy()[~np.asarray(mask[key], bool)])) for key in mask
+    )
+
+
+def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
+    import keras_legc as kl
+    from keras_legc.keras.callback import Callback
+
+    keras3 = flavour != "tf_keras"
+    k.utils.set_random_seed(0)
+    model = (convnet if kind == "convnet" else seqnet)(k, keras3)
+    x, y = _data(kind)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        listed = kl.prunable_weights(model)
+    out = {"listed": [[a, b, list(s)] for a, b, s in listed],
+           "uncovered_warnings": sum("does not prune" in str(w.message) for w in caught)}  # fmt: skip
+    model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rec = kl.WeightHistory(window=6, overlap=0.0, validation_data=(x[:32], y[:32]), background=False)
+    model.fit(x, y, batch_size=16, epochs=3, callbacks=[rec], verbose=0)
+    history = rec.history
+    out["recorded"] = {n: list(s) for n, s in history.shapes.items()}
+    scores = kl.score(history, progress=False)
+    out["scored"] = int(scores.n_weights)
+    masks = {"unstructured": scores.mask(sparsity=0.5),
+             "m_by_n": kl.magnitude_mask(model, sparsity_m_by_n=(2, 4))}  # fmt: skip
+    out["m_by_n_sparsity"] = masks["m_by_n"].sparsity
+    out["sparsity"] = masks["unstructured"].sparsity
+    out["held"], out["nm_ok"], out["parity"] = {}, None, {}
+    for name, mask in masks.items():
+        for opt_name, opt in (("sgd_momentum", lambda: k.optimizers.SGD(0.1, momentum=0.9)),
+                              ("adamw", lambda: k.optimizers.AdamW(0.02, weight_decay=0.5))):  # fmt: skip
+            pruned = kl.prune(model, mask)
+            bad = []
+
+            class Check(Callback):
+                def on_train_batch_end(self, batch, logs=None):
+                    bad.append(_violations(kl, self.model, mask))
+
+            pruned.compile(opt(), "sparse_categorical_crossentropy")
+            cbs = [Check(), *kl.pruning_callbacks(pruned)]
+            pruned.fit(x, y, batch_size=16, epochs=1, callbacks=cbs, verbose=0)
+            if name == "unstructured" and opt_name == "adamw":  # .keras round trip mid fine-tuning
+                path = tmp / f"{kind}.keras"
+                kl.save_model(pruned, path)
+                pruned = kl.load_model(path)
+                pruned.compile(opt(), "sparse_categorical_crossentropy")
+                cbs = [Check(), *kl.pruning_callbacks(pruned)]
+                pruned.fit(x, y, batch_size=16, epochs=1, callbacks=cbs, verbose=0)
+                from keras_legc.keras.pruning import mask_of
+
+                held = mask_of(pruned)
+                out["reloaded_mask_equal"] = all(
+                    np.array_equal(held[n], np.asarray(mask[n], bool)) for n in mask
+                )
+            out["held"][f"{name}/{opt_name}"] = {"steps": len(bad), "violations": int(sum(bad))}
+        small = kl.strip(pruned)
+        out[f"strip_violations/{name}"] = _violations(kl, small, mask)
+        out[f"strip_plain/{name}"] = not any(
+            "Prune" in type(layer).__name__ for layer in small.layers
+        )
+        if name == "m_by_n":
+            from keras_legc.keras.registry import prunable_units
+
+            ok = True
+            for unit in prunable_units(small, warn=False):
+                w = np.moveaxis(unit.numpy(), unit.spec.in_axis, -1)
+                w = w.reshape(-1, w.shape[-1])
+                for start in range(0, w.shape[1], 4):
+                    ok &= bool(np.all(np.count_nonzero(w[:, start : start + 4], axis=1) <= 2))
+            out["nm_ok"] = ok
+        if name == "unstructured":
+            for quant in ("float", "int8"):
+                try:
+                    report = kl.export_tflite(small, tmp / f"{kind}_{quant}.tflite",
+                                              reference_inputs=x[:16], quantization=quant,
+                                              representative_data=x[:32], overwrite=True)  # fmt: skip
+                    out["parity"][quant] = bool(report["verification"]["ok"])
+                except Exception as exc:  # reported, asserted on by the test
+                    out["parity"][quant] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    return out
+
+
+def _run(flavour: str) -> dict:
+    if flavour == "tf_keras":
+        import keras_legc  # noqa: F401  (tf_keras before TensorFlow)
+        import tf_keras as k
+    else:
+        os.environ["KERAS_BACKEND"] = flavour.split("-")[1]
+        import keras as k
+    with tempfile.TemporaryDirectory() as tmp:
+        return {kind: _pipeline(k, kind, flavour, Path(tmp)) for kind in ("convnet", "seqnet")}
+
+
+def _in_subprocess(flavour: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[2]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_BACKEND", None)
+    proc = subprocess.run([sys.executable, str(HERE), flavour], capture_output=True, text=True,
+                          env=env, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+EXPECTED = {
+    "convnet": ["conv", "dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel",
+                "convt", "conv1d", "mix", "head"],
+    "seqnet": ["emb/embeddings", "lstm", "lstm/recurrent_kernel", "gru", "gru/recurrent_kernel",
+               "rnn", "rnn/recurrent_kernel", "head"],
+}  # fmt: skip
+KERAS3_ONLY = {"convnet": ["td_dense", "inner"],
+               "seqnet": ["forward_bl", "forward_bl/recurrent_kernel", "backward_bl",
+                          "backward_bl/recurrent_kernel"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_every_registered_layer_kind_end_to_end(flavour):
+    result = _in_subprocess(flavour)
+    for kind, out in result.items():
+        keys = list(out["recorded"])
+        want = EXPECTED[kind] + (KERAS3_ONLY[kind] if flavour != "tf_keras" else [])
+        assert sorted(keys) == sorted(want), (kind, keys)
+        assert [r[:2] for r in out["listed"]] == [
+            list(k.split("/")) if "/" in k else [k, "kernel"] for k in keys
+        ]
+        assert out["scored"] == sum(int(np.prod(s)) for s in out["recorded"].values())
+        assert out["uncovered_warnings"] == 0
+        assert abs(out["sparsity"] - 0.5) < 1e-3
+        assert 0.45 < out["m_by_n_sparsity"] <= 0.5 + 1e-9 and out["nm_ok"] is True
+        for run, held in out["held"].items():
+            assert held["steps"] > 0 and held["violations"] == 0, (kind, run, held)
+        assert out["reloaded_mask_equal"] is True
+        for name in ("unstructured", "m_by_n"):
+            assert out[f"strip_violations/{name}"] == 0 and out[f"strip_plain/{name}"] is True
+        if kind == "convnet":  # sequence ops: see the parity entries (TFLite RNN conversion)
+            assert out["parity"] == {"float": True, "int8": True}, out["parity"]
+
+
+if __name__ == "__main__":
+    print(json.dumps(_run(sys.argv[1])))
