@@ -294,4 +294,3 @@ def _plain_layer(layer):
 
 KERAS3 = Keras3Holder()
 TF_KERAS = TfKerasHolder()
-

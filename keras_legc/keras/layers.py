@@ -60,11 +60,11 @@ def _find_dense(model, k) -> list:
     """The Dense layers of the top level of ``model`` (refusing Dense layers in nested models)."""
     found = []
     for layer in model.layers:
-        inner = _unwrap(layer)
+        inner = unwrap(layer)
         if isinstance(inner, k.layers.Dense):
             found.append(inner)
         elif isinstance(inner, k.Model) and any(
-            isinstance(_unwrap(sub), k.layers.Dense) for sub in inner.layers
+            isinstance(unwrap(sub), k.layers.Dense) for sub in inner.layers
         ):
             raise ModelStructureError(
                 f"Dense layers inside the nested model {inner.name!r} are not supported yet. "
@@ -161,6 +161,6 @@ def is_mask_held(layer) -> bool:
     return False
 
 
-def _unwrap(layer):
+def unwrap(layer):
     """The layer inside a TF-MOT wrapper (or the layer itself)."""
     return layer.layer if is_pruning_wrapper(layer) else layer

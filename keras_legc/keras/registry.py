@@ -174,17 +174,12 @@ def resolve(obj, path: str):
     return obj
 
 
-def _unwrap(layer):
-    """The layer inside a TF-MOT pruning wrapper (or the layer itself)."""
-    from keras_legc.keras.layers import is_pruning_wrapper
-
-    return layer.layer if is_pruning_wrapper(layer) else layer
-
-
 def _leaves(model, k, keras3: bool):
     """Every leaf layer of ``model``, in order: nested models and (Keras 3) wrappers opened."""
+    from keras_legc.keras.layers import unwrap
+
     for layer in model.layers:
-        inner = _unwrap(layer)
+        inner = unwrap(layer)
         if isinstance(inner, k.Model):
             yield from _leaves(inner, k, keras3)
         elif type(inner).__name__ in _WRAPPERS and not specs_of(inner):
@@ -306,12 +301,20 @@ def uncovered(model, leaves=None) -> tuple[list[str], float]:
     names, held = [], 0
     for layer in leaves:
         covered = {id(resolve(layer, s.attr)) for s in specs_of(layer)}
-        big = [w for w in layer.trainable_weights if len(w.shape) >= 2 and id(w) not in covered]
+        big = [
+            w for w in layer.trainable_weights
+            if len(w.shape) >= 2 and id(w) not in covered and not _is_bias(w)
+        ]  # fmt: skip
         if big:
             names.append(f"{layer.name} ({type(layer).__name__})")
             held += sum(int(np.prod(w.shape)) for w in big)
     total = sum(int(np.prod(w.shape)) for w in model.weights) or 1
     return names, held / total
+
+
+def _is_bias(variable) -> bool:
+    """A bias, whatever its rank (a GRU's reset-after bias is 2-D): never pruned, as in TF-MOT."""
+    return "bias" in str(getattr(variable, "name", "")).split("/")[-1]
 
 
 def _warn_uncovered(model, leaves) -> None:

@@ -151,8 +151,10 @@ class ConstantSparsity(PruningSchedule):
             raise InvalidArgumentError(
                 f"begin_step, end_step and frequency must be integers, got {ints}."
             )
-        if self.begin_step < 0 or self.frequency < 1 or not (
-            self.end_step == -1 or self.end_step >= self.begin_step
+        if (
+            self.begin_step < 0
+            or self.frequency < 1
+            or not (self.end_step == -1 or self.end_step >= self.begin_step)
         ):
             raise InvalidArgumentError(
                 f"need begin_step >= 0, frequency >= 1 and end_step -1 or >= begin_step, got "

@@ -77,16 +77,26 @@ def convnet(k, keras3: bool):
     return k.Model(inp, out)
 
 
-def seqnet(k, keras3: bool):
-    """Embedding, LSTM, GRU, SimpleRNN, Dense (and, Keras 3, a Bidirectional LSTM)."""
+def embnet(k, keras3: bool):
+    """Embedding and Dense (integer inputs: export's verification feeds float rows, so this one
+    is checked up to the stripped model)."""
     L = k.layers
     inp = k.Input((5,), dtype="int32")
-    x = L.Embedding(12, 4, name="emb")(inp)
-    x = L.LSTM(4, return_sequences=True, name="lstm")(x)
+    x = L.Flatten()(L.Embedding(12, 4, name="emb")(inp))
+    return k.Model(inp, L.Dense(3, activation="softmax", name="head")(x))
+
+
+def seqnet(k, keras3: bool):
+    """LSTM, GRU, SimpleRNN, Dense (and, Keras 3, a Bidirectional LSTM)."""
+    L = k.layers
+    x = inp = k.Input((5, 3))
+    # unroll: TFLite's builtin ops cannot run the while loop of a GRU, SimpleRNN or a backward
+    # LSTM (TensorList ops); unrolled over the 5 steps they convert.
+    x = L.LSTM(4, return_sequences=True, unroll=True, name="lstm")(x)
     if keras3:
-        x = L.Bidirectional(L.LSTM(3, return_sequences=True, name="bl"), name="bi")(x)
-    x = L.GRU(4, return_sequences=True, name="gru")(x)
-    x = L.SimpleRNN(4, name="rnn")(x)
+        x = L.Bidirectional(L.LSTM(3, return_sequences=True, unroll=True, name="bl"), name="bi")(x)
+    x = L.GRU(4, return_sequences=True, unroll=True, name="gru")(x)
+    x = L.SimpleRNN(4, unroll=True, name="rnn")(x)
     out = L.Dense(3, activation="softmax", name="head")(x)
     return k.Model(inp, out)
 
@@ -96,6 +106,9 @@ def _data(kind: str):
     if kind == "convnet":
         x = rng.normal(size=(96, 6, 6, 3)).astype("float32")
         y = (x[:, :3, :, 0].mean(axis=(1, 2)) > 0).astype("int64") + (x[..., 1].mean((1, 2)) > 0)
+    elif kind == "seqnet":
+        x = rng.normal(size=(96, 5, 3)).astype("float32")
+        y = (x[:, :, 0].sum(axis=1) > 0).astype("int64") + (x[:, 0, 1] > 0)
     else:
         x = rng.integers(0, 12, size=(96, 5)).astype("int32")
         y = (x[:, 0] % 3).astype("int64")
@@ -118,7 +131,7 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
 
     keras3 = flavour != "tf_keras"
     k.utils.set_random_seed(0)
-    model = (convnet if kind == "convnet" else seqnet)(k, keras3)
+    model = {"convnet": convnet, "seqnet": seqnet, "embnet": embnet}[kind](k, keras3)
     x, y = _data(kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -126,8 +139,10 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
     out = {"listed": [[a, b, list(s)] for a, b, s in listed],
            "uncovered_warnings": sum("does not prune" in str(w.message) for w in caught)}  # fmt: skip
     model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    rec = kl.WeightHistory(window=6, overlap=0.0, validation_data=(x[:32], y[:32]), background=False)
-    model.fit(x, y, batch_size=16, epochs=3, callbacks=[rec], verbose=0)
+    rec = kl.WeightHistory(
+        window=5, overlap=0.0, validation_data=(x[:32], y[:32]), background=False, target="loss"
+    )
+    model.fit(x, y, batch_size=8, epochs=4, callbacks=[rec], verbose=0)
     history = rec.history
     out["recorded"] = {n: list(s) for n, s in history.shapes.items()}
     scores = kl.score(history, progress=False)
@@ -144,19 +159,29 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
             bad = []
 
             class Check(Callback):
+                def __init__(self, bad=bad, mask=mask):
+                    super().__init__()
+                    self.bad, self.mask = bad, mask
+
                 def on_train_batch_end(self, batch, logs=None):
-                    bad.append(_violations(kl, self.model, mask))
+                    self.bad.append(_violations(kl, self.model, self.mask))
 
             pruned.compile(opt(), "sparse_categorical_crossentropy")
-            cbs = [Check(), *kl.pruning_callbacks(pruned)]
+            # TF-MOT masks in the forward pass and zeroes the variables once per epoch, so tf_keras
+            # is checked after fit; Keras 3 after every optimizer step.
+            cbs = [*([Check()] if keras3 else []), *kl.pruning_callbacks(pruned)]
             pruned.fit(x, y, batch_size=16, epochs=1, callbacks=cbs, verbose=0)
+            if not keras3:  # TF-MOT masks in the forward pass, zeroes the variables per epoch
+                bad = [_violations(kl, pruned, mask)]
             if name == "unstructured" and opt_name == "adamw":  # .keras round trip mid fine-tuning
                 path = tmp / f"{kind}.keras"
                 kl.save_model(pruned, path)
                 pruned = kl.load_model(path)
                 pruned.compile(opt(), "sparse_categorical_crossentropy")
-                cbs = [Check(), *kl.pruning_callbacks(pruned)]
+                cbs = [*([Check()] if keras3 else []), *kl.pruning_callbacks(pruned)]
                 pruned.fit(x, y, batch_size=16, epochs=1, callbacks=cbs, verbose=0)
+                if not keras3:
+                    bad.append(_violations(kl, pruned, mask))
                 from keras_legc.keras.pruning import mask_of
 
                 held = mask_of(pruned)
@@ -166,6 +191,8 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
             out["held"][f"{name}/{opt_name}"] = {"steps": len(bad), "violations": int(sum(bad))}
         small = kl.strip(pruned)
         out[f"strip_violations/{name}"] = _violations(kl, small, mask)
+        out[f"strip_same_outputs/{name}"] = bool(np.allclose(
+            small.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6))  # fmt: skip
         out[f"strip_plain/{name}"] = not any(
             "Prune" in type(layer).__name__ for layer in small.layers
         )
@@ -179,7 +206,7 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
                 for start in range(0, w.shape[1], 4):
                     ok &= bool(np.all(np.count_nonzero(w[:, start : start + 4], axis=1) <= 2))
             out["nm_ok"] = ok
-        if name == "unstructured":
+        if name == "unstructured" and kind != "embnet":
             for quant in ("float", "int8"):
                 try:
                     report = kl.export_tflite(small, tmp / f"{kind}_{quant}.tflite",
@@ -193,13 +220,14 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
 
 def _run(flavour: str) -> dict:
     if flavour == "tf_keras":
-        import keras_legc  # noqa: F401  (tf_keras before TensorFlow)
+        import keras_legc  # noqa: F401, I001  (tf_keras before TensorFlow)
         import tf_keras as k
     else:
         os.environ["KERAS_BACKEND"] = flavour.split("-")[1]
         import keras as k
-    with tempfile.TemporaryDirectory() as tmp:
-        return {kind: _pipeline(k, kind, flavour, Path(tmp)) for kind in ("convnet", "seqnet")}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {kind: _pipeline(k, kind, flavour, Path(tmp)) for kind in EXPECTED}
 
 
 def _in_subprocess(flavour: str) -> dict:
@@ -214,10 +242,11 @@ def _in_subprocess(flavour: str) -> dict:
 EXPECTED = {
     "convnet": ["conv", "dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel",
                 "convt", "conv1d", "mix", "head"],
-    "seqnet": ["emb/embeddings", "lstm", "lstm/recurrent_kernel", "gru", "gru/recurrent_kernel",
-               "rnn", "rnn/recurrent_kernel", "head"],
+    "seqnet": ["lstm", "lstm/recurrent_kernel", "gru", "gru/recurrent_kernel", "rnn",
+               "rnn/recurrent_kernel", "head"],
+    "embnet": ["emb/embeddings", "head"],
 }  # fmt: skip
-KERAS3_ONLY = {"convnet": ["td_dense", "inner"],
+KERAS3_ONLY = {"convnet": ["td_dense", "inner"], "embnet": [],
                "seqnet": ["forward_bl", "forward_bl/recurrent_kernel", "backward_bl",
                           "backward_bl/recurrent_kernel"]}  # fmt: skip
 
@@ -241,9 +270,87 @@ def test_every_registered_layer_kind_end_to_end(flavour):
         assert out["reloaded_mask_equal"] is True
         for name in ("unstructured", "m_by_n"):
             assert out[f"strip_violations/{name}"] == 0 and out[f"strip_plain/{name}"] is True
-        if kind == "convnet":  # sequence ops: see the parity entries (TFLite RNN conversion)
-            assert out["parity"] == {"float": True, "int8": True}, out["parity"]
+            assert out[f"strip_same_outputs/{name}"] is True
+        if kind != "embnet":
+            assert out["parity"] == {"float": True, "int8": True}, (kind, out["parity"])
 
 
 if __name__ == "__main__":
     print(json.dumps(_run(sys.argv[1])))
+
+
+# ---- in this process (Keras 3 on the TensorFlow backend beside tf_keras, TF-MOT's own code) ----
+
+
+def test_m_by_n_is_tfmots_pattern_on_dense_and_conv_weights():
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils as pu
+
+    from keras_legc.masking.policy import m_by_n_mask
+
+    rng = np.random.default_rng(0)
+    for shape in [(12, 5), (16, 3), (3, 3, 8, 4), (1, 1, 12, 6)]:
+        w = rng.normal(size=shape).astype(np.float32)
+        t = tf.constant(w)
+        theirs = pu.m_by_n_sparsity_mask_prepare(
+            pu.generate_m_by_n_mask(pu.weights_rearrange(t), (2, 4)), t.shape
+        ).numpy()
+        ours = m_by_n_mask([np.abs(w)], (2, 4), in_axis=0 if len(shape) == 2 else -2)
+        assert np.array_equal(ours, theirs.astype(bool)), shape
+        assert pu.is_pruned_m_by_n(tf.constant(w * ours), (2, 4))
+
+
+def _keras3():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":  # pragma: no cover
+        pytest.skip("the in-process checks use the TF backend")
+    return keras
+
+
+def test_unprunable_parameters_warn_once_naming_the_layers_and_their_share():
+    import keras_legc as kl
+    from keras_legc.errors import LegcWarning
+
+    keras = _keras3()
+
+    class Opaque(keras.layers.Layer):  # a 2-D weight and no get_prunable_weights
+        def build(self, shape):
+            self.w = self.add_weight(name="w", shape=(int(shape[-1]), 30))
+
+        def call(self, x):
+            return keras.ops.matmul(x, self.w)
+
+    inp = keras.Input((4,))
+    x = keras.layers.Dense(10, name="d1")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    out = keras.layers.Dense(2, name="d2")(Opaque(name="opaque")(x))
+    model = keras.Model(inp, out)
+    with pytest.warns(LegcWarning) as caught:
+        assert [r.layer for r in kl.prunable_weights(model)] == ["d1", "d2"]
+        kl.magnitude_mask(model, 0.5)  # the same model: no second warning
+    messages = [str(w.message) for w in caught if "does not prune" in str(w.message)]
+    total = model.count_params()
+    assert len(messages) == 1 and "opaque (Opaque)" in messages[0] and "bn" not in messages[0]
+    assert f"{100 * 300 / total:.1f}%" in messages[0]
+
+
+def test_a_custom_layer_opts_in_with_get_prunable_weights_and_blocks_are_refused_clearly():
+    import keras_legc as kl
+    from keras_legc.errors import InvalidArgumentError
+
+    keras = _keras3()
+    Mix = _custom_class(keras)
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(inp)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inp, Mix(16, name="mix")(x))
+    assert [tuple(r) for r in kl.prunable_weights(model)] == [
+        ("dw", "depthwise_kernel", (3, 3, 2, 1)), ("mix", "kernel", (32, 16))
+    ]  # fmt: skip
+    with pytest.raises(
+        InvalidArgumentError, match=r"no block layout .*\['dw/depthwise_kernel', 'mix'\]"
+    ):
+        kl.magnitude_mask(model, 0.5, block=(1, 16))
+    pruned = kl.prune(model, kl.magnitude_mask(model, 0.5))
+    assert type(pruned.get_layer("mix").kernel.constraint).__name__ == "MaskConstraint"
+    assert pruned.get_layer("mix").get_config()["kernel_constraint"] is not None
