@@ -46,7 +46,16 @@ def _not_held() -> ModelStructureError:
     )
 
 
-class Keras3Holder:
+class _Holder:
+    def read(self, model) -> Mask:
+        """The mask ``model`` holds now (ModelStructureError when it holds none)."""
+        keeps = self._keeps(model)
+        if not keeps:
+            raise _not_held()
+        return Mask(keeps, {"method": "from_model"})
+
+
+class Keras3Holder(_Holder):
     """Masks held by :class:`~keras_legc.keras.keras3.MaskConstraint` on each weight."""
 
     def held(self, model) -> dict:
@@ -67,14 +76,7 @@ class Keras3Holder:
         """A copy of ``model`` with ``weights``, every prunable weight held to ``mask``."""
         from keras_legc.keras.keras3 import MaskConstraint
 
-        k = keras3()
-        try:
-            copy = k.models.clone_model(model)
-        except Exception as exc:
-            raise ModelStructureError(
-                f"cannot copy model {model.name!r} ({type(model).__name__}): {exc}. Fix: build "
-                "it as a Sequential or functional model."
-            ) from exc
+        copy = _clone(model, keras3())
         copy.set_weights(weights)
         for unit in prunable_units(copy, warn=False):
             variable = unit.variable
@@ -87,11 +89,8 @@ class Keras3Holder:
             variable.assign(constraint(variable))
         return copy
 
-    def read(self, model) -> Mask:
-        held = self.held(model)
-        if not held:
-            raise _not_held()
-        return Mask({key: c.keep() for key, (_u, c) in held.items()}, {"method": "from_model"})
+    def _keeps(self, model) -> dict:
+        return {key: c.keep() for key, (_u, c) in self.held(model).items()}
 
     def write(self, model, masks: Mapping[str, np.ndarray]) -> None:
         """Replace held masks and zero the newly masked weights at once. On JAX the compiled
@@ -129,7 +128,7 @@ class Keras3Holder:
                 _set(unit.layer, unit.spec.constraint, choose(constraint))
 
 
-class TfKerasHolder:
+class TfKerasHolder(_Holder):
     """Masks held by TF-MOT's ``PruneLowMagnitude`` wrappers (tf_keras)."""
 
     def wrappers(self, model) -> list:
@@ -148,7 +147,7 @@ class TfKerasHolder:
         return out
 
     def hold(self, model, mask: Mask, weights: list):
-        copy = _clone(model)
+        copy = _clone(model, keras())
         copy.set_weights(weights)
         units = prunable_units(copy, warn=False)
         top = {id(layer) for layer in copy.layers}
@@ -175,11 +174,8 @@ class TfKerasHolder:
             wrapper.pruning_step.assign(0)
         return pruned
 
-    def read(self, model) -> Mask:
-        held = self._vars(model)
-        if not held:
-            raise _not_held()
-        return Mask({k: m.numpy() for k, (_w, m) in held.items()}, {"method": "from_model"})
+    def _keeps(self, model) -> dict:
+        return {k: m.numpy() for k, (_w, m) in self._vars(model).items()}
 
     def write(self, model, masks: Mapping[str, np.ndarray]) -> None:
         held = self._vars(model)
@@ -207,9 +203,10 @@ class TfKerasHolder:
         return plain
 
 
-def _clone(model):
+def _clone(model, k):
+    """A copy of ``model`` by ``k.models.clone_model`` (a clear error for subclassed models)."""
     try:
-        return keras().models.clone_model(model)
+        return k.models.clone_model(model)
     except Exception as exc:
         raise ModelStructureError(
             f"cannot copy model {model.name!r} ({type(model).__name__}): {exc}. Subclassed models "

@@ -80,19 +80,10 @@ def _find_dense(model, k) -> list:
 
 def _check_dense(model, layer) -> None:
     """Refuse a Dense layer called more than once in ``model``, or with a non-float kernel."""
-    uses = layer_uses(model, layer)
-    if uses > 1:
-        raise ModelStructureError(
-            f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
-            "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
-        )
-    dtype = kernel_dtype(layer)
-    if dtype.kind != "f":
-        raise ModelStructureError(
-            f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
-            "need floating-point weights. Fix: build the layer with a float dtype (the "
-            "default float32)."
-        )
+    from keras_legc.keras.registry import check_float, check_not_shared
+
+    check_not_shared(model, layer)
+    check_float(layer, "kernel", layer.kernel)
 
 
 def kernel_dtype(layer) -> np.dtype:

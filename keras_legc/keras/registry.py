@@ -240,8 +240,6 @@ def prunable_units(model, *, warn: bool = True) -> list[Unit]:
 
 
 def _check_units(model, units: list[Unit]) -> None:
-    from keras_legc.keras.layers import layer_uses
-
     layers = list({id(u.layer): u.layer for u in units}.values())
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names) or any("/" in n for n in names):
@@ -250,20 +248,32 @@ def _check_units(model, units: list[Unit]) -> None:
             "each layer its own name (name='...'), also inside nested models."
         )
     for layer in layers:
-        uses = layer_uses(model, layer)
-        if uses > 1:
-            raise ModelStructureError(
-                f"layer {layer.name!r} is shared (called {uses} times in the model); one mask "
-                "per weight cannot describe it. Fix: give each call its own layer."
-            )
+        check_not_shared(model, layer)
     for unit in units:
-        dtype = variable_dtype(unit.variable)
-        if dtype.kind != "f":
-            raise ModelStructureError(
-                f"the {unit.spec.name} of layer {unit.layer.name!r} is {dtype.name}; LE series "
-                "and pruning need floating-point weights. Fix: build the layer with a float "
-                "dtype (the default float32)."
-            )
+        check_float(unit.layer, unit.spec.name, unit.variable)
+
+
+def check_not_shared(model, layer) -> None:
+    """Refuse a layer called more than once in ``model``'s graph (one mask cannot describe it)."""
+    from keras_legc.keras.layers import layer_uses
+
+    uses = layer_uses(model, layer)
+    if uses > 1:
+        raise ModelStructureError(
+            f"layer {layer.name!r} is shared (called {uses} times in the model); one mask "
+            "per weight cannot describe it. Fix: give each call its own layer."
+        )
+
+
+def check_float(layer, weight: str, variable) -> None:
+    """Refuse a non-float weight: LE series and pruning need floating-point weights."""
+    dtype = variable_dtype(variable)
+    if dtype.kind != "f":
+        raise ModelStructureError(
+            f"the {weight} of layer {layer.name!r} is {dtype.name}; LE series and pruning need "
+            "floating-point weights. Fix: build the layer with a float dtype (the default "
+            "float32)."
+        )
 
 
 def variable_dtype(variable) -> np.dtype:

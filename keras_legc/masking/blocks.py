@@ -32,17 +32,25 @@ def check_block(block) -> tuple[int, int]:
         >>> check_block((1, 16))
         (1, 16)
     """
-    try:
-        r, c = (int(d) for d in block)
-        ok = r >= 1 and c >= 1 and all(float(d) == int(d) for d in block)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(block, (str, bytes)):
+    pair = two_ints(block)
+    if pair is None or min(pair) < 1:
         raise InvalidArgumentError(
             f"block must be two positive integers (output units, consecutive input weights), got "
             f"{block!r}. Fix: pass e.g. block=(1, 16), the structure TFLite's sparse kernel uses."
         )
-    return r, c
+    return pair
+
+
+def two_ints(value) -> tuple[int, int] | None:
+    """``value`` as a pair of integers (``2.0`` counts, ``2.5`` and strings do not), else None."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        a, b = (int(d) for d in value)
+        whole = all(float(d) == int(d) for d in value)
+    except (TypeError, ValueError):
+        return None
+    return (a, b) if whole else None
 
 
 def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:

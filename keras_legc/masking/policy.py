@@ -16,7 +16,13 @@ import numpy as np
 from keras_legc.core._layout import split_by_layer
 from keras_legc.errors import InvalidArgumentError
 from keras_legc.masking import importance as imp
-from keras_legc.masking.blocks import block_expand, block_grid, block_reduce, check_block
+from keras_legc.masking.blocks import (
+    block_expand,
+    block_grid,
+    block_reduce,
+    check_block,
+    two_ints,
+)
 from keras_legc.masking.mask import Mask, kernels_of, layouts_of, shapes_of
 
 
@@ -297,17 +303,13 @@ def _check_blockable(model_or_kernels, block) -> None:
 
 def check_m_by_n(m_by_n) -> tuple[int, int]:
     """Validate TF-MOT's ``sparsity_m_by_n``: two integers ``0 < m < n``."""
-    try:
-        m, n = (int(d) for d in m_by_n)
-        ok = 0 < m < n and all(float(d) == int(d) for d in m_by_n)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(m_by_n, (str, bytes)):
+    pair = two_ints(m_by_n)
+    if pair is None or not 0 < pair[0] < pair[1]:
         raise InvalidArgumentError(
             f"sparsity_m_by_n must be two integers 0 < m < n (m zeros in every n consecutive "
             f"weights), got {m_by_n!r}. Fix: pass e.g. sparsity_m_by_n=(2, 4)."
         )
-    return m, n
+    return pair
 
 
 def m_by_n_mask(sort_keys: Sequence[np.ndarray], m_by_n, in_axis: int) -> np.ndarray:

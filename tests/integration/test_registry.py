@@ -54,9 +54,11 @@ def _custom_class(k):
     return Mix
 
 
-def convnet(k, keras3: bool):
+def convnet(k, keras3: bool, custom: bool = True):
     """Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, Conv1D, a custom layer, Dense
-    (and, Keras 3, TimeDistributed(Dense) and a nested model)."""
+    (and, Keras 3, TimeDistributed(Dense) and a nested model). ``custom=False`` leaves the custom
+    layer out: JAX models export through a TensorFlow twin in another process, where a class
+    registered only in this script cannot be loaded."""
     L = k.layers
     Mix = _custom_class(k)
     inp = k.Input((6, 6, 3))
@@ -69,7 +71,8 @@ def convnet(k, keras3: bool):
     if keras3:
         x = L.TimeDistributed(L.Dense(8, name="td_dense"), name="td")(x)
     x = L.GlobalAveragePooling1D()(x)
-    x = Mix(8, name="mix")(x)
+    if custom:
+        x = Mix(8, name="mix")(x)
     if keras3:
         x = k.Sequential([L.Input((8,)), L.Dense(8, activation="relu", name="inner")],
                          name="nested")(x)  # fmt: skip
@@ -131,7 +134,8 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
 
     keras3 = flavour != "tf_keras"
     k.utils.set_random_seed(0)
-    model = {"convnet": convnet, "seqnet": seqnet, "embnet": embnet}[kind](k, keras3)
+    build = {"convnet": convnet, "seqnet": seqnet, "embnet": embnet}[kind]
+    model = build(k, keras3, **({"custom": flavour != "keras3-jax"} if kind == "convnet" else {}))
     x, y = _data(kind)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -215,6 +219,24 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
                     out["parity"][quant] = bool(report["verification"]["ok"])
                 except Exception as exc:  # reported, asserted on by the test
                     out["parity"][quant] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    # Gradual pruning over every kind: a ConstantSparsity schedule, LEGC ranking of the scores.
+    from keras_legc.keras.pruning import mask_of
+
+    wrapped = kl.prune(model, kl.Mask.keep_all(model))
+    wrapped.compile(k.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    rec2 = kl.WeightHistory(window=5, overlap=0.0, validation_data=(x[:32], y[:32]),
+                            background=False, target="loss")  # fmt: skip
+    gradual = kl.GradualPruning(rec2, kl.ConstantSparsity(0.5, begin_step=1, frequency=3),
+                                scores=scores, min_windows=5, recent_windows=5)  # fmt: skip
+    wrapped.fit(x, y, batch_size=16, epochs=1, verbose=0,
+                callbacks=[rec2, gradual, *kl.pruning_callbacks(wrapped)])  # fmt: skip
+    held = mask_of(wrapped)
+    out["gradual"] = {
+        "steps": [e["step"] for e in gradual.log],
+        "sparsity": gradual.mask.sparsity,
+        "held_equal": all(np.array_equal(held[n], gradual.mask[n]) for n in gradual.mask),
+        "violations": _violations(kl, wrapped, gradual.mask),
+    }
     return out
 
 
@@ -257,6 +279,8 @@ def test_every_registered_layer_kind_end_to_end(flavour):
     for kind, out in result.items():
         keys = list(out["recorded"])
         want = EXPECTED[kind] + (KERAS3_ONLY[kind] if flavour != "tf_keras" else [])
+        if flavour == "keras3-jax":
+            want = [w for w in want if w != "mix"]
         assert sorted(keys) == sorted(want), (kind, keys)
         assert [r[:2] for r in out["listed"]] == [
             list(k.split("/")) if "/" in k else [k, "kernel"] for k in keys
@@ -264,7 +288,8 @@ def test_every_registered_layer_kind_end_to_end(flavour):
         assert out["scored"] == sum(int(np.prod(s)) for s in out["recorded"].values())
         assert out["uncovered_warnings"] == 0
         assert abs(out["sparsity"] - 0.5) < 1e-3
-        assert 0.45 < out["m_by_n_sparsity"] <= 0.5 + 1e-9 and out["nm_ok"] is True
+        # partial groups (an axis of 3, 5 or 6 inputs) keep up to n - m of fewer than n weights
+        assert 0.4 < out["m_by_n_sparsity"] <= 0.5 + 1e-9 and out["nm_ok"] is True
         for run, held in out["held"].items():
             assert held["steps"] > 0 and held["violations"] == 0, (kind, run, held)
         assert out["reloaded_mask_equal"] is True
@@ -273,6 +298,9 @@ def test_every_registered_layer_kind_end_to_end(flavour):
             assert out[f"strip_same_outputs/{name}"] is True
         if kind != "embnet":
             assert out["parity"] == {"float": True, "int8": True}, (kind, out["parity"])
+        gradual = out["gradual"]
+        assert gradual["steps"] == [1, 4] and abs(gradual["sparsity"] - 0.5) < 1e-3, gradual
+        assert gradual["held_equal"] is True and gradual["violations"] == 0
 
 
 if __name__ == "__main__":
