@@ -282,7 +282,8 @@ class Scores:
         kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
         scorer = importance.get_scorer(ranking, self)
         m = mask_from_importance(scorer, kernels, sparsity, per_layer=per_layer, block=block,
-                                 info=base, sparsity_m_by_n=m_by_n)  # fmt: skip
+                                 info=base, sparsity_m_by_n=m_by_n,
+                                 layouts=self.info.get("layouts"))  # fmt: skip
         m.info["ranking"] = ranking
         self._warn_untestable(m)
         fix = "a lower sparsity" if per_layer else (
@@ -489,6 +490,8 @@ def score(
             "fdr": bool(fdr),
             "differenced": bool(difference),
             "criterion": criterion,
+            # the non-Dense weights' layouts the recording saw (N:M axis, block layout)
+            **({"layouts": history.meta["layouts"]} if "layouts" in history.meta else {}),
         },
         qvalues=benjamini_hochberg(pvalues) if fdr else None,
         lags=spec.lags,

@@ -31,6 +31,7 @@ from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf
 from keras_legc.keras.registry import prunable_units
+from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
@@ -320,6 +321,14 @@ class WeightHistory(Callback):
 
     def _start_engine(self, every: int, extra: dict) -> None:
         meta = {"model": self.model.name, "target": self.target}
+        # Layouts an array's rank does not tell (a transposed or depthwise convolution, an RNN
+        # kernel), so masks built later from the scores alone use the right axes.
+        layouts = {
+            u.key: [u.spec.in_axis, u.spec.blocks] for u in self._units
+            if (u.spec.in_axis, u.spec.blocks) != inferred_layout(u.shape)
+        }  # fmt: skip
+        if layouts:
+            meta["layouts"] = layouts
         if self._spe > 1:
             meta.update(steps_per_execution=self._spe, steps_per_snapshot=every * self._spe)
         if self.max_overhead is not None:

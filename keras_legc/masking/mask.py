@@ -228,16 +228,22 @@ def shapes_of(obj) -> dict[str, tuple[int, ...]]:
     return signature(obj)
 
 
-def layouts_of(obj) -> dict[str, tuple[int, str | None]]:
+def layouts_of(obj, given: Mapping | None = None) -> dict[str, tuple[int, str | None]]:
     """``{key: (input-channel axis, block layout)}``: a Keras model's from its registry; for
-    arrays or shapes inferred from the rank: 2-D ``(in, out)`` ("matrix"), N-D ``(..., in, out)``
-    ("conv"), 1-D (0, None)."""
+    arrays or shapes, ``given`` (e.g. what a History recorded) where it names the key, else
+    inferred from the rank: 2-D ``(in, out)`` ("matrix"), N-D ``(..., in, out)`` ("conv"), 1-D
+    (0, None)."""
     if isinstance(obj, Mapping) or isinstance(obj, Mask):
-        shapes = shapes_of(obj)
+        given = given or {}
         return {
-            k: (0, "matrix") if len(s) == 2 else (-2, "conv") if len(s) > 2 else (0, None)
-            for k, s in shapes.items()
+            k: tuple(given[k]) if k in given else inferred_layout(s)
+            for k, s in shapes_of(obj).items()
         }
     from keras_legc.keras.registry import layouts
 
     return layouts(obj)
+
+
+def inferred_layout(shape) -> tuple[int, str | None]:
+    """The layout :func:`layouts_of` assumes for a bare array of this shape."""
+    return (0, "matrix") if len(shape) == 2 else (-2, "conv") if len(shape) > 2 else (0, None)

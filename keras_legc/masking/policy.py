@@ -108,6 +108,7 @@ def mask_from_importance(
     block: Sequence[int] | None = None,
     info: Mapping | None = None,
     sparsity_m_by_n: Sequence[int] | None = None,
+    layouts: Mapping[str, Sequence] | None = None,
 ) -> Mask:
     """Prune the ``round(sparsity * n)`` least important kernel weights (or whole blocks).
 
@@ -126,6 +127,9 @@ def mask_from_importance(
             ``m`` zeros in every ``n`` consecutive weights along each weight's input-channel axis
             (``(2, 4)``: at most 2 of every 4 kept), the least important pruned in each group.
             See :func:`m_by_n_mask`.
+        layouts: ``{key: (input-channel axis, block layout)}`` for weights given as arrays (what
+            a History records for non-Dense weights; see :func:`~keras_legc.masking.mask.layouts_of`);
+            a model's come from its registry.
 
     Example:
         >>> kernels = {"d": np.arange(8.0).reshape(4, 2) - 3}
@@ -135,7 +139,7 @@ def mask_from_importance(
     kernels = kernels_of(model_or_kernels)
     if sparsity_m_by_n is not None:
         return _m_by_n_from_importance(scorer, model_or_kernels, kernels, sparsity, per_layer,
-                                       block, info, sparsity_m_by_n)  # fmt: skip
+                                       block, info, sparsity_m_by_n, layouts)  # fmt: skip
     if sparsity is None:
         raise InvalidArgumentError(
             "give a sparsity (the fraction of weights to prune) or sparsity_m_by_n=(m, n). Fix: "
@@ -143,7 +147,7 @@ def mask_from_importance(
         )
     b = None if block is None else check_block(block)
     if b is not None:
-        _check_blockable(model_or_kernels, b)
+        _check_blockable(model_or_kernels, b, layouts)
     importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=b)
     keys = _ranking_keys(importance, b, {n: np.shape(k) for n, k in kernels.items()})
     return mask_from_ranking(
@@ -289,9 +293,10 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
     return mask
 
 
-def _check_blockable(model_or_kernels, block) -> None:
+def _check_blockable(model_or_kernels, block, layouts=None) -> None:
     """Refuse block masks for weights no LiteRT sparse kernel runs in blocks."""
-    refused = [k for k, (_axis, layout) in layouts_of(model_or_kernels).items() if layout is None]
+    known = layouts_of(model_or_kernels, layouts)
+    refused = [k for k, (_axis, layout) in known.items() if layout is None]
     if refused:
         raise InvalidArgumentError(
             f"block={tuple(block)} applies to Dense kernels and to Conv/pointwise kernels (read as "
@@ -340,7 +345,8 @@ def m_by_n_mask(sort_keys: Sequence[np.ndarray], m_by_n, in_axis: int) -> np.nda
     return np.moveaxis(keep, -1, in_axis)
 
 
-def _m_by_n_from_importance(scorer, source, kernels, sparsity, per_layer, block, info, m_by_n):
+def _m_by_n_from_importance(scorer, source, kernels, sparsity, per_layer, block, info, m_by_n,
+                            layouts=None):  # fmt: skip
     if sparsity is not None or block is not None or per_layer:
         raise InvalidArgumentError(
             "sparsity_m_by_n sets the pattern (and so the sparsity) of every weight by itself. "
@@ -349,7 +355,7 @@ def _m_by_n_from_importance(scorer, source, kernels, sparsity, per_layer, block,
     m, n = check_m_by_n(m_by_n)
     importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=None)
     keys = _ranking_keys(importance, None, {k: np.shape(w) for k, w in kernels.items()})
-    axes = layouts_of(source)
+    axes = layouts_of(source, layouts)
     arrays = {k: m_by_n_mask(keys[k], (m, n), axes[k][0]) for k in kernels}
     mask = Mask(arrays, {**importance.info, **dict(info or {})})
     mask.info.update(sparsity_m_by_n=[m, n], sparsity=mask.sparsity,

@@ -128,6 +128,16 @@ def _violations(kl, model, mask) -> int:
     )
 
 
+def _nm_ok(w, in_axis: int) -> bool:
+    """At most 2 non-zero in every 4 consecutive entries along ``in_axis``."""
+    w = np.moveaxis(np.asarray(w), in_axis, -1)
+    w = w.reshape(-1, w.shape[-1])
+    return all(
+        bool(np.all(np.count_nonzero(w[:, s : s + 4], axis=1) <= 2))
+        for s in range(0, w.shape[1], 4)
+    )
+
+
 def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
     import keras_legc as kl
     from keras_legc.keras.callback import Callback
@@ -154,6 +164,18 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
     masks = {"unstructured": scores.mask(sparsity=0.5),
              "m_by_n": kl.magnitude_mask(model, sparsity_m_by_n=(2, 4))}  # fmt: skip
     out["m_by_n_sparsity"] = masks["m_by_n"].sparsity
+    # From the scores alone (no model): the History carried each weight's input axis.
+    from keras_legc.errors import InvalidArgumentError
+    from keras_legc.keras.registry import units_by_key
+
+    units = units_by_key(model, warn=False)
+    nm = scores.mask(sparsity_m_by_n=(2, 4), ranking="legc_pvalue")
+    out["scores_nm_ok"] = all(_nm_ok(nm[key], u.spec.in_axis) for key, u in units.items())
+    try:
+        scores.mask(sparsity=0.5, block=(1, 4))
+        out["blocks_refused"] = False
+    except InvalidArgumentError:
+        out["blocks_refused"] = True
     out["sparsity"] = masks["unstructured"].sparsity
     out["held"], out["nm_ok"], out["parity"] = {}, None, {}
     for name, mask in masks.items():
@@ -203,13 +225,8 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
         if name == "m_by_n":
             from keras_legc.keras.registry import prunable_units
 
-            ok = True
-            for unit in prunable_units(small, warn=False):
-                w = np.moveaxis(unit.numpy(), unit.spec.in_axis, -1)
-                w = w.reshape(-1, w.shape[-1])
-                for start in range(0, w.shape[1], 4):
-                    ok &= bool(np.all(np.count_nonzero(w[:, start : start + 4], axis=1) <= 2))
-            out["nm_ok"] = ok
+            units = prunable_units(small, warn=False)
+            out["nm_ok"] = all(_nm_ok(u.numpy(), u.spec.in_axis) for u in units)
         if name == "unstructured" and kind != "embnet":
             for quant in ("float", "int8"):
                 try:
@@ -290,6 +307,9 @@ def test_every_registered_layer_kind_end_to_end(flavour):
         assert abs(out["sparsity"] - 0.5) < 1e-3
         # partial groups (an axis of 3, 5 or 6 inputs) keep up to n - m of fewer than n weights
         assert 0.4 < out["m_by_n_sparsity"] <= 0.5 + 1e-9 and out["nm_ok"] is True
+        assert out["scores_nm_ok"] is True
+        # convnet: depthwise/transposed kernels; seqnet: RNN kernels; embnet: embeddings
+        assert out["blocks_refused"] is True
         for run, held in out["held"].items():
             assert held["steps"] > 0 and held["violations"] == 0, (kind, run, held)
         assert out["reloaded_mask_equal"] is True
