@@ -59,6 +59,7 @@ SLOW = (
     "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
     "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",
     "tests/integration/test_keras3_models.py::test_tf_keras_is_the_users_keras_before_and_after",
+    "tests/integration/test_keras3_torch.py",  # PyTorch backend (skips without torch; make test-torch)
     # export's own Keras 3 conversions and twin subprocess (mutation tests; 1-20 s each)
     "tests/unit/test_export_tf.py::test_keras3_exports_through_its_litert_export",
     "tests/unit/test_export_tf.py::test_keras3_before_3_13_converts_from_a_saved_model",

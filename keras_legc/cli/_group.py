@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from keras_legc.cli._plugins import PluginGroup
 from keras_legc.errors import LegcError
 
 
@@ -32,7 +33,7 @@ unsafe_load_option = click.option(
 )  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-legc")
 @click.option(
     "--verbose", is_flag=True, envvar="LEGC_VERBOSE",

@@ -33,7 +33,7 @@ from keras_legc.errors import (
     LegcWarning,
     ModelStructureError,
 )
-from keras_legc.keras.flavour import model_flavour, tf
+from keras_legc.keras.flavour import model_flavour, tf, to_numpy
 from keras_legc.masking import block_structure
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
@@ -248,7 +248,7 @@ def _check_responds(prepared: _Prepared, allow: bool) -> None:
     rows = prepared.reference_inputs
     if allow or len(rows) < 2 or np.ptp(rows.reshape(len(rows), -1), axis=0).max() == 0.0:
         return  # identical reference rows cannot tell
-    out = np.asarray(prepared.model(rows, training=False))
+    out = to_numpy(prepared.model(rows, training=False))
     if constant_outputs(out):
         empty = [n for n, k in _kernels(prepared.model).items() if not k.any()]
         why = f" (every kernel weight of {empty} is 0)" if empty else ""
@@ -266,7 +266,7 @@ def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization
     the reference's outputs."""
     from keras_legc.keras.tflite_runner import load_interpreter, run_rows
 
-    keras_out = np.asarray(model(reference_inputs, training=False), dtype=np.float32)
+    keras_out = to_numpy(model(reference_inputs, training=False), dtype=np.float32)
     interp, ops = load_interpreter(flatbuffer, threads=1)
     tflite_out = run_rows(interp, reference_inputs)
     error = float(np.max(np.abs(tflite_out - keras_out)))  # rows >= 1: _as_inputs refuses none

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from legc_edge.bench import EdgeError, load_reference
 
-from keras_legc.testing import catalogue as C
+from tests import catalogue as C
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "40")),  # tools/reliability_doc.py: more

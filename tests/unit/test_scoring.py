@@ -1,8 +1,7 @@
-"""Tests that bite (issue 19): ``Scores`` (keras_legc/core/scoring.py) checked value by value.
-
-Written from mutmut's surviving mutants of core/scoring: construction, the summary text, paper
-and target mode masks, the mode checks and save/load, each against values computed here. Numpy
-only (Scores built from arrays, no recording).
+"""keras_legc.core.scoring: ``Scores`` checked value by value (construction, the summary text,
+paper and target mode masks, the mode checks, save/load), each against values computed here from
+arrays, and ``score``'s defaults, its run_dir path and its ``weights`` selection. Numpy only.
+(score() at its edges: test_scoring_numerics.py.)
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+import keras_legc as kl
 from keras_legc.core.scoring import Scores
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 
@@ -271,3 +271,67 @@ def test_all_degenerate_message_ends_with_the_fix():
     assert str(err.value).endswith(
         "a smaller window, or check that the weights actually move during training."
     )
+
+
+def history(seed=0, k=30):
+    rng = np.random.default_rng(seed)
+    le = rng.normal(size=(40, k))
+    le[5] = 0.0  # a weight that never moved: static
+    return kl.History(
+        layers=["a", "b"], shapes={"a": (6, 5), "b": (5, 2)}, le=le,
+        target=rng.normal(size=k).cumsum(), window=20, overlap=0.1, every=1,
+        n_snapshots=20 + 18 * (k - 1),
+    )  # fmt: skip
+
+
+def score(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return kl.score(*args, **kwargs)
+
+
+def test_score_defaults_are_the_documented_ones():
+    h = history()
+    default = score(h)
+    explicit = score(h, max_lag="auto", test="ssr_chi2", fdr=False, difference=False,
+                     lag=None, criterion="bic")  # fmt: skip
+    np.testing.assert_array_equal(default.pvalues, explicit.pvalues)
+    assert default.qvalues is None and default.info["fdr"] is False
+    assert default.info["differenced"] is False
+    # and each default matters: the other choice changes the result
+    assert not np.array_equal(score(h, difference=True).pvalues, default.pvalues, equal_nan=True)
+    assert score(h, fdr=True).qvalues is not None
+
+
+def test_score_of_a_run_dir_equals_score_of_its_history(tmp_path):
+    h = history()
+    h.save(tmp_path / "run")
+    np.testing.assert_array_equal(score(tmp_path / "run").pvalues, score(h).pvalues)
+    np.testing.assert_array_equal(score(str(tmp_path / "run")).pvalues, score(h).pvalues)
+
+
+def test_scoring_selected_weights_tests_those_and_marks_the_rest_untested():
+    h = history()
+    chosen = np.zeros(h.n_weights, bool)
+    chosen[::3] = True
+    full, part = score(h), score(h, weights=chosen)
+    np.testing.assert_array_equal(part.pvalues[chosen], full.pvalues[chosen])
+    assert np.isnan(part.pvalues[~chosen]).all()
+    assert part.static[~chosen].all()  # untested weights count as static (kept last)
+    assert not part.static[chosen].any() and full.static[5] and not full.static[4]
+    assert part.pvalues.shape == full.pvalues.shape == (h.n_weights,)
+    with pytest.raises(InvalidArgumentError, match="selects no weight"):
+        score(h, weights=np.zeros(h.n_weights, bool))
+
+
+def test_scores_save_refuses_to_overwrite_by_default_and_round_trips(tmp_path):
+    s = score(history(), fdr=True)
+    s.save(tmp_path / "s.npz")
+    with pytest.raises(kl.OutputExistsError):
+        s.save(tmp_path / "s.npz")
+    s.save(tmp_path / "s.npz", overwrite=True)
+    back = kl.Scores.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.pvalues, s.pvalues)
+    np.testing.assert_array_equal(back.qvalues, s.qvalues)
+    np.testing.assert_array_equal(back.static, s.static)
+    assert back.layers == s.layers and back.info["fdr"] is True
