@@ -90,12 +90,17 @@ def embnet(k, keras3: bool):
 
 
 def seqnet(k, keras3: bool):
-    """LSTM, GRU, SimpleRNN, Dense (and, Keras 3, a Bidirectional LSTM)."""
+    """LSTM, DepthwiseConv1D, SeparableConv1D, Conv1DTranspose, EinsumDense, GRU, SimpleRNN, Dense
+    (and, Keras 3, a Bidirectional LSTM)."""
     L = k.layers
     x = inp = k.Input((5, 3))
     # unroll: TFLite's builtin ops cannot run the while loop of a GRU, SimpleRNN or a backward
     # LSTM (TensorList ops); unrolled over the 5 steps they convert.
     x = L.LSTM(4, return_sequences=True, unroll=True, name="lstm")(x)
+    x = L.DepthwiseConv1D(3, padding="same", name="dw1d")(x)
+    x = L.SeparableConv1D(4, 3, padding="same", activation="relu", name="sep1d")(x)
+    x = L.Conv1DTranspose(4, 3, padding="same", name="convt1d")(x)
+    x = L.EinsumDense("abc,cd->abd", output_shape=(None, 4), name="einsum")(x)
     if keras3:
         x = L.Bidirectional(L.LSTM(3, return_sequences=True, unroll=True, name="bl"), name="bi")(x)
     x = L.GRU(4, return_sequences=True, unroll=True, name="gru")(x)
@@ -281,8 +286,9 @@ def _in_subprocess(flavour: str) -> dict:
 EXPECTED = {
     "convnet": ["conv", "dw/depthwise_kernel", "sep/depthwise_kernel", "sep/pointwise_kernel",
                 "convt", "conv1d", "mix", "head"],
-    "seqnet": ["lstm", "lstm/recurrent_kernel", "gru", "gru/recurrent_kernel", "rnn",
-               "rnn/recurrent_kernel", "head"],
+    "seqnet": ["lstm", "lstm/recurrent_kernel", "dw1d/depthwise_kernel", "sep1d/depthwise_kernel",
+               "sep1d/pointwise_kernel", "convt1d", "einsum", "gru", "gru/recurrent_kernel",
+               "rnn", "rnn/recurrent_kernel", "head"],
     "embnet": ["emb/embeddings", "head"],
 }  # fmt: skip
 KERAS3_ONLY = {"convnet": ["td_dense", "inner"], "embnet": [],
