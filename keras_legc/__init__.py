@@ -24,7 +24,12 @@ from keras_legc.masking import (  # noqa: E402
     mask_from_importance,
     random_mask,
 )
-from keras_legc.masking.schedule import PolynomialDecay, grow_mask  # noqa: E402
+from keras_legc.masking.schedule import (  # noqa: E402
+    ConstantSparsity,
+    PolynomialDecay,
+    PruningSchedule,
+    grow_mask,
+)
 
 # Public names that need TensorFlow, loaded on first access.
 _LAZY = {
@@ -35,6 +40,7 @@ _LAZY = {
     "load_model": "keras_legc.keras.saving",
     "save_model": "keras_legc.keras.saving",
     "dense_layers": "keras_legc.keras.layers",
+    "prunable_weights": "keras_legc.keras.registry",
     "diagnose": "keras_legc.diagnostics",
     "Diagnosis": "keras_legc.diagnostics",
     "shrink": "keras_legc.neurons",
@@ -71,6 +77,8 @@ __all__ = [
     "importance",
     "mask_from_importance",
     "PolynomialDecay",
+    "ConstantSparsity",
+    "PruningSchedule",
     "grow_mask",
     "magnitude_mask",
     "random_mask",

@@ -243,14 +243,14 @@ def reference_with(tmp: Path, **change):
 # -- the catalogue --------------------------------------------------------------------------------
 CASES: list[Case] = [
     # Models
-    Case("API: model", "model with no Dense layer", E.ModelStructureError,
-         lambda t: kl.magnitude_mask(no_dense(), 0.5), "no Dense layer"),
+    Case("API: model", "model with no prunable weight", E.ModelStructureError,
+         lambda t: kl.magnitude_mask(no_dense(), 0.5), "no prunable weight"),
     Case("API: model", "subclassed tf.keras.Model", E.ModelStructureError,
          lambda t: kl.magnitude_mask(subclassed(), 0.5), "subclassed"),
     Case("API: model", "Dense layer shared (called twice)", E.ModelStructureError,
          lambda t: kl.magnitude_mask(shared(), 0.5), "shared"),
-    Case("API: model", "Dense layers inside a nested model", E.ModelStructureError,
-         lambda t: kl.magnitude_mask(nested(), 0.5), "nested model"),
+    Case("API: model", "tf_keras: pruning layers inside a nested model", E.ModelStructureError,
+         lambda t: (m := nested(), kl.prune(m, kl.Mask.keep_all(m))), "nested model"),
     Case("API: model", "model that is not built", E.ModelStructureError,
          lambda t: kl.magnitude_mask(unbuilt(), 0.5), "not built"),
     Case("API: model", "not a Keras model at all (a numpy array)", E.ModelStructureError,

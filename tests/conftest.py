@@ -56,6 +56,8 @@ SLOW = (
     "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
     "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"
     "[no TFLite interpreter installed (the edge extra missing)]",
+    # every registered layer kind, one fresh process per flavour (1-2 min each on the shared machine)
+    "tests/integration/test_registry.py::test_every_registered_layer_kind_end_to_end",
     # Keras 3 in fresh processes per backend (13-30 s each on the shared machine)
     "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
     "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",

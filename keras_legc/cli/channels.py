@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from keras_legc.cli import _checks as checks
@@ -14,8 +16,12 @@ from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_optio
 @click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
 @click.option("--params", type=int, help="Parameters to keep at most.")
 @click.option("--macs", type=int, help="Multiply-accumulates per sample to keep at most.")
-@click.option("--importance", type=click.Choice(["l2", "l1", "bn_scale", "random"]),
-              default="l2", show_default=True)  # fmt: skip
+@click.option("--importance", type=click.Choice(["l2", "l1", "bn_scale", "random", "legc"]),
+              default="l2", show_default=True,
+              help="Channel score, lowest removed first (docs/channels.md); legc needs --history.")  # fmt: skip
+@click.option("--history", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A unit-level run directory (WeightHistory(units=True, run_dir=...)) for "
+              "--importance legc.")  # fmt: skip
 @click.option("--round-to", type=int, default=1, show_default=True,
               help="Kept channel counts in multiples of this (e.g. 8 for SIMD).")  # fmt: skip
 @click.option("--exclude", multiple=True, help="A layer whose output channels are kept (repeat).")
@@ -23,7 +29,7 @@ from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_optio
 @click.option("--groups", "show_groups", is_flag=True, help="Print the channel groups first.")
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
 @unsafe_load_option
-def channels(model, out, ratio, params, macs, importance, round_to, exclude, per_layer,
+def channels(model, out, ratio, params, macs, importance, history, round_to, exclude, per_layer,
              show_groups, force, unsafe_load):  # fmt: skip
     """Save a copy of MODEL with fewer channels (physically smaller layers) as OUT (.keras)."""
     import keras_legc as kl
@@ -36,7 +42,7 @@ def channels(model, out, ratio, params, macs, importance, round_to, exclude, per
             click.echo(str(group))
     small = _run(
         kl.prune_channels, m, ratio=ratio, params=params, macs=macs, importance=importance,
-        round_to=round_to, exclude=exclude, per_layer=per_layer,
+        history=history, round_to=round_to, exclude=exclude, per_layer=per_layer,
     )  # fmt: skip
     _run(kl.save_model, small, out, overwrite=force)
     click.echo(

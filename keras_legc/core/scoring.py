@@ -198,6 +198,7 @@ class Scores:
         per_layer: bool = False,
         block: tuple[int, int] | None = None,
         ranking: str | None = None,
+        sparsity_m_by_n: tuple[int, int] | None = None,
     ) -> Mask:
         """A mask from the scores.
 
@@ -215,7 +216,8 @@ class Scores:
                 faster. Each weight's importance is aggregated over its block. The reached
                 sparsity is in ``mask.info["reached_sparsity"]``, within half a block of the
                 request.
-            ranking: target mode's scorer, a name from :func:`target_rankings`. Default
+            ranking: target mode's scorer, a name from :func:`target_rankings` (``legc*``
+                scorers registered with ``importance.register`` included). Default
                 ``"static_magnitude"``: weights that never moved (LE 0 in every window) first,
                 then the smallest ``|w|``; it never loses to global magnitude (README, "Target
                 mode"). ``"legc_protect"``: never-moved first, then the non-causal ones (F-test
@@ -225,6 +227,10 @@ class Scores:
                 paper-era ranking (highest p first, degenerate weights last), which collapses
                 networks at high sparsity. See :mod:`keras_legc.masking.importance` and
                 docs/against-tfmot.md for how they compare.
+            sparsity_m_by_n: target mode with TF-MOT's N:M pattern instead of a sparsity:
+                ``(2, 4)`` keeps at most 2 of every 4 consecutive weights along each weight's
+                input-channel axis (the 2 ``ranking`` puts last in each group). N-D weights are
+                read as convolution kernels ``(..., in, out)``.
 
         In target mode the mask records ``info["kept_untestable"]``, the share of kept weights
         with no valid test, and warns when it is above one half: the mask then rests on
@@ -235,17 +241,18 @@ class Scores:
             >>> mask.info["reached_sparsity"]
             0.9
         """
-        self._check_mode(alpha, sparsity, block, ranking)
+        self._check_mode(alpha, sparsity, block, ranking, sparsity_m_by_n)
         base = self._provenance()
-        if sparsity is not None:
-            return self._target_mask(sparsity, per_layer, block, ranking or DEFAULT_RANKING, base)
+        if sparsity is not None or sparsity_m_by_n is not None:
+            return self._target_mask(sparsity, per_layer, block, ranking or DEFAULT_RANKING, base,
+                                     sparsity_m_by_n)  # fmt: skip
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
         return _warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
 
-    def _check_mode(self, alpha, sparsity, block, ranking) -> None:
-        check_mask_options(alpha, sparsity, block, ranking)
+    def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
+        check_mask_options(alpha, sparsity, block, ranking, m_by_n)
         if self.n_degenerate == self.n_weights:
             flat, k = self.info.get("target_flat_windows", 0), self.info.get("n_windows", 0)
             if target_is_flat(flat, k):
@@ -292,19 +299,20 @@ class Scores:
             base["lag"] = self.lags[0]
         return base
 
-    def _target_mask(self, sparsity, per_layer, block, ranking, base) -> Mask:
+    def _target_mask(self, sparsity, per_layer, block, ranking, base, m_by_n=None) -> Mask:
         kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
         scorer = importance.get_scorer(ranking, self)
         m = mask_from_importance(scorer, kernels, sparsity, per_layer=per_layer, block=block,
-                                 info=base)  # fmt: skip
+                                 info=base, sparsity_m_by_n=m_by_n,
+                                 layouts=self.info.get("layouts"))  # fmt: skip
         m.info["ranking"] = ranking
-        self._count_protected(m, kernels, sparsity, per_layer, block, ranking)
+        self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n)
         self._warn_untestable(m)
         fix = "a lower sparsity" if per_layer else (
             "per_layer=True (the same sparsity in every layer), or a lower sparsity")  # fmt: skip
         return _warn_empty_layers(m, fix)
 
-    def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking) -> None:
+    def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n) -> None:
         """Record how many kept weights are causal (target mode's test) and, for the default and
         ``legc_protect``, how many of them the causal evidence kept: those the same ranking
         without the Granger test (``static_magnitude``, the default, which uses none) would have
@@ -319,7 +327,8 @@ class Scores:
         if ranking != "legc_protect":
             return
         without = mask_from_importance(importance.static_magnitude(self), kernels, sparsity,
-                                       per_layer=per_layer, block=block)  # fmt: skip
+                                       per_layer=per_layer, block=block, sparsity_m_by_n=m_by_n,
+                                       layouts=self.info.get("layouts"))  # fmt: skip
         plain = np.concatenate([np.ravel(without[n]) for n in self.layers])
         protected = int((kept & ~plain).sum())
         mask.info["kept_by_evidence"] = protected
@@ -386,10 +395,10 @@ class Scores:
                 "written by Scores.save, or score the history again."
             ) from exc
         if model is not None:
-            from keras_legc.keras.layers import layer_signature
+            from keras_legc.keras.registry import signature
 
             have = {n: tuple(meta["shapes"][n]) for n in meta["layers"]}
-            want = layer_signature(model)
+            want = signature(model)
             if have != want:
                 raise MaskMismatchError(
                     f"the scores in {path} belong to another model: layers/shapes {have}, the "
@@ -412,27 +421,27 @@ class Scores:
 
 def target_rankings() -> tuple[str, ...]:
     """The names ``Scores.mask(ranking=...)`` takes: the default and the LEGC rankings."""
-    return (DEFAULT_RANKING, *importance.LEGC_RANKINGS)
+    return (DEFAULT_RANKING, *importance.legc_rankings())
 
 
 #: Types of the meta fields that Scores.load reads (the file is untrusted).
 META_TYPES = {"max_lag": IntIn(1, 10**6), "test": str, "lags": [IntIn(1, 10**6)]}
 
 
-def check_mask_options(alpha=None, sparsity=None, block=None, ranking=None) -> None:
+def check_mask_options(alpha=None, sparsity=None, block=None, ranking=None, m_by_n=None) -> None:
     """Check :meth:`Scores.mask`'s options without any scores (the CLI checks them before
-    scoring): one mode, target mode's options only with a sparsity, a sparsity in [0, 1), an
-    alpha in (0, 1), a known ranking.
+    scoring): one mode, target mode's options only with a sparsity (or an N:M pattern), a
+    sparsity in [0, 1), an alpha in (0, 1), a known ranking.
 
     Example:
         >>> check_mask_options(sparsity=0.8, ranking="legc_protect")
     """
-    if alpha is not None and sparsity is not None:
+    if alpha is not None and (sparsity is not None or m_by_n is not None):
         raise InvalidArgumentError(
             "give either alpha (paper mode) or sparsity (target mode), not both. Fix: drop "
             "one of them."
         )
-    if sparsity is None and (block is not None or ranking is not None):
+    if sparsity is None and m_by_n is None and (block is not None or ranking is not None):
         what = "block=" if block is not None else "ranking="
         raise InvalidArgumentError(
             f"{what} applies to target mode (a sparsity to reach); paper mode (alpha) decides "
@@ -570,6 +579,8 @@ def score(
             "differenced": bool(difference),
             "criterion": criterion,
             "target_flat_windows": history.target_flat_windows,
+            # the non-Dense weights' layouts the recording saw (N:M axis, block layout)
+            **({"layouts": history.meta["layouts"]} if "layouts" in history.meta else {}),
         },
         qvalues=benjamini_hochberg(pvalues) if fdr else None,
         lags=spec.lags,

@@ -47,12 +47,12 @@ def _require(module: str, purpose: str, extra: str = "diagnostics"):
 def _plain_model(model, what: str):
     """The model with its pruning wrappers (Keras 2) or mask constraints (Keras 3) stripped,
     after checking it is a Keras Dense model."""
-    from keras_legc.keras.layers import dense_layers, is_mask_held, is_pruning_wrapper
+    from keras_legc.keras.layers import dense_layers
 
-    dense_layers(model)
-    if any(is_pruning_wrapper(layer) or is_mask_held(layer) for layer in model.layers):
-        from keras_legc.keras.pruning import strip
+    dense_layers(model)  # diagnose explains Dense networks (WeightWatcher's per-layer matrices)
+    from keras_legc.keras.pruning import holder_for, strip
 
+    if holder_for(model).is_held(model):
         model = strip(model)
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 2:

@@ -1,4 +1,5 @@
-"""``WeightHistory``: a Keras callback that records Dense-kernel trajectories for LEGC scoring.
+"""``WeightHistory``: a Keras callback that records the trajectories of every prunable weight
+(:func:`keras_legc.prunable_weights`) for LEGC scoring.
 
 Only the current LE window of snapshots is held (a ring buffer of ``window`` float32 snapshots);
 each closed window becomes one Lyapunov exponent per weight at once. What accumulates over training
@@ -29,16 +30,19 @@ from keras_legc.core.recorder import (
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf, to_numpy
-from keras_legc.keras.layers import dense_layers
+from keras_legc.keras.registry import prunable_units
+from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
 
 
 class WeightHistory(Callback):
-    """Record every Dense kernel weight during ``model.fit`` and turn it into LE series on the fly.
+    """Record every prunable weight during ``model.fit`` and turn it into LE series on the fly.
 
-    At every ``every``-th optimizer step the kernels of all Dense layers are copied (float32) into
+    At every ``every``-th optimizer step every prunable weight (Dense and convolution kernels,
+    depthwise and pointwise kernels, embeddings, RNN kernels: :func:`keras_legc.prunable_weights`,
+    flattened per (layer, weight) key) is copied (float32) into
     a ring buffer that holds one LE window. Each time a window closes (every ``stride`` snapshots,
     ``stride = round((1 - overlap) * window)``), the windowed Lyapunov exponent of every weight is
     computed and the validation misclassification rate ``1 - accuracy`` is evaluated once. Memory
@@ -215,12 +219,12 @@ class WeightHistory(Callback):
                     file=sys.stderr,
                 )
             return
-        self._layers = dense_layers(self.model)
+        self._units = prunable_units(self.model)
         self._keras = keras_of(self.model)
         self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
-        activation = getattr(getattr(self._layers[-1], "activation", None), "__name__", "")
+        activation = getattr(getattr(self._units[-1].layer, "activation", None), "__name__", "")
         self._logits = activation == "linear"
         self._initial = [w.copy() for w in self.model.get_weights()]
         self._spe, self._hooks = steps_per_execution(self.model), 0
@@ -303,7 +307,7 @@ class WeightHistory(Callback):
         """A Recorder for this fit; the calibration's is throwaway: in memory, LEs inline."""
         keep = not calibration
         return Recorder(
-            self._names(), {layer.name: tuple(layer.kernel.shape) for layer in self._layers},
+            self._names(), {unit.key: unit.shape for unit in self._units},
             window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
             threads=self.threads, background=self.background and keep,
             run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
@@ -317,6 +321,14 @@ class WeightHistory(Callback):
 
     def _start_engine(self, every: int, extra: dict) -> None:
         meta = {"model": self.model.name, "target": self.target}
+        # Layouts an array's rank does not tell (a transposed or depthwise convolution, an RNN
+        # kernel), so masks built later from the scores alone use the right axes.
+        layouts = {
+            u.key: [u.spec.in_axis, u.spec.blocks] for u in self._units
+            if (u.spec.in_axis, u.spec.blocks) != inferred_layout(u.shape)
+        }  # fmt: skip
+        if layouts:
+            meta["layouts"] = layouts
         if self._spe > 1:
             meta.update(steps_per_execution=self._spe, steps_per_snapshot=every * self._spe)
         if self.max_overhead is not None:
@@ -401,7 +413,7 @@ class WeightHistory(Callback):
         """The kernels as numpy arrays, read lazily (the engine reads them only on the steps it
         records); ``self.model`` syncs the JAX backend's training state into the variables."""
         self.model  # noqa: B018 - the JAX state sync
-        return (layer.kernel.numpy() for layer in self._layers)
+        return (unit.numpy() for unit in self._units)
 
     def _kernels(self) -> dict[str, np.ndarray]:
         return {
@@ -409,7 +421,7 @@ class WeightHistory(Callback):
         }
 
     def _names(self) -> list[str]:
-        return [layer.name for layer in self._layers]
+        return [unit.key for unit in self._units]
 
     def _write_summaries(self, flush: bool = False) -> None:
         """Write the windows whose LEs have arrived since the last call to TensorBoard."""
@@ -456,8 +468,8 @@ class WeightHistory(Callback):
             return None, source
         index = {id(w): i for i, w in enumerate(self.model.weights)}
         final = {
-            layer.name: np.array(last.best_weights[index[id(layer.kernel)]], dtype=np.float32)
-            for layer in self._layers
+            unit.key: np.array(last.best_weights[index[id(unit.variable)]], dtype=np.float32)
+            for unit in self._units
         }
         return final, source
 

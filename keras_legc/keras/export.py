@@ -357,7 +357,7 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
             n: float(1.0 - np.count_nonzero(k) / k.size) if k.size else 0.0
             for n, k in kernels.items()
         },
-        "layer_units": {n: int(k.shape[1]) for n, k in kernels.items()},
+        "layer_units": {n: int(k.shape[-1]) for n, k in kernels.items()},
         "block_structured_zeros": {"block": list(KERNEL_BLOCK), **structure},
         "densify": "DENSIFY" in check.ops,
         "warnings": notes,
@@ -481,19 +481,16 @@ def _plain(model):
         from keras_legc.keras.pruning import strip
 
         return strip(model)
-    _dense(model)  # refuse a model without Dense layers here, as the Keras 2 path does
+    _kernels(model)  # refuse a model without prunable weights here, as the Keras 2 path does
     return model
 
 
-def _dense(model) -> list:
-    from keras_legc.keras.layers import dense_layers
-
-    return dense_layers(model)
-
-
 def _kernels(model) -> dict[str, np.ndarray]:
-    """``{Dense layer name: kernel}`` as numpy (any flavour, any Keras 3 backend)."""
-    return {layer.name: layer.kernel.numpy() for layer in _dense(model)}
+    """``{key: weight}`` of every prunable weight (:func:`keras_legc.prunable_weights`) as numpy
+    (any flavour, any Keras 3 backend)."""
+    from keras_legc.keras.registry import weights_of
+
+    return weights_of(model)
 
 
 def _input_shape(model) -> tuple[int, ...]:

@@ -17,19 +17,25 @@ from keras_legc.core.history import History
 from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
 from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
 from keras_legc.keras.callback import Callback
-from keras_legc.keras.layers import dense_layers, is_pruning_wrapper
+from keras_legc.keras.holders import holder_for
+from keras_legc.keras.registry import units_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
-from keras_legc.masking.schedule import PolynomialDecay, grow_mask
+from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
+
+
+def gradual_rankings() -> tuple[str, ...]:
+    """The rankings GradualPruning accepts, ``legc*`` scorers registered since import included."""
+    return (*importance.legc_rankings(), "static_magnitude", "magnitude")
 
 
 class GradualPruning(Callback):
     """Grow a LEGC mask during ``fit`` on a :func:`~keras_legc.prune`-wrapped model.
 
-    At each pruning step of ``schedule`` (TF-MOT's PolynomialDecay shape: begin step, end step,
-    frequency) the callback:
+    At each pruning step of ``schedule`` (TF-MOT's ``PruningSchedule`` protocol:
+    ``schedule(step) -> (should_prune, sparsity)``) the callback:
 
     1. re-scores the weights that are still kept, on the last ``recent_windows`` LE windows the
        ``recorder`` (a :class:`~keras_legc.WeightHistory` in the same ``fit``) has closed, once it
@@ -48,7 +54,8 @@ class GradualPruning(Callback):
 
     Args:
         recorder: the :class:`~keras_legc.WeightHistory` recording this ``fit``.
-        schedule: a :class:`~keras_legc.PolynomialDecay`.
+        schedule: a :class:`~keras_legc.PolynomialDecay`, :class:`~keras_legc.ConstantSparsity`
+            or any :class:`~keras_legc.PruningSchedule`.
         ranking: the name of a LEGC ranking (``Scores.mask(ranking=...)``), or
             ``"static_magnitude"`` / ``"magnitude"`` (the ablations: the same schedule without
             the Granger test, or without any evidence from the recording).
@@ -76,7 +83,7 @@ class GradualPruning(Callback):
     def __init__(
         self,
         recorder,
-        schedule: PolynomialDecay,
+        schedule: PruningSchedule,
         *,
         ranking: str = DEFAULT_RANKING,
         scores: Scores | None = None,
@@ -93,13 +100,10 @@ class GradualPruning(Callback):
                 f"{type(recorder).__name__}. Fix: rec = keras_legc.WeightHistory(...); pass rec "
                 "here and in fit's callbacks, before this callback."
             )
-        if not isinstance(schedule, PolynomialDecay):
+        check_schedule(schedule)
+        if ranking not in gradual_rankings():
             raise InvalidArgumentError(
-                f"schedule must be a keras_legc.PolynomialDecay, got {type(schedule).__name__}."
-            )
-        if ranking not in GRADUAL_RANKINGS:
-            raise InvalidArgumentError(
-                f"unknown ranking {ranking!r}. Fix: use one of {list(GRADUAL_RANKINGS)}."
+                f"unknown ranking {ranking!r}. Fix: use one of {list(gradual_rankings())}."
             )
         if int(min_windows) < MIN_WINDOWS or int(recent_windows) < int(min_windows):
             raise InvalidArgumentError(
@@ -116,17 +120,11 @@ class GradualPruning(Callback):
     # -- Keras hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         model = self.model
-        if self.flavour == "keras3":
-            from keras_legc.keras import keras3 as k3
-
-            held = k3.constraints(model)
-            self._layers = {la.name: la for la in dense_layers(model) if la.name in held}
-            start = {name: c.keep() for name, c in held.items()}
-        else:
-            wrappers = {w.layer.name: w for w in model.layers if is_pruning_wrapper(w)}
-            self._layers = {name: w.layer for name, w in wrappers.items()}
-            self._wrappers = wrappers
-            start = {n: w.pruning_vars[0][1].numpy() > 0 for n, w in wrappers.items()}
+        self._holder = holder_for(model)
+        held = self._holder.read(model) if self._holder.is_held(model) else None
+        units = units_by_key(model, warn=False)
+        self._layers = {key: units[key] for key in (held.layers if held is not None else [])}
+        start = {key: held[key] for key in self._layers}
         if not self._layers:
             raise ModelStructureError(
                 "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
@@ -134,16 +132,14 @@ class GradualPruning(Callback):
             )
         self.mask = Mask(start)
         self._step = 0
-        if self.schedule.prunes_at(0):
-            self._prune(0)
+        self._maybe_prune(0)
 
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
-        if self.schedule.prunes_at(self._step):
-            self._prune(self._step)
+        self._maybe_prune(self._step)
 
     def on_train_end(self, logs=None):
-        if self._step < self.schedule.end_step:
+        if self._step < self.schedule.end_step:  # -1: a schedule without an end
             warnings.warn(
                 f"fit ended after {self._step} steps, before the schedule's end_step "
                 f"{self.schedule.end_step}: the mask reached {self.mask.sparsity:.4f}, not "
@@ -153,12 +149,16 @@ class GradualPruning(Callback):
             )
 
     # -- one pruning step -----------------------------------------------------------------------
-    def _prune(self, step: int) -> None:
+    def _maybe_prune(self, step: int) -> None:
+        should, target = self.schedule(step)
+        if should:
+            self._prune(step, float(target))
+
+    def _prune(self, step: int, target: float) -> None:
         t0 = time.perf_counter()
         model = self.model  # on JAX: the training state synced into the variables
-        kernels = {n: layer.kernel.numpy() for n, layer in self._layers.items()}
+        kernels = {key: unit.numpy() for key, unit in self._layers.items()}
         evidence, source, windows = self._evidence(kernels)
-        target = self.schedule.sparsity_at(step)
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
         self._write_mask(model)
         entry = {"step": step, "sparsity": self.mask.sparsity, "target": target,
@@ -173,16 +173,7 @@ class GradualPruning(Callback):
 
     def _write_mask(self, model) -> None:
         """Hold the grown mask from now on, and zero the newly pruned weights."""
-        if self.flavour == "keras3":
-            from keras_legc.keras import keras3 as k3
-
-            k3.set_masks(model, {name: self.mask[name] for name in self._layers})
-            return
-        for name, wrapper in self._wrappers.items():
-            keep = self.mask[name].astype(np.float32)
-            for weight, mask_var, _threshold in wrapper.pruning_vars:
-                mask_var.assign(keep)
-                weight.assign(weight * keep)
+        self._holder.write(model, {key: self.mask[key] for key in self._layers})
 
     def _evidence(self, kernels):
         """The scorer for this step, what it rests on, and how many windows it used."""

@@ -1,4 +1,5 @@
-"""Finding the Dense layers of a Keras model and reading their kernels."""
+"""Finding the Dense layers of a Keras model (the neuron tools' view) and the model checks every
+step shares; which weights are pruned is :mod:`keras_legc.keras.registry`'s."""
 
 from __future__ import annotations
 
@@ -28,17 +29,7 @@ def dense_layers(model) -> list:
         ['hidden', 'out']
     """
     k = keras_of(model)
-    if not model.built:
-        raise ModelStructureError(
-            f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
-            "first layer an input_shape (or call model.build(input_shape)) before using keras_legc."
-        )
-    if not isinstance(model, k.Sequential) and _graph_nodes(model) is None:
-        raise ModelStructureError(
-            f"model {model.name!r} is a subclassed Model ({type(model).__name__}); its layers "
-            "cannot be cloned or rebuilt, so it cannot be pruned. Fix: build the same layers as a "
-            "keras.Sequential or functional model."
-        )
+    check_graph_model(model, k)
     found = _find_dense(model, k)
     names = [layer.name for layer in found]
     if len(set(names)) != len(names):
@@ -50,15 +41,30 @@ def dense_layers(model) -> list:
     return found
 
 
+def check_graph_model(model, k) -> None:
+    """Refuse an unbuilt or a subclassed model (its layers cannot be found, cloned or rebuilt)."""
+    if not model.built:
+        raise ModelStructureError(
+            f"model {model.name!r} is not built, so its kernels do not exist yet. Fix: give the "
+            "first layer an input_shape (or call model.build(input_shape)) before using keras_legc."
+        )
+    if not isinstance(model, k.Sequential) and _graph_nodes(model) is None:
+        raise ModelStructureError(
+            f"model {model.name!r} is a subclassed Model ({type(model).__name__}); its layers "
+            "cannot be cloned or rebuilt, so it cannot be pruned. Fix: build the same layers as a "
+            "keras.Sequential or functional model."
+        )
+
+
 def _find_dense(model, k) -> list:
     """The Dense layers of the top level of ``model`` (refusing Dense layers in nested models)."""
     found = []
     for layer in model.layers:
-        inner = _unwrap(layer)
+        inner = unwrap(layer)
         if isinstance(inner, k.layers.Dense):
             found.append(inner)
         elif isinstance(inner, k.Model) and any(
-            isinstance(_unwrap(sub), k.layers.Dense) for sub in inner.layers
+            isinstance(unwrap(sub), k.layers.Dense) for sub in inner.layers
         ):
             raise ModelStructureError(
                 f"Dense layers inside the nested model {inner.name!r} are not supported yet. "
@@ -74,19 +80,10 @@ def _find_dense(model, k) -> list:
 
 def _check_dense(model, layer) -> None:
     """Refuse a Dense layer called more than once in ``model``, or with a non-float kernel."""
-    uses = _uses(model, layer)
-    if uses > 1:
-        raise ModelStructureError(
-            f"Dense layer {layer.name!r} is shared (called {uses} times in the model); one "
-            "mask per kernel cannot describe it. Fix: give each call its own Dense layer."
-        )
-    dtype = kernel_dtype(layer)
-    if dtype.kind != "f":
-        raise ModelStructureError(
-            f"Dense layer {layer.name!r} has a {dtype.name} kernel; LE series and pruning "
-            "need floating-point weights. Fix: build the layer with a float dtype (the "
-            "default float32)."
-        )
+    from keras_legc.keras.registry import check_float, check_not_shared
+
+    check_not_shared(model, layer)
+    check_float(layer, "kernel", layer.kernel)
 
 
 def kernel_dtype(layer) -> np.dtype:
@@ -96,8 +93,9 @@ def kernel_dtype(layer) -> np.dtype:
         >>> kernel_dtype(model.layers[0])
         dtype('float32')
     """
-    dtype = layer.kernel.dtype
-    return np.dtype(getattr(dtype, "name", None) or str(dtype))
+    from keras_legc.keras.registry import variable_dtype
+
+    return variable_dtype(layer.kernel)
 
 
 def _graph_nodes(model):
@@ -111,7 +109,7 @@ def _graph_nodes(model):
     return getattr(inner, "_nodes_by_depth", None)
 
 
-def _uses(model, layer) -> int:
+def layer_uses(model, layer) -> int:
     """How many times ``layer`` is called in ``model``'s own graph.
 
     A layer's inbound nodes also count calls from other models (e.g. a wrapper built for
@@ -123,16 +121,6 @@ def _uses(model, layer) -> int:
     if isinstance(nodes, dict):  # Keras 3
         return sum(1 for level in nodes.values() for n in level if n.operation is layer)
     return sum(1 for key in nodes if key.startswith(f"{layer.name}_ib-"))
-
-
-def dense_kernels(model) -> dict[str, np.ndarray]:
-    """``{layer name: kernel}`` as numpy arrays, for every Dense layer of ``model``."""
-    return {layer.name: layer.kernel.numpy() for layer in dense_layers(model)}
-
-
-def layer_signature(model) -> dict[str, tuple[int, ...]]:
-    """``{layer name: kernel shape}``: what a mask or a history must match."""
-    return {layer.name: tuple(int(d) for d in layer.kernel.shape) for layer in dense_layers(model)}
 
 
 def is_pruning_wrapper(layer) -> bool:
@@ -148,13 +136,22 @@ def is_pruning_wrapper(layer) -> bool:
 
 
 def is_mask_held(layer) -> bool:
-    """True for a Keras 3 Dense layer whose kernel holds a keras_legc ``MaskConstraint``."""
-    constraint = getattr(getattr(layer, "kernel", None), "constraint", None)
-    return type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
-        "keras_legc.keras.keras3"
-    )
+    """True for a Keras 3 layer one of whose prunable weights holds a keras_legc
+    ``MaskConstraint``."""
+    from keras_legc.keras.registry import resolve, specs_of
+
+    for spec in specs_of(layer):
+        try:
+            constraint = getattr(resolve(layer, spec.attr), "constraint", None)
+        except AttributeError:  # not built
+            continue
+        if type(constraint).__name__ == "MaskConstraint" and type(constraint).__module__ == (
+            "keras_legc.keras.keras3"
+        ):
+            return True
+    return False
 
 
-def _unwrap(layer):
+def unwrap(layer):
     """The layer inside a TF-MOT wrapper (or the layer itself)."""
     return layer.layer if is_pruning_wrapper(layer) else layer

@@ -1,15 +1,14 @@
 """``prune``/``strip``: hold a :class:`~keras_legc.masking.Mask` fixed during training.
 
-Each function serves both Kerases, chosen from the model object: a Keras 3 model (any backend) is
-pruned with a mask constraint (:mod:`keras_legc.keras.keras3`); a Keras 2 (tf_keras) model with
-TF-MOT, as follows.
+Each function serves both Kerases, through the mask holder of the model's flavour
+(:mod:`keras_legc.keras.holders`): a Keras 3 model (any backend) holds its masks in weight
+constraints; a Keras 2 (tf_keras) model in TF-MOT wrappers.
 
 ``prune`` copies the model (the user's model is never modified), optionally rewinds it to its
 initial weights (the paper's lottery-ticket protocol) or keeps the trained weights (fine-tuning),
-wraps every Dense layer in a TF-MOT ``PruneLowMagnitude`` wrapper whose schedule never updates the
-mask, and loads the mask. The wrapper multiplies the kernel by the mask before every forward pass,
-so masked weights have no effect and are exactly 0 after ``fit`` (with ``pruning_callbacks()``) and
-after ``strip``.
+and holds every prunable weight (:func:`keras_legc.prunable_weights`) to the mask. Masked weights
+have no effect and are exactly 0 after ``fit`` (with ``pruning_callbacks()`` on tf_keras) and after
+``strip``.
 """
 
 from __future__ import annotations
@@ -18,37 +17,26 @@ import numpy as np
 
 from keras_legc.core.history import History
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
-from keras_legc.keras.flavour import keras, model_flavour, tf, tfmot
-from keras_legc.keras.layers import dense_layers, is_pruning_wrapper, layer_signature
+from keras_legc.keras.flavour import model_flavour
+from keras_legc.keras.holders import FixedMaskSchedule, _sparsity, holder_for  # noqa: F401
+from keras_legc.keras.registry import prunable_units, signature
 from keras_legc.keras.saving import load_model, save_model  # noqa: F401
 from keras_legc.masking import Mask
 
-_sparsity = tfmot().sparsity.keras
-
-
-@keras().utils.register_keras_serializable(package="keras_legc")
-class FixedMaskSchedule(_sparsity.PruningSchedule):
-    """A TF-MOT pruning schedule that never recomputes the mask (the mask is set by ``prune``)."""
-
-    def __call__(self, step):
-        return tf().constant(False), tf().constant(0.0)
-
-    def get_config(self):
-        return {"class_name": type(self).__name__, "config": {}}
-
 
 def prune(model, mask: Mask, *, rewind_to=None):
-    """A copy of ``model`` whose Dense kernels are held to ``mask`` during training.
+    """A copy of ``model`` whose prunable weights are held to ``mask`` during training.
 
     Args:
         model: a built Sequential or functional model: Keras 3 (``keras.Model``, any backend) or
             Keras 2 (``tf_keras.Model``).
-        mask: a :class:`Mask` with one array per Dense layer of ``model``.
+        mask: a :class:`Mask` with one array per prunable weight of ``model``
+            (:func:`keras_legc.prunable_weights`).
         rewind_to: None to fine-tune from the model's current weights; a :class:`History` (its
             ``initial_weights``) or a ``model.get_weights()``-style list to rewind to them first.
 
     Returns:
-        A new, uncompiled model of the same Keras. Keras 3: the same layers, each Dense kernel
+        A new, uncompiled model of the same Keras. Keras 3: the same layers, each prunable weight
         holding a :class:`~keras_legc.keras.keras3.MaskConstraint` that the optimizer applies
         after every update. Keras 2: TF-MOT pruning wrappers; fit it with
         ``callbacks=keras_legc.pruning_callbacks()``.
@@ -64,44 +52,15 @@ def prune(model, mask: Mask, *, rewind_to=None):
             f"mask must be a keras_legc.Mask, got {type(mask).__name__}. Fix: build one with "
             "Scores.mask(...), magnitude_mask(...), random_mask(...) or Mask({layer: array})."
         )
-    layers = dense_layers(model)
-    keras3 = model_flavour(model) == "keras3"
-    if keras3:
-        from keras_legc.keras import keras3 as k3
-
-        already = bool(k3.constraints(model))
-    else:
-        already = any(is_pruning_wrapper(layer) for layer in model.layers)
-    if already:
+    holder = holder_for(model)
+    prunable_units(model)  # the checks, and the warning about weights it does not prune
+    if holder.is_held(model):
         raise ModelStructureError(
             "the model is already wrapped for pruning. Fix: call keras_legc.strip(model) first, "
             "or prune the original model."
         )
-    mask.check_shapes(layer_signature(model))
-    weights = _initial_weights(model, rewind_to)
-    if keras3:
-        return k3.prune(model, mask, weights)
-    copy = _clone(model)
-    copy.set_weights(weights)
-
-    dense_names = {layer.name for layer in layers}
-    schedule = FixedMaskSchedule()
-
-    def wrap(layer):
-        if layer.name in dense_names:
-            return _sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer
-
-    pruned = keras().models.clone_model(copy, clone_function=wrap)
-    for wrapper in pruned.layers:
-        if is_pruning_wrapper(wrapper):
-            m = mask[wrapper.layer.name].astype(np.float32)
-            for weight, mask_var, _threshold in wrapper.pruning_vars:
-                mask_var.assign(m)
-                weight.assign(weight * m)
-            # Mark the wrapper as stepped, so a fit without UpdatePruningStep does not fail.
-            wrapper.pruning_step.assign(0)
-    return pruned
+    mask.check_shapes(signature(model))
+    return holder.hold(model, mask, _initial_weights(model, rewind_to))
 
 
 def pruning_callbacks(model=None) -> list:
@@ -124,7 +83,7 @@ def pruning_callbacks(model=None) -> list:
 
 
 def strip(model):
-    """The pruned model with plain Dense layers and the masked weights exactly 0.
+    """The pruned model with plain layers and the masked weights exactly 0.
 
     Works on a model from :func:`prune` (or any TF-MOT pruned model); a model without wrappers
     (or, Keras 3, without mask constraints) is returned unchanged.
@@ -132,23 +91,8 @@ def strip(model):
     Example:
         >>> small = keras_legc.strip(pruned)
     """
-    dense_layers(model)
-    if model_flavour(model) == "keras3":
-        from keras_legc.keras import keras3 as k3
-
-        return k3.strip(model)
-    wrappers = [layer for layer in model.layers if is_pruning_wrapper(layer)]
-    if not wrappers:
-        return model
-    for wrapper in wrappers:
-        # The last optimizer step may have moved masked weights; zero them before stripping.
-        for weight, mask_var, _threshold in wrapper.pruning_vars:
-            weight.assign(weight * mask_var)
-    stripped = _sparsity.strip_pruning(model)
-    left = [type(layer).__name__ for layer in stripped.layers if is_pruning_wrapper(layer)]
-    if left:  # pragma: no cover - TF-MOT guarantees this
-        raise ModelStructureError(f"strip left pruning wrappers in the model: {left}.")
-    return stripped
+    prunable_units(model, warn=False)
+    return holder_for(model).strip(model)
 
 
 def mask_of(model) -> Mask:
@@ -158,17 +102,7 @@ def mask_of(model) -> Mask:
     Example:
         >>> keras_legc.keras.pruning.mask_of(pruned).sparsity
     """
-    if model_flavour(model) == "keras3":
-        from keras_legc.keras import keras3 as k3
-
-        return k3.mask_of(model)
-    arrays = {}
-    for layer in model.layers:
-        if is_pruning_wrapper(layer):
-            arrays[layer.layer.name] = layer.pruning_vars[0][1].numpy()
-    if not arrays:
-        raise ModelStructureError("the model has no pruning wrappers, so it holds no mask.")
-    return Mask(arrays, {"method": "from_model"})
+    return holder_for(model).read(model)
 
 
 def _initial_weights(model, rewind_to) -> list:
@@ -189,13 +123,3 @@ def _initial_weights(model, rewind_to) -> list:
             f"{shapes}. Fix: rewind to the initial weights of this same model."
         )
     return weights
-
-
-def _clone(model):
-    try:
-        return keras().models.clone_model(model)
-    except Exception as exc:
-        raise ModelStructureError(
-            f"cannot copy model {model.name!r} ({type(model).__name__}): {exc}. Subclassed models "
-            "are not supported. Fix: build it as a Sequential or functional model."
-        ) from exc

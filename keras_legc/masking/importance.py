@@ -289,7 +289,19 @@ SCORERS: dict[str, Callable[..., Scorer]] = {
     "legc_protect": legc_protect,
     "legc_rank_product": legc_rank_product,
 }
+#: The built-in LEGC rankings; :func:`legc_rankings` also lists those registered since import.
 LEGC_RANKINGS = tuple(n for n in SCORERS if n.startswith("legc"))
+
+
+def legc_rankings() -> tuple[str, ...]:
+    """The names ``Scores.mask(ranking=...)`` accepts: every scorer registered under ``legc*``,
+    read at call time (so one registered after import is accepted).
+
+    Example:
+        >>> "legc_protect" in legc_rankings()
+        True
+    """
+    return tuple(n for n in SCORERS if n.startswith("legc"))
 
 
 def register(name: str, factory: Callable[..., Scorer], *, overwrite: bool = False) -> None:
@@ -382,6 +394,7 @@ __all__ = [
     "Scorer",
     "SCORERS",
     "LEGC_RANKINGS",
+    "legc_rankings",
     "magnitude",
     "random",
     "legc_pvalue",

@@ -1,4 +1,10 @@
-"""``Mask``: per-layer 0/1 arrays over Dense kernels; saved and loaded as ``.npz``.
+"""``Mask``: one 0/1 array per prunable weight, keyed by (layer, weight); saved as ``.npz``.
+
+A weight's key is a string: the layer's name for a weight named ``kernel`` (a Dense or Conv
+layer's, so a Dense model's keys are its layer names), ``"layer/weight"`` for any other
+(``"sep/depthwise_kernel"``). ``mask["sep", "depthwise_kernel"]`` and ``mask["sep/depthwise_kernel"]``
+are the same array. File format version 2 names the (layer, weight) pairs; version 1 files (Dense
+kernels keyed by layer name) still load.
 
 Numpy only: a Keras model is accepted where kernels or shapes are needed and read lazily.
 """
@@ -15,14 +21,36 @@ from keras_legc._io import read_npz, write_npz
 from keras_legc.errors import MaskMismatchError
 
 FORMAT = "keras_legc.mask"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def weight_key(layer: str, weight: str = "kernel") -> str:
+    """The key of a (layer, weight) pair: the layer name for ``kernel``, else ``layer/weight``.
+
+    Example:
+        >>> weight_key("dense", "kernel"), weight_key("sep", "pointwise_kernel")
+        ('dense', 'sep/pointwise_kernel')
+    """
+    return layer if weight == "kernel" else f"{layer}/{weight}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """The (layer, weight) pair of a key (the inverse of :func:`weight_key`).
+
+    Example:
+        >>> split_key("dense"), split_key("sep/pointwise_kernel")
+        (('dense', 'kernel'), ('sep', 'pointwise_kernel'))
+    """
+    layer, _, weight = key.partition("/")
+    return layer, weight or "kernel"
 
 
 class Mask:
-    """Which kernel weights of each Dense layer are kept (1) or pruned (0).
+    """Which weights of each prunable weight tensor are kept (1) or pruned (0).
 
     Args:
-        arrays: ``{layer name: 0/1 array of the kernel's shape}``, in layer order.
+        arrays: ``{key: 0/1 array of the weight's shape}``, in layer order; a key is a layer name
+            (its ``kernel``), ``"layer/weight"`` or a ``(layer, weight)`` pair.
         info: free-form provenance (method, alpha or sparsity, seed), saved with the mask.
 
     Example:
@@ -36,6 +64,8 @@ class Mask:
             raise MaskMismatchError("a mask needs at least one layer; got none.")
         self._arrays: dict[str, np.ndarray] = {}
         for name, arr in arrays.items():
+            if isinstance(name, tuple):
+                name = weight_key(*name)
             a = np.asarray(arr)
             if a.dtype != bool:
                 if not np.issubdtype(a.dtype, np.number) or not np.all(np.isin(a, (0, 1))):
@@ -64,10 +94,18 @@ class Mask:
     # -- access ---------------------------------------------------------------------------------
     @property
     def layers(self) -> list[str]:
+        """The keys, in order (layer names for kernels; see :func:`weight_key`)."""
         return list(self._arrays)
 
-    def __getitem__(self, layer: str) -> np.ndarray:
-        return self._arrays[layer]
+    @property
+    def weights(self) -> list[tuple[str, str]]:
+        """The (layer, weight) pair of each key, in order."""
+        return [split_key(k) for k in self._arrays]
+
+    def __getitem__(self, key: str | tuple[str, str]) -> np.ndarray:
+        if isinstance(key, tuple):
+            key = weight_key(*key)
+        return self._arrays[key]
 
     def __iter__(self):
         return iter(self._arrays)
@@ -145,6 +183,7 @@ class Mask:
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "layers": self.layers,
+            "weights": [list(w) for w in self.weights],
             "info": self.info,
         }
         payload = {f"layer_{i}": a.astype(np.uint8) for i, a in enumerate(self._arrays.values())}
@@ -156,12 +195,16 @@ class Mask:
 
         Args:
             path: the ``.npz``.
-            model: if given, the mask must have exactly this model's Dense layers and kernel
-                shapes (its layer signature), or ``MaskMismatchError`` says which differ.
+            model: if given, the mask must have exactly this model's prunable weights and shapes
+                (its signature), or ``MaskMismatchError`` says which differ.
         """
         try:
             meta, data = read_npz(path, FORMAT, FORMAT_VERSION)
             arrays = {name: data[f"layer_{i}"] for i, name in enumerate(meta["layers"])}
+            # Version 1: Dense kernels keyed by layer name, which are their keys still.
+            pairs = meta.get("weights", [split_key(k) for k in meta["layers"]])
+            if [weight_key(*p) for p in pairs] != list(meta["layers"]):
+                raise ValueError(f"its weights {pairs} do not match its keys {meta['layers']}")
         except (ValueError, KeyError) as exc:
             raise MaskMismatchError(
                 f"{path} is not a readable keras_legc mask ({exc}). Fix: pass a file written by "
@@ -176,9 +219,9 @@ class Mask:
 def kernels_of(obj) -> dict[str, np.ndarray]:
     if isinstance(obj, Mapping):
         return {str(k): np.asarray(v) for k, v in obj.items()}
-    from keras_legc.keras.layers import dense_kernels
+    from keras_legc.keras.registry import weights_of
 
-    return dense_kernels(obj)
+    return weights_of(obj)
 
 
 def shapes_of(obj) -> dict[str, tuple[int, ...]]:
@@ -190,6 +233,27 @@ def shapes_of(obj) -> dict[str, tuple[int, ...]]:
         }
     if isinstance(obj, Mask):
         return obj.shapes
-    from keras_legc.keras.layers import layer_signature
+    from keras_legc.keras.registry import signature
 
-    return layer_signature(obj)
+    return signature(obj)
+
+
+def layouts_of(obj, given: Mapping | None = None) -> dict[str, tuple[int, str | None]]:
+    """``{key: (input-channel axis, block layout)}``: a Keras model's from its registry; for
+    arrays or shapes, ``given`` (e.g. what a History recorded) where it names the key, else
+    inferred from the rank: 2-D ``(in, out)`` ("matrix"), N-D ``(..., in, out)`` ("conv"), 1-D
+    (0, None)."""
+    if isinstance(obj, Mapping) or isinstance(obj, Mask):
+        given = given or {}
+        return {
+            k: tuple(given[k]) if k in given else inferred_layout(s)
+            for k, s in shapes_of(obj).items()
+        }
+    from keras_legc.keras.registry import layouts
+
+    return layouts(obj)
+
+
+def inferred_layout(shape) -> tuple[int, str | None]:
+    """The layout :func:`layouts_of` assumes for a bare array of this shape."""
+    return (0, "matrix") if len(shape) == 2 else (-2, "conv") if len(shape) > 2 else (0, None)

@@ -16,8 +16,14 @@ import numpy as np
 from keras_legc.core._layout import split_by_layer
 from keras_legc.errors import InvalidArgumentError
 from keras_legc.masking import importance as imp
-from keras_legc.masking.blocks import block_expand, block_grid, block_reduce, check_block
-from keras_legc.masking.mask import Mask, kernels_of, shapes_of
+from keras_legc.masking.blocks import (
+    block_expand,
+    block_grid,
+    block_reduce,
+    check_block,
+    two_ints,
+)
+from keras_legc.masking.mask import Mask, kernels_of, layouts_of, shapes_of
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -96,11 +102,13 @@ def _prune_first(keys: list[np.ndarray], sparsity: float) -> np.ndarray:
 def mask_from_importance(
     scorer,
     model_or_kernels,
-    sparsity: float,
+    sparsity: float | None = None,
     *,
     per_layer: bool = False,
     block: Sequence[int] | None = None,
     info: Mapping | None = None,
+    sparsity_m_by_n: Sequence[int] | None = None,
+    layouts: Mapping[str, Sequence] | None = None,
 ) -> Mask:
     """Prune the ``round(sparsity * n)`` least important kernel weights (or whole blocks).
 
@@ -115,6 +123,13 @@ def mask_from_importance(
             with the key's ``reduce`` rule; whole blocks are pruned in order until the pruned
             count is nearest the target (``mask.info["reached_sparsity"]``).
         info: extra provenance for ``mask.info``.
+        sparsity_m_by_n: instead of ``sparsity``: TF-MOT's N:M pattern, ``(m, n)`` = at least
+            ``m`` zeros in every ``n`` consecutive weights along each weight's input-channel axis
+            (``(2, 4)``: at most 2 of every 4 kept), the least important pruned in each group.
+            See :func:`m_by_n_mask`.
+        layouts: ``{key: (input-channel axis, block layout)}`` for weights given as arrays (what
+            a History records for non-Dense weights; see :func:`~keras_legc.masking.mask.layouts_of`);
+            a model's come from its registry.
 
     Example:
         >>> kernels = {"d": np.arange(8.0).reshape(4, 2) - 3}
@@ -122,7 +137,17 @@ def mask_from_importance(
         [[1, 1], [1, 0], [0, 1], [1, 1]]
     """
     kernels = kernels_of(model_or_kernels)
+    if sparsity_m_by_n is not None:
+        return _m_by_n_from_importance(scorer, model_or_kernels, kernels, sparsity, per_layer,
+                                       block, info, sparsity_m_by_n, layouts)  # fmt: skip
+    if sparsity is None:
+        raise InvalidArgumentError(
+            "give a sparsity (the fraction of weights to prune) or sparsity_m_by_n=(m, n). Fix: "
+            "pass e.g. sparsity=0.8, or sparsity_m_by_n=(2, 4)."
+        )
     b = None if block is None else check_block(block)
+    if b is not None:
+        _check_blockable(model_or_kernels, b, layouts)
     importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=b)
     keys = _ranking_keys(importance, b, {n: np.shape(k) for n, k in kernels.items()})
     return mask_from_ranking(
@@ -168,10 +193,11 @@ def _reduce(key: np.ndarray, block, how: str) -> np.ndarray:
 
 def magnitude_mask(
     model_or_kernels,
-    sparsity: float,
+    sparsity: float | None = None,
     *,
     per_layer: bool = False,
     block: Sequence[int] | None = None,
+    sparsity_m_by_n: Sequence[int] | None = None,
 ) -> Mask:
     """Prune the smallest ``|w|`` kernel weights (of a trained model, or a ``{layer: kernel}``).
 
@@ -182,6 +208,8 @@ def magnitude_mask(
         block: prune whole blocks instead, smallest L2 norm first; ``(1, 16)`` = 1 output unit x
             16 consecutive input weights (see :func:`check_block`), the structure TFLite's sparse
             FULLY_CONNECTED kernel runs faster.
+        sparsity_m_by_n: instead of ``sparsity``, TF-MOT's N:M pattern: ``(2, 4)`` keeps the 2
+            largest ``|w|`` of every 4 consecutive weights along the input-channel axis.
 
     Example:
         >>> m = magnitude_mask({"d": np.random.default_rng(0).normal(size=(32, 4))}, 0.5,
@@ -191,8 +219,9 @@ def magnitude_mask(
     """
     info = {"block_score": "L2 norm"} if block is not None else None
     return mask_from_importance(
-        imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info
-    )
+        imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info,
+        sparsity_m_by_n=sparsity_m_by_n,
+    )  # fmt: skip
 
 
 def random_mask(
@@ -261,4 +290,74 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
     mask.info.update(
         block=list(block), reached_sparsity=mask.sparsity, layout="(out, in): r outputs x c inputs"
     )
+    return mask
+
+
+def _check_blockable(model_or_kernels, block, layouts=None) -> None:
+    """Refuse block masks for weights no LiteRT sparse kernel runs in blocks."""
+    known = layouts_of(model_or_kernels, layouts)
+    refused = [k for k, (_axis, layout) in known.items() if layout is None]
+    if refused:
+        raise InvalidArgumentError(
+            f"block={tuple(block)} applies to Dense kernels and to Conv/pointwise kernels (read as "
+            f"(out, h, w, in), as LiteRT stores them); these weights have no block layout a "
+            f"LiteRT sparse kernel uses: {refused}. Fix: block=None (unstructured) or "
+            "sparsity_m_by_n for them, or a mask per pattern combined by hand."
+        )
+
+
+def check_m_by_n(m_by_n) -> tuple[int, int]:
+    """Validate TF-MOT's ``sparsity_m_by_n``: two integers ``0 < m < n``."""
+    pair = two_ints(m_by_n)
+    if pair is None or not 0 < pair[0] < pair[1]:
+        raise InvalidArgumentError(
+            f"sparsity_m_by_n must be two integers 0 < m < n (m zeros in every n consecutive "
+            f"weights), got {m_by_n!r}. Fix: pass e.g. sparsity_m_by_n=(2, 4)."
+        )
+    return pair
+
+
+def m_by_n_mask(sort_keys: Sequence[np.ndarray], m_by_n, in_axis: int) -> np.ndarray:
+    """Keep pattern of one weight: in every ``n`` consecutive weights along ``in_axis``, the ``m``
+    that sort first (``np.lexsort`` keys, primary last) are pruned, as TF-MOT's
+    ``generate_m_by_n_mask`` does with ``|w|``. A last, partial group of ``r < n`` weights keeps
+    at most ``min(r, n - m)`` (TF-MOT pads it with zeros, which it prunes first).
+
+    Example:
+        >>> w = np.array([[4.0, 1.0], [3.0, 2.0], [2.0, 3.0], [1.0, 4.0]])
+        >>> m_by_n_mask([np.abs(w)], (2, 4), in_axis=0).astype(int).tolist()
+        [[1, 0], [1, 0], [0, 1], [0, 1]]
+    """
+    m, n = check_m_by_n(m_by_n)
+    shape = np.shape(sort_keys[0])
+    rank = np.empty(int(np.prod(shape)), dtype=np.int64)
+    rank[np.lexsort([np.ravel(k) for k in sort_keys])] = np.arange(rank.size)
+    ranks = np.moveaxis(rank.reshape(shape), in_axis, -1)
+    moved = ranks.shape
+    rows = ranks.reshape(-1, moved[-1])
+    groups = -(-moved[-1] // n)
+    padded = np.full((rows.shape[0], groups * n), -1, dtype=np.int64)  # padding is pruned first
+    padded[:, : moved[-1]] = rows
+    order = np.argsort(padded.reshape(rows.shape[0], groups, n), axis=-1, kind="stable")
+    keep = np.ones((rows.shape[0], groups, n), dtype=bool)
+    np.put_along_axis(keep, order[..., :m], False, axis=-1)
+    keep = keep.reshape(rows.shape[0], groups * n)[:, : moved[-1]].reshape(moved)
+    return np.moveaxis(keep, -1, in_axis)
+
+
+def _m_by_n_from_importance(scorer, source, kernels, sparsity, per_layer, block, info, m_by_n,
+                            layouts=None):  # fmt: skip
+    if sparsity is not None or block is not None or per_layer:
+        raise InvalidArgumentError(
+            "sparsity_m_by_n sets the pattern (and so the sparsity) of every weight by itself. "
+            "Fix: drop sparsity=, block= and per_layer= when you pass sparsity_m_by_n."
+        )
+    m, n = check_m_by_n(m_by_n)
+    importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=None)
+    keys = _ranking_keys(importance, None, {k: np.shape(w) for k, w in kernels.items()})
+    axes = layouts_of(source, layouts)
+    arrays = {k: m_by_n_mask(keys[k], (m, n), axes[k][0]) for k in kernels}
+    mask = Mask(arrays, {**importance.info, **dict(info or {})})
+    mask.info.update(sparsity_m_by_n=[m, n], sparsity=mask.sparsity,
+                     layout="m zeros in every n consecutive weights along the input channels")  # fmt: skip
     return mask

@@ -1,11 +1,13 @@
-"""Gradual pruning, numpy side: when to prune and how much (TF-MOT's PolynomialDecay shape), and a
-mask that only grows as the evidence is re-scored.
+"""Gradual pruning, numpy side: when to prune and how much (TF-MOT's ``PruningSchedule`` shape:
+``schedule(step) -> (should_prune, sparsity)``; :class:`PolynomialDecay` and
+:class:`ConstantSparsity`), and a mask that only grows as the evidence is re-scored.
 
 The Keras side (:class:`keras_legc.GradualPruning`) calls these at every optimizer step.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +19,50 @@ from keras_legc.masking.mask import Mask
 from keras_legc.masking.policy import check_sparsity, mask_from_importance
 
 
+class PruningSchedule(abc.ABC):
+    """When to prune and to what sparsity: TF-MOT's ``PruningSchedule`` protocol.
+
+    A schedule is called with the optimizer step (counted from 0 in the fit that prunes) and
+    returns ``(should_prune, sparsity)``; ``end_step`` (the last step it prunes at, -1 for never
+    ending) and ``final_sparsity`` say where it ends. :class:`keras_legc.GradualPruning` takes any
+    object with these three; subclass this to write one.
+
+    Example:
+        >>> class Once(PruningSchedule):
+        ...     end_step, final_sparsity = 10, 0.5
+        ...     def __call__(self, step):
+        ...         return step == 10, 0.5
+        >>> Once()(10)
+        (True, 0.5)
+    """
+
+    end_step: int
+    final_sparsity: float
+
+    @abc.abstractmethod
+    def __call__(self, step: int) -> tuple[bool, float]:
+        """``(should_prune, sparsity)`` at optimizer step ``step``."""
+
+    def prunes_at(self, step: int) -> bool:
+        return bool(self(step)[0])
+
+    def sparsity_at(self, step: int) -> float:
+        return float(self(step)[1])
+
+
+def check_schedule(schedule) -> None:
+    """Refuse an object without the :class:`PruningSchedule` protocol."""
+    ok = callable(schedule) and all(hasattr(schedule, a) for a in ("end_step", "final_sparsity"))
+    if not ok:
+        raise InvalidArgumentError(
+            f"schedule must be a pruning schedule (keras_legc.PolynomialDecay, ConstantSparsity or "
+            f"a keras_legc.PruningSchedule: schedule(step) -> (should_prune, sparsity), with "
+            f"end_step and final_sparsity), got {type(schedule).__name__}."
+        )
+
+
 @dataclass(frozen=True)
-class PolynomialDecay:
+class PolynomialDecay(PruningSchedule):
     """Sparsity that rises from ``initial_sparsity`` to ``final_sparsity`` between two steps.
 
     ``s(step) = final + (initial - final) * (1 - t) ** power`` with ``t = (step - begin_step) /
@@ -65,6 +109,9 @@ class PolynomialDecay:
                 "initial_sparsity must be <= final_sparsity and power > 0 (masks only grow)."
             )
 
+    def __call__(self, step: int) -> tuple[bool, float]:
+        return self.prunes_at(step), self.sparsity_at(step)
+
     def sparsity_at(self, step: int) -> float:
         t = min(1.0, max(0.0, (step - self.begin_step) / (self.end_step - self.begin_step)))
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - t) ** (
@@ -77,6 +124,52 @@ class PolynomialDecay:
         return self.begin_step <= step < self.end_step and (
             (step - self.begin_step) % self.frequency == 0
         )
+
+
+@dataclass(frozen=True)
+class ConstantSparsity(PruningSchedule):
+    """One sparsity from ``begin_step`` on, pruned again every ``frequency`` steps until
+    ``end_step`` (-1: to the end of training): TF-MOT's ``ConstantSparsity``. With a mask that only
+    grows, the first pruning step reaches the sparsity and later ones re-rank nothing already
+    pruned.
+
+    Example:
+        >>> s = ConstantSparsity(0.5, begin_step=10, frequency=5)
+        >>> s(10), s(12), s(15)
+        ((True, 0.5), (False, 0.5), (True, 0.5))
+    """
+
+    target_sparsity: float
+    begin_step: int
+    end_step: int = -1
+    frequency: int = 100
+
+    def __post_init__(self):
+        check_sparsity(self.target_sparsity)
+        ints = (self.begin_step, self.end_step, self.frequency)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ints):
+            raise InvalidArgumentError(
+                f"begin_step, end_step and frequency must be integers, got {ints}."
+            )
+        if (
+            self.begin_step < 0
+            or self.frequency < 1
+            or not (self.end_step == -1 or self.end_step >= self.begin_step)
+        ):
+            raise InvalidArgumentError(
+                f"need begin_step >= 0, frequency >= 1 and end_step -1 or >= begin_step, got "
+                f"begin_step={self.begin_step}, end_step={self.end_step}, "
+                f"frequency={self.frequency}."
+            )
+
+    @property
+    def final_sparsity(self) -> float:
+        return float(self.target_sparsity)
+
+    def __call__(self, step: int) -> tuple[bool, float]:
+        within = step >= self.begin_step and (self.end_step == -1 or step <= self.end_step)
+        due = within and (step == self.end_step or (step - self.begin_step) % self.frequency == 0)
+        return bool(due), float(self.target_sparsity)
 
 
 def grow_mask(

@@ -211,9 +211,10 @@ def test_block_reduce_unknown_and_block_grid_messages():
         block_reduce(np.ones((4, 4)), (1, 2), "max")
     assert "unknown block aggregation 'max'; use sum, mean, any, all." in str(err.value)
     with pytest.raises(InvalidArgumentError) as err:
-        block_grid((4, 4, 4), (1, 2))
+        block_grid((4,), (1, 2))
     msg = str(err.value)
-    assert "got shape (4, 4, 4). Fix: use block=None for this model." in msg
+    assert "got shape (4,). Fix: use block=None for this model." in msg
+    assert block_grid((4, 4, 4), (1, 2)) == (8, 4)  # a conv kernel: (h * in, out)
     assert check_block((1, 1)) == (1, 1) and check_block([2.0, 1]) == (2, 1)
     for bad in [(1, 0), (0, 1), "12", (1.5, 2), (1, 2, 3)]:
         with pytest.raises(InvalidArgumentError):

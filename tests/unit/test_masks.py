@@ -148,9 +148,10 @@ def test_save_load_roundtrip_and_model_check(tmp_path):
     path = m.save(tmp_path / "m.npz")
     with np.load(path) as raw:
         assert raw["layer_0"].dtype == np.uint8
-    meta, _ = read_npz(path, "keras_legc.mask", 1)
-    assert meta["format"] == "keras_legc.mask" and meta["version"] == 1
+    meta, _ = read_npz(path, "keras_legc.mask", 2)
+    assert meta["format"] == "keras_legc.mask" and meta["version"] == 2
     assert meta["layers"] == ["d"] and meta["info"] == {"method": "manual"}
+    assert meta["weights"] == [["d", "kernel"]]
     back = Mask.load(path)
     assert back["d"].tolist() == m["d"].tolist() and back.info == {"method": "manual"}
     assert Mask.load(path, model={"d": (2, 2)}).layers == ["d"]
