@@ -43,6 +43,8 @@ MARKERS = ("unit", "integration", "evidence")
 SLOW_FOLDERS = ("evidence",)
 SLOW = (
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
+    # trains a LeNet-300-100 three times on 2,000 Fashion-MNIST images (~15 s)
+    "tests/integration/test_zoo.py::test_training_is_deterministic_and_cached_by_recipe",
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
     "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",
     "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
