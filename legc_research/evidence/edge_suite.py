@@ -431,7 +431,9 @@ def _load_results(path: Path, force: bool) -> dict:
     return {"format": FORMAT, "version": VERSION, "nets": {}, "cells": [], "invocations": []}
 
 
-def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
+def run(
+    config: RunConfig, log: Callable[[str], None] | None = None, argv: Sequence[str] | None = None
+) -> dict:
     """Run every missing cell; returns ``{"results", "cells_run", "cells_skipped",
     "cells_done_before"}``.
 
@@ -445,7 +447,8 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = _load_results(path, config.force)
-    results["invocations"].append({"argv": sys.argv[1:], "date": time.strftime("%Y-%m-%d %H:%M")})
+    argv = list(sys.argv[1:] if argv is None else argv)
+    results["invocations"].append({"argv": argv, "date": time.strftime("%Y-%m-%d %H:%M")})
     results["quick"] = config.quick
     results["bench"] = config.bench
     done = {cell_key(c) for c in results["cells"] if c["status"] != "skipped"}
@@ -586,7 +589,13 @@ def time_epochs(out: Path, nets: Sequence[str] = tuple(zoo.NETS), steps: int = 2
         per_step = (time.perf_counter() - t0) / steps
         times[net] = {"seconds_per_step": per_step,
                       "seconds_per_epoch": per_step * -(-55000 // rec.batch_size)}  # fmt: skip
-    record = {"date": today(), "machine": machine(), "steps": steps, "nets": times}
+    record = {
+        "date": today(),
+        "machine": machine(),
+        "steps": steps,
+        "nets": times,
+        "load_average_1min": os.getloadavg()[0],
+    }  # the machine is shared: say how busy
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "epoch_times.json", record, overwrite=True)
     return record
@@ -768,35 +777,38 @@ def _best(rows: list[dict], dense: dict, methods: Sequence[str], x: str) -> dict
     return min(ok, key=lambda r: r[x]) if ok else None
 
 
-def _verdicts(rows: list[dict]) -> list[str]:
-    """The issue's targets, per net and quantization, from the numbers."""
-    lines = []
+def _by_net_quant(rows: list[dict]):
+    """``(net, quantization, its rows, its dense row)`` for each pair that has a dense row."""
     for net in sorted({r["net"] for r in rows}):
         for quant in QUANTIZATIONS:
             sel = [r for r in rows if r["net"] == net and r["quantization"] == quant]
             dense = next((r for r in sel if r["method"] == "dense"), None)
-            if dense is None:
-                continue
-            for x, what in (("tflite_bytes", "bytes"), ("p50_litert", "LiteRT p50")):
-                legc = _best(sel, dense, LEGC_METHODS, x)
-                tfmot = _best(sel, dense, TFMOT_METHODS, x)
-                front = {id(r) for r in pareto(sel, x)}
-                unit = (
-                    (lambda v: f"{v:,.0f} B") if x == "tflite_bytes" else (lambda v: f"{v:.4f} ms")
+            if dense is not None:
+                yield net, quant, sel, dense
+
+
+def _verdicts(rows: list[dict]) -> list[str]:
+    """The issue's targets, per net and quantization, from the numbers."""
+    lines = []
+    for net, quant, sel, dense in _by_net_quant(rows):
+        for x, what in (("tflite_bytes", "bytes"), ("p50_litert", "LiteRT p50")):
+            legc = _best(sel, dense, LEGC_METHODS, x)
+            tfmot = _best(sel, dense, TFMOT_METHODS, x)
+            front = {id(r) for r in pareto(sel, x)}
+            unit = (lambda v: f"{v:,.0f} B") if x == "tflite_bytes" else (lambda v: f"{v:.4f} ms")
+            if legc is None:
+                verdict = "NOT met: no keras-legc model within 1 pp of dense" + (
+                    " (nor any TF-MOT model)" if tfmot is None else ""
                 )
-                if legc is None:
-                    verdict = "NOT met: no keras-legc model within 1 pp of dense" + (
-                        " (nor any TF-MOT model)" if tfmot is None else ""
-                    )
-                elif tfmot is not None and tfmot[x] < legc[x]:
-                    verdict = "NOT met: TF-MOT's is smaller"
-                else:
-                    verdict = "met" + ("" if id(legc) in front else " (but not on the front)")
-                lines.append(
-                    f"- {net}, {quant}, {what}: best keras-legc within 1 pp "
-                    f"{'-' if legc is None else f'{_label(legc)} ({unit(legc[x])})'}; best TF-MOT "
-                    f"{'-' if tfmot is None else f'{_label(tfmot)} ({unit(tfmot[x])})'}: {verdict}."
-                )
+            elif tfmot is not None and tfmot[x] < legc[x]:
+                verdict = f"NOT met: TF-MOT's is {'smaller' if x == 'tflite_bytes' else 'faster'}"
+            else:
+                verdict = "met" + ("" if id(legc) in front else " (but not on the front)")
+            lines.append(
+                f"- {net}, {quant}, {what}: best keras-legc within 1 pp "
+                f"{'-' if legc is None else f'{_label(legc)} ({unit(legc[x])})'}; best TF-MOT "
+                f"{'-' if tfmot is None else f'{_label(tfmot)} ({unit(tfmot[x])})'}: {verdict}."
+            )
     for r in rows:
         if r["method"] == "channels" and r["quantization"] == "int8" and r["speedup"]:
             dense = next(d for d in rows if d["net"] == r["net"] and d["method"] == "dense"
@@ -817,30 +829,25 @@ def _verdicts(rows: list[dict]) -> list[str]:
 def _advice(rows: list[dict]) -> list[str]:
     """'Which method should I use', per net, from the numbers."""
     lines = []
-    for net in sorted({r["net"] for r in rows}):
-        for quant in QUANTIZATIONS:
-            sel = [r for r in rows if r["net"] == net and r["quantization"] == quant]
-            dense = next((r for r in sel if r["method"] == "dense"), None)
-            if dense is None:
-                continue
-            small = _best(sel, dense, [r["method"] for r in sel], "tflite_bytes")
-            fast = _best(sel, dense, [r["method"] for r in sel], "p50_litert")
-            text = (
-                f"- **{net}, {quant}** (dense {dense['accuracy']:.4f}, "
-                f"{dense['tflite_bytes']:,.0f} B, {_fmt(dense['p50_litert'], '.4f')} ms): within "
-                f"1 pp of dense the smallest file is {_label(small)} ({small['tflite_bytes']:,.0f} "
-                f"B, {small['accuracy']:.4f}) and the fastest is {_label(fast)} "
-                f"({_fmt(fast['p50_litert'], '.4f')} ms, {fast['accuracy']:.4f})."
+    for net, quant, sel, dense in _by_net_quant(rows):
+        small = _best(sel, dense, [r["method"] for r in sel], "tflite_bytes")
+        fast = _best(sel, dense, [r["method"] for r in sel], "p50_litert")
+        text = (
+            f"- **{net}, {quant}** (dense {dense['accuracy']:.4f}, "
+            f"{dense['tflite_bytes']:,.0f} B, {_fmt(dense['p50_litert'], '.4f')} ms): within "
+            f"1 pp of dense the smallest file is {_label(small)} ({small['tflite_bytes']:,.0f} "
+            f"B, {small['accuracy']:.4f}) and the fastest is {_label(fast)} "
+            f"({_fmt(fast['p50_litert'], '.4f')} ms, {fast['accuracy']:.4f})."
+        )
+        pruned = [r for r in sel if r["method"] != "dense"]
+        if pruned and small["method"] == "dense" and fast["method"] == "dense":
+            top = max(pruned, key=lambda r: r["accuracy"])
+            text += (
+                f" No pruned model is within 1 pp: the most accurate is {_label(top)} "
+                f"({top['delta_pp']:+.2f} pp, {top['tflite_bytes']:,.0f} B, "
+                f"{_fmt(top['p50_litert'], '.4f')} ms)."
             )
-            pruned = [r for r in sel if r["method"] != "dense"]
-            if pruned and small["method"] == "dense" and fast["method"] == "dense":
-                top = max(pruned, key=lambda r: r["accuracy"])
-                text += (
-                    f" No pruned model is within 1 pp: the most accurate is {_label(top)} "
-                    f"({top['delta_pp']:+.2f} pp, {top['tflite_bytes']:,.0f} B, "
-                    f"{_fmt(top['p50_litert'], '.4f')} ms)."
-                )
-            lines.append(text)
+        lines.append(text)
     by_quant = {}
     for q in QUANTIZATIONS:
         d = [r for r in rows if r["method"] == "dense" and r["quantization"] == q]
@@ -978,10 +985,10 @@ def _how_to_run(results: dict, out: Path) -> list[str]:
         "```bash",
         "export LEGC_DATA_DIR=/path/to/shared/data            # holds fashion-mnist/",
         "export LEGC_DEVICE_PYTHON=$(bash .ci/device_env.sh | tail -1)   # tflite-runtime rows",
-        "python tools/edge_suite.py --quick --out runs/edge-suite-quick   # ~3 min: this page",
+        "python tools/edge_suite.py --quick                  # ~2-3 min: this page (runs/edge-suite-quick)",
+        "python tools/edge_suite.py --time-epochs --out runs/edge-suite-quick   # s/epoch, the estimate",
         "python tools/edge_suite.py --nets ds_cnn,resnet8 --seeds 0,1,2  # resumable; rerun to go on",
-        "python tools/edge_suite.py --time-epochs                       # seconds per epoch here",
-        "python tools/edge_suite.py --report-only                       # this page from results",
+        "python tools/edge_suite.py --report-only            # this page from <out>/results.json",
         "```",
         "",
         f"A full run is {len(zoo.NETS)} nets x {len(SEEDS)} seeds x {n_models} models "
@@ -999,10 +1006,12 @@ def _how_to_run(results: dict, out: Path) -> list[str]:
         est = estimate(times, per_cell)
         total = sum(r["hours"] for r in est.values())
         lines += [
-            f"Estimated cost of the full run on this machine (`--time-epochs`, {times['date']}: "
-            f"{times['steps']} timed steps of each net's recipe; {per_cell:.0f} s per exported "
-            "cell, scaled from this run's measured export, test-set and runner times to 10,000 "
-            f"test images and {BENCH['reps']} processes of {BENCH['runs']} invokes):",
+            f"Estimated cost of the full run on this machine (`--time-epochs`, {times['date']}, "
+            f"1-minute load average {times.get('load_average_1min', float('nan')):.1f} on 2 "
+            f"cores: {times['steps']} timed steps of each net's recipe; {per_cell:.0f} s per "
+            "exported cell, scaled from this run's measured export, test-set and runner times "
+            "(its nets'; larger nets take some seconds more per cell) to 10,000 test images and "
+            f"{BENCH['reps']} processes of {BENCH['runs']} invokes):",
             "",
             "| net | s/epoch | epochs per seed (dense + fine-tuning) | cells | hours |",
             "|---|---:|---:|---:|---:|",
@@ -1104,10 +1113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise InvalidArgumentError(f"{path} does not exist. Fix: run the suite first.")
             results = json.loads(path.read_text())
         else:
-            results = run(config)["results"]
-        if not args.no_doc:
-            doc = write_doc(results, Path(args.doc), Path(args.img_dir),
-                            tool_command("edge_suite", argv), Path(config.out))  # fmt: skip
+            results = run(config, argv=sys.argv[1:] if argv is None else argv)["results"]
+        if not args.no_doc:  # the command that ran the cells (the last run, not --report-only)
+            command = tool_command("edge_suite", results["invocations"][-1]["argv"])
+            doc = write_doc(results, Path(args.doc), Path(args.img_dir), command, Path(config.out))
             print(f"wrote {doc}", file=sys.stderr)
     except InvalidArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
