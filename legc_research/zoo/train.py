@@ -2,11 +2,11 @@
 
 Every net trains the same way (Adam, sparse categorical cross-entropy, batch 128, constant learning
 rate, Fashion-MNIST 55,000/5,000/10,000); only the number of epochs differs (:data:`RECIPES`).
-MLPerf Tiny's own recipes train far longer (DS-CNN 36 epochs with a step-decayed learning rate;
-ResNet-8 500 epochs, batch 32, decayed 0.99 per epoch; MobileNetV1 50 epochs in three
-learning-rate stages, with augmentation); on a 2-core CPU shared with other jobs that is out of
-reach, so these recipes cut epochs to what fits, drop the schedules and augmentation, and keep the
-reference architectures and regularisation. Accuracies are therefore below what these nets reach
+MLPerf Tiny's own recipes train far longer (ResNet-8: 500 epochs, batch 32, Adam decayed 0.99 per
+epoch, with augmentation, ``benchmark/training/image_classification/train.py``; DS-CNN and
+MobileNetV1: tens of epochs with learning-rate schedules); on a 2-core CPU shared with other jobs
+that is out of reach, so these recipes cut epochs to what fits, drop the schedules and
+augmentation, and keep the reference architectures and regularisation. Accuracies are therefore below what these nets reach
 with their full recipes, for every method alike.
 
 While the dense net trains, a :class:`keras_legc.WeightHistory` records the weights the library
