@@ -84,6 +84,10 @@ QUICK = {
 # ---- the per-(net, seed) context -----------------------------------------------------------------
 
 
+class NoScoresError(InvalidArgumentError):
+    """A ranking method needs the dense training's scores, and that recording had none."""
+
+
 @dataclass
 class Context:
     """What every method gets for one (net, seed): the dense checkpoint, the data, the budget."""
@@ -112,6 +116,11 @@ class Context:
 
     @property
     def scores(self) -> kl.Scores:
+        """The dense training's LEGC scores; refused when the recording could not be scored."""
+        if self.dense.scores is None:
+            raise NoScoresError(
+                f"no LEGC scores for {self.net} seed {self.seed}: {self.dense.meta['scores_error']}"
+            )
         return self.dense.scores
 
     @property
@@ -499,7 +508,16 @@ def run(
                         stats["cells_skipped"] += 1
                     log(f"{net} seed {seed} {method} {target:g}: skipped ({why})")
                     continue
-                model, seconds = _model(ctx, method, target, models / f"{method}-{target:g}.keras")
+                try:
+                    model, seconds = _model(
+                        ctx, method, target, models / f"{method}-{target:g}.keras"
+                    )
+                except NoScoresError as exc:  # recorded as failed (redone with --force)
+                    for q in quants:
+                        save({**base, "quantization": q, "status": "failed", "error": str(exc)})
+                        stats["cells_run"] += 1
+                    log(f"{net} seed {seed} {method} {target:g}: failed ({exc})")
+                    continue
                 info = {
                     "accuracy_keras": train.accuracy(model, data.x_test[:eval_rows],
                                                      data.y_test[:eval_rows]),

@@ -32,7 +32,7 @@ import numpy as np
 
 import keras_legc as kl
 from keras_legc._io import atomic_write_json
-from keras_legc.errors import InvalidArgumentError, LegcWarning
+from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from legc_research.datasets import Split, fashion_mnist
 from legc_research.zoo.nets import NETS, build
 
@@ -140,7 +140,7 @@ class Dense:
 
     model: object
     history: kl.History
-    scores: kl.Scores
+    scores: kl.Scores | None  # None when the recording could not be scored (meta says why)
     meta: dict
     folder: Path
 
@@ -165,7 +165,7 @@ def train_dense(
         meta = json.loads(meta_path.read_text())
         model = kl.load_model(folder / "dense.keras", compile=False)
         history = kl.History.load(folder / "history")
-        scores = kl.Scores.load(folder / "scores.npz")
+        scores = kl.Scores.load(folder / "scores.npz") if meta.get("scores_error") is None else None
         return Dense(model, history, scores, meta, folder)
     log(f"training {net} seed {seed}: {rec.epochs} epochs on {len(data.y_train)} images")
     deterministic(seed)
@@ -181,10 +181,15 @@ def train_dense(
         callbacks=[recorder], verbose=0,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    with warnings.catch_warnings():  # a capped lag is recorded in the scores' info instead
-        warnings.simplefilter("ignore", LegcWarning)
-        scores = kl.score(recorder.history, progress=False)
-    scores.save(folder / "scores.npz", overwrite=True)
+    scores, scores_error = None, None
+    try:
+        with warnings.catch_warnings():  # a capped lag is recorded in the scores' info instead
+            warnings.simplefilter("ignore", LegcWarning)
+            scores = kl.score(recorder.history, progress=False)
+        scores.save(folder / "scores.npz", overwrite=True)
+    except HistoryError as exc:  # e.g. a target that never moved: the ranking methods say so
+        scores_error = str(exc)
+        log(f"  {net} seed {seed}: the recording cannot be scored: {exc}")
     kl.save_model(model, folder / "dense.keras", overwrite=True)
     meta = {
         "net": net, "seed": seed, "recipe": asdict(rec), "data": data.description,
@@ -193,7 +198,8 @@ def train_dense(
         "seconds_train": seconds, "seconds_per_epoch": seconds / rec.epochs,
         "seconds_score": time.perf_counter() - t0 - seconds,
         "recording_overhead": getattr(recorder, "overhead", None),
-        "windows": scores.info.get("n_windows"), "key": folder.name,
+        "windows": None if scores is None else scores.info.get("n_windows"),
+        "scores_error": scores_error, "key": folder.name,
     }  # fmt: skip
     atomic_write_json(meta_path, meta, overwrite=True)  # last: marks the checkpoint complete
     log(f"  {net} seed {seed}: validation accuracy {meta['val_accuracy']:.4f} "

@@ -120,3 +120,13 @@ def test_estimate_scales_measured_parts_to_the_full_run():
     assert est["epochs"] == rec.epochs + models * rec.finetune_epochs
     assert est["cells"] == 3 * models * 2
     assert est["hours"] == pytest.approx(3 * (est["epochs"] * 10.0 + models * 2 * per_cell) / 3600)
+
+
+def test_ranking_methods_refuse_a_recording_without_scores():
+    """A dense recording that could not be scored (e.g. a target that never moved) makes the
+    ranking methods fail with the reason, never fall back to another ranking silently."""
+    dense = es.train.Dense(None, None, None, {"scores_error": "the target series is constant"},
+                           Path("/nonexistent"))  # fmt: skip
+    ctx = es.Context("lenet5", 0, None, dense, es.train.recipe("lenet5"))
+    with pytest.raises(es.NoScoresError, match="lenet5 seed 0: the target series is constant"):
+        ctx.scores  # noqa: B018
