@@ -930,13 +930,18 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         )
     lines += [
         "",
+        "The zoo (MACs: Conv2D, DepthwiseConv2D and Dense multiply-accumulates per image; BN "
+        "folds at export):",
+        "",
+        *_zoo_table(),
+        "",
         "Nets (`legc_research/zoo/nets.py`): DS-CNN (64 filters), ResNet-8 (`resnet_v1_eembc` "
         f"with **{zoo.RESNET8_FILTERS} first-stage filters**, the reference's original width; its "
         "2026 default is 26), MobileNetV1-0.25 (13 DW/PW blocks), LeNet-300-100, a LeNet-5-style "
         "convnet; 28x28x1 input, 10 classes. Built at the MLPerf Tiny input shapes they reproduce "
         "the reference parameter and MAC counts (tests/integration/test_zoo.py). Data: "
         f"{next(iter(results['nets'].values()))['data']}. "
-        "Budget of the full run (`legc_research/zoo/train.py` `RECIPES`; the table above shows "
+        "Budget of the full run (`legc_research/zoo/train.py` `RECIPES`; the first table shows "
         "what this run used): "
         + "; ".join(f"{net} {r.epochs} epochs" for net, r in train.RECIPES.items())
         + f"; every net: batch {train.RECIPES['lenet5'].batch_size}, Adam at "
@@ -1028,6 +1033,32 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, doc)
     return doc
+
+
+def _zoo_table() -> list[str]:
+    """Parameters and MACs of every zoo net, on 28x28x1 and at its MLPerf Tiny reference shape."""
+    import keras
+
+    lines = [
+        "| net | params (28x28x1, 10 classes) | MACs | MLPerf Tiny shape | params there | "
+        "MACs there |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for name, net in zoo.NETS.items():
+        model = zoo.build(name, keras)
+        there = ["-", "-", "-"]
+        if net.reference_input is not None:
+            ref = zoo.build(name, keras, reference=True)
+            shape = "x".join(map(str, net.reference_input))
+            there = [f"{shape}, {net.reference_classes} classes", f"{ref.count_params():,}",
+                     f"{zoo.count_macs(ref):,}"]  # fmt: skip
+        lines.append(
+            f"| {name} | {model.count_params():,} | {zoo.count_macs(model):,} | "
+            + " | ".join(there)
+            + " |"
+        )
+    keras.backend.clear_session()
+    return lines
 
 
 def _how_to_run(results: dict, out: Path) -> list[str]:
