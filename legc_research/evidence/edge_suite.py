@@ -50,7 +50,7 @@ import numpy as np
 import keras_legc as kl
 from keras_legc._env import machine_summary
 from keras_legc._io import atomic_write_json
-from keras_legc.errors import InvalidArgumentError, LegcWarning
+from keras_legc.errors import ExportError, InvalidArgumentError, LegcWarning
 from legc_research.evidence import against_tfmot
 from legc_research.evidence._provenance import REPO, machine, package_version, today
 from legc_research.zoo import nets as zoo
@@ -378,7 +378,7 @@ def export(model, path: Path, quant: str, sparse: bool, ctx: Context, quick: boo
         if sparse:
             try:
                 return {**export_tflite(model, path, sparse=True, **kwargs), "storage": "sparse"}
-            except RuntimeError as exc:
+            except (RuntimeError, ExportError) as exc:  # the runtime refused the sparse file
                 detail = str(exc).splitlines()[0][:160]
                 return {**export_tflite(model, path, **kwargs), "storage": "dense",
                         "note": SPARSE_FALLBACK, "note_detail": detail}  # fmt: skip
