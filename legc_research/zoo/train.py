@@ -84,7 +84,8 @@ def recipe(net: str, quick: bool = False) -> Recipe:
 
 def load_data(data_dir=None, *, subset: tuple[int, int, int] | None = None) -> Split:
     """Fashion-MNIST (:func:`legc_research.datasets.fashion_mnist`, validation split seed 0),
-    optionally cut to the first ``(train, val, test)`` images (each stratified already)."""
+    optionally cut to the first ``(train, val, test)`` images (train and validation are in a
+    seeded random order, so their first images are a random sample; test is the official order)."""
     data = fashion_mnist(data_dir, seed=0)
     if subset is None:
         return data
