@@ -13,14 +13,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.legc-installed
 
-.PHONY: demo test test-slow test-all lint clean-venv
+.PHONY: demo test test-slow test-all test-torch lint clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	@if [ -x $(PY) ]; then echo "make: reusing $(VENV) ($$($(PY) --version))"; \
 	elif [ -z "$(PYTHON)" ]; then echo "make: no Python 3.11-3.13 found (tried $(PYTHON_CANDIDATES)). Fix: install one, or pass PYTHON=/path/to/python3.x" >&2; exit 1; \
 	else echo "make: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"; $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[edge,dev,diagnostics,jax,distributed]'
+	$(PY) -m pip install --quiet -e '.[research,edge,dev,diagnostics,jax,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,6 +40,25 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	@$(call PYTEST_RUN,)
+
+# Keras 3 on the PyTorch backend, in its own virtualenv: torch and its CUDA libraries are several GB,
+# so `make test` never installs them. LEGC_REQUIRE_TORCH=1 turns the module's skip (no torch) into
+# a failure here.
+TORCH_VENV ?= .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.legc-installed
+TORCH_TESTS := tests/integration/test_keras3_torch.py
+
+$(TORCH_STAMP): setup.cfg pyproject.toml
+	@if [ -x $(TORCH_VENV)/bin/python ]; then echo "make: reusing $(TORCH_VENV)"; \
+	elif [ -z "$(PYTHON)" ]; then echo "make: no Python 3.11-3.13 found (tried $(PYTHON_CANDIDATES)). Fix: install one, or pass PYTHON=/path/to/python3.x" >&2; exit 1; \
+	else echo "make: creating $(TORCH_VENV) with $(PYTHON)"; $(PYTHON) -m venv $(TORCH_VENV); fi
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet -e '.[torch,edge,dev]'
+	touch $(TORCH_STAMP)
+
+test-torch: $(TORCH_STAMP)
+	@LEGC_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest $(TORCH_TESTS) $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_legc tools edge tests

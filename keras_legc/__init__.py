@@ -9,6 +9,7 @@ imports fast.
 from __future__ import annotations
 
 import keras_legc.keras.flavour  # noqa: E402,F401  (quiet TF start-up; selects no Keras)
+from keras_legc import errors as _errors  # noqa: E402
 from keras_legc._version import __version__  # noqa: E402,F401
 from keras_legc.core.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
 from keras_legc.core.history import History, load_snapshots  # noqa: E402
@@ -40,6 +41,9 @@ _LAZY = {
     "prune_neurons": "keras_legc.neurons",
     "export_tflite": "keras_legc.keras.export",
     "GradualPruning": "keras_legc.keras.gradual",
+    "prune_channels": "keras_legc.structure",
+    "channel_groups": "keras_legc.structure",
+    "count_macs": "keras_legc.structure",
 }
 
 
@@ -74,5 +78,6 @@ __all__ = [
     "load_snapshots",
     "Scores",
     "score",
+    *_errors.__all__,
     *_LAZY,
 ]

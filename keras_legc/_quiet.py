@@ -41,10 +41,11 @@ def quiet_tensorflow_startup() -> None:
 
 # Lines native code writes straight to fd 2 after start-up: TensorFlow's C++ log lines
 # ("E0000 00:00:17... 11179 node_def_util.cc:682] ...") and LiteRT's "INFO: Created TensorFlow
-# Lite XNNPACK delegate for CPU." on every interpreter.
+# Lite XNNPACK delegate for CPU." on every interpreter; the TFLite converter's settings line.
 _NATIVE_NOISE = re.compile(
     rb"^([WIE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |INFO: Created TensorFlow Lite "
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|fully_quantize: \d+, inference_type: )"  # the int8 converter's settings line
 )
 _QUIET = False  # set by quiet_tensorflow_startup (the CLI without --verbose)
 

@@ -61,6 +61,7 @@ __all__ = [
     "HistoryError",
     "NonFiniteError",
     "OutputExistsError",
+    "MissingFileError",
     "MissingDependencyError",
     "ExportError",
 ]

@@ -1,19 +1,31 @@
-"""The ``legc`` command of the research package: the library's commands plus ``demo`` and
-``reproduce`` (the library never imports legc_research; this module extends its group)."""
+"""The research package's ``legc`` commands, ``demo`` and ``reproduce``. The library never imports
+legc_research: ``legc`` (``keras_legc.cli.main``) finds these two through the
+``keras_legc.cli_commands`` entry points that setup.cfg declares. :data:`main` is ``legc`` with them
+added directly, for a checkout whose entry points are not installed (``python -m legc_research.cli``,
+the tests); the library's group itself is left as it is."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 import click
 
-from keras_legc.cli import main
+from keras_legc.cli import main as library_main
 from keras_legc.cli._group import _run
 from keras_legc.errors import LegcError
 
 
-@main.command()
+def _require_research(command: str, *modules: str) -> None:
+    """Refuse a command whose research extra is not installed, before any work."""
+    from keras_legc.diagnostics._common import _require
+
+    for module in modules:
+        _run(_require, module, f"legc {command}", extra="research")
+
+
+@click.command()
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -40,6 +52,7 @@ from keras_legc.errors import LegcError
 )
 def demo(out, force, seed, sparsity, alpha, rewind, quick, no_diagnose):
     """Train, score, prune, fine-tune, export, benchmark and diagnose on embedded data; one table."""
+    _require_research("demo", "sklearn")
     from legc_research.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(
@@ -49,7 +62,7 @@ def demo(out, force, seed, sparsity, alpha, rewind, quick, no_diagnose):
     _run(run_demo, cfg)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/reproduce"), show_default=True,
     help="Run directory: results.json, models/<mode>/<dataset>/seed<s>/<method>.keras, data/.",
@@ -86,6 +99,7 @@ def reproduce(out, docs, data_dir, quick, datasets, modes, seeds, no_sweep, no_m
     saved models (docs/diagnostics.md) when the diagnostics extra is installed."""
     from dataclasses import replace
 
+    _require_research("reproduce", "sklearn", "matplotlib")
     from legc_research.reproduce import ReproduceConfig, load_results
     from legc_research.reproduce import reproduce as run
     from legc_research.results_report import write_report
@@ -144,6 +158,11 @@ def _diagnose_reproduction(out: Path, docs: Path, command: str, quick: bool, for
     verdict = record["agreement"].get("overall", "no verdict") if record["agreement"] else "none"
     click.echo(f"wrote {docs / 'diagnostics.md'} (feature-importance verdict: {verdict})")
 
+
+#: ``legc`` with this package's commands whether or not its entry points are installed: a copy of
+#: the library's group (whose own commands and plugins it keeps) with ``demo`` and ``reproduce``.
+main = copy.copy(library_main)
+main.commands = {**library_main.commands, "demo": demo, "reproduce": reproduce}
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -48,6 +48,20 @@ def breast_cancer(seed: int = 0, val: float = 0.2, test: float = 0.2) -> Split:
     )  # fmt: skip
 
 
+def digits(seed: int = 0, val: float = 0.2, test: float = 0.2) -> Split:
+    """sklearn's handwritten digits (1,797 x 64, 8x8 images, 10 classes), embedded in sklearn.
+
+    A held-out problem for the default ranking (issue 27): stratified train/validation/test split
+    with ``seed``; features standardised with statistics of the training part only (the always-0
+    border pixels stay 0).
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _split(bunch.data, bunch.target, seed, val, test, "digits",
+                  "sklearn load_digits, 1797 x 64")  # fmt: skip
+
+
 def mnist_test_split(
     data_dir: str | os.PathLike | None = None, seed: int = 0, n_train: int = 8000
 ) -> Split:
@@ -324,8 +338,9 @@ def find_data_dir(
         The folder, or None when no candidate is set (or none holds ``required``).
 
     Example:
+        >>> os.environ["LEGC_DATA_DIR"] = "data"  # a folder, here in the project, with mnist/
         >>> find_data_dir(None, fallbacks=(SHARED_DATA,), required=MNIST_FILES)
-        PosixPath('/work/shared/data')
+        PosixPath('data')
     """
     candidates = [data_dir] if data_dir else [os.environ.get("LEGC_DATA_DIR"), *fallbacks]
     for c in candidates:

@@ -42,15 +42,18 @@ MARKERS = ("unit", "integration", "evidence")
 #: TensorFlow processes (>= 12 s each there).
 SLOW_FOLDERS = ("evidence",)
 SLOW = (
+    "tests/integration/test_default_ranking.py",  # trains a digits MLP 2 x (30 + 2 x 10 epochs)
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
     # trains a LeNet-300-100 three times on 2,000 Fashion-MNIST images (~15 s)
     "tests/integration/test_zoo.py::test_training_is_deterministic_and_cached_by_recipe",
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
+    "tests/integration/test_readme_example.py",  # the README's example, 8 seeds x 2 backends
     "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",
     "tests/integration/test_diagnostics.py::test_cli_diagnose_end_to_end",
     "tests/integration/test_export_blocks.py::test_cli_representative_alias",
     "tests/integration/test_collapse_refused.py::test_cli_export_exits_6_on_a_collapsed_model",
     "tests/integration/test_export_edge.py::test_cli_export_refuses_existing_output",
+    "tests/integration/test_export_edge.py::test_cli_export_hints_sparse_and_prints_no_converter_chatter",
     "tests/integration/test_first_contact.py::test_legc_hides_tensorflow_startup_lines_but_not_errors",
     "tests/integration/test_diagnostics.py::test_missing_extra_names_what_to_install",
     "tests/integration/test_catalogue.py::test_bad_input_gives_a_clear_error"
@@ -59,6 +62,7 @@ SLOW = (
     "tests/integration/test_keras3_export.py::test_jax_backend_model_exports_through_a_tensorflow_twin",
     "tests/integration/test_keras3_pipeline.py::test_keras3_pipeline_on_each_backend",
     "tests/integration/test_keras3_models.py::test_tf_keras_is_the_users_keras_before_and_after",
+    "tests/integration/test_keras3_torch.py",  # PyTorch backend (skips without torch; make test-torch)
     # export's own Keras 3 conversions and twin subprocess (mutation tests; 1-20 s each)
     "tests/unit/test_export_tf.py::test_keras3_exports_through_its_litert_export",
     "tests/unit/test_export_tf.py::test_keras3_before_3_13_converts_from_a_saved_model",
@@ -66,6 +70,10 @@ SLOW = (
     "tests/unit/test_export_tf.py::test_twin_main_converts_a_keras_file",
     "tests/unit/test_export_tf.py::test_other_backends_convert_through_a_tensorflow_subprocess",
     "tests/unit/test_export_tf.py::test_twin_failure_names_the_subprocess_error_and_the_fix",
+    # channel pruning of keras.applications with .tflite export, and JAX in a fresh process
+    "tests/integration/test_structure_applications.py::test_required_architectures_prune_and_export_with_parity",
+    "tests/integration/test_structure_applications.py::test_other_applications_prune_exactly",
+    "tests/integration/test_structure_applications.py::test_jax_backend_prunes_rebuilds_and_exports",
 )
 
 

@@ -1,4 +1,4 @@
-"""``python -m keras_legc.cli``: the library's commands (``legc`` adds demo and reproduce)."""
+"""``python -m keras_legc.cli``: ``legc`` (the library's commands plus the installed plugins')."""
 
 from keras_legc.cli import main
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from keras_legc.cli._group import bad_input
+
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_OFFSETS = (0, 512, 1024, 2048)  # the signature may follow a user block of these sizes
@@ -152,9 +154,9 @@ class CheckedPath(click.Path):
         problem = check_run_dir(path) if self.kind == "run_dir" else check_file(path, self.kind)
         if problem and not path.exists():
             self.fail(problem, param, ctx)  # a usage error (exit 2), as click.Path(exists=True)
-        if problem:  # what the loader would have said after importing TensorFlow (exit 1)
+        if problem:  # what the loader would have said after importing TensorFlow (exit 2)
             error = ERRORS.get(self.kind, "InvalidArgumentError")
-            raise click.ClickException(f"{error}: {problem}")
+            raise bad_input(f"{error}: {problem}")
         return path
 
 
@@ -171,8 +173,8 @@ def output_suffix(suffixes: tuple[str, ...]):
     class _Out(click.Path):
         def convert(self, value, param, ctx) -> Path:
             path = super().convert(value, param, ctx)
-            if Path(path).suffix.lower() not in suffixes:  # the writer's error (exit 1)
-                raise click.ClickException(
+            if Path(path).suffix.lower() not in suffixes:  # the writer's error (exit 2)
+                raise bad_input(
                     f"InvalidArgumentError: {path} does not end in {'/'.join(suffixes)}. Fix: "
                     f"name the output file {Path(path).with_suffix(suffixes[0]).name}."
                 )

@@ -1,10 +1,30 @@
-"""The ``legc`` command group and the one error-to-exit-code rule every command shares."""
+"""The ``legc`` command group and the one error-to-exit-code rule every command shares.
+
+Exit codes, the same for every ``legc`` command (``legc bench`` included; README, "Command line"):
+0 done; 2 bad input (options, files, model, data: click's usage errors and every keras_legc error);
+3 the .tflite's outputs differ from the model's (export's verification, the benchmark's check);
+4 over a budget (bench); 5 over the memory limit (bench); 6 the model's outputs are constant;
+7 the interpreter crashed (bench).
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
+from keras_legc.cli._plugins import PluginGroup
 from keras_legc.errors import LegcError
+
+EXIT_USAGE, EXIT_MISMATCH, EXIT_CONSTANT = 2, 3, 6
+
+
+def bad_input(message: str) -> click.ClickException:
+    """A bad-input error of a command: one line, ``Error: <message>``, exit 2 (as click's usage
+    errors and ``legc bench``)."""
+    error = click.ClickException(message)
+    error.exit_code = EXIT_USAGE
+    return error
 
 
 def _run(fn, *args, **kwargs):
@@ -12,7 +32,12 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except LegcError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        raise bad_input(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the CLI prints it: its class and message, no source location."""
+    return f"{category.__name__}: {message}\n"
 
 
 def load_model_echo(path, *, unsafe: bool):
@@ -32,14 +57,20 @@ unsafe_load_option = click.option(
 )  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-legc")
 @click.option(
     "--verbose", is_flag=True, envvar="LEGC_VERBOSE",
     help="Show TensorFlow's C++ start-up log lines (hidden by default). Also LEGC_VERBOSE=1.",
 )  # fmt: skip
 def main(verbose):
-    """keras-legc: prune dense Keras networks by chaos and causality, ship them to TFLite."""
+    """keras-legc: prune dense Keras networks by chaos and causality, ship them to TFLite.
+
+    Exit codes: 0 done; 2 bad input (options, files, model, data); 3 the .tflite's outputs differ
+    from the model's; 4 over a budget and 5 over the memory limit (bench); 6 the model's outputs
+    are constant; 7 the interpreter crashed (bench).
+    """
+    warnings.formatwarning = _one_line_warning
     if not verbose:
         from keras_legc._quiet import quiet_tensorflow_startup
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
+from keras_legc.cli._group import _run, bad_input, load_model_echo, main, unsafe_load_option
 
 
 @main.command()
@@ -42,7 +42,7 @@ def diagnose(
     models = {}
     for path in pruned:
         if path.stem in models or path.stem == dense.stem:
-            raise click.ClickException(
+            raise bad_input(
                 f"two models are named {path.stem!r} (file stems). Fix: rename one file."
             )
         models[path.stem] = load_model_echo(path, unsafe=unsafe_load)

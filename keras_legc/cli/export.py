@@ -8,9 +8,16 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
+from keras_legc.cli._group import (
+    EXIT_CONSTANT,
+    EXIT_MISMATCH,
+    _run,
+    load_model_echo,
+    main,
+    unsafe_load_option,
+)
 
-COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
+COLLAPSED_EXIT = EXIT_CONSTANT  # the edge runner uses the same code for constant outputs
 
 
 @main.command()
@@ -34,7 +41,8 @@ COLLAPSED_EXIT = 6  # the edge runner uses the same code for constant outputs
     type=checks.ARRAY,
     help=".npy/.npz of inputs for the reference outputs.",
 )
-@click.option("--n-reference", default=16, show_default=True)
+@click.option("--n-reference", default=16, show_default=True, type=click.IntRange(min=1),
+              help="How many reference rows are verified and kept for the device check.")  # fmt: skip
 @click.option(
     "--allow-constant-output",
     is_flag=True,
@@ -49,11 +57,18 @@ def export(
 ):  # fmt: skip
     """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz.
 
-    Exit codes: 0 written and verified, 3 verification over tolerance, 6 the model's outputs are
-    constant (collapsed), 1 any other keras_legc error."""
+    Exit codes: 0 written and verified, 2 bad input, 3 verification over tolerance (the .tflite
+    is kept as OUT's .failed.tflite), 6 the model's outputs are constant (collapsed)."""
     from keras_legc.errors import CollapsedModelError
-    from keras_legc.keras.export import export_tflite
+    from keras_legc.keras.export import check_combination, export_tflite
 
+    # options first, before TensorFlow or the model is loaded
+    _run(check_combination, quantization, sparse)
+    if quantization == "int8" and representative_data is None:
+        raise click.UsageError(
+            "-q int8 needs --representative-data (a .npy of a few hundred of your model's "
+            "inputs) to calibrate activations. Fix: pass it, or use -q dynamic (no data needed)."
+        )
     if unsafe_load:  # export_tflite loads a path in safe mode; hand it the model instead
         model = load_model_echo(model, unsafe=True)
     try:
@@ -69,17 +84,32 @@ def export(
     v = report["verification"]
     k3 = report.get("keras3")
     flavour = f"Keras 3, {k3['backend']} backend" if k3 else "Keras 2 (tf_keras)"
+    written = out if v["ok"] else Path(out).with_suffix(".failed.tflite")
     click.echo(
-        f"wrote {out} ({flavour} model; {report['tflite_bytes']} bytes, {quantization}{', sparse' if sparse else ''}; "
-        f"kernel sparsity {100 * report['sparsity']:.1f}%), {Path(out).with_suffix('.json')}, "
-        f"{Path(out).with_suffix('.reference.npz')}"
+        f"wrote {written} ({flavour} model; {report['tflite_bytes']} bytes, {quantization}"
+        f"{', sparse' if sparse else ''}; {_sparsity_line(report)}), "
+        f"{Path(out).with_suffix('.json')}, {Path(out).with_suffix('.reference.npz')}"
     )
-    status = "OK" if v["ok"] else "OVER TOLERANCE"
+    status = "OK" if v["ok"] else f"OVER TOLERANCE: {out} not written, see the warning above"
     click.echo(
         f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']}): {status}"
     )
+    if "sparse_tflite_bytes" in report:
+        click.echo(
+            f"hint: {100 * report['sparsity']:.0f}% of the Dense kernels are zero but stored "
+            f"dense; --sparse stores them sparsely: {report['sparse_tflite_bytes']} bytes instead "
+            f"of {report['tflite_bytes']}."
+        )
     if not v["ok"]:
-        sys.exit(3)
+        sys.exit(EXIT_MISMATCH)
+
+
+def _sparsity_line(report: dict) -> str:
+    """Zeros over every parameter, next to the pruned Dense kernels' own sparsity."""
+    return (
+        f"{100 * report['parameter_sparsity']:.1f}% of all {report['parameters']:,} parameters "
+        f"zero; Dense kernels {100 * report['sparsity']:.1f}%"
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keras_legc.cli import _checks as checks
-from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
+from keras_legc.cli._group import _run, bad_input, load_model_echo, main, unsafe_load_option
 
 
 def _load_npy(path, what):
@@ -22,7 +22,7 @@ def _neuron_scorer(method, loss, legc_scores, model):
     if method != "legc":
         return neurons.get_scorer(method, loss)
     if legc_scores is None:
-        raise click.ClickException(
+        raise bad_input(
             "InvalidArgumentError: --method legc needs --legc-scores scores.npz (from legc "
             "score). Fix: pass the scores of the history recorded while training this model."
         )
@@ -45,9 +45,10 @@ def neurons():
               help=".npy of evaluation inputs.")  # fmt: skip
 @click.option("--y", "y_path", required=True, type=checks.ARRAY,
               help=".npy of labels (or one-hot targets).")  # fmt: skip
-@click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True)
+@click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True,
+              help="How neurons are ranked (lowest score removed first).")  # fmt: skip
 @click.option("--loss", type=click.Choice(["auto", "sse", "crossentropy"]), default="auto",
-              show_default=True)  # fmt: skip
+              show_default=True, help="The loss the scorers measure (auto: from the labels).")  # fmt: skip
 @click.option("--legc-scores", type=checks.NPZ,
               help="scores.npz from `legc score` (for --method legc).")  # fmt: skip
 @click.option("--top", default=10, show_default=True, help="How many of the ranking to print.")
@@ -73,14 +74,17 @@ def neurons_score(model, x_path, y_path, method, loss, legc_scores, top, out, fo
 @click.argument("model", type=checks.MODEL)
 @click.option("--x", "x_path", required=True, type=checks.ARRAY,
               help=".npy of inputs the scorer evaluates.")  # fmt: skip
-@click.option("--y", "y_path", required=True, type=checks.ARRAY)
+@click.option("--y", "y_path", required=True, type=checks.ARRAY,
+              help=".npy of the labels of --x (or one-hot targets).")  # fmt: skip
 @click.option("--x-val", type=checks.ARRAY,
               help=".npy of validation inputs (accuracy curve, --max-drop); default --x.")  # fmt: skip
-@click.option("--y-val", type=checks.ARRAY)
-@click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True)
+@click.option("--y-val", type=checks.ARRAY, help=".npy of the labels of --x-val; default --y.")
+@click.option("--method", type=_NEURON_METHODS, default="brute_force", show_default=True,
+              help="How neurons are ranked (lowest score removed first).")  # fmt: skip
 @click.option("--loss", type=click.Choice(["auto", "sse", "crossentropy"]), default="auto",
-              show_default=True)  # fmt: skip
-@click.option("--legc-scores", type=checks.NPZ)
+              show_default=True, help="The loss the scorers measure (auto: from the labels).")  # fmt: skip
+@click.option("--legc-scores", type=checks.NPZ,
+              help="scores.npz from `legc score` (for --method legc).")  # fmt: skip
 @click.option("--n", "count", type=int, help="Remove this many neurons.")
 @click.option("--fraction", type=float, help="Remove this fraction of the hidden neurons.")
 @click.option("--max-drop", type=float, help="Remove while validation accuracy drops <= this.")

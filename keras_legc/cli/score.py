@@ -17,8 +17,9 @@ from keras_legc.cli._group import _run, main
     help="Largest lag: an integer, or auto (14 or what the windows allow).",
 )  # fmt: skip
 @click.option(
-    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True
-)
+    "--test", type=click.Choice(["ssr_chi2", "ssr_ftest"]), default="ssr_chi2", show_default=True,
+    help="The paper's Granger statistic (chi-square, as the paper) or the F-test.",
+)  # fmt: skip
 @click.option(
     "--alpha", type=float, help="Paper mode: prune weights with p >= alpha (default 0.05)."
 )
@@ -30,8 +31,11 @@ from keras_legc.cli._group import _run, main
 )
 @click.option(
     "--ranking",
-    type=click.Choice(["legc_protect", "legc", "legc_rank_product", "legc_pvalue"]),
-    help="Target mode's ranking (default legc_protect; see README, 'Target mode').",
+    type=click.Choice(
+        ["static_magnitude", "legc_protect", "legc", "legc_rank_product", "legc_pvalue"]
+    ),
+    help="Target mode's ranking (default static_magnitude: never-moved weights first, then "
+    "|w|; see README, 'Target mode').",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."
@@ -64,12 +68,18 @@ def score(
 ):  # fmt: skip
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
     import keras_legc as kl
+    from keras_legc._io import check_writable
+    from keras_legc.core.scoring import check_mask_options
 
     if max_lag != "auto":
         try:
             max_lag = int(max_lag)
         except ValueError:
             raise click.BadParameter("an integer >= 1, or auto", param_hint="--max-lag") from None
+    # every option and output before any scoring or file is written
+    _run(check_mask_options, alpha, sparsity, None, ranking)
+    for path in (run_dir / "scores.npz", out or run_dir / "mask.npz"):
+        _run(check_writable, path, force)
     client = owned = None
     if scheduler:
         from keras_legc.core.distributed import connect

@@ -83,6 +83,11 @@ class History:
         return int(self.target.size)
 
     @property
+    def target_flat_windows(self) -> int:
+        """How many of the last windows share the final target value (1 when it just moved)."""
+        return flat_tail(self.target)
+
+    @property
     def n_weights(self) -> int:
         return int(self.le.shape[0])
 
@@ -300,6 +305,26 @@ MANIFEST_TYPES = {
     "has_initial_weights": bool, "n_initial_weights": int, "le_store": str,
     "le_store_start": int,
 }  # fmt: skip
+
+
+def flat_tail(values) -> int:
+    """The length of the run of identical values that ends ``values`` (0 when empty).
+
+    Example:
+        >>> flat_tail([0.2, 0.1, 0.0, 0.0, 0.0])
+        3
+    """
+    v = np.asarray(values)
+    if v.size == 0:
+        return 0
+    moved = np.flatnonzero(v != v[-1])
+    return int(v.size - (moved[-1] + 1 if moved.size else 0))
+
+
+def target_is_flat(n_flat: int, n_windows: int) -> bool:
+    """Whether the target stood still for most windows (more than half, at least 5): the Granger
+    tests over those windows are exact fits that carry no evidence."""
+    return n_flat >= 5 and 2 * n_flat > n_windows
 
 
 def _is_stored(le) -> bool:

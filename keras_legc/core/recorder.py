@@ -36,6 +36,7 @@ from keras_legc.core.history import (
     History,
     RowJournal,
     journal_index,
+    target_is_flat,
 )
 from keras_legc.core.lyapunov import WindowRing, lyapunov_of_windows, window_stride
 from keras_legc.core.store import (
@@ -269,6 +270,7 @@ class Recorder:
                 self._pool = None
         t0 = time.perf_counter()
         history = self.history(final_kernels)
+        self._warn_flat_target(history)
         if self._snap_writer is not None:
             self._on_disk(self._snap_writer.close)
         if self.run_dir is not None:
@@ -386,6 +388,29 @@ class Recorder:
                 f"{self.target_name} {target:.4f}",
                 file=sys.stderr,
             )
+
+    def _warn_flat_target(self, history: History) -> None:
+        """Warn once when the target stood still for most windows (e.g. a validation error that
+        reached 0): scoring finds no causal evidence in those windows."""
+        flat, k = history.target_flat_windows, history.n_windows
+        if not target_is_flat(flat, k):
+            return
+        fix = (
+            "a larger or harder validation set, or fewer epochs"
+            if self.target_name == "loss"
+            else 'WeightHistory(target="loss"): the validation loss keeps moving after the '
+            "error stops"
+        )
+        what = "target" if self.target_name == "target" else f"{self.target_name} target"
+        warnings.warn(
+            f"{self.name}: the {what} stayed at {history.target[-1]:.4g} for "
+            f"the last {flat} of {k} windows: over those windows the Granger tests see a series "
+            "that does not move, so they carry little or no causal evidence (when no test is "
+            "valid, scores.mask(sparsity=...) falls back to the weights' order). "
+            f"Fix: {fix}.",
+            LegcWarning,
+            stacklevel=3,
+        )
 
     def _lyapunov(self, window: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()

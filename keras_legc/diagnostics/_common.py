@@ -12,8 +12,8 @@ import numpy as np
 
 from keras_legc.errors import InvalidArgumentError, MissingDependencyError, ModelStructureError
 
-_EXTRA = "pip install 'keras-legc[diagnostics]'"
-_PACKAGES = {"shap": "shap", "weightwatcher": "weightwatcher", "matplotlib": "matplotlib"}
+_PACKAGES = {"shap": "shap", "weightwatcher": "weightwatcher", "matplotlib": "matplotlib",
+             "sklearn": "scikit-learn"}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -30,8 +30,8 @@ def _quiet():
         ww_logger.setLevel(level)
 
 
-def _require(module: str, purpose: str):
-    """Import an optional package, or raise MissingDependencyError naming the extra."""
+def _require(module: str, purpose: str, extra: str = "diagnostics"):
+    """Import an optional package, or raise MissingDependencyError naming the extra to install."""
     import importlib
 
     try:
@@ -40,7 +40,7 @@ def _require(module: str, purpose: str):
     except ImportError as exc:
         raise MissingDependencyError(
             f"{_PACKAGES.get(module, module)} is not installed (or cannot be imported: {exc}); "
-            f"keras_legc needs it for {purpose}. Fix: {_EXTRA}"
+            f"keras_legc needs it for {purpose}. Fix: pip install 'keras-legc[{extra}]'"
         ) from exc
 
 

@@ -28,7 +28,7 @@ from keras_legc.core.recorder import (
 )
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
-from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf
+from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf, to_numpy
 from keras_legc.keras.layers import dense_layers
 
 TARGETS = ("misclassification", "loss")
@@ -526,7 +526,7 @@ class WeightHistory(Callback):
             labels = y[start : start + len(out)]
             if labels.ndim == len(out.shape) - 1:  # (n,) labels vs (n, k) outputs, as fit does
                 labels = labels[..., None]
-            batch = np.asarray(self._loss_fn(labels, out))
+            batch = to_numpy(self._loss_fn(labels, out))
             total += float(np.sum(batch))
         return total / len(x)
 
@@ -534,7 +534,7 @@ class WeightHistory(Callback):
         x, labels = self._val
         correct = 0
         for start in range(0, len(x), self.eval_batch_size):
-            out = np.asarray(self.model(x[start : start + self.eval_batch_size], training=False))
+            out = to_numpy(self.model(x[start : start + self.eval_batch_size], training=False))
             pred = predicted_class(out, logits=self._logits)
             correct += int((pred == labels[start : start + len(out)]).sum())
         return 1.0 - correct / len(x)

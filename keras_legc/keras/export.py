@@ -33,7 +33,7 @@ from keras_legc.errors import (
     LegcWarning,
     ModelStructureError,
 )
-from keras_legc.keras.flavour import model_flavour, tf
+from keras_legc.keras.flavour import model_flavour, tf, to_numpy
 from keras_legc.masking import block_structure
 
 QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
@@ -45,6 +45,10 @@ TOLERANCE = {"float": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
 # slower than dense below ~80% (2.5x slower at 50%, 1.5x faster at 80%, 3x at 90%).
 SPARSE_STORAGE_MIN = 0.5
 SPARSE_SPEEDUP_MIN = 0.8
+# Quantizations whose sparse export is worth a hint when a pruned model is exported dense: not
+# dynamic (refused with sparse) nor int8 (larger than dense at 50%; and measured 2026-12-05, a 70%
+# unstructured int8 sparse MLP failed verification on LiteRT where int8 dense passed).
+SPARSE_HINT = ("float", "float16")
 # The block TFLite's sparse FULLY_CONNECTED kernel reads without densifying, in (out, in) terms.
 KERNEL_BLOCK = (1, 16)
 
@@ -61,6 +65,9 @@ def sidecar_paths(out: str | os.PathLike) -> dict[str, Path]:
     Example:
         >>> sidecar_paths("m.tflite")["reference"]
         PosixPath('m.reference.npz')
+
+    ``"failed"`` (``m.failed.tflite``) is where a .tflite that fails verification is kept instead
+    of ``out``.
     """
     out = Path(out)
     if out.suffix != ".tflite":
@@ -72,6 +79,7 @@ def sidecar_paths(out: str | os.PathLike) -> dict[str, Path]:
         "tflite": out,
         "json": out.with_suffix(".json"),
         "reference": out.with_suffix(".reference.npz"),
+        "failed": out.with_suffix(".failed.tflite"),
     }
 
 
@@ -133,22 +141,23 @@ def export_tflite(
     with TargetLock(out, "exporting to"):  # a second export to `out` is refused at start
         prepared = _prepare(
             model, out, quantization, representative_data, reference_inputs, n_reference,
-            overwrite, seed,
+            overwrite, seed, sparse,
         )  # fmt: skip
         _check_responds(prepared, allow_constant_output)
         flatbuffer = _convert(prepared.model, quantization, sparse, prepared.calibration)
         check = _verify(prepared.model, flatbuffer, prepared.reference_inputs, quantization)
         report = _report(prepared, flatbuffer, check, quantization, sparse)
+        if not sparse and quantization in SPARSE_HINT and report["sparsity"] >= SPARSE_STORAGE_MIN:
+            # a pruned model stored dense is as large as the unpruned one: say what sparse gives
+            sparse_file = _convert(prepared.model, quantization, True, prepared.calibration)
+            report["sparse_tflite_bytes"] = len(sparse_file)
         for note in report["warnings"]:
             warnings.warn(note, LegcWarning, stacklevel=2)
         if not report["verification"]["ok"]:
-            warnings.warn(
-                f"the {quantization} TFLite model differs from the Keras model by up to "
-                f"{check.error:.3g} (tolerance {check.atol}) on the reference inputs; see "
-                f"{prepared.paths['json']}.",
-                LegcWarning,
-                stacklevel=2,
-            )
+            failure = _failure(prepared, check, quantization)
+            report["tflite"] = prepared.paths["failed"].name
+            report["verification"]["failure"] = failure
+            warnings.warn(failure, LegcWarning, stacklevel=2)
         _write(prepared, flatbuffer, check, report, overwrite)
     return report
 
@@ -178,18 +187,63 @@ class _Check:
     atol: float
 
 
-def _prepare(
-    model, out, quantization, representative_data, reference_inputs, n_reference, overwrite, seed
-) -> _Prepared:
-    """Check the arguments and outputs, load and strip the model, pick calibration/reference rows."""
-    from keras_legc.keras.saving import load_model
+def _failure(prepared: _Prepared, check: _Check, quantization: str) -> str:
+    """Why a .tflite failed verification, where it was kept instead, and the fix."""
+    paths = prepared.paths
+    return (
+        f"the {quantization} TFLite model differs from the Keras model by up to "
+        f"{check.error:.3g} (tolerance {check.atol}) on the reference inputs: the runtime "
+        "computes it differently (the quantization does not fit the model's values, or the "
+        f"runtime mis-runs an op), so it was kept as {paths['failed']}, not written to "
+        f"{paths['tflite'].name}; see {paths['json']}. Fix: export with quantization 'float' "
+        "or 'float16'; for int8, representative data that covers the inputs the model will see."
+    )
 
+
+def check_combination(quantization: str, sparse: bool) -> None:
+    """Refuse, before any work, a quantization the runtimes compute wrongly.
+
+    Dynamic-range int8 weights stored sparse: the converter's file is right (LiteRT's builtin
+    kernels run it within tolerance), but the XNNPACK delegate that LiteRT and TensorFlow's
+    interpreter apply by default gives NaN or garbage outputs for it (measured with ai-edge-litert
+    2.3 and TF 2.21: a 90% block-sparse MLP gives NaN; docs/edge.md).
+
+    Raises:
+        InvalidArgumentError: quantization is not one of QUANTIZATIONS, or dynamic with sparse.
+
+    Example:
+        >>> check_combination("int8", True)
+    """
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
             f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}. Fix: 'float' "
             "(exact), 'dynamic' (int8 weights, no data needed) or 'int8' (with "
             "representative_data)."
         )
+    if quantization == "dynamic" and sparse:
+        raise InvalidArgumentError(
+            "dynamic-range quantization with sparse storage is refused: LiteRT's default XNNPACK "
+            "delegate computes sparse dynamic-range weights wrongly (NaN or garbage outputs, no "
+            "error). Fix: int8 with representative data and sparse (CLI: -q int8 "
+            "--representative-data x.npy --sparse), float with sparse, or dynamic without sparse."
+        )
+
+
+def _prepare(
+    model,
+    out,
+    quantization,
+    representative_data,
+    reference_inputs,
+    n_reference,
+    overwrite,
+    seed,
+    sparse=False,
+) -> _Prepared:
+    """Check the arguments and outputs, load and strip the model, pick calibration/reference rows."""
+    from keras_legc.keras.saving import load_model
+
+    check_combination(quantization, sparse)
     check_positive_int("n_reference", n_reference)
     paths = sidecar_paths(out)
     for path in paths.values():
@@ -248,7 +302,7 @@ def _check_responds(prepared: _Prepared, allow: bool) -> None:
     rows = prepared.reference_inputs
     if allow or len(rows) < 2 or np.ptp(rows.reshape(len(rows), -1), axis=0).max() == 0.0:
         return  # identical reference rows cannot tell
-    out = np.asarray(prepared.model(rows, training=False))
+    out = to_numpy(prepared.model(rows, training=False))
     if constant_outputs(out):
         empty = [n for n, k in _kernels(prepared.model).items() if not k.any()]
         why = f" (every kernel weight of {empty} is 0)" if empty else ""
@@ -266,7 +320,7 @@ def _verify(model, flatbuffer: bytes, reference_inputs: np.ndarray, quantization
     the reference's outputs."""
     from keras_legc.keras.tflite_runner import load_interpreter, run_rows
 
-    keras_out = np.asarray(model(reference_inputs, training=False), dtype=np.float32)
+    keras_out = to_numpy(model(reference_inputs, training=False), dtype=np.float32)
     interp, ops = load_interpreter(flatbuffer, threads=1)
     tflite_out = run_rows(interp, reference_inputs)
     error = float(np.max(np.abs(tflite_out - keras_out)))  # rows >= 1: _as_inputs refuses none
@@ -282,6 +336,8 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
     sparsity = 1.0 - n_nonzero / n_weights if n_weights else 0.0
     structure = {n: block_structure(k, KERNEL_BLOCK) for n, k in kernels.items()}
     notes = _sparse_warnings(sparse, sparsity, kernels, structure, check.ops) if sparse else []
+    wrong_on = _wrong_runtimes(quantization, sparse, kernels, structure, check.ops)
+    notes += [WRONG_RUNTIMES[name] for name in wrong_on]
     diff = np.abs(check.tflite_out - check.keras_out)
     report = {
         "keras_legc": __version__,
@@ -296,6 +352,7 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
         "kernel_weights": int(n_weights),
         "nonzero_kernel_weights": int(n_nonzero),
         "sparsity": sparsity,
+        **_parameter_counts(prepared.model),
         "layer_sparsity": {  # an empty kernel (a zero-width input) is 0.0, as the total is
             n: float(1.0 - np.count_nonzero(k) / k.size) if k.size else 0.0
             for n, k in kernels.items()
@@ -304,6 +361,7 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
         "block_structured_zeros": {"block": list(KERNEL_BLOCK), **structure},
         "densify": "DENSIFY" in check.ops,
         "warnings": notes,
+        "wrong_on_runtimes": wrong_on,
         "verification": {
             "n_inputs": int(len(prepared.reference_inputs)),
             "held_out": prepared.held_out,
@@ -323,7 +381,8 @@ def _report(prepared: _Prepared, flatbuffer: bytes, check: _Check, quantization,
 def _write(prepared: _Prepared, flatbuffer: bytes, check: _Check, report: dict, overwrite) -> None:
     """The .tflite, the .reference.npz (inputs and both outputs) and the .json, each atomically."""
     paths = prepared.paths
-    atomic_write_bytes(paths["tflite"], flatbuffer, overwrite=overwrite)
+    ok = report["verification"]["ok"]
+    atomic_write_bytes(paths["tflite" if ok else "failed"], flatbuffer, overwrite=overwrite)
 
     def write_reference(f):
         np.savez(
@@ -346,6 +405,28 @@ def load_inputs(path: str | os.PathLike, what: str = "inputs") -> np.ndarray:
         >>> x = load_inputs("calibration.npy")
     """
     return load_array(path, what)
+
+
+#: Runtimes measured to compute a kind of export wrongly, and what the export says about it.
+WRONG_RUNTIMES = {
+    "tflite_runtime<=2.14": (
+        "int8 with block-sparse weights: tflite-runtime 2.14 and older (its last release) compute "
+        "this model's outputs wrongly, constant or far off, without an error (docs/edge.md: every "
+        "int8 block-sparse model; LiteRT (ai-edge-litert) computes them right, and the file passed "
+        "verification with LiteRT here). Fix: run it on the device with LiteRT (pip install "
+        "ai-edge-litert), or for tflite-runtime export float with sparse, or int8 without sparse."
+    ),
+}
+
+
+def _wrong_runtimes(quantization, sparse, kernels, structure, ops) -> list[str]:
+    """The runtimes of WRONG_RUNTIMES that compute this export wrongly: full int8 whose weights
+    the converter stores block-sparse (no DENSIFY; a layer >= 50% zeros, nearly all in blocks)."""
+    if quantization != "int8" or not sparse or "DENSIFY" in ops:
+        return []
+    blocked = [n for n, k in kernels.items() if k.size and
+               1.0 - np.count_nonzero(k) / k.size >= SPARSE_STORAGE_MIN and structure[n] >= 0.9]  # fmt: skip
+    return ["tflite_runtime<=2.14"] if blocked else []
 
 
 def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
@@ -378,6 +459,19 @@ def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
             "prune to >= 80% for a speed-up, or export without sparse for speed."
         )
     return notes
+
+
+def _parameter_counts(model) -> dict:
+    """Every parameter of the model (not only the Dense kernels keras-legc prunes): how many, how
+    many are non-zero, and the sparsity over all of them."""
+    values = [np.asarray(v.numpy()) for v in model.weights]
+    n = sum(v.size for v in values)
+    nonzero = sum(int(np.count_nonzero(v)) for v in values)
+    return {
+        "parameters": int(n),
+        "nonzero_parameters": int(nonzero),
+        "parameter_sparsity": 1.0 - nonzero / n if n else 0.0,
+    }
 
 
 def _plain(model):
@@ -456,12 +550,15 @@ def _convert(model, quantization, sparse, representative_data) -> bytes:
     """The .tflite flatbuffer: tf_keras through ``TFLiteConverter.from_keras_model``; Keras 3 on the
     TensorFlow backend through ``model.export(format="litert")``; Keras 3 on any other backend
     through a TensorFlow-backend twin built from the model's ``.keras`` file in a subprocess."""
+    from keras_legc._quiet import native_noise_filtered
+
     settings = _converter_settings(quantization, sparse, representative_data)
     try:
-        if model_flavour(model) == "keras2":
-            converter = tf().lite.TFLiteConverter.from_keras_model(model)
-            return _run_converter(converter, settings)
-        return _convert_keras3(model, settings, quantization, sparse, representative_data)
+        with native_noise_filtered():  # the converter's log lines, in the quiet CLI only
+            if model_flavour(model) == "keras2":
+                converter = tf().lite.TFLiteConverter.from_keras_model(model)
+                return _run_converter(converter, settings)
+            return _convert_keras3(model, settings, quantization, sparse, representative_data)
     except ExportError:
         raise
     except Exception as exc:

@@ -129,3 +129,17 @@ def model_flavour(model) -> str:
         f"expected a Keras model, got {type(model).__module__}.{type(model).__name__}. "
         "Fix: pass the keras.Model (Keras 3) or tf_keras.Model (Keras 2) itself."
     )
+
+
+def to_numpy(value, dtype=None):
+    """A model's output (or a loss) as a numpy array, whatever the Keras and its backend.
+
+    TensorFlow tensors and JAX arrays convert with ``np.asarray``; a PyTorch tensor computed from
+    trainable weights carries autograd state, which numpy refuses, so it is detached (and moved to
+    the CPU) first.
+    """
+    import numpy as np
+
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu()
+    return np.asarray(value, dtype=dtype)

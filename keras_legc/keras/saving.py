@@ -65,8 +65,10 @@ def keras_file_flavour(path: str | os.PathLike) -> str:
     """``"keras3"`` or ``"keras2"``: which Keras wrote the saved model at ``path``.
 
     Read from the file alone (no TensorFlow or Keras import): a ``.keras`` zip's ``metadata.json``
-    names the Keras version (its ``config.json`` decides when the metadata is missing); ``.h5`` files
-    and SavedModel directories are Keras 2.
+    names the Keras version (its ``config.json`` decides when the metadata is missing); a ``.h5``
+    file's root attribute ``keras_version`` does the same (Keras 3 writes 3.x: ``model.save("x.h5")``
+    and ``ModelCheckpoint("best.h5")`` since TF 2.16; without it, Keras 2); SavedModel directories
+    are Keras 2.
 
     Args:
         path: a ``.keras`` file, a ``.h5``/``.hdf5`` file or a SavedModel directory.
@@ -82,8 +84,10 @@ def keras_file_flavour(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.exists():
         raise InvalidArgumentError(f"no saved model at {path}. Fix: check the path.")
-    if path.is_dir() or path.suffix.lower() in {".h5", ".hdf5"}:
+    if path.is_dir():
         return "keras2"
+    if path.suffix.lower() in {".h5", ".hdf5"}:
+        return "keras3" if _h5_attr(path, "keras_version").startswith("3.") else "keras2"
     not_keras = (
         f"{path} is not a Keras model file ({{why}}). Fix: pass a model saved with "
         "model.save('model.keras') (Keras 3 or tf_keras), a .h5 file or a SavedModel folder."
@@ -233,19 +237,28 @@ def _load_keras2(path: Path, compile: bool, unsafe: bool):
         )
 
 
-def _h5_has_lambda(path: Path) -> bool:
-    """Whether the model config of a ``.h5`` file holds a Lambda layer (read without Keras)."""
+def _h5_attr(path: Path, name: str) -> str:
+    """A root attribute of a ``.h5`` file as text ("" when absent or not HDF5: Keras' own error
+    then says so), read without Keras."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config")
+            value = f.attrs.get(name)
     except OSError:
-        return False  # not HDF5 after all: Keras' own error says so
-    if config is None:
+        return ""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _h5_has_lambda(path: Path) -> bool:
+    """Whether the model config of a ``.h5`` file holds a Lambda layer (read without Keras)."""
+    config = _h5_attr(path, "model_config")
+    if not config:
         return False
     try:
-        config = json.loads(config.decode() if isinstance(config, bytes) else config)
+        config = json.loads(config)
     except ValueError:
         return False  # a corrupt config: Keras' own error says so
 

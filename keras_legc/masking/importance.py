@@ -230,14 +230,24 @@ def legc_protect(scores, *, alpha: float = 0.05) -> Scorer:
 
     def score(kernels, block=None) -> Importance:
         moved = _moved(scores)
-        q = _bh(_require(scores, "f_pvalue"))
-        causal = np.isfinite(q) & (q < alpha)
-        keys = _by_layer(scores, kernels, [moved, causal])
+        keys = _by_layer(scores, kernels, [moved, causal_weights(scores, alpha)])
         info = {"method": "legc", "ranking": "legc_protect", "alpha": float(alpha)}
         return Importance(keys, reduce=("any", "mean", "sumsq"), info=info)
 
     score.__name__ = "legc_protect"
     return score
+
+
+def causal_weights(scores, alpha: float = 0.05) -> np.ndarray:
+    """Bool ``(n_weights,)``: Granger-causal under target mode's test (the F-test at the lag BIC
+    chose, Benjamini-Hochberg q < ``alpha`` across the weights).
+
+    Example:
+        >>> int(causal_weights(scores).sum())  # doctest: +SKIP
+        15
+    """
+    q = _bh(_require(scores, "f_pvalue"))
+    return np.isfinite(q) & (q < alpha)
 
 
 def legc_rank_product(scores, *, evidence: str = "partial_r2") -> Scorer:

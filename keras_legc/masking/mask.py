@@ -113,6 +113,16 @@ class Mask:
         rows.append(
             f"{'total':<24}{'':>14}{self.n_weights:>10}{self.n_kept:>10}{100 * self.sparsity:>10.2f}"
         )
+        if "kept_by_evidence" in self.info:  # Scores.mask's default or legc_protect
+            rows.append(
+                f"kept by causal evidence: {self.info['kept_by_evidence']} (the same ranking "
+                "without the Granger test would prune them); by magnitude alone: "
+                f"{self.info['kept_by_magnitude']}"
+            )
+        if "kept_causal" in self.info:
+            rows.append(
+                f"kept and causal (F-test at the BIC lag, q < 0.05): {self.info['kept_causal']}"
+            )
         return "\n".join(rows)
 
     def __repr__(self) -> str:

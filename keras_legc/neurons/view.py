@@ -251,7 +251,9 @@ def _check_shapes(model, names: list, kernels: list) -> tuple[int, ...]:
 def _check_against_keras(net: DenseNet, model) -> None:
     """Refuse a model whose Dense layers are not applied one after another (e.g. a skip)."""
     probe = np.random.default_rng(0).uniform(0.0, 1.0, (8, *net.input_shape)).astype("float32")
-    want = np.asarray(model(probe, training=False), dtype=np.float64)
+    from keras_legc.keras.flavour import to_numpy
+
+    want = to_numpy(model(probe, training=False), dtype=np.float64)
     got = net.output(probe)
     if want.shape != got.shape or not np.allclose(got, want, rtol=0, atol=_FORWARD_ATOL):
         raise ModelStructureError(

@@ -64,7 +64,6 @@ import json
 import math
 import os
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -78,7 +77,7 @@ import numpy as np
 
 import keras_legc  # (first: selects Keras 2 before TensorFlow is imported)
 from legc_research.datasets import MNIST_FILES, SHARED_DATA, find_data_dir
-from legc_research.evidence._provenance import REPO, machine, versions
+from legc_research.evidence._provenance import machine, portable_path, tool_command, versions
 
 TARGETS = {
     "overhead_ratio_max": 1.5,
@@ -1080,7 +1079,6 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from_cli = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["_worker"]:
         return worker_main(argv[1:])
@@ -1113,12 +1111,7 @@ def main(argv=None) -> int:
               "in /tmp or lower --epochs.", file=sys.stderr)  # fmt: skip
         return 2
 
-    command = shlex.join(
-        [
-            sys.executable,
-            *(sys.argv if from_cli else [str(REPO / "tools" / "bench_scoring.py"), *argv]),
-        ]
-    )
+    command = tool_command("bench_scoring", argv)
     date = datetime.now(UTC).isoformat(timespec="seconds")
     tmp = work_dir(args.work_dir, json_path)
     if args.fresh:
@@ -1144,14 +1137,14 @@ def main(argv=None) -> int:
         "command": command,
         "date": date,
         "machine": machine_info(),
-        "workload": {**asdict(wl), "n_weights": wl.n_weights, "data_dir": str(data_dir)},
+        "workload": {**asdict(wl), "n_weights": wl.n_weights, "data_dir": portable_path(data_dir)},
         "n_val_used": raw["fits"]["base_1x"]["n_val"],
         "wall_s": time.perf_counter() - t0,
         "reused_measurements": raw["reused"],
         "targets": TARGETS,
         "sections": sections,
         "raw": raw,
-        "json": str(json_path.resolve()),
+        "json": portable_path(json_path),
     }
     from keras_legc._io import atomic_write_json
 

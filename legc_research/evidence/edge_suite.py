@@ -275,9 +275,10 @@ def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
 
 
 def channels(ctx: Context, factor: float):
-    """``kl.prune_channels`` to ``factor`` times fewer MACs, then the fine-tuning budget.
-    Assumes ``macs=`` takes the fraction of the dense MACs to keep (check at merge)."""
-    model = kl.prune_channels(ctx.dense_model(), macs=1.0 / factor, data=ctx.data.x_train[:512])
+    """``kl.prune_channels`` to at most 1/``factor`` of the dense MACs (global L2 importance, the
+    library's default), then the fine-tuning budget."""
+    dense = ctx.dense_model()
+    model = kl.prune_channels(dense, macs=int(zoo.count_macs(dense) / factor))
     ctx.finetune(model)
     return model
 
@@ -301,7 +302,7 @@ METHODS: dict[str, Method] = {
         masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4))),
         "2:4", "keras-legc magnitude 2:4, fine-tuned",
         missing=_needs("magnitude_mask", "sparsity_m_by_n")),
-    "channels": Method(channels, "macs", "keras-legc channel pruning (kl.prune_channels)",
+    "channels": Method(channels, "macs", "keras-legc channel pruning (kl.prune_channels, L2)",
                        missing=_needs("prune_channels"), sparse=False),
 }  # fmt: skip
 
@@ -314,14 +315,6 @@ def targets(method: Method, config: RunConfig) -> tuple[float, ...]:
 
 
 # ---- measuring one model -------------------------------------------------------------------------
-
-
-def count_macs(model, nonzero: bool = False) -> int:
-    """MACs per sample: ``keras_legc.count_macs`` once the library has it, else the zoo's."""
-    library = getattr(kl, "count_macs", None)
-    if library is not None and not nonzero:
-        return int(library(model))
-    return zoo.count_macs(model, nonzero=nonzero)
 
 
 def zero_share(model, dense_params: int) -> float:
@@ -492,7 +485,7 @@ def run(
             dense = train.train_dense(net, seed, data, cache, quick=config.quick, log=log)
             results["nets"][f"{net}/seed{seed}"] = {
                 **dense.meta, "params": dense.model.count_params(),
-                "macs": count_macs(dense.model),
+                "macs": zoo.count_macs(dense.model),
             }  # fmt: skip
             ctx = Context(net, seed, data, dense, train.recipe(net, config.quick))
             models = out / "models" / net / dense.folder.name
@@ -522,8 +515,8 @@ def run(
                     "accuracy_keras": train.accuracy(model, data.x_test[:eval_rows],
                                                      data.y_test[:eval_rows]),
                     "pruned_share": zero_share(model, dense_params),
-                    "params": int(model.count_params()), "macs": count_macs(model),
-                    "macs_nonzero": count_macs(model, nonzero=True), "seconds_prune": seconds,
+                    "params": int(model.count_params()), "macs": zoo.count_macs(model),
+                    "macs_nonzero": zoo.count_macs(model, nonzero=True), "seconds_prune": seconds,
                 }  # fmt: skip
                 for q in quants:
                     cell = _measure(ctx, model, method, target, q, models, runtimes, config,

@@ -212,33 +212,28 @@ def build(name: str, k: ModuleType, *, seed: int | None = None, reference: bool 
     return net.builder(k, net.reference_input, net.reference_classes)
 
 
-# ---- MACs (kl.count_macs replaces this once it is merged) ----------------------------------------
+# ---- MACs ----------------------------------------------------------------------------------------
 
 
 def count_macs(model, *, nonzero: bool = False) -> int:
-    """Multiply-accumulates per sample of the Conv2D, DepthwiseConv2D and Dense layers of ``model``
-    (either Keras); BatchNorm, pooling, additions and activations are not counted (BN folds into
-    the conv at export).
-
-    Args:
-        model: a built Keras 3 or tf_keras model.
-        nonzero: count only the MACs of non-zero kernel weights (what a sparse kernel would do).
+    """Multiply-accumulates per sample of a Keras 3 model: ``keras_legc.count_macs`` (every
+    Conv2D, DepthwiseConv2D and Dense; BN, pooling, additions and activations are free), or with
+    ``nonzero`` only those of its non-zero kernel weights (what a sparse kernel would compute).
 
     Example:
         >>> count_macs(build("lenet_300_100", keras))
         266200
     """
+    import keras_legc as kl
+
+    if not nonzero:
+        return int(kl.count_macs(model))
     total = 0
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+        if type(layer).__name__ not in ("Conv2D", "DepthwiseConv2D", "Dense"):
             continue
-        # tf_keras names the depthwise kernel ``depthwise_kernel``; Keras 3 ``kernel``.
-        name = "depthwise_kernel" if hasattr(layer, "depthwise_kernel") else "kernel"
-        kernel = np.asarray(getattr(layer, name), np.float32)
-        weights = int(np.count_nonzero(kernel)) if nonzero else kernel.size
         out_shape = tuple(layer.output.shape)
         # Each kernel weight is used once per output position (Dense: per leading position).
         positions = int(np.prod(out_shape[1:-1])) if len(out_shape) > 2 else 1
-        total += weights * positions
+        total += int(np.count_nonzero(np.asarray(layer.kernel))) * positions
     return int(total)

@@ -1,10 +1,10 @@
-"""Every bad input of keras_legc/testing/catalogue.py raises its error class, naming the problem and the fix."""
+"""Every bad input of tests/catalogue.py raises its error class, naming the problem and the fix."""
 
 import re
 
 import pytest
 
-from keras_legc.testing.catalogue import CASES, SubprocessError
+from tests.catalogue import CASES, SubprocessError
 
 
 def run_case(case, tmp_path):

@@ -56,14 +56,15 @@ def models(tmp_path_factory):
     model.compile("adam", k.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=3, verbose=0)
     export_tflite(model, folder / "dense_float.tflite", representative_data=x)
+    export_tflite(model, folder / "dense_int8.tflite", quantization="int8", representative_data=x)
     mask = kl.magnitude_mask(model, 0.9, block=(1, 16))
     for layer in kl.dense_layers(model):
         w, b = layer.get_weights()
         layer.set_weights([w * mask[layer.name], b])
     export_tflite(model, folder / "block_float.tflite", sparse=True, representative_data=x)
-    export_tflite(
-        model, folder / "block_int8.tflite", sparse=True, quantization="int8", representative_data=x
-    )
+    with pytest.warns(kl.LegcWarning, match="tflite-runtime 2.14 and older"):
+        export_tflite(model, folder / "block_int8.tflite", sparse=True, quantization="int8",
+                      representative_data=x)  # fmt: skip
     return folder
 
 
@@ -77,8 +78,10 @@ def test_device_env_has_no_tensorflow():
     assert versions.stdout.split() == ["1.26.4", "2.14.0"]
 
 
-@pytest.mark.parametrize("name", ["dense_float", "block_float"])
+@pytest.mark.parametrize("name", ["dense_float", "block_float", "dense_int8"])
 def test_float_models_pass_on_tflite_runtime(models, name):
+    """...and int8 without block-sparse weights: what export does not warn about runs right."""
+    assert json.loads((models / f"{name}.json").read_text())["wrong_on_runtimes"] == []
     out = models / f"{name}.device.json"
     device("edge/bench.py", models / f"{name}.tflite", "--runs", "50", "--json", out, check=True)
     r = json.loads(out.read_text())
@@ -95,6 +98,11 @@ def test_block_sparse_int8_wrong_outputs_are_caught(models):
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "OUTPUT MISMATCH" in proc.stderr
     assert r["check"]["collapsed"] and not r["check"]["ok"]
+    # export said so, with the reason and the fix, when it wrote the file (issue 29)
+    report = json.loads((models / "block_int8.json").read_text())
+    assert report["wrong_on_runtimes"] == ["tflite_runtime<=2.14"]
+    assert any("tflite-runtime 2.14 and older" in n and "Fix: run it on the device with LiteRT" in n
+               for n in report["warnings"])  # fmt: skip
     # LiteRT, in this environment, computes the right outputs for the same file.
     litert = subprocess.run(
         [sys.executable, "edge/bench.py", models / "block_int8.tflite", "--runs", "20"],

@@ -219,3 +219,52 @@ def test_layering_library_and_edge_runner_do_not_import_each_other():
     assert offenders == []
     forbidden = {"keras_legc", "legc_research", "tensorflow", "tf_keras", "keras", "scipy"}
     assert not forbidden & _imported_modules(root / "edge" / "bench.py")
+
+
+def test_cli_export_hints_sparse_and_prints_no_converter_chatter(pruned_model, exported):
+    """A pruned model exported without --sparse: a hint with the size --sparse gives (checked
+    against a real --sparse export); sparsity over all parameters next to the Dense kernels';
+    no converter log lines (int8 prints `fully_quantize: 0, ...` without the filter); warnings as
+    one clean line."""
+    legc = ("-m", "keras_legc.cli", "export", str(exported / "pruned.keras"))
+    out = exported / "int8.tflite"
+    proc = run(*legc, str(out), "-q", "int8", "--representative-data", str(exported / "x.npy"))
+    assert proc.returncode == 0, proc.stderr
+    assert "fully_quantize" not in proc.stderr and "W0000" not in proc.stderr, proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    weights = [np.asarray(w) for w in kl.strip(pruned_model[0]).get_weights()]
+    n, nonzero = sum(w.size for w in weights), sum(int(np.count_nonzero(w)) for w in weights)
+    assert (report["parameters"], report["nonzero_parameters"]) == (n, nonzero)
+    assert f"{100 * (1 - nonzero / n):.1f}% of all {n:,} parameters zero; Dense kernels " in (
+        proc.stdout
+    )
+    dense = run(*legc, str(exported / "dense.tflite"))
+    sparse = run(*legc, str(exported / "sparse.tflite"), "--sparse")
+    assert dense.returncode == 0 == sparse.returncode, dense.stderr + sparse.stderr
+    size = (exported / "sparse.tflite").stat().st_size
+    dense_size = (exported / "dense.tflite").stat().st_size
+    assert size < dense_size
+    assert f"--sparse stores them sparsely: {size} bytes instead of {dense_size}." in dense.stdout
+    assert "--sparse stores" not in sparse.stdout
+    # a warning prints as one clean line: its class and message, no source location
+    warned = [line for line in sparse.stderr.splitlines() if "Warning" in line]
+    assert warned and all(line.startswith("LegcWarning: ") for line in warned), sparse.stderr
+    assert ".py:" not in sparse.stderr and "warnings.warn" not in sparse.stderr
+
+
+def test_cli_export_keeps_a_failed_tflite_aside_and_exits_3(exported, monkeypatch):
+    from click.testing import CliRunner
+
+    from keras_legc.cli import main
+    from keras_legc.keras import export as E
+
+    monkeypatch.setitem(E.TOLERANCE, "float16", 1e-9)  # float16 cannot meet it: verification fails
+    out = exported / "f16.tflite"
+    done = CliRunner().invoke(main, ["export", str(exported / "pruned.keras"), str(out),
+                                     "-q", "float16"])  # fmt: skip
+    assert done.exit_code == 3, done.output
+    assert not out.exists() and out.with_suffix(".failed.tflite").exists()
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["tflite"] == "f16.failed.tflite" and "Fix:" in report["verification"]["failure"]
+    assert f"wrote {out.with_suffix('.failed.tflite')}" in done.output
+    assert f"OVER TOLERANCE: {out} not written" in done.output

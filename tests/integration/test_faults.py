@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from legc_edge.bench import EdgeError, load_reference
 
-from keras_legc.testing import catalogue as C
+from tests import catalogue as C
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "40")),  # tools/reliability_doc.py: more
@@ -211,8 +211,9 @@ def test_recording_that_cannot_save_keeps_training_and_warns_once(tmp_path):
         import numpy as np
         from keras_legc.core.recorder import Recorder
         from keras_legc.core._compiled import compiled
-        rec = Recorder(["a"], {"a": (20, 10)}, window=10, target=lambda: 0.5, run_dir=sys.argv[1],
-                       background=False)
+        values = iter(np.linspace(0.5, 0.0, 100))  # a target that moves: no flat-target warning
+        rec = Recorder(["a"], {"a": (20, 10)}, window=10, target=lambda: next(values),
+                       run_dir=sys.argv[1], background=False)
         compiled("_lyapunov_kernel")  # numba's cache is written (or loaded) before the disk fills
         disk_full_beyond(3000)  # the first save succeeded; now the disk is full
         with warnings.catch_warnings(record=True) as caught:

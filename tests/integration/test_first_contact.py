@@ -186,7 +186,7 @@ def test_legc_hides_tensorflow_startup_lines_but_not_errors(tmp_path):
         z.writestr("config.json", "{}")
     env = {"LEGC_VERBOSE": "", "TF_CPP_MIN_LOG_LEVEL": ""}
     quiet = _legc("export", str(tmp_path / "bad.keras"), str(tmp_path / "m.tflite"), env=env)
-    assert quiet.returncode == 1
+    assert quiet.returncode == 2  # bad input: one exit code for every legc command
     assert "ModelStructureError" in quiet.stderr and "Fix:" in quiet.stderr
     assert not [
         line for line in quiet.stderr.splitlines() if any(s in line for s in TF_NATIVE_LINES)
@@ -194,7 +194,7 @@ def test_legc_hides_tensorflow_startup_lines_but_not_errors(tmp_path):
     verbose = _legc(
         "--verbose", "export", str(tmp_path / "bad.keras"), str(tmp_path / "m.tflite"), env=env
     )
-    assert verbose.returncode == 1 and "ModelStructureError" in verbose.stderr
+    assert verbose.returncode == 2 and "ModelStructureError" in verbose.stderr
     assert any(s in verbose.stderr for s in ("I0000", "absl::InitializeLog")), verbose.stderr
 
 

@@ -15,7 +15,7 @@ import keras_legc as kl
 from keras_legc.errors import CollapsedModelError
 from keras_legc.keras.export import TOLERANCE, export_tflite
 from keras_legc.keras.saving import keras3
-from keras_legc.testing import catalogue as C
+from tests import catalogue as C
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_PYTHON = os.environ.get("LEGC_DEVICE_PYTHON")
@@ -126,7 +126,7 @@ def test_keras3_collapsed_model_is_refused(model_and_data, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-JAX_SCRIPT = BUILD + textwrap.dedent(
+TWIN_SCRIPT = BUILD + textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
@@ -154,7 +154,7 @@ JAX_SCRIPT = BUILD + textwrap.dedent(
     back = kl.load_model(kl.save_model(model, tmp / "m.keras"), compile=False)
     result = {"backend": keras.backend.backend(), "round_trip": all(
         np.array_equal(a, b) for a, b in zip(model.get_weights(), back.get_weights()))}
-    want = np.asarray(model(x[-32:]))
+    want = keras.ops.convert_to_numpy(model(x[-32:]))
     for q, sparse in [("float", False), ("int8", False), ("float", True)]:
         out = tmp / f"{q}{'_sparse' if sparse else ''}.tflite"
         report = export_tflite(model, out, quantization=q, sparse=sparse, representative_data=x)
@@ -170,19 +170,25 @@ JAX_SCRIPT = BUILD + textwrap.dedent(
 
 def test_jax_backend_model_exports_through_a_tensorflow_twin(tmp_path):
     pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    check_export_through_twin("jax", tmp_path)
+
+
+def check_export_through_twin(backend: str, tmp_path) -> None:
+    """A model built on ``backend`` exports through the TensorFlow-backend twin, and LiteRT computes
+    what the model does (also test_keras3_torch.py's check, for the PyTorch backend)."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
     proc = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", TWIN_SCRIPT, str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "jax" and result["round_trip"]
+    assert result["backend"] == backend and result["round_trip"]
     for name, atol in [("float", FLOAT_ATOL), ("float_sparse", FLOAT_ATOL), ("int8", None)]:
         r = result[name]
         limit = atol if atol is not None else TOLERANCE["int8"] * r["scale"]
         assert r["error"] <= limit, (name, r)
-        assert r["ok"] and r["keras3"]["backend"] == "jax"
+        assert r["ok"] and r["keras3"]["backend"] == backend
         assert r["keras3"]["converter"].startswith("TensorFlow-backend twin")
     assert "DENSIFY" not in result["float_sparse"]["ops"]
 

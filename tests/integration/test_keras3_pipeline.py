@@ -1,4 +1,4 @@
-"""The Keras 3 path (``import keras``, TensorFlow and JAX backends) beside tf_keras: record ->
+"""The Keras 3 path (``import keras``, TensorFlow and JAX backends; PyTorch: test_keras3_torch.py) beside tf_keras: record ->
 score -> mask -> prune -> fit -> strip, masks held exactly after every optimizer step (SGD with
 momentum, AdamW with weight decay), a ``.keras`` round trip in the middle of fine-tuning, and
 GradualPruning. A Keras 3 backend is fixed per process, so each backend runs in a subprocess
@@ -181,7 +181,11 @@ def _check(result: dict, flavour: str) -> None:
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_keras3_pipeline_on_each_backend(backend):
     pytest.importorskip(backend)
-    result = _run(backend)
+    check_keras3(_run(backend))
+
+
+def check_keras3(result: dict) -> None:
+    """The Keras 3 pipeline's result (also test_keras3_torch.py's, for the PyTorch backend)."""
     _check(result, "keras3")
     trip = result["roundtrip"]
     assert trip["mask_equal"] and trip["same_outputs"], trip

@@ -81,3 +81,22 @@ def test_old_import_path_still_works():
 
     assert pruning.save_model is saving.save_model and pruning.load_model is saving.load_model
     assert kl.save_model is saving.save_model and kl.load_model is saving.load_model
+
+
+def test_a_keras3_h5_file_loads_as_keras3_in_the_library_and_the_cli(tmp_path):
+    """Since TF 2.16, model.save("x.h5") and ModelCheckpoint("best.h5") write Keras 3 HDF5."""
+    from click.testing import CliRunner
+
+    from keras_legc.cli import main
+
+    model = keras3_mlp()
+    path = tmp_path / "best.h5"
+    model.save(path)
+    assert keras_file_flavour(path) == "keras3"
+    back = kl.load_model(path, compile=False)
+    assert model_flavour(back) == "keras3"
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(model(x)), rtol=1e-6)
+    done = CliRunner().invoke(main, ["export", str(path), str(tmp_path / "m.tflite")])
+    assert done.exit_code == 0, done.output
+    assert "Keras 3" in done.output

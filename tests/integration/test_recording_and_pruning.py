@@ -155,9 +155,18 @@ def test_scores_and_masks(trained, tmp_path):
     pruned = ~np.concatenate([target[n].ravel() for n in target.layers])
     if valid.all():  # least causal first: every pruned p-value >= every kept p-value
         assert scores.pvalues[pruned].min() >= scores.pvalues[~pruned].max()
-    # The default (legc_protect): within the non-causal and within the causal weights, the
-    # smallest go first; every pruned causal weight is smaller than every kept one.
+    # The default (static_magnitude): never-moved weights first, then the smallest |w|.
     default = scores.mask(sparsity=0.5)
+    assert default.info["ranking"] == "static_magnitude" and default.n_pruned == target.n_pruned
+    assert default.info["kept_by_evidence"] == 0
+    pruned = ~np.concatenate([default[n].ravel() for n in default.layers])
+    w = np.concatenate([np.abs(scores.kernels[n]).ravel() for n in scores.layers])
+    moved = ~scores.static
+    assert not (pruned & moved).any() or not (~pruned & ~moved).any()  # never-moved go first
+    assert w[pruned & moved].max(initial=0) <= w[~pruned & moved].min(initial=np.inf)
+    # legc_protect: within the non-causal and within the causal weights, the smallest go first;
+    # every pruned causal weight is smaller than every kept one.
+    default = scores.mask(sparsity=0.5, ranking="legc_protect")
     assert default.info["ranking"] == "legc_protect" and default.n_pruned == target.n_pruned
     pruned = ~np.concatenate([default[n].ravel() for n in default.layers])
     w = np.concatenate([np.abs(scores.kernels[n]).ravel() for n in scores.layers])

@@ -1,12 +1,16 @@
 """Block-structured masks (numpy only): structure, sparsity, and each block score checked against a
 plain per-block loop."""
 
+import itertools
+import warnings
+
 import numpy as np
 import pytest
 
 from keras_legc import InvalidArgumentError, Scores, magnitude_mask, random_mask
 from keras_legc.core.granger import OK
 from keras_legc.masking import block_reduce, block_structure, check_block
+from keras_legc.masking.blocks import block_grid
 
 SHAPES = {"a": (64, 12), "b": (12, 5), "c": (20, 3)}  # b and c have partial last blocks
 
@@ -157,3 +161,68 @@ def test_block_structure_measures_how_much_of_the_zeros_are_in_blocks(rng):
     assert block_structure(blocky, (1, 16)) == 1.0
     assert block_structure(scattered, (1, 16)) < 0.5
     assert block_structure(k, (1, 16)) == 1.0  # no zeros at all: nothing unstructured
+
+
+# ---- blocks -------------------------------------------------------------------------------
+
+
+def _brute_reduce(a, block, how):
+    r, c = block
+    n_in, n_out = a.shape
+    gi, go = -(-n_in // c), -(-n_out // r)
+    out = np.zeros((gi, go), dtype=object)
+    for i, j in itertools.product(range(gi), range(go)):
+        part = a[i * c : (i + 1) * c, j * r : (j + 1) * r].ravel()
+        finite = [float(x) for x in part if np.isfinite(x)] if how in ("sum", "mean") else []
+        out[i, j] = {
+            "size": float(part.size),
+            "any": bool(np.any(part.astype(bool))),
+            "all": bool(np.all(part.astype(bool))),
+            "sum": float(sum(finite)),
+            "mean": float(sum(finite) / len(finite)) if finite else np.nan,
+        }[how]
+    return out
+
+
+@pytest.mark.parametrize("how", ["size", "any", "all", "sum", "mean"])
+@pytest.mark.parametrize("block", [(1, 1), (1, 3), (2, 2), (3, 1)])
+def test_block_reduce_matches_a_loop(how, block):
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(7, 5))
+    if how in ("any", "all"):
+        a = (rng.random(size=(7, 5)) < 0.6).astype(np.int64)
+        a[:3, :2] = 1  # whole blocks of ones for "all"
+    else:
+        a[0, :] = np.nan  # single finite entries and all-NaN blocks
+        a[1:3, 0] = np.nan
+        a[:, 4] = np.nan
+        a[5, 4] = 2.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an all-NaN block must not warn
+        with np.errstate(all="warn"):
+            got = block_reduce(a, block, how)
+    ref = _brute_reduce(a, block, how).astype(np.float64 if how not in ("any", "all") else bool)
+    assert got.shape == block_grid(a.shape, block)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_block_reduce_unknown_and_block_grid_messages():
+    with pytest.raises(InvalidArgumentError) as err:
+        block_reduce(np.ones((4, 4)), (1, 2), "max")
+    assert "unknown block aggregation 'max'; use sum, mean, any, all." in str(err.value)
+    with pytest.raises(InvalidArgumentError) as err:
+        block_grid((4, 4, 4), (1, 2))
+    msg = str(err.value)
+    assert "got shape (4, 4, 4). Fix: use block=None for this model." in msg
+    assert check_block((1, 1)) == (1, 1) and check_block([2.0, 1]) == (2, 1)
+    for bad in [(1, 0), (0, 1), "12", (1.5, 2), (1, 2, 3)]:
+        with pytest.raises(InvalidArgumentError):
+            check_block(bad)
+
+
+def test_block_structure_counts_zeros_in_all_zero_blocks():
+    k = np.ones((8, 2))
+    k[:4, 0] = 0.0  # one whole (1, 4) block
+    k[5, 1] = 0.0  # a lone zero
+    assert block_structure(k, (1, 4)) == pytest.approx(4 / 5)
+    assert block_structure(np.ones((4, 4)), (1, 4)) == 1.0

@@ -52,24 +52,27 @@ def files(tmp_path_factory):
 
 def _cases(d: Path):
     """``(argv, exit code, start of the last line, fragment)``: a missing path is a usage error
-    (exit 2), a wrong file the error the loader would raise (exit 1)."""
+    (exit 2), a wrong file the error the loader would raise (exit 2 too: one code per kind of
+    mistake, as ``legc bench``), and option mistakes are caught before TensorFlow loads."""
     m, x = str(d / "model.keras"), str(d / "x.npy")
     usage, model, arg = "Error: Invalid value", "Error: ModelStructureError:", "Error: InvalidArg"
     return [
-        (["export", str(d / "text.txt"), "o.tflite"], 1, model, "suffix '.txt'"),
-        (["export", str(d / "empty.keras"), "o.tflite"], 1, model, "is empty"),
-        (["export", str(d / "fake.keras"), "o.tflite"], 1, model, "not a zip archive"),
-        (["export", str(d / "fake.h5"), "o.tflite"], 1, model, "not an HDF5 file"),
+        (["export", str(d / "text.txt"), "o.tflite"], 2, model, "suffix '.txt'"),
+        (["export", str(d / "empty.keras"), "o.tflite"], 2, model, "is empty"),
+        (["export", str(d / "fake.keras"), "o.tflite"], 2, model, "not a zip archive"),
+        (["export", str(d / "fake.h5"), "o.tflite"], 2, model, "not an HDF5 file"),
         (["export", str(d / "missing.keras"), "o.tflite"], 2, usage, "does not exist"),
-        (["export", str(d / "empty_dir"), "o.tflite"], 1, model, "is a folder"),
-        (["export", m, str(d / "o.txt")], 1, arg, "does not end in .tflite"),
-        (["export", m, "o.tflite", "--representative-data", str(d / "fake.npy")], 1, arg, "NumPy"),
-        (["diagnose", m, m, "--data", str(d / "fake.npz"), "--out", "r"], 1, arg, "not a zip"),
-        (["neurons", "score", m, "--x", x, "--y", str(d / "text.txt")], 1, arg, "suffix '.txt'"),
-        (["neurons", "score", m, "--x", x, "--y", x, "--legc-scores", x], 1, arg, "not .npz"),
-        (["neurons", "shrink", m, str(d / "fake.json"), "o.keras"], 1, arg, "is not JSON"),
-        (["score", str(d / "run")], 1, "Error: HistoryError:", "holds no recorded history"),
-        (["score", str(d / "x.npy")], 1, "Error: HistoryError:", "is a file, not a run folder"),
+        (["export", str(d / "empty_dir"), "o.tflite"], 2, model, "is a folder"),
+        (["export", m, str(d / "o.txt")], 2, arg, "does not end in .tflite"),
+        (["export", m, "o.tflite", "--representative-data", str(d / "fake.npy")], 2, arg, "NumPy"),
+        (["diagnose", m, m, "--data", str(d / "fake.npz"), "--out", "r"], 2, arg, "not a zip"),
+        (["neurons", "score", m, "--x", x, "--y", str(d / "text.txt")], 2, arg, "suffix '.txt'"),
+        (["neurons", "score", m, "--x", x, "--y", x, "--legc-scores", x], 2, arg, "not .npz"),
+        (["neurons", "shrink", m, str(d / "fake.json"), "o.keras"], 2, arg, "is not JSON"),
+        (["score", str(d / "run")], 2, "Error: HistoryError:", "holds no recorded history"),
+        (["score", str(d / "x.npy")], 2, "Error: HistoryError:", "is a file, not a run folder"),
+        (["export", m, "o.tflite", "-q", "int8"], 2, "Error: -q int8 needs --repr", "Fix: pass"),
+        (["export", m, "o.tflite", "-q", "dynamic", "--sparse"], 2, arg, "XNNPACK delegate"),
         (["reproduce", "--data-dir", str(d / "missing"), "--quick"], 2, usage, "does not exist"),
         (["demo", "--out", x, "--quick"], 2, usage, "is a file"),
     ]
@@ -84,10 +87,11 @@ def test_bad_paths_are_refused_without_importing_tensorflow(files):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.splitlines()[-1])
+    usage = "Error: Invalid value"
     for (argv, code, start, fragment), r in zip(cases, results, strict=True):
         assert r["code"] == code, (argv, r)
         assert r["last"].startswith(start) and fragment in r["last"], (argv, r)
-        assert "Fix" in r["last"] or code == 2, (argv, r)
+        assert "Fix" in r["last"] or start == usage, (argv, r)
         assert r["tensorflow"] is False, (argv, r)
         assert r["seconds"] < 1.0, (argv, r)  # a few ms each once the CLI is imported
 
@@ -128,3 +132,73 @@ def test_every_problem_is_one_line_with_the_fix(files):
         assert problem and "\n" not in problem and "Fix: " in problem
     with pytest.raises(ValueError, match="unknown kind"):
         checks.CheckedPath("picture")
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_option_of_every_command_has_help_text():
+    import keras_legc.cli as cli
+
+    missing = [
+        (" ".join(path), param.name)
+        for path, command in _commands(cli.main)
+        for param in command.params
+        if param.param_type_name == "option" and not param.help
+    ]
+    assert missing == []
+
+
+def _run_dir(tmp_path):
+    import keras_legc as kl
+
+    rng = np.random.default_rng(0)
+    history = kl.History(
+        layers=["a"], shapes={"a": (4, 3)}, le=rng.normal(size=(12, 20)),
+        target=rng.normal(size=20).cumsum(), window=10, overlap=0.1, every=1, n_snapshots=181,
+    )  # fmt: skip
+    history.save(tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [(["--sparsity", "1.5"], "sparsity must be in [0, 1)"),
+     (["--sparsity", "0.8", "--alpha", "0.05"], "not both"),
+     (["--alpha", "1.5"], "alpha must be in (0, 1)"),
+     (["--ranking", "legc"], "ranking= applies to target mode")],
+)  # fmt: skip
+def test_score_checks_its_options_before_scoring_or_writing(tmp_path, options, fragment):
+    from click.testing import CliRunner
+
+    from keras_legc.cli import main
+
+    run = _run_dir(tmp_path)
+    before = sorted(p.name for p in run.iterdir())
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", *options])
+    assert done.exit_code == 2 and fragment in done.output, done.output
+    assert sorted(p.name for p in run.iterdir()) == before  # no scores.npz written
+    # the corrected command then runs: nothing was left behind to refuse it
+    fixed = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5"])
+    assert fixed.exit_code == 0, fixed.output
+
+
+def test_score_refuses_an_existing_output_before_scoring(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import keras_legc as kl
+    from keras_legc.cli import main
+
+    run = _run_dir(tmp_path)
+    (run / "mask.npz").write_bytes(b"old")
+    monkeypatch.setattr(kl, "score", lambda *a, **k: pytest.fail("scored before the check"))
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5"])
+    assert done.exit_code == 2 and "mask.npz already exists" in done.output, done.output
+    assert not (run / "scores.npz").exists()

@@ -186,3 +186,51 @@ def test_one_unit_exactly_at_the_threshold_is_class_0_and_classes_are_int64():
     got = predicted_class(out)
     assert got.dtype == np.int64 and got.tolist() == [0, 1, 0]
     assert predicted_class(out - 0.5, logits=True).tolist() == [0, 1, 0]
+
+
+Z = np.linspace(-30.0, 30.0, 6 * 7).reshape(6, 7)
+REFERENCE = {
+    "linear": lambda z: z,
+    "sigmoid": scipy.special.expit,
+    "tanh": np.tanh,
+    "relu": lambda z: np.where(z > 0, z, 0.0),
+    "softmax": lambda z: scipy.special.softmax(z, axis=-1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_activations_equal_an_independent_reference(name):
+    np.testing.assert_allclose(activate(name, Z), REFERENCE[name](Z), rtol=1e-12, atol=1e-15)
+
+
+def test_an_unknown_activation_is_refused():
+    with pytest.raises(InvalidArgumentError, match="unknown activation 'swish'.*Fix"):
+        activate("swish", Z)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_activation_gradients_equal_finite_differences(name):
+    z = np.random.default_rng(0).normal(size=(4, 5)) * 2 + 0.05  # no relu kink within h of 0
+    d_out = np.random.default_rng(1).normal(size=z.shape)
+    h = 1e-6
+    numeric = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        step = np.zeros_like(z)
+        step[i] = h
+        numeric[i] = np.sum(d_out * (REFERENCE[name](z + step) - REFERENCE[name](z - step))) / (
+            2 * h
+        )
+    got = activation_backward(d_out, REFERENCE[name](z), name)
+    np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["linear", "sigmoid", "tanh", "relu"])
+def test_activation_derivatives_equal_finite_differences(name):
+    z = np.random.default_rng(2).normal(size=(3, 4)) * 2 + 0.05
+    h = 1e-4
+    f = REFERENCE[name]
+    d1, d2 = activation_derivatives(name, z, f(z))
+    np.testing.assert_allclose(d1, (f(z + h) - f(z - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d2, (f(z + h) - 2 * f(z) + f(z - h)) / h**2, rtol=1e-3, atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="softmax.*Fix"):
+        activation_derivatives("softmax", z, f(z))

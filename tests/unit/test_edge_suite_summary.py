@@ -70,16 +70,19 @@ def test_verdicts_compare_the_best_of_each_side_within_one_point():
 
 
 def test_feature_checks_name_what_is_missing(monkeypatch):
-    assert "prune_channels is not in this checkout" in es._needs("prune_channels")()
-    assert "has no sparsity_m_by_n=" in es._needs("magnitude_mask", "sparsity_m_by_n")()
+    assert es._needs("no_such_api")() == "keras_legc.no_such_api is not in this checkout"
 
-    def magnitude_mask(model, sparsity=None, *, sparsity_m_by_n=None):
+    def without(model, sparsity, *, block=None):
         return None
 
-    monkeypatch.setattr(keras_legc, "magnitude_mask", magnitude_mask)
-    monkeypatch.setattr(keras_legc, "prune_channels", lambda model, macs=None: model, raising=False)
-    assert es._needs("magnitude_mask", "sparsity_m_by_n")() is None
-    assert es.METHODS["channels"].missing() is None  # the suite's own entries see it too
+    def with_m_by_n(model, sparsity=None, *, sparsity_m_by_n=None):
+        return None
+
+    monkeypatch.setattr(keras_legc, "magnitude_mask", without)
+    assert "has no sparsity_m_by_n=" in es._needs("magnitude_mask", "sparsity_m_by_n")()
+    assert "has no sparsity_m_by_n=" in es.METHODS["legc_2of4"].missing()
+    monkeypatch.setattr(keras_legc, "magnitude_mask", with_m_by_n)
+    assert es.METHODS["legc_2of4"].missing() is None  # runs as soon as the API is there
 
 
 def test_targets_and_config_checks():

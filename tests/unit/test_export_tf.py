@@ -92,12 +92,13 @@ def keras3_model(params):
     return model
 
 
-def litert(flatbuffer, x):
-    """Outputs of ``flatbuffer`` on rows ``x`` (LiteRT directly, one row at a time), its ops and
-    the dtypes of its tensors."""
+def litert(flatbuffer, x, resolver=None):
+    """Outputs of ``flatbuffer`` on rows ``x`` (LiteRT directly, one row at a time; its default
+    delegates unless another ``resolver``), its ops and the dtypes of its tensors."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=bytes(flatbuffer))
+    options = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+    interp = Interpreter(model_content=bytes(flatbuffer), **options)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     rows = []
@@ -287,7 +288,9 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
             reference_inputs=reference,
         )
     v = report["verification"]
-    tflite_out = litert((tmp_path / "m.tflite").read_bytes(), reference)[0]
+    # the failed file is not left where the user asked for it, but kept under a name saying so
+    assert not (tmp_path / "m.tflite").exists() and report["tflite"] == "m.failed.tflite"
+    tflite_out = litert((tmp_path / "m.failed.tflite").read_bytes(), reference)[0]
     error = max_error(tflite_out, forward(params, reference))
     scale = max(1.0, float(np.max(np.abs(forward(params, reference)))))
     assert error > 0.1 * scale  # the case is real: LiteRT disagrees beyond int8's tolerance
@@ -296,10 +299,14 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
     messages = [str(w.message) for w in caught]
     assert any(
         m.startswith("the int8 TFLite model differs from the Keras model by up to ")
-        and f"(tolerance {v['atol']}) on the reference inputs; see {tmp_path / 'm.json'}." in m
+        and f"(tolerance {v['atol']}) on the reference inputs: the runtime computes it" in m
+        and f"kept as {tmp_path / 'm.failed.tflite'}, not written to m.tflite" in m
+        and "Fix: export with quantization 'float' or 'float16'" in m
         for m in messages
     ), messages
     assert (tmp_path / "m.json").exists() and (tmp_path / "m.reference.npz").exists()
+    on_disk = json.loads((tmp_path / "m.json").read_text())
+    assert on_disk["verification"]["failure"] in messages and on_disk["tflite"] == "m.failed.tflite"
 
 
 # -- inference mode, and what the reference file holds ----------------------------------------
@@ -980,3 +987,75 @@ def test_twin_failure_names_the_subprocess_error_and_the_fix(k3, as_jax):
         "Fix: install TensorFlow beside Keras 3 (the twin needs it), or export from a process "
         "with KERAS_BACKEND=tensorflow."
     )
+
+
+def test_dynamic_range_sparse_is_refused_before_anything_is_done(tmp_path):
+    model = tf_keras_model(block_sparse_params())
+    with pytest.raises(InvalidArgumentError, match=r"XNNPACK delegate.*Fix: int8 with repr"):
+        E.export_tflite(model, tmp_path / "m.tflite", quantization="dynamic", sparse=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_why_dynamic_range_sparse_is_refused_the_default_delegate_computes_it_wrongly():
+    """The converter's file is right (LiteRT's builtin kernels agree with numpy); LiteRT's default
+    XNNPACK delegate is what breaks it. When this test fails, the runtime was fixed: lift the
+    refusal in check_combination."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    wide = weights(sizes=(64, 64, 10))
+    w0 = wide[0][0].copy()  # 90% zeros in (1 output x 16 inputs) blocks scattered over the kernel
+    keep = np.random.default_rng(0).random((4, 64)) < 0.1
+    w0 *= np.repeat(keep, 16, axis=0)
+    wide = [(w0, wide[0][1]), wide[1]]
+    model = tf_keras_model(wide)
+    flatbuffer = E._run_converter(
+        E.tf().lite.TFLiteConverter.from_keras_model(model),
+        E._converter_settings("dynamic", True, None),
+    )
+    assert n_sparse_tensors(flatbuffer) >= 1
+    x = rows(8, d=64)
+    want = forward(wide, x)
+    tolerance = E.TOLERANCE["dynamic"] * max(1.0, float(np.max(np.abs(want))))
+    builtin = litert(flatbuffer, x, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)[0]
+    assert max_error(builtin, want) <= tolerance
+    default = litert(flatbuffer, x)[0]
+    assert not max_error(default, want) <= tolerance  # NaN or far off
+
+
+@pytest.mark.parametrize(("quantization", "wrong_on"), [("int8", ["tflite_runtime<=2.14"]),
+                                                        ("float", [])])  # fmt: skip
+def test_int8_block_sparse_names_the_runtime_that_computes_it_wrongly(tmp_path, quantization,
+                                                                      wrong_on):  # fmt: skip
+    model = tf_keras_model(block_sparse_params())
+    data = rows(64, d=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = E.export_tflite(model, tmp_path / "m.tflite", quantization=quantization,
+                                 sparse=True, representative_data=data)  # fmt: skip
+    assert report["wrong_on_runtimes"] == wrong_on and report["verification"]["ok"]
+    said = [str(w.message) for w in caught if "tflite-runtime 2.14 and older" in str(w.message)]
+    assert len(said) == len(wrong_on)
+    assert all("Fix: run it on the device with LiteRT" in m for m in said)
+
+
+def test_report_gives_the_sparsity_over_all_parameters_beside_the_dense_kernels(tmp_path):
+    """A convnet whose Dense head alone is 80% pruned: most of its parameters are convolution
+    weights, so the sparsity over all parameters is far below the Dense kernels' 80%."""
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((8, 8, 1)), k.layers.Conv2D(32, 3), k.layers.GlobalAveragePooling2D(),
+                          k.layers.Dense(4, name="head")])  # fmt: skip
+    head = model.get_layer("head")
+    w, b = head.get_weights()
+    w[np.argsort(np.abs(w), axis=None).reshape(w.shape) < int(0.8 * w.size)] = 0.0
+    head.set_weights([w, b])
+    report = E.export_tflite(model, tmp_path / "c.tflite")
+    values = model.get_weights()
+    n, nonzero = sum(v.size for v in values), sum(int(np.count_nonzero(v)) for v in values)
+    assert report["parameters"] == n == 3 * 3 * 32 + 32 + 32 * 4 + 4
+    assert report["nonzero_parameters"] == nonzero
+    assert report["parameter_sparsity"] == pytest.approx(1 - nonzero / n)
+    assert report["layer_sparsity"]["head"] == pytest.approx(0.8, abs=1 / w.size)
+    assert report["parameter_sparsity"] < 0.7 < report["layer_sparsity"]["head"]

@@ -33,6 +33,7 @@ def test_sidecar_paths_put_the_json_and_reference_beside_the_tflite(tmp_path):
         "tflite": out,
         "json": tmp_path / "sub" / "net.json",
         "reference": tmp_path / "sub" / "net.reference.npz",
+        "failed": tmp_path / "sub" / "net.failed.tflite",  # where a failed verification goes
     }
 
 
@@ -300,6 +301,9 @@ time.sleep(60)
 # -- _write -----------------------------------------------------------------------------------
 
 
+OK_REPORT = {"verification": {"ok": True}}
+
+
 def prepared_and_check(out):
     rng = np.random.default_rng(3)
     inputs = rng.standard_normal((5, 4)).astype(np.float32)
@@ -310,11 +314,13 @@ def prepared_and_check(out):
     return prepared, check
 
 
-def test_write_puts_each_of_the_three_files_in_place(tmp_path):
+@pytest.mark.parametrize(("ok", "tflite"), [(True, "m.tflite"), (False, "m.failed.tflite")])
+def test_write_puts_each_of_the_three_files_in_place(tmp_path, ok, tflite):
+    """A .tflite that failed verification is kept under a name that says so, never at OUT."""
     prepared, check = prepared_and_check(tmp_path / "m.tflite")
-    report = {"verification": {"ok": False}, "n": 3}
+    report = {"verification": {"ok": ok}, "n": 3}
     E._write(prepared, b"TFL3-bytes", check, report, False)
-    assert (tmp_path / "m.tflite").read_bytes() == b"TFL3-bytes"
+    assert (tmp_path / tflite).read_bytes() == b"TFL3-bytes"
     assert json.loads((tmp_path / "m.json").read_text()) == report
     with np.load(tmp_path / "m.reference.npz") as ref:
         assert sorted(ref.files) == ["atol", "inputs", "keras_outputs", "tflite_outputs"]
@@ -322,11 +328,9 @@ def test_write_puts_each_of_the_three_files_in_place(tmp_path):
         np.testing.assert_array_equal(ref["keras_outputs"], check.keras_out)
         np.testing.assert_array_equal(ref["tflite_outputs"], check.tflite_out)
         assert ref["atol"].dtype == np.float64 and float(ref["atol"]) == 2.5e-4
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "m.json",
-        "m.reference.npz",
-        "m.tflite",
-    ]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["m.json", "m.reference.npz", tflite]
+    )  # no temp file left
 
 
 @pytest.mark.parametrize("existing", ["m.tflite", "m.json", "m.reference.npz"])
@@ -334,10 +338,10 @@ def test_write_replaces_an_existing_file_only_when_asked(tmp_path, existing):
     prepared, check = prepared_and_check(tmp_path / "m.tflite")
     (tmp_path / existing).write_bytes(b"old")
     with pytest.raises(OutputExistsError):
-        E._write(prepared, b"new", check, {"a": 1}, False)
+        E._write(prepared, b"new", check, OK_REPORT, False)
     assert (tmp_path / existing).read_bytes() == b"old"
-    E._write(prepared, b"new", check, {"a": 1}, True)
+    E._write(prepared, b"new", check, OK_REPORT, True)
     assert (tmp_path / "m.tflite").read_bytes() == b"new"
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
+    assert json.loads((tmp_path / "m.json").read_text()) == OK_REPORT
     with np.load(tmp_path / "m.reference.npz") as ref:
         np.testing.assert_array_equal(ref["inputs"], prepared.reference_inputs)

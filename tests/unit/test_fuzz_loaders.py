@@ -24,7 +24,7 @@ import keras_legc as kl
 from keras_legc._io import read_npz, write_npz
 from keras_legc.core.history import JOURNAL_FORMAT, JOURNAL_NAME, RowJournal, journal_index
 from keras_legc.errors import HistoryError, MaskMismatchError
-from keras_legc.testing import catalogue as C
+from tests import catalogue as C
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LEGC_FUZZ_EXAMPLES", "60")),  # tools/reliability_doc.py: more

@@ -12,6 +12,7 @@ from keras_legc.core.granger import (
     CONSTANT_CAUSE,
     OK,
     PERFECT_FIT,
+    benjamini_hochberg,
     granger_pvalues,
     granger_test,
 )
@@ -171,3 +172,18 @@ def test_compiled_kernel_gives_the_numpy_paths_bits(rng, monkeypatch, k, lag, op
         if a is not None:
             np.testing.assert_array_equal(a, b, err_msg=field)
     assert compiled.degenerate[3] == CONSTANT_CAUSE
+
+
+def test_benjamini_hochberg_equals_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 7, 200):
+        p = rng.uniform(size=m) ** 3
+        p[rng.integers(0, m)] = 0.9999
+        np.testing.assert_allclose(benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1],
+                                   rtol=1e-12)  # fmt: skip
+    p = np.array([0.01, np.nan, 0.04, 0.03, np.inf])
+    q = benjamini_hochberg(p)
+    np.testing.assert_allclose(q[[0, 2, 3]], multipletests(p[[0, 2, 3]], method="fdr_bh")[1])
+    assert np.isnan(q[[1, 4]]).all() and np.isnan(benjamini_hochberg(np.full(3, np.nan))).all()

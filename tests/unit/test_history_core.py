@@ -555,3 +555,17 @@ def test_a_history_is_saved_uncompressed(rng, tmp_path):
         members = archive.infolist()
     assert {m.filename for m in members} >= {"le.npy", "target.npy", "__meta__.npy"}
     assert all(m.compress_type == zipfile.ZIP_STORED for m in members)
+
+
+def test_history_tail_keeps_the_last_windows(rng):
+    h = make(rng, k=30)
+    recent = h.tail(12)
+    np.testing.assert_array_equal(recent.le, h.le[:, -12:])
+    np.testing.assert_array_equal(recent.target, h.target[-12:])
+    assert recent.n_windows == 12 and recent.meta["tail_windows"] == 12
+    assert (recent.layers, recent.shapes, recent.window) == (h.layers, h.shapes, h.window)
+    assert (recent.overlap, recent.every, recent.n_snapshots) == (h.overlap, h.every, h.n_snapshots)
+    assert h.tail(30).n_windows == 30
+    for bad in (0, 31):
+        with pytest.raises(kl.HistoryError, match=f"n_windows must be in 1..30, got {bad}"):
+            h.tail(bad)

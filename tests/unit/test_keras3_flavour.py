@@ -40,3 +40,19 @@ def test_import_sets_no_keras_selection():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "clean"
+
+
+def test_to_numpy_converts_tensorflow_and_jax_outputs_as_numpy_does():
+    import numpy as np
+
+    from keras_legc.keras.flavour import to_numpy
+
+    values = np.array([[0.25, -1.5], [3.0, 0.0]], dtype=np.float32)
+    tf = pytest.importorskip("tensorflow")
+    got = to_numpy(tf.constant(values), dtype=np.float64)
+    assert got.dtype == np.float64 and np.array_equal(got, values)
+    jnp = pytest.importorskip("jax.numpy")
+    got = to_numpy(jnp.asarray(values))
+    assert got.dtype == np.float32 and np.array_equal(got, values)
+    assert np.array_equal(to_numpy(values.tolist()), values)
+    # (a PyTorch output with gradients: tests/integration/test_keras3_torch.py)

@@ -72,3 +72,17 @@ def test_detection_imports_neither_tensorflow_nor_keras(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["keras3", "False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("attrs", "flavour"),
+    [({"keras_version": "3.15.1"}, "keras3"), ({"keras_version": b"3.9.0"}, "keras3"),
+     ({"keras_version": "2.21.0"}, "keras2"), ({}, "keras2")],
+)  # fmt: skip
+def test_h5_flavour_is_read_from_the_files_keras_version(tmp_path, attrs, flavour):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    assert keras_file_flavour(path) == flavour

@@ -11,7 +11,11 @@ from keras_legc import (
     magnitude_mask,
     random_mask,
 )
+from keras_legc._io import read_npz
+from keras_legc.masking import importance as imp
 from keras_legc.masking import mask_from_ranking
+from keras_legc.masking.mask import shapes_of
+from keras_legc.masking.policy import check_sparsity, mask_from_importance
 
 SHAPES = {"a": (6, 5), "b": (5, 3)}
 
@@ -97,3 +101,156 @@ def test_load_rejects_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.ones(3))
     with pytest.raises(MaskMismatchError):
         Mask.load(tmp_path / "other.npz")
+
+
+# ---- Mask -----------------------------------------------------------------------------------
+
+
+def test_keep_all_iter_and_shapes_of():
+    m = Mask.keep_all({"a": (2, 3), "b": [4, 1]})
+    assert m.layers == ["a", "b"] and list(m) == ["a", "b"] and len(m) == 2
+    assert m["a"].dtype == bool and m["a"].all() and m.shapes == {"a": (2, 3), "b": (4, 1)}
+    assert m.info == {"method": "keep_all"} and m.sparsity == 0.0
+    assert Mask.keep_all(m).shapes == m.shapes
+    assert shapes_of({"k": np.zeros((5, 7))}) == {"k": (5, 7)}
+    assert shapes_of({"k": (np.int64(2), 3.0)}) == {"k": (2, 3)}
+
+
+def test_mask_rejects_non_binary_and_names_values():
+    assert Mask({"d": np.array([[0, 1]])})["d"].dtype == bool
+    with pytest.raises(MaskMismatchError) as err:
+        Mask({"d": np.arange(8)})
+    msg = str(err.value)
+    assert "such as [0, 1, 2, 3, 4]." in msg and "Fix: threshold your scores" in msg
+    with pytest.raises(MaskMismatchError):
+        Mask({"d": np.array(["0", "1"])})
+    with pytest.raises(MaskMismatchError) as err:
+        Mask({})
+    assert str(err.value) == "a mask needs at least one layer; got none."
+    with pytest.raises(MaskMismatchError):  # 0/1 but not numbers
+        Mask({"d": np.array([0, 1], dtype=object)})
+
+
+def test_summary_table_values():
+    m = Mask({"first": np.array([[1, 0], [0, 0]]), "second": np.ones((3, 1))})
+    lines = m.summary().split("\n")
+    assert lines[0].split() == ["layer", "shape", "weights", "kept", "pruned", "%"]
+    assert lines[0] == f"{'layer':<24}{'shape':>14}{'weights':>10}{'kept':>10}{'pruned %':>10}"
+    assert lines[1].split() == ["first", "(2,", "2)", "4", "1", "75.00"]
+    assert lines[2].split() == ["second", "(3,", "1)", "3", "3", "0.00"]
+    assert lines[3].split() == ["total", "7", "4", f"{100 * 3 / 7:.2f}"]
+    assert lines[3].startswith("total" + " " * 19 + " " * 14)
+    assert len(lines) == 4
+
+
+def test_save_load_roundtrip_and_model_check(tmp_path):
+    m = Mask({"d": np.array([[1, 0], [1, 1]])}, info={"method": "manual"})
+    path = m.save(tmp_path / "m.npz")
+    with np.load(path) as raw:
+        assert raw["layer_0"].dtype == np.uint8
+    meta, _ = read_npz(path, "keras_legc.mask", 1)
+    assert meta["format"] == "keras_legc.mask" and meta["version"] == 1
+    assert meta["layers"] == ["d"] and meta["info"] == {"method": "manual"}
+    back = Mask.load(path)
+    assert back["d"].tolist() == m["d"].tolist() and back.info == {"method": "manual"}
+    assert Mask.load(path, model={"d": (2, 2)}).layers == ["d"]
+
+    class Named(dict):
+        name = "mynet"
+
+    with pytest.raises(MaskMismatchError) as err:
+        Mask.load(path, model=Named({"d": (3, 2)}))
+    msg = str(err.value)
+    assert (
+        "does not match the model 'mynet'" in msg and "the model 'mynet' has {'d': (3, 2)}" in msg
+    )
+    assert msg.endswith("(or its history), not from another one.")
+    with pytest.raises(MaskMismatchError) as err:
+        Mask.load(path, model={"e": (2, 2)})
+    assert "does not match the model ''" in str(err.value)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(2))
+    with pytest.raises(MaskMismatchError) as err:
+        Mask.load(bad)
+    assert "Fix: pass a file written by Mask.save." in str(err.value)
+
+
+def test_check_shapes_default_names_the_model():
+    m = Mask.keep_all({"d": (2, 2)})
+    with pytest.raises(MaskMismatchError) as err:
+        m.check_shapes({"d": (2, 3)})
+    assert "does not match the model:" in str(err.value)
+
+
+# ---- policy -------------------------------------------------------------------------------
+
+
+def test_mask_from_ranking_defaults_info_and_per_layer_shapes():
+    keys = {"a": [np.array([[1.0, 2.0], [3.0, 4.0]])], "b": [np.array([[10.0, 20.0, 30.0]])]}
+    glob = mask_from_ranking(keys, 0.4)
+    assert glob.info == {"sparsity": 0.4, "per_layer": False}
+    assert glob["a"].tolist() == [[False, False], [False, True]]  # global: round(2.8) in a
+    assert glob["b"].all()
+    per = mask_from_ranking(keys, 0.5, per_layer=True, info={"method": "x"})
+    assert per.shapes == {"a": (2, 2), "b": (1, 3)}
+    assert per.info == {"sparsity": 0.5, "per_layer": True, "method": "x"}
+    assert per["b"].tolist() == [[False, False, True]]
+    assert mask_from_ranking(keys, 0.0).n_pruned == 0
+
+
+def test_block_mask_info_target_and_errors():
+    kernels = {"d": np.array([[4.0, 1.0], [3.0, 2.0]])}
+    m = mask_from_importance(imp.magnitude(), kernels, 0.25, block=(1, 1))
+    assert m["d"].tolist() == [[True, False], [True, True]]
+    assert m.info["sparsity"] == 0.25 and m.info["per_layer"] is False
+    assert m.info["block"] == [1, 1] and m.info["reached_sparsity"] == 0.25
+    assert m.info["layout"] == "(out, in): r outputs x c inputs"
+    with pytest.raises(InvalidArgumentError) as err:
+        mask_from_ranking({"d": [np.ones((2, 2))]}, 0.5, block=(1, 1))
+    assert str(err.value) == "mask_from_ranking(block=...) needs the kernel shapes."
+    with pytest.raises(InvalidArgumentError) as err:
+        mask_from_ranking({"d": [np.ones((2, 2))]}, 0.5, block=(1, 2), shapes={"d": (2, 2)})
+    msg = str(err.value)
+    assert "block sort key for layer 'd' has shape (2, 2), expected the block grid (1, 2)." in msg
+
+
+def test_ranking_keys_errors_and_block_mean_of_nan():
+    k = {"d": np.ones((4, 2))}
+    rb = imp.random(0)(k, block=(1, 2))
+    with pytest.raises(InvalidArgumentError) as err:
+        mask_from_importance(rb, k, 0.5, block=(1, 4))
+    msg = str(err.value)
+    assert "scored blocks of (1, 2) but block=(1, 4) was asked for." in msg
+    assert msg.endswith("was asked for. Fix: ask the scorer for the same block.")
+    nan_key = imp.Importance({"d": [np.array([[np.nan, 1.0], [0.5, 2.0]])]})
+    with pytest.raises(InvalidArgumentError) as err:
+        mask_from_importance(nan_key, {"d": np.ones((2, 2))}, 0.5)
+    assert str(err.value).endswith(
+        "give weights without a score a definite rank (e.g. 0 to prune them first)."
+    )
+    nan32 = imp.Importance({"d": [np.array([[np.nan, 1.0], [0.5, 2.0]], dtype=np.float32)]})
+    with pytest.raises(InvalidArgumentError):
+        mask_from_importance(nan32, {"d": np.ones((2, 2))}, 0.5)
+    # a block whose mean key has no finite entry ranks as 0: pruned before a block of mean 0.5
+    key = np.array([[np.nan, 0.5], [np.nan, 0.5]])
+    m = mask_from_importance(imp.Importance({"d": [key]}), {"d": np.ones((2, 2))}, 0.5,
+                             block=(1, 2))  # fmt: skip
+    assert m["d"].tolist() == [[False, True], [False, True]]
+    ints = imp.Importance({"d": [np.array([[3, 1], [2, 4]])]})
+    assert mask_from_importance(ints, {"d": np.ones((2, 2))}, 0.25)["d"].tolist() == [
+        [True, False], [True, True]]  # fmt: skip
+
+
+def test_check_sparsity_messages_and_masks_defaults():
+    assert check_sparsity(0.0) == 0.0
+    with pytest.raises(InvalidArgumentError) as err:
+        check_sparsity("0.5")
+    assert "Fix: pass e.g. 0.8 to prune 80% of the kernel weights." in str(err.value)
+    m = magnitude_mask({"d": np.arange(4.0).reshape(2, 2)}, 0.5)
+    assert "block_score" not in m.info
+    shapes = {"d": (6, 4)}
+    assert random_mask(shapes, 0.5)["d"].tolist() == random_mask(shapes, 0.5, seed=0)[
+        "d"].tolist()  # fmt: skip
+    expected = np.random.default_rng(0).random((6, 4)).ravel()
+    pruned = np.sort(np.argsort(expected, kind="stable")[:12])
+    assert np.flatnonzero(~random_mask(shapes, 0.5)["d"].ravel()).tolist() == pruned.tolist()

@@ -10,6 +10,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -240,7 +241,8 @@ def test_a_refusing_disk_keeps_the_recording_in_memory_and_warns_once(tmp_path, 
         feed(engine, walk[30:])
         history = engine.finish()
     monkeypatch.setattr(LEStore, "append", real)
-    assert len(caught) == 1 and calls == [2]  # the first refusal stops every later write
+    disk = [w for w in caught if "could not write" in str(w.message)]  # (the target is flat too)
+    assert len(disk) == 1 and calls == [2]  # the first refusal stops every later write
     message = str(caught[0].message)
     assert "could not write the recording into" in message and "No space left" in message
     assert "history.save(run_dir, overwrite=True)" in message
@@ -476,3 +478,26 @@ def test_a_refusing_disk_warns_once_naming_the_fix_and_leaks_no_file(tmp_path, m
     if os.path.isdir(fds):  # the writers' files were closed at finish, although writing stopped
         open_files = [os.path.realpath(os.path.join(fds, fd)) for fd in os.listdir(fds)]
         assert not [f for f in open_files if f.startswith(str(tmp_path.resolve()))]
+
+
+@pytest.mark.parametrize(("name", "fix"), [("misclassification", 'target="loss"'),
+                                           ("loss", "larger or harder validation set")])  # fmt: skip
+def test_a_target_that_stops_moving_is_warned_about_once_at_the_end(name, fix):
+    values = iter([0.3, 0.2, 0.1] + [0.0] * 20)
+    engine = engine_of(target=lambda: next(values), target_name=name)
+    feed(engine, walk_of(100))  # 10 windows: the target is 0 in the last 7
+    with pytest.warns(LegcWarning) as caught:
+        history = engine.finish()
+    assert history.target_flat_windows == 7
+    (warning,) = [w for w in caught if "stayed at 0" in str(w.message)]
+    assert f"the {name} target stayed at 0 for the last 7 of 10 windows" in str(warning.message)
+    assert fix in str(warning.message)
+
+
+def test_a_target_that_keeps_moving_gives_no_flat_warning():
+    values = iter(np.linspace(0.5, 0.0, 10))
+    engine = engine_of(target=lambda: next(values))
+    feed(engine, walk_of(100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)
+        engine.finish()

@@ -134,7 +134,8 @@ def test_scores_record_how_they_were_made():
     h.final_kernels = {"a": np.full((2, 4), 2.0), "b": np.ones((4, 1))}
     s = _score(h, max_lag=3, lag=2, difference=True, criterion="aic", fdr=True)
     assert s.info == {"n_windows": 20, "window": 10, "requested_max_lag": 3, "fdr": True,
-                      "differenced": True, "criterion": "aic"}  # fmt: skip
+                      "differenced": True, "criterion": "aic",
+                      "target_flat_windows": 1}  # fmt: skip
     assert s.kernels is h.final_kernels and s.lags == (2,) and s.max_lag == 2
     want = granger_test(np.asarray(h.le, np.float64), h.target, 3, lag=2, difference=True)
     np.testing.assert_array_equal(s.pvalues, want.pvalues)
@@ -237,3 +238,84 @@ def test_differencing_costs_a_window_when_the_lags_are_capped():
     assert s.lags == (1, 2) and s.max_lag == 2
     want = granger_test(np.asarray(h.le, np.float64), h.target, "auto", difference=True)
     np.testing.assert_array_equal(s.pvalues, want.pvalues)
+
+
+def _flat_target_history(k: int = 40, flat: int = 28, seed: int = 0) -> kl.History:
+    """A history whose validation error reached 0 and stayed there for the last ``flat`` windows
+    (the README's example on some seeds): every weight's test is an exact fit."""
+    rng = np.random.default_rng(seed)
+    target = np.r_[np.linspace(0.3, 0.01, k - flat) + rng.uniform(0, 0.01, k - flat),
+                   np.zeros(flat)]  # fmt: skip
+    kernels = {"a": rng.normal(size=(6, 4)), "b": rng.normal(size=(4, 2))}
+    return kl.History(
+        layers=["a", "b"], shapes={"a": (6, 4), "b": (4, 2)}, le=rng.normal(size=(32, k)),
+        target=target, window=10, overlap=0.1, every=1, n_snapshots=10 + 9 * (k - 1),
+        final_kernels=kernels,
+    )  # fmt: skip
+
+
+def test_a_mostly_flat_target_falls_back_to_the_weights_order_with_a_warning():
+    h = _flat_target_history()
+    assert h.target_flat_windows == 28
+    scores = _score(h, progress=False)
+    assert scores.n_degenerate == scores.n_weights  # the cause: every test is an exact fit
+    with pytest.warns(LegcWarning, match=r'last 28 of the 40 windows.*weights\' order.*"loss"'):
+        mask = scores.mask(sparsity=0.8)
+    # the fallback is the magnitude order (no weight is static here), at the asked sparsity
+    want = kl.magnitude_mask(h.final_kernels, 0.8)
+    assert mask.sparsity == pytest.approx(0.8, abs=0.02)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(mask[name], want[name])
+    with pytest.raises(HistoryError, match=r'last 28 of the 40 windows.*target="loss"'):
+        scores.mask(alpha=0.05)
+
+
+def test_all_degenerate_without_a_flat_target_keeps_its_error():
+    h = _flat_target_history(flat=0)
+    h.le[:] = 0.0  # nothing moved: the cause is the weights, not the target
+    scores = _score(h, progress=False)
+    with pytest.raises(HistoryError, match="check that the weights actually move"):
+        scores.mask(sparsity=0.8)
+
+
+def test_summary_and_mask_speak_of_target_modes_test():
+    """The paper's min-p count is labelled as such; target mode's count (F at the BIC lag, BH
+    q < 0.05) is computed here independently; the mask says what the evidence protected (the
+    default: nothing; legc_protect: against a static-magnitude mask built here)."""
+    from keras_legc.masking.importance import static_magnitude
+
+    rng = np.random.default_rng(3)
+    k = 30
+    target = rng.normal(size=k).cumsum()
+    le = rng.normal(size=(32, k))
+    le[:6, :-1] += 2.0 * target[1:]  # six weights whose LE leads the target: causal
+    h = kl.History(
+        layers=["a", "b"], shapes={"a": (6, 4), "b": (4, 2)}, le=le, target=target, window=10,
+        overlap=0.1, every=1, n_snapshots=10 + 9 * (k - 1),
+        final_kernels={"a": rng.normal(size=(6, 4)) * 0.01, "b": rng.normal(size=(4, 2))},
+    )  # fmt: skip
+    s = _score(h, progress=False)
+    f = s.f_pvalue
+    tested = np.isfinite(f)
+    order = np.argsort(f[tested])
+    m_t = tested.sum()
+    adj = np.minimum.accumulate((f[tested][order] * m_t / np.arange(1, m_t + 1))[::-1])[::-1]
+    q = np.full(f.shape, np.nan)
+    q[np.flatnonzero(tested)[order]] = np.minimum(adj, 1.0)
+    causal = np.isfinite(q) & (q < 0.05)
+    text = s.summary()
+    assert (f"causal by target mode's test (F-test at the BIC lag, Benjamini-Hochberg "
+            f"q < 0.05): {int(causal.sum())} of {int(m_t)} tested") in text  # fmt: skip
+    assert "the paper's test (lags 1..9 (min p)): causal (p < 0.05)" in text
+    assert causal[:6].sum() >= 1  # the case is real
+    default = s.mask(sparsity=0.5)  # static_magnitude: no causal evidence used
+    assert default.info["kept_by_evidence"] == 0
+    assert default.info["kept_by_magnitude"] == default.n_kept
+    mask = s.mask(sparsity=0.5, ranking="legc_protect")
+    kept = np.concatenate([mask[n].ravel() for n in ("a", "b")])
+    plain = kl.mask_from_importance(static_magnitude(s), h.final_kernels, 0.5)
+    plain_kept = np.concatenate([plain[n].ravel() for n in ("a", "b")])
+    assert mask.info["kept_causal"] == int((kept & causal).sum())
+    assert mask.info["kept_by_evidence"] == int((kept & ~plain_kept).sum()) > 0
+    assert mask.info["kept_by_magnitude"] == int(kept.sum()) - mask.info["kept_by_evidence"]
+    assert f"kept by causal evidence: {mask.info['kept_by_evidence']}" in mask.summary()

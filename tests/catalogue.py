@@ -1,6 +1,7 @@
 """The catalogue of bad inputs: each case builds one, calls the API/CLI/export/edge runner with it,
 and names the error it must raise. ``tests/integration/test_catalogue.py`` runs every case;
 ``legc_research.evidence.reliability_doc`` (tools/reliability_doc.py) runs them again and writes docs/reliability.md from what they say.
+A test helper (broken-model forgeries), so it lives under tests/ and is not in the wheel.
 
 A case is ``Case(area, bad input, error class, call)``; ``call()`` must raise ``error`` (a
 ``keras_legc`` error class, or ``EdgeError`` of the standalone edge runner, which cannot import
@@ -24,6 +25,8 @@ import keras_legc as kl
 from keras_legc import errors as E
 from keras_legc.keras.export import export_tflite
 from keras_legc.keras.flavour import keras
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -162,6 +165,11 @@ def edge(*args, hide: str | None = None):
     raise SubprocessError("EdgeError", f"exit {out.returncode}: {out.stderr.strip()}")
 
 
+def _child_path() -> str:
+    """PYTHONPATH for a child that imports this module (``tests.catalogue``): the checkout first."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def without_interpreters(code: str):
     """Run ``code`` in a child where no TFLite interpreter can be imported (as if not installed)."""
     prelude = (
@@ -170,7 +178,7 @@ def without_interpreters(code: str):
     out = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": _child_path()},
     )  # fmt: skip
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if last.startswith("RAISED "):
@@ -354,7 +362,7 @@ CASES: list[Case] = [
          E.MissingDependencyError,
          lambda t: without_interpreters(f"""
              import keras_legc as kl
-             from keras_legc.testing.catalogue import mlp
+             from tests.catalogue import mlp
              from keras_legc.keras.export import export_tflite
              try:
                  export_tflite(mlp(), {str(t / 'm.tflite')!r})

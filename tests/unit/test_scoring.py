@@ -1,8 +1,7 @@
-"""Tests that bite (issue 19): ``Scores`` (keras_legc/core/scoring.py) checked value by value.
-
-Written from mutmut's surviving mutants of core/scoring: construction, the summary text, paper
-and target mode masks, the mode checks and save/load, each against values computed here. Numpy
-only (Scores built from arrays, no recording).
+"""keras_legc.core.scoring: ``Scores`` checked value by value (construction, the summary text,
+paper and target mode masks, the mode checks, save/load), each against values computed here from
+arrays, and ``score``'s defaults, its run_dir path and its ``weights`` selection. Numpy only.
+(score() at its edges: test_scoring_numerics.py.)
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+import keras_legc as kl
 from keras_legc.core.scoring import Scores
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 
@@ -66,8 +66,8 @@ def test_degenerate_counts_and_summary_text():
     causal = int((P[valid] < 0.05).sum())
     assert s.summary().split("\n") == [
         "Scores: 9 weights, Granger ssr_ftest, lags 1..3 (min p), differenced",
-        f"  causal (p < 0.05): {causal}   non-causal: {int(valid.sum()) - causal}   "
-        "degenerate (kept, no valid test): 2",
+        f"  the paper's test (lags 1..3 (min p)): causal (p < 0.05): {causal}   "
+        f"non-causal: {int(valid.sum()) - causal}   degenerate (kept, no valid test): 2",
         "    constant cause series: 1",
         "    cause lags collinear with the target's own lags: 1",
         "  static (LE 0 in every window, did not move; pruned first in target mode): 2",
@@ -77,7 +77,8 @@ def test_degenerate_counts_and_summary_text():
     fdr = _scores(qvalues=q, lags=[2], info={"fdr": True, "differenced": True})
     assert fdr.summary(alpha=0.01).split("\n")[:2] == [
         "Scores: 9 weights, Granger ssr_ftest, lag 2 only, differenced, fdr",
-        "  causal (q < 0.01): 1   non-causal: 6   degenerate (kept, no valid test): 2",
+        "  the paper's test (lag 2 only): causal (q < 0.01): 1   non-causal: 6   "
+        "degenerate (kept, no valid test): 2",
     ]
     assert _scores(degenerate=np.zeros(9)).summary().split("\n")[0] == (
         "Scores: 9 weights, Granger ssr_ftest, lags 1..3 (min p)"
@@ -129,7 +130,9 @@ def test_mode_checks():
         )
     with pytest.raises(InvalidArgumentError) as err:
         s.mask(sparsity=0.5, ranking="magnitude")
-    assert str(err.value).startswith("unknown ranking 'magnitude'. Fix: use one of ['legc_pvalue'")
+    assert str(err.value).startswith(
+        "unknown ranking 'magnitude'. Fix: use one of ['static_magnitude', 'legc_pvalue'"
+    )
     assert str(err.value).endswith("or build a mask from any scorer with "
                                    "keras_legc.mask_from_importance.")  # fmt: skip
     dead = _scores(degenerate=np.full(9, 3))
@@ -146,8 +149,9 @@ def test_target_mode_ranking_default_and_untestable_share():
     kernels = {"a": rng.normal(size=(2, 3)), "b": rng.normal(size=(3, 1))}
     s = _scores(static=np.zeros(9, bool), f_pvalue=np.where(DEG == 0, P, np.nan),
                 partial_r2=np.linspace(0.1, 0.9, 9), selected_lag=np.ones(9), kernels=kernels)  # fmt: skip
-    m = s.mask(sparsity=1 / 3)
+    m = s.mask(sparsity=1 / 3, ranking="legc_protect")
     assert m.info["ranking"] == "legc_protect" and m.info["method"] == "legc"
+    assert s.mask(sparsity=1 / 3).info["ranking"] == "static_magnitude"
     kept = np.concatenate([m[n].ravel() for n in LAYERS])
     assert m.info["kept_untestable"] == (kept & (DEG != 0)).sum() / kept.sum()
     assert s.mask(sparsity=1 / 3, ranking="legc").info["ranking"] == "legc"
@@ -271,3 +275,67 @@ def test_all_degenerate_message_ends_with_the_fix():
     assert str(err.value).endswith(
         "a smaller window, or check that the weights actually move during training."
     )
+
+
+def history(seed=0, k=30):
+    rng = np.random.default_rng(seed)
+    le = rng.normal(size=(40, k))
+    le[5] = 0.0  # a weight that never moved: static
+    return kl.History(
+        layers=["a", "b"], shapes={"a": (6, 5), "b": (5, 2)}, le=le,
+        target=rng.normal(size=k).cumsum(), window=20, overlap=0.1, every=1,
+        n_snapshots=20 + 18 * (k - 1),
+    )  # fmt: skip
+
+
+def score(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return kl.score(*args, **kwargs)
+
+
+def test_score_defaults_are_the_documented_ones():
+    h = history()
+    default = score(h)
+    explicit = score(h, max_lag="auto", test="ssr_chi2", fdr=False, difference=False,
+                     lag=None, criterion="bic")  # fmt: skip
+    np.testing.assert_array_equal(default.pvalues, explicit.pvalues)
+    assert default.qvalues is None and default.info["fdr"] is False
+    assert default.info["differenced"] is False
+    # and each default matters: the other choice changes the result
+    assert not np.array_equal(score(h, difference=True).pvalues, default.pvalues, equal_nan=True)
+    assert score(h, fdr=True).qvalues is not None
+
+
+def test_score_of_a_run_dir_equals_score_of_its_history(tmp_path):
+    h = history()
+    h.save(tmp_path / "run")
+    np.testing.assert_array_equal(score(tmp_path / "run").pvalues, score(h).pvalues)
+    np.testing.assert_array_equal(score(str(tmp_path / "run")).pvalues, score(h).pvalues)
+
+
+def test_scoring_selected_weights_tests_those_and_marks_the_rest_untested():
+    h = history()
+    chosen = np.zeros(h.n_weights, bool)
+    chosen[::3] = True
+    full, part = score(h), score(h, weights=chosen)
+    np.testing.assert_array_equal(part.pvalues[chosen], full.pvalues[chosen])
+    assert np.isnan(part.pvalues[~chosen]).all()
+    assert part.static[~chosen].all()  # untested weights count as static (kept last)
+    assert not part.static[chosen].any() and full.static[5] and not full.static[4]
+    assert part.pvalues.shape == full.pvalues.shape == (h.n_weights,)
+    with pytest.raises(InvalidArgumentError, match="selects no weight"):
+        score(h, weights=np.zeros(h.n_weights, bool))
+
+
+def test_scores_save_refuses_to_overwrite_by_default_and_round_trips(tmp_path):
+    s = score(history(), fdr=True)
+    s.save(tmp_path / "s.npz")
+    with pytest.raises(kl.OutputExistsError):
+        s.save(tmp_path / "s.npz")
+    s.save(tmp_path / "s.npz", overwrite=True)
+    back = kl.Scores.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.pvalues, s.pvalues)
+    np.testing.assert_array_equal(back.qvalues, s.qvalues)
+    np.testing.assert_array_equal(back.static, s.static)
+    assert back.layers == s.layers and back.info["fdr"] is True

@@ -1,0 +1,45 @@
+"""``legc channels``: structured (channel) pruning of a saved Keras 3 model."""
+
+from __future__ import annotations
+
+import click
+
+from keras_legc.cli import _checks as checks
+from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_option
+
+
+@main.command("channels")
+@click.argument("model", type=checks.MODEL)
+@click.argument("out", type=checks.output_suffix((".keras",)))
+@click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
+@click.option("--params", type=int, help="Parameters to keep at most.")
+@click.option("--macs", type=int, help="Multiply-accumulates per sample to keep at most.")
+@click.option("--importance", type=click.Choice(["l2", "l1", "bn_scale", "random"]),
+              default="l2", show_default=True)  # fmt: skip
+@click.option("--round-to", type=int, default=1, show_default=True,
+              help="Kept channel counts in multiples of this (e.g. 8 for SIMD).")  # fmt: skip
+@click.option("--exclude", multiple=True, help="A layer whose output channels are kept (repeat).")
+@click.option("--per-layer", is_flag=True, help="The same fraction from every group.")
+@click.option("--groups", "show_groups", is_flag=True, help="Print the channel groups first.")
+@click.option("--force", is_flag=True, help="Overwrite OUT.")
+@unsafe_load_option
+def channels(model, out, ratio, params, macs, importance, round_to, exclude, per_layer,
+             show_groups, force, unsafe_load):  # fmt: skip
+    """Save a copy of MODEL with fewer channels (physically smaller layers) as OUT (.keras)."""
+    import keras_legc as kl
+    from keras_legc._io import check_writable
+
+    _run(check_writable, out, force)
+    m = load_model_echo(model, unsafe=unsafe_load)
+    if show_groups:
+        for group in _run(kl.channel_groups, m, exclude=exclude):
+            click.echo(str(group))
+    small = _run(
+        kl.prune_channels, m, ratio=ratio, params=params, macs=macs, importance=importance,
+        round_to=round_to, exclude=exclude, per_layer=per_layer,
+    )  # fmt: skip
+    _run(kl.save_model, small, out, overwrite=force)
+    click.echo(
+        f"wrote {out}: {small.count_params():,} parameters (was {m.count_params():,}), "
+        f"{kl.count_macs(small):,} MACs (was {kl.count_macs(m):,}); export it with legc export"
+    )

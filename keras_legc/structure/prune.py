@@ -1,0 +1,276 @@
+"""``prune_channels``: score channel groups, choose what to remove for a target, rebuild."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from keras_legc.errors import InvalidArgumentError
+from keras_legc.structure.graph import ChannelGraph, ChannelGroup, build_graph
+from keras_legc.structure.importance import get_channel_scorer, score_groups
+from keras_legc.structure.rebuild import remove_channels
+
+
+def channel_groups(model, *, exclude: Iterable[str] = ()) -> list[ChannelGroup]:
+    """The channel groups of a Keras 3 model: what must be removed together, printable.
+
+    Example:
+        >>> for group in keras_legc.channel_groups(model):
+        ...     print(group)        # doctest: +SKIP
+        ChannelGroup 1: 16 channels of conv (prunable)
+          conv.kernel axis 3: 16 indices
+          conv.bias axis 0: 16 indices
+          bn.gamma axis 0: 16 indices
+          ...
+    """
+    return build_graph(model, exclude=_names(exclude)).groups
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates per sample of a Keras 3 model's Conv*, Conv*Transpose,
+    DepthwiseConv*, SeparableConv* and Dense layers (kernel elements times output positions;
+    input positions for transposed convolutions). Biases, BatchNormalization, activations,
+    pooling and merges count 0, as in MLPerf Tiny's counts.
+
+    Example:
+        >>> keras_legc.count_macs(small) / keras_legc.count_macs(model)    # doctest: +SKIP
+        0.49
+    """
+    return build_graph(model).count_macs()
+
+
+def prune_channels(
+    model,
+    ratio: float | None = None,
+    params: int | None = None,
+    macs: int | None = None,
+    importance="l2",
+    data=None,
+    history=None,
+    round_to: int = 1,
+    exclude: Iterable[str] = (),
+    per_layer: bool = False,
+):
+    """A smaller Keras 3 model: the least important channels of every prunable group removed.
+
+    Exactly one target: ``ratio`` (the fraction of prunable channels removed), ``params`` (at most
+    this many parameters left) or ``macs`` (at most this many multiply-accumulates per sample,
+    :func:`count_macs`).
+
+    Args:
+        model: a built Keras 3 Functional or Sequential model (nested models allowed), TensorFlow
+            or JAX backend. It is not changed.
+        importance: ``"l2"``, ``"l1"``, ``"bn_scale"``, ``"taylor"`` (needs ``data=(x, y)``),
+            ``"random"``, or ``scorer(graph, group) -> scores`` (lower = pruned first); see
+            :mod:`keras_legc.structure.importance`. ``"legc"`` is issue 27 (not built yet).
+        data: ``(x, y)`` calibration samples for ``"taylor"``.
+        history: for ``"legc"`` (not built yet).
+        round_to: kept channel counts per group are multiples of this (a group with fewer
+            channels than ``round_to``, or no multiple below its size, keeps them all).
+        exclude: layer names (``outer/inner`` inside nested models) whose output channels are
+            kept. The model's outputs (the classifier) are always kept.
+        per_layer: remove the same fraction from every group (``ratio``; for ``params`` and
+            ``macs`` the fraction that meets the target) instead of ranking all channels together
+            (global: each group's scores divided by their mean, so groups compare).
+
+    Returns:
+        A new plain Keras model, same layer names and outputs, kept weights copied exactly; it
+        is compiled like ``model`` when ``model`` was compiled (a fresh optimizer).
+
+    Raises:
+        InvalidArgumentError: no target or more than one, a target out of range or
+            unreachable, unknown ``exclude`` names or ``importance``.
+        ModelStructureError: not a Keras 3 Functional/Sequential model, or not built.
+    """
+    target = _check_target(ratio, params, macs)
+    round_to = _check_round_to(round_to)
+    graph = build_graph(model, exclude=_names(exclude))
+    scorer = get_channel_scorer(importance, model, data=data, history=history)
+    scores = score_groups(graph, scorer)
+    if not scores:
+        raise InvalidArgumentError(
+            f"model {model.name!r} has no prunable channel group"
+            + (" that the importance scores" if graph_has_prunable(graph) else "")
+            + ". Fix: see keras_legc.channel_groups(model) for why each group is kept."
+        )
+    removed = choose(graph, scores, target, round_to, per_layer)
+    return remove_channels(graph, removed)
+
+
+def prune_iteratively(model, fine_tune, *, steps: int = 3, ratio=None, params=None, macs=None,
+                      **kwargs):  # fmt: skip
+    """Prune in ``steps`` rounds to the target, calling ``fine_tune(model)`` after each round.
+
+    Each round removes the same share: ``ratio`` compounds (``1 - (1 - ratio) ** (1 / steps)`` of
+    the channels left each round), ``params`` and ``macs`` step geometrically from the model's
+    count to the target. ``fine_tune`` trains the model it gets (compile and fit it) and returns
+    it, or a replacement, or None (the same model). Other arguments as :func:`prune_channels`.
+
+    Example:
+        >>> def fine_tune(m):
+        ...     m.compile("adam", "sparse_categorical_crossentropy")
+        ...     m.fit(x, y, epochs=1, verbose=0)
+        >>> small = prune_iteratively(model, fine_tune, steps=3, macs=kl.count_macs(model) // 2)
+    """
+    kind, value = _check_target(ratio, params, macs)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}.")
+    if not callable(fine_tune):
+        raise InvalidArgumentError(
+            f"fine_tune must be a callable fine_tune(model) -> model or None, got {fine_tune!r}."
+        )
+    start = None
+    if kind != "ratio":
+        graph = build_graph(model, exclude=_names(kwargs.get("exclude", ())))
+        start = graph.count_params() if kind == "params" else graph.count_macs()
+    for i in range(1, steps + 1):
+        if kind == "ratio":
+            step = {"ratio": 1.0 - (1.0 - value) ** (1.0 / steps)}
+        else:
+            step = {kind: int(math.ceil(start * (value / start) ** (i / steps)))}
+        model = prune_channels(model, **step, **kwargs)
+        tuned = fine_tune(model)
+        model = model if tuned is None else tuned
+    return model
+
+
+def graph_has_prunable(graph: ChannelGraph) -> bool:
+    return any(g.prunable for g in graph.groups)
+
+
+def _names(exclude) -> list[str]:
+    if isinstance(exclude, str):
+        return [exclude]
+    return [str(n) for n in exclude]
+
+
+def _check_target(ratio, params, macs) -> tuple[str, float]:
+    given = {k: v for k, v in (("ratio", ratio), ("params", params), ("macs", macs))
+             if v is not None}  # fmt: skip
+    if len(given) != 1:
+        raise InvalidArgumentError(
+            f"give exactly one target of ratio=, params=, macs=; got {sorted(given) or 'none'}. "
+            "Fix: e.g. prune_channels(model, ratio=0.3)."
+        )
+    kind, value = given.popitem()
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InvalidArgumentError(f"{kind} must be a number, got {value!r}.")
+    if kind == "ratio" and not 0.0 <= value < 1.0:
+        raise InvalidArgumentError(f"ratio must be in [0, 1), got {value!r}.")
+    if kind != "ratio" and not value > 0:
+        raise InvalidArgumentError(f"{kind} must be a positive count, got {value!r}.")
+    return kind, float(value)
+
+
+def _check_round_to(round_to) -> int:
+    if isinstance(round_to, bool) or not isinstance(round_to, int | np.integer) or round_to < 1:
+        raise InvalidArgumentError(f"round_to must be an integer >= 1, got {round_to!r}.")
+    return int(round_to)
+
+
+def _kept(size: int, kept: int, round_to: int) -> int:
+    """At least one channel kept, rounded up to a multiple of ``round_to`` (at most ``size``)."""
+    kept = max(kept, 1)
+    rounded = math.ceil(kept / round_to) * round_to
+    return size if rounded > size else rounded
+
+
+def _plan_from_counts(scores, counts: dict[int, int], sizes) -> dict[int, np.ndarray]:
+    """Remove the ``counts[g]`` lowest-scored channels of each group (ties: lower index)."""
+    plan = {}
+    for gid, n in counts.items():
+        if n > 0:
+            order = np.lexsort((np.arange(sizes[gid]), scores[gid]))
+            plan[gid] = np.sort(order[:n])
+    return plan
+
+
+def _uniform(scores, sizes, fraction: float, round_to: int) -> dict[int, np.ndarray]:
+    counts = {}
+    for gid in scores:
+        size = sizes[gid]
+        counts[gid] = size - _kept(size, size - int(math.floor(fraction * size)), round_to)
+    return _plan_from_counts(scores, counts, sizes)
+
+
+def _global(scores, sizes, k: int, round_to: int) -> dict[int, np.ndarray]:
+    """Remove the ``k`` globally lowest channels (scores divided by each group's mean), each
+    group keeping at least one channel, then round each group's kept count up."""
+    rows = []
+    for gid, s in scores.items():
+        mean = float(np.mean(s))
+        normed = s / mean if mean > 0 else s
+        order = np.lexsort((np.arange(len(s)), normed))[: sizes[gid] - 1]
+        rows += [(float(normed[c]), gid, int(c)) for c in order]
+    rows.sort()
+    counts = dict.fromkeys(scores, 0)
+    for _, gid, _ in rows[:k]:
+        counts[gid] += 1
+    for gid in counts:
+        size = sizes[gid]
+        counts[gid] = size - _kept(size, size - counts[gid], round_to)
+    return _plan_from_counts(scores, counts, sizes)
+
+
+def keep_every_layer(graph: ChannelGraph, scores, plan: dict[int, np.ndarray]):
+    """Give back a layer's best channel where ``plan`` would remove all of it: a group can span
+    several layers (a Concatenate's branches merged into a residual stream), so one channel left
+    per group is not one per layer."""
+    plan = {gid: np.asarray(ch, dtype=np.int64) for gid, ch in plan.items()}
+    flat = graph.removed_flat(plan)
+    offsets = graph.offsets
+    for slots in graph.resize_slots.values():
+        gids, chans = graph._slot_group[slots], graph._slot_channel[slots]
+        at = offsets[gids] + chans
+        if len(at) == 0 or not flat[at].all():
+            continue
+        best = max(zip(gids.tolist(), chans.tolist(), strict=True),
+                   key=lambda gc: scores[gc[0]][gc[1]] if gc[0] in scores else -np.inf)  # fmt: skip
+        plan[best[0]] = plan[best[0]][plan[best[0]] != best[1]]
+        flat[offsets[best[0]] + best[1]] = False
+    return {gid: ch for gid, ch in plan.items() if len(ch)}
+
+
+def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
+    """The channels to remove, ``{group id: indices}``, for ``target`` = (kind, value)."""
+    kind, value = target
+    sizes = {g.id: g.size for g in graph.groups}
+    total = sum(sizes[g] - 1 for g in scores)
+    if kind == "ratio":
+        if per_layer:
+            return keep_every_layer(graph, scores, _uniform(scores, sizes, value, round_to))
+        n_channels = sum(sizes[g] for g in scores)
+        plan = _global(scores, sizes, int(round(value * n_channels)), round_to)
+        return keep_every_layer(graph, scores, plan)
+
+    count = graph.count_params if kind == "params" else graph.count_macs
+    if per_layer:
+        plans = [_uniform(scores, sizes, f, round_to) for f in np.linspace(0.0, 1.0, 201)]
+    else:
+        plans = None
+
+    def plan_at(i):
+        plan = plans[i] if plans is not None else _global(scores, sizes, i, round_to)
+        return keep_every_layer(graph, scores, plan)
+
+    hi = len(plans) - 1 if plans is not None else total
+    best = count(plan_at(hi))
+    if best > value:
+        raise InvalidArgumentError(
+            f"{kind}={int(value):,} cannot be reached: removing every prunable channel but one "
+            f"per group leaves {best:,} ({count():,} now). Fix: ask for at least {best:,}, or "
+            "prune more layers (exclude fewer; register handlers for boundary layers)."
+        )
+    lo = 0
+    while lo < hi:  # the smallest removal that meets the target
+        mid = (lo + hi) // 2
+        if count(plan_at(mid)) <= value:
+            hi = mid
+        else:
+            lo = mid + 1
+    return plan_at(lo)
+
+
+__all__ = ["prune_channels", "prune_iteratively", "channel_groups", "count_macs", "choose"]

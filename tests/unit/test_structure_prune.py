@@ -1,0 +1,277 @@
+"""prune_channels and the channel importance (keras_legc/structure/prune.py, importance.py):
+targets met, round_to, minimum per group, the classifier and exclude kept; scores checked against
+independent computations (L1/L2 from the layers' weights, Taylor against finite differences)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import keras_legc as kl
+import keras_legc.structure  # noqa: F401  (kl.structure)
+from keras_legc.errors import InvalidArgumentError
+from keras_legc.structure import build_graph, prune_iteratively, random_importance
+from keras_legc.structure.importance import Taylor, bn_scale, l1, l2
+
+keras = pytest.importorskip("keras")
+L = keras.layers
+
+
+def convnet(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((12, 12, 1))
+    x = L.Conv2D(16, 3, name="c1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU()(x)
+    y = L.Conv2D(16, 3, padding="same", name="c2")(x)
+    x = L.Add(name="res")([x, y])
+    x = L.Conv2D(24, 3, strides=2, name="c3")(x)
+    x = L.Flatten(name="fl")(x)
+    x = L.Dense(32, activation="relu", name="d1")(x)
+    return keras.Model(inp, L.Dense(10, name="out")(x))
+
+
+def sizes(model) -> dict[str, int]:
+    return {", ".join(g.layers): g.size for g in kl.channel_groups(model)}
+
+
+def prunable_total(model) -> int:
+    return sum(g.size for g in kl.channel_groups(model) if g.prunable)
+
+
+def test_global_ratio_removes_that_fraction_of_prunable_channels():
+    model = convnet()
+    before = prunable_total(model)  # 16 + 24 + 32
+    small = kl.prune_channels(model, ratio=0.25)
+    assert prunable_total(small) == before - round(0.25 * before)
+    assert sizes(small)["out"] == 10  # the classifier keeps its outputs
+    assert small.output_shape == model.output_shape
+
+
+def test_per_layer_ratio_and_round_to():
+    model = convnet()
+    small = kl.prune_channels(model, ratio=0.3, per_layer=True)
+    assert sizes(small) == {"input": 1, "c1, c2": 16 - 4, "c3": 24 - 7, "d1": 32 - 9, "out": 10}
+    rounded = kl.prune_channels(model, ratio=0.3, per_layer=True, round_to=8)
+    assert sizes(rounded) == {"input": 1, "c1, c2": 16, "c3": 24, "d1": 24, "out": 10}
+    rounded = kl.prune_channels(model, ratio=0.6, round_to=8)
+    for name, n in sizes(rounded).items():
+        assert name in ("input", "out") or n % 8 == 0, (name, n)
+
+
+def test_never_zero_channels_and_excluded_layers_keep_theirs():
+    model = convnet()
+    small = kl.prune_channels(model, ratio=0.99, per_layer=True)
+    assert min(sizes(small).values()) >= 1
+    small = kl.prune_channels(model, ratio=0.5, exclude=["d1"])
+    assert sizes(small)["d1"] == 32 and sizes(small)["c3"] < 24
+
+
+@pytest.mark.parametrize("kind", ["params", "macs"])
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_params_and_macs_targets_are_met(kind, per_layer):
+    model = convnet()
+    graph = build_graph(model)
+    now = graph.count_params() if kind == "params" else graph.count_macs()
+    target = int(now * 0.6)
+    small = kl.prune_channels(model, **{kind: target}, per_layer=per_layer)
+    got = small.count_params() if kind == "params" else kl.count_macs(small)
+    assert got <= target
+    assert got > now * 0.3  # not far beyond the target
+    with pytest.raises(InvalidArgumentError, match="cannot be reached"):
+        kl.prune_channels(model, **{kind: 10})
+
+
+def test_bad_arguments_are_refused():
+    model = convnet()
+    cases = [
+        (dict(), "exactly one"), (dict(ratio=0.2, params=100), "exactly one"),
+        (dict(ratio=1.0), r"\[0, 1\)"), (dict(params=-5), "positive"),
+        (dict(ratio=0.2, round_to=0), "round_to"), (dict(ratio=0.2, importance="nope"), "unknown"),
+        (dict(ratio=0.2, importance="legc"), "issue 27"),
+        (dict(ratio=0.2, history=object()), "history"),
+        (dict(ratio=0.2, importance="taylor"), r"data=\(x, y\)"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(InvalidArgumentError, match=message):
+            kl.prune_channels(model, **kwargs)
+
+
+def weights_of(model, name):
+    return [
+        np.asarray(w.numpy(), dtype=np.float64) for w in model.get_layer(name).trainable_weights
+    ]
+
+
+def test_l1_and_l2_pool_every_coupled_weight():
+    model = convnet()
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if g.layers == ["c3"])
+    k3, b3 = weights_of(model, "c3")
+    d1 = weights_of(model, "d1")[0]  # rows p*24 + c of the flattened (4, 4, 24) map
+    rows = d1.reshape(16, 24, 32)
+    want_l1 = np.abs(k3).sum(axis=(0, 1, 2)) + np.abs(b3) + np.abs(rows).sum(axis=(0, 2))
+    want_l2 = np.sqrt((k3**2).sum(axis=(0, 1, 2)) + b3**2 + (rows**2).sum(axis=(0, 2)))
+    np.testing.assert_allclose(l1(graph, group), want_l1, rtol=1e-12)
+    np.testing.assert_allclose(l2(graph, group), want_l2, rtol=1e-12)
+
+
+def test_l2_prunes_the_weakest_channel_first():
+    model = convnet()
+    k = model.get_layer("c3")
+    kernel, bias = k.get_weights()
+    kernel[..., 5] *= 1e-3
+    k.set_weights([kernel, bias])
+    d1 = model.get_layer("d1")
+    rows = d1.get_weights()[0].reshape(16, 24, 32)
+    rows[:, 5, :] *= 1e-3
+    d1.set_weights([rows.reshape(384, 32), d1.get_weights()[1]])
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if g.layers == ["c3"])
+    small = kl.prune_channels(model, ratio=1 / 72)  # one channel of 72
+    assert int(np.argmin(l2(graph, group))) == 5 and sizes(small)["c3"] == 23
+
+
+def test_bn_scale_ranks_by_gamma_and_skips_groups_without_bn():
+    model = convnet()
+    bn = model.get_layer("bn1")
+    gamma = np.linspace(1.0, 2.0, 16)
+    gamma[[3, 9]] = 0.01
+    bn.set_weights([gamma] + bn.get_weights()[1:])
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if "c1" in g.layers)
+    np.testing.assert_allclose(bn_scale(graph, group), np.abs(gamma), rtol=1e-6)
+    assert bn_scale(graph, next(g for g in graph.groups if g.layers == ["c3"])) is None
+    small = kl.prune_channels(model, ratio=2 / 16, importance="bn_scale")
+    assert sizes(small)["c1, c2"] == 14 and sizes(small)["c3"] == 24  # only the BN group
+    kept = small.get_layer("bn1").get_weights()[0]
+    np.testing.assert_allclose(kept, np.delete(gamma, [3, 9]), rtol=1e-6)
+
+
+def test_random_is_seeded_and_callables_are_used():
+    model = convnet()
+    graph = build_graph(model)
+    g = next(g for g in graph.groups if g.prunable)
+    np.testing.assert_array_equal(random_importance(3)(graph, g), random_importance(3)(graph, g))
+    assert not np.array_equal(random_importance(3)(graph, g), random_importance(4)(graph, g))
+    a = kl.prune_channels(model, ratio=0.3, importance="random")
+    b = kl.prune_channels(model, ratio=0.3, importance="random")
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+    def last_first(graph, group):  # remove the highest-index channels
+        return -np.arange(group.size, dtype=float)
+
+    small = kl.prune_channels(model, ratio=0.5, per_layer=True, importance=last_first)
+    np.testing.assert_array_equal(small.get_layer("c3").get_weights()[0],
+                                  model.get_layer("c3").get_weights()[0][..., :8, :12])  # fmt: skip
+
+
+def test_taylor_equals_finite_differences_of_the_loss():
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((3,))
+    h = L.Dense(4, activation="tanh", name="h")(inp)
+    model = keras.Model(inp, L.Dense(2, name="out")(h))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype("float32")
+    y = rng.integers(0, 2, size=20)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if g.layers == ["h"])
+    got = Taylor(model, (x, y), batch_size=7)(graph, group)
+
+    def total_loss():  # summed over the same batches as the scorer
+        return sum(float(loss(y[i : i + 7], model(x[i : i + 7]))) for i in range(0, 20, 7))
+
+    want = np.zeros(4)
+    eps = 1e-3
+    for layer, axis in (("h", 1), ("out", 0)):
+        for wi, var in enumerate(model.get_layer(layer).weights):
+            if layer == "out" and wi == 1:
+                continue  # the output bias is not in h's group
+            base = np.array(var.numpy(), dtype=np.float64)
+            for idx in np.ndindex(base.shape):
+                bumped = base.copy()
+                bumped[idx] += eps
+                var.assign(bumped.astype("float32"))
+                up = total_loss()
+                bumped[idx] -= 2 * eps
+                var.assign(bumped.astype("float32"))
+                down = total_loss()
+                var.assign(base.astype("float32"))
+                channel = idx[axis] if len(idx) > 1 else idx[0]
+                want[channel] += (up - down) / (2 * eps) * base[idx]
+    np.testing.assert_allclose(got, want**2, rtol=2e-2, atol=1e-6)
+
+
+def test_iterative_pruning_reaches_the_target_with_a_fine_tune_per_step():
+    model = convnet()
+    target = build_graph(model).count_macs() // 3
+    seen = []
+
+    def fine_tune(m):
+        seen.append(kl.count_macs(m))
+        m.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x = np.random.default_rng(len(seen)).normal(size=(8, 12, 12, 1)).astype("float32")
+        m.fit(x, np.arange(8) % 10, epochs=1, verbose=0)
+
+    small = prune_iteratively(model, fine_tune, steps=3, macs=target)
+    assert len(seen) == 3 and seen[0] > seen[1] > seen[2] == kl.count_macs(small) <= target
+    ratio = prune_iteratively(model, lambda m: None, steps=2, ratio=0.5)
+    assert prunable_total(ratio) <= prunable_total(model) * 0.55
+    with pytest.raises(InvalidArgumentError, match="steps"):
+        prune_iteratively(model, lambda m: None, steps=0, ratio=0.5)
+
+
+def test_every_layer_keeps_a_channel_when_a_group_spans_several():
+    """A Concatenate's branches merged into a residual stream are one group (InceptionResNetV2);
+    leaving one channel in the group could leave a branch with none."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 1))
+    stream = L.Conv2D(4, 1, name="stream")(inp)
+    a = L.Conv2D(2, 1, name="a")(stream)
+    b = L.Conv2D(2, 1, name="b")(stream)
+    x = L.Add(name="res")([stream, L.Concatenate(name="cat")([a, b])])
+    model = keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(x)))
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if "a" in g.layers)
+    assert group.layers == ["a", "b", "stream"] and group.size == 4
+    with pytest.raises(InvalidArgumentError, match="'b' with no channels"):
+        kl.structure.remove_channels(graph, {group.id: [2, 3]})
+    small = kl.prune_channels(model, ratio=0.9, per_layer=True)
+    assert small.get_layer("a").filters == 1 and small.get_layer("b").filters == 1
+
+
+def test_a_registered_channel_scorer_is_used_by_name():
+    from keras_legc.structure.importance import BUILTIN, register_channel_scorer
+
+    def first_first(graph, group):
+        return np.arange(group.size, dtype=float)
+
+    register_channel_scorer("first_first", first_first)
+    try:
+        with pytest.raises(InvalidArgumentError, match="already exists"):
+            register_channel_scorer("first_first", first_first)
+        with pytest.raises(InvalidArgumentError, match="already exists"):
+            register_channel_scorer("taylor", first_first, overwrite=True)
+        model = convnet()
+        small = kl.prune_channels(model, ratio=0.5, per_layer=True, importance="first_first")
+        np.testing.assert_array_equal(small.get_layer("c3").get_weights()[0],
+                                      model.get_layer("c3").get_weights()[0][..., 8:, 12:])  # fmt: skip
+    finally:
+        BUILTIN.pop("first_first", None)
+
+
+def test_taylor_picks_the_loss_from_the_labels():
+    from keras_legc.structure.importance import _loss_fn
+
+    model = convnet()
+    assert isinstance(
+        _loss_fn(model, np.arange(4), None), keras.losses.SparseCategoricalCrossentropy
+    )
+    one_hot = np.eye(10)[[1, 2, 3]]
+    assert isinstance(_loss_fn(model, one_hot, None), keras.losses.CategoricalCrossentropy)
+    assert isinstance(_loss_fn(model, one_hot * 0.5, None), keras.losses.MeanSquaredError)
+    model.compile("sgd", "mae")  # the compiled loss, reduced to one number
+    y, pred = np.array([[1.0, 2.0]]), np.array([[0.0, 4.0]])
+    assert float(_loss_fn(model, np.arange(4), None)(y, pred)) == pytest.approx(1.5)
