@@ -20,7 +20,7 @@ weights and gets the same fine-tuning budget (the net's ``finetune_epochs``, Ada
 Results go to ``<out>/results.json`` after every cell (atomically); a rerun skips the cells it
 has (``--force`` redoes them), and re-tries the cells that were skipped because a method's
 keras-legc API is not there yet. Pruned models are kept in ``<out>/models/`` so a rerun that adds a
-quantization does not prune again. ``docs/edge-suite.md`` and its plots are written from the
+quantization does not prune again (``--force`` prunes again: do so after a library change). ``docs/edge-suite.md`` and its plots are written from the
 results (``--report-only`` rewrites them without running anything).
 
 A method is one entry of :data:`METHODS`: a :class:`Method` (a function ``(Context, target) ->
@@ -503,7 +503,7 @@ def run(
                     continue
                 try:
                     model, seconds = _model(
-                        ctx, method, target, models / f"{method}-{target:g}.keras"
+                        ctx, method, target, models / f"{method}-{target:g}.keras", config.force
                     )
                 except NoScoresError as exc:  # recorded as failed (redone with --force)
                     for q in quants:
@@ -532,9 +532,12 @@ def run(
     return {"results": results, **stats}
 
 
-def _model(ctx: Context, method: str, target: float, saved: Path) -> tuple[object, float]:
-    """The method's model: from ``saved`` when an earlier run made it, else made and saved."""
-    if saved.is_file():
+def _model(
+    ctx: Context, method: str, target: float, saved: Path, force: bool
+) -> tuple[object, float]:
+    """The method's model: from ``saved`` when an earlier run made it (unless ``force``), else
+    made and saved."""
+    if saved.is_file() and not force:
         return kl.load_model(saved, compile=False), 0.0
     t0 = time.perf_counter()
     model = METHODS[method].run(ctx, target)

@@ -101,13 +101,14 @@ def load_data(data_dir=None, *, subset: tuple[int, int, int] | None = None) -> S
 
 
 def cache_key(net: str, seed: int, rec: Recipe, data: Split) -> str:
-    """A hash of everything that determines a dense checkpoint."""
+    """A hash of everything that determines a dense checkpoint (and its recorded scores: the
+    keras-legc version is in it)."""
     import keras
 
     blob = json.dumps(
         {"net": net, "seed": seed, "recipe": asdict(rec), "data": data.description,
          "n": [len(data.y_train), len(data.y_val)], "zoo": ZOO_VERSION,
-         "keras": keras.__version__},
+         "keras": keras.__version__, "keras_legc": kl.__version__},  # its recording and scores
         sort_keys=True,
     )  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
