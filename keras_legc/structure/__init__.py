@@ -9,7 +9,7 @@ See docs/channels.md.
 
 from keras_legc.structure.graph import ChannelGraph, ChannelGroup, Entry, build_graph
 from keras_legc.structure.handlers import Handler, PassThrough, register_handler, unregister_handler
-from keras_legc.structure.importance import random_importance, register_channel_scorer
+from keras_legc.structure.importance import UnitLegc, random_importance, register_channel_scorer
 from keras_legc.structure.prune import (
     channel_groups,
     count_macs,
@@ -28,6 +28,7 @@ __all__ = [
     "register_handler",
     "unregister_handler",
     "random_importance",
+    "UnitLegc",
     "register_channel_scorer",
     "channel_groups",
     "count_macs",

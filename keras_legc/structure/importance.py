@@ -21,16 +21,15 @@ callable       ``scorer(graph, group) -> array of group.size`` (None: do not pru
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from keras_legc.errors import InvalidArgumentError
+from keras_legc.errors import InvalidArgumentError, LegcWarning
 from keras_legc.structure.graph import ChannelGraph, ChannelGroup
 
 ChannelScorer = Callable[[ChannelGraph, ChannelGroup], "np.ndarray | None"]
-
-LEGC_ISSUE = 27  # the unit-level LEGC issue
 
 
 def _values(graph: ChannelGraph, group: ChannelGroup, trainable_only: bool = True):
@@ -172,6 +171,58 @@ def _grads_jax(model, loss_fn, x, y):
     return [np.asarray(g) for g in jax.grad(value)(trainable)]
 
 
+class UnitLegc:
+    """``importance="legc"``: chaos-causality per unit (issue 27). A unit-level history (recorded
+    with ``WeightHistory(units=True)``: one series per output channel of each prunable weight) is
+    scored with the same LE and Granger machinery as weights; a channel's score is the
+    :func:`keras_legc.core.units.unit_importance` of the units that produce it (summed when a
+    residual group has several producers): never-moved units first, then the least causal by
+    effect size. Groups with no recorded producer are not pruned."""
+
+    def __init__(self, history):
+        from keras_legc.core.history import History
+        from keras_legc.core.scoring import score
+        from keras_legc.core.units import unit_importance, unit_max_lag
+
+        if history is None:
+            raise InvalidArgumentError(
+                "importance='legc' needs history=: a unit-level history. Fix: record one with "
+                "kl.WeightHistory(..., units=True) during fit and pass history=recorder.history."
+            )
+        if not isinstance(history, History):
+            history = History.load(history)
+        units = history.meta.get("units")
+        if not units:
+            raise InvalidArgumentError(
+                "importance='legc' needs a unit-level history (one series per channel), got a "
+                "weight-level one. Fix: record with kl.WeightHistory(..., units=True)."
+            )
+        with warnings.catch_warnings():  # a capped lag is the point here, not news
+            warnings.simplefilter("ignore", LegcWarning)
+            scores = score(history, max_lag=unit_max_lag(history.n_windows), progress=False)
+        values = history.final_kernels or {n: np.ones(history.shapes[n]) for n in history.layers}
+        ranks = unit_importance(scores, values)
+        self.scores = scores
+        self.by_weight = {
+            (u["layer"], u["weight"]): (tuple(u["unit_axes"]), len(u["shape"]), ranks[name])
+            for name, u in units.items()
+        }
+
+    def __call__(self, graph, group):
+        total, found = np.zeros(group.size), False
+        for e in group.entries:
+            name = e.layer if isinstance(e.layer, str) else e.layer[-1]
+            hit = self.by_weight.get((name, e.weight))
+            if hit is None:
+                continue
+            axes, rank, unit = hit
+            if e.axis % rank != axes[0] or int(np.max(e.positions, initial=-1)) >= unit.size:
+                continue  # the weight's input side, or a multiplier the unit series folds in
+            total += np.bincount(e.channels, weights=unit[e.positions], minlength=group.size)
+            found = True
+        return total if found else None
+
+
 BUILTIN = {"l1": l1, "l2": l2, "bn_scale": bn_scale}
 
 
@@ -194,13 +245,10 @@ def register_channel_scorer(name: str, scorer: ChannelScorer, *, overwrite: bool
 def get_channel_scorer(importance, model, data=None, history=None) -> ChannelScorer:
     """The scorer for ``importance`` (a name above or a callable)."""
     if importance == "legc":
-        raise InvalidArgumentError(
-            f"importance='legc' (LEGC scores per channel/unit) is not built yet: it is issue "
-            f"{LEGC_ISSUE}. Fix: use 'l2', 'l1', 'bn_scale', 'taylor' or 'random' meanwhile."
-        )
+        return UnitLegc(history)
     if history is not None:
         raise InvalidArgumentError(
-            "history= is read only by importance='legc' (issue 27, not built yet). Fix: leave "
+            "history= is read only by importance='legc'. Fix: pass importance='legc', or leave "
             "history out."
         )
     if callable(importance):
@@ -243,6 +291,7 @@ __all__ = [
     "bn_scale",
     "random_importance",
     "Taylor",
+    "UnitLegc",
     "get_channel_scorer",
     "register_channel_scorer",
     "score_groups",

@@ -64,9 +64,10 @@ def prune_channels(
             or JAX backend. It is not changed.
         importance: ``"l2"``, ``"l1"``, ``"bn_scale"``, ``"taylor"`` (needs ``data=(x, y)``),
             ``"random"``, or ``scorer(graph, group) -> scores`` (lower = pruned first); see
-            :mod:`keras_legc.structure.importance`. ``"legc"`` is issue 27 (not built yet).
+            :mod:`keras_legc.structure.importance`. ``"legc"``: unit-level chaos-causality from ``history=`` (:class:`UnitLegc`).
         data: ``(x, y)`` calibration samples for ``"taylor"``.
-        history: for ``"legc"`` (not built yet).
+        history: for ``"legc"``: a unit-level History (``WeightHistory(units=True)``) or its
+            run directory.
         round_to: kept channel counts per group are multiples of this (a group with fewer
             channels than ``round_to``, or no multiple below its size, keeps them all).
         exclude: layer names (``outer/inner`` inside nested models) whose output channels are

@@ -88,7 +88,7 @@ def test_bad_arguments_are_refused():
         (dict(), "exactly one"), (dict(ratio=0.2, params=100), "exactly one"),
         (dict(ratio=1.0), r"\[0, 1\)"), (dict(params=-5), "positive"),
         (dict(ratio=0.2, round_to=0), "round_to"), (dict(ratio=0.2, importance="nope"), "unknown"),
-        (dict(ratio=0.2, importance="legc"), "issue 27"),
+        (dict(ratio=0.2, importance="legc"), "needs history="),
         (dict(ratio=0.2, history=object()), "history"),
         (dict(ratio=0.2, importance="taylor"), r"data=\(x, y\)"),
     ]  # fmt: skip
@@ -275,3 +275,72 @@ def test_taylor_picks_the_loss_from_the_labels():
     model.compile("sgd", "mae")  # the compiled loss, reduced to one number
     y, pred = np.array([[1.0, 2.0]]), np.array([[0.0, 4.0]])
     assert float(_loss_fn(model, np.arange(4), None)(y, pred)) == pytest.approx(1.5)
+
+
+def _unit_history(model, layer: str, drivers: list[int], static: list[int], seed: int = 0):
+    """A unit-level History of ``layer``'s kernel (one series per output channel) in which the
+    channels in ``drivers`` follow a logistic map whose parameter sets the next window's target,
+    those in ``static`` never move, and the rest follow independent logistic maps."""
+    from keras_legc.core.recorder import Recorder
+    from keras_legc.core.units import UnitSpec, UnitView
+
+    kernel = model.get_layer(layer).kernel
+    shape = tuple(kernel.shape)
+    n = shape[-1]
+    rng = np.random.default_rng(seed)
+    window, n_windows = 30, 80
+    r = rng.uniform(3.6, 4.0, size=(n_windows, n))
+    steps = []
+    for k in range(n_windows):
+        x = np.empty((window, n))
+        x[0] = rng.uniform(0.2, 0.8, n)
+        for t in range(1, window):
+            x[t] = r[k] * x[t - 1] * (1 - x[t - 1])
+        x[:, static] = 0.5
+        steps += list(x)
+    target = np.concatenate([[0.5], r[:-1, drivers].mean(axis=1)]) + rng.normal(0, 0.005, n_windows)
+    closed = iter(target)
+    view = UnitView([UnitSpec(layer, (n,), (0,), layer=layer, weight="kernel")])
+    rec = Recorder(view.layers, view.shapes, window=window, overlap=0.0, background=False,
+                   target=lambda: float(next(closed)), meta={"units": view.manifest()})  # fmt: skip
+    for values in steps:
+        rec.step(view([values]))
+    manifest = view.manifest()
+    manifest[layer].update(unit_axes=[len(shape) - 1], shape=list(shape))  # the kernel's layout
+    history = rec.finish({layer: np.ones(n)})
+    history.meta["units"] = manifest
+    return history
+
+
+def test_legc_importance_keeps_the_causal_channels_and_prunes_never_moved_first():
+    model = convnet()
+    drivers, static = [3, 11], [0, 5, 7]
+    history = _unit_history(model, "c3", drivers, static)
+    graph = build_graph(model)
+    group = next(g for g in graph.groups if g.layers == ["c3"])
+    scorer = kl.structure.UnitLegc(history)
+    scores = scorer(graph, group)
+    assert scores.shape == (24,)
+    assert np.all(scores[static] == 0)  # never moved: pruned first
+    others = np.setdiff1d(np.arange(24), drivers + static)
+    assert scores[drivers].min() > scores[others].max()  # the causal ones are kept longest
+    # groups without a recorded producer are not scored (not pruned)
+    assert scorer(graph, next(g for g in graph.groups if g.layers == ["d1"])) is None
+    small = kl.prune_channels(model, ratio=0.25, importance="legc", history=history,
+                              exclude=("d1",))  # fmt: skip
+    kernel = small.get_layer("c3").kernel.numpy()
+    kept = kernel.shape[-1]
+    assert kept == 24 - 6
+    before = model.get_layer("c3").kernel.numpy()
+    pruned = [c for c in range(24) if not any(np.array_equal(before[..., c], kernel[..., j])
+                                               for j in range(kept))]  # fmt: skip
+    assert set(static) <= set(pruned) and not set(drivers) & set(pruned)
+
+
+def test_legc_importance_refuses_a_weight_level_history():
+    from keras_legc.core.history import History
+
+    h = History(layers=["d1"], shapes={"d1": (2,)}, le=np.zeros((2, 6), np.float32),
+                target=np.arange(6.0), window=4, overlap=0.0, every=1, n_snapshots=24)  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match="units=True"):
+        kl.prune_channels(convnet(), ratio=0.2, importance="legc", history=h)

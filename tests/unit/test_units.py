@@ -107,3 +107,30 @@ def test_a_planted_unit_is_found_and_an_independent_one_is_not():
     assert q[0] < 0.05, q
     assert q[1] >= 0.05, q
     assert scores.partial_r2[0] > scores.partial_r2[1]
+
+
+def test_unit_max_lag_keeps_about_ten_windows_per_lag():
+    from keras_legc.core.units import unit_max_lag
+
+    assert [unit_max_lag(k) for k in (0, 5, 12, 22, 50, 80, 142, 500)] == [1, 1, 1, 2, 4, 7, 14, 14]
+
+
+def test_unit_importance_puts_never_moved_units_first_then_effect_size_percentiles():
+    from keras_legc.core.scoring import Scores
+    from keras_legc.core.units import unit_importance
+
+    n = 6
+    s = Scores(
+        layers=["c"], shapes={"c": (n,)}, pvalues=np.full(n, 0.5), degenerate=np.zeros(n, np.int8),
+        test="ssr_ftest", max_lag=2, lags=[1, 2], kernels={"c": np.arange(1.0, n + 1)},
+        static=np.array([True, False, False, False, False, True]),
+        f_pvalue=np.array([np.nan, 0.01, 0.5, np.nan, 0.2, np.nan]),
+        partial_r2=np.array([np.nan, 0.4, 0.01, np.nan, 0.1, np.nan]),
+        selected_lag=np.array([0, 1, 1, 0, 1, 0]),
+    )  # fmt: skip
+    got = unit_importance(s, {"c": np.array([9.0, 1.0, 2.0, 3.0, 4.0, 9.0])})["c"]
+    assert got[0] == got[5] == 0.0  # never moved
+    # tested units by effect size percentile among the tested (0.01 < 0.1 < 0.4)
+    np.testing.assert_allclose(got[[2, 4, 1]], [1 / 3, 2 / 3, 1.0])
+    # the moved unit with no valid test gets its magnitude's percentile among the moved units
+    np.testing.assert_allclose(got[3], 3 / 4)
