@@ -133,11 +133,7 @@ def mnist_t10k(
     """
     root = find_data_dir(data_dir, required=MNIST_FILES)
     if root is not None:
-        with gzip.open(_verify(root, MNIST_FILES[0])) as f:
-            x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-        with gzip.open(_verify(root, MNIST_FILES[1])) as f:
-            y = np.frombuffer(f.read(), np.uint8, offset=8)
-        return x, y
+        return read_idx(_verify(root, MNIST_FILES[0])), read_idx(_verify(root, MNIST_FILES[1]))
     cache = keras_mnist_cache()
     if not cache.is_file():
         if fetch is None:
@@ -234,6 +230,10 @@ SHA256 = {
     "legcnet/titanic_testy.csv": "a2a22b5d240612a4eb4b1508110522250f193677748c32454c0f6914f3cc280e",
     "legcnet/titanic_train.csv": "7d118fef8b6ccf7f81111877bc388536f7b1e498a655e3d649d19aaa010e9f6f",
     "legcnet/vowel.csv": "79e57ecf442e9b4d289e7b6635521ef61be3d719b5cec13fd566361f6fe1cbc6",
+    "fashion-mnist/t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "fashion-mnist/t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    "fashion-mnist/train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "fashion-mnist/train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
     "mnist/t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "mnist/t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
@@ -248,6 +248,75 @@ _VERIFIED: dict[tuple[str, int, int], bool] = {}
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: The MNIST t10k files, relative to the data folder.
 MNIST_FILES = ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz")
+#: The full Fashion-MNIST (60,000 train + 10,000 test), relative to the data folder.
+FASHION_FILES = tuple(
+    f"fashion-mnist/{part}-{kind}-idx{dims}-ubyte.gz"
+    for part in ("train", "t10k")
+    for kind, dims in (("images", 3), ("labels", 1))
+)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """A gzipped IDX file (MNIST's format: magic, dimension sizes, then uint8 data) as an array.
+
+    Example:
+        >>> read_idx(root / "mnist/t10k-labels-idx1-ubyte.gz").shape
+        (10000,)
+    """
+    with gzip.open(path) as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 8:
+        raise InvalidArgumentError(f"{path} is not a uint8 IDX file. Fix: restore the original.")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist(
+    data_dir: str | os.PathLike | None = None, *, seed: int = 0, n_val: int = 5000
+) -> Split:
+    """Fashion-MNIST: the official 60,000/10,000 split, with a stratified validation split of
+    ``n_val`` images held out of the training images (``seed`` chooses it); the test set is never
+    used for choices.
+
+    Images are ``(n, 28, 28, 1) float32`` in [0, 1], labels int64. Read from ``data_dir`` (or
+    ``$LEGC_DATA_DIR``) ``fashion-mnist/`` (the four IDX files of :data:`FASHION_FILES`), each
+    checked against its published SHA-256.
+
+    Raises:
+        InvalidArgumentError: the files are missing or fail their checksum (the message says
+            where to get them).
+
+    Example:
+        >>> split = fashion_mnist("/path/to/shared/data")
+        >>> split.x_train.shape, split.x_val.shape, split.x_test.shape
+        ((55000, 28, 28, 1), (5000, 28, 28, 1), (10000, 28, 28, 1))
+    """
+    root = find_data_dir(data_dir, required=FASHION_FILES)
+    if root is None:
+        where = data_dir or os.environ.get("LEGC_DATA_DIR") or "no data folder set"
+        raise InvalidArgumentError(
+            f"Fashion-MNIST not found ({where}: no {', '.join(FASHION_FILES)}). Fix: set "
+            "LEGC_DATA_DIR to a folder holding fashion-mnist/ with the four original IDX files "
+            "(`apt-get install dataset-fashion-mnist` installs them, MIT licence)."
+        )
+    x_all, y_all, x_test, y_test = (read_idx(_verify(root, rel)) for rel in FASHION_FILES)
+    if not 0 < n_val < len(y_all):
+        raise InvalidArgumentError(f"n_val must be in (0, {len(y_all)}), got {n_val}.")
+    train_idx, val_idx = _stratified(
+        y_all.astype(np.int64), 1.0 - n_val / len(y_all), np.random.default_rng(seed)
+    )
+
+    def images(x):
+        return (x.astype(np.float32) / 255.0)[..., None]
+
+    return Split(
+        images(x_all[train_idx]), y_all[train_idx].astype(np.int64),
+        images(x_all[val_idx]), y_all[val_idx].astype(np.int64),
+        images(x_test), y_test.astype(np.int64), "fashion_mnist", 10,
+        f"Fashion-MNIST {len(train_idx)} train / {len(val_idx)} validation (held out of the "
+        f"60,000 training images, stratified, seed {seed}) / {len(y_test)} test",
+    )  # fmt: skip
 
 
 def find_data_dir(

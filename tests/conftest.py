@@ -44,6 +44,8 @@ SLOW_FOLDERS = ("evidence",)
 SLOW = (
     "tests/integration/test_default_ranking.py",  # trains a digits MLP 2 x (30 + 2 x 10 epochs)
     "tests/integration/test_demo.py",  # runs `legc demo --quick` (~50 s)
+    # trains a LeNet-300-100 three times on 2,000 Fashion-MNIST images (~15 s)
+    "tests/integration/test_zoo.py::test_training_is_deterministic_and_cached_by_recipe",
     "tests/integration/test_crash_safety.py",  # SIGKILLs TensorFlow processes (~70 s)
     "tests/integration/test_readme_example.py",  # the README's example, 8 seeds x 2 backends
     "tests/integration/test_determinism.py::test_three_runs_are_bit_identical",

@@ -1,0 +1,85 @@
+"""The edge benchmark (legc_research.evidence.edge_suite), run for real in --quick mode: every cell
+lands in results.json, measured or skipped with its reason; a rerun measures nothing again; the
+doc has the table and both plots."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from legc_research.datasets import FASHION_FILES, find_data_dir
+from legc_research.evidence import edge_suite as es
+from legc_research.zoo import build, count_macs
+
+FASHION = find_data_dir(required=FASHION_FILES)
+pytestmark = pytest.mark.skipif(FASHION is None, reason="needs LEGC_DATA_DIR with fashion-mnist/")
+
+
+def test_quick_run_resume_and_report(tmp_path):
+    out, doc, img = tmp_path / "run", tmp_path / "docs" / "edge-suite.md", tmp_path / "docs" / "img"
+    argv = ["--quick", "--out", str(out), "--doc", str(doc), "--img-dir", str(img),
+            "--data-dir", str(FASHION)]  # fmt: skip
+    assert es.main(argv) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    config = es.config_from_args(es.parse_args(argv))
+    expected = {
+        ("lenet5", 0, m, round(t, 6), q) for m in es.QUICK["methods"]
+        for t in es.targets(es.METHODS[m], config) for q in es.QUANTIZATIONS
+    }  # fmt: skip
+    assert {es.cell_key(c) for c in results["cells"]} == expected
+    assert len(results["cells"]) == len(expected)
+
+    dense = build("lenet5", keras)
+    params = sum(int(np.size(w)) for w in dense.trainable_weights)
+    dense_kernels = sum(
+        int(np.size(la.kernel)) for la in dense.layers if "Dense" in type(la).__name__
+    )
+    conv_dense_kernels = dense_kernels + sum(
+        int(np.size(la.kernel)) for la in dense.layers if "Conv2D" in type(la).__name__
+    )
+    cells = {(c["method"], c["quantization"]): c for c in results["cells"]}
+    for c in results["cells"]:
+        why = es.METHODS[c["method"]].missing()
+        if why is not None:  # an API this checkout lacks: skipped, saying which
+            assert c["status"] == "skipped" and c["reason"] == why
+            continue
+        assert c["status"] == "ok", c
+        assert c["eval_rows"] == 500 and 0.0 <= c["accuracy"] <= 1.0
+        assert c["export_ok"] and c["latency"]["litert"]["ok"], c  # parity on LiteRT
+        assert c["latency"]["litert"]["p50_ms"] > 0
+        if c["method"] == "channels":  # a smaller model: at most half the MACs (target 2x)
+            assert c["macs"] <= count_macs(dense) / 2 and c["params"] < dense.count_params()
+            assert c["pruned_share"] > 0.3
+            continue
+        assert c["macs"] == count_macs(dense)
+        # keras-legc prunes its Dense kernels here, TF-MOT every Conv2D and Dense kernel
+        if c["method"] in ("legc_magnitude", "legc_gradual", "legc_default", "legc_default_block"):
+            assert c["pruned_share"] == pytest.approx(0.75 * dense_kernels / params, abs=0.01)
+        if c["method"] == "tfmot":
+            assert c["pruned_share"] == pytest.approx(0.75 * conv_dense_kernels / params, abs=0.01)
+        if c["method"] == "tfmot_2of4":
+            assert c["pruned_share"] == pytest.approx(0.5 * conv_dense_kernels / params, abs=0.02)
+        if c["method"] != "dense":
+            assert c["macs_nonzero"] < c["macs"]
+    assert cells[("dense", "float")]["accuracy"] > 0.5  # 10 classes: well above chance
+    assert cells[("dense", "int8")]["tflite_bytes"] < cells[("dense", "float")]["tflite_bytes"] / 3
+    assert cells[("tfmot", "float")]["tflite_bytes"] < cells[("dense", "float")]["tflite_bytes"] / 2
+
+    # The rerun measures nothing again and trains nothing; skipped cells are re-tried (skipped).
+    lines = []
+    again = es.run(config, log=lines.append)
+    skipped = sum(c["status"] == "skipped" for c in results["cells"])
+    assert (again["cells_run"], again["cells_skipped"]) == (0, skipped)
+    assert again["cells_done_before"] == len(expected) - skipped
+    assert not any(line.startswith("training") for line in lines)
+
+    text = doc.read_text()
+    assert "This is a `--quick` run" in text and "NOT the evidence" in text
+    for m in es.QUICK["methods"]:
+        if es.METHODS[m].missing() is None:
+            assert f"| lenet5 | {m} |" in text, m
+    for tag in ("latency", "bytes"):
+        png = img / f"edge_suite_lenet5_{tag}.png"
+        assert png.stat().st_size > 10_000 and f"img/{png.name}" in text

@@ -1,0 +1,135 @@
+"""legc_research.evidence.edge_suite without TensorFlow: cells, feature checks, the summary,
+Pareto fronts, the verdicts and the compute estimate, on synthetic results."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_legc
+from keras_legc.errors import InvalidArgumentError
+from legc_research.evidence import edge_suite as es
+
+
+def _cell(method, target, quant, acc, nbytes, p50, seed=0, ok=True, macs=1000):
+    return {
+        "net": "n", "seed": seed, "method": method, "target": target, "quantization": quant,
+        "status": "ok", "accuracy": acc, "accuracy_keras": acc, "pruned_share": target,
+        "tflite_bytes": nbytes, "macs": macs, "macs_nonzero": macs, "params": 10, "storage": "dense",
+        "latency": {"litert": {"p50_ms": p50, "p50_ms_runs": [p50], "ok": ok}},
+        "seconds_export": 2.0, "seconds_eval": 0.5, "eval_rows": 500, "seconds_bench": 1.0,
+        "bench_runs": 30, "bench_warmup": 5,
+    }  # fmt: skip
+
+
+def test_pareto_keeps_exactly_the_undominated_rows():
+    rng = np.random.default_rng(0)
+    rows = [{"accuracy": float(a), "x": float(b)} for a, b in rng.random((40, 2))]
+    rows += [dict(rows[0])]  # a tie is not dominated by its twin
+    front = es.pareto(rows, "x")
+    for r in rows:  # brute force: dominated iff some row is >= in accuracy, <= in x, one strict
+        dominated = any(
+            o["accuracy"] >= r["accuracy"] and o["x"] <= r["x"] and o != r for o in rows
+        )
+        assert (r in front) == (not dominated)
+    assert es.pareto([{"accuracy": 0.5, "x": None}], "x") == []
+
+
+def test_summary_means_over_seeds_and_compares_with_dense():
+    cells = [
+        _cell("dense", 0.0, "float", 0.90, 1000, 0.2, seed=0),
+        _cell("dense", 0.0, "float", 0.92, 1000, 0.2, seed=1),
+        _cell("legc_magnitude", 0.9, "float", 0.905, 400, 0.1, seed=0),
+        _cell("legc_magnitude", 0.9, "float", 0.905, 300, 0.1, seed=1, ok=False),
+        {"net": "n", "seed": 0, "method": "channels", "target": 2.0, "quantization": "float",
+         "status": "skipped", "reason": "missing"},
+    ]  # fmt: skip
+    rows = es.summarise({"cells": cells, "runtimes": ["litert"]})
+    assert [r["method"] for r in rows] == ["dense", "legc_magnitude"]  # skipped cells left out
+    dense, pruned = rows
+    assert dense["n"] == 2 and dense["accuracy"] == pytest.approx(0.91)
+    assert dense["accuracy_sd"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
+    assert pruned["tflite_bytes"] == 350 and pruned["delta_pp"] == pytest.approx(-0.5)
+    assert pruned["speedup"] == pytest.approx(2.0)
+    assert dense["parity_litert"] and not pruned["parity_litert"]  # one seed failed its check
+
+
+def test_verdicts_compare_the_best_of_each_side_within_one_point():
+    cells = [
+        _cell("dense", 0.0, "float", 0.900, 1000, 0.20),
+        _cell("tfmot", 0.9, "float", 0.895, 500, 0.15),
+        _cell("legc_magnitude", 0.9, "float", 0.899, 400, 0.18),
+        _cell("legc_default", 0.95, "float", 0.850, 100, 0.05),  # smaller, but 5 pp worse
+    ]
+    lines = es._verdicts(es.summarise({"cells": cells, "runtimes": ["litert"]}))
+    bytes_line = next(line for line in lines if "float, bytes" in line)
+    assert "legc_magnitude 90% (400 B)" in bytes_line and bytes_line.endswith(": met.")
+    latency_line = next(line for line in lines if "LiteRT p50" in line)
+    assert "NOT met" in latency_line and "tfmot 90% (0.1500 ms)" in latency_line
+
+
+def test_feature_checks_name_what_is_missing(monkeypatch):
+    assert es._needs("no_such_api")() == "keras_legc.no_such_api is not in this checkout"
+
+    def without(model, sparsity, *, block=None):
+        return None
+
+    def with_m_by_n(model, sparsity=None, *, sparsity_m_by_n=None):
+        return None
+
+    monkeypatch.setattr(keras_legc, "magnitude_mask", without)
+    assert "has no sparsity_m_by_n=" in es._needs("magnitude_mask", "sparsity_m_by_n")()
+    assert "has no sparsity_m_by_n=" in es.METHODS["legc_2of4"].missing()
+    monkeypatch.setattr(keras_legc, "magnitude_mask", with_m_by_n)
+    assert es.METHODS["legc_2of4"].missing() is None  # runs as soon as the API is there
+
+
+def test_targets_and_config_checks():
+    config = es.RunConfig(sparsities=(0.5, 0.9), mac_factors=(2.0,))
+    assert es.targets(es.METHODS["dense"], config) == (0.0,)
+    assert es.targets(es.METHODS["tfmot"], config) == (0.5, 0.9)
+    assert es.targets(es.METHODS["tfmot_2of4"], config) == (0.5,)
+    assert es.targets(es.METHODS["channels"], config) == (2.0,)
+    for bad in ({"nets": ("resnet50",)}, {"methods": ("obd",)}, {"sparsities": (1.5,)},
+                {"mac_factors": (0.5,)}, {"quantizations": ("int4",)}):  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match="Fix|need|must"):
+            es.RunConfig(**bad).check()
+    quick = es.RunConfig.quick_config(out=Path("/tmp/x"))
+    assert quick.quick and quick.nets == ("lenet5",) and quick.bench["reps"] == 1
+    assert es._floats("50,75,0.9") == (0.5, 0.75, 0.9)
+
+
+def test_results_of_another_tool_are_refused_and_force_starts_afresh(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(InvalidArgumentError, match="not an edge-suite results file"):
+        es._load_results(path, force=False)
+    assert es._load_results(path, force=True)["cells"] == []
+
+
+def test_estimate_scales_measured_parts_to_the_full_run():
+    # one quick cell: 2 s export, 0.5 s for 500 test rows, one 1 s runner process of 35 invokes
+    cell = _cell("dense", 0.0, "float", 0.9, 1000, 0.2)
+    startup = 1.0 - 35 * 0.2e-3
+    full_bench = 2 * es.BENCH["reps"] * (startup + (es.BENCH["runs"] + es.BENCH["warmup"]) * 0.2e-3)
+    per_cell = es.seconds_per_full_cell([cell], runtimes=2)
+    assert per_cell == pytest.approx(2.0 + 0.5 * 20 + full_bench)
+    times = {"nets": {"lenet5": {"seconds_per_epoch": 10.0}}}
+    est = es.estimate(times, per_cell, seeds=3)["lenet5"]
+    config = es.RunConfig()
+    models = sum(len(es.targets(m, config)) for m in es.METHODS.values())  # dense included
+    rec = es.train.recipe("lenet5")
+    assert est["epochs"] == rec.epochs + models * rec.finetune_epochs
+    assert est["cells"] == 3 * models * 2
+    assert est["hours"] == pytest.approx(3 * (est["epochs"] * 10.0 + models * 2 * per_cell) / 3600)
+
+
+def test_ranking_methods_refuse_a_recording_without_scores():
+    """A dense recording that could not be scored (e.g. a target that never moved) makes the
+    ranking methods fail with the reason, never fall back to another ranking silently."""
+    dense = es.train.Dense(None, None, None, {"scores_error": "the target series is constant"},
+                           Path("/nonexistent"))  # fmt: skip
+    ctx = es.Context("lenet5", 0, None, dense, es.train.recipe("lenet5"))
+    with pytest.raises(es.NoScoresError, match="lenet5 seed 0: the target series is constant"):
+        ctx.scores  # noqa: B018
