@@ -307,7 +307,7 @@ class WeightHistory(Callback):
         """A Recorder for this fit; the calibration's is throwaway: in memory, LEs inline."""
         keep = not calibration
         return Recorder(
-            self._names(), {unit.key: unit.shape for unit in self._units},
+            self._names(), self._shapes(),
             window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
             threads=self.threads, background=self.background and keep,
             run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
@@ -422,6 +422,10 @@ class WeightHistory(Callback):
 
     def _names(self) -> list[str]:
         return [unit.key for unit in self._units]
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of what is recorded per name (the weights'; units override it)."""
+        return {unit.key: unit.shape for unit in self._units}
 
     def _write_summaries(self, flush: bool = False) -> None:
         """Write the windows whose LEs have arrived since the last call to TensorBoard."""
