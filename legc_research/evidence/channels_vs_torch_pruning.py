@@ -47,10 +47,11 @@ from types import SimpleNamespace
 import numpy as np
 
 import keras_legc as kl
+from keras_legc._env import machine_summary
 from keras_legc._io import atomic_write_bytes, atomic_write_json
 from keras_legc.errors import InvalidArgumentError
 from legc_research.evidence import edge_suite
-from legc_research.evidence._provenance import REPO, machine
+from legc_research.evidence._provenance import REPO
 from legc_research.zoo import nets as zoo
 from legc_research.zoo import train
 
@@ -61,6 +62,8 @@ FACTORS = (1.5, 2.0, 3.0, 4.0)
 CRITERIA = ("l2", "l1", "taylor", "bn_scale", "random")
 SIDES = ("keras_legc", "torch_pruning")
 QUANTIZATIONS = ("float", "int8")
+#: A cell whose MACs are this share under the target is flagged in the report (not equal MACs).
+UNDERSHOOT = 0.02
 N_CALIBRATION = 500  # training images: Taylor's gradients (both sides) and int8 calibration
 QUICK = {
     "nets": ("lenet5",), "seeds": (0,), "factors": (2.0,), "criteria": ("l2",),
@@ -230,7 +233,7 @@ def run(config: SimpleNamespace, log=None) -> dict:
     else:
         results = {"format": FORMAT, "nets": {}, "cells": [], "invocations": []}
     results["invocations"].append({"argv": config.argv, "date": time.strftime("%Y-%m-%d %H:%M"),
-                                   "machine": machine()})  # fmt: skip
+                                   "machine": machine_summary()})  # fmt: skip
     results["quick"] = config.quick
     done = {cell_key(c) for c in results["cells"]}
     data = train.load_data(config.data_dir, subset=QUICK["subset"] if config.quick else None)
@@ -271,6 +274,11 @@ def run(config: SimpleNamespace, log=None) -> dict:
                 target = int(dense_macs / factor)
                 cell = {"net": net, "seed": seed, "factor": factor, "criterion": criterion,
                         "side": side, "target_macs": target, "dense_macs": dense_macs}  # fmt: skip
+                if criterion == "bn_scale" and not any(
+                    type(la).__name__ == "BatchNormalization" for la in dense.layers
+                ):  # network slimming needs BN scales: neither side prunes without them
+                    save({**cell, "status": "skipped", "error": "no BatchNormalization layer"})
+                    continue
                 here = folder / f"{criterion}-{factor:g}-{side}"
                 here.mkdir(parents=True, exist_ok=True)
                 try:
@@ -282,8 +290,9 @@ def run(config: SimpleNamespace, log=None) -> dict:
                         for q, m in info["tflite"].items():
                             if m["p50_ms"] and base_lat[q]["p50_ms"]:
                                 m["speedup"] = base_lat[q]["p50_ms"] / m["p50_ms"]
-                                m["speedup_per_mac"] = m["speedup"] / (dense_macs /
-                                                                       info["pruned_macs"])
+                                m["speedup_per_mac"] = m["speedup"] / (
+                                    dense_macs / info["pruned_macs"]
+                                )
                     else:
                         info = run_torch({
                             "mode": "prune", "spec": str(spec), "weights": str(weights),
@@ -318,7 +327,7 @@ def table(results: dict) -> list[str]:
     rows = [
         "| net | MACs / | criterion | seeds | dense acc. | keras-legc before FT | after FT | "
         "MACs | params | prune s | Torch-Pruning before FT | after FT | MACs | params | "
-        "prune s | legc - TP (pp) | int8 speed-up / MAC reduction | float |",
+        "prune s (one pass) | legc - TP (pp) | int8 speed-up / MAC reduction | float |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(c["net"], c["factor"], c["criterion"]) for c in cells})
@@ -330,6 +339,8 @@ def table(results: dict) -> list[str]:
         m = {f"{s}_{f}": _mean([c.get(f) for c in side[s]])[0] for s in SIDES
              for f in ("accuracy_before", "accuracy", "pruned_macs", "pruned_params",
                        "seconds_prune")}  # fmt: skip
+        # Torch-Pruning's ratio is bisected to the MAC target: its time is one pruning pass
+        m["torch_pruning_seconds_prune"] = _mean([c.get("seconds_prune_one") for c in t])[0]
         spd = {q: _mean([c["tflite"][q].get("speedup_per_mac") for c in k])[0]
                for q in QUANTIZATIONS}  # fmt: skip
         gap = (None if m["keras_legc_accuracy"] is None or m["torch_pruning_accuracy"] is None
@@ -347,76 +358,86 @@ def table(results: dict) -> list[str]:
             + f" | {f(gap, '+.2f')} | {f(spd['int8'], '.2f')} | {f(spd['float'], '.2f')} |"
         )  # fmt: skip
     failed = [c for c in results["cells"] if c["status"] != "ok"]
-    rows += [f"\nFailed: {c['net']} seed {c['seed']} {c['factor']:g}x {c['criterion']} "
-             f"{c['side']}: {c['error'][:300]}" for c in failed]  # fmt: skip
+    rows += [""] * bool(failed) + [
+        f"- {c['status'].capitalize()}: {c['net']} seed {c['seed']} {c['factor']:g}x "
+        f"{c['criterion']} {c['side']}: {c['error'][:300]}" for c in failed
+    ]  # fmt: skip
+    # not at equal MACs: a model this far under the target has had more removed than the other's
+    under = [c for c in cells if c["pruned_macs"] < (1 - UNDERSHOOT) * c["target_macs"]]
+    rows += [""] * bool(under) + [
+        f"- Under the target by more than {UNDERSHOOT:.0%} (the side could not get closer): "
+        f"{c['net']} seed {c['seed']} {c['factor']:g}x {c['criterion']} {c['side']}: "
+        f"{c['pruned_macs']:,} MACs for a target of {c['target_macs']:,}" for c in under
+    ]  # fmt: skip
     return rows
 
 
 def estimate(results: dict, epoch_times: dict | None) -> list[str]:
-    """The full run's time from this run's measured cells: seconds per fine-tuning image-epoch on
-    each side, pruning and export+bench seconds per cell, scaled to the full data and budget."""
+    """The full run's time per net from this run's measured cells: each side's fine-tuning seconds
+    per image-epoch (their ratio scales Keras' measured full epoch to PyTorch's), pruning seconds
+    per cell, and keras-legc's export and LiteRT timing per cell (x3: the full run's 3 runner
+    processes); plus the dense training, at the recipes' epochs."""
     cells = [c for c in results["cells"] if c["status"] == "ok"]
-    lines = []
-    per_side = {}
-    for s in SIDES:
-        cs = [c for c in cells if c["side"] == s]
-        if not cs:
+    lines, total = [], 0.0
+    for net in NETS:
+        side = {s: [c for c in cells if c["net"] == net and c["side"] == s] for s in SIDES}
+        if not all(side.values()):
             continue
-        n = {c["net"]: None for c in cs}
-        ft = np.mean([c["seconds_finetune"] / c["ft_images"] for c in cs if c.get("ft_images")]
-                     or [np.nan])  # fmt: skip
-        prune = np.mean([c["seconds_prune"] for c in cs])
-        other = np.mean([c.get("seconds_export_bench", 0.0) for c in cs])
-        per_side[s] = {"ft_per_image_epoch": float(ft), "prune": float(prune),
-                       "export_bench": float(other), "nets": list(n)}  # fmt: skip
-        lines.append(
-            f"- {s} ({', '.join(n)}): fine-tuning {1e3 * ft:.3f} ms per image-epoch, pruning "
-            f"{prune:.1f} s per cell" + (f", export and LiteRT timing {other:.1f} s per cell"
-                                         if s == "keras_legc" else "")  # fmt: skip
-        )
-    if epoch_times and len(per_side) == 2:
-        k, t = per_side["keras_legc"], per_side["torch_pruning"]
-        ratio = t["ft_per_image_epoch"] / k["ft_per_image_epoch"]
-        total = 0.0
-        lines.append(
-            f"- Full run (3 seeds x {len(FACTORS)} MAC reductions x {len(CRITERIA)} criteria x 2 "
-            f"sides, 55,000 training images, the recipes' fine-tuning epochs; Keras seconds per "
-            f"epoch measured per net by `edge_suite --time-epochs`, PyTorch's scaled by the "
-            f"measured PyTorch/Keras ratio {ratio:.2f} on {', '.join(k['nets'])}; Torch-Pruning's "
-            f"pruning scaled as measured):"
-        )
-        for net in NETS:
-            if net not in epoch_times["nets"]:
-                continue
+        ft = {s: float(np.mean([c["seconds_finetune"] / c["ft_images"] for c in side[s]]))
+              for s in SIDES}  # fmt: skip
+        prune = {s: float(np.mean([c["seconds_prune"] for c in side[s]])) for s in SIDES}
+        export = float(np.mean([c["seconds_export_bench"] for c in side["keras_legc"]]))
+        line = (f"- {net}: fine-tuning {1e3 * ft['keras_legc']:.2f} ms (Keras) and "
+                f"{1e3 * ft['torch_pruning']:.2f} ms (PyTorch) per image-epoch at this run's batch; "
+                f"pruning {prune['keras_legc']:.1f} s (keras-legc) and {prune['torch_pruning']:.1f} s "
+                f"(Torch-Pruning, its ratio bisected: 14 passes) per cell; export and LiteRT timing "
+                f"{export:.1f} s per cell")  # fmt: skip
+        if epoch_times and net in epoch_times["nets"]:
             rec = train.recipe(net)
             ep = epoch_times["nets"][net]["seconds_per_epoch"]
-            per_cell = (rec.finetune_epochs * ep * (1 + ratio) + k["prune"] + t["prune"]
-                        + k["export_bench"] * 3)  # fmt: skip  # full bench: 3 x 500 invokes
-            dense = rec.epochs * ep
-            hours = 3 * (dense + len(FACTORS) * len(CRITERIA) * per_cell) / 3600
+            ratio = ft["torch_pruning"] / ft["keras_legc"]
+            pair = rec.finetune_epochs * ep * (1 + ratio) + sum(prune.values()) + 3 * export
+            hours = len(SEEDS) * (rec.epochs * ep + len(FACTORS) * len(CRITERIA) * pair) / 3600
             total += hours
-            lines.append(f"  - {net}: {per_cell:.0f} s per (factor, criterion) pair of cells, "
-                         f"{hours:.1f} h for 3 seeds (dense training included)")  # fmt: skip
-        lines.append(f"  - total about {total:.1f} h on this machine; one net and seed is a "
-                     "separate, resumable command (`--nets NET --seeds S`)")  # fmt: skip
+            line += (f". Full run: Keras epoch {ep:.0f} s at batch {rec.batch_size} (measured), "
+                     f"PyTorch x{ratio:.2f}; {pair:.0f} s per (factor, criterion) pair of cells, "
+                     f"{hours:.1f} h for {len(SEEDS)} seeds x {len(FACTORS)} factors x "
+                     f"{len(CRITERIA)} criteria with the dense training")  # fmt: skip
+        lines.append(line)
+    if total:
+        lines.append(f"- Total about {total:.1f} h on this machine (its load as measured); each "
+                     "(net, seed) is a separate resumable command (`--nets NET --seeds S`), so "
+                     "the run splits across sessions.")  # fmt: skip
     return lines
+
+
+def _scope(results: dict) -> str:
+    cells = results["cells"]
+    part = lambda key, fmt: ", ".join(fmt(v) for v in sorted({c[key] for c in cells}))  # noqa: E731
+    return (
+        f"nets {part('net', str)}; seeds {part('seed', str)}; "
+        f"{part('factor', lambda f: f'{f:g}x')} fewer MACs; criteria {part('criterion', str)}"
+    )
 
 
 def write_doc(results: dict, doc: Path, command: str, epoch_times: dict | None) -> Path:
     """Replace (or add before "## Limits") the generated Evidence section of ``doc``."""
     inv = results["invocations"][-1]
+    where = inv["machine"]
+    if isinstance(where, dict):  # results of an earlier version: the full machine record
+        where = f"{where.get('processor')}, {where.get('cpu_count')} CPUs"
     versions = next((c for c in results["cells"] if c["side"] == "torch_pruning" and
                      c["status"] == "ok"), {})  # fmt: skip
-    dense_twin = results.get("twin_check")
     lines = [
         MARK_START, "## Evidence: side by side with Torch-Pruning 1.6.1", "",
-        ("> **Quick run, not the evidence**: one net, one seed, one MAC reduction, one criterion, "
-         f"{QUICK['subset'][0]:,} training images, {QUICK['subset'][2]} test images, 1 "
-         "fine-tuning epoch. It shows the harness works end to end; the issue's targets are "
-         "judged on the full run sized below.") if results.get("quick") else
-        "Full run (see the table's seeds column).", "",
+        (f"> **Quick run, not the evidence**: {_scope(results)}; "
+         f"{QUICK['subset'][0]:,} training images, {QUICK['subset'][2]} test images, dense "
+         "training and fine-tuning 1 epoch each at batch 32. It shows the harness works end to "
+         "end; the accuracies mean nothing (the dense nets are barely "
+         "trained) and the issue's targets are judged on the full run sized below.")
+        if results.get("quick") else "Full run (see the table's seeds column).", "",
         f"Generated by `{command}` on {inv['date'][:10]}, on the 2-core CPU development machine "
-        f"({inv['machine']}), shared with other jobs; PyTorch {versions.get('torch', '?')}, "
+        f"({where}), shared with other jobs; PyTorch {versions.get('torch', '?')}, "
         f"Torch-Pruning {versions.get('torch_pruning', '?')} (CPU, one thread) in the evidence "
         "virtualenv (`make evidence-venv`). Source: "
         "`legc_research/evidence/channels_vs_torch_pruning.py` (protocol in its docstring), the "
@@ -430,8 +451,16 @@ def write_doc(results: dict, doc: Path, command: str, epoch_times: dict | None) 
         "divided by the MAC reduction (target: at least 0.75 for int8).", "",
         *table(results), "",
     ]  # fmt: skip
-    if dense_twin:
-        lines += [f"Twin check: {dense_twin}", ""]
+    counts = {c["net"]: (c["macs"], c["tp_macs"]) for c in results["cells"]
+              if c["side"] == "torch_pruning" and c["status"] == "ok"}  # fmt: skip
+    if counts:
+        lines += [
+            "MAC counts of the dense twins: keras-legc's convention by hooks equals "
+            "`kl.count_macs` on every net (tested); `tp.utils.count_ops_and_params` also counts "
+            "biases, BatchNorm and pooling, so both sides are targeted with keras-legc's count: "
+            + "; ".join(f"{n} {a:,} vs Torch-Pruning's {b:,}" for n, (a, b) in counts.items())
+            + ".", "",
+        ]  # fmt: skip
     lines += ["Measured cost on this machine, for sizing the full run:", "",
               *estimate(results, epoch_times), "", MARK_END]  # fmt: skip
     text = doc.read_text()

@@ -276,21 +276,24 @@ def tp_prune(dense: Twin, criterion: str, ratio: float, example, calib, seed: in
 
 
 def prune_to_macs(dense: Twin, criterion, target_macs, example, calib, seed, steps=14):
-    """The smallest global ratio whose model has at most ``target_macs`` (bisection on the ratio;
-    MACs fall as the ratio grows). Returns (model, ratio, trials)."""
+    """Torch-Pruning at the global ratio whose model has the most MACs within ``target_macs``:
+    a bisection on the ratio (MACs fall as it grows, but not strictly for data-dependent or random
+    scores), keeping the closest model at or under the target of every trial.
+    Returns (model, ratio, trials)."""
     lo, hi, best = 0.0, 1.0, None
-    trials = 0
     for _ in range(steps):
         mid = (lo + hi) / 2
         model = tp_prune(dense, criterion, mid, example, calib, seed)
-        trials += 1
-        if count_macs(model, example) <= target_macs:
-            hi, best = mid, (model, mid)
+        macs = count_macs(model, example)
+        if macs <= target_macs:
+            hi = mid
+            if best is None or macs > best[2]:
+                best = (model, mid, macs)
         else:
             lo = mid
     if best is None:
         raise RuntimeError(f"Torch-Pruning did not reach {target_macs} MACs at any ratio < 1.")
-    return best[0], best[1], trials
+    return best[0], best[1], steps
 
 
 def run_job(job: dict) -> dict:
