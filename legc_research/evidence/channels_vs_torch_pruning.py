@@ -449,6 +449,14 @@ def write_doc(results: dict, doc: Path, command: str, epoch_times: dict | None) 
         "Accuracies are test accuracies (Keras / PyTorch, float32), means over seeds. Speed-up: "
         "LiteRT p50 (batch 1, one thread) of the dense .tflite over keras-legc's pruned one, "
         "divided by the MAC reduction (target: at least 0.75 for int8).", "",
+        "The criteria are named alike on both sides, not computed identically (Torch-Pruning "
+        "1.6.1's defaults, as a user gets them): `l1` is the sum of |w| over the group's weights "
+        "on both; `l2` is the sum of squares "
+        "in Torch-Pruning and its square root in keras-legc, which changes the ranking across "
+        "groups after both divide each group by its mean; `taylor` is `sum |w * grad|` in "
+        "Torch-Pruning (`GroupTaylorImportance`, not multivariable) and `(sum w * grad)**2` "
+        "(Molchanov et al.) in keras-legc; `bn_scale` is `|gamma|` on both (nets without "
+        "BatchNormalization are skipped); `random` draws differ.", "",
         *table(results), "",
     ]  # fmt: skip
     counts = {c["net"]: (c["macs"], c["tp_macs"]) for c in results["cells"]
