@@ -372,6 +372,47 @@ def table(results: dict) -> list[str]:
     return rows
 
 
+def verdicts(results: dict) -> list[str]:
+    """The issue's three targets, judged on the cells there are (means over seeds)."""
+    ok = [c for c in results["cells"] if c["status"] == "ok"]
+    mean = lambda cs, f: float(np.mean([f(c) for c in cs]))  # noqa: E731
+    dense = lambda c: results["nets"][f"{c['net']}/seed{c['seed']}"]["accuracy"]  # noqa: E731
+    lines = []
+    legc = [c for c in ok if c["side"] == "keras_legc"]
+    r8 = {k: [c for c in legc if c["net"] == "resnet8" and c["factor"] == 2.0 and
+              c["criterion"] == k] for k in CRITERIA}  # fmt: skip
+    gaps = {k: 100 * mean(cs, lambda c: c["accuracy"] - dense(c)) for k, cs in r8.items() if cs}
+    if gaps:
+        best = max(gaps, key=gaps.get)
+        lines.append(f"- ResNet-8 at 2x fewer MACs within 0.5 pp of dense (the dense checkpoint, "
+                     f"not trained on): best criterion {best}, {gaps[best]:+.2f} pp: "
+                     f"{'met' if gaps[best] >= -0.5 else 'NOT met'}")  # fmt: skip
+    for net in sorted({c["net"] for c in legc}):
+        cs = [c for c in legc if c["net"] == net and c["tflite"]["int8"].get("speedup_per_mac")]
+        if cs:
+            v = mean(cs, lambda c: c["tflite"]["int8"]["speedup_per_mac"])
+            lines.append(f"- {net}: int8 speed-up / MAC reduction {v:.2f} (mean of {len(cs)} "
+                         f"cells; target >= 0.75): {'met' if v >= 0.75 else 'NOT met'}")  # fmt: skip
+    pairs = {}
+    for c in ok:
+        pairs.setdefault((c["net"], c["factor"], c["criterion"]), {}).setdefault(
+            c["side"], []).append(c["accuracy"])  # fmt: skip
+    diffs = {k: 100 * (np.mean(v["keras_legc"]) - np.mean(v["torch_pruning"]))
+             for k, v in pairs.items() if len(v) == 2}  # fmt: skip
+    if diffs:
+        miss = sorted((d, k) for k, d in diffs.items() if d < -0.3)
+        lines.append(
+            f"- No worse than Torch-Pruning by more than 0.3 pp at equal MACs and criterion: "
+            f"{len(diffs) - len(miss)} of {len(diffs)} (net, factor, criterion) met"
+            + (
+                "; misses: " + ", ".join(f"{n} {f:g}x {k} {d:+.2f} pp" for d, (n, f, k) in miss)
+                if miss
+                else ""
+            )  # fmt: skip
+        )
+    return lines
+
+
 def estimate(results: dict, epoch_times: dict | None) -> list[str]:
     """The full run's time per net from this run's measured cells: each side's fine-tuning seconds
     per image-epoch (their ratio scales Keras' measured full epoch to PyTorch's), pruning seconds
@@ -469,6 +510,8 @@ def write_doc(results: dict, doc: Path, command: str, epoch_times: dict | None) 
             + "; ".join(f"{n} {a:,} vs Torch-Pruning's {b:,}" for n, (a, b) in counts.items())
             + ".", "",
         ]  # fmt: skip
+    judged = " (a quick run: not a verdict)" if results.get("quick") else ""
+    lines += [f"Targets of issue 26, on these cells{judged}:", "", *verdicts(results), ""]
     lines += ["Measured cost on this machine, for sizing the full run:", "",
               *estimate(results, epoch_times), "", MARK_END]  # fmt: skip
     text = doc.read_text()

@@ -96,3 +96,4 @@ def test_quick_run_resume_and_report(tmp_path):
     text = doc.read_text()
     assert text.count(cvt.MARK_START) == 1 and text.index(cvt.MARK_END) < text.index("## Limits")
     assert "Quick run, not the evidence" in text and "| lenet5 | 2x | l2 |" in text
+    assert "not a verdict" in text and "Measured cost on this machine" in text
