@@ -48,7 +48,7 @@ import numpy as np
 
 import keras_legc as kl
 from keras_legc._env import machine_summary
-from keras_legc._io import atomic_write_bytes, atomic_write_json
+from keras_legc._io import atomic_write_bytes, atomic_write_json, write_npz
 from keras_legc.errors import InvalidArgumentError
 from legc_research.evidence import edge_suite
 from legc_research.evidence._provenance import REPO
@@ -121,14 +121,10 @@ def keras_spec(model) -> dict:
 
 def write_twin(model, folder: Path) -> tuple[Path, Path]:
     """``spec.json`` and ``weights.npz`` (Keras layouts, ``"layer/weight"``) of ``model``."""
-    import io
-
     folder.mkdir(parents=True, exist_ok=True)
     weights = {f"{layer.name}/{w.name}": np.asarray(w) for layer in model.layers
                for w in layer.weights}  # fmt: skip
-    buf = io.BytesIO()
-    np.savez(buf, **weights)
-    atomic_write_bytes(folder / "weights.npz", buf.getvalue(), overwrite=True)
+    write_npz(folder / "weights.npz", {"model": model.name}, weights, overwrite=True)
     atomic_write_json(folder / "spec.json", keras_spec(model), overwrite=True)
     return folder / "spec.json", folder / "weights.npz"
 
@@ -154,7 +150,7 @@ def run_torch(job: dict, folder: Path, python: Path | None = None, timeout: int 
 def twin_outputs(model, x: np.ndarray, folder: Path) -> tuple[np.ndarray, dict]:
     """The twin's softmax outputs on ``x`` (NHWC) and its MAC counts (ours, Torch-Pruning's)."""
     spec, weights = write_twin(model, folder)
-    np.savez(folder / "inputs.npz", x=x.astype(np.float32))
+    write_npz(folder / "inputs.npz", {}, {"x": x.astype(np.float32)}, overwrite=True)
     info = run_torch({"mode": "forward", "spec": str(spec), "weights": str(weights),
                       "inputs": str(folder / "inputs.npz"),
                       "outputs": str(folder / "outputs.npy")}, folder)  # fmt: skip
@@ -257,8 +253,10 @@ def run(config: SimpleNamespace, log=None) -> dict:
             folder = out / "cells" / net / f"seed{seed}"
             spec, weights = write_twin(dense, folder / "dense")
             order = orders(seed, rec.finetune_epochs, len(data.y_train))
-            np.savez(data_npz, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                     y_test=data.y_test, order=order)  # fmt: skip
+            write_npz(data_npz, {"data": data.description},
+                      {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test,
+                       "y_test": data.y_test, "order": order},
+                      overwrite=True, compress=False)  # fmt: skip
             key = f"{net}/seed{seed}"
             dense_macs = zoo.count_macs(dense)
             if key not in results["nets"]:

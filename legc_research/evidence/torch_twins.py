@@ -318,7 +318,9 @@ def run_job(job: dict) -> dict:
         with np.load(job["inputs"]) as f:
             x = f["x"]
         probs = torch.softmax(torch.from_numpy(predict(twin, x)), dim=1).numpy()
-        np.save(job["outputs"], probs)
+        tmp = f"{job['outputs']}.tmp.npy"  # np.save adds .npy to other names
+        np.save(tmp, probs)
+        os.replace(tmp, job["outputs"])
         return out
     with np.load(job["data"]) as d:
         data = dict(d)
