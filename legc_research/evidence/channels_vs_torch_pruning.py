@@ -266,6 +266,16 @@ def run(config: SimpleNamespace, log=None) -> dict:
                     "recipe": asdict(rec),
                     "tflite": measure_tflite(dense, folder / "dense", "dense", data, config),
                 }  # fmt: skip
+                # the baseline of "within x pp of dense": the dense net trained on for the same
+                # fine-tuning budget, so it has had as many epochs as every pruned model
+                import keras
+
+                more = keras.models.clone_model(dense)
+                more.set_weights(dense.get_weights())
+                keras_finetune(more, data, rec, order)
+                results["nets"][key]["accuracy_finetuned"] = train.accuracy(
+                    more, data.x_test, data.y_test
+                )
                 save()
             base_lat = results["nets"][key]["tflite"]
             for factor, criterion, side in todo:
@@ -374,7 +384,10 @@ def verdicts(results: dict) -> list[str]:
     """The issue's three targets, judged on the cells there are (means over seeds)."""
     ok = [c for c in results["cells"] if c["status"] == "ok"]
     mean = lambda cs, f: float(np.mean([f(c) for c in cs]))  # noqa: E731
-    dense = lambda c: results["nets"][f"{c['net']}/seed{c['seed']}"]["accuracy"]  # noqa: E731
+    nets = results["nets"]
+    tuned = all("accuracy_finetuned" in v for v in nets.values())
+    field = "accuracy_finetuned" if tuned else "accuracy"
+    dense = lambda c: nets[f"{c['net']}/seed{c['seed']}"][field]  # noqa: E731
     lines = []
     legc = [c for c in ok if c["side"] == "keras_legc"]
     r8 = {k: [c for c in legc if c["net"] == "resnet8" and c["factor"] == 2.0 and
@@ -382,8 +395,9 @@ def verdicts(results: dict) -> list[str]:
     gaps = {k: 100 * mean(cs, lambda c: c["accuracy"] - dense(c)) for k, cs in r8.items() if cs}
     if gaps:
         best = max(gaps, key=gaps.get)
-        lines.append(f"- ResNet-8 at 2x fewer MACs within 0.5 pp of dense (the dense checkpoint, "
-                     f"not trained on): best criterion {best}, {gaps[best]:+.2f} pp: "
+        base = ("the dense net trained on for the fine-tuning budget" if tuned else
+                "the dense checkpoint, not trained on")  # fmt: skip
+        lines.append(f"- ResNet-8 at 2x fewer MACs within 0.5 pp of dense ({base}): best criterion {best}, {gaps[best]:+.2f} pp: "
                      f"{'met' if gaps[best] >= -0.5 else 'NOT met'}")  # fmt: skip
     for net in sorted({c["net"] for c in legc}):
         cs = [c for c in legc if c["net"] == net and c["tflite"]["int8"].get("speedup_per_mac")]

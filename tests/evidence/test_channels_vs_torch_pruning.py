@@ -84,6 +84,7 @@ def test_quick_run_resume_and_report(tmp_path):
     assert cells["torch_pruning"]["torch_pruning"] == "1.6.1"
     # the twin starts from the same trained weights: the same dense test accuracy
     dense_acc = results["nets"]["lenet5/seed0"]["accuracy"]
+    assert 0.0 <= results["nets"]["lenet5/seed0"]["accuracy_finetuned"] <= 1.0
     assert abs(cells["torch_pruning"]["dense_accuracy"] - dense_acc) <= 1 / 500
     lat = cells["keras_legc"]["tflite"]["int8"]
     assert lat["p50_ms"] > 0 and lat["parity"] and lat["speedup_per_mac"] > 0
