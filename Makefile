@@ -13,7 +13,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.legc-installed
 
-.PHONY: demo test test-slow test-all test-torch lint clean-venv
+.PHONY: demo test test-slow test-all test-torch lint clean-venv evidence-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	@if [ -x $(PY) ]; then echo "make: reusing $(VENV) ($$($(PY) --version))"; \
@@ -71,3 +71,19 @@ clean-venv:
 .PHONY: device-env
 device-env:
 	bash .ci/device_env.sh
+
+# The Torch-Pruning evidence's own virtualenv (issue 26): torch and Torch-Pruning 1.6.1, the anchor
+# keras-legc's channel pruning is compared with (legc_research/evidence/channels_vs_torch_pruning.py
+# runs its PyTorch side there as a subprocess). Built on request only, never by `make test`.
+EVIDENCE_VENV ?= .venv-evidence
+EVIDENCE_STAMP := $(EVIDENCE_VENV)/.legc-installed
+
+$(EVIDENCE_STAMP):
+	@if [ -x $(EVIDENCE_VENV)/bin/python ]; then echo "make: reusing $(EVIDENCE_VENV)"; \
+	elif [ -z "$(PYTHON)" ]; then echo "make: no Python 3.11-3.13 found (tried $(PYTHON_CANDIDATES)). Fix: install one, or pass PYTHON=/path/to/python3.x" >&2; exit 1; \
+	else echo "make: creating $(EVIDENCE_VENV) with $(PYTHON)"; $(PYTHON) -m venv $(EVIDENCE_VENV); fi
+	$(EVIDENCE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EVIDENCE_VENV)/bin/python -m pip install --quiet 'torch==2.14.1' 'torch-pruning==1.6.1' 'numpy>=1.26'
+	touch $(EVIDENCE_STAMP)
+
+evidence-venv: $(EVIDENCE_STAMP)

@@ -1,0 +1,100 @@
+"""The Torch-Pruning comparison (legc_research.evidence.channels_vs_torch_pruning): the PyTorch twins
+compute what the Keras zoo nets compute, count the same MACs, and --quick runs end to end.
+
+Needs the evidence virtualenv (``make evidence-venv``: torch, torch-pruning 1.6.1); skipped without
+it. The twins run there as a subprocess, as in the comparison itself."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_legc as kl
+from legc_research.datasets import FASHION_FILES, find_data_dir
+from legc_research.evidence import channels_vs_torch_pruning as cvt
+from legc_research.zoo import build
+
+pytestmark = pytest.mark.skipif(
+    cvt.evidence_python() is None,
+    reason="needs the evidence virtualenv (torch, torch-pruning): run `make evidence-venv`",
+)
+FASHION = find_data_dir(required=FASHION_FILES)
+CONV_NETS = ("resnet8", "ds_cnn", "mobilenet_v1_025", "lenet5")
+
+
+def _randomised(net: str):
+    """The zoo net with seeded weights and BatchNormalization statistics and scales far from
+    their defaults (so a wrong BN copy or epsilon shows), and non-zero biases."""
+    model = build(net, keras, seed=0)
+    rng = np.random.default_rng(1)
+    weights = []
+    for w in model.weights:
+        a = np.asarray(w)
+        name = w.path.rsplit("/", 1)[-1]
+        if name == "moving_variance":
+            a = rng.uniform(0.5, 2.0, a.shape)
+        elif name in ("moving_mean", "beta", "bias"):
+            a = rng.normal(0.0, 0.1, a.shape)
+        elif name == "gamma":
+            a = rng.uniform(0.5, 1.5, a.shape)
+        weights.append(a.astype(np.float32))
+    model.set_weights(weights)
+    return model
+
+
+@pytest.mark.parametrize("net", CONV_NETS)
+def test_twin_equals_keras(net, tmp_path):
+    """Softmax outputs of the twin and the Keras model on 32 random images (and 4 all-zero and
+    all-one edge images) agree to atol 1e-5 (float32, different kernels); MACs counted by the
+    twin's hooks equal kl.count_macs; Torch-Pruning's own count is recorded."""
+    model = _randomised(net)
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.random((32, 28, 28, 1)), np.zeros((2, 28, 28, 1)),
+                        np.ones((2, 28, 28, 1))]).astype(np.float32)  # fmt: skip
+    want = np.asarray(model(x, training=False))
+    got, info = cvt.twin_outputs(model, x, tmp_path)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.97  # ties on near-equal probabilities
+    assert info["macs"] == kl.count_macs(model)
+    # Torch-Pruning counts parameters (Keras' count adds the BN moving statistics) and also
+    # counts biases, BatchNorm and pooling operations: more than keras-legc's MACs, never fewer
+    assert info["params"] == sum(int(np.size(w)) for w in model.trainable_weights)
+    assert info["tp_macs"] >= info["macs"]
+
+
+@pytest.mark.skipif(FASHION is None, reason="needs LEGC_DATA_DIR with fashion-mnist/")
+def test_quick_run_resume_and_report(tmp_path):
+    """--quick: both sides' cell recorded (ok), at most the target MACs, the same dense start;
+    a rerun does nothing new; the doc gets the Evidence section once, labelled quick."""
+    out, doc = tmp_path / "run", tmp_path / "channels.md"
+    doc.write_text("# Channels\n\nintro\n\n## Limits\n\n- one\n")
+    argv = ["--quick", "--out", str(out), "--doc", str(doc), "--data-dir", str(FASHION)]
+    assert cvt.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["side"]: c for c in results["cells"]}
+    assert set(cells) == set(cvt.SIDES)
+    for side, c in cells.items():
+        assert c["status"] == "ok", c.get("error")
+        assert c["pruned_macs"] <= c["target_macs"] == c["dense_macs"] // 2
+        assert c["pruned_macs"] > 0.8 * c["target_macs"], side  # the target is hit, not undershot
+        assert 0.0 <= c["accuracy_before"] <= 1.0 and 0.0 <= c["accuracy"] <= 1.0
+    assert cells["torch_pruning"]["macs"] == cells["keras_legc"]["dense_macs"]
+    assert cells["torch_pruning"]["torch_pruning"] == "1.6.1"
+    # the twin starts from the same trained weights: the same dense test accuracy
+    dense_acc = results["nets"]["lenet5/seed0"]["accuracy"]
+    assert 0.0 <= results["nets"]["lenet5/seed0"]["accuracy_finetuned"] <= 1.0
+    assert abs(cells["torch_pruning"]["dense_accuracy"] - dense_acc) <= 1 / 500
+    lat = cells["keras_legc"]["tflite"]["int8"]
+    assert lat["p50_ms"] > 0 and lat["parity"] and lat["speedup_per_mac"] > 0
+
+    before = (out / "results.json").read_text()
+    assert cvt.main(argv) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["cells"] == results["cells"]
+    assert len(again["invocations"]) == 2 and before != ""
+    text = doc.read_text()
+    assert text.count(cvt.MARK_START) == 1 and text.index(cvt.MARK_END) < text.index("## Limits")
+    assert "Quick run, not the evidence" in text and "| lenet5 | 2x | l2 |" in text
+    assert "not a verdict" in text and "Measured cost on this machine" in text
