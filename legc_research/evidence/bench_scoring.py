@@ -881,7 +881,7 @@ def _overhead_lines(o: dict) -> list[str]:
 def _convnet_lines(c: dict) -> list[str]:
     """Section 1, the convnet's rows."""
     return [
-        f"  {c['model']}: {c['n_weights_recorded']:,} Dense weights recorded, "
+        f"  {c['model']}: {c['n_weights_recorded']:,} kernel weights recorded, "
         f"{c['n_windows']} windows",
         _row("  model.fit without / with WeightHistory",
              f"{c['fit_s_without_recorder']:.2f} / {c['fit_s_with_recorder']:.2f} s"),

@@ -46,7 +46,8 @@ def test_quick_benchmark_writes_five_sections(bench):
     c = o["convnet"]
     _positive(c, "fit_s_without_recorder", "fit_s_with_recorder", "ratio", "n_windows")
     assert c["same_initial_weights"] is True
-    assert c["n_weights_recorded"] == 5 * 5 * 16 * 64 + 64 * 10  # the Dense head only
+    # every prunable weight: both Conv2D kernels and the Dense ones
+    assert c["n_weights_recorded"] == 3 * 3 * 1 * 8 + 3 * 3 * 8 * 16 + 5 * 5 * 16 * 64 + 64 * 10
 
     s = sec["scoring_time"]
     _positive(s, "le_offline_s", "granger_score_s", "total_s", "n_weights", "n_windows")

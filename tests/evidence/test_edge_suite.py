@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_legc as kl
 from legc_research.datasets import FASHION_FILES, find_data_dir
 from legc_research.evidence import edge_suite as es
 from legc_research.zoo import build, count_macs
@@ -33,12 +34,11 @@ def test_quick_run_resume_and_report(tmp_path):
 
     dense = build("lenet5", keras)
     params = sum(int(np.size(w)) for w in dense.trainable_weights)
-    dense_kernels = sum(
-        int(np.size(la.kernel)) for la in dense.layers if "Dense" in type(la).__name__
+    conv_dense_kernels = sum(
+        int(np.size(la.kernel)) for la in dense.layers if type(la).__name__ in ("Dense", "Conv2D")
     )
-    conv_dense_kernels = dense_kernels + sum(
-        int(np.size(la.kernel)) for la in dense.layers if "Conv2D" in type(la).__name__
-    )
+    # what keras-legc's registry prunes in this net is exactly its Conv2D and Dense kernels
+    assert sum(int(np.prod(w.shape)) for w in kl.prunable_weights(dense)) == conv_dense_kernels
     cells = {(c["method"], c["quantization"]): c for c in results["cells"]}
     for c in results["cells"]:
         why = es.METHODS[c["method"]].missing()
@@ -54,9 +54,9 @@ def test_quick_run_resume_and_report(tmp_path):
             assert c["pruned_share"] > 0.3
             continue
         assert c["macs"] == count_macs(dense)
-        # keras-legc prunes its Dense kernels here, TF-MOT every Conv2D and Dense kernel
+        # keras-legc and TF-MOT both prune every Conv2D and Dense kernel here
         if c["method"] in ("legc_magnitude", "legc_gradual", "legc_default", "legc_default_block"):
-            assert c["pruned_share"] == pytest.approx(0.75 * dense_kernels / params, abs=0.01)
+            assert c["pruned_share"] == pytest.approx(0.75 * conv_dense_kernels / params, abs=0.01)
         if c["method"] == "tfmot":
             assert c["pruned_share"] == pytest.approx(0.75 * conv_dense_kernels / params, abs=0.01)
         if c["method"] == "tfmot_2of4":
