@@ -20,13 +20,17 @@ import numpy as np
 
 from keras_legc.core.dense import predicted_class
 from keras_legc.core.history import History
-from keras_legc.core.lyapunov import n_windows
+from keras_legc.core.lyapunov import lyapunov_of_windows, n_windows
 from keras_legc.core.recorder import (
     DEFAULT_EXPECTED_WINDOWS,
+    DEFAULT_MAX_OVERHEAD,
     Recorder,
+    budget_every,
     check_positive_int,
     check_recording,
+    estimated_overhead,
 )
+from keras_legc.core.scoring import MIN_WINDOWS
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf, to_numpy
@@ -35,6 +39,10 @@ from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
+#: Training steps the budget calibration times (fewer with a window of at most this many).
+CALIBRATION_HOOKS = 20
+#: Weights whose LEs the calibration times on a window of the real length (scaled to all).
+CALIBRATION_LE_WEIGHTS = 1 << 16
 
 
 class WeightHistory(Callback):
@@ -51,7 +59,8 @@ class WeightHistory(Callback):
     Args:
         window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
         overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
-        every: record one snapshot every ``every`` optimizer steps.
+        every: record one snapshot every ``every`` optimizer steps, as given (``every=1``: every
+            step). None (the default): chosen by the ``max_overhead`` budget.
         validation_data: ``(x, y)`` arrays (any backend) or a ``tf.data.Dataset`` of
             ``(x, y[, weight])`` batches for the target series. If None, the ``validation_data`` (or
             ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
@@ -88,18 +97,20 @@ class WeightHistory(Callback):
             :class:`keras_legc.core.recorder.Recorder`.
         store_chunks: ``(weights, windows)`` per chunk of that store (default ``(65536, 32)``).
         max_overhead: a budget for the recording's cost, as a fraction of the training time
-            (0.1: ``fit`` at most about 10% slower), or None (record at ``every`` whatever it
-            costs). Calibration: the first window's worth of snapshots (``window x every``
-            steps) is recorded by a throwaway in-memory recorder (LEs computed inline), timing
-            the cost of a recorded step (snapshot copy, plus the LE and the target of a window
-            amortised over the ``stride`` snapshots between windows) and of a training step
-            (wall time between the hooks minus this callback's own time). Then ``every``
-            becomes the smallest integer >= the one given that meets the budget, and the real
-            recording starts: the calibration snapshots are discarded, so **the history starts
-            at the step after the calibration** (``meta["calibration"]["steps"]``; ``run_dir`` is
-            first written then). The History's ``every`` is the one chosen; its meta holds
-            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter
-            than the calibration records no window (a LegcWarning says so).
+            (0.5: ``fit`` at most about 1.5x as long), or None (record at ``every`` whatever it
+            costs). ``"auto"`` (the default): :data:`~keras_legc.core.recorder.DEFAULT_MAX_OVERHEAD`
+            (0.5) when ``every`` is not given, else None. Calibration: the first
+            ``min(window - 1, 20)`` training steps are recorded at ``every`` (or 1) and timed
+            (medians of the training step and the snapshot copy; the LEs of one window of the
+            real length and the target, each the median of three timings after a warm-up);
+            then :func:`~keras_legc.core.recorder.budget_every`, a pure function of those costs,
+            chooses the smallest ``every`` (at least the one given) whose estimated cost fits
+            the budget, and the calibration's snapshots are kept at that spacing: the History is
+            the one a recording at the chosen ``every`` from the first step gives. One line on
+            stderr says what was chosen; a LegcWarning names the budget that would give enough
+            windows when the chosen spacing leaves fewer than scoring needs (5). The History's
+            ``every`` is the one chosen; its meta holds ``every_requested``, ``max_overhead``,
+            ``estimated_overhead`` and the measured costs (``calibration``).
 
     After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
     hooks (including the final wait and save) over the training seconds between them. LEs
@@ -154,7 +165,7 @@ class WeightHistory(Callback):
         self,
         window: int = 50,
         overlap: float = 0.1,
-        every: int = 1,
+        every: int | None = None,
         validation_data=None,
         run_dir: str | os.PathLike | None = None,
         overwrite: bool = False,
@@ -169,7 +180,7 @@ class WeightHistory(Callback):
         log_dir: str | os.PathLike | None = None,
         le_store: bool = False,
         store_chunks: tuple[int, int] | None = None,
-        max_overhead: float | None = None,
+        max_overhead: float | str | None = "auto",
     ):
         super().__init__()
         if target not in TARGETS:
@@ -180,9 +191,11 @@ class WeightHistory(Callback):
             )
         self.target = target
         self.stride = check_recording(
-            window, overlap, every, threads=threads, run_dir=run_dir, overwrite=overwrite,
+            window, overlap, 1 if every is None else every, threads=threads, run_dir=run_dir, overwrite=overwrite,
             save_snapshots=save_snapshots, le_store=le_store,
         )  # fmt: skip
+        if max_overhead == "auto":  # a budget by default; an explicit every is recorded as given
+            max_overhead = DEFAULT_MAX_OVERHEAD if every is None else None
         self.max_overhead = _check_budget(max_overhead)
         self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)
@@ -192,7 +205,8 @@ class WeightHistory(Callback):
         self.validation_batches = validation_batches
         self.validation_rows = int(validation_rows)
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.window, self.overlap, self.every = int(window), float(overlap), int(every)
+        self.window, self.overlap = int(window), float(overlap)
+        self.every = 1 if every is None else int(every)
         self.validation_data = validation_data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.overwrite = overwrite
@@ -248,7 +262,7 @@ class WeightHistory(Callback):
         if self.max_overhead is None:
             self._start_engine(self.every, {})
         else:
-            self._calibration = _Calibration(self._new_engine(self.every, calibration=True))
+            self._calibration = _Calibration(min(self.window - 1, CALIBRATION_HOOKS))
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._active:
@@ -257,7 +271,7 @@ class WeightHistory(Callback):
         steps = self._block_steps()
         self._hooks += 1
         if self._engine is None:
-            self._calibrate(steps, t0)
+            self._calibrate(steps)
         # A generator: the engine reads the kernels only on the steps it records.
         elif self._engine.step(self._kernel_arrays(), steps):
             self._write_summaries()
@@ -275,18 +289,18 @@ class WeightHistory(Callback):
         if not self._active:
             return
         t0 = self._enter()
-        if self._engine is None:  # still calibrating: record nothing rather than guess
+        if self._engine is None:  # ended during the calibration: every as requested, no window
             cal = self._calibration
             warnings.warn(
-                f"WeightHistory: training ended during the max_overhead calibration (after "
-                f"{cal.steps} optimizer steps, before its first window of {self.window} "
-                f"snapshots closed), so no window was recorded. Fix: train longer, a smaller "
-                "window, or max_overhead=None.",
+                f"WeightHistory: training ended after {sum(cal.steps)} optimizer steps, during "
+                f"the max_overhead calibration and before a window of {self.window} snapshots "
+                f"closed, so the history has no window (scoring needs {MIN_WINDOWS}). Fix: train "
+                "longer or use a smaller window.",
                 LegcWarning,
                 stacklevel=2,
             )
-            cal.engine.finish({})
-            self._start_engine(self.every, {"calibration": {"steps": cal.steps}})
+            self._start_engine(self.every, {"calibration": {"steps": sum(cal.steps)}})
+            self._replay(cal)
         final, source = self._final_kernels()
         self._engine.meta.update(source)
         if self.max_overhead is not None:
@@ -303,20 +317,17 @@ class WeightHistory(Callback):
             self.overhead = self._overhead_now(time.perf_counter())
 
     # -- recording, calibration and the clock --------------------------------------------------
-    def _new_engine(self, every: int, meta: dict | None = None, calibration: bool = False):
-        """A Recorder for this fit; the calibration's is throwaway: in memory, LEs inline."""
-        keep = not calibration
+    def _new_engine(self, every: int, meta: dict | None = None):
+        """The Recorder of this fit (sized for the windows of the whole fit)."""
         return Recorder(
             self._names(), {unit.key: unit.shape for unit in self._units},
             window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
-            threads=self.threads, background=self.background and keep,
-            run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
-            save_snapshots=self.save_snapshots and keep, le_store=self.le_store and keep,
-            store_chunks=self.store_chunks,
-            expected_windows=max(1, self._expected_windows(every)) if keep else 1,
-            initial_weights=self._initial if keep else None, kernels=self._kernels,
-            meta=meta, verbose=self.verbose if keep else 0,
-            name="WeightHistory", target_name=self.target,
+            threads=self.threads, background=self.background, run_dir=self.run_dir,
+            overwrite=self.overwrite, save_snapshots=self.save_snapshots,
+            le_store=self.le_store, store_chunks=self.store_chunks,
+            expected_windows=max(1, self._expected_windows(every, hooks_done=0)),
+            initial_weights=self._initial, kernels=self._kernels, meta=meta,
+            verbose=self.verbose, name="WeightHistory", target_name=self.target,
         )  # fmt: skip
 
     def _start_engine(self, every: int, extra: dict) -> None:
@@ -336,30 +347,67 @@ class WeightHistory(Callback):
         self._engine = self._new_engine(every, {**meta, **extra})
         self.timings = self._engine.timings
 
-    def _calibrate(self, steps: int, t0: float) -> None:
-        """One hook of the calibration; once its first window closed, choose ``every`` and start
-        the real recording (the calibration's snapshots are dropped)."""
+    def _calibrate(self, steps: int) -> None:
+        """One hook of the budget calibration: time the training step and a snapshot, keep the
+        snapshot; after the calibration's hooks, choose ``every`` and start recording."""
         cal = self._calibration
-        cal.steps += steps
         cal.train_s.append(self._between)
-        if not cal.engine.step(self._kernel_arrays(), steps):
-            return
-        cal.engine.finish({})
-        costs = cal.costs(self.stride)
-        every = max(self.every, math.ceil(costs["record_s_per_snapshot"] / (
-            self.max_overhead * max(costs["train_s_per_hook"], 1e-9))))  # fmt: skip
-        self._start_engine(every, {"calibration": {"steps": cal.steps, **costs}})
+        t0 = time.perf_counter()
+        cal.rows.append(np.concatenate([k.ravel() for k in self._kernel_arrays()]))
+        cal.snapshot_s.append(time.perf_counter() - t0)
+        cal.steps.append(steps)
+        if len(cal.rows) == cal.hooks:
+            self._choose_every(cal)
+
+    def _choose_every(self, cal: _Calibration) -> None:
+        """Measure the costs, choose ``every`` by :func:`budget_every`, say so in one line (and
+        warn when too few windows will close), start the recorder and replay the calibration's
+        snapshots into it at the chosen spacing: the History is then exactly the one a recording
+        at that ``every`` from the first step would give."""
+        costs = cal.costs(self._target_fn(), self.window, self.threads)
+        choice = budget_every(costs, self.max_overhead, self.stride, self.every)
+        every = choice["every"]
+        windows = self._expected_windows(every, guess=None, hooks_done=0)
+        self._start_engine(every, {
+            "estimated_overhead": choice["estimated_overhead"],
+            "calibration": {"steps": sum(cal.steps), "hooks": cal.hooks, **costs,
+                            "record_s_per_snapshot": choice["record_s_per_snapshot"]},
+        })  # fmt: skip
+        self._replay(cal)
+        expect = "" if windows is None else f", {windows} windows expected"
+        print(
+            f"WeightHistory: every={every} (max_overhead={self.max_overhead:g}, estimated "
+            f"overhead {choice['estimated_overhead']:.2f}: a training step "
+            f"{costs['train_s'] * 1e3:.2f} ms, a recorded snapshot "
+            f"{choice['record_s_per_snapshot'] * 1e3:.2f} ms with its share of a window's LE and "
+            f"target{expect}; every=1 records every step)",
+            file=sys.stderr,
+        )
+        if windows is not None and windows < MIN_WINDOWS:
+            warnings.warn(self._few_windows(every, windows, costs), LegcWarning, stacklevel=3)
+
+    def _few_windows(self, every: int, windows: int, costs: dict) -> str:
+        """The warning for a budget whose ``every`` leaves fewer windows than scoring needs,
+        naming the budget (and ``every``) that would give enough."""
+        fit = [e for e in range(every - 1, self.every - 1, -1)
+               if self._expected_windows(e, hooks_done=0) >= MIN_WINDOWS]  # fmt: skip
+        if fit:
+            needed = math.ceil(estimated_overhead(costs, fit[0], self.stride) * 100) / 100
+            fix = (f"max_overhead={needed:g} (every={fit[0]}, {MIN_WINDOWS} windows or more), "
+                   "a smaller window, more epochs, or every=1 for every step")  # fmt: skip
+        else:
+            fix = "a smaller window or more epochs"
+        return (
+            f"WeightHistory: max_overhead={self.max_overhead:g} chose every={every}, and at that "
+            f"spacing this fit closes {windows} window(s) of {self.window} snapshots, fewer than "
+            f"the {MIN_WINDOWS} that scoring needs. Fix: {fix}."
+        )
+
+    def _replay(self, cal: _Calibration) -> None:
+        """Feed the calibration's snapshots to the recorder, one call per hook as recorded."""
+        for row, steps in zip(cal.rows, cal.steps, strict=True):
+            self._engine.step([row], steps)
         self._calibration = None
-        if self._expected_windows(every, guess=0) == 0:
-            warnings.warn(
-                f"WeightHistory: max_overhead={self.max_overhead} needs every={every} (a recorded "
-                f"snapshot costs {costs['record_s_per_snapshot'] * 1e3:.1f} ms, a training step "
-                f"{costs['train_s_per_hook'] * 1e3:.1f} ms), and at that spacing the rest of this "
-                f"fit closes no window of {self.window} snapshots: the history will be empty. "
-                "Fix: a larger max_overhead, a smaller window, or more epochs.",
-                LegcWarning,
-                stacklevel=3,
-            )
 
     def _enter(self) -> float:
         """Start timing a hook: the time since the previous hook left was training."""
@@ -473,13 +521,20 @@ class WeightHistory(Callback):
         }
         return final, source
 
-    def _expected_windows(self, every: int, guess: int = DEFAULT_EXPECTED_WINDOWS) -> int:
+    def _expected_windows(
+        self,
+        every: int,
+        guess: int | None = DEFAULT_EXPECTED_WINDOWS,
+        hooks_done: int | None = None,
+    ) -> int | None:
         """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
-        tell): one hook per executed block of ``steps_per_execution`` steps, less those gone."""
+        tell): one hook per executed block of ``steps_per_execution`` steps, less the
+        ``hooks_done`` (default: those gone)."""
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
         if not epochs or not steps:
             return guess
-        hooks = int(epochs) * -(-int(steps) // self._spe) - self._hooks
+        gone = self._hooks if hooks_done is None else hooks_done
+        hooks = int(epochs) * -(-int(steps) // self._spe) - gone
         snapshots = -(-max(hooks, 0) // every)
         return n_windows(snapshots, self.window, self.overlap)
 
@@ -663,29 +718,51 @@ def _fit_validation_data(fit: dict):
 
 
 class _Calibration:
-    """The ``max_overhead`` calibration: a throwaway recorder and the hooks' training seconds."""
+    """The budget calibration: the first hooks' training seconds, snapshots and their copy times.
 
-    def __init__(self, engine: Recorder):
-        self.engine, self.steps, self.train_s = engine, 0, []
+    The snapshots are kept (``hooks`` < ``window`` of them, so no window closes) and replayed
+    into the recorder once ``every`` is chosen, so nothing is discarded.
+    """
 
-    def costs(self, stride: int) -> dict[str, float]:
-        """Seconds per recorded snapshot (its copy, plus one window's LE and target amortised
-        over the ``stride`` snapshots between windows) and per training hook (the median; the
-        first hook, which traces the train function, is left out when there are others)."""
-        t, snapshots = self.engine.timings, max(self.engine.snapshots, 1)
-        window_s = t["lyapunov_s"] + t["validation_s"]
-        snapshot_s = t["snapshot_s"] / snapshots
+    def __init__(self, hooks: int):
+        self.hooks = hooks
+        self.rows: list[np.ndarray] = []
+        self.train_s: list[float] = []
+        self.snapshot_s: list[float] = []
+        self.steps: list[int] = []
+
+    def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
+        """Seconds per training step and per snapshot (medians; the first training step, which
+        traces the train function, left out), per window's LEs (the median of three timings on
+        a window of the real length made of the calibration's snapshots, after a warm-up call
+        that compiles or loads the kernel; at most :data:`CALIBRATION_LE_WEIGHTS` weights,
+        scaled to all) and per target (the median of three evaluations)."""
+        rows = np.stack(self.rows)
+        n = rows.shape[1]
+        cols = min(n, CALIBRATION_LE_WEIGHTS)
+        sample = rows[np.arange(window) % len(rows), :cols].T
+        lyapunov_of_windows(sample[:8], threads=threads)  # compile / load the kernel, not timed
         return {
-            "snapshot_s": snapshot_s,
-            "window_s": window_s,
-            "record_s_per_snapshot": snapshot_s + window_s / stride,
-            "train_s_per_hook": float(np.median(self.train_s[1:] or self.train_s)),
-            "hooks": len(self.train_s),
+            "train_s": float(np.median(self.train_s[1:] or self.train_s)),
+            "snapshot_s": float(np.median(self.snapshot_s)),
+            "lyapunov_s": _median_seconds(lambda: lyapunov_of_windows(sample, threads=threads))
+            * n
+            / cols,
+            "target_s": _median_seconds(target),
         }
 
 
+def _median_seconds(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def _check_budget(value) -> float | None:
-    """``max_overhead``: None or a finite number > 0."""
+    """``max_overhead``: None or a finite number > 0 (``"auto"`` is resolved before)."""
     if value is None:
         return None
     if (

@@ -21,7 +21,7 @@ def dataset(x, y, batch=16):
 def record(validation, *, epochs=4, fit_kwargs=None, **recorder_kwargs):
     x, y, _, _ = make_data()
     model = make_model()
-    rec = kl.WeightHistory(window=WINDOW, background=False, **recorder_kwargs)
+    rec = kl.WeightHistory(every=1, window=WINDOW, background=False, **recorder_kwargs)
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[rec],
               validation_data=validation, **(fit_kwargs or {}))  # fmt: skip
     return rec, model
@@ -85,7 +85,7 @@ def test_no_validation_data_is_still_refused():
 def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first, tmp_path):
     x, y, xv, yv = make_data()
     model = make_model()
-    rec = kl.WeightHistory(window=WINDOW, background=False, run_dir=tmp_path / "run")
+    rec = kl.WeightHistory(every=1, window=WINDOW, background=False, run_dir=tmp_path / "run")
     # The loss falls, so "max" mode keeps epoch 1 as the best: stops after 2 more, restores epoch 1.
     stop = k.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
                                      restore_best_weights=True)  # fmt: skip
@@ -133,7 +133,7 @@ def test_tensorboard_log_has_target_le_histograms_and_static_share(tmp_path):
     # The output layer does not train: its weights are static in every window.
     model.layers[1].trainable = False
     model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(window=WINDOW, log_dir=tmp_path / "tb")
+    rec = kl.WeightHistory(every=1, window=WINDOW, log_dir=tmp_path / "tb")
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[rec], validation_data=(xv, yv))
     hist = rec.history
     events, plugins = read_events(tmp_path / "tb")
