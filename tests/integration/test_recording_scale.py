@@ -218,7 +218,7 @@ def test_max_overhead_huge_keeps_every(capsys):
 
 
 def test_the_default_is_a_budget_and_an_explicit_every_records_as_given(capsys):
-    rec = kl.WeightHistory(every=1, window=5, overlap=0.0, background=False)
+    rec = kl.WeightHistory(window=5, overlap=0.0, background=False)
     assert rec.max_overhead == kl.DEFAULT_MAX_OVERHEAD == 0.5
     _, lines = _budget_fit(rec, 3, capsys)
     assert rec.history.meta["max_overhead"] == 0.5 and len(lines) == 1

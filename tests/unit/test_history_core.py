@@ -307,7 +307,7 @@ def test_no_snapshots_is_a_clear_error(tmp_path):
         load_snapshots(tmp_path)
     assert str(info.value) == (
         f"{tmp_path} holds no raw snapshots. Fix: record with "
-        "WeightHistory(every=1, run_dir=..., save_snapshots=True)."
+        "WeightHistory(run_dir=..., save_snapshots=True)."
     )
 
 
