@@ -8,10 +8,10 @@ is the LE series (weights x windows), never the raw steps x weights history.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -62,12 +62,13 @@ class WeightHistory(Callback):
         every: record one snapshot every ``every`` optimizer steps, as given (``every=1``: every
             step). None (the default): chosen by the ``max_overhead`` budget.
         validation_data: ``(x, y)`` arrays (any backend) or a ``tf.data.Dataset`` of
-            ``(x, y[, weight])`` batches for the target series. If None, the ``validation_data`` (or
-            ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
+            ``(x, y[, weight])`` batches for the target series; required (a HistoryError at the
+            start of ``fit`` names the fix): Keras hands callbacks neither fit's
+            ``validation_data`` nor its ``validation_split``, so give the recorder its own (and
+            ``fit`` the same, for Keras' ``val_`` metrics). A dataset is read once, at the start
             of training, so every window is evaluated on the same rows.
         validation_batches: read at most this many batches of a validation dataset (default:
-            fit's ``validation_steps`` if given, else every batch). Required for an infinite
-            (repeated) dataset.
+            every batch). Required for an infinite (repeated) dataset.
         validation_rows: keep at most this many rows of a validation dataset (the first ones);
             bounds the memory and the cost of each window's evaluation.
         log_dir: if given, a TensorBoard event file is written there with, per closed window (at
@@ -111,6 +112,8 @@ class WeightHistory(Callback):
             windows when the chosen spacing leaves fewer than scoring needs (5). The History's
             ``every`` is the one chosen; its meta holds ``every_requested``, ``max_overhead``,
             ``estimated_overhead`` and the measured costs (``calibration``).
+        early_stopping: the ``EarlyStopping`` callback given to ``fit``, if any; with
+            ``restore_best_weights`` its best epoch's kernels are the History's final kernels.
 
     After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
     hooks (including the final wait and save) over the training seconds between them. LEs
@@ -145,18 +148,21 @@ class WeightHistory(Callback):
     :class:`keras_legc.core.recorder.Recorder` does the rest (ring buffer, LE per window,
     run-directory saves, the History).
 
-    The History's ``final_kernels`` are the kernels the model holds after ``fit``: with
-    ``EarlyStopping(restore_best_weights=True)`` those of its best epoch, wherever it stands in
-    the callback list, and then the manifest says so (``final_kernels: "early_stopping_best"``,
-    ``final_kernels_epoch``; without them, the kernels at the end of training). The LE and
-    target series cover the whole training either way.
+    The History's ``final_kernels`` are the kernels the model holds after ``fit``. With an
+    ``EarlyStopping(restore_best_weights=True)`` in ``fit``'s callbacks, pass it as
+    ``early_stopping=`` too: its best epoch's kernels are then the final ones, wherever it stands
+    in the callback list, and the manifest says so (``final_kernels: "early_stopping_best"``,
+    ``final_kernels_epoch``). Callbacks do not see each other in Keras, so without the argument
+    the final kernels are the model's at this recorder's ``on_train_end``: right when the
+    EarlyStopping comes before the recorder in the list, those before the restore when after.
+    The LE and target series cover the whole training either way.
 
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
     copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
     target and saving.
 
     Example:
-        >>> recorder = keras_legc.WeightHistory(window=50)
+        >>> recorder = keras_legc.WeightHistory(window=50, validation_data=(xv, yv))
         >>> model.fit(x, y, validation_data=(xv, yv), epochs=30, callbacks=[recorder])
         >>> scores = keras_legc.score(recorder.history)
     """
@@ -181,6 +187,7 @@ class WeightHistory(Callback):
         le_store: bool = False,
         store_chunks: tuple[int, int] | None = None,
         max_overhead: float | str | None = "auto",
+        early_stopping=None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -208,6 +215,7 @@ class WeightHistory(Callback):
         self.window, self.overlap = int(window), float(overlap)
         self.every = 1 if every is None else int(every)
         self.validation_data = validation_data
+        self.early_stopping = _check_early_stopping(early_stopping)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.overwrite = overwrite
         self.eval_batch_size = int(eval_batch_size)
@@ -235,7 +243,6 @@ class WeightHistory(Callback):
             return
         self._units = prunable_units(self.model)
         self._keras = keras_of(self.model)
-        self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._units[-1].layer, "activation", None), "__name__", "")
@@ -262,7 +269,7 @@ class WeightHistory(Callback):
         if self.max_overhead is None:
             self._start_engine(self.every, {})
         else:
-            self._calibration = _Calibration(min(self.window - 1, CALIBRATION_HOOKS))
+            self._calibration = _Calibration(min(self.window - 1, CALIBRATION_HOOKS), self.threads)
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._active:
@@ -312,7 +319,6 @@ class WeightHistory(Callback):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-            self._fit = {}  # drop the references to fit's data and callbacks
             self._leave(t0)
             self.overhead = self._overhead_now(time.perf_counter())
 
@@ -493,30 +499,21 @@ class WeightHistory(Callback):
     def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
         """The kernels the model holds once ``fit`` returns, and a manifest note if restored.
 
-        ``EarlyStopping(restore_best_weights=True)`` sets its best epoch's weights in its own
-        ``on_train_end``; when it comes after this recorder in the callback list that happens
-        after the recording finished, so its ``best_weights`` are taken here (None: the model's
-        kernels now).
+        The ``early_stopping`` callback given to the constructor, with ``restore_best_weights``,
+        sets its best epoch's weights in its own ``on_train_end`` (both Keras do so whenever it
+        holds best weights), before or after this recorder's: either way its ``best_weights``
+        are the kernels ``fit`` returns with (None: the model's kernels now).
         """
-        callbacks = getattr(self._fit.get("callbacks"), "callbacks", None) or []
-        restoring = [
-            (i, cb) for i, cb in enumerate(callbacks)
-            if isinstance(cb, (keras().callbacks.EarlyStopping, keras3().callbacks.EarlyStopping))
-            and cb.restore_best_weights and cb.best_weights is not None
-        ]  # fmt: skip
-        if not restoring:
+        stop = self.early_stopping
+        if stop is None or not stop.restore_best_weights or stop.best_weights is None:
             return None, {}  # the kernels at the end of training: nothing to note
-        position, last = restoring[-1]  # the last one to set the weights wins
         source = {
             "final_kernels": "early_stopping_best",
-            "final_kernels_epoch": last.best_epoch + 1,
+            "final_kernels_epoch": stop.best_epoch + 1,
         }
-        mine = next((i for i, cb in enumerate(callbacks) if cb is self), -1)
-        if position < mine:  # already restored before this recorder's on_train_end
-            return None, source
         index = {id(w): i for i, w in enumerate(self.model.weights)}
         final = {
-            unit.key: np.array(last.best_weights[index[id(unit.variable)]], dtype=np.float32)
+            unit.key: np.array(stop.best_weights[index[id(unit.variable)]], dtype=np.float32)
             for unit in self._units
         }
         return final, source
@@ -541,14 +538,12 @@ class WeightHistory(Callback):
     def _resolve_validation_data(self):
         data, batches = self.validation_data, self.validation_batches
         if data is None:
-            data = _fit_validation_data(self._fit)
-            if batches is None and isinstance(data, tf().data.Dataset):
-                batches = self._fit.get("validation_steps")
-        if data is None:
             raise HistoryError(
-                "WeightHistory needs validation data for the misclassification series. Fix: pass "
-                "validation_data=(x, y) or a tf.data.Dataset (or validation_split) to fit, or "
-                "WeightHistory(validation_data=...)."
+                f"WeightHistory needs validation data for the {self.target} series, and Keras "
+                "does not hand fit's validation_data or validation_split to callbacks. Fix: "
+                "WeightHistory(validation_data=(x_val, y_val)) or a batched tf.data.Dataset "
+                "(with validation_batches=N if it repeats); give fit the same data too if you "
+                "want Keras' val_ metrics."
             )
         if isinstance(data, tf().data.Dataset):
             data = materialise_dataset(data, batches, self.validation_rows)
@@ -684,37 +679,19 @@ def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.nda
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _fit_locals() -> dict:
-    """The locals of the enclosing ``Model.fit`` call of tf_keras or Keras 3 ({} outside one).
-
-    Neither Keras hands fit's validation data or its callback list to callbacks, so look up the
-    stack for the ``fit`` of tf_keras or of a Keras 3 backend trainer and read its locals (both
-    name them ``val_x``, ``val_y``, ``callbacks``, ``validation_steps``).
-    """
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            code = frame.f_code
-            if code.co_name == "fit" and _is_keras_trainer(code.co_filename):
-                return dict(frame.f_locals)
-            frame = frame.f_back
-        return {}
-    finally:
-        del frame
-
-
-def _is_keras_trainer(filename: str) -> bool:
-    path = filename.replace(os.sep, "/")
-    return "/tf_keras/" in path or ("/keras/src/backend/" in path and path.endswith("trainer.py"))
-
-
-def _fit_validation_data(fit: dict):
-    """fit's validation set: ``(val_x, val_y)`` (also from validation_split), a dataset or None."""
-    val_x, val_y = fit.get("val_x"), fit.get("val_y")
-    if val_x is None:
+def _check_early_stopping(callback):
+    """``early_stopping``: None or an ``EarlyStopping`` callback of tf_keras or Keras 3."""
+    if callback is None:
         return None
-    # A dataset (or a generator, refused later by name) is unpacked into val_x alone.
-    return val_x if val_y is None else (val_x, val_y)
+    kinds = (keras().callbacks.EarlyStopping, keras3().callbacks.EarlyStopping)
+    if not isinstance(callback, kinds):
+        raise InvalidArgumentError(
+            f"early_stopping must be the EarlyStopping callback given to fit, got "
+            f"{type(callback).__name__}. Fix: stop = keras.callbacks.EarlyStopping(..., "
+            "restore_best_weights=True); fit(..., callbacks=[stop, recorder]) with "
+            "WeightHistory(early_stopping=stop)."
+        )
+    return callback
 
 
 class _Calibration:
@@ -724,8 +701,12 @@ class _Calibration:
     into the recorder once ``every`` is chosen, so nothing is discarded.
     """
 
-    def __init__(self, hooks: int):
+    def __init__(self, hooks: int, threads: int | None):
         self.hooks = hooks
+        # numba's import and the kernel's compile or cache load (0.6 s to several seconds, once
+        # per process) off the training thread, while the calibration's steps train
+        self._warm = threading.Thread(target=_warm_up_kernel, args=(threads,), daemon=True)
+        self._warm.start()
         self.rows: list[np.ndarray] = []
         self.train_s: list[float] = []
         self.snapshot_s: list[float] = []
@@ -741,7 +722,7 @@ class _Calibration:
         n = rows.shape[1]
         cols = min(n, CALIBRATION_LE_WEIGHTS)
         sample = rows[np.arange(window) % len(rows), :cols].T
-        lyapunov_of_windows(sample[:8], threads=threads)  # compile / load the kernel, not timed
+        self._warm.join()  # the kernel is loaded: its first call is not timed
         return {
             "train_s": float(np.median(self.train_s[1:] or self.train_s)),
             "snapshot_s": float(np.median(self.snapshot_s)),
@@ -750,6 +731,10 @@ class _Calibration:
             / cols,
             "target_s": _median_seconds(target),
         }
+
+
+def _warm_up_kernel(threads: int | None) -> None:
+    lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
 
 
 def _median_seconds(fn, repeats: int = 3) -> float:

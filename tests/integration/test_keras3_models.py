@@ -141,7 +141,7 @@ def test_tf_data_validation_and_rewind_on_keras3():
     y = (x[:, 0] > 0).astype("int64")
     val = tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(16)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(every=1, window=8)
+    rec = kl.WeightHistory(validation_data=val, every=1, window=8)
     model.fit(x, y, validation_data=val, epochs=3, batch_size=16, verbose=0, callbacks=[rec])
     history = rec.history
     assert history.n_windows >= 5 and np.isfinite(history.target).all()

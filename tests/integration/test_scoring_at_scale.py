@@ -161,7 +161,9 @@ def _fit_small(tmp_path, **recorder_kwargs):
         [k.layers.Input((6,)), k.layers.Dense(5, activation="tanh"), k.layers.Dense(2)]
     )
     model.compile(k.optimizers.SGD(0.1), k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rec = kl.WeightHistory(every=1, window=10, **recorder_kwargs)
+    rec = kl.WeightHistory(
+        validation_data=(x[240:], y[240:]), every=1, window=10, **recorder_kwargs
+    )
     model.fit(x[:240], y[:240], batch_size=8, epochs=3, validation_data=(x[240:], y[240:]),
               callbacks=[rec], verbose=0)  # fmt: skip
     return rec
