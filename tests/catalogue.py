@@ -200,6 +200,8 @@ def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
     model = mlp()
     model.compile(k.optimizers.SGD(lr), "mse")
     kwargs = {"validation_data": (x[:30], y[:30])} if validation else {}
+    if validation:  # the recorder's own validation data (Keras does not hand it fit's)
+        recorder.validation_data = kwargs["validation_data"]
     model.fit(x, k.utils.to_categorical(y, 2) * target_scale, batch_size=4, epochs=epochs,
               callbacks=[recorder], verbose=0, **kwargs)  # fmt: skip
 
