@@ -718,10 +718,10 @@ class _Calibration:
         a window of the real length made of the calibration's snapshots, after a warm-up call
         that compiles or loads the kernel; at most :data:`CALIBRATION_LE_WEIGHTS` weights,
         scaled to all) and per target (the median of three evaluations)."""
-        rows = np.stack(self.rows)
-        n = rows.shape[1]
+        n = self.rows[0].size
         cols = min(n, CALIBRATION_LE_WEIGHTS)
-        sample = rows[np.arange(window) % len(rows), :cols].T
+        rows = np.stack([row[:cols] for row in self.rows])  # a copy of the sampled weights only
+        sample = rows[np.arange(window) % len(rows)].T
         self._warm.join()  # the kernel is loaded: its first call is not timed
         return {
             "train_s": float(np.median(self.train_s[1:] or self.train_s)),
