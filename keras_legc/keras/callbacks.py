@@ -713,6 +713,10 @@ class _Calibration:
 
     def __init__(self, hooks: int, threads: int | None):
         self.hooks = hooks
+        self.rows: list[np.ndarray] = []
+        self.train_s: list[float] = []
+        self.snapshot_s: list[float] = []
+        self.steps: list[int] = []
         # numba's import and the kernel's compile or cache load (0.6 s to several seconds, once
         # per process) off the training thread, while the calibration's steps train
         self.warm_s = 0.0
@@ -723,10 +727,6 @@ class _Calibration:
         t0 = time.perf_counter()
         lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
         self.warm_s = time.perf_counter() - t0
-        self.rows: list[np.ndarray] = []
-        self.train_s: list[float] = []
-        self.snapshot_s: list[float] = []
-        self.steps: list[int] = []
 
     def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
         """Seconds per training step and per snapshot (medians; the first training step, which
