@@ -60,40 +60,25 @@ DEFAULT_MAX_OVERHEAD = 0.5
 COSTS = ("train_s", "snapshot_s", "lyapunov_s", "target_s")
 
 
-def budget_every(
-    costs: Mapping[str, float],
-    budget: float,
-    stride: int,
-    every: int = 1,
-    *,
-    steps: int | None = None,
-) -> dict:
+def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: int = 1) -> dict:
     """The smallest ``every`` (at least ``every``) whose estimated recording cost fits ``budget``.
 
     A pure function of the measured costs, so the same costs always give the same choice, and a
     larger budget never gives a larger ``every``. The cost model: each recorded snapshot costs its
     copy plus one window's LE and target amortised over the ``stride`` snapshots between windows;
     ``every`` training steps pass per snapshot. LE seconds count in full even when they run on the
-    background thread: on a machine with few cores they slow the training steps instead. With
-    ``steps`` (the training steps of the whole fit), the one-off seconds ``costs["fixed_s"]``
-    (loading the LE kernel, the calibration's own timings) come off the budget first:
-    ``fixed_s + steps / every * per_snapshot <= budget * steps * train_s``.
+    background thread: on a machine with few cores they slow the training steps instead.
 
     Args:
         costs: seconds per ``train_s`` (training step), ``snapshot_s`` (one snapshot copy),
-            ``lyapunov_s`` (the LEs of one window of every weight), ``target_s`` (one target),
-            and optionally ``fixed_s`` (once per fit).
+            ``lyapunov_s`` (the LEs of one window of every weight), ``target_s`` (one target).
         budget: the recording's cost as a fraction of the training time (0.5: at most 1.5x).
         stride: snapshots between window closings.
         every: the smallest spacing allowed.
-        steps: training steps (hooks) of the whole fit, if known.
 
     Returns:
-        ``{"every", "estimated_overhead", "record_s_per_snapshot", "fits"}``:
-        ``estimated_overhead`` is the recording's estimated seconds over the training seconds at
-        the chosen ``every`` (one-off seconds included when ``steps`` is given); ``fits`` is False
-        when even one snapshot per fit would not fit (then ``every`` is ``steps``, or the one
-        given if larger). Never larger for a larger budget.
+        ``{"every", "estimated_overhead", "record_s_per_snapshot"}``; ``estimated_overhead`` is
+        the recording's estimated seconds over the training seconds at the chosen ``every``.
 
     Example:
         >>> c = {"train_s": 0.002, "snapshot_s": 0.0005, "lyapunov_s": 0.18, "target_s": 0.02}
@@ -107,32 +92,20 @@ def budget_every(
         raise InvalidArgumentError(f"budget must be a positive finite fraction, got {budget!r}.")
     check_positive_int("every", every)
     check_positive_int("stride", stride)
-    if steps is not None:
-        check_positive_int("steps", steps)
     per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
     train = max(float(costs["train_s"]), 1e-9)
-    # seconds per training step left for the recording once the one-off seconds are paid
-    left = budget * train - (float(costs.get("fixed_s", 0.0)) / steps if steps else 0.0)
-    need = math.ceil(per_snapshot / left) if left > 0 else math.inf
-    cap = max(int(every), int(steps)) if steps else math.inf  # one snapshot in the whole fit
-    fits = need <= cap
-    chosen = int(max(int(every), min(need, cap)))
+    chosen = max(int(every), math.ceil(per_snapshot / (budget * train)))
     return {
         "every": chosen,
-        "estimated_overhead": estimated_overhead(costs, chosen, stride, steps=steps),
+        "estimated_overhead": estimated_overhead(costs, chosen, stride),
         "record_s_per_snapshot": per_snapshot,
-        "fits": fits,
     }
 
 
-def estimated_overhead(
-    costs: Mapping[str, float], every: int, stride: int, *, steps: int | None = None
-) -> float:
+def estimated_overhead(costs: Mapping[str, float], every: int, stride: int) -> float:
     """The cost model of :func:`budget_every`: recording seconds over training seconds."""
     per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
-    train = max(float(costs["train_s"]), 1e-9)
-    fixed = float(costs.get("fixed_s", 0.0)) / steps if steps else 0.0
-    return (per_snapshot / every + fixed) / train
+    return per_snapshot / (every * max(float(costs["train_s"]), 1e-9))
 
 
 def check_recording(

@@ -371,9 +371,7 @@ class WeightHistory(Callback):
         snapshots into it at the chosen spacing: the History is then exactly the one a recording
         at that ``every`` from the first step would give."""
         costs = cal.costs(self._target_fn(), self.window, self.threads)
-        choice = budget_every(
-            costs, self.max_overhead, self.stride, self.every, steps=self._total_hooks()
-        )
+        choice = budget_every(costs, self.max_overhead, self.stride, self.every)
         every = choice["every"]
         windows = self._expected_windows(every, guess=None, hooks_done=0)
         self._start_engine(every, {
@@ -388,19 +386,11 @@ class WeightHistory(Callback):
             f"overhead {choice['estimated_overhead']:.2f}: a training step "
             f"{costs['train_s'] * 1e3:.2f} ms, a recorded snapshot "
             f"{choice['record_s_per_snapshot'] * 1e3:.2f} ms with its share of a window's LE and "
-            f"target{expect}{'' if choice['fits'] else '; the budget cannot be met'}; "
-            "every=1 records every step)",
+            f"target{expect}; every=1 records every step)",
             file=sys.stderr,
         )
         if windows is not None and windows < MIN_WINDOWS:
             warnings.warn(self._few_windows(every, windows, costs), LegcWarning, stacklevel=3)
-
-    def _total_hooks(self) -> int | None:
-        """Hooks (executed blocks) of the whole fit, from Keras' params (None if unknown)."""
-        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
-        if not epochs or not steps:
-            return None
-        return int(epochs) * -(-int(steps) // self._spe)
 
     def _few_windows(self, every: int, windows: int, costs: dict) -> str:
         """The warning for a budget whose ``every`` leaves fewer windows than scoring needs,
@@ -408,8 +398,7 @@ class WeightHistory(Callback):
         fit = [e for e in range(every - 1, self.every - 1, -1)
                if self._expected_windows(e, hooks_done=0) >= MIN_WINDOWS]  # fmt: skip
         if fit:
-            spent = estimated_overhead(costs, fit[0], self.stride, steps=self._total_hooks())
-            needed = math.ceil(spent * 100) / 100
+            needed = math.ceil(estimated_overhead(costs, fit[0], self.stride) * 100) / 100
             fix = (f"max_overhead={needed:g} (every={fit[0]}, {MIN_WINDOWS} windows or more), "
                    "a smaller window, more epochs, or every=1 for every step")  # fmt: skip
         else:
@@ -538,10 +527,11 @@ class WeightHistory(Callback):
         """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
         tell): one hook per executed block of ``steps_per_execution`` steps, less the
         ``hooks_done`` (default: those gone)."""
-        total = self._total_hooks()
-        if total is None:
+        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        if not epochs or not steps:
             return guess
-        hooks = total - (self._hooks if hooks_done is None else hooks_done)
+        gone = self._hooks if hooks_done is None else hooks_done
+        hooks = int(epochs) * -(-int(steps) // self._spe) - gone
         snapshots = -(-max(hooks, 0) // every)
         return n_windows(snapshots, self.window, self.overlap)
 
@@ -719,36 +709,32 @@ class _Calibration:
         self.steps: list[int] = []
         # numba's import and the kernel's compile or cache load (0.6 s to several seconds, once
         # per process) off the training thread, while the calibration's steps train
-        self.warm_s = 0.0
-        self._warm = threading.Thread(target=self._warm_up, args=(threads,), daemon=True)
+        self._warm = threading.Thread(target=_warm_up_kernel, args=(threads,), daemon=True)
         self._warm.start()
-
-    def _warm_up(self, threads: int | None) -> None:
-        t0 = time.perf_counter()
-        lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
-        self.warm_s = time.perf_counter() - t0
 
     def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
         """Seconds per training step and per snapshot (medians; the first training step, which
         traces the train function, left out), per window's LEs (the median of three timings on
         a window of the real length made of the calibration's snapshots, after a warm-up call
         that compiles or loads the kernel; at most :data:`CALIBRATION_LE_WEIGHTS` weights,
-        scaled to all) and per target (the median of three evaluations); ``fixed_s``: the
-        seconds paid once (the kernel's load, these timings)."""
-        t0 = time.perf_counter()
+        scaled to all) and per target (the median of three evaluations)."""
         n = self.rows[0].size
         cols = min(n, CALIBRATION_LE_WEIGHTS)
         rows = np.stack([row[:cols] for row in self.rows])  # a copy of the sampled weights only
         sample = rows[np.arange(window) % len(rows)].T
         self._warm.join()  # the kernel is loaded: its first call is not timed
-        le_s = _median_seconds(lambda: lyapunov_of_windows(sample, threads=threads))
-        costs = {
+        return {
             "train_s": float(np.median(self.train_s[1:] or self.train_s)),
             "snapshot_s": float(np.median(self.snapshot_s)),
-            "lyapunov_s": le_s * n / cols,
+            "lyapunov_s": _median_seconds(lambda: lyapunov_of_windows(sample, threads=threads))
+            * n
+            / cols,
             "target_s": _median_seconds(target),
         }
-        return {**costs, "fixed_s": self.warm_s + time.perf_counter() - t0}
+
+
+def _warm_up_kernel(threads: int | None) -> None:
+    lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
 
 
 def _median_seconds(fn, repeats: int = 3) -> float:
