@@ -35,6 +35,7 @@ from keras_legc.masking.schedule import (  # noqa: E402
 # Public names that need TensorFlow, loaded on first access.
 _LAZY = {
     "WeightHistory": "keras_legc.keras.callbacks",
+    "UnitHistory": "keras_legc.keras.unit_history",
     "prune": "keras_legc.keras.pruning",
     "strip": "keras_legc.keras.pruning",
     "pruning_callbacks": "keras_legc.keras.pruning",

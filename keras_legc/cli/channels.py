@@ -20,7 +20,7 @@ from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_optio
               default="l2", show_default=True,
               help="Channel score, lowest removed first (docs/channels.md); legc needs --history.")  # fmt: skip
 @click.option("--history", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A unit-level run directory (WeightHistory(units=True, run_dir=...)) for "
+              help="A unit-level run directory (UnitHistory(run_dir=...)) for "
               "--importance legc.")  # fmt: skip
 @click.option("--round-to", type=int, default=1, show_default=True,
               help="Kept channel counts in multiples of this (e.g. 8 for SIMD).")  # fmt: skip

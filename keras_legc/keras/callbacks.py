@@ -326,7 +326,7 @@ class WeightHistory(Callback):
     def _new_engine(self, every: int, meta: dict | None = None):
         """The Recorder of this fit (sized for the windows of the whole fit)."""
         return Recorder(
-            self._names(), {unit.key: unit.shape for unit in self._units},
+            self._names(), self._shapes(),
             window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
             threads=self.threads, background=self.background, run_dir=self.run_dir,
             overwrite=self.overwrite, save_snapshots=self.save_snapshots,
@@ -476,6 +476,10 @@ class WeightHistory(Callback):
 
     def _names(self) -> list[str]:
         return [unit.key for unit in self._units]
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of what is recorded per name (the weights'; units override it)."""
+        return {unit.key: unit.shape for unit in self._units}
 
     def _write_summaries(self, flush: bool = False) -> None:
         """Write the windows whose LEs have arrived since the last call to TensorBoard."""

@@ -49,6 +49,8 @@ class WeightSpec:
             ``constraint`` only (custom layers without a ``<attr>_constraint``).
         in_axis: the input-channel axis (N:M groups run along it, as TF-MOT's do).
         blocks: :data:`MATRIX`, :data:`CONV` or None (block masks refused).
+        out_axes: the axes whose flattened index is the output channel (the unit: a filter or a
+            neuron) that the weight feeds, for unit-level recording (:class:`UnitHistory`).
     """
 
     name: str
@@ -56,20 +58,24 @@ class WeightSpec:
     constraint: str | None
     in_axis: int
     blocks: str | None
+    out_axes: tuple[int, ...] = (-1,)
 
 
-def _w(name, in_axis, blocks, attr=None, constraint=None) -> WeightSpec:
+def _w(name, in_axis, blocks, attr=None, constraint=None, out_axes=(-1,)) -> WeightSpec:
     stem = name.removesuffix("_kernel") if name != "kernel" else "kernel"
-    return WeightSpec(name, attr or name, constraint or f"{stem}_constraint", in_axis, blocks)
+    return WeightSpec(name, attr or name, constraint or f"{stem}_constraint", in_axis, blocks,
+                      tuple(out_axes))  # fmt: skip
 
 
 _KERNEL = (_w("kernel", 0, MATRIX),)
 _CONV = (_w("kernel", -2, CONV),)
 # Transposed convolutions store (..., out, in): the input channels are the last axis.
-_CONV_T = (_w("kernel", -1, None),)
+_CONV_T = (_w("kernel", -1, None, out_axes=(-2,)),)
 # Keras 3 keeps a DepthwiseConv's weight in .kernel, tf_keras in .depthwise_kernel.
-_DEPTHWISE = (_w("depthwise_kernel", -2, None, attr="depthwise_kernel|kernel"),)
-_SEPARABLE = (_w("depthwise_kernel", -2, None), _w("pointwise_kernel", -2, CONV))
+# A depthwise kernel (..., channels, multiplier) feeds output channel c * multiplier + m.
+_DEPTHWISE = (_w("depthwise_kernel", -2, None, attr="depthwise_kernel|kernel", out_axes=(-2, -1)),)
+_SEPARABLE = (_w("depthwise_kernel", -2, None, out_axes=(-2, -1)),
+              _w("pointwise_kernel", -2, CONV))  # fmt: skip
 _RNN = (
     _w("kernel", 0, None, attr="cell.kernel", constraint="cell.kernel_constraint"),
     _w("recurrent_kernel", 0, None, attr="cell.recurrent_kernel",

@@ -173,7 +173,7 @@ def _grads_jax(model, loss_fn, x, y):
 
 class UnitLegc:
     """``importance="legc"``: chaos-causality per unit (issue 27). A unit-level history (recorded
-    with ``WeightHistory(units=True)``: one series per output channel of each prunable weight) is
+    with ``kl.UnitHistory``: one series per output channel of each prunable weight) is
     scored with the same LE and Granger machinery as weights; a channel's score is the
     :func:`keras_legc.core.units.unit_importance` of the units that produce it (summed when a
     residual group has several producers): never-moved units first, then the least causal by
@@ -187,7 +187,7 @@ class UnitLegc:
         if history is None:
             raise InvalidArgumentError(
                 "importance='legc' needs history=: a unit-level history. Fix: record one with "
-                "kl.WeightHistory(..., units=True) during fit and pass history=recorder.history."
+                "kl.UnitHistory(...) during fit and pass history=recorder.history."
             )
         if not isinstance(history, History):
             history = History.load(history)
@@ -195,7 +195,7 @@ class UnitLegc:
         if not units:
             raise InvalidArgumentError(
                 "importance='legc' needs a unit-level history (one series per channel), got a "
-                "weight-level one. Fix: record with kl.WeightHistory(..., units=True)."
+                "weight-level one. Fix: record with kl.UnitHistory(...) (same arguments as WeightHistory)."
             )
         with warnings.catch_warnings():  # a capped lag is the point here, not news
             warnings.simplefilter("ignore", LegcWarning)

@@ -66,7 +66,7 @@ def prune_channels(
             ``"random"``, or ``scorer(graph, group) -> scores`` (lower = pruned first); see
             :mod:`keras_legc.structure.importance`. ``"legc"``: unit-level chaos-causality from ``history=`` (:class:`UnitLegc`).
         data: ``(x, y)`` calibration samples for ``"taylor"``.
-        history: for ``"legc"``: a unit-level History (``WeightHistory(units=True)``) or its
+        history: for ``"legc"``: a unit-level History (``kl.UnitHistory``) or its
             run directory.
         round_to: kept channel counts per group are multiples of this (a group with fewer
             channels than ``round_to``, or no multiple below its size, keeps them all).

@@ -342,5 +342,5 @@ def test_legc_importance_refuses_a_weight_level_history():
 
     h = History(layers=["d1"], shapes={"d1": (2,)}, le=np.zeros((2, 6), np.float32),
                 target=np.arange(6.0), window=4, overlap=0.0, every=1, n_snapshots=24)  # fmt: skip
-    with pytest.raises(InvalidArgumentError, match="units=True"):
+    with pytest.raises(InvalidArgumentError, match="UnitHistory"):
         kl.prune_channels(convnet(), ratio=0.2, importance="legc", history=h)
