@@ -14,6 +14,7 @@ from keras_legc._version import __version__  # noqa: E402,F401
 from keras_legc.core.granger import GrangerResult, granger_pvalues, granger_test  # noqa: E402
 from keras_legc.core.history import History, load_snapshots  # noqa: E402
 from keras_legc.core.lyapunov import windowed_lyapunov  # noqa: E402
+from keras_legc.core.recorder import DEFAULT_MAX_OVERHEAD, budget_every  # noqa: E402
 from keras_legc.core.scoring import Scores, score  # noqa: E402
 from keras_legc.errors import *  # noqa: E402,F401,F403
 from keras_legc.masking import (  # noqa: E402
@@ -87,6 +88,8 @@ __all__ = [
     "load_snapshots",
     "Scores",
     "score",
+    "budget_every",
+    "DEFAULT_MAX_OVERHEAD",
     *_errors.__all__,
     *_LAZY,
 ]

@@ -164,7 +164,10 @@ def _train_dense(run: _Run):
     _say(f"[1/{stages}] training the dense MLP 30-{'-'.join(map(str, cfg.hidden))}-2 for {cfg.epochs} "
          f"epochs ({n_steps} steps) with WeightHistory(window={cfg.window}) ...")  # fmt: skip
     dense = run.compile(run.build())
-    recorder = kl.WeightHistory(window=cfg.window, run_dir=out / "history", overwrite=cfg.force)
+    recorder = kl.WeightHistory(
+        every=1, window=cfg.window, validation_data=(data.x_val, data.y_val),
+        run_dir=out / "history", overwrite=cfg.force,
+    )  # fmt: skip
     t0 = time.perf_counter()
     with native_noise_filtered():  # TF's "E0000 ... NodeDef mentions" line on the first fit
         dense.fit(

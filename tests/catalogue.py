@@ -200,6 +200,8 @@ def fit_with(recorder, lr=0.1, epochs=2, validation=True, target_scale=1.0):
     model = mlp()
     model.compile(k.optimizers.SGD(lr), "mse")
     kwargs = {"validation_data": (x[:30], y[:30])} if validation else {}
+    if validation:  # the recorder's own validation data (Keras does not hand it fit's)
+        recorder.validation_data = kwargs["validation_data"]
     model.fit(x, k.utils.to_categorical(y, 2) * target_scale, batch_size=4, epochs=epochs,
               callbacks=[recorder], verbose=0, **kwargs)  # fmt: skip
 
@@ -329,18 +331,18 @@ CASES: list[Case] = [
          "not a readable keras_legc scores"),
     # Recording
     Case("API: recording", "fit without any validation data", E.HistoryError,
-         lambda t: fit_with(kl.WeightHistory(window=10), validation=False),
+         lambda t: fit_with(kl.WeightHistory(every=1, window=10), validation=False),
          "needs validation data"),
     Case("API: recording", "window shorter than 4 steps", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(window=2), "window must be an integer >= 4"),
+         lambda t: kl.WeightHistory(every=1, window=2), "window must be an integer >= 4"),
     Case("API: recording", "run_dir that already holds a history", E.OutputExistsError,
-         lambda t: kl.WeightHistory(run_dir=saved_history(t)), "already holds a recorded"),
+         lambda t: kl.WeightHistory(every=1, run_dir=saved_history(t)), "already holds a recorded"),
     Case("API: recording", "threads=0 for the LE kernel", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(threads=0), "threads must be a positive integer"),
+         lambda t: kl.WeightHistory(every=1, threads=0), "threads must be a positive integer"),
     Case("API: recording", "save_snapshots without a run_dir", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(save_snapshots=True), "needs a run_dir"),
+         lambda t: kl.WeightHistory(every=1, save_snapshots=True), "needs a run_dir"),
     Case("API: recording", "training that diverges to NaN", E.NonFiniteError,
-         lambda t: fit_with(kl.WeightHistory(window=4, overlap=0.0), lr=1e30, target_scale=1e20),
+         lambda t: fit_with(kl.WeightHistory(every=1, window=4, overlap=0.0), lr=1e30, target_scale=1e20),
          "diverged"),
     Case("API: model", "saving a model over an existing file", E.OutputExistsError,
          lambda t: (kl.save_model(mlp(), t / "m.keras"), kl.save_model(mlp(), t / "m.keras")),
@@ -440,11 +442,11 @@ CASES: list[Case] = [
          lambda t: kl.load_snapshots(saved_history(t)), "holds no raw snapshots"),
     # Recording and schedules
     Case("API: recording", "overlap of 1 for WeightHistory", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(overlap=1.0), r"overlap must be in \[0, 1\)"),
+         lambda t: kl.WeightHistory(every=1, overlap=1.0), r"overlap must be in \[0, 1\)"),
     Case("API: recording", "window that is not an integer (10.5)", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(window=10.5), "window must be an integer.*10.5"),
+         lambda t: kl.WeightHistory(every=1, window=10.5), "window must be an integer.*10.5"),
     Case("API: recording", "unknown target series", E.InvalidArgumentError,
-         lambda t: kl.WeightHistory(target="accuracy"), "target must be one of"),
+         lambda t: kl.WeightHistory(every=1, target="accuracy"), "target must be one of"),
     Case("API: recording", "pruning schedule ending before it begins", E.InvalidArgumentError,
          lambda t: kl.PolynomialDecay(0.8, begin_step=100, end_step=10), "begin_step < end_step"),
     Case("API: recording", "pruning schedule to sparsity 1", E.InvalidArgumentError,

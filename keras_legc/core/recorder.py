@@ -15,6 +15,7 @@ numpy trainer (:class:`legc_research.reproduce.StreamingRecorder`).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -52,6 +53,59 @@ from keras_legc.errors import InvalidArgumentError, LegcWarning, NonFiniteError,
 #: Rows of the LE series allocated when the number of windows is not known in advance.
 DEFAULT_EXPECTED_WINDOWS = 16
 TIMINGS = ("snapshot_s", "lyapunov_s", "lyapunov_wait_s", "validation_s", "save_s")
+#: The recording budget of ``WeightHistory`` when neither ``every`` nor ``max_overhead`` is given:
+#: the recording may add at most this fraction of the training time (0.5: ``fit`` at most 1.5x).
+DEFAULT_MAX_OVERHEAD = 0.5
+#: The measured costs :func:`budget_every` needs, in seconds.
+COSTS = ("train_s", "snapshot_s", "lyapunov_s", "target_s")
+
+
+def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: int = 1) -> dict:
+    """The smallest ``every`` (at least ``every``) whose estimated recording cost fits ``budget``.
+
+    A pure function of the measured costs, so the same costs always give the same choice, and a
+    larger budget never gives a larger ``every``. The cost model: each recorded snapshot costs its
+    copy plus one window's LE and target amortised over the ``stride`` snapshots between windows;
+    ``every`` training steps pass per snapshot. LE seconds count in full even when they run on the
+    background thread: on a machine with few cores they slow the training steps instead.
+
+    Args:
+        costs: seconds per ``train_s`` (training step), ``snapshot_s`` (one snapshot copy),
+            ``lyapunov_s`` (the LEs of one window of every weight), ``target_s`` (one target).
+        budget: the recording's cost as a fraction of the training time (0.5: at most 1.5x).
+        stride: snapshots between window closings.
+        every: the smallest spacing allowed.
+
+    Returns:
+        ``{"every", "estimated_overhead", "record_s_per_snapshot"}``; ``estimated_overhead`` is
+        the recording's estimated seconds over the training seconds at the chosen ``every``.
+
+    Example:
+        >>> c = {"train_s": 0.002, "snapshot_s": 0.0005, "lyapunov_s": 0.18, "target_s": 0.02}
+        >>> budget_every(c, 0.5, stride=45)["every"]
+        5
+    """
+    missing = [k for k in COSTS if k not in costs]
+    if missing:
+        raise InvalidArgumentError(f"costs lack {missing}. Fix: give seconds for each of {COSTS}.")
+    if not (math.isfinite(budget) and budget > 0):
+        raise InvalidArgumentError(f"budget must be a positive finite fraction, got {budget!r}.")
+    check_positive_int("every", every)
+    check_positive_int("stride", stride)
+    per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
+    train = max(float(costs["train_s"]), 1e-9)
+    chosen = max(int(every), math.ceil(per_snapshot / (budget * train)))
+    return {
+        "every": chosen,
+        "estimated_overhead": estimated_overhead(costs, chosen, stride),
+        "record_s_per_snapshot": per_snapshot,
+    }
+
+
+def estimated_overhead(costs: Mapping[str, float], every: int, stride: int) -> float:
+    """The cost model of :func:`budget_every`: recording seconds over training seconds."""
+    per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
+    return per_snapshot / (every * max(float(costs["train_s"]), 1e-9))
 
 
 def check_recording(
@@ -473,4 +527,7 @@ class Recorder:
             self.timings["lyapunov_wait_s"] += time.perf_counter() - t0
 
 
-__all__ = ["Recorder", "check_recording", "check_positive_int", "TIMINGS"]
+__all__ = [
+    "Recorder", "check_recording", "check_positive_int", "TIMINGS", "DEFAULT_MAX_OVERHEAD",
+    "budget_every", "estimated_overhead",
+]  # fmt: skip

@@ -8,10 +8,10 @@ is the LE series (weights x windows), never the raw steps x weights history.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -20,13 +20,17 @@ import numpy as np
 
 from keras_legc.core.dense import predicted_class
 from keras_legc.core.history import History
-from keras_legc.core.lyapunov import n_windows
+from keras_legc.core.lyapunov import lyapunov_of_windows, n_windows
 from keras_legc.core.recorder import (
     DEFAULT_EXPECTED_WINDOWS,
+    DEFAULT_MAX_OVERHEAD,
     Recorder,
+    budget_every,
     check_positive_int,
     check_recording,
+    estimated_overhead,
 )
+from keras_legc.core.scoring import MIN_WINDOWS
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf, to_numpy
@@ -35,6 +39,10 @@ from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
+#: Training steps the budget calibration times (fewer with a window of at most this many).
+CALIBRATION_HOOKS = 20
+#: Weights whose LEs the calibration times on a window of the real length (scaled to all).
+CALIBRATION_LE_WEIGHTS = 1 << 16
 
 
 class WeightHistory(Callback):
@@ -51,14 +59,16 @@ class WeightHistory(Callback):
     Args:
         window: LE window length in snapshots (paper: 200 for tabular data, 50 for MNIST).
         overlap: overlap of consecutive windows, in [0, 1) (paper: 0.1).
-        every: record one snapshot every ``every`` optimizer steps.
+        every: record one snapshot every ``every`` optimizer steps, as given (``every=1``: every
+            step). None (the default): chosen by the ``max_overhead`` budget.
         validation_data: ``(x, y)`` arrays (any backend) or a ``tf.data.Dataset`` of
-            ``(x, y[, weight])`` batches for the target series. If None, the ``validation_data`` (or
-            ``validation_split``) given to ``fit`` is used. A dataset is read once, at the start
+            ``(x, y[, weight])`` batches for the target series; required (a HistoryError at the
+            start of ``fit`` names the fix): Keras hands callbacks neither fit's
+            ``validation_data`` nor its ``validation_split``, so give the recorder its own (and
+            ``fit`` the same, for Keras' ``val_`` metrics). A dataset is read once, at the start
             of training, so every window is evaluated on the same rows.
         validation_batches: read at most this many batches of a validation dataset (default:
-            fit's ``validation_steps`` if given, else every batch). Required for an infinite
-            (repeated) dataset.
+            every batch). Required for an infinite (repeated) dataset.
         validation_rows: keep at most this many rows of a validation dataset (the first ones);
             bounds the memory and the cost of each window's evaluation.
         log_dir: if given, a TensorBoard event file is written there with, per closed window (at
@@ -88,18 +98,22 @@ class WeightHistory(Callback):
             :class:`keras_legc.core.recorder.Recorder`.
         store_chunks: ``(weights, windows)`` per chunk of that store (default ``(65536, 32)``).
         max_overhead: a budget for the recording's cost, as a fraction of the training time
-            (0.1: ``fit`` at most about 10% slower), or None (record at ``every`` whatever it
-            costs). Calibration: the first window's worth of snapshots (``window x every``
-            steps) is recorded by a throwaway in-memory recorder (LEs computed inline), timing
-            the cost of a recorded step (snapshot copy, plus the LE and the target of a window
-            amortised over the ``stride`` snapshots between windows) and of a training step
-            (wall time between the hooks minus this callback's own time). Then ``every``
-            becomes the smallest integer >= the one given that meets the budget, and the real
-            recording starts: the calibration snapshots are discarded, so **the history starts
-            at the step after the calibration** (``meta["calibration"]["steps"]``; ``run_dir`` is
-            first written then). The History's ``every`` is the one chosen; its meta holds
-            ``every_requested``, ``max_overhead`` and the measured costs. A training shorter
-            than the calibration records no window (a LegcWarning says so).
+            (0.5: ``fit`` at most about 1.5x as long), or None (record at ``every`` whatever it
+            costs). ``"auto"`` (the default): :data:`~keras_legc.core.recorder.DEFAULT_MAX_OVERHEAD`
+            (0.5) when ``every`` is not given, else None. Calibration: the first
+            ``min(window - 1, 20)`` training steps are recorded at ``every`` (or 1) and timed
+            (medians of the training step and the snapshot copy; the LEs of one window of the
+            real length and the target, each the median of three timings after a warm-up);
+            then :func:`~keras_legc.core.recorder.budget_every`, a pure function of those costs,
+            chooses the smallest ``every`` (at least the one given) whose estimated cost fits
+            the budget, and the calibration's snapshots are kept at that spacing: the History is
+            the one a recording at the chosen ``every`` from the first step gives. One line on
+            stderr says what was chosen; a LegcWarning names the budget that would give enough
+            windows when the chosen spacing leaves fewer than scoring needs (5). The History's
+            ``every`` is the one chosen; its meta holds ``every_requested``, ``max_overhead``,
+            ``estimated_overhead`` and the measured costs (``calibration``).
+        early_stopping: the ``EarlyStopping`` callback given to ``fit``, if any; with
+            ``restore_best_weights`` its best epoch's kernels are the History's final kernels.
 
     After ``fit``, :attr:`overhead` is the measured cost of this callback: its seconds in the
     hooks (including the final wait and save) over the training seconds between them. LEs
@@ -134,18 +148,21 @@ class WeightHistory(Callback):
     :class:`keras_legc.core.recorder.Recorder` does the rest (ring buffer, LE per window,
     run-directory saves, the History).
 
-    The History's ``final_kernels`` are the kernels the model holds after ``fit``: with
-    ``EarlyStopping(restore_best_weights=True)`` those of its best epoch, wherever it stands in
-    the callback list, and then the manifest says so (``final_kernels: "early_stopping_best"``,
-    ``final_kernels_epoch``; without them, the kernels at the end of training). The LE and
-    target series cover the whole training either way.
+    The History's ``final_kernels`` are the kernels the model holds after ``fit``. With an
+    ``EarlyStopping(restore_best_weights=True)`` in ``fit``'s callbacks, pass it as
+    ``early_stopping=`` too: its best epoch's kernels are then the final ones, wherever it stands
+    in the callback list, and the manifest says so (``final_kernels: "early_stopping_best"``,
+    ``final_kernels_epoch``). Callbacks do not see each other in Keras, so without the argument
+    the final kernels are the model's at this recorder's ``on_train_end``: right when the
+    EarlyStopping comes before the recorder in the list, those before the restore when after.
+    The LE and target series cover the whole training either way.
 
     After ``fit``, :attr:`history` holds a :class:`History`, and :attr:`timings` the seconds spent
     copying snapshots, computing LEs (on the background thread), waiting for them, evaluating the
     target and saving.
 
     Example:
-        >>> recorder = keras_legc.WeightHistory(window=50)
+        >>> recorder = keras_legc.WeightHistory(window=50, validation_data=(xv, yv))
         >>> model.fit(x, y, validation_data=(xv, yv), epochs=30, callbacks=[recorder])
         >>> scores = keras_legc.score(recorder.history)
     """
@@ -154,7 +171,7 @@ class WeightHistory(Callback):
         self,
         window: int = 50,
         overlap: float = 0.1,
-        every: int = 1,
+        every: int | None = None,
         validation_data=None,
         run_dir: str | os.PathLike | None = None,
         overwrite: bool = False,
@@ -169,7 +186,8 @@ class WeightHistory(Callback):
         log_dir: str | os.PathLike | None = None,
         le_store: bool = False,
         store_chunks: tuple[int, int] | None = None,
-        max_overhead: float | None = None,
+        max_overhead: float | str | None = "auto",
+        early_stopping=None,
     ):
         super().__init__()
         if target not in TARGETS:
@@ -180,9 +198,11 @@ class WeightHistory(Callback):
             )
         self.target = target
         self.stride = check_recording(
-            window, overlap, every, threads=threads, run_dir=run_dir, overwrite=overwrite,
+            window, overlap, 1 if every is None else every, threads=threads, run_dir=run_dir, overwrite=overwrite,
             save_snapshots=save_snapshots, le_store=le_store,
         )  # fmt: skip
+        if max_overhead == "auto":  # a budget by default; an explicit every is recorded as given
+            max_overhead = DEFAULT_MAX_OVERHEAD if every is None else None
         self.max_overhead = _check_budget(max_overhead)
         self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)
@@ -192,8 +212,10 @@ class WeightHistory(Callback):
         self.validation_batches = validation_batches
         self.validation_rows = int(validation_rows)
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.window, self.overlap, self.every = int(window), float(overlap), int(every)
+        self.window, self.overlap = int(window), float(overlap)
+        self.every = 1 if every is None else int(every)
         self.validation_data = validation_data
+        self.early_stopping = _check_early_stopping(early_stopping)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.overwrite = overwrite
         self.eval_batch_size = int(eval_batch_size)
@@ -221,7 +243,6 @@ class WeightHistory(Callback):
             return
         self._units = prunable_units(self.model)
         self._keras = keras_of(self.model)
-        self._fit = _fit_locals()
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._units[-1].layer, "activation", None), "__name__", "")
@@ -248,7 +269,7 @@ class WeightHistory(Callback):
         if self.max_overhead is None:
             self._start_engine(self.every, {})
         else:
-            self._calibration = _Calibration(self._new_engine(self.every, calibration=True))
+            self._calibration = _Calibration(min(self.window - 1, CALIBRATION_HOOKS), self.threads)
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._active:
@@ -257,7 +278,7 @@ class WeightHistory(Callback):
         steps = self._block_steps()
         self._hooks += 1
         if self._engine is None:
-            self._calibrate(steps, t0)
+            self._calibrate(steps)
         # A generator: the engine reads the kernels only on the steps it records.
         elif self._engine.step(self._kernel_arrays(), steps):
             self._write_summaries()
@@ -275,18 +296,18 @@ class WeightHistory(Callback):
         if not self._active:
             return
         t0 = self._enter()
-        if self._engine is None:  # still calibrating: record nothing rather than guess
+        if self._engine is None:  # ended during the calibration: every as requested, no window
             cal = self._calibration
             warnings.warn(
-                f"WeightHistory: training ended during the max_overhead calibration (after "
-                f"{cal.steps} optimizer steps, before its first window of {self.window} "
-                f"snapshots closed), so no window was recorded. Fix: train longer, a smaller "
-                "window, or max_overhead=None.",
+                f"WeightHistory: training ended after {sum(cal.steps)} optimizer steps, during "
+                f"the max_overhead calibration and before a window of {self.window} snapshots "
+                f"closed, so the history has no window (scoring needs {MIN_WINDOWS}). Fix: train "
+                "longer or use a smaller window.",
                 LegcWarning,
                 stacklevel=2,
             )
-            cal.engine.finish({})
-            self._start_engine(self.every, {"calibration": {"steps": cal.steps}})
+            self._start_engine(self.every, {"calibration": {"steps": sum(cal.steps)}})
+            self._replay(cal)
         final, source = self._final_kernels()
         self._engine.meta.update(source)
         if self.max_overhead is not None:
@@ -298,25 +319,21 @@ class WeightHistory(Callback):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-            self._fit = {}  # drop the references to fit's data and callbacks
             self._leave(t0)
             self.overhead = self._overhead_now(time.perf_counter())
 
     # -- recording, calibration and the clock --------------------------------------------------
-    def _new_engine(self, every: int, meta: dict | None = None, calibration: bool = False):
-        """A Recorder for this fit; the calibration's is throwaway: in memory, LEs inline."""
-        keep = not calibration
+    def _new_engine(self, every: int, meta: dict | None = None):
+        """The Recorder of this fit (sized for the windows of the whole fit)."""
         return Recorder(
             self._names(), self._shapes(),
             window=self.window, target=self._target_fn(), overlap=self.overlap, every=every,
-            threads=self.threads, background=self.background and keep,
-            run_dir=self.run_dir if keep else None, overwrite=self.overwrite,
-            save_snapshots=self.save_snapshots and keep, le_store=self.le_store and keep,
-            store_chunks=self.store_chunks,
-            expected_windows=max(1, self._expected_windows(every)) if keep else 1,
-            initial_weights=self._initial if keep else None, kernels=self._kernels,
-            meta=meta, verbose=self.verbose if keep else 0,
-            name="WeightHistory", target_name=self.target,
+            threads=self.threads, background=self.background, run_dir=self.run_dir,
+            overwrite=self.overwrite, save_snapshots=self.save_snapshots,
+            le_store=self.le_store, store_chunks=self.store_chunks,
+            expected_windows=max(1, self._expected_windows(every, hooks_done=0)),
+            initial_weights=self._initial, kernels=self._kernels, meta=meta,
+            verbose=self.verbose, name="WeightHistory", target_name=self.target,
         )  # fmt: skip
 
     def _start_engine(self, every: int, extra: dict) -> None:
@@ -336,30 +353,67 @@ class WeightHistory(Callback):
         self._engine = self._new_engine(every, {**meta, **extra})
         self.timings = self._engine.timings
 
-    def _calibrate(self, steps: int, t0: float) -> None:
-        """One hook of the calibration; once its first window closed, choose ``every`` and start
-        the real recording (the calibration's snapshots are dropped)."""
+    def _calibrate(self, steps: int) -> None:
+        """One hook of the budget calibration: time the training step and a snapshot, keep the
+        snapshot; after the calibration's hooks, choose ``every`` and start recording."""
         cal = self._calibration
-        cal.steps += steps
         cal.train_s.append(self._between)
-        if not cal.engine.step(self._kernel_arrays(), steps):
-            return
-        cal.engine.finish({})
-        costs = cal.costs(self.stride)
-        every = max(self.every, math.ceil(costs["record_s_per_snapshot"] / (
-            self.max_overhead * max(costs["train_s_per_hook"], 1e-9))))  # fmt: skip
-        self._start_engine(every, {"calibration": {"steps": cal.steps, **costs}})
+        t0 = time.perf_counter()
+        cal.rows.append(np.concatenate([k.ravel() for k in self._kernel_arrays()]))
+        cal.snapshot_s.append(time.perf_counter() - t0)
+        cal.steps.append(steps)
+        if len(cal.rows) == cal.hooks:
+            self._choose_every(cal)
+
+    def _choose_every(self, cal: _Calibration) -> None:
+        """Measure the costs, choose ``every`` by :func:`budget_every`, say so in one line (and
+        warn when too few windows will close), start the recorder and replay the calibration's
+        snapshots into it at the chosen spacing: the History is then exactly the one a recording
+        at that ``every`` from the first step would give."""
+        costs = cal.costs(self._target_fn(), self.window, self.threads)
+        choice = budget_every(costs, self.max_overhead, self.stride, self.every)
+        every = choice["every"]
+        windows = self._expected_windows(every, guess=None, hooks_done=0)
+        self._start_engine(every, {
+            "estimated_overhead": choice["estimated_overhead"],
+            "calibration": {"steps": sum(cal.steps), "hooks": cal.hooks, **costs,
+                            "record_s_per_snapshot": choice["record_s_per_snapshot"]},
+        })  # fmt: skip
+        self._replay(cal)
+        expect = "" if windows is None else f", {windows} windows expected"
+        print(
+            f"WeightHistory: every={every} (max_overhead={self.max_overhead:g}, estimated "
+            f"overhead {choice['estimated_overhead']:.2f}: a training step "
+            f"{costs['train_s'] * 1e3:.2f} ms, a recorded snapshot "
+            f"{choice['record_s_per_snapshot'] * 1e3:.2f} ms with its share of a window's LE and "
+            f"target{expect}; every=1 records every step)",
+            file=sys.stderr,
+        )
+        if windows is not None and windows < MIN_WINDOWS:
+            warnings.warn(self._few_windows(every, windows, costs), LegcWarning, stacklevel=3)
+
+    def _few_windows(self, every: int, windows: int, costs: dict) -> str:
+        """The warning for a budget whose ``every`` leaves fewer windows than scoring needs,
+        naming the budget (and ``every``) that would give enough."""
+        fit = [e for e in range(every - 1, self.every - 1, -1)
+               if self._expected_windows(e, hooks_done=0) >= MIN_WINDOWS]  # fmt: skip
+        if fit:
+            needed = math.ceil(estimated_overhead(costs, fit[0], self.stride) * 100) / 100
+            fix = (f"max_overhead={needed:g} (every={fit[0]}, {MIN_WINDOWS} windows or more), "
+                   "a smaller window, more epochs, or every=1 for every step")  # fmt: skip
+        else:
+            fix = "a smaller window or more epochs"
+        return (
+            f"WeightHistory: max_overhead={self.max_overhead:g} chose every={every}, and at that "
+            f"spacing this fit closes {windows} window(s) of {self.window} snapshots, fewer than "
+            f"the {MIN_WINDOWS} that scoring needs. Fix: {fix}."
+        )
+
+    def _replay(self, cal: _Calibration) -> None:
+        """Feed the calibration's snapshots to the recorder, one call per hook as recorded."""
+        for row, steps in zip(cal.rows, cal.steps, strict=True):
+            self._engine.step([row], steps)
         self._calibration = None
-        if self._expected_windows(every, guess=0) == 0:
-            warnings.warn(
-                f"WeightHistory: max_overhead={self.max_overhead} needs every={every} (a recorded "
-                f"snapshot costs {costs['record_s_per_snapshot'] * 1e3:.1f} ms, a training step "
-                f"{costs['train_s_per_hook'] * 1e3:.1f} ms), and at that spacing the rest of this "
-                f"fit closes no window of {self.window} snapshots: the history will be empty. "
-                "Fix: a larger max_overhead, a smaller window, or more epochs.",
-                LegcWarning,
-                stacklevel=3,
-            )
 
     def _enter(self) -> float:
         """Start timing a hook: the time since the previous hook left was training."""
@@ -449,55 +503,51 @@ class WeightHistory(Callback):
     def _final_kernels(self) -> tuple[dict[str, np.ndarray] | None, dict]:
         """The kernels the model holds once ``fit`` returns, and a manifest note if restored.
 
-        ``EarlyStopping(restore_best_weights=True)`` sets its best epoch's weights in its own
-        ``on_train_end``; when it comes after this recorder in the callback list that happens
-        after the recording finished, so its ``best_weights`` are taken here (None: the model's
-        kernels now).
+        The ``early_stopping`` callback given to the constructor, with ``restore_best_weights``,
+        sets its best epoch's weights in its own ``on_train_end`` (both Keras do so whenever it
+        holds best weights), before or after this recorder's: either way its ``best_weights``
+        are the kernels ``fit`` returns with (None: the model's kernels now).
         """
-        callbacks = getattr(self._fit.get("callbacks"), "callbacks", None) or []
-        restoring = [
-            (i, cb) for i, cb in enumerate(callbacks)
-            if isinstance(cb, (keras().callbacks.EarlyStopping, keras3().callbacks.EarlyStopping))
-            and cb.restore_best_weights and cb.best_weights is not None
-        ]  # fmt: skip
-        if not restoring:
+        stop = self.early_stopping
+        if stop is None or not stop.restore_best_weights or stop.best_weights is None:
             return None, {}  # the kernels at the end of training: nothing to note
-        position, last = restoring[-1]  # the last one to set the weights wins
         source = {
             "final_kernels": "early_stopping_best",
-            "final_kernels_epoch": last.best_epoch + 1,
+            "final_kernels_epoch": stop.best_epoch + 1,
         }
-        mine = next((i for i, cb in enumerate(callbacks) if cb is self), -1)
-        if position < mine:  # already restored before this recorder's on_train_end
-            return None, source
         index = {id(w): i for i, w in enumerate(self.model.weights)}
         final = {
-            unit.key: np.array(last.best_weights[index[id(unit.variable)]], dtype=np.float32)
+            unit.key: np.array(stop.best_weights[index[id(unit.variable)]], dtype=np.float32)
             for unit in self._units
         }
         return final, source
 
-    def _expected_windows(self, every: int, guess: int = DEFAULT_EXPECTED_WINDOWS) -> int:
+    def _expected_windows(
+        self,
+        every: int,
+        guess: int | None = DEFAULT_EXPECTED_WINDOWS,
+        hooks_done: int | None = None,
+    ) -> int | None:
         """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
-        tell): one hook per executed block of ``steps_per_execution`` steps, less those gone."""
+        tell): one hook per executed block of ``steps_per_execution`` steps, less the
+        ``hooks_done`` (default: those gone)."""
         epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
         if not epochs or not steps:
             return guess
-        hooks = int(epochs) * -(-int(steps) // self._spe) - self._hooks
+        gone = self._hooks if hooks_done is None else hooks_done
+        hooks = int(epochs) * -(-int(steps) // self._spe) - gone
         snapshots = -(-max(hooks, 0) // every)
         return n_windows(snapshots, self.window, self.overlap)
 
     def _resolve_validation_data(self):
         data, batches = self.validation_data, self.validation_batches
         if data is None:
-            data = _fit_validation_data(self._fit)
-            if batches is None and isinstance(data, tf().data.Dataset):
-                batches = self._fit.get("validation_steps")
-        if data is None:
             raise HistoryError(
-                "WeightHistory needs validation data for the misclassification series. Fix: pass "
-                "validation_data=(x, y) or a tf.data.Dataset (or validation_split) to fit, or "
-                "WeightHistory(validation_data=...)."
+                f"WeightHistory needs validation data for the {self.target} series, and Keras "
+                "does not hand fit's validation_data or validation_split to callbacks. Fix: "
+                "WeightHistory(validation_data=(x_val, y_val)) or a batched tf.data.Dataset "
+                "(with validation_batches=N if it repeats); give fit the same data too if you "
+                "want Keras' val_ metrics."
             )
         if isinstance(data, tf().data.Dataset):
             data = materialise_dataset(data, batches, self.validation_rows)
@@ -633,63 +683,75 @@ def materialise_dataset(dataset, batches: int | None, rows: int) -> tuple[np.nda
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _fit_locals() -> dict:
-    """The locals of the enclosing ``Model.fit`` call of tf_keras or Keras 3 ({} outside one).
-
-    Neither Keras hands fit's validation data or its callback list to callbacks, so look up the
-    stack for the ``fit`` of tf_keras or of a Keras 3 backend trainer and read its locals (both
-    name them ``val_x``, ``val_y``, ``callbacks``, ``validation_steps``).
-    """
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            code = frame.f_code
-            if code.co_name == "fit" and _is_keras_trainer(code.co_filename):
-                return dict(frame.f_locals)
-            frame = frame.f_back
-        return {}
-    finally:
-        del frame
-
-
-def _is_keras_trainer(filename: str) -> bool:
-    path = filename.replace(os.sep, "/")
-    return "/tf_keras/" in path or ("/keras/src/backend/" in path and path.endswith("trainer.py"))
-
-
-def _fit_validation_data(fit: dict):
-    """fit's validation set: ``(val_x, val_y)`` (also from validation_split), a dataset or None."""
-    val_x, val_y = fit.get("val_x"), fit.get("val_y")
-    if val_x is None:
+def _check_early_stopping(callback):
+    """``early_stopping``: None or an ``EarlyStopping`` callback of tf_keras or Keras 3."""
+    if callback is None:
         return None
-    # A dataset (or a generator, refused later by name) is unpacked into val_x alone.
-    return val_x if val_y is None else (val_x, val_y)
+    kinds = (keras().callbacks.EarlyStopping, keras3().callbacks.EarlyStopping)
+    if not isinstance(callback, kinds):
+        raise InvalidArgumentError(
+            f"early_stopping must be the EarlyStopping callback given to fit, got "
+            f"{type(callback).__name__}. Fix: stop = keras.callbacks.EarlyStopping(..., "
+            "restore_best_weights=True); fit(..., callbacks=[stop, recorder]) with "
+            "WeightHistory(early_stopping=stop)."
+        )
+    return callback
 
 
 class _Calibration:
-    """The ``max_overhead`` calibration: a throwaway recorder and the hooks' training seconds."""
+    """The budget calibration: the first hooks' training seconds, snapshots and their copy times.
 
-    def __init__(self, engine: Recorder):
-        self.engine, self.steps, self.train_s = engine, 0, []
+    The snapshots are kept (``hooks`` < ``window`` of them, so no window closes) and replayed
+    into the recorder once ``every`` is chosen, so nothing is discarded.
+    """
 
-    def costs(self, stride: int) -> dict[str, float]:
-        """Seconds per recorded snapshot (its copy, plus one window's LE and target amortised
-        over the ``stride`` snapshots between windows) and per training hook (the median; the
-        first hook, which traces the train function, is left out when there are others)."""
-        t, snapshots = self.engine.timings, max(self.engine.snapshots, 1)
-        window_s = t["lyapunov_s"] + t["validation_s"]
-        snapshot_s = t["snapshot_s"] / snapshots
+    def __init__(self, hooks: int, threads: int | None):
+        self.hooks = hooks
+        self.rows: list[np.ndarray] = []
+        self.train_s: list[float] = []
+        self.snapshot_s: list[float] = []
+        self.steps: list[int] = []
+        # numba's import and the kernel's compile or cache load (0.6 s to several seconds, once
+        # per process) off the training thread, while the calibration's steps train
+        self._warm = threading.Thread(target=_warm_up_kernel, args=(threads,), daemon=True)
+        self._warm.start()
+
+    def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
+        """Seconds per training step and per snapshot (medians; the first training step, which
+        traces the train function, left out), per window's LEs (the median of three timings on
+        a window of the real length made of the calibration's snapshots, after a warm-up call
+        that compiles or loads the kernel; at most :data:`CALIBRATION_LE_WEIGHTS` weights,
+        scaled to all) and per target (the median of three evaluations)."""
+        n = self.rows[0].size
+        cols = min(n, CALIBRATION_LE_WEIGHTS)
+        rows = np.stack([row[:cols] for row in self.rows])  # a copy of the sampled weights only
+        sample = rows[np.arange(window) % len(rows)].T
+        self._warm.join()  # the kernel is loaded: its first call is not timed
         return {
-            "snapshot_s": snapshot_s,
-            "window_s": window_s,
-            "record_s_per_snapshot": snapshot_s + window_s / stride,
-            "train_s_per_hook": float(np.median(self.train_s[1:] or self.train_s)),
-            "hooks": len(self.train_s),
+            "train_s": float(np.median(self.train_s[1:] or self.train_s)),
+            "snapshot_s": float(np.median(self.snapshot_s)),
+            "lyapunov_s": _median_seconds(lambda: lyapunov_of_windows(sample, threads=threads))
+            * n
+            / cols,
+            "target_s": _median_seconds(target),
         }
 
 
+def _warm_up_kernel(threads: int | None) -> None:
+    lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
+
+
+def _median_seconds(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def _check_budget(value) -> float | None:
-    """``max_overhead``: None or a finite number > 0."""
+    """``max_overhead``: None or a finite number > 0 (``"auto"`` is resolved before)."""
     if value is None:
         return None
     if (

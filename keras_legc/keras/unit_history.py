@@ -66,10 +66,10 @@ class UnitHistory(WeightHistory):
             final = {k: v.astype(np.float32) for k, v in self._unit_view().of(final).items()}
         return final, source
 
-    def _new_engine(self, every: int, meta: dict | None = None, calibration: bool = False):
+    def _new_engine(self, every: int, meta: dict | None = None):
         meta = {k: v for k, v in (meta or {}).items() if k != "layouts"}  # weights', not units'
         meta.update(granularity="unit", units=self._unit_view().manifest())
-        return super()._new_engine(every, meta, calibration)
+        return super()._new_engine(every, meta)
 
 
 def _variable_name(variable) -> str:

@@ -365,7 +365,7 @@ def legc_gradual(ctx: Context, sparsity: float, ranking: str = "legc_protect") -
     model = ctx.dense_model()
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
     recorder = kl.WeightHistory(
-        window=GRADUAL_WINDOW, validation_data=(ctx.data.x_val, ctx.data.y_val)
+        every=1, window=GRADUAL_WINDOW, validation_data=(ctx.data.x_val, ctx.data.y_val)
     )
     schedule = kl.PolynomialDecay(sparsity, begin_step=0, end_step=end, frequency=frequency)
     gradual = kl.GradualPruning(recorder, schedule, ranking=ranking, scores=ctx.scores,
@@ -435,7 +435,7 @@ def prepare(
     ctx = Context(net, seed, data, [], None, None, settings["tfmot_ramp"])
     ctx.compile(model)
     recorder = kl.WeightHistory(
-        window=net.window, validation_data=(data.x_val, data.y_val), run_dir=folder / "history",
+        every=1, window=net.window, validation_data=(data.x_val, data.y_val), run_dir=folder / "history",
         overwrite=True,
     )  # fmt: skip
     model.fit(batches(data, net.batch_size, seed), epochs=net.epochs, callbacks=[recorder],

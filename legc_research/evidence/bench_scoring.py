@@ -178,10 +178,12 @@ def worker_fit(spec: dict) -> dict:
         digest.update(np.ascontiguousarray(w).tobytes())
     callbacks, recorder = [], None
     if spec["record"]:
+        # every None and no max_overhead: the recorder's defaults (its budget)
+        budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
         recorder = keras_legc.WeightHistory(
             window=spec["window"], overlap=spec["overlap"], every=spec["every"],
             validation_data=(x_val, y_val), run_dir=spec["run_dir"],
-            save_snapshots=spec["save_snapshots"], verbose=0,
+            save_snapshots=spec["save_snapshots"], verbose=0, **budget,
         )  # fmt: skip
         callbacks = [recorder]
     rss_before = peak_rss_mib()
@@ -207,6 +209,11 @@ def worker_fit(spec: dict) -> dict:
         out.update(
             timings=dict(recorder.timings),
             n_snapshots=h.n_snapshots,
+            every=h.every,
+            overhead=recorder.overhead,
+            budget={
+                k: h.meta.get(k) for k in ("max_overhead", "estimated_overhead", "calibration")
+            },
             n_windows=h.n_windows,
             n_weights=h.n_weights,
             final_val_misclassification=float(h.target[-1]) if h.n_windows else None,

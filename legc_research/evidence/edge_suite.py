@@ -247,7 +247,9 @@ def legc_gradual(ctx: Context, sparsity: float):
     model = ctx.dense_model()
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
     recorder = kl.WeightHistory(
-        window=against_tfmot.GRADUAL_WINDOW, validation_data=(ctx.data.x_val, ctx.data.y_val)
+        every=1,
+        window=against_tfmot.GRADUAL_WINDOW,
+        validation_data=(ctx.data.x_val, ctx.data.y_val),
     )
     gradual = kl.GradualPruning(
         recorder, kl.PolynomialDecay(sparsity, begin_step=0, end_step=end, frequency=frequency),

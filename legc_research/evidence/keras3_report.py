@@ -150,7 +150,9 @@ def run_lenet(k, s: dict, data_dir) -> dict:
     data, x, y = _mnist(data_dir, s["lenet_rows"], s["seed"])
     model = _lenet(k, s["seed"])
     _compile(k, model)
-    rec = kl.WeightHistory(window=s["lenet_window"], validation_data=(data.x_val, data.y_val))
+    rec = kl.WeightHistory(
+        every=1, window=s["lenet_window"], validation_data=(data.x_val, data.y_val)
+    )
     model.fit(x, y, batch_size=s["lenet_batch_size"], epochs=s["lenet_epochs"], shuffle=False,
               verbose=0, callbacks=[rec])  # fmt: skip
     with warnings.catch_warnings():
@@ -182,7 +184,7 @@ def run_timing(k, s: dict, data_dir) -> dict:
         callbacks = [timer]
         if name == "recording":
             rec = kl.WeightHistory(
-                window=s["lenet_window"], validation_data=(data.x_val, data.y_val)
+                every=1, window=s["lenet_window"], validation_data=(data.x_val, data.y_val)
             )
             callbacks.insert(0, rec)
         model.fit(x, y, batch_size=s["lenet_batch_size"], epochs=s["timing_epochs"],

@@ -112,7 +112,7 @@ def train_sigmoid_net(k, hidden, split, cfg, seed, run_dir):
     model.compile(k.optimizers.Adam(cfg["lr"]), "mse", metrics=["accuracy"])
     y1 = np.eye(10, dtype="float32")[split["y_tr"]]
     rec = kl.WeightHistory(
-        window=cfg["window"], validation_data=(split["x_tr"][: cfg["n_target"]], split["y_tr"][: cfg["n_target"]]),
+        every=1, window=cfg["window"], validation_data=(split["x_tr"][: cfg["n_target"]], split["y_tr"][: cfg["n_target"]]),
         run_dir=run_dir, overwrite=True,
     )  # fmt: skip
     t0 = time.perf_counter()

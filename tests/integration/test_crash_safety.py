@@ -51,7 +51,7 @@ RECORD = textwrap.dedent(
     model = k.Sequential([k.layers.Input((12,)), k.layers.Dense(16, activation="tanh"),
                           k.layers.Dense(2)])
     model.compile(k.optimizers.SGD(0.05), k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rec = kl.WeightHistory(window=8, overlap=0.0, run_dir=run_dir, overwrite=True,
+    rec = kl.WeightHistory(every=1, window=8, overlap=0.0, run_dir=run_dir, overwrite=True,
                            validation_data=(x[:80], y[:80]))
     print("training", flush=True)
     model.fit(x, y, batch_size=8, epochs=int(os.environ.get("EPOCHS", "60")), callbacks=[rec],

@@ -28,7 +28,7 @@ def _run(seed: int) -> tuple[float, float, dict]:
         keras.layers.Dense(10, activation="softmax", name="out"),
     ])  # fmt: skip
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    recorder = kl.WeightHistory(window=20, validation_data=(data.x_val, data.y_val))
+    recorder = kl.WeightHistory(every=1, window=20, validation_data=(data.x_val, data.y_val))
     model.fit(data.x_train, data.y_train, batch_size=32, epochs=30, callbacks=[recorder],
               verbose=0, shuffle=True)  # fmt: skip
     trained = model.get_weights()

@@ -34,7 +34,7 @@ RUN = textwrap.dedent(
     model = k.Sequential([k.layers.Input((10,)), k.layers.Dense(12, activation="relu"),
                           k.layers.Dense(8, activation="tanh"), k.layers.Dense(2)])
     model.compile(k.optimizers.SGD(0.05), k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rec = kl.WeightHistory(window=10, validation_data=(x[400:], y[400:]))
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(x[400:], y[400:]))
     model.fit(x[:400], y[:400], batch_size=8, epochs=6, callbacks=[rec], verbose=0, shuffle=True)
     h = rec.history
     with warnings.catch_warnings():

@@ -32,7 +32,7 @@ def _model(seed=0, d=10, out=2, activation="softmax", loss="sparse_categorical_c
 def dense():
     xtr, ytr, xv, yv = _data()
     model = _model()
-    rec = kl.WeightHistory(window=10, validation_data=(xv, yv))
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
     model.fit(xtr, ytr, epochs=4, batch_size=10, callbacks=[rec], verbose=0)
     return model, kl.score(rec.history), (xtr, ytr, xv, yv)
 
@@ -43,7 +43,7 @@ def test_gradual_pruning_reaches_the_exact_sparsity_with_monotone_masks(dense):
     wrapped.compile(k.optimizers.Adam(0.005), "sparse_categorical_crossentropy",
                     metrics=["accuracy"])  # fmt: skip
     steps = 3 * 45  # 3 epochs of 45 batches
-    rec = kl.WeightHistory(window=10, validation_data=(xv, yv))
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
     schedule = kl.PolynomialDecay(0.9, begin_step=0, end_step=90, frequency=15)
     gradual = kl.GradualPruning(rec, schedule, scores=scores, recent_windows=8, min_windows=6)
     seen = []
@@ -75,7 +75,7 @@ def test_gradual_pruning_reaches_the_exact_sparsity_with_monotone_masks(dense):
 
 def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_early(dense):
     model, scores, (xtr, ytr, xv, yv) = dense
-    rec = kl.WeightHistory(window=10, validation_data=(xv, yv))
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
     schedule = kl.PolynomialDecay(0.5, begin_step=0, end_step=1000, frequency=10)
     plain = _model()
     with pytest.raises(ModelStructureError, match="Mask.keep_all"):
@@ -83,7 +83,7 @@ def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_earl
                   callbacks=[rec, kl.GradualPruning(rec, schedule)])  # fmt: skip
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
     wrapped.compile("adam", "sparse_categorical_crossentropy")
-    rec2 = kl.WeightHistory(window=10, validation_data=(xv, yv))
+    rec2 = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
     with pytest.warns(LegcWarning, match="before the schedule's end_step"):
         wrapped.fit(
             xtr,
@@ -111,9 +111,9 @@ def test_loss_target_for_regression_and_continuous_labels_refused_for_misclassif
             epochs=1,
             batch_size=10,
             verbose=0,
-            callbacks=[kl.WeightHistory(window=10, validation_data=(x[300:], y[300:]))],
+            callbacks=[kl.WeightHistory(every=1, window=10, validation_data=(x[300:], y[300:]))],
         )
-    rec = kl.WeightHistory(window=10, validation_data=(x[300:], y[300:]), target="loss")
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(x[300:], y[300:]), target="loss")
     model.fit(x[:300], y[:300], epochs=3, batch_size=10, verbose=0, callbacks=[rec])
     target = rec.history.target
     assert rec.history.meta["target"] == "loss"
@@ -126,4 +126,4 @@ def test_loss_target_for_regression_and_continuous_labels_refused_for_misclassif
         scores = kl.score(rec.history)
     assert scores.n_weights == 6 * 16 + 16
     with pytest.raises(InvalidArgumentError, match="target must be one of"):
-        kl.WeightHistory(target="accuracy")
+        kl.WeightHistory(every=1, target="accuracy")

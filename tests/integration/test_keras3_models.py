@@ -73,7 +73,9 @@ def test_same_weights_and_data_give_the_same_evidence_under_keras2_and_keras3():
     out = {}
     for name, (model, k) in _twins().items():
         model.compile(k.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
-        rec = kl.WeightHistory(window=12, validation_data=(x[:96], y[:96]), background=False)
+        rec = kl.WeightHistory(
+            every=1, window=12, validation_data=(x[:96], y[:96]), background=False
+        )
         model.fit(x, y, epochs=8, batch_size=16, shuffle=False, verbose=0, callbacks=[rec])
         scores = kl.score(rec.history, progress=False)
         out[name] = (rec.history, scores, scores.mask(sparsity=0.5))
@@ -139,7 +141,7 @@ def test_tf_data_validation_and_rewind_on_keras3():
     y = (x[:, 0] > 0).astype("int64")
     val = tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(16)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(window=8)
+    rec = kl.WeightHistory(validation_data=val, every=1, window=8)
     model.fit(x, y, validation_data=val, epochs=3, batch_size=16, verbose=0, callbacks=[rec])
     history = rec.history
     assert history.n_windows >= 5 and np.isfinite(history.target).all()

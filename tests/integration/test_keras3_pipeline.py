@@ -78,7 +78,7 @@ def run_pipeline(flavour: str) -> dict:
     x, y = _data()
     model = _model(k)
     model.compile(k.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(window=10, background=False)
+    rec = kl.WeightHistory(validation_data=(x[:64], y[:64]), every=1, window=10, background=False)
     model.fit(x, y, validation_data=(x[:64], y[:64]), epochs=4, batch_size=16, shuffle=False,
               verbose=0, callbacks=[rec])  # fmt: skip
     history = rec.history
@@ -145,7 +145,7 @@ def _gradual(k, model) -> dict:
     x, y = _data()
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
     wrapped.compile(k.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(window=10, validation_data=(x[:64], y[:64]), background=False)
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(x[:64], y[:64]), background=False)
     schedule = kl.PolynomialDecay(0.8, begin_step=0, end_step=48, frequency=16)
     gradual = kl.GradualPruning(rec, schedule, min_windows=5, recent_windows=6)
     wrapped.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0, callbacks=[rec, gradual])

@@ -61,7 +61,7 @@ def trained():
     xtr, ytr, xv, yv = make_data()
     model = make_model()
     init = [w.copy() for w in model.get_weights()]
-    rec, raw = kl.WeightHistory(window=WINDOW), RawKernels()
+    rec, raw = kl.WeightHistory(validation_data=(xv, yv), every=1, window=WINDOW), RawKernels()
     model.fit(
         xtr, ytr, batch_size=6, epochs=8, validation_data=(xv, yv), callbacks=[raw, rec], verbose=0
     )
@@ -80,7 +80,7 @@ def test_target_is_validation_misclassification():
     xtr, ytr, xv, yv = make_data()
     model = make_model()
     # 30 steps per epoch, windows of 10 without overlap: the last window closes at the last step.
-    rec = kl.WeightHistory(window=10, overlap=0.0)
+    rec = kl.WeightHistory(validation_data=(xv, yv), every=1, window=10, overlap=0.0)
     model.fit(
         xtr, ytr, batch_size=6, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0
     )
@@ -126,10 +126,10 @@ def test_run_dir_is_written_during_fit_and_not_overwritten(tmp_path):
     xtr, ytr, xv, yv = make_data()
     model = make_model()
     model.fit(xtr, ytr, batch_size=6, epochs=2, validation_data=(xv, yv),
-              callbacks=[kl.WeightHistory(window=5, run_dir=tmp_path / "r")], verbose=0)  # fmt: skip
+              callbacks=[kl.WeightHistory(validation_data=(xv, yv), every=1, window=5, run_dir=tmp_path / "r")], verbose=0)  # fmt: skip
     assert kl.History.load(tmp_path / "r").n_snapshots == 60
     with pytest.raises(OutputExistsError, match="already holds a recorded history"):
-        kl.WeightHistory(window=5, run_dir=tmp_path / "r")
+        kl.WeightHistory(every=1, window=5, run_dir=tmp_path / "r")
 
 
 def test_corrupt_history_on_disk(trained, tmp_path):
@@ -234,7 +234,7 @@ def test_model_without_dense_layer():
     with pytest.raises(ModelStructureError, match="no prunable weight .layers: .'Activation'.."):
         model.compile("sgd", "mse")
         model.fit(np.zeros((4, 4)), np.zeros((4, 4)), validation_data=(np.zeros((2, 4)), np.zeros(2)),
-                  callbacks=[kl.WeightHistory(window=5)], verbose=0)  # fmt: skip
+                  callbacks=[kl.WeightHistory(validation_data=(np.zeros((2, 4)), np.zeros(2)), every=1, window=5)], verbose=0)  # fmt: skip
     with pytest.raises(ModelStructureError, match="no prunable weight"):
         kl.magnitude_mask(model, 0.5)
 
@@ -242,13 +242,13 @@ def test_model_without_dense_layer():
 def test_history_too_short_for_one_window_or_lag_one():
     xtr, ytr, xv, yv = make_data()
     model = make_model()
-    rec = kl.WeightHistory(window=50)
+    rec = kl.WeightHistory(validation_data=(xv, yv), every=1, window=50)
     model.fit(
         xtr, ytr, batch_size=60, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0
     )
     with pytest.raises(HistoryError, match="0 LE window"):
         kl.score(rec.history)
-    rec = kl.WeightHistory(window=5)
+    rec = kl.WeightHistory(validation_data=(xv, yv), every=1, window=5)
     model.fit(
         xtr, ytr, batch_size=36, epochs=4, validation_data=(xv, yv), callbacks=[rec], verbose=0
     )
@@ -263,22 +263,13 @@ def test_diverging_training_gives_non_finite_error():
     model.compile(k.optimizers.SGD(1e30), "mse")
     with pytest.raises(NonFiniteError, match="NaN or inf in the Dense kernels"):
         model.fit(xtr, k.utils.to_categorical(ytr) * 1e20, batch_size=6, epochs=2,
-                  validation_data=(xv, yv), callbacks=[kl.WeightHistory(window=5)], verbose=0)  # fmt: skip
+                  validation_data=(xv, yv), callbacks=[kl.WeightHistory(validation_data=(xv, yv), every=1, window=5)], verbose=0)  # fmt: skip
 
 
-def test_missing_validation_data():
-    xtr, ytr, _, _ = make_data()
-    with pytest.raises(HistoryError, match="needs validation data"):
-        make_model().fit(xtr, ytr, epochs=1, callbacks=[kl.WeightHistory(window=5)], verbose=0)
-
-
-def test_validation_split_is_used():
-    xtr, ytr, _, _ = make_data()
-    rec = kl.WeightHistory(window=5)
-    make_model().fit(
-        xtr, ytr, batch_size=6, epochs=1, validation_split=0.25, callbacks=[rec], verbose=0
-    )
-    # 45 validation rows: targets are multiples of 1/45
-    np.testing.assert_allclose(
-        rec.history.target * 45, np.round(rec.history.target * 45), atol=1e-9
-    )
+def test_missing_validation_data_names_the_fix_even_when_fit_has_it():
+    xtr, ytr, xv, yv = make_data()
+    for fit_kwargs in ({}, {"validation_data": (xv, yv)}, {"validation_split": 0.25}):
+        with pytest.raises(HistoryError, match="needs validation data") as info:
+            make_model().fit(xtr, ytr, epochs=1, callbacks=[kl.WeightHistory(every=1, window=5)],
+                             verbose=0, **fit_kwargs)  # fmt: skip
+        assert "WeightHistory(validation_data=(x_val, y_val))" in str(info.value)

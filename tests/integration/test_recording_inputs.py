@@ -8,7 +8,7 @@ from test_recording_and_pruning import make_data, make_model
 
 import keras_legc as kl
 from keras_legc import HistoryError, InvalidArgumentError
-from keras_legc.keras.flavour import keras, tf
+from keras_legc.keras.flavour import keras, keras3, tf
 
 k = keras()
 WINDOW = 10
@@ -19,9 +19,11 @@ def dataset(x, y, batch=16):
 
 
 def record(validation, *, epochs=4, fit_kwargs=None, **recorder_kwargs):
+    """Fit with ``validation`` given to fit and (unless overridden) to the recorder."""
     x, y, _, _ = make_data()
     model = make_model()
-    rec = kl.WeightHistory(window=WINDOW, background=False, **recorder_kwargs)
+    recorder_kwargs = {"validation_data": validation, **recorder_kwargs}
+    rec = kl.WeightHistory(every=1, window=WINDOW, background=False, **recorder_kwargs)
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[rec],
               validation_data=validation, **(fit_kwargs or {}))  # fmt: skip
     return rec, model
@@ -30,7 +32,7 @@ def record(validation, *, epochs=4, fit_kwargs=None, **recorder_kwargs):
 # ---- tf.data validation sets ------------------------------------------------------------------
 
 
-def test_dataset_given_to_fit_gives_the_same_target_as_arrays():
+def test_a_dataset_gives_the_same_target_as_arrays():
     _, _, xv, yv = make_data()
     by_arrays, _ = record((xv, yv))
     by_dataset, _ = record(dataset(xv, yv))
@@ -58,9 +60,6 @@ def test_infinite_dataset_needs_a_bound():
     forever = dataset(xv, yv).repeat()
     with pytest.raises(InvalidArgumentError, match="infinite.*validation_batches"):
         record(None, validation_data=forever)
-    # fit's validation_steps is the bound when fit gets the infinite dataset
-    rec, _ = record(forever, epochs=2, fit_kwargs={"validation_steps": 2})
-    assert rec._val[0].shape == (32, 6)
     rec, _ = record(None, epochs=2, validation_data=forever, validation_batches=1)
     assert rec._val[0].shape == (16, 6)
 
@@ -81,14 +80,29 @@ def test_no_validation_data_is_still_refused():
 # ---- EarlyStopping(restore_best_weights=True) -------------------------------------------------
 
 
+def _flavour_model(flavour):
+    if flavour == "keras2":
+        return keras(), make_model()
+    k3 = keras3()
+    if k3.backend.backend() != "tensorflow":
+        pytest.skip("the Keras 3 case runs on the TensorFlow backend")
+    k3.utils.set_random_seed(0)
+    model = k3.Sequential([k3.Input((6,)), k3.layers.Dense(8, activation="tanh"),
+                           k3.layers.Dense(2, activation="softmax")])  # fmt: skip
+    model.compile(k3.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    return k3, model
+
+
+@pytest.mark.parametrize("flavour", ["keras2", "keras3"])
 @pytest.mark.parametrize("recorder_first", [True, False])
-def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first, tmp_path):
+def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first, flavour, tmp_path):
     x, y, xv, yv = make_data()
-    model = make_model()
-    rec = kl.WeightHistory(window=WINDOW, background=False, run_dir=tmp_path / "run")
+    kk, model = _flavour_model(flavour)
     # The loss falls, so "max" mode keeps epoch 1 as the best: stops after 2 more, restores epoch 1.
-    stop = k.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
-                                     restore_best_weights=True)  # fmt: skip
+    stop = kk.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
+                                      restore_best_weights=True)  # fmt: skip
+    rec = kl.WeightHistory(every=1, window=WINDOW, background=False, run_dir=tmp_path / "run",
+                           validation_data=(xv, yv), early_stopping=stop)  # fmt: skip
     callbacks = [rec, stop] if recorder_first else [stop, rec]
     fit = model.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=callbacks,
                     validation_data=(xv, yv))  # fmt: skip
@@ -103,6 +117,11 @@ def test_final_kernels_agree_with_the_model_after_early_stopping(recorder_first,
     for layer in model.layers:
         np.testing.assert_array_equal(saved.final_kernels[layer.name], layer.kernel.numpy())
     assert saved.meta["final_kernels"] == "early_stopping_best"
+
+
+def test_early_stopping_that_is_not_one_is_refused():
+    with pytest.raises(InvalidArgumentError, match="early_stopping must be the EarlyStopping"):
+        kl.WeightHistory(early_stopping=k.callbacks.TerminateOnNaN())
 
 
 def test_final_kernels_without_early_stopping_are_the_end_of_training():
@@ -133,7 +152,9 @@ def test_tensorboard_log_has_target_le_histograms_and_static_share(tmp_path):
     # The output layer does not train: its weights are static in every window.
     model.layers[1].trainable = False
     model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    rec = kl.WeightHistory(window=WINDOW, log_dir=tmp_path / "tb")
+    rec = kl.WeightHistory(
+        every=1, window=WINDOW, log_dir=tmp_path / "tb", validation_data=(xv, yv)
+    )
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[rec], validation_data=(xv, yv))
     hist = rec.history
     events, plugins = read_events(tmp_path / "tb")

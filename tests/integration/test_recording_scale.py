@@ -25,6 +25,9 @@ def _data(rows=STEPS * BATCH):
     return x, (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
 
 
+VAL = tuple(a[:64] for a in _data())  # the validation rows _fit also gives fit
+
+
 def _flavour(name):
     if name == "keras3" and keras3().backend.backend() != "tensorflow":
         pytest.skip("the Keras 3 cases run on the TensorFlow backend")
@@ -62,7 +65,9 @@ def test_steps_per_execution_records_one_snapshot_per_executed_block(flavour):
     k = _flavour(flavour)
     blocks = EPOCHS * math.ceil(STEPS / SPE)
     for every in (1, 2):
-        rec = kl.WeightHistory(window=4, overlap=0.0, every=every, background=False)
+        rec = kl.WeightHistory(
+            validation_data=VAL, window=4, overlap=0.0, every=every, background=False
+        )
         messages = _fit(_model(k, SPE), rec)
         assert len(messages) == 1 and f"{every * SPE} optimizer steps apart" in messages[0]
         h = rec.history
@@ -72,9 +77,11 @@ def test_steps_per_execution_records_one_snapshot_per_executed_block(flavour):
         assert h.meta["steps_per_snapshot"] == every * SPE
         assert h.meta["optimizer_steps"] == EPOCHS * STEPS  # real steps, from the optimizer
     # every=1: the same LE and target series as a per-step run sampled at the block ends
-    blocked = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    blocked = kl.WeightHistory(
+        validation_data=VAL, every=1, window=4, overlap=0.0, background=False
+    )
     _fit(_model(k, SPE), blocked)
-    reference = _AtBlockEnds(window=4, overlap=0.0, background=False)
+    reference = _AtBlockEnds(validation_data=VAL, every=1, window=4, overlap=0.0, background=False)
     assert _fit(_model(k, 1), reference) == []  # no warning without steps_per_execution
     a, b = np.asarray(blocked.history.le), np.asarray(reference.history.le)
     assert a.shape == b.shape == (8 * 6 + 6 * 2, 3)
@@ -87,12 +94,14 @@ def test_steps_per_execution_records_one_snapshot_per_executed_block(flavour):
 @pytest.mark.parametrize("flavour", ["keras2", "keras3"])
 def test_mirrored_strategy_records_like_a_plain_fit(flavour):
     k = _flavour(flavour)
-    plain = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    plain = kl.WeightHistory(validation_data=VAL, every=1, window=4, overlap=0.0, background=False)
     _fit(_model(k), plain, epochs=2)
     strategy = tf().distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
         model = _model(k)
-    mirrored = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    mirrored = kl.WeightHistory(
+        validation_data=VAL, every=1, window=4, overlap=0.0, background=False
+    )
     _fit(model, mirrored, epochs=2)
     assert mirrored.history is not None
     assert np.asarray(mirrored.history.le).shape == np.asarray(plain.history.le).shape
@@ -116,7 +125,7 @@ with strategy.scope():
     model = k.Sequential([k.Input((8,)), k.layers.Dense(6, activation="relu"),
                           k.layers.Dense(2, activation="softmax")])
     model.compile(k.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-recorder = kl.WeightHistory(window=4, overlap=0.0, run_dir=run_dir, verbose=1, background=False)
+recorder = kl.WeightHistory(validation_data=(x[:64], y[:64]), every=1, window=4, overlap=0.0, run_dir=run_dir, verbose=1, background=False)
 model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
           validation_data=(x[:64], y[:64]), callbacks=[recorder])
 h = recorder.history
@@ -159,54 +168,108 @@ def test_multi_worker_two_local_workers_only_the_chief_records(tmp_path):
     assert other is None and "not the chief" in outputs[1]
     assert "not the chief" not in outputs[0]
     # the chief's history has the shape a single-worker run records (8 steps x 2 epochs)
-    single = kl.WeightHistory(window=4, overlap=0.0, background=False)
+    single = kl.WeightHistory(validation_data=VAL, every=1, window=4, overlap=0.0, background=False)
     _fit(_model(keras()), single, epochs=2, rows=256)
     assert chief == {"le": list(np.asarray(single.history.le).shape), "n_snapshots": 16}
     saved = kl.History.load(run_dir)
     assert list(np.asarray(saved.le).shape) == chief["le"]
 
 
-def test_max_overhead_small_raises_every_and_the_history_says_so(tmp_path):
-    rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.01, run_dir=tmp_path / "run")
-    messages = _fit(_model(keras()), rec, epochs=20)
-    h = rec.history
-    # warned iff the chosen spacing leaves too few snapshots for one window
-    assert len(messages) == (math.ceil((20 * STEPS - 5) / h.every) < 5)
-    assert all("the history will be empty" in m for m in messages)
-    calibration = h.meta["calibration"]
-    assert h.meta["every_requested"] == 1 and h.meta["max_overhead"] == 0.01
-    assert h.every > 1 and h.every == math.ceil(
-        calibration["record_s_per_snapshot"] / (0.01 * calibration["train_s_per_hook"])
+def _budget_fit(recorder, epochs, capsys):
+    messages = _fit(_model(keras()), recorder, epochs=epochs)
+    return messages, [line for line in capsys.readouterr().err.splitlines() if "every=" in line]
+
+
+def test_max_overhead_small_raises_every_and_the_history_says_so(tmp_path, capsys):
+    rec = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, max_overhead=0.01, run_dir=tmp_path / "run"
     )
-    assert calibration["steps"] == 5  # one window of 5 snapshots at every=1, then discarded
-    assert h.meta["optimizer_steps"] == 20 * STEPS - 5
-    assert h.n_snapshots == math.ceil((20 * STEPS - 5) / h.every)
+    messages, lines = _budget_fit(rec, 20, capsys)
+    h = rec.history
+    calibration = h.meta["calibration"]
+    costs = {k: calibration[k] for k in ("train_s", "snapshot_s", "lyapunov_s", "target_s")}
+    choice = kl.budget_every(costs, 0.01, stride=5)
+    # the manifest: what was chosen, the budget, the estimated cost and the measured costs
+    assert h.every == choice["every"] > 1
+    assert h.meta["every_requested"] == 1 and h.meta["max_overhead"] == 0.01
+    assert h.meta["estimated_overhead"] == pytest.approx(choice["estimated_overhead"])
+    assert h.meta["estimated_overhead"] <= 0.01
+    assert calibration["steps"] == calibration["hooks"] == 4  # window - 1 steps, then replayed
+    # nothing discarded: the History is a recording at the chosen every from step 1
+    assert h.meta["optimizer_steps"] == 20 * STEPS
+    assert h.n_snapshots == math.ceil(20 * STEPS / h.every)
+    # one line of output; a warning iff fewer windows than scoring needs
+    assert len(lines) == 1 and f"every={h.every} (max_overhead=0.01" in lines[0]
+    few = h.n_windows < 5
+    assert len(messages) == few
+    if few:
+        assert "fewer than the 5 that scoring needs" in messages[0] and "Fix:" in messages[0]
     assert rec.overhead is not None and rec.overhead > 0
     assert kl.History.load(tmp_path / "run").every == h.every
 
 
-def test_max_overhead_huge_keeps_every():
-    rec = kl.WeightHistory(window=5, overlap=0.0, every=2, max_overhead=1e9, background=False)
-    _fit(_model(keras()), rec, epochs=3)
+def test_the_budget_history_equals_an_explicit_every_at_the_chosen_spacing(capsys):
+    rec = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, max_overhead=0.05, background=False
+    )
+    _budget_fit(rec, 6, capsys)
+    plain = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, every=rec.history.every, background=False
+    )
+    _fit(_model(keras()), plain, epochs=6)
+    assert rec.history.n_snapshots == plain.history.n_snapshots
+    np.testing.assert_array_equal(np.asarray(rec.history.le), np.asarray(plain.history.le))
+    np.testing.assert_array_equal(rec.history.target, plain.history.target)
+
+
+def test_max_overhead_huge_keeps_every(capsys):
+    rec = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, every=2, max_overhead=1e9, background=False
+    )
+    _, lines = _budget_fit(rec, 3, capsys)
     h = rec.history
     assert h.every == 2 and h.meta["every_requested"] == 2
-    assert h.meta["calibration"]["steps"] == 9  # snapshots at steps 1, 3, ..., 9
-    assert h.n_snapshots == math.ceil((3 * STEPS - 9) / 2)
+    assert h.meta["calibration"]["steps"] == 4
+    assert h.n_snapshots == math.ceil(3 * STEPS / 2)
+    assert len(lines) == 1 and "every=2 (max_overhead=1e+09" in lines[0]
 
 
-def test_training_shorter_than_the_calibration_warns_and_records_nothing():
-    rec = kl.WeightHistory(window=50, max_overhead=0.5, background=False)
+def test_the_default_is_a_budget_and_an_explicit_every_records_as_given(capsys):
+    rec = kl.WeightHistory(validation_data=VAL, window=5, overlap=0.0, background=False)
+    assert rec.max_overhead == kl.DEFAULT_MAX_OVERHEAD == 0.5
+    _, lines = _budget_fit(rec, 3, capsys)
+    assert rec.history.meta["max_overhead"] == 0.5 and len(lines) == 1
+    explicit = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, every=1, background=False
+    )
+    assert explicit.max_overhead is None
+    _, lines = _budget_fit(explicit, 3, capsys)
+    assert explicit.history.every == 1 and explicit.history.n_snapshots == 3 * STEPS
+    assert "max_overhead" not in explicit.history.meta and lines == []
+
+
+def test_training_shorter_than_the_calibration_warns_and_keeps_its_snapshots():
+    rec = kl.WeightHistory(validation_data=VAL, window=50, max_overhead=0.5, background=False)
     messages = _fit(_model(keras()), rec, epochs=1)
-    assert len(messages) == 1 and "calibration" in messages[0]
-    assert rec.history.n_windows == 0 and rec.history.meta["calibration"]["steps"] == STEPS
+    assert len(messages) == 1 and "calibration" in messages[0] and "Fix:" in messages[0]
+    h = rec.history
+    assert h.n_windows == 0 and h.meta["calibration"]["steps"] == STEPS
+    assert h.every == 1 and h.n_snapshots == STEPS
 
 
-def test_a_budget_that_leaves_no_window_warns_at_the_end_of_the_calibration():
-    rec = kl.WeightHistory(window=5, overlap=0.0, max_overhead=0.001, background=False)
-    messages = _fit(_model(keras()), rec, epochs=2)
-    assert rec.history.every > 3  # 15 steps left: fewer than 5 snapshots
-    assert len(messages) == 1 and f"needs every={rec.history.every}" in messages[0]
-    assert rec.history.n_windows == 0
+def test_a_budget_that_leaves_too_few_windows_warns_with_the_budget_that_would_not(capsys):
+    rec = kl.WeightHistory(
+        validation_data=VAL, window=5, overlap=0.0, max_overhead=0.001, background=False
+    )
+    messages, _ = _budget_fit(rec, 3, capsys)
+    assert rec.history.every > 6  # 30 steps: fewer than 25 snapshots, so fewer than 5 windows
+    assert len(messages) == 1 and f"chose every={rec.history.every}" in messages[0]
+    fix = messages[0].split("Fix: max_overhead=")[1]
+    needed, every = float(fix.split(" ")[0]), int(fix.split("every=")[1].split(",")[0])
+    assert math.ceil(3 * STEPS / every) >= 25 and needed > 0.001  # 5 windows of 5 at that every
+    costs = {k: rec.history.meta["calibration"][k]
+             for k in ("train_s", "snapshot_s", "lyapunov_s", "target_s")}  # fmt: skip
+    assert kl.budget_every(costs, needed, stride=5)["every"] <= every
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), True, "0.1", [0.1]])
@@ -217,10 +280,12 @@ def test_bad_max_overhead_is_refused(bad):
 
 def test_le_store_is_passed_to_the_recorder(tmp_path):
     with pytest.raises(InvalidArgumentError, match="run_dir"):
-        kl.WeightHistory(le_store=True)
-    in_memory = kl.WeightHistory(window=4, overlap=0.0, background=False)
+        kl.WeightHistory(every=1, le_store=True)
+    in_memory = kl.WeightHistory(
+        validation_data=VAL, every=1, window=4, overlap=0.0, background=False
+    )
     _fit(_model(keras()), in_memory, epochs=2)
-    stored = kl.WeightHistory(window=4, overlap=0.0, le_store=True, store_chunks=(16, 2),
+    stored = kl.WeightHistory(validation_data=VAL, every=1, window=4, overlap=0.0, le_store=True, store_chunks=(16, 2),
                               run_dir=tmp_path / "run", background=False)  # fmt: skip
     _fit(_model(keras()), stored, epochs=2)
     assert (tmp_path / "run" / "le.zarr").is_dir()

@@ -159,7 +159,12 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
            "uncovered_warnings": sum("does not prune" in str(w.message) for w in caught)}  # fmt: skip
     model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     rec = kl.WeightHistory(
-        window=5, overlap=0.0, validation_data=(x[:32], y[:32]), background=False, target="loss"
+        every=1,
+        window=5,
+        overlap=0.0,
+        validation_data=(x[:32], y[:32]),
+        background=False,
+        target="loss",
     )
     model.fit(x, y, batch_size=8, epochs=4, callbacks=[rec], verbose=0)
     history = rec.history
@@ -246,7 +251,7 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
 
     wrapped = kl.prune(model, kl.Mask.keep_all(model))
     wrapped.compile(k.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
-    rec2 = kl.WeightHistory(window=5, overlap=0.0, validation_data=(x[:32], y[:32]),
+    rec2 = kl.WeightHistory(every=1, window=5, overlap=0.0, validation_data=(x[:32], y[:32]),
                             background=False, target="loss")  # fmt: skip
     gradual = kl.GradualPruning(rec2, kl.ConstantSparsity(0.5, begin_step=1, frequency=3),
                                 scores=scores, min_windows=5, recent_windows=5)  # fmt: skip

@@ -161,7 +161,9 @@ def _fit_small(tmp_path, **recorder_kwargs):
         [k.layers.Input((6,)), k.layers.Dense(5, activation="tanh"), k.layers.Dense(2)]
     )
     model.compile(k.optimizers.SGD(0.1), k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rec = kl.WeightHistory(window=10, **recorder_kwargs)
+    rec = kl.WeightHistory(
+        validation_data=(x[240:], y[240:]), every=1, window=10, **recorder_kwargs
+    )
     model.fit(x[:240], y[:240], batch_size=8, epochs=3, validation_data=(x[240:], y[240:]),
               callbacks=[rec], verbose=0)  # fmt: skip
     return rec
@@ -199,7 +201,7 @@ def test_snapshot_index_never_claims_more_than_the_file_holds(tmp_path):
 
 def test_save_snapshots_needs_a_run_dir():
     with pytest.raises(InvalidArgumentError, match="needs a run_dir"):
-        kl.WeightHistory(save_snapshots=True)
+        kl.WeightHistory(every=1, save_snapshots=True)
 
 
 def test_recorder_holds_one_window_not_the_whole_run(tmp_path):
@@ -234,7 +236,7 @@ def test_le_buffer_grows_when_keras_cannot_tell_the_number_of_steps(tmp_path):
                           k.layers.Dense(2)])  # fmt: skip
     model.compile(k.optimizers.SGD(0.1), k.losses.SparseCategoricalCrossentropy(from_logits=True))
     rec = kl.WeightHistory(
-        window=4, overlap=0.0, validation_data=(x[:50], y[:50]), run_dir=tmp_path / "r",
+        every=1, window=4, overlap=0.0, validation_data=(x[:50], y[:50]), run_dir=tmp_path / "r",
         save_snapshots=True,
     )  # fmt: skip
     model.fit(batches(), epochs=1, callbacks=[rec], verbose=0)

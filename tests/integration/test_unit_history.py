@@ -58,7 +58,9 @@ def _plain_norms(kernel: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 def test_unit_history_equals_a_plain_recomputation_and_feeds_channel_pruning():
     model, (x, y) = _model(), _data()
-    rec = kl.UnitHistory(window=12, overlap=0.0, validation_data=(x[:64], y[:64]), target="loss")
+    rec = kl.UnitHistory(
+        every=1, window=12, overlap=0.0, validation_data=(x[:64], y[:64]), target="loss"
+    )
     plain = _EveryStep(["c1", "dw", "pw", "out"])
     model.fit(x, y, batch_size=16, epochs=6, callbacks=[rec, plain], verbose=0, shuffle=False)
     h = rec.history
@@ -86,7 +88,7 @@ def test_unit_history_equals_a_plain_recomputation_and_feeds_channel_pruning():
     assert kl.count_macs(small) < kl.count_macs(model)
     assert small.output_shape == model.output_shape
     # a weight-level history is refused by the unit scorer with the fix
-    wrec = kl.WeightHistory(window=12, validation_data=(x[:64], y[:64]), target="loss")
+    wrec = kl.WeightHistory(every=1, window=12, validation_data=(x[:64], y[:64]), target="loss")
     _model().fit(x, y, batch_size=16, epochs=3, callbacks=[wrec], verbose=0)
     with pytest.raises(InvalidArgumentError, match="UnitHistory|units"):
         kl.prune_channels(model, ratio=0.3, importance="legc", history=wrec.history)

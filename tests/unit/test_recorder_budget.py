@@ -1,0 +1,80 @@
+"""The recording budget's choice of ``every`` (:func:`keras_legc.core.recorder.budget_every`): a
+pure function of the measured costs, so stable for identical costs and monotone in the budget."""
+
+import math
+
+import numpy as np
+import pytest
+
+from keras_legc.core.recorder import budget_every, estimated_overhead
+from keras_legc.errors import InvalidArgumentError
+
+# the calibration's costs on LeNet-300-100 (2-core development machine, under load)
+LENET = {"train_s": 0.0022, "snapshot_s": 0.0006, "lyapunov_s": 0.19, "target_s": 0.013}
+
+
+def _random_costs(rng):
+    return {
+        "train_s": float(rng.uniform(1e-4, 0.05)),
+        "snapshot_s": float(rng.uniform(1e-6, 0.01)),
+        "lyapunov_s": float(rng.uniform(0.0, 2.0)),
+        "target_s": float(rng.uniform(0.0, 0.5)),
+    }
+
+
+def test_the_choice_follows_the_cost_model_by_hand():
+    per_snapshot = 0.0006 + (0.19 + 0.013) / 45  # copy + one window's LE and target / stride
+    for budget in (0.05, 0.1, 0.5, 1.0, 3.0):
+        expected = max(1, math.ceil(per_snapshot / (budget * 0.0022)))
+        got = budget_every(LENET, budget, stride=45)
+        assert got["every"] == expected
+        assert got["record_s_per_snapshot"] == pytest.approx(per_snapshot, rel=1e-12)
+        assert got["estimated_overhead"] == pytest.approx(per_snapshot / (expected * 0.0022))
+
+
+def test_identical_costs_give_the_identical_choice():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        costs, budget = _random_costs(rng), float(rng.uniform(0.01, 2))
+        assert budget_every(dict(costs), budget, 45) == budget_every(dict(costs), budget, 45)
+
+
+def test_a_larger_budget_never_gives_a_larger_every_and_the_estimate_fits_the_budget():
+    rng = np.random.default_rng(1)
+    budgets = np.sort(rng.uniform(0.001, 5.0, size=60))
+    for _ in range(100):
+        costs, stride, floor = (
+            _random_costs(rng),
+            int(rng.integers(1, 200)),
+            int(rng.integers(1, 9)),
+        )
+        chosen = [budget_every(costs, float(b), stride, floor) for b in budgets]
+        everys = [c["every"] for c in chosen]
+        assert all(a >= b for a, b in zip(everys, everys[1:], strict=False))
+        assert min(everys) >= floor
+        for b, c in zip(budgets, chosen, strict=True):
+            # within budget, and the next smaller every would not be (unless at the floor)
+            assert c["estimated_overhead"] <= b * (1 + 1e-12)
+            if c["every"] > floor:
+                assert estimated_overhead(costs, c["every"] - 1, stride) > b
+
+
+def test_free_recording_keeps_the_requested_every():
+    free = {"train_s": 0.01, "snapshot_s": 0.0, "lyapunov_s": 0.0, "target_s": 0.0}
+    assert budget_every(free, 0.01, 45, every=3) == {
+        "every": 3, "estimated_overhead": 0.0, "record_s_per_snapshot": 0.0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "costs, budget, message",
+    [
+        ({"train_s": 1.0}, 0.5, "costs lack"),
+        (LENET, 0.0, "budget"),
+        (LENET, float("nan"), "budget"),
+        (LENET, -1.0, "budget"),
+    ],
+)
+def test_bad_costs_or_budget_are_refused(costs, budget, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        budget_every(costs, budget, 45)

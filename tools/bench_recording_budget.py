@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Recording overhead of WeightHistory at its default settings (the max_overhead budget) and at
+every step, on the workload of ``tools/bench_scoring.py`` (LeNet-300-100, MNIST t10k split, 5
+epochs, batch 32, W = 50), each fit in a fresh process, in rounds (plain, default, every step).
+
+    python tools/bench_recording_budget.py --json runs/budget.json [--rounds 2] [--data-dir D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from legc_research.evidence.bench_scoring import Workload, worker_fit
+
+CONFIGS = {
+    "plain": {"record": False},
+    "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
+    "every_step": {"record": True, "every": 1},
+}
+
+
+def _spec(wl: Workload, data_dir: str, config: str, arch: str) -> dict:
+    return {
+        "data_dir": data_dir, "seed": wl.seed, "n_train": wl.n_train, "n_val": wl.n_val,
+        "hidden": list(wl.hidden), "batch_size": wl.batch_size, "learning_rate": wl.learning_rate,
+        "window": wl.window, "overlap": wl.overlap, "every": wl.every, "epochs": wl.epochs,
+        "arch": arch, "run_dir": None, "save_snapshots": False, **CONFIGS[config],
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--arch", default="mlp", choices=("mlp", "convnet"))
+    ap.add_argument("--data-dir", default=os.environ.get("LEGC_DATA_DIR", "../shared/data"))
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # a spec file: run one fit in this process
+    args = ap.parse_args()
+    if args.one:
+        spec = json.loads(Path(args.one).read_text())
+        Path(args.one).write_text(json.dumps(worker_fit(spec), default=float))
+        os._exit(0)  # skip TensorFlow's slow teardown; the result is written
+    wl, runs = Workload(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for config in CONFIGS:
+                path = Path(tmp) / f"{config}{r}.json"
+                path.write_text(json.dumps(_spec(wl, args.data_dir, config, args.arch)))
+                subprocess.run([sys.executable, __file__, "--json", "-", "--one", str(path)],
+                               check=True)  # fmt: skip
+                res = json.loads(path.read_text())
+                res.update(config=config, round=r, load=os.getloadavg())
+                runs.append(res)
+                print(f"{config} round {r}: fit {res['fit_s']:.2f} s, every {res.get('every')}, "
+                      f"windows {res.get('n_windows')}, load {res['load'][0]:.2f}", flush=True)  # fmt: skip
+    plain = sorted(r["fit_s"] for r in runs if r["config"] == "plain")
+    summary = {}
+    for config in ("default", "every_step"):
+        ratios = [r["fit_s"] / plain[len(plain) // 2] for r in runs if r["config"] == config]
+        summary[config] = ratios
+        print(f"{config}: fit / plain (median plain {plain[len(plain) // 2]:.2f} s) = "
+              + ", ".join(f"{x:.2f}x" for x in ratios))  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"runs": runs, "ratios": summary}, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
