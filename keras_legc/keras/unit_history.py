@@ -43,8 +43,12 @@ class UnitHistory(WeightHistory):
         self.statistic = statistic
         self._view: UnitView | None = None
 
+    def on_train_begin(self, logs=None):
+        self._view = None  # a new fit may see another model: build the view from its weights
+        super().on_train_begin(logs)
+
     def _unit_view(self) -> UnitView:
-        if self._view is None or self._view.layers != self._names():
+        if self._view is None:  # once per fit, not on every step
             self._view = UnitView(
                 [UnitSpec(u.key, u.shape, u.spec.out_axes, layer=u.layer.name,
                           weight=_variable_name(u.variable)) for u in self._units],

@@ -211,8 +211,7 @@ class UnitLegc:
     def __call__(self, graph, group):
         total, found = np.zeros(group.size), False
         for e in group.entries:
-            name = e.layer if isinstance(e.layer, str) else e.layer[-1]
-            hit = self.by_weight.get((name, e.weight))
+            hit = self.by_weight.get((e.layer[-1], e.weight))  # the layer's own name
             if hit is None:
                 continue
             axes, rank, unit = hit
