@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Recording overhead of WeightHistory at its default settings (the max_overhead budget) and at
 every step, on the workload of ``tools/bench_scoring.py`` (LeNet-300-100, MNIST t10k split, 5
-epochs, batch 32, W = 50), each fit in a fresh process, in rounds (plain, default, every step).
+epochs, batch 32, W = 50), each fit in a fresh process, in rounds (plain, default, every step,
+and UnitHistory at every step: issue 27's unit-level recording). ``--arch`` also takes a zoo net
+(``legc_research.zoo``), on the same 28x28 images.
 
     python tools/bench_recording_budget.py --json runs/budget.json [--rounds 2] [--data-dir D]
+    python tools/bench_recording_budget.py --json runs/budget-ds_cnn.json --arch ds_cnn \
+        --flavour keras3 --epochs 2
 """
 
 from __future__ import annotations
@@ -17,20 +21,25 @@ import tempfile
 from pathlib import Path
 
 from legc_research.evidence.bench_scoring import Workload, worker_fit
+from legc_research.zoo.nets import NETS
 
 CONFIGS = {
     "plain": {"record": False},
+    "noop_callback": {"record": False, "noop_callback": True},  # the floor of any callback
     "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
+    "default_1thread": {"record": True, "every": None, "threads": 1},  # LEs on one core
     "every_step": {"record": True, "every": 1},
+    # issue 27: one series per unit (filter, neuron), every step
+    "units_every_step": {"record": True, "every": 1, "units": True},
 }
 
 
-def _spec(wl: Workload, data_dir: str, config: str, arch: str) -> dict:
+def _spec(wl: Workload, data_dir: str, config: str, args) -> dict:
     return {
         "data_dir": data_dir, "seed": wl.seed, "n_train": wl.n_train, "n_val": wl.n_val,
         "hidden": list(wl.hidden), "batch_size": wl.batch_size, "learning_rate": wl.learning_rate,
-        "window": wl.window, "overlap": wl.overlap, "every": wl.every, "epochs": wl.epochs,
-        "arch": arch, "run_dir": None, "save_snapshots": False, **CONFIGS[config],
+        "window": wl.window, "overlap": wl.overlap, "every": wl.every, "epochs": args.epochs or wl.epochs, "flavour": args.flavour,
+        "arch": args.arch, "run_dir": None, "save_snapshots": False, **CONFIGS[config],
     }  # fmt: skip
 
 
@@ -38,7 +47,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--arch", default="mlp", choices=("mlp", "convnet"))
+    ap.add_argument(
+        "--arch",
+        default="mlp",
+        choices=("mlp", "convnet", *NETS),
+        help="the benchmark's MLP or convnet, or a zoo net (28x28x1)",
+    )
+    ap.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}"
+    )
+    ap.add_argument("--epochs", type=int, default=None, help="default: the workload's 5")
+    ap.add_argument(
+        "--flavour",
+        default="tf_keras",
+        choices=("tf_keras", "keras3"),
+        help="tf_keras (row 1a's) or Keras 3 on the TensorFlow backend",
+    )
     ap.add_argument("--data-dir", default=os.environ.get("LEGC_DATA_DIR", "../shared/data"))
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a spec file: run one fit in this process
     args = ap.parse_args()
@@ -47,11 +71,14 @@ def main() -> int:
         Path(args.one).write_text(json.dumps(worker_fit(spec), default=float))
         os._exit(0)  # skip TensorFlow's slow teardown; the result is written
     wl, runs = Workload(), []
+    configs = args.configs.split(",")
+    if "plain" not in configs or set(configs) - set(CONFIGS):
+        ap.error(f"--configs must include plain and name only {', '.join(CONFIGS)}")
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for config in CONFIGS:
+            for config in configs:
                 path = Path(tmp) / f"{config}{r}.json"
-                path.write_text(json.dumps(_spec(wl, args.data_dir, config, args.arch)))
+                path.write_text(json.dumps(_spec(wl, args.data_dir, config, args)))
                 subprocess.run([sys.executable, __file__, "--json", "-", "--one", str(path)],
                                check=True)  # fmt: skip
                 res = json.loads(path.read_text())
@@ -61,13 +88,14 @@ def main() -> int:
                       f"windows {res.get('n_windows')}, load {res['load'][0]:.2f}", flush=True)  # fmt: skip
     plain = sorted(r["fit_s"] for r in runs if r["config"] == "plain")
     summary = {}
-    for config in ("default", "every_step"):
+    for config in (c for c in configs if c != "plain"):
         ratios = [r["fit_s"] / plain[len(plain) // 2] for r in runs if r["config"] == config]
         summary[config] = ratios
         print(f"{config}: fit / plain (median plain {plain[len(plain) // 2]:.2f} s) = "
               + ", ".join(f"{x:.2f}x" for x in ratios))  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"runs": runs, "ratios": summary}, indent=1, default=float))
+    args.json.write_text(json.dumps({"arch": args.arch, "flavour": args.flavour, "epochs": args.epochs, "runs": runs, "ratios": summary},
+                                    indent=1, default=float))  # fmt: skip
     return 0
 
 

@@ -244,8 +244,11 @@ def windowed_lyapunov(
 class WindowRing:
     """The last ``window`` snapshots of a stream; an LE window closes every ``stride`` snapshots.
 
-    Memory is one window, however long the stream. Used by :class:`WeightHistory` and by the
-    reproduction's numpy trainer.
+    Memory is one window (plus ``spare`` rows), however long the stream. With ``spare=stride``
+    a closed window stays intact until the next one closes, so another thread can copy it while
+    the next ``stride`` snapshots are written (what :class:`WeightHistory` does: the copy is then
+    not on the training thread). Used by :class:`WeightHistory` and by the reproduction's numpy
+    trainer.
 
     Example:
         >>> ring = WindowRing(n=3, window=4, overlap=0.25)
@@ -257,14 +260,15 @@ class WindowRing:
         [3. 4. 5. 6.]
     """
 
-    def __init__(self, n: int, window: int, overlap: float = 0.1, dtype=np.float32):
+    def __init__(self, n: int, window: int, overlap: float = 0.1, dtype=np.float32, spare=0):
         self.window, self.stride = int(window), window_stride(window, overlap)
-        self.buffer = np.empty((self.window, int(n)), dtype=dtype)
+        self.size = self.window + int(spare)
+        self.buffer = np.empty((self.size, int(n)), dtype=dtype)
         self.count = 0
 
     def next_row(self) -> np.ndarray:
         """The row to fill with the next snapshot (then call :meth:`push`)."""
-        return self.buffer[self.count % self.window]
+        return self.buffer[self.count % self.size]
 
     def push(self) -> bool:
         """Count the snapshot just written; True when it closes a window."""
@@ -272,10 +276,18 @@ class WindowRing:
         closed = self.count - self.window
         return closed >= 0 and closed % self.stride == 0
 
-    def chronological(self) -> np.ndarray:
-        """The current window, oldest snapshot first, ``(window, n)`` (a copy)."""
-        pos = self.count % self.window
-        return np.concatenate([self.buffer[pos:], self.buffer[:pos]], axis=0)
+    def chronological(self, count: int | None = None) -> np.ndarray:
+        """The window that ends at snapshot ``count`` (default: the current one), oldest
+        snapshot first, ``(window, n)`` (a copy). A window older than the current one is still
+        in the buffer for ``spare`` snapshots."""
+        count = self.count if count is None else int(count)
+        if not 0 <= self.count - count <= self.size - self.window:
+            raise ValueError(f"the window ending at snapshot {count} is no longer in the ring")
+        start = (count - self.window) % self.size
+        end = start + self.window
+        if end <= self.size:
+            return self.buffer[start:end].copy()
+        return np.concatenate([self.buffer[start:], self.buffer[: end - self.size]], axis=0)
 
 
 def _check_finite(x: np.ndarray, rows_per_check: int = 1 << 16) -> None:

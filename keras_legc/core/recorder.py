@@ -248,7 +248,10 @@ class Recorder:
         self.shapes = {n: tuple(int(d) for d in shapes[n]) for n in self.layers}
         self.n = sum(int(np.prod(s)) for s in self.shapes.values())
         self.window, self.overlap, self.every = int(window), float(overlap), int(every)
-        self.ring = WindowRing(self.n, self.window, self.overlap)
+        # A background worker copies each closed window from the ring itself (not the training
+        # thread): the ring keeps a stride of spare rows so the window stays intact meanwhile.
+        stride = window_stride(self.window, self.overlap)
+        self.ring = WindowRing(self.n, self.window, self.overlap, spare=stride if background else 0)
         self.target_fn, self.threads, self.verbose = target, threads, verbose
         self.name, self.target_name = name, target_name
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -418,13 +421,9 @@ class Recorder:
             self._journal = RowJournal(self.run_dir, JOURNAL_NAME, index, overwrite=True)
 
     def _close_window(self) -> None:
-        window = self.ring.chronological()
-        if not np.all(np.isfinite(window)):
-            raise NonFiniteError(
-                f"NaN or inf in the Dense kernels by optimizer step {self.steps}: training "
-                "diverged, so its trajectory has no Lyapunov exponent. Fix: lower the learning "
-                "rate or clip gradients, then record again."
-            )
+        count, steps = self.ring.count, self.steps
+        if self._pool is None:
+            window = self._window(count, steps)
         t0 = time.perf_counter()
         target = float(self.target_fn())  # needs the network as it is now: never deferred
         self.timings["validation_s"] += time.perf_counter() - t0
@@ -432,8 +431,10 @@ class Recorder:
         self.close_snapshot.append(self.snapshots)
         self.close_step.append(self.steps)
         self._collect()  # at most one window is ever in flight
-        if self._pool is not None:
-            self._pending = self._pool.submit(self._lyapunov, window)
+        if self._pool is not None:  # the copy, the check and the LEs off the training thread
+            self._pending = self._pool.submit(
+                lambda: self._lyapunov(self._window(count, steps))
+            )  # fmt: skip
         else:
             self._append_le(self._lyapunov(window))
         if self.verbose > 1:
@@ -465,6 +466,17 @@ class Recorder:
             LegcWarning,
             stacklevel=3,
         )
+
+    def _window(self, count: int, steps: int) -> np.ndarray:
+        """The window that closed at snapshot ``count``, checked finite."""
+        window = self.ring.chronological(count)
+        if not np.all(np.isfinite(window)):
+            raise NonFiniteError(
+                f"NaN or inf in the recorded weights by optimizer step {steps}: training "
+                "diverged, so its trajectory has no Lyapunov exponent. Fix: lower the learning "
+                "rate or clip gradients, then record again."
+            )
+        return window
 
     def _lyapunov(self, window: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()

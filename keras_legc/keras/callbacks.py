@@ -204,6 +204,10 @@ class WeightHistory(Callback):
         if max_overhead == "auto":  # a budget by default; an explicit every is recorded as given
             max_overhead = DEFAULT_MAX_OVERHEAD if every is None else None
         self.max_overhead = _check_budget(max_overhead)
+        if self.max_overhead is not None:
+            # numba's import and the LE kernel's cache load (0.4 s once per process) start now,
+            # on a thread, so they overlap whatever comes before fit instead of its first steps
+            _warm_up_kernel_once()
         self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)
         check_positive_int("validation_rows", validation_rows)
@@ -243,6 +247,14 @@ class WeightHistory(Callback):
             return
         self._units = prunable_units(self.model)
         self._keras = keras_of(self.model)
+        # Keras 3: the model's compiled predict function (an eager call costs 2-5x more per
+        # batch on a convnet: 0.5 s of DS-CNN's 0.7 s training per window); tf_keras: the eager
+        # call (the paper's path, whose targets `legc reproduce` keeps bit-identical).
+        # (``self.model`` on each call: it syncs the JAX backend's training state.)
+        if model_flavour(self.model) == "keras3":
+            self._forward = lambda x: self.model.predict_on_batch(x)
+        else:
+            self._forward = lambda x: self.model(x, training=False)
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
         activation = getattr(getattr(self._units[-1].layer, "activation", None), "__name__", "")
@@ -588,7 +600,7 @@ class WeightHistory(Callback):
         x, y = self._val
         total = 0.0
         for start in range(0, len(x), self.eval_batch_size):
-            out = self.model(x[start : start + self.eval_batch_size], training=False)
+            out = self._forward(x[start : start + self.eval_batch_size])
             labels = y[start : start + len(out)]
             if labels.ndim == len(out.shape) - 1:  # (n,) labels vs (n, k) outputs, as fit does
                 labels = labels[..., None]
@@ -600,7 +612,7 @@ class WeightHistory(Callback):
         x, labels = self._val
         correct = 0
         for start in range(0, len(x), self.eval_batch_size):
-            out = to_numpy(self.model(x[start : start + self.eval_batch_size], training=False))
+            out = to_numpy(self._forward(x[start : start + self.eval_batch_size]))
             pred = predicted_class(out, logits=self._logits)
             correct += int((pred == labels[start : start + len(out)]).sum())
         return 1.0 - correct / len(x)
@@ -711,10 +723,9 @@ class _Calibration:
         self.train_s: list[float] = []
         self.snapshot_s: list[float] = []
         self.steps: list[int] = []
-        # numba's import and the kernel's compile or cache load (0.6 s to several seconds, once
-        # per process) off the training thread, while the calibration's steps train
-        self._warm = threading.Thread(target=_warm_up_kernel, args=(threads,), daemon=True)
-        self._warm.start()
+        # numba's import and the kernel's compile or cache load (0.4 s to several seconds, once
+        # per process) off the training thread: started when the recorder was made
+        self._warm = _warm_up_kernel_once()
 
     def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
         """Seconds per training step and per snapshot (medians; the first training step, which
@@ -737,8 +748,19 @@ class _Calibration:
         }
 
 
-def _warm_up_kernel(threads: int | None) -> None:
-    lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=threads)
+_WARM: list[threading.Thread] = []  # the one warm-up thread of this process
+
+
+def _warm_up_kernel_once() -> threading.Thread:
+    """Load the LE kernel on a daemon thread, once per process; the thread (join to wait)."""
+    if not _WARM:
+        _WARM.append(threading.Thread(target=_warm_up_kernel, daemon=True))
+        _WARM[0].start()
+    return _WARM[0]
+
+
+def _warm_up_kernel() -> None:
+    lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=1)
 
 
 def _median_seconds(fn, repeats: int = 3) -> float:

@@ -158,16 +158,18 @@ def worker_fit(spec: dict) -> dict:
     """Build, compile and fit the model (optionally with WeightHistory); time model.fit only."""
     import hashlib
 
-    from keras_legc.keras.flavour import keras
+    from keras_legc.keras.flavour import keras, keras3
     from legc_research.datasets import mnist_test_split
 
-    K = keras()
+    K = keras3() if spec.get("flavour") == "keras3" else keras()  # tf_keras: row 1a's flavour
     data = mnist_test_split(spec["data_dir"], seed=spec["seed"], n_train=spec["n_train"])
     x_val, y_val = data.x_val, data.y_val
     if spec["n_val"]:
         x_val, y_val = x_val[: spec["n_val"]], y_val[: spec["n_val"]]
     K.utils.set_random_seed(spec["seed"])
     model = _build_model(K, spec.get("arch", "mlp"), spec["hidden"])
+    x_train = data.x_train.reshape((-1, *model.input_shape[1:]))
+    x_val = x_val.reshape((-1, *model.input_shape[1:]))
     model.compile(
         optimizer=K.optimizers.SGD(spec["learning_rate"]),
         loss="sparse_categorical_crossentropy",
@@ -180,16 +182,22 @@ def worker_fit(spec: dict) -> dict:
     if spec["record"]:
         # every None and no max_overhead: the recorder's defaults (its budget)
         budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
-        recorder = keras_legc.WeightHistory(
+        if spec.get("threads"):  # the LE kernel's threads (default: every usable core)
+            budget["threads"] = spec["threads"]
+        # units: one series per unit (filter, neuron) instead of per weight (issue 27)
+        recorder_class = keras_legc.UnitHistory if spec.get("units") else keras_legc.WeightHistory
+        recorder = recorder_class(
             window=spec["window"], overlap=spec["overlap"], every=spec["every"],
             validation_data=(x_val, y_val), run_dir=spec["run_dir"],
             save_snapshots=spec["save_snapshots"], verbose=0, **budget,
         )  # fmt: skip
         callbacks = [recorder]
+    if spec.get("noop_callback"):  # the floor: what any per-step Python callback costs in fit
+        callbacks = [K.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)]
     rss_before = peak_rss_mib()
     t0 = time.perf_counter()
     fit = model.fit(
-        data.x_train, data.y_train, batch_size=spec["batch_size"], epochs=spec["epochs"],
+        x_train, data.y_train, batch_size=spec["batch_size"], epochs=spec["epochs"],
         callbacks=callbacks, verbose=0,
     )  # fmt: skip
     fit_s = time.perf_counter() - t0
@@ -222,7 +230,12 @@ def worker_fit(spec: dict) -> dict:
 
 
 def _build_model(K, arch: str, hidden):
-    """The benchmark's MLP (LeNet-300-100 by default) or its small convnet with a Dense head."""
+    """The benchmark's MLP (LeNet-300-100 by default), its small convnet with a Dense head, or a
+    net of the zoo by name (``legc_research.zoo``: 28x28x1 input, 10 classes)."""
+    from legc_research.zoo.nets import NETS, build
+
+    if arch in NETS:
+        return build(arch, K)  # the seed is set by the caller
     layers = [K.layers.Input(shape=(784,))]
     if arch == "convnet":
         layers += [

@@ -261,7 +261,7 @@ def test_diverging_training_gives_non_finite_error():
     xtr, ytr, xv, yv = make_data()
     model = make_model()
     model.compile(k.optimizers.SGD(1e30), "mse")
-    with pytest.raises(NonFiniteError, match="NaN or inf in the Dense kernels"):
+    with pytest.raises(NonFiniteError, match="NaN or inf in the recorded weights"):
         model.fit(xtr, k.utils.to_categorical(ytr) * 1e20, batch_size=6, epochs=2,
                   validation_data=(xv, yv), callbacks=[kl.WeightHistory(validation_data=(xv, yv), every=1, window=5)], verbose=0)  # fmt: skip
 

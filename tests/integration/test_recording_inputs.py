@@ -197,3 +197,32 @@ def test_reproduce_shows_progress_under_its_run_lines(tmp_path, paper_data_dir, 
     reproduce(tmp_path, config, data_dir=paper_data_dir, overwrite=True, progress=False)
     err = capsys.readouterr().err
     assert "[1/1] clean iris" in err and "ETA" not in err
+
+
+# ---- the target's forward pass ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["misclassification", "loss"])
+def test_keras3_target_uses_the_compiled_predict_and_agrees_with_an_eager_call(target):
+    """Keras 3 evaluates the target through the model's compiled predict function (a convnet's
+    eager call costs several times more); its value equals one computed from eager outputs."""
+    K = keras3()
+    x, y, xv, yv = make_data()
+    K.utils.set_random_seed(0)
+    model = K.Sequential([K.layers.Input((x.shape[1],)), K.layers.Dense(8, activation="relu"),
+                          K.layers.Dense(int(y.max()) + 1, activation="softmax")])  # fmt: skip
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rec = kl.WeightHistory(every=1, window=WINDOW, validation_data=(xv, yv), target=target,
+                           eval_batch_size=7, background=False)  # fmt: skip
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[rec])
+    eager = np.asarray(model(xv, training=False))
+    if target == "misclassification":
+        expected = float(np.mean(eager.argmax(axis=1) != yv))
+        assert rec._misclassification() == pytest.approx(expected, abs=1e-12)
+    else:
+        p = eager[np.arange(len(yv)), yv]
+        assert rec._validation_loss() == pytest.approx(float(np.mean(-np.log(p))), rel=1e-4)
+    calls, real = [], model.predict_on_batch  # a spy that calls through to Keras
+    model.predict_on_batch = lambda batch: calls.append(len(batch)) or real(batch)
+    rec._misclassification()
+    assert calls[0] == 7 and sum(calls) == len(xv)  # batches of eval_batch_size, all rows

@@ -206,8 +206,9 @@ def test_save_snapshots_needs_a_run_dir():
 
 def test_recorder_holds_one_window_not_the_whole_run(tmp_path):
     rec = _fit_small(tmp_path)
-    # The ring buffer is one window of float32 snapshots, whatever the number of steps.
-    assert rec._ring.buffer.shape == (10, rec.history.n_weights)
+    # The ring buffer is one window of float32 snapshots plus one stride (the window the
+    # background worker copies while the next snapshots arrive), whatever the number of steps.
+    assert rec._ring.buffer.shape == (10 + rec._ring.stride, rec.history.n_weights)
     assert rec._ring.buffer.dtype == np.float32
     assert rec.history.n_snapshots == 90 > rec._ring.buffer.shape[0]
 

@@ -240,3 +240,22 @@ def test_the_kernel_raises_no_floating_point_warnings_on_a_new_window_length():
         warnings.simplefilter("error")
         got = lyapunov_of_windows(x, threads=1)
     np.testing.assert_allclose(got, [lyapunov_window_reference(row) for row in x], rtol=1e-12)
+
+
+def test_a_ring_with_spare_rows_keeps_the_closed_window_until_the_next_closes():
+    """spare=stride: the window that closed stays readable while the next stride snapshots are
+    written (a background worker copies it); older ones are refused, not returned wrong."""
+    ring = lyapunov.WindowRing(n=2, window=5, overlap=0.4, spare=3)  # stride 3
+    assert ring.buffer.shape == (8, 2)
+    seen, closed = [], []
+    for t in range(20):
+        row = np.array([t, -t], dtype=np.float32)
+        ring.next_row()[:] = row
+        seen.append(row)
+        if ring.push():
+            closed.append(ring.count)
+        for c in closed[-1:]:  # the last closed window, at every later snapshot until the next
+            np.testing.assert_array_equal(ring.chronological(c), np.array(seen[c - 5 : c]))
+    assert closed == [5, 8, 11, 14, 17, 20]
+    with pytest.raises(ValueError, match="no longer in the ring"):
+        ring.chronological(16)

@@ -387,7 +387,7 @@ def test_a_diverged_recording_is_refused_at_the_window_with_the_fix():
         feed(engine, walk)
     message = str(info.value)
     assert message.startswith(
-        "NaN or inf in the Dense kernels by optimizer step 10: training diverged"
+        "NaN or inf in the recorded weights by optimizer step 10: training diverged"
     )
     assert (
         "so its trajectory has no Lyapunov exponent. Fix: lower the learning rate or clip"

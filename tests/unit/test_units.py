@@ -46,6 +46,18 @@ def test_unit_statistic_equals_a_plain_loop(shape, axes, statistic):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("statistic", ["l2", "l1", "mean_abs"])
+@pytest.mark.parametrize("shape, axes", [((300, 20), (-1,)), ((3, 3, 6, 2), (2, 3)),
+                                         ((3, 3, 4, 6), (2,)), ((0, 4), (-1,))])  # fmt: skip
+def test_float32_weights_agree_with_the_plain_loop_to_1e_5(shape, axes, statistic):
+    """float32 kernels (what recorders read) are summed without a float64 copy for l2."""
+    rng = np.random.default_rng(len(shape))
+    w = (rng.normal(size=shape) * rng.choice([1e-6, 1.0, 1e3])).astype(np.float32)
+    got = unit_statistic(w, axes, statistic)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, _reference(w.astype(np.float64), axes, statistic), rtol=1e-5)
+
+
 def test_depthwise_unit_order_is_channel_times_multiplier_plus_m():
     w = np.zeros((3, 3, 4, 2))
     w[:, :, 1, 0] = 1.0  # channel 1, multiplier 0 -> output channel 2
