@@ -48,7 +48,10 @@ def test_activation_series_are_the_mean_absolute_activation_after_bn_and_relu(tm
 
     last = np.asarray(load_snapshots(tmp_path / "act"))[-1]  # the step-12 unit values
     offsets = np.cumsum([0] + [int(np.prod(h.shapes[n])) for n in h.layers])
-    got = {n.split("/")[0]: last[a:b] for n, a, b in zip(h.layers, offsets, offsets[1:])}
+    got = {
+        n.split("/")[0]: last[a:b]
+        for n, a, b in zip(h.layers, offsets[:-1], offsets[1:], strict=True)
+    }
     for layer, values in want.items():
         key = next(k for k in got if k.startswith(layer))
         np.testing.assert_allclose(got[key], values, rtol=1e-5, atol=1e-6)
