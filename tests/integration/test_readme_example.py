@@ -1,7 +1,8 @@
-"""The README's "In Python" example, copied literally, runs for seeds 0-7 on the TensorFlow and the
-JAX backend (issue 30: on some seeds the validation error reached 0 and the example raised instead
-of giving its 80% mask). Each backend runs in a fresh process (a Keras 3 backend is fixed per
-process); this file is the script: ``python test_readme_example.py``."""
+"""The README's "In Python" example, copied literally, runs for seeds 0-7: seeds 0-3 on the
+TensorFlow backend and 4-7 on JAX (issue 30: on some seeds the validation error reached 0 and the
+example raised instead of giving its 80% mask; half the seeds per backend keeps CI under 20 min).
+Each backend runs in a fresh process (a Keras 3 backend is fixed per process); this file is the
+script: ``python test_readme_example.py 0,1,2,3``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve()
 README = HERE.parents[2] / "README.md"
-SEEDS = range(8)
+SEEDS = {"tensorflow": [0, 1, 2, 3], "jax": [4, 5, 6, 7]}
 
 
 def example() -> str:
@@ -28,12 +29,12 @@ def example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def run_seeds() -> list[dict]:
+def run_seeds(seeds) -> list[dict]:
     import keras
 
     code = compile(example(), "README.md", "exec")
     results = []
-    for seed in SEEDS:
+    for seed in seeds:
         keras.utils.set_random_seed(seed)
         scope: dict = {}
         with warnings.catch_warnings(record=True) as caught:
@@ -56,15 +57,17 @@ def run_seeds() -> list[dict]:
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_the_readme_example_runs_for_seeds_0_to_7(backend, tmp_path):
+    seeds = SEEDS[backend]
     pytest.importorskip(backend)
     pytest.importorskip("sklearn")
     env = {**os.environ, "KERAS_BACKEND": backend}
     env.pop("TF_USE_LEGACY_KERAS", None)
-    done = subprocess.run([sys.executable, str(HERE)], env=env, cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(HERE), ",".join(map(str, seeds))], env=env,
+                          cwd=tmp_path,
                           capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [r["seed"] for r in results] == list(SEEDS)
+    assert [r["seed"] for r in results] == seeds
     for r in results:
         # the 80% mask, not the alpha mask of the paper's line (a comment in the README)
         assert r["sparsity"] == pytest.approx(0.8, abs=0.01), r
@@ -72,4 +75,4 @@ def test_the_readme_example_runs_for_seeds_0_to_7(backend, tmp_path):
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_seeds()))
+    print(json.dumps(run_seeds([int(s) for s in sys.argv[1].split(",")])))
