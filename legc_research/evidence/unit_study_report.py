@@ -52,7 +52,10 @@ def evidence_table(rows: list[dict]) -> list[str]:
     out = ["| net | series | units | tested | causal (BH q < 0.05) | never moved | max lag | "
            "Spearman ρ vs final L2 |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for net in dict.fromkeys(r["net"] for r in rows):
-        for crit, label in (("legc_weight", "weight L2 norm"), ("legc_act", "mean |activation|")):
+        for crit, label in (
+            ("legc_weight", "weight L2 norm"),
+            ("legc_act", "mean abs. activation"),
+        ):
             ev = {}
             for r in rows:
                 if r["net"] == net and r["criterion"] == crit and "evidence" in r:

@@ -50,7 +50,9 @@ def test_unit_statistic_equals_a_plain_loop(shape, axes, statistic):
 @pytest.mark.parametrize("shape, axes", [((300, 20), (-1,)), ((3, 3, 6, 2), (2, 3)),
                                          ((3, 3, 4, 6), (2,)), ((0, 4), (-1,))])  # fmt: skip
 def test_float32_weights_agree_with_the_plain_loop_to_1e_5(shape, axes, statistic):
-    """float32 kernels (what recorders read) are summed without a float64 copy for l2."""
+    """float32 kernels (what recorders read) are summed in float64: the LE of a unit's norm series
+    amplifies a float32 sum's last-digit differences to 1e-3 (tests/integration/
+    test_unit_history.py compares with a float64 recomputation)."""
     rng = np.random.default_rng(len(shape))
     w = (rng.normal(size=shape) * rng.choice([1e-6, 1.0, 1e3])).astype(np.float32)
     got = unit_statistic(w, axes, statistic)
