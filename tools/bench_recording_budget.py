@@ -38,14 +38,46 @@ def _spec(wl: Workload, data_dir: str, config: str, args) -> dict:
     return {
         "data_dir": data_dir, "seed": wl.seed, "n_train": wl.n_train, "n_val": wl.n_val,
         "hidden": list(wl.hidden), "batch_size": wl.batch_size, "learning_rate": wl.learning_rate,
-        "window": wl.window, "overlap": wl.overlap, "every": wl.every, "epochs": args.epochs or wl.epochs, "flavour": args.flavour,
-        "arch": args.arch, "run_dir": None, "save_snapshots": False, **CONFIGS[config],
+        "window": wl.window, "overlap": wl.overlap, "every": wl.every,
+        "epochs": args.epochs or wl.epochs, "flavour": args.flavour, "arch": args.arch, "run_dir": None, "save_snapshots": False, **CONFIGS[config],
     }  # fmt: skip
+
+
+def _mean_timing(runs: list[dict], key: str) -> float:
+    return sum((r.get("timings") or {}).get(key, 0.0) for r in runs) / len(runs)
+
+
+def table(paths: list[Path]) -> str:
+    """A markdown table of bench results: per file, the median plain fit and each config's ratios
+    (fit / median plain), the chosen ``every`` and windows, and where the recording's time went."""
+    rows = [
+        "| net (flavour, epochs) | plain fit | config | fit / plain per round | every/windows "
+        "| target s | snapshot s | LE s (worker) |",
+        "|---|---:|---|---|---|---:|---:|---:|",
+    ]
+    for path in paths:
+        d = json.loads(path.read_text())
+        runs = d["runs"]
+        plain = sorted(r["fit_s"] for r in runs if r["config"] == "plain")
+        med = plain[len(plain) // 2]
+        name = f"{d.get('arch', 'mlp')} ({d.get('flavour', 'tf_keras')}, {d.get('epochs') or 5})"
+        for config in dict.fromkeys(r["config"] for r in runs if r["config"] != "plain"):
+            rs = [r for r in runs if r["config"] == config]
+            rows.append(
+                f"| {name} | {med:.2f} s | {config} | "
+                + ", ".join(f"{r['fit_s'] / med:.2f}x" for r in rs)
+                + " | " + ", ".join(f"{r.get('every')}/{r.get('n_windows')}" for r in rs)
+                + "".join(f" | {_mean_timing(rs, k):.2f}"
+                          for k in ("validation_s", "snapshot_s", "lyapunov_s")) + " |"
+            )  # fmt: skip
+    return "\n".join(rows)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--table", type=Path, nargs="+", help="print the markdown table of these "
+                    "results files and exit")  # fmt: skip
+    ap.add_argument("--json", type=Path)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument(
         "--arch",
@@ -66,6 +98,11 @@ def main() -> int:
     ap.add_argument("--data-dir", default=os.environ.get("LEGC_DATA_DIR", "../shared/data"))
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a spec file: run one fit in this process
     args = ap.parse_args()
+    if args.table:
+        print(table(args.table))
+        return 0
+    if args.json is None:
+        ap.error("--json is required (or --table FILES)")
     if args.one:
         spec = json.loads(Path(args.one).read_text())
         Path(args.one).write_text(json.dumps(worker_fit(spec), default=float))
