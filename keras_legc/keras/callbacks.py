@@ -34,7 +34,7 @@ from keras_legc.core.scoring import MIN_WINDOWS
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.flavour import keras, keras3, keras_of, model_flavour, tf, to_numpy
-from keras_legc.keras.registry import prunable_units
+from keras_legc.keras.registry import prunable_entries
 from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
@@ -245,7 +245,7 @@ class WeightHistory(Callback):
                     file=sys.stderr,
                 )
             return
-        self._units = prunable_units(self.model)
+        self._prunables = prunable_entries(self.model)
         self._keras = keras_of(self.model)
         # Keras 3: the model's compiled predict function (an eager call costs 2-5x more per
         # batch on a convnet: 0.5 s of DS-CNN's 0.7 s training per window); tf_keras: the eager
@@ -257,7 +257,7 @@ class WeightHistory(Callback):
             self._forward = lambda x: self.model(x, training=False)
         self._val = self._resolve_validation_data()
         # One linear output unit is read as a logit (class 1 above 0), any other as a probability.
-        activation = getattr(getattr(self._units[-1].layer, "activation", None), "__name__", "")
+        activation = getattr(getattr(self._prunables[-1].layer, "activation", None), "__name__", "")
         self._logits = activation == "linear"
         self._initial = [w.copy() for w in self.model.get_weights()]
         self._spe, self._hooks = steps_per_execution(self.model), 0
@@ -353,7 +353,7 @@ class WeightHistory(Callback):
         # Layouts an array's rank does not tell (a transposed or depthwise convolution, an RNN
         # kernel), so masks built later from the scores alone use the right axes.
         layouts = {
-            u.key: [u.spec.in_axis, u.spec.blocks] for u in self._units
+            u.key: [u.spec.in_axis, u.spec.blocks] for u in self._prunables
             if (u.spec.in_axis, u.spec.blocks) != inferred_layout(u.shape)
         }  # fmt: skip
         if layouts:
@@ -479,7 +479,7 @@ class WeightHistory(Callback):
         """The kernels as numpy arrays, read lazily (the engine reads them only on the steps it
         records); ``self.model`` syncs the JAX backend's training state into the variables."""
         self.model  # noqa: B018 - the JAX state sync
-        return (unit.numpy() for unit in self._units)
+        return (entry.numpy() for entry in self._prunables)
 
     def _kernels(self) -> dict[str, np.ndarray]:
         return {
@@ -487,11 +487,11 @@ class WeightHistory(Callback):
         }
 
     def _names(self) -> list[str]:
-        return [unit.key for unit in self._units]
+        return [entry.key for entry in self._prunables]
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of what is recorded per name (the weights'; units override it)."""
-        return {unit.key: unit.shape for unit in self._units}
+        return {entry.key: entry.shape for entry in self._prunables}
 
     def _write_summaries(self, flush: bool = False) -> None:
         """Write the windows whose LEs have arrived since the last call to TensorBoard."""
@@ -529,8 +529,8 @@ class WeightHistory(Callback):
         }
         index = {id(w): i for i, w in enumerate(self.model.weights)}
         final = {
-            unit.key: np.array(stop.best_weights[index[id(unit.variable)]], dtype=np.float32)
-            for unit in self._units
+            entry.key: np.array(stop.best_weights[index[id(entry.variable)]], dtype=np.float32)
+            for entry in self._prunables
         }
         return final, source
 

@@ -18,7 +18,7 @@ from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
 from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.holders import holder_for
-from keras_legc.keras.registry import units_by_key
+from keras_legc.keras.registry import entries_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
 from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
@@ -122,8 +122,8 @@ class GradualPruning(Callback):
         model = self.model
         self._holder = holder_for(model)
         held = self._holder.read(model) if self._holder.is_held(model) else None
-        units = units_by_key(model, warn=False)
-        self._layers = {key: units[key] for key in (held.layers if held is not None else [])}
+        entries = entries_by_key(model, warn=False)
+        self._layers = {key: entries[key] for key in (held.layers if held is not None else [])}
         start = {key: held[key] for key in self._layers}
         if not self._layers:
             raise ModelStructureError(

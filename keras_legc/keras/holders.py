@@ -25,7 +25,7 @@ import numpy as np
 from keras_legc.errors import ModelStructureError
 from keras_legc.keras.flavour import keras, keras3, model_flavour, tf, tfmot
 from keras_legc.keras.layers import is_pruning_wrapper
-from keras_legc.keras.registry import REGISTRY, prunable_units, resolve
+from keras_legc.keras.registry import REGISTRY, prunable_entries, resolve
 from keras_legc.masking import Mask
 
 
@@ -59,14 +59,14 @@ class Keras3Holder(_Holder):
     """Masks held by :class:`~keras_legc.keras.keras3.MaskConstraint` on each weight."""
 
     def held(self, model) -> dict:
-        """``{key: (Unit, MaskConstraint)}`` for the weights of ``model`` that hold a mask."""
+        """``{key: (Entry, MaskConstraint)}`` for the weights of ``model`` that hold a mask."""
         from keras_legc.keras.keras3 import MaskConstraint
 
         out = {}
-        for unit in prunable_units(model, warn=False):
-            constraint = getattr(unit.variable, "constraint", None)
+        for entry in prunable_entries(model, warn=False):
+            constraint = getattr(entry.variable, "constraint", None)
             if isinstance(constraint, MaskConstraint):
-                out[unit.key] = (unit, constraint)
+                out[entry.key] = (entry, constraint)
         return out
 
     def is_held(self, model) -> bool:
@@ -78,13 +78,13 @@ class Keras3Holder(_Holder):
 
         copy = _clone(model, keras3())
         copy.set_weights(weights)
-        for unit in prunable_units(copy, warn=False):
-            variable = unit.variable
-            path = unit.spec.constraint
-            inner = resolve(unit.layer, path) if path else variable.constraint
-            constraint = MaskConstraint(mask[unit.key], inner=inner)
+        for entry in prunable_entries(copy, warn=False):
+            variable = entry.variable
+            path = entry.spec.constraint
+            inner = resolve(entry.layer, path) if path else variable.constraint
+            constraint = MaskConstraint(mask[entry.key], inner=inner)
             if path:
-                _set(unit.layer, path, constraint)  # what get_config (.keras files) carries
+                _set(entry.layer, path, constraint)  # what get_config (.keras files) carries
             variable.constraint = constraint  # what the optimizer applies after each update
             variable.assign(constraint(variable))
         return copy
@@ -97,9 +97,9 @@ class Keras3Holder(_Holder):
         train step read the old masks as constants, so it is rebuilt."""
         held = self.held(model)
         for key, keep in masks.items():
-            unit, constraint = held[key]
+            entry, constraint = held[key]
             constraint.mask.assign(np.asarray(keep, dtype=np.float32))
-            unit.variable.assign(constraint(unit.variable))
+            entry.variable.assign(constraint(entry.variable))
         k = keras3()
         if k.backend.backend() == "jax" and getattr(model, "train_function", None) is not None:
             model.make_train_function(force=True)
@@ -109,9 +109,9 @@ class Keras3Holder(_Holder):
         held = self.held(model)
         if not held:
             return model
-        for unit, constraint in held.values():
+        for entry, constraint in held.values():
             # The last optimizer step applied the constraint already; this covers set_weights.
-            unit.variable.assign(constraint(unit.variable))
+            entry.variable.assign(constraint(entry.variable))
         # The configs the copy is built from carry the constraints from before pruning.
         self._swap(held, lambda c: c.inner)
         try:
@@ -123,9 +123,9 @@ class Keras3Holder(_Holder):
 
     @staticmethod
     def _swap(held, choose) -> None:
-        for unit, constraint in held.values():
-            if unit.spec.constraint:
-                _set(unit.layer, unit.spec.constraint, choose(constraint))
+        for entry, constraint in held.values():
+            if entry.spec.constraint:
+                _set(entry.layer, entry.spec.constraint, choose(constraint))
 
 
 class TfKerasHolder(_Holder):
@@ -139,7 +139,7 @@ class TfKerasHolder(_Holder):
 
     def _vars(self, model) -> dict:
         """``{key: (weight variable, mask variable)}`` of the wrapped weights, in layer order."""
-        keys = {id(u.variable): u.key for u in prunable_units(model, warn=False)}
+        keys = {id(u.variable): u.key for u in prunable_entries(model, warn=False)}
         out = {}
         for wrapper in self.wrappers(model):
             for weight, mask_var, _threshold in wrapper.pruning_vars:
@@ -149,15 +149,15 @@ class TfKerasHolder(_Holder):
     def hold(self, model, mask: Mask, weights: list):
         copy = _clone(model, keras())
         copy.set_weights(weights)
-        units = prunable_units(copy, warn=False)
+        entries = prunable_entries(copy, warn=False)
         top = {id(layer) for layer in copy.layers}
-        nested = sorted({u.layer.name for u in units if id(u.layer) not in top})
+        nested = sorted({u.layer.name for u in entries if id(u.layer) not in top})
         if nested:
             raise ModelStructureError(
                 f"layers {nested} sit inside a nested model; on tf_keras TF-MOT wraps top-level "
                 "layers only. Fix: build the model flat, or use Keras 3."
             )
-        pruned_layers = {id(u.layer) for u in units}
+        pruned_layers = {id(u.layer) for u in entries}
         schedule = FixedMaskSchedule()
         sparsity = tfmot().sparsity.keras
 

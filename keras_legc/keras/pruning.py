@@ -19,7 +19,7 @@ from keras_legc.core.history import History
 from keras_legc.errors import InvalidArgumentError, MaskMismatchError, ModelStructureError
 from keras_legc.keras.flavour import model_flavour
 from keras_legc.keras.holders import FixedMaskSchedule, _sparsity, holder_for  # noqa: F401
-from keras_legc.keras.registry import prunable_units, signature
+from keras_legc.keras.registry import prunable_entries, signature
 from keras_legc.keras.saving import load_model, save_model  # noqa: F401
 from keras_legc.masking import Mask
 
@@ -53,7 +53,7 @@ def prune(model, mask: Mask, *, rewind_to=None):
             "Scores.mask(...), magnitude_mask(...), random_mask(...) or Mask({layer: array})."
         )
     holder = holder_for(model)
-    prunable_units(model)  # the checks, and the warning about weights it does not prune
+    prunable_entries(model)  # the checks, and the warning about weights it does not prune
     if holder.is_held(model):
         raise ModelStructureError(
             "the model is already wrapped for pruning. Fix: call keras_legc.strip(model) first, "
@@ -91,7 +91,7 @@ def strip(model):
     Example:
         >>> small = keras_legc.strip(pruned)
     """
-    prunable_units(model, warn=False)
+    prunable_entries(model, warn=False)
     return holder_for(model).strip(model)
 
 

@@ -1,12 +1,12 @@
 """The one table of prunable weights per layer class, as TF-MOT's ``prune_registry`` keeps it.
 
 Every step that touches weights (record, score, mask, prune, strip, gradual, save/load, export,
-diagnose) finds them here, through :func:`prunable_units`; nothing else in keras_legc names a
+diagnose) finds them here, through :func:`prunable_entries`; nothing else in keras_legc names a
 layer class. A new layer kind is one entry of :data:`REGISTRY`; a custom layer opts in with TF-MOT's
 ``PrunableLayer`` protocol, a ``get_prunable_weights()`` method returning its variables (honoured on
 Keras 3 too).
 
-Each prunable weight is one *unit*: a (layer, weight) pair with a string key, the key a
+Each prunable weight is one *entry* (:class:`Entry`): a (layer, weight) pair with a string key, the key a
 :class:`~keras_legc.masking.Mask`, a History and Scores use for it: the layer's name for a weight
 named ``kernel`` (so a Dense model's keys are its layer names, as they always were), and
 ``"layer/weight"`` for any other (``"sep/depthwise_kernel"``, ``"emb/embeddings"``,
@@ -14,7 +14,7 @@ named ``kernel`` (so a Dense model's keys are its layer names, as they always we
 
 Layers are found in the model's top level, inside nested Sequential/functional models and, on
 Keras 3, inside ``TimeDistributed`` and ``Bidirectional`` wrappers (the wrapped layers are the
-units' layers). On tf_keras, TF-MOT holds the masks and supports neither wrapper, so they are
+entries' layers). On tf_keras, TF-MOT holds the masks and supports neither wrapper, so they are
 refused there with a clear error.
 """
 
@@ -120,7 +120,7 @@ class PrunableWeight(NamedTuple):
 
 
 @dataclass
-class Unit:
+class Entry:
     """A prunable weight of a model: the layer object that owns it and its :class:`WeightSpec`."""
 
     layer: object
@@ -210,7 +210,7 @@ def _wrapped(wrapper) -> list:
     return [wrapper.layer]
 
 
-def prunable_units(model, *, warn: bool = True) -> list[Unit]:
+def prunable_entries(model, *, warn: bool = True) -> list[Entry]:
     """Every prunable weight of ``model``, in layer order then the registry's weight order.
 
     Args:
@@ -223,7 +223,7 @@ def prunable_units(model, *, warn: bool = True) -> list[Unit]:
             a ``/`` in it), or a prunable weight is not floating point.
 
     Example:
-        >>> [u.key for u in prunable_units(model)]
+        >>> [u.key for u in prunable_entries(model)]
         ['conv', 'dw/depthwise_kernel', 'head']
     """
     from keras_legc.keras.layers import check_graph_model
@@ -231,22 +231,22 @@ def prunable_units(model, *, warn: bool = True) -> list[Unit]:
     k = keras_of(model)
     check_graph_model(model, k)
     leaves = list(_leaves(model, k, model_flavour(model) == "keras3"))
-    units = [Unit(layer, spec) for layer in leaves for spec in specs_of(layer)]
-    if not units:
+    entries = [Entry(layer, spec) for layer in leaves for spec in specs_of(layer)]
+    if not entries:
         raise ModelStructureError(
             f"model {model.name!r} has no prunable weight (layers: "
             f"{sorted({type(la).__name__ for la in leaves})}). keras_legc prunes the weights of "
             f"{', '.join(REGISTRY)}. Fix: pass a model with one of these layers, or give a custom "
             "layer a get_prunable_weights() method returning its prunable variables."
         )
-    _check_units(model, units)
+    _check_entries(model, entries)
     if warn:
         _warn_uncovered(model, leaves)
-    return units
+    return entries
 
 
-def _check_units(model, units: list[Unit]) -> None:
-    layers = list({id(u.layer): u.layer for u in units}.values())
+def _check_entries(model, entries: list[Entry]) -> None:
+    layers = list({id(u.layer): u.layer for u in entries}.values())
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names) or any("/" in n for n in names):
         raise ModelStructureError(
@@ -255,8 +255,8 @@ def _check_units(model, units: list[Unit]) -> None:
         )
     for layer in layers:
         check_not_shared(model, layer)
-    for unit in units:
-        check_float(unit.layer, unit.spec.name, unit.variable)
+    for entry in entries:
+        check_float(entry.layer, entry.spec.name, entry.variable)
 
 
 def check_not_shared(model, layer) -> None:
@@ -302,7 +302,7 @@ def prunable_weights(model) -> list[PrunableWeight]:
         dw depthwise_kernel (3, 3, 8, 1)
         head kernel (8, 10)
     """
-    return [PrunableWeight(u.layer.name, u.spec.name, u.shape) for u in prunable_units(model)]
+    return [PrunableWeight(u.layer.name, u.spec.name, u.shape) for u in prunable_entries(model)]
 
 
 _WARNED: weakref.WeakSet = weakref.WeakSet()
@@ -352,21 +352,21 @@ def _warn_uncovered(model, leaves) -> None:
         )
 
 
-def units_by_key(model, **kw) -> dict[str, Unit]:
-    """``{key: Unit}`` for every prunable weight of ``model``."""
-    return {u.key: u for u in prunable_units(model, **kw)}
+def entries_by_key(model, **kw) -> dict[str, Entry]:
+    """``{key: Entry}`` for every prunable weight of ``model``."""
+    return {u.key: u for u in prunable_entries(model, **kw)}
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
     """``{key: weight}`` as numpy arrays, every prunable weight of ``model``."""
-    return {u.key: u.numpy() for u in prunable_units(model)}
+    return {u.key: u.numpy() for u in prunable_entries(model)}
 
 
 def signature(model) -> dict[str, tuple[int, ...]]:
     """``{key: shape}``: what a mask or a history must match."""
-    return {u.key: u.shape for u in prunable_units(model)}
+    return {u.key: u.shape for u in prunable_entries(model)}
 
 
 def layouts(model) -> dict[str, tuple[int, str | None]]:
     """``{key: (input-channel axis, block layout)}`` for the masking patterns."""
-    return {u.key: (u.spec.in_axis, u.spec.blocks) for u in prunable_units(model, warn=False)}
+    return {u.key: (u.spec.in_axis, u.spec.blocks) for u in prunable_entries(model, warn=False)}

@@ -51,7 +51,7 @@ class UnitHistory(WeightHistory):
         if self._view is None:  # once per fit, not on every step
             self._view = UnitView(
                 [UnitSpec(u.key, u.shape, u.spec.out_axes, layer=u.layer.name,
-                          weight=_variable_name(u.variable)) for u in self._units],
+                          weight=_variable_name(u.variable)) for u in self._prunables],
                 self.statistic,
             )  # fmt: skip
         return self._view

@@ -123,7 +123,7 @@ def activation_history_class():
 
                 outputs, self._slots = [], []
                 view = self._unit_view()
-                for unit, spec in zip(self._units, view.specs, strict=True):
+                for unit, spec in zip(self._prunables, view.specs, strict=True):
                     out = _follow(unit.layer).output
                     if (
                         out.shape[-1] == spec.n_units

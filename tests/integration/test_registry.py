@@ -125,9 +125,9 @@ def _data(kind: str):
 
 def _violations(kl, model, mask) -> int:
     """Masked entries that are not exactly 0, over every prunable weight."""
-    from keras_legc.keras.registry import units_by_key
+    from keras_legc.keras.registry import entries_by_key
 
-    units = units_by_key(model, warn=False)
+    units = entries_by_key(model, warn=False)
     return sum(
         int(np.count_nonzero(units[key].numpy()[~np.asarray(mask[key], bool)])) for key in mask
     )
@@ -176,9 +176,9 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
     out["m_by_n_sparsity"] = masks["m_by_n"].sparsity
     # From the scores alone (no model): the History carried each weight's input axis.
     from keras_legc.errors import InvalidArgumentError
-    from keras_legc.keras.registry import units_by_key
+    from keras_legc.keras.registry import entries_by_key
 
-    units = units_by_key(model, warn=False)
+    units = entries_by_key(model, warn=False)
     nm = scores.mask(sparsity_m_by_n=(2, 4), ranking="legc_pvalue")
     out["scores_nm_ok"] = all(_nm_ok(nm[key], u.spec.in_axis) for key, u in units.items())
     try:
@@ -233,9 +233,9 @@ def _pipeline(k, kind: str, flavour: str, tmp: Path) -> dict:
             "Prune" in type(layer).__name__ for layer in small.layers
         )
         if name == "m_by_n":
-            from keras_legc.keras.registry import prunable_units
+            from keras_legc.keras.registry import prunable_entries
 
-            units = prunable_units(small, warn=False)
+            units = prunable_entries(small, warn=False)
             out["nm_ok"] = all(_nm_ok(u.numpy(), u.spec.in_axis) for u in units)
         if name == "unstructured" and kind != "embnet":
             for quant in ("float", "int8"):
