@@ -6,7 +6,7 @@ Resumable: results are appended per cell to ``<out>/results.jsonl``; a rerun ski
 See ``legc_research/evidence/unit_study.py`` for the protocol.
 
     python tools/unit_study.py --nets digits_mlp,lenet_300_100 --seeds 0,1,2
-    python tools/unit_study.py --report docs/units.md --force   # the doc from the results
+    python tools/unit_study.py --report docs/units.md --force --prose docs/units-verdict.md
 """
 
 from __future__ import annotations
@@ -39,13 +39,16 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--report", type=Path, help="write the markdown report here, run nothing")
     ap.add_argument("--force", action="store_true", help="overwrite the report")
+    ap.add_argument("--prose", type=Path, help="markdown put under the report's title (the "
+                    "verdict in words, written from the numbers)")
     args = ap.parse_args(argv)  # fmt: skip
     if args.report:
         from legc_research.evidence.unit_study_report import write_report
 
         if args.report.exists() and not args.force:
             ap.error(f"{args.report} exists. Fix: pass --force to overwrite it.")
-        write_report(args.out / "results.jsonl", args.report)
+        prose = args.prose.read_text() if args.prose else None
+        write_report(args.out / "results.jsonl", args.report, prose)
         print(f"wrote {args.report}")
         return 0
     nets = [n for n in args.nets.split(",") if n]

@@ -99,7 +99,7 @@ def write_report(results: Path, doc: Path, prose: str | None = None) -> Path:
         "# Units: does chaos-causality per filter or neuron carry information beyond magnitude?",
         "",
         "Issue 27's study, written by `python tools/unit_study.py --report docs/units.md "
-        "--force` from `runs/unit-study/results.jsonl` ("
+        "--force --prose docs/units-verdict.md` from `runs/unit-study/results.jsonl` ("
         + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         + ", "
         + f"Python {platform.python_version()}). Protocol: `legc_research/evidence/unit_study.py`.",
