@@ -39,8 +39,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--report", type=Path, help="write the markdown report here, run nothing")
     ap.add_argument("--force", action="store_true", help="overwrite the report")
-    ap.add_argument("--prose", type=Path, help="markdown put under the report's title (the "
-                    "verdict in words, written from the numbers)")
+    ap.add_argument(
+        "--prose",
+        type=Path,
+        help="markdown put under the report's title (the "
+        "verdict in words, written from the numbers)",
+    )
     args = ap.parse_args(argv)  # fmt: skip
     if args.report:
         from legc_research.evidence.unit_study_report import write_report
