@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ def table(paths: list[Path]) -> str:
         d = json.loads(path.read_text())
         runs = d["runs"]
         plain = sorted(r["fit_s"] for r in runs if r["config"] == "plain")
-        med = plain[len(plain) // 2]
+        med = statistics.median(plain)  # of two rounds: their mean
         name = f"{d.get('arch', 'mlp')} ({d.get('flavour', 'tf_keras')}, {d.get('epochs') or 5})"
         for config in dict.fromkeys(r["config"] for r in runs if r["config"] != "plain"):
             rs = [r for r in runs if r["config"] == config]
@@ -123,12 +124,12 @@ def main() -> int:
                 runs.append(res)
                 print(f"{config} round {r}: fit {res['fit_s']:.2f} s, every {res.get('every')}, "
                       f"windows {res.get('n_windows')}, load {res['load'][0]:.2f}", flush=True)  # fmt: skip
-    plain = sorted(r["fit_s"] for r in runs if r["config"] == "plain")
+    plain = statistics.median(r["fit_s"] for r in runs if r["config"] == "plain")
     summary = {}
     for config in (c for c in configs if c != "plain"):
-        ratios = [r["fit_s"] / plain[len(plain) // 2] for r in runs if r["config"] == config]
+        ratios = [r["fit_s"] / plain for r in runs if r["config"] == config]
         summary[config] = ratios
-        print(f"{config}: fit / plain (median plain {plain[len(plain) // 2]:.2f} s) = "
+        print(f"{config}: fit / plain (median plain {plain:.2f} s) = "
               + ", ".join(f"{x:.2f}x" for x in ratios))  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"arch": args.arch, "flavour": args.flavour, "epochs": args.epochs, "runs": runs, "ratios": summary},
