@@ -26,9 +26,7 @@ from legc_research.zoo.nets import NETS
 
 CONFIGS = {
     "plain": {"record": False},
-    "noop_callback": {"record": False, "noop_callback": True},  # the floor of any callback
     "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
-    "default_1thread": {"record": True, "every": None, "threads": 1},  # LEs on one core
     "every_step": {"record": True, "every": 1},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},

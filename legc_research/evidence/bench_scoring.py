@@ -182,8 +182,6 @@ def worker_fit(spec: dict) -> dict:
     if spec["record"]:
         # every None and no max_overhead: the recorder's defaults (its budget)
         budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
-        if spec.get("threads"):  # the LE kernel's threads (default: every usable core)
-            budget["threads"] = spec["threads"]
         # units: one series per unit (filter, neuron) instead of per weight (issue 27)
         recorder_class = keras_legc.UnitHistory if spec.get("units") else keras_legc.WeightHistory
         recorder = recorder_class(
@@ -192,8 +190,6 @@ def worker_fit(spec: dict) -> dict:
             save_snapshots=spec["save_snapshots"], verbose=0, **budget,
         )  # fmt: skip
         callbacks = [recorder]
-    if spec.get("noop_callback"):  # the floor: what any per-step Python callback costs in fit
-        callbacks = [K.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)]
     rss_before = peak_rss_mib()
     t0 = time.perf_counter()
     fit = model.fit(

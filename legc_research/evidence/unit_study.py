@@ -37,6 +37,7 @@ import json
 import os
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,11 +124,14 @@ def activation_history_class():
 
                 outputs, self._slots = [], []
                 view = self._unit_view()
+                per_layer = Counter(id(e.layer) for e in self._prunables)
                 for unit, spec in zip(self._prunables, view.specs, strict=True):
                     out = _follow(unit.layer).output
+                    # only a layer's sole prunable weight feeds its output channels one to one
+                    # (not a SeparableConv's depthwise kernel, not an RNN's gate kernels)
                     if (
-                        out.shape[-1] == spec.n_units
-                        and len(unit.layer.weights) > 0
+                        per_layer[id(unit.layer)] == 1
+                        and out.shape[-1] == spec.n_units
                         and (unit.spec.out_axes[-1] % len(unit.shape) == len(unit.shape) - 1)
                     ):
                         self._slots.append(len(outputs))
@@ -273,7 +277,7 @@ def unit_evidence(scorer, history) -> dict:
             "max_lag": int(scores.max_lag), "spearman_l2": rho}  # fmt: skip
 
 
-def criterion_importance(criterion: str, rec: Recorded, scorers: dict, data, seed: int):
+def criterion_importance(criterion: str, scorers: dict, data, seed: int):
     """What ``prune_channels(importance=...)`` gets for a criterion (and its ``data``)."""
     from keras_legc.structure.importance import random_importance
 
@@ -364,7 +368,7 @@ def run(out: Path, nets=NETS, seeds=SEEDS, criteria=CRITERIA, reductions=REDUCTI
                 scorers.items(), (rec.weight_history, rec.act_history), strict=True)}  # fmt: skip
             for criterion, factor in todo:
                 row = {"net": net, "seed": seed, "criterion": criterion, "reduction": factor}
-                importance, calib = criterion_importance(criterion, rec, scorers, data, seed)
+                importance, calib = criterion_importance(criterion, scorers, data, seed)
                 t0 = time.perf_counter()
                 try:
                     small = kl.prune_channels(rec.model, macs=int(base_macs / factor),

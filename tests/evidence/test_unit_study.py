@@ -86,3 +86,31 @@ def test_unknown_net_or_criterion_is_refused(tmp_path):
     with pytest.raises(InvalidArgumentError, match="unknown net or criterion"):
         study.run(tmp_path, nets=["vgg16"], seeds=[0])
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_separable_convs_depthwise_units_keep_their_weight_norms(tmp_path):
+    """A SeparableConv2D's depthwise kernel does not feed the layer's output channels one to one,
+    even when it has as many units as the layer has filters: its series stays the weight norm."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.SeparableConv2D(4, 3, name="sep")(inputs)  # 4 x 1 depthwise units, 4 filters
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x_data, y = rng.normal(size=(32, 6, 6, 4)).astype("float32"), rng.integers(0, 2, 32)
+    rec = study.activation_history_class()(
+        x_data[:8], window=4, every=1, validation_data=(x_data, y), background=False, verbose=0,
+        save_snapshots=True, run_dir=tmp_path / "act",
+    )  # fmt: skip
+    model.fit(x_data, y, batch_size=8, epochs=2, verbose=0, callbacks=[rec])
+    from keras_legc.core.history import load_snapshots
+    from keras_legc.core.units import unit_statistic
+
+    h = rec.history
+    last = np.asarray(load_snapshots(tmp_path / "act"))[-1]
+    offsets = dict(zip(h.layers, np.cumsum([0] + [h.shapes[n][0] for n in h.layers]), strict=False))
+    key = next(k for k in h.layers if "depthwise" in k)
+    depthwise = model.get_layer("sep").depthwise_kernel.numpy()
+    np.testing.assert_allclose(last[offsets[key] : offsets[key] + 4],
+                               unit_statistic(depthwise, (2, 3)), rtol=1e-5)  # fmt: skip
