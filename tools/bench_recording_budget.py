@@ -27,6 +27,8 @@ from legc_research.zoo.nets import NETS
 CONFIGS = {
     "plain": {"record": False},
     "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
+    # the same, with numba and the LE kernel loaded before fit: the one-off cost left out
+    "default_warm": {"record": True, "every": None, "warm_kernel": True},
     "every_step": {"record": True, "every": 1},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},
@@ -42,6 +44,12 @@ def _spec(wl: Workload, data_dir: str, config: str, args) -> dict:
     }  # fmt: skip
 
 
+def _estimate(run: dict) -> str:
+    """The budget's estimated fit / plain (``-`` without a budget)."""
+    est = (run.get("budget") or {}).get("estimated_overhead")
+    return "-" if est is None else f"{1 + est:.2f}x"
+
+
 def _mean_timing(runs: list[dict], key: str) -> float:
     return sum((r.get("timings") or {}).get(key, 0.0) for r in runs) / len(runs)
 
@@ -50,9 +58,9 @@ def table(paths: list[Path]) -> str:
     """A markdown table of bench results: per file, the median plain fit and each config's ratios
     (fit / median plain), the chosen ``every`` and windows, and where the recording's time went."""
     rows = [
-        "| net (flavour, epochs) | plain fit | config | fit / plain per round | every/windows "
-        "| target s | snapshot s | LE s (worker) |",
-        "|---|---:|---|---|---|---:|---:|---:|",
+        "| net (flavour, epochs) | plain fit | config | fit / plain per round | budget's estimate "
+        "| every/windows | target s | snapshot s | LE s (worker) |",
+        "|---|---:|---|---|---|---|---:|---:|---:|",
     ]
     for path in paths:
         d = json.loads(path.read_text())
@@ -65,6 +73,7 @@ def table(paths: list[Path]) -> str:
             rows.append(
                 f"| {name} | {med:.2f} s | {config} | "
                 + ", ".join(f"{r['fit_s'] / med:.2f}x" for r in rs)
+                + " | " + ", ".join(_estimate(r) for r in rs)
                 + " | " + ", ".join(f"{r.get('every')}/{r.get('n_windows')}" for r in rs)
                 + "".join(f" | {_mean_timing(rs, k):.2f}"
                           for k in ("validation_s", "snapshot_s", "lyapunov_s")) + " |"

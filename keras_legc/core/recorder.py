@@ -58,27 +58,36 @@ TIMINGS = ("snapshot_s", "lyapunov_s", "lyapunov_wait_s", "validation_s", "save_
 DEFAULT_MAX_OVERHEAD = 0.5
 #: The measured costs :func:`budget_every` needs, in seconds.
 COSTS = ("train_s", "snapshot_s", "lyapunov_s", "target_s")
+#: Optional: ``fit_steps``, the fit's training steps when known and the LEs run on the background
+#: thread: the last window's LEs are then waited for at the end of the fit.
+OPTIONAL_COSTS = ("fit_steps",)
 
 
 def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: int = 1) -> dict:
     """The smallest ``every`` (at least ``every``) whose estimated recording cost fits ``budget``.
 
     A pure function of the measured costs, so the same costs always give the same choice, and a
-    larger budget never gives a larger ``every``. The cost model: each recorded snapshot costs its
-    copy plus one window's LE and target amortised over the ``stride`` snapshots between windows;
-    ``every`` training steps pass per snapshot. LE seconds count in full even when they run on the
-    background thread: on a machine with few cores they slow the training steps instead.
+    larger budget never gives a larger ``every``. The cost model (:func:`estimated_overhead`):
+    per window of ``stride`` recorded snapshots, ``every`` training steps apart, the recording
+    costs ``stride`` snapshot copies, one target, and the window's LEs. LE seconds count in full
+    even on the background thread: on the 2-core machine the training steps beside them slowed
+    by as many seconds as they took (``docs/performance.md``). With ``fit_steps``, the last
+    window's LEs, waited for at the end of the fit, are added once.
 
     Args:
         costs: seconds per ``train_s`` (training step), ``snapshot_s`` (one snapshot copy),
-            ``lyapunov_s`` (the LEs of one window of every weight), ``target_s`` (one target).
+            ``lyapunov_s`` (the LEs of one window of every weight, with its copy and check),
+            ``target_s`` (one target); optionally ``fit_steps`` (see :data:`OPTIONAL_COSTS`).
         budget: the recording's cost as a fraction of the training time (0.5: at most 1.5x).
         stride: snapshots between window closings.
         every: the smallest spacing allowed.
 
     Returns:
         ``{"every", "estimated_overhead", "record_s_per_snapshot"}``; ``estimated_overhead`` is
-        the recording's estimated seconds over the training seconds at the chosen ``every``.
+        the recording's estimated seconds over the training seconds at the chosen ``every``,
+        ``record_s_per_snapshot`` a snapshot with its share of a window's LEs and target.
+        Where the wait for the last window takes more than half the budget, the other costs
+        are held to half of it and the estimate is above the budget.
 
     Example:
         >>> c = {"train_s": 0.002, "snapshot_s": 0.0005, "lyapunov_s": 0.18, "target_s": 0.02}
@@ -92,20 +101,51 @@ def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: 
         raise InvalidArgumentError(f"budget must be a positive finite fraction, got {budget!r}.")
     check_positive_int("every", every)
     check_positive_int("stride", stride)
-    per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
-    train = max(float(costs["train_s"]), 1e-9)
-    chosen = max(int(every), math.ceil(per_snapshot / (budget * train)))
+    # The last window's wait does not fall with every: the window costs get what it leaves of
+    # the budget, but at least half (beyond that, the estimate says by how much it is missed).
+    # Both terms grow with the budget, so a larger budget never gives a larger every.
+    final = _final_wait(costs)
+    allowed = max(budget - final, budget / 2)
+
+    def fits(e: int) -> bool:
+        return estimated_overhead(costs, e, stride) - final <= allowed
+
+    chosen = int(every)
+    if not fits(chosen):  # the estimate falls as every grows: double past the budget, bisect
+        hi = chosen * 2
+        while not fits(hi):
+            hi *= 2
+        lo = hi // 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        chosen = hi
     return {
         "every": chosen,
         "estimated_overhead": estimated_overhead(costs, chosen, stride),
-        "record_s_per_snapshot": per_snapshot,
+        "record_s_per_snapshot": _window_cost(costs, stride) / stride,
     }
+
+
+def _window_cost(costs: Mapping[str, float], stride: int) -> float:
+    """Recording seconds per window: the snapshot copies, the target and the LEs."""
+    return (
+        stride * float(costs["snapshot_s"]) + float(costs["target_s"]) + float(costs["lyapunov_s"])
+    )
 
 
 def estimated_overhead(costs: Mapping[str, float], every: int, stride: int) -> float:
     """The cost model of :func:`budget_every`: recording seconds over training seconds."""
-    per_snapshot = costs["snapshot_s"] + (costs["lyapunov_s"] + costs["target_s"]) / stride
-    return per_snapshot / (every * max(float(costs["train_s"]), 1e-9))
+    train = max(float(costs["train_s"]), 1e-9)
+    return _window_cost(costs, stride) / (stride * every * train) + _final_wait(costs)
+
+
+def _final_wait(costs: Mapping[str, float]) -> float:
+    """The last window's background LEs, waited for at the end, over the fit's training time."""
+    steps = costs.get("fit_steps")
+    if not steps:
+        return 0.0
+    return float(costs["lyapunov_s"]) / (int(steps) * max(float(costs["train_s"]), 1e-9))
 
 
 def check_recording(

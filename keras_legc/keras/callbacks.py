@@ -39,10 +39,13 @@ from keras_legc.masking.mask import inferred_layout
 
 TARGETS = ("misclassification", "loss")
 DEFAULT_VALIDATION_ROWS = 10_000
-#: Training steps the budget calibration times (fewer with a window of at most this many).
+#: Training steps the budget calibration times before it times the LEs (at most window - 1 in
+#: all: the calibration's snapshots must not close a window).
 CALIBRATION_HOOKS = 20
-#: Weights whose LEs the calibration times on a window of the real length (scaled to all).
-CALIBRATION_LE_WEIGHTS = 1 << 16
+#: Weights whose LEs the calibration times on a window of the real length (scaled to all). On the
+#: background thread the timing runs (three times, the median kept) beside the training steps it
+#: slows, so it must end within the window's first steps: 16,384 weights take 10-25 ms on 2 cores.
+CALIBRATION_LE_WEIGHTS = 1 << 14
 
 
 class WeightHistory(Callback):
@@ -100,11 +103,12 @@ class WeightHistory(Callback):
         max_overhead: a budget for the recording's cost, as a fraction of the training time
             (0.5: ``fit`` at most about 1.5x as long), or None (record at ``every`` whatever it
             costs). ``"auto"`` (the default): :data:`~keras_legc.core.recorder.DEFAULT_MAX_OVERHEAD`
-            (0.5) when ``every`` is not given, else None. Calibration: the first
-            ``min(window - 1, 20)`` training steps are recorded at ``every`` (or 1) and timed
-            (medians of the training step and the snapshot copy; the LEs of one window of the
-            real length and the target, each the median of three timings after a warm-up);
-            then :func:`~keras_legc.core.recorder.budget_every`, a pure function of those costs,
+            (0.5) when ``every`` is not given, else None. Calibration: the first training steps
+            (at most ``window - 1``) are recorded at ``every`` (or 1) and timed (medians of the
+            training step and the snapshot copy; the copy, check and LEs of one window of the
+            real length, on the background thread beside the next training steps, with the
+            training seconds they cost; the target, the median of three timings); then
+            :func:`~keras_legc.core.recorder.budget_every`, a pure function of those costs,
             chooses the smallest ``every`` (at least the one given) whose estimated cost fits
             the budget, and the calibration's snapshots are kept at that spacing: the History is
             the one a recording at the chosen ``every`` from the first step gives. One line on
@@ -281,7 +285,7 @@ class WeightHistory(Callback):
         if self.max_overhead is None:
             self._start_engine(self.every, {})
         else:
-            self._calibration = _Calibration(min(self.window - 1, CALIBRATION_HOOKS))
+            self._calibration = _Calibration(self.window - 1, self.background)
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._active:
@@ -310,6 +314,7 @@ class WeightHistory(Callback):
         t0 = self._enter()
         if self._engine is None:  # ended during the calibration: every as requested, no window
             cal = self._calibration
+            cal.finish_job()
             warnings.warn(
                 f"WeightHistory: training ended after {sum(cal.steps)} optimizer steps, during "
                 f"the max_overhead calibration and before a window of {self.window} snapshots "
@@ -367,14 +372,11 @@ class WeightHistory(Callback):
 
     def _calibrate(self, steps: int) -> None:
         """One hook of the budget calibration: time the training step and a snapshot, keep the
-        snapshot; after the calibration's hooks, choose ``every`` and start recording."""
+        snapshot; once the costs are measured, choose ``every`` and start recording."""
         cal = self._calibration
-        cal.train_s.append(self._between)
         t0 = time.perf_counter()
-        cal.rows.append(np.concatenate([k.ravel() for k in self._kernel_arrays()]))
-        cal.snapshot_s.append(time.perf_counter() - t0)
-        cal.steps.append(steps)
-        if len(cal.rows) == cal.hooks:
+        row = np.concatenate([k.ravel() for k in self._kernel_arrays()])
+        if cal.hook(self._between, row, time.perf_counter() - t0, steps, self.window, self.threads):
             self._choose_every(cal)
 
     def _choose_every(self, cal: _Calibration) -> None:
@@ -383,12 +385,15 @@ class WeightHistory(Callback):
         snapshots into it at the chosen spacing: the History is then exactly the one a recording
         at that ``every`` from the first step would give."""
         costs = cal.costs(self._target_fn(), self.window, self.threads)
+        hooks = self._expected_hooks()
+        if hooks and self.background:
+            costs["fit_steps"] = hooks  # the last window's LEs, waited for at the end
         choice = budget_every(costs, self.max_overhead, self.stride, self.every)
         every = choice["every"]
         windows = self._expected_windows(every, guess=None, hooks_done=0)
         self._start_engine(every, {
             "estimated_overhead": choice["estimated_overhead"],
-            "calibration": {"steps": sum(cal.steps), "hooks": cal.hooks, **costs,
+            "calibration": {"steps": sum(cal.steps), "hooks": len(cal.rows), **costs,
                             "record_s_per_snapshot": choice["record_s_per_snapshot"]},
         })  # fmt: skip
         self._replay(cal)
@@ -534,6 +539,14 @@ class WeightHistory(Callback):
         }
         return final, source
 
+    def _expected_hooks(self) -> int | None:
+        """Hooks (executed blocks of ``steps_per_execution`` steps) of the whole fit, from Keras'
+        params (None if it cannot tell)."""
+        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        if not epochs or not steps:
+            return None
+        return int(epochs) * -(-int(steps) // self._spe)
+
     def _expected_windows(
         self,
         every: int,
@@ -543,11 +556,10 @@ class WeightHistory(Callback):
         """Windows the rest of this fit will close, from Keras' params (``guess`` if it cannot
         tell): one hook per executed block of ``steps_per_execution`` steps, less the
         ``hooks_done`` (default: those gone)."""
-        epochs, steps = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
-        if not epochs or not steps:
+        total = self._expected_hooks()
+        if total is None:
             return guess
-        gone = self._hooks if hooks_done is None else hooks_done
-        hooks = int(epochs) * -(-int(steps) // self._spe) - gone
+        hooks = total - (self._hooks if hooks_done is None else hooks_done)
         snapshots = -(-max(hooks, 0) // every)
         return n_windows(snapshots, self.window, self.overlap)
 
@@ -711,41 +723,110 @@ def _check_early_stopping(callback):
 
 
 class _Calibration:
-    """The budget calibration: the first hooks' training seconds, snapshots and their copy times.
+    """The budget calibration: the first hooks' training seconds, snapshots and their copy times,
+    and one window's LEs timed the way the recorder will run them.
 
-    The snapshots are kept (``hooks`` < ``window`` of them, so no window closes) and replayed
-    into the recorder once ``every`` is chosen, so nothing is discarded.
+    The snapshots are kept (fewer than ``window`` of them, so no window closes) and replayed into
+    the recorder once ``every`` is chosen, so nothing is discarded. With a background recorder the
+    LEs are timed on a thread beside the next training steps, as they will run: timed alone, they
+    took half as long as beside training on the 2-core machine, and the choice overshot its
+    budget twice over (``docs/performance.md``).
     """
 
-    def __init__(self, hooks: int):
-        self.hooks = hooks
+    def __init__(self, most: int, background: bool):
+        self.most = most  # hooks at most (window - 1)
+        # hooks timed before the LEs (inline) or before the LEs start (background: the rest of
+        # the hooks, up to window - 1, run beside them)
+        # (at least 2: the first step, which traces the train function, is not a sample)
+        self.plain = min(CALIBRATION_HOOKS, max(2, most // 4) if background else most, most)
+        self.background = background
         self.rows: list[np.ndarray] = []
         self.train_s: list[float] = []
         self.snapshot_s: list[float] = []
         self.steps: list[int] = []
+        self._job = None  # the background LE timing: a thread and its result
         # numba's import and the kernel's compile or cache load (0.4 s to several seconds, once
         # per process) off the training thread: started when the recorder was made
         self._warm = _warm_up_kernel_once()
 
+    def hook(self, train_s: float, row, snapshot_s: float, steps: int, window, threads) -> bool:
+        """Record one hook; True when the calibration is done."""
+        if self._job is None:  # the steps beside the LE timing are slowed by it
+            self.train_s.append(train_s)
+        self.rows.append(row)
+        self.snapshot_s.append(snapshot_s)
+        self.steps.append(steps)
+        if not self.background:
+            return len(self.rows) == self.plain
+        if self._job is None and len(self.rows) == self.plain:
+            self._start_job(window, threads)
+        elif self._job is not None and not self._job[0].is_alive():
+            return True
+        if len(self.rows) == self.most:  # no more hooks before a window closes: wait
+            self.finish_job()
+            return True
+        return False
+
+    def finish_job(self) -> None:
+        """Wait for the background timing."""
+        if self._job is not None:
+            self._job[0].join()
+
+    def _start_job(self, window: int, threads) -> None:
+        rows = list(self.rows)
+        result: dict = {}
+
+        def job():
+            self._warm.join()  # the kernel is loaded: its first call is not timed
+            # three samples of different weights, each read cold as in fit, the median kept
+            times = []
+            for part in range(3):
+                t0 = time.perf_counter()
+                _close_a_sample_window(rows, window, threads, part)
+                times.append(time.perf_counter() - t0)
+            result["s"] = float(np.median(times))
+
+        thread = threading.Thread(target=job, daemon=True, name="WeightHistory calibration")
+        self._job = (thread, result)
+        thread.start()
+
     def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
         """Seconds per training step and per snapshot (medians; the first training step, which
-        traces the train function, left out), per window's LEs (the median of three timings on
-        a window of the real length made of the calibration's snapshots, after a warm-up call
-        that compiles or loads the kernel; at most :data:`CALIBRATION_LE_WEIGHTS` weights,
-        scaled to all) and per target (the median of three evaluations)."""
+        traces the train function, left out), per window's LEs with the window's copy and check
+        (at most :data:`CALIBRATION_LE_WEIGHTS` weights, scaled to all; beside training with a
+        background recorder, else alone, the median of three) and per target (the median of
+        three evaluations)."""
         n = self.rows[0].size
-        cols = min(n, CALIBRATION_LE_WEIGHTS)
-        rows = np.stack([row[:cols] for row in self.rows])  # a copy of the sampled weights only
-        sample = rows[np.arange(window) % len(rows)].T
-        self._warm.join()  # the kernel is loaded: its first call is not timed
-        return {
-            "train_s": float(np.median(self.train_s[1:] or self.train_s)),
-            "snapshot_s": float(np.median(self.snapshot_s)),
-            "lyapunov_s": _median_seconds(lambda: lyapunov_of_windows(sample, threads=threads))
-            * n
-            / cols,
-            "target_s": _median_seconds(target),
-        }
+        scale = n / min(n, CALIBRATION_LE_WEIGHTS)
+        train = float(np.median(self.train_s[1:] or self.train_s))
+        out = {"train_s": train, "snapshot_s": float(np.median(self.snapshot_s))}
+        if self.background:
+            self.finish_job()
+            le = self._job[1].get("s")
+            if le is None:  # the thread failed: time it here, to raise what failed
+                le = _median_seconds(lambda: _close_a_sample_window(self.rows, window, threads), 1)
+            out["lyapunov_s"] = le * scale
+        else:
+            self._warm.join()
+            out["lyapunov_s"] = _median_seconds(
+                lambda: _close_a_sample_window(self.rows, window, threads)
+            )
+            out["lyapunov_s"] *= scale
+        out["target_s"] = _median_seconds(target)
+        return out
+
+
+def _close_a_sample_window(rows: list[np.ndarray], window: int, threads, part: int = 0) -> None:
+    """What the recorder does when a window closes, on a sample of the weights (the ``part``-th
+    block of :data:`CALIBRATION_LE_WEIGHTS`, wrapping around): copy a window of the real length
+    (the calibration's snapshots, repeated), check it finite, compute its LEs."""
+    n = rows[0].size
+    cols = min(n, CALIBRATION_LE_WEIGHTS)
+    start = (part * cols) % n if n >= 2 * cols else 0
+    take = slice(start, start + cols) if start + cols <= n else slice(0, cols)
+    sample = np.stack([row[take] for row in rows])[np.arange(window) % len(rows)]
+    np.all(np.isfinite(sample))
+    lyapunov_of_windows(sample.T, threads=threads)
 
 
 _WARM: list[threading.Thread] = []  # the one warm-up thread of this process

@@ -179,6 +179,10 @@ def worker_fit(spec: dict) -> dict:
     for w in model.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
     callbacks, recorder = [], None
+    if spec.get("warm_kernel"):  # numba's import and the kernel's cache load, before fit
+        from keras_legc.core.lyapunov import lyapunov_of_windows
+
+        lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=1)
     if spec["record"]:
         # every None and no max_overhead: the recorder's defaults (its budget)
         budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
