@@ -106,8 +106,8 @@ class WeightHistory(Callback):
             (0.5) when ``every`` is not given, else None. Calibration: the first training steps
             (at most ``window - 1``) are recorded at ``every`` (or 1) and timed (medians of the
             training step and the snapshot copy; the copy, check and LEs of one window of the
-            real length, on the background thread beside the next training steps, with the
-            training seconds they cost; the target, the median of three timings); then
+            real length, on a thread beside the next training steps as in ``fit``, the median of
+            three samples; the target, the median of three timings); then
             :func:`~keras_legc.core.recorder.budget_every`, a pure function of those costs,
             chooses the smallest ``every`` (at least the one given) whose estimated cost fits
             the budget, and the calibration's snapshots are kept at that spacing: the History is
@@ -736,8 +736,8 @@ class _Calibration:
     def __init__(self, most: int, background: bool):
         self.most = most  # hooks at most (window - 1)
         # hooks timed before the LEs (inline) or before the LEs start (background: the rest of
-        # the hooks, up to window - 1, run beside them)
-        # (at least 2: the first step, which traces the train function, is not a sample)
+        # the hooks, up to window - 1, run beside them); at least 2, as the first step, which
+        # traces the train function, is not a sample
         self.plain = min(CALIBRATION_HOOKS, max(2, most // 4) if background else most, most)
         self.background = background
         self.rows: list[np.ndarray] = []
