@@ -31,8 +31,8 @@ demo: $(STAMP)
 # end-to-end tests); a -m in PYTEST_ARGS replaces the selection.
 # Tests run on one pytest-xdist worker per core, at most 4 (each imports TensorFlow: ~1 GB), a
 # test file to a worker (its module fixtures are shared by its tests). Much of a test's time is
-# one Python thread or a subprocess, so 2 workers on 2 cores cut the fast set from 201 s to about
-# 140 s. TEST_WORKERS=0 runs everything in one process.
+# one Python thread or a subprocess, so 2 workers on 2 cores cut CI's fast set from 201 s to 157 s
+# and its slow set from 941 s to 732 s (2026-12-06). TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 PYTEST_RUN = $(PY) -m pytest $(XDIST) $(1) $(PYTEST_ARGS); rc=$$?; \
