@@ -44,7 +44,8 @@ DEFAULT_VALIDATION_ROWS = 10_000
 CALIBRATION_HOOKS = 20
 #: Weights whose LEs the calibration times on a window of the real length (scaled to all). On the
 #: background thread the timing runs (three times, the median kept) beside the training steps it
-#: slows, so it must end within the window's first steps: 16,384 weights take 10-25 ms on 2 cores.
+#: slows, so it must end within the window's first steps: 16,384 weights took 11-18 ms beside
+#: LeNet-300-100's training on 2 cores (docs/recording-overhead/budget-*.json).
 CALIBRATION_LE_WEIGHTS = 1 << 14
 
 
@@ -780,10 +781,14 @@ class _Calibration:
             self._warm.join()  # the kernel is loaded: its first call is not timed
             # three samples of different weights, each read cold as in fit, the median kept
             times = []
-            for part in range(3):
-                t0 = time.perf_counter()
-                _close_a_sample_window(rows, window, threads, part)
-                times.append(time.perf_counter() - t0)
+            try:
+                for part in range(3):
+                    t0 = time.perf_counter()
+                    _close_a_sample_window(rows, window, threads, part)
+                    times.append(time.perf_counter() - t0)
+            except BaseException as exc:  # raised on the training thread by costs()
+                result["error"] = exc
+                return
             result["s"] = float(np.median(times))
 
         thread = threading.Thread(target=job, daemon=True, name="WeightHistory calibration")
@@ -802,10 +807,9 @@ class _Calibration:
         out = {"train_s": train, "snapshot_s": float(np.median(self.snapshot_s))}
         if self.background:
             self.finish_job()
-            le = self._job[1].get("s")
-            if le is None:  # the thread failed: time it here, to raise what failed
-                le = _median_seconds(lambda: _close_a_sample_window(self.rows, window, threads), 1)
-            out["lyapunov_s"] = le * scale
+            if "error" in self._job[1]:
+                raise self._job[1]["error"]
+            out["lyapunov_s"] = self._job[1]["s"] * scale
         else:
             self._warm.join()
             out["lyapunov_s"] = _median_seconds(
@@ -818,13 +822,13 @@ class _Calibration:
 
 def _close_a_sample_window(rows: list[np.ndarray], window: int, threads, part: int = 0) -> None:
     """What the recorder does when a window closes, on a sample of the weights (the ``part``-th
-    block of :data:`CALIBRATION_LE_WEIGHTS`, wrapping around): copy a window of the real length
-    (the calibration's snapshots, repeated), check it finite, compute its LEs."""
+    block of :data:`CALIBRATION_LE_WEIGHTS`, or the last whole block of a smaller net): copy a
+    window of the real length (the calibration's snapshots, repeated), check it finite (the
+    result is unused: it is the cost being timed), compute its LEs."""
     n = rows[0].size
     cols = min(n, CALIBRATION_LE_WEIGHTS)
-    start = (part * cols) % n if n >= 2 * cols else 0
-    take = slice(start, start + cols) if start + cols <= n else slice(0, cols)
-    sample = np.stack([row[take] for row in rows])[np.arange(window) % len(rows)]
+    start = min(part * cols, n - cols)
+    sample = np.stack([row[start : start + cols] for row in rows])[np.arange(window) % len(rows)]
     np.all(np.isfinite(sample))
     lyapunov_of_windows(sample.T, threads=threads)
 
