@@ -279,13 +279,54 @@ def _run(flavour: str) -> dict:
         return {kind: _pipeline(k, kind, flavour, Path(tmp)) for kind in EXPECTED}
 
 
-def _in_subprocess(flavour: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(HERE.parents[2]), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("KERAS_BACKEND", None)
-    proc = subprocess.run([sys.executable, str(HERE), flavour], capture_output=True, text=True,
-                          env=env, timeout=900)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class _FlavourRuns:
+    """One subprocess per flavour, all started at once (they took 112 + 57 + 50 s one after another
+    on the 2-core CI machine, the slow set's tail); each test waits for its own. Output goes to
+    files, not pipes, so a process that writes much cannot block while another is awaited."""
+
+    def __init__(self, flavours, tmp: Path):
+        env = {**os.environ, "PYTHONPATH": str(HERE.parents[2]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.pop("KERAS_BACKEND", None)
+        self.procs = {}
+        for flavour in flavours:
+            out, err = (open(tmp / f"{flavour}.{n}", "w+") for n in ("out", "err"))
+            proc = subprocess.Popen([sys.executable, str(HERE), flavour], stdout=out, stderr=err,
+                                    text=True, env=env)  # fmt: skip
+            self.procs[flavour] = (proc, out, err)
+
+    def result(self, flavour: str) -> dict:
+        proc, out, err = self.procs[flavour]
+        try:
+            returncode = proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        out.seek(0)
+        err.seek(0)
+        assert returncode == 0, err.read()[-4000:]
+        return json.loads(out.read().strip().splitlines()[-1])
+
+    def close(self) -> None:
+        for proc, out, err in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+            err.close()
+
+
+@pytest.fixture(scope="module")
+def flavour_runs(request, tmp_path_factory):
+    # only the flavours selected in this session (``-k tf_keras`` starts one process, not three)
+    selected = [
+        item.callspec.params["flavour"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_every_registered_layer_kind_end_to_end"
+        and hasattr(item, "callspec")
+    ]
+    runs = _FlavourRuns(dict.fromkeys(selected), tmp_path_factory.mktemp("flavours"))
+    yield runs
+    runs.close()
 
 
 EXPECTED = {
@@ -302,8 +343,8 @@ KERAS3_ONLY = {"convnet": ["td_dense", "inner"], "embnet": [],
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_every_registered_layer_kind_end_to_end(flavour):
-    result = _in_subprocess(flavour)
+def test_every_registered_layer_kind_end_to_end(flavour, flavour_runs):
+    result = flavour_runs.result(flavour)
     for kind, out in result.items():
         keys = list(out["recorded"])
         want = EXPECTED[kind] + (KERAS3_ONLY[kind] if flavour != "tf_keras" else [])
