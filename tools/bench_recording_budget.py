@@ -27,8 +27,6 @@ from legc_research.zoo.nets import NETS
 CONFIGS = {
     "plain": {"record": False},
     "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
-    # the same, with numba and the LE kernel loaded before fit: the one-off cost left out
-    "default_warm": {"record": True, "every": None, "warm_kernel": True},
     "every_step": {"record": True, "every": 1},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},
@@ -50,6 +48,12 @@ def _estimate(run: dict) -> str:
     return "-" if est is None else f"{1 + est:.2f}x"
 
 
+def _made(run: dict) -> str:
+    """Seconds to make the recorder (the one-off kernel load since 2026-12-06; ``-`` before)."""
+    made = run.get("made_s")
+    return "-" if made is None else f"{made:.2f}"
+
+
 def _mean_timing(runs: list[dict], key: str) -> float:
     return sum((r.get("timings") or {}).get(key, 0.0) for r in runs) / len(runs)
 
@@ -59,8 +63,8 @@ def table(paths: list[Path]) -> str:
     (fit / median plain), the chosen ``every`` and windows, and where the recording's time went."""
     rows = [
         "| net (flavour, epochs) | plain fit | config | fit / plain per round | budget's estimate "
-        "| every/windows | target s | snapshot s | LE s (worker) |",
-        "|---|---:|---|---|---|---|---:|---:|---:|",
+        "| every/windows | recorder made in (s) | target s | snapshot s | LE s (worker) |",
+        "|---|---:|---|---|---|---|---|---:|---:|---:|",
     ]
     for path in paths:
         d = json.loads(path.read_text())
@@ -75,6 +79,7 @@ def table(paths: list[Path]) -> str:
                 + ", ".join(f"{r['fit_s'] / med:.2f}x" for r in rs)
                 + " | " + ", ".join(_estimate(r) for r in rs)
                 + " | " + ", ".join(f"{r.get('every')}/{r.get('n_windows')}" for r in rs)
+                + " | " + ", ".join(_made(r) for r in rs)
                 + "".join(f" | {_mean_timing(rs, k):.2f}"
                           for k in ("validation_s", "snapshot_s", "lyapunov_s")) + " |"
             )  # fmt: skip

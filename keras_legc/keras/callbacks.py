@@ -8,6 +8,7 @@ is the LE series (weights x windows), never the raw steps x weights history.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -125,6 +126,9 @@ class WeightHistory(Callback):
     computed on the background thread are not in the callback's seconds: on a machine with few
     cores they show up as slower training steps instead.
 
+    Making the first recorder of a process imports numba and loads the compiled LE kernel
+    (0.3-0.6 s on a 2-core machine, once), so that cost is not in ``fit``.
+
     ``steps_per_execution`` > 1: Keras calls ``on_train_batch_end`` once per executed block of
     steps, not per step, so one snapshot is recorded per executed block and ``every`` counts
     blocks: a snapshot every ``every x steps_per_execution`` optimizer steps (the last block of
@@ -209,10 +213,11 @@ class WeightHistory(Callback):
         if max_overhead == "auto":  # a budget by default; an explicit every is recorded as given
             max_overhead = DEFAULT_MAX_OVERHEAD if every is None else None
         self.max_overhead = _check_budget(max_overhead)
-        if self.max_overhead is not None:
-            # numba's import and the LE kernel's cache load (0.4 s once per process) start now,
-            # on a thread, so they overlap whatever comes before fit instead of its first steps
-            _warm_up_kernel_once()
+        # numba's import and the LE kernel's cache load, once per process (0.3 s + 0.6 s alone on
+        # the 2-core machine), here rather than in fit: on a thread beside fit's first steps they
+        # cost the fit about twice that, and the budget's calibration read them as training cost
+        # (docs/performance.md)
+        load_kernel_once()
         self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)
         check_positive_int("validation_rows", validation_rows)
@@ -746,9 +751,7 @@ class _Calibration:
         self.snapshot_s: list[float] = []
         self.steps: list[int] = []
         self._job = None  # the background LE timing: a thread and its result
-        # numba's import and the kernel's compile or cache load (0.4 s to several seconds, once
-        # per process) off the training thread: started when the recorder was made
-        self._warm = _warm_up_kernel_once()
+        load_kernel_once()  # done when the recorder was made: its first call is not timed
 
     def hook(self, train_s: float, row, snapshot_s: float, steps: int, window, threads) -> bool:
         """Record one hook; True when the calibration is done."""
@@ -778,7 +781,6 @@ class _Calibration:
         result: dict = {}
 
         def job():
-            self._warm.join()  # the kernel is loaded: its first call is not timed
             # three samples of different weights, each read cold as in fit, the median kept
             times = []
             try:
@@ -811,7 +813,6 @@ class _Calibration:
                 raise self._job[1]["error"]
             out["lyapunov_s"] = self._job[1]["s"] * scale
         else:
-            self._warm.join()
             out["lyapunov_s"] = _median_seconds(
                 lambda: _close_a_sample_window(self.rows, window, threads)
             )
@@ -833,18 +834,9 @@ def _close_a_sample_window(rows: list[np.ndarray], window: int, threads, part: i
     lyapunov_of_windows(sample.T, threads=threads)
 
 
-_WARM: list[threading.Thread] = []  # the one warm-up thread of this process
-
-
-def _warm_up_kernel_once() -> threading.Thread:
-    """Load the LE kernel on a daemon thread, once per process; the thread (join to wait)."""
-    if not _WARM:
-        _WARM.append(threading.Thread(target=_warm_up_kernel, daemon=True))
-        _WARM[0].start()
-    return _WARM[0]
-
-
-def _warm_up_kernel() -> None:
+@functools.cache
+def load_kernel_once() -> None:
+    """Import numba and load (or compile) the LE kernel, once per process."""
     lyapunov_of_windows(np.zeros((1, 4), dtype=np.float32), threads=1)
 
 
