@@ -51,7 +51,7 @@ import keras_legc as kl
 from keras_legc._env import machine_summary
 from keras_legc._io import atomic_write_json
 from keras_legc.errors import ExportError, InvalidArgumentError, LegcWarning
-from legc_research.evidence import against_tfmot
+from legc_research.evidence import against_tfmot, edge_vs_tfmot
 from legc_research.evidence._provenance import REPO, machine, package_version, today
 from legc_research.zoo import nets as zoo
 from legc_research.zoo import train
@@ -585,6 +585,8 @@ def _measure(ctx, model, method, target, quant, folder, runtimes, config, eval_r
     for name, python in runtimes:
         cell["latency"][name] = bench(name, python, path, label, config.bench, config.quick)
     cell["seconds_bench"] = time.perf_counter() - t2
+    # 1, 5 and 15 min load averages: latencies measured on a busy machine read high
+    cell["load_after_bench"] = os.getloadavg()
     return cell
 
 
@@ -1205,6 +1207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = tool_command("edge_suite", results["invocations"][-1]["argv"])
             doc = write_doc(results, Path(args.doc), Path(args.img_dir), command, Path(config.out))
             print(f"wrote {doc}", file=sys.stderr)
+            # issue 25's comparison with TF-MOT, from the same cells, beside it
+            versus = Path(args.doc).with_name("against-tfmot-convnets.md")
+            print(f"wrote {edge_vs_tfmot.write_doc(results, versus, command, machine_summary())}",
+                  file=sys.stderr)  # fmt: skip
     except InvalidArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

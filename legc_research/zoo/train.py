@@ -141,7 +141,7 @@ class Dense:
     """A trained dense checkpoint: the Keras 3 model, its recorded history and scores, its meta."""
 
     model: object
-    history: kl.History
+    history: kl.History | None  # None: a cached checkpoint kept without its history
     scores: kl.Scores | None  # None when the recording could not be scored (meta says why)
     meta: dict
     folder: Path
@@ -166,7 +166,9 @@ def train_dense(
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         model = kl.load_model(folder / "dense.keras", compile=False)
-        history = kl.History.load(folder / "history")
+        # a checkpoint kept without its history (the evidence's committed cache: the history is
+        # megabytes, and the methods need only the model and the scores) loads without it
+        history = kl.History.load(folder / "history") if (folder / "history").is_dir() else None
         scores = kl.Scores.load(folder / "scores.npz") if meta.get("scores_error") is None else None
         return Dense(model, history, scores, meta, folder)
     log(f"training {net} seed {seed}: {rec.epochs} epochs on {len(data.y_train)} images")

@@ -83,3 +83,9 @@ def test_quick_run_resume_and_report(tmp_path):
     for tag in ("latency", "bytes"):
         png = img / f"edge_suite_lenet5_{tag}.png"
         assert png.stat().st_size > 10_000 and f"img/{png.name}" in text
+    # issue 25's TF-MOT comparison, beside it: each quick cell paired with TF-MOT's, per quant
+    versus = (doc.parent / "against-tfmot-convnets.md").read_text()
+    assert "A `--quick` run" in versus
+    for m, quant in [(m, q) for m in ("legc_magnitude", "legc_default", "legc_2of4")
+                     for q in es.QUANTIZATIONS]:  # fmt: skip
+        assert f"| lenet5 | {quant} | {'2:4' if m == 'legc_2of4' else '75%'} | {m} | 0 |" in versus

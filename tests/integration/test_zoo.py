@@ -1,6 +1,8 @@
 """legc_research.zoo: the nets' shapes, parameter and MAC counts (against hand counts and the MLPerf
 Tiny anchors), the Keras 3 / tf_keras twins, and the trainer's determinism and cache key."""
 
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -137,6 +139,12 @@ def test_training_is_deterministic_and_cached_by_recipe(tmp_path):
     assert len(logs) == 4 and again.folder == a.folder  # loaded, not retrained
     np.testing.assert_array_equal(again.model.get_weights()[0], a.model.get_weights()[0])
     assert again.scores.n_weights == a.scores.n_weights
+    assert again.history.n_windows == a.history.n_windows
+    # kept without its history (the committed evidence cache): the model and scores still load
+    shutil.rmtree(a.folder / "history")
+    bare = train_dense("lenet_300_100", 3, data, tmp_path / "a", quick=True, log=logs.append)
+    assert len(logs) == 4 and bare.history is None
+    np.testing.assert_array_equal(bare.scores.pvalues, a.scores.pvalues)
     # any change to the recipe or the data changes the checkpoint's key
     rec = Recipe(epochs=1, finetune_epochs=1, batch_size=32, window=10)
     key = cache_key("lenet_300_100", 3, rec, data)

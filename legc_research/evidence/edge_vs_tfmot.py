@@ -1,0 +1,166 @@
+"""keras-legc against TF-MOT on the zoo's conv nets, from the edge suite's results (issue 25's
+evidence): every keras-legc unstructured method against TF-MOT ``prune_low_magnitude`` +
+``PolynomialDecay`` at the same sparsity, and keras-legc's 2:4 against TF-MOT's 2:4, paired by
+seed (the same dense checkpoint, the same fine-tuning budget), float and int8.
+
+    python tools/edge_suite.py --report-only   # written beside edge-suite.md
+
+The targets (issue 25): at every sparsity no worse than TF-MOT by more than
+:data:`TOLERANCE_PP`, and ahead of it at the highest sparsity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_legc._io import atomic_write_bytes
+from legc_research.results_report import paired
+
+#: (keras-legc method, the TF-MOT method it is paired with)
+PAIRS = (
+    ("legc_magnitude", "tfmot"),
+    ("legc_gradual", "tfmot"),
+    ("legc_default", "tfmot"),
+    ("legc_default_block", "tfmot"),
+    ("legc_2of4", "tfmot_2of4"),
+)
+#: the issue's tolerance: "no worse than TF-MOT by more than 0.3 pp"
+TOLERANCE_PP = 0.3
+#: the method whose verdict is the headline (the library's default ranking)
+HEADLINE = "legc_default"
+
+
+def _cells(results: dict) -> dict[tuple, dict]:
+    """``(net, method, target, quantization) -> {seed: cell}`` of the cells that ran."""
+    out: dict[tuple, dict] = {}
+    for c in results["cells"]:
+        if c["status"] == "ok":
+            key = (c["net"], c["method"], round(float(c["target"]), 6), c["quantization"])
+            out.setdefault(key, {})[int(c["seed"])] = c
+    return out
+
+
+def _ratio(mine: dict, anchor: dict, seeds: Sequence[int], get) -> float | None:
+    """The mean over ``seeds`` of ``get(mine) / get(anchor)`` (None if any value is missing)."""
+    values = [(get(mine[s]), get(anchor[s])) for s in seeds]
+    if not values or any(a is None or b in (None, 0) for a, b in values):
+        return None
+    return float(np.mean([a / b for a, b in values]))
+
+
+def _p50(cell: dict) -> float | None:
+    return (cell.get("latency") or {}).get("litert", {}).get("p50_ms")
+
+
+def comparisons(results: dict) -> list[dict]:
+    """One row per (net, quantization, target, keras-legc method) that has its TF-MOT pair on at
+    least one common seed: accuracies (means), the paired difference in pp, its t-test p, and the
+    keras-legc model's .tflite bytes and LiteRT p50 as ratios to TF-MOT's."""
+    cells = _cells(results)
+    rows = []
+    for (net, method, target, quant), mine in sorted(cells.items()):
+        anchor_name = dict(PAIRS).get(method)
+        anchor = cells.get((net, anchor_name, target, quant)) if anchor_name else None
+        if not anchor:
+            continue
+        seeds = sorted(set(mine) & set(anchor))
+        if not seeds:
+            continue
+        test = paired([mine[s]["accuracy"] for s in seeds], [anchor[s]["accuracy"] for s in seeds])
+        rows.append({
+            "net": net, "quantization": quant, "target": target, "method": method,
+            "anchor": anchor_name, "seeds": seeds,
+            "accuracy": float(np.mean([mine[s]["accuracy"] for s in seeds])),
+            "anchor_accuracy": float(np.mean([anchor[s]["accuracy"] for s in seeds])),
+            "diff_pp": 100 * test["mean"], "sd_pp": 100 * test["sd"], "p": test["p"],
+            "bytes_ratio": _ratio(mine, anchor, seeds, lambda c: c["tflite_bytes"]),
+            "p50_ratio": _ratio(mine, anchor, seeds, _p50),
+        })  # fmt: skip
+    return rows
+
+
+def verdicts(rows: list[dict], method: str = HEADLINE) -> list[str]:
+    """Issue 25's targets for ``method``, per net and quantization: within
+    :data:`TOLERANCE_PP` of TF-MOT at every sparsity, and ahead at the highest."""
+    lines = []
+    for net, quant in sorted({(r["net"], r["quantization"]) for r in rows}):
+        mine = sorted(
+            (r for r in rows if (r["net"], r["quantization"], r["method"]) == (net, quant, method)),
+            key=lambda r: r["target"],
+        )
+        if not mine:
+            continue
+        worst = min(mine, key=lambda r: r["diff_pp"])
+        top = mine[-1]
+        within = worst["diff_pp"] >= -TOLERANCE_PP
+        ahead = top["diff_pp"] > 0
+        n = min(len(r["seeds"]) for r in mine)
+        lines.append(
+            f"- {net}, {quant}: worst {worst['diff_pp']:+.2f} pp (at {100 * worst['target']:.0f}%): "
+            f"{'met' if within else 'NOT met'} (>= -{TOLERANCE_PP} pp); at "
+            f"{100 * top['target']:.0f}% {top['diff_pp']:+.2f} pp (p {_p(top['p'])}): "
+            f"{'ahead' if ahead else 'NOT ahead'}"
+            + ("" if n >= 3 else f" ({n} seed{'s' if n > 1 else ''} so far: not yet the evidence)")
+            + "."
+        )
+    return lines
+
+
+def _p(p: float) -> str:
+    return "-" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.3f}"
+
+
+def _ratio_text(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The Markdown table, one line per comparison."""
+    head = (
+        "| net | quant | sparsity | keras-legc method | seeds | its acc. | TF-MOT acc. | "
+        "diff (pp, paired) | p | bytes vs TF-MOT | LiteRT p50 vs TF-MOT |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        target = "2:4" if r["anchor"] == "tfmot_2of4" else f"{100 * r['target']:.0f}%"
+        lines.append(
+            f"| {r['net']} | {r['quantization']} | {target} | {r['method']} | "
+            f"{','.join(map(str, r['seeds']))} | {r['accuracy']:.4f} | {r['anchor_accuracy']:.4f} "
+            f"| {r['diff_pp']:+.2f} ± {r['sd_pp']:.2f} | {_p(r['p'])} | "
+            f"{_ratio_text(r['bytes_ratio'])} | {_ratio_text(r['p50_ratio'])} |"
+        )
+    return lines
+
+
+def write_doc(results: dict, doc: Path, command: str, machine: str) -> Path:
+    """``docs/against-tfmot-convnets.md`` from the edge suite's ``results``."""
+    rows = comparisons(results)
+    dates = sorted(i["date"] for i in results.get("invocations", []))
+    lines = [
+        "# keras-legc against TF-MOT on conv nets (Fashion-MNIST, MLPerf Tiny shapes)",
+        "",
+        "Every layer pruned: TF-MOT `prune_low_magnitude` + `PolynomialDecay` (and its 2:4) "
+        "against keras-legc's global magnitude, gradual, default ranking (unstructured and "
+        "(1, 16) blocks) and 2:4, from the same dense checkpoint with the same fine-tuning "
+        "budget, paired by seed. Accuracy is the .tflite's on the test set (LiteRT); bytes and "
+        "LiteRT p50 (1 thread, batch 1) are keras-legc's model over TF-MOT's, mean over the "
+        "seeds. The cells are the edge suite's ([edge-suite.md](edge-suite.md)).",
+        "",
+        f"- Command: `{command}` (the edge suite; this page is written with its report)",
+        f"- Machine: {machine}",
+        f"- Runs: {', '.join(dates) if dates else '-'}",
+        "",
+    ]
+    if results.get("quick"):
+        lines += ["> **A `--quick` run: one net, one seed, a data subset. Not the evidence.**", ""]
+    lines += ["## Targets", "",
+              f"keras-legc's default ranking (`{HEADLINE}`) against TF-MOT: no worse by more than "
+              f"{TOLERANCE_PP} pp at every sparsity, ahead at the highest.", ""]  # fmt: skip
+    lines += verdicts(rows) or ["- no cell has both methods yet."]
+    lines += ["", "## Every comparison", ""] + table(rows) + [""]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(doc, ("\n".join(lines)).encode(), overwrite=True)

@@ -1,0 +1,75 @@
+"""The TF-MOT comparison of the edge suite's cells (legc_research.evidence.edge_vs_tfmot): pairing
+by seed, the paired difference and its t-test against scipy, the ratios, the verdicts, the doc."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import ttest_rel
+
+from legc_research.evidence import edge_vs_tfmot as ev
+
+
+def _cell(method, target, seed, acc, quant="float", net="ds_cnn", nbytes=1000, p50=1.0, ok=True):
+    return {"net": net, "method": method, "target": target, "seed": seed, "quantization": quant,
+            "status": "ok" if ok else "failed", "accuracy": acc, "tflite_bytes": nbytes,
+            "latency": {"litert": {"p50_ms": p50}}}  # fmt: skip
+
+
+def _results(rng, seeds=(0, 1, 2)):
+    cells = []
+    for t in (0.5, 0.75, 0.9):
+        for s in seeds:
+            base = rng.uniform(0.8, 0.9)
+            cells.append(_cell("tfmot", t, s, base, nbytes=2000, p50=2.0))
+            cells.append(_cell("legc_default", t, s, base + rng.normal(0.002, 0.003), nbytes=1500,
+                               p50=1.0))  # fmt: skip
+    for s in seeds:
+        cells.append(_cell("tfmot_2of4", 0.5, s, 0.85))
+        cells.append(_cell("legc_2of4", 0.5, s, 0.84))
+    return {"cells": cells, "invocations": [{"date": "2026-12-06 04:00", "argv": []}]}
+
+
+def test_pairs_by_seed_and_matches_scipys_paired_test():
+    rng = np.random.default_rng(0)
+    results = _results(rng)
+    results["cells"].append(_cell("legc_default", 0.9, 7, 0.1))  # a seed TF-MOT lacks: unpaired
+    results["cells"].append(_cell("tfmot", 0.9, 8, 0.1, ok=False))  # failed cells are left out
+    rows = {(r["method"], r["target"]): r for r in ev.comparisons(results)}
+    assert set(rows) == {("legc_default", t) for t in (0.5, 0.75, 0.9)} | {("legc_2of4", 0.5)}
+    for t in (0.5, 0.75, 0.9):
+        r = rows["legc_default", t]
+        mine = [c["accuracy"] for c in results["cells"] if (c["method"], c["target"]) ==
+                ("legc_default", t) and c["seed"] in (0, 1, 2)]  # fmt: skip
+        theirs = [c["accuracy"] for c in results["cells"] if (c["method"], c["target"]) ==
+                  ("tfmot", t) and c["status"] == "ok"]  # fmt: skip
+        assert r["seeds"] == [0, 1, 2]
+        assert r["diff_pp"] == pytest.approx(100 * np.mean(np.subtract(mine, theirs)), abs=1e-9)
+        assert r["sd_pp"] == pytest.approx(100 * np.std(np.subtract(mine, theirs), ddof=1))
+        assert r["p"] == pytest.approx(ttest_rel(mine, theirs).pvalue, rel=1e-9)
+        assert r["bytes_ratio"] == pytest.approx(0.75) and r["p50_ratio"] == pytest.approx(0.5)
+    assert rows["legc_2of4", 0.5]["anchor"] == "tfmot_2of4"
+    assert rows["legc_2of4", 0.5]["diff_pp"] == pytest.approx(-1.0)
+
+
+def test_verdicts_name_the_worst_sparsity_and_the_highest():
+    results = {"cells": []}
+    for s in (0, 1, 2):
+        for t, d in ((0.5, -0.004), (0.75, -0.001), (0.9, 0.02 + 0.001 * s)):
+            results["cells"] += [_cell("tfmot", t, s, 0.8), _cell("legc_default", t, s, 0.8 + d)]
+    (line,) = ev.verdicts(ev.comparisons(results))
+    assert line.startswith("- ds_cnn, float: worst -0.40 pp (at 50%): NOT met")
+    assert "at 90% +2.10 pp" in line and ": ahead." in line
+    one_seed = {"cells": [c for c in results["cells"] if c["seed"] == 0]}
+    (line,) = ev.verdicts(ev.comparisons(one_seed))
+    assert "(1 seed so far: not yet the evidence)" in line
+
+
+def test_the_doc_is_written_atomically_with_its_table(tmp_path):
+    rng = np.random.default_rng(1)
+    doc = ev.write_doc(_results(rng), tmp_path / "d" / "vs.md", "python tools/edge_suite.py", "m")
+    text = doc.read_text()
+    assert "| ds_cnn | float | 2:4 | legc_2of4 | 0,1,2 |" in text
+    assert text.count("| ds_cnn | float |") == 4 and "- ds_cnn, float: worst" in text
+    assert not list(doc.parent.glob(".*"))  # no temp file left
+    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 1
