@@ -276,11 +276,20 @@ def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
     return missing
 
 
+#: Kept channel counts rounded up to multiples of 8: LiteRT's XNNPACK kernels here compute whole
+#: tiles of output channels, so a count between two tiles costs the next tile's time; on
+#: random-weight zoo nets round_to=8 raised int8 speed-up per MAC reduction from 0.60 to 0.69
+#: (DS-CNN) and 0.52 to 0.59 (ResNet-8) (``tools/width_latency.py --round-to 1,8,16``,
+#: docs/channels.md). 16 leaves ResNet-8's 16-channel groups unprunable.
+CHANNEL_ROUND_TO = 8
+
+
 def channels(ctx: Context, factor: float):
     """``kl.prune_channels`` to at most 1/``factor`` of the dense MACs (global L2 importance, the
-    library's default), then the fine-tuning budget."""
+    library's default; counts rounded to :data:`CHANNEL_ROUND_TO`), then the fine-tuning budget."""
     dense = ctx.dense_model()
-    model = kl.prune_channels(dense, macs=int(zoo.count_macs(dense) / factor))
+    model = kl.prune_channels(dense, macs=int(zoo.count_macs(dense) / factor),
+                              round_to=CHANNEL_ROUND_TO)  # fmt: skip
     ctx.finetune(model)
     return model
 
@@ -304,7 +313,8 @@ METHODS: dict[str, Method] = {
         masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4))),
         "2:4", "keras-legc magnitude 2:4, fine-tuned",
         missing=_needs("magnitude_mask", "sparsity_m_by_n")),
-    "channels": Method(channels, "macs", "keras-legc channel pruning (kl.prune_channels, L2)",
+    "channels": Method(channels, "macs", "keras-legc channel pruning (kl.prune_channels, L2, "
+                       f"round_to={CHANNEL_ROUND_TO})",
                        missing=_needs("prune_channels"), sparse=False),
 }  # fmt: skip
 
