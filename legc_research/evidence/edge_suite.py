@@ -97,6 +97,8 @@ class Context:
     data: object  # legc_research.datasets.Split
     dense: train.Dense
     recipe: train.Recipe
+    #: what a method chose on the way, per (method, target), saved with its cells
+    notes: dict = field(default_factory=dict)
 
     def dense_model(self):
         """A fresh Keras 3 copy of the trained dense net."""
@@ -286,10 +288,20 @@ CHANNEL_ROUND_TO = 8
 
 def channels(ctx: Context, factor: float):
     """``kl.prune_channels`` to at most 1/``factor`` of the dense MACs (global L2 importance, the
-    library's default; counts rounded to :data:`CHANNEL_ROUND_TO`), then the fine-tuning budget."""
+    library's default; counts rounded to :data:`CHANNEL_ROUND_TO`, or not rounded where rounding
+    cannot reach the target: LeNet-5's 6- and 16-channel convolutions), then the fine-tuning
+    budget. The ``round_to`` used is saved with the cells."""
     dense = ctx.dense_model()
-    model = kl.prune_channels(dense, macs=int(zoo.count_macs(dense) / factor),
-                              round_to=CHANNEL_ROUND_TO)  # fmt: skip
+    macs = int(zoo.count_macs(dense) / factor)
+    round_to = CHANNEL_ROUND_TO
+    try:
+        model = kl.prune_channels(dense, macs=macs, round_to=round_to)
+    except InvalidArgumentError as exc:
+        if "cannot be reached" not in str(exc):
+            raise
+        round_to = 1  # not reachable in multiples of CHANNEL_ROUND_TO
+        model = kl.prune_channels(ctx.dense_model(), macs=macs)
+    ctx.notes[("channels", factor)] = {"round_to": round_to}
     ctx.finetune(model)
     return model
 
@@ -529,6 +541,7 @@ def run(
                     "pruned_share": zero_share(model, dense_params),
                     "params": int(model.count_params()), "macs": zoo.count_macs(model),
                     "macs_nonzero": zoo.count_macs(model, nonzero=True), "seconds_prune": seconds,
+                    **ctx.notes.get((method, target), {}),
                 }  # fmt: skip
                 for q in quants:
                     cell = _measure(ctx, model, method, target, q, models, runtimes, config,

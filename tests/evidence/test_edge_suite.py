@@ -83,6 +83,12 @@ def test_quick_run_resume_and_report(tmp_path):
     for tag in ("latency", "bytes"):
         png = img / f"edge_suite_lenet5_{tag}.png"
         assert png.stat().st_size > 10_000 and f"img/{png.name}" in text
+    # channels: rounded to 8 where that reaches the target; LeNet-5's 6-channel convolution
+    # cannot reach 2x in multiples of 8, so it falls back to no rounding, and the cell says so
+    chan = [c for c in results["cells"] if c["method"] == "channels" and c["status"] == "ok"]
+    if es.METHODS["channels"].missing() is None:
+        assert chan and all(c["round_to"] == 1 for c in chan)
+        assert all(c["macs"] <= count_macs(dense) / c["target"] for c in chan)
     # issue 25's TF-MOT comparison, beside it: each quick cell paired with TF-MOT's, per quant
     versus = (doc.parent / "against-tfmot-convnets.md").read_text()
     assert "A `--quick` run" in versus
