@@ -213,10 +213,9 @@ class WeightHistory(Callback):
         if max_overhead == "auto":  # a budget by default; an explicit every is recorded as given
             max_overhead = DEFAULT_MAX_OVERHEAD if every is None else None
         self.max_overhead = _check_budget(max_overhead)
-        # numba's import and the LE kernel's cache load, once per process (0.3 s + 0.6 s alone on
-        # the 2-core machine), here rather than in fit: on a thread beside fit's first steps they
-        # cost the fit about twice that, and the budget's calibration read them as training cost
-        # (docs/performance.md)
+        # numba's import and the LE kernel's cache load, once per process (0.3-0.6 s on the
+        # 2-core machine), here rather than in fit: on a thread beside fit's first steps they cost
+        # a 3 s LeNet-300-100 fit about 0.5x (docs/performance.md)
         load_kernel_once()
         self.le_store, self.store_chunks = bool(le_store), store_chunks
         check_positive_int("eval_batch_size", eval_batch_size)

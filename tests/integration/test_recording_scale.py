@@ -300,3 +300,14 @@ def test_le_store_is_passed_to_the_recorder(tmp_path):
     assert (tmp_path / "run" / "le.zarr").is_dir()
     assert type(stored.history.le).__name__ == "StoredLE"
     np.testing.assert_array_equal(np.asarray(stored.history.le), np.asarray(in_memory.history.le))
+
+
+def test_making_a_recorder_loads_the_le_kernel_once_so_fit_does_not():
+    from keras_legc.keras.callbacks import load_kernel_once
+
+    load_kernel_once.cache_clear()
+    x = np.zeros((4, 3), np.float32)
+    kl.WeightHistory(validation_data=(x, np.zeros(4)))
+    kl.WeightHistory(validation_data=(x, np.zeros(4)), every=2)
+    info = load_kernel_once.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # loaded by the first, not again by the second
