@@ -14,6 +14,7 @@ values; int8 is calibrated on seeded random images in [0, 1].
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import warnings
@@ -42,14 +43,19 @@ def _build(net: str, width):
     return zoo.NETS[net].builder(keras, **{arg: width})
 
 
-def narrower(net: str, factor: float) -> tuple[object, int]:
-    """The candidate width whose MACs are closest to the full net's over ``factor``, and its MACs."""
+@functools.cache
+def _macs(net: str, width) -> int:
     from legc_research.zoo import count_macs
 
+    return count_macs(_build(net, width))
+
+
+def narrower(net: str, factor: float) -> tuple[object, int]:
+    """The candidate width whose MACs are closest to the full net's over ``factor``, and its MACs."""
     _, full, candidates = WIDTHS[net]
-    target = count_macs(_build(net, full)) / factor
-    best = min(candidates, key=lambda w: abs(count_macs(_build(net, w)) - target))
-    return best, count_macs(_build(net, best))
+    target = _macs(net, full) / factor
+    best = min(candidates, key=lambda w: abs(_macs(net, w) - target))
+    return best, _macs(net, best)
 
 
 def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict) -> dict:
@@ -102,23 +108,21 @@ def run(nets, factors, bench_cfg: dict, log=print, widths=None, quants=("float",
     with tempfile.TemporaryDirectory() as tmp:
         for net in nets:
             full = WIDTHS[net][1]
-            full_macs = count_macs(_build(net, full))
-            if round_tos:  # (factor, label, macs, model maker)
-                plan = [(f, f"pruned, round_to={r}", None, (lambda f=f, r=r, net=net: pruned(net, f, r)))
-                        for f in factors for r in round_tos]  # fmt: skip
-            elif widths:
-                plan = [(None, w, None, None) for w in widths if w != full]
+            full_macs = _macs(net, full)
+            # (factor, label, model maker): the full width first
+            plan = [(1.0, full, lambda net=net, w=full: _build(net, w))]
+            if round_tos:
+                plan += [(f, f"pruned, round_to={r}", lambda f=f, r=r, net=net: pruned(net, f, r))
+                         for f in factors for r in round_tos]  # fmt: skip
             else:
-                plan = [(f, *narrower(net, f), None) for f in factors]
-            plan = [(1.0, full, full_macs, None)] + [
-                (f, w, macs, make or (lambda w=w, net=net: _build(net, w)))
-                for f, w, macs, make in plan
-            ]
+                chosen = [(None, w) for w in widths if w != full] if widths else [
+                    (f, narrower(net, f)[0]) for f in factors]  # fmt: skip
+                plan += [(f, w, lambda w=w, net=net: _build(net, w)) for f, w in chosen]
             for quant in quants:
                 base = None
-                for i, (factor, width, macs, make) in enumerate(plan):
+                for i, (factor, width, make) in enumerate(plan):
                     try:
-                        model = _build(net, full) if make is None else make()
+                        model = make()
                     except InvalidArgumentError as exc:  # e.g. round_to=16 on 16-channel groups
                         log(f"{net} {quant} {width} at {factor:g}x: {exc}")
                         rows.append({"net": net, "quantization": quant, "factor": factor,
