@@ -83,6 +83,19 @@ def comparisons(results: dict) -> list[dict]:
     return rows
 
 
+def failures(results: dict) -> list[str]:
+    """One line per failed cell of a compared method (left out of the pairs, so said here): net,
+    method, target, quantization, seed and the error's first sentence."""
+    methods = {m for pair in PAIRS for m in pair}
+    lines = []
+    for c in results["cells"]:
+        if c["status"] == "failed" and c["method"] in methods:
+            first = str(c.get("error", "")).split(": it ")[0].split(". ")[0]
+            lines.append(f"- {c['net']} {c['method']} {100 * float(c['target']):.0f}% "
+                         f"{c['quantization']}, seed {c['seed']}: {first}.")  # fmt: skip
+    return lines
+
+
 def verdicts(rows: list[dict], method: str = HEADLINE) -> list[str]:
     """Issue 25's targets for ``method``, per net and quantization: within
     :data:`TOLERANCE_PP` of TF-MOT at every sparsity, and ahead at the highest."""
@@ -162,5 +175,8 @@ def write_doc(results: dict, doc: Path, command: str, machine: str) -> Path:
               f"{TOLERANCE_PP} pp at every sparsity, ahead at the highest.", ""]  # fmt: skip
     lines += verdicts(rows) or ["- no cell has both methods yet."]
     lines += ["", "## Every comparison", ""] + table(rows) + [""]
+    failed = failures(results)
+    if failed:
+        lines += ["## Cells that failed (not in the pairs above)", ""] + failed + [""]
     doc.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(doc, ("\n".join(lines)).encode(), overwrite=True)

@@ -72,4 +72,13 @@ def test_the_doc_is_written_atomically_with_its_table(tmp_path):
     assert "| ds_cnn | float | 2:4 | legc_2of4 | 0,1,2 |" in text
     assert text.count("| ds_cnn | float |") == 4 and "- ds_cnn, float: worst" in text
     assert not list(doc.parent.glob(".*"))  # no temp file left
+    assert "Cells that failed" not in text
+    # a failed keras-legc cell is not paired, and the page says so instead of leaving it out
+    results = _results(rng)
+    results["cells"].append({**_cell("legc_magnitude", 0.9, 0, 0.0, ok=False),
+                             "error": "export: CollapsedModelError: the model's outputs are "
+                                      "identical for all 16 reference inputs: it no longer"})  # fmt: skip
+    text = ev.write_doc(results, doc, "c", "m").read_text()
+    assert ("- ds_cnn legc_magnitude 90% float, seed 0: export: CollapsedModelError: the model's "
+            "outputs are identical for all 16 reference inputs.") in text  # fmt: skip
     assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 1
