@@ -41,7 +41,12 @@ from keras_legc.errors import (
 )
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
-from keras_legc.masking.policy import check_sparsity, mask_from_importance
+from keras_legc.masking.policy import (
+    check_sparsity,
+    mask_from_importance,
+    target_fix,
+    warn_empty_layers,
+)
 
 FORMAT = "keras_legc.scores"
 FORMAT_VERSION = 1
@@ -249,7 +254,9 @@ class Scores:
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
-        return _warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
+        return warn_empty_layers(
+            m, "a higher alpha, or target mode: sparsity=..., per_layer=True", _P_VALUES_CAUSE
+        )
 
     def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
         check_mask_options(alpha, sparsity, block, ranking, m_by_n)
@@ -308,9 +315,7 @@ class Scores:
         m.info["ranking"] = ranking
         self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n)
         self._warn_untestable(m)
-        fix = "a lower sparsity" if per_layer else (
-            "per_layer=True (the same sparsity in every layer), or a lower sparsity")  # fmt: skip
-        return _warn_empty_layers(m, fix)
+        return warn_empty_layers(m, target_fix(per_layer), _P_VALUES_CAUSE)
 
     def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n) -> None:
         """Record how many kept weights are causal (target mode's test) and, for the default and
@@ -458,28 +463,16 @@ def check_mask_options(alpha=None, sparsity=None, block=None, ranking=None, m_by
         _check_alpha(alpha)
 
 
+#: why a Scores mask can empty a layer (the empty-layer warning's cause)
+_P_VALUES_CAUSE = "a global ranking does this when a layer's p-values are uniformly high"
+
+
 def _check_alpha(alpha) -> float:
     if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
         raise InvalidArgumentError(
             f"alpha must be in (0, 1), got {alpha!r}. Fix: pass a significance level such as 0.05."
         )
     return alpha
-
-
-def _warn_empty_layers(mask: Mask, fix: str) -> Mask:
-    """Warn when a mask prunes every kernel weight of a layer (the net no longer sees its input)."""
-    empty = [name for name, keep in mask.items() if not keep.any()]
-    if empty:
-        warnings.warn(
-            f"the mask prunes every kernel weight of layer(s) {empty}: they pass only their bias, "
-            "so the network's output no longer depends on its input and no fine-tuning can "
-            "recover it (a global ranking does this when a layer's p-values are uniformly high). "
-            f"Fix: {fix}.",
-            LegcWarning,
-            stacklevel=3,
-        )
-    mask.info["empty_layers"] = empty
-    return mask
 
 
 def score(

@@ -9,12 +9,13 @@ number of pruned weights. Numpy only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from keras_legc.core._layout import split_by_layer
-from keras_legc.errors import InvalidArgumentError
+from keras_legc.errors import InvalidArgumentError, LegcWarning
 from keras_legc.masking import importance as imp
 from keras_legc.masking.blocks import (
     block_expand,
@@ -218,10 +219,44 @@ def magnitude_mask(
         0.5
     """
     info = {"block_score": "L2 norm"} if block is not None else None
-    return mask_from_importance(
+    mask = mask_from_importance(
         imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info,
         sparsity_m_by_n=sparsity_m_by_n,
     )  # fmt: skip
+    return warn_empty_layers(mask, target_fix(per_layer), _MAGNITUDE_CAUSE, record=False)
+
+
+def target_fix(per_layer: bool) -> str:
+    """The fix for a layer emptied by a mask made to a target sparsity."""
+    if per_layer:
+        return "a lower sparsity"
+    return "per_layer=True (the same sparsity in every layer), or a lower sparsity"
+
+
+#: why a global magnitude mask can empty a layer (measured: DS-CNN's depthwise kernels at 75%,
+#: docs/against-tfmot-convnets.md)
+_MAGNITUDE_CAUSE = (
+    "a global magnitude ranking does this to a layer whose weights are all smaller than the "
+    "rest's, such as depthwise kernels"
+)
+
+
+def warn_empty_layers(mask: Mask, fix: str, cause: str, *, record: bool = True) -> Mask:
+    """Warn when ``mask`` prunes every kernel weight of a layer (the net no longer sees its
+    input), naming the layers, the ``cause`` and the ``fix``; with ``record``, the layers go to
+    ``mask.info["empty_layers"]``. The warning points at the caller of the mask's maker."""
+    empty = [name for name, keep in mask.items() if not keep.any()]
+    if empty:
+        warnings.warn(
+            f"the mask prunes every kernel weight of layer(s) {empty}: they pass only their bias, "
+            "so the network's output no longer depends on its input and no fine-tuning can "
+            f"recover it ({cause}). Fix: {fix}.",
+            LegcWarning,
+            stacklevel=3,
+        )
+    if record:
+        mask.info["empty_layers"] = empty
+    return mask
 
 
 def random_mask(

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_legc import LegcWarning, Scores
+from keras_legc import LegcWarning, Scores, magnitude_mask
 from keras_legc.core.granger import OK
 
 SHAPES = {"a": (20, 10), "b": (10, 2)}
@@ -44,3 +44,21 @@ def test_no_warning_when_every_layer_keeps_weights():
         )  # 11 weights, all from b: 9 of b's 20 stay
     assert per_layer.info["empty_layers"] == [] and small.info["empty_layers"] == []
     assert per_layer["b"].mean() == pytest.approx(0.8)
+
+
+def test_global_magnitude_that_empties_a_layer_warns_at_the_callers_line():
+    # a depthwise-like layer of small weights beside larger ones: global magnitude at 75% takes
+    # all of it (the edge suite's DS-CNN collapsed this way), per layer it keeps a quarter
+    rng = np.random.default_rng(0)
+    kernels = {"dw": rng.uniform(-0.01, 0.01, (3, 3, 1, 8)), "pw": rng.normal(size=(1, 1, 8, 64))}
+    with pytest.warns(
+        LegcWarning, match=r"\['dw'\].*depthwise kernels\)\. Fix: per_layer=True"
+    ) as w:
+        mask = magnitude_mask(kernels, 0.75)
+    assert not mask["dw"].any() and w[0].filename == __file__
+    assert "empty_layers" not in mask.info  # magnitude masks' files are unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)
+        per_layer = magnitude_mask(kernels, 0.75, per_layer=True)
+        magnitude_mask(kernels, 0.1)  # 58 of 584 weights, all from dw: 14 of its 72 stay
+    assert per_layer["dw"].mean() == pytest.approx(0.25)
