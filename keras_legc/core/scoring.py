@@ -254,9 +254,7 @@ class Scores:
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
-        return warn_empty_layers(
-            m, "a higher alpha, or target mode: sparsity=..., per_layer=True", _P_VALUES_CAUSE
-        )
+        return warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
 
     def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
         check_mask_options(alpha, sparsity, block, ranking, m_by_n)
@@ -315,7 +313,7 @@ class Scores:
         m.info["ranking"] = ranking
         self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n)
         self._warn_untestable(m)
-        return warn_empty_layers(m, target_fix(per_layer), _P_VALUES_CAUSE)
+        return warn_empty_layers(m, target_fix(per_layer))
 
     def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n) -> None:
         """Record how many kept weights are causal (target mode's test) and, for the default and
@@ -461,10 +459,6 @@ def check_mask_options(alpha=None, sparsity=None, block=None, ranking=None, m_by
         check_sparsity(sparsity)
     if alpha is not None:
         _check_alpha(alpha)
-
-
-#: why a Scores mask can empty a layer (the empty-layer warning's cause)
-_P_VALUES_CAUSE = "a global ranking does this when a layer's p-values are uniformly high"
 
 
 def _check_alpha(alpha) -> float:

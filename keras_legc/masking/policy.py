@@ -223,7 +223,7 @@ def magnitude_mask(
         imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info,
         sparsity_m_by_n=sparsity_m_by_n,
     )  # fmt: skip
-    return warn_empty_layers(mask, target_fix(per_layer), _MAGNITUDE_CAUSE, record=False)
+    return warn_empty_layers(mask, target_fix(per_layer), record=False)
 
 
 def target_fix(per_layer: bool) -> str:
@@ -233,15 +233,18 @@ def target_fix(per_layer: bool) -> str:
     return "per_layer=True (the same sparsity in every layer), or a lower sparsity"
 
 
-#: why a global magnitude mask can empty a layer (measured: DS-CNN's depthwise kernels at 75%,
+#: why a global ranking empties a layer: every ranking (LEGC p-values, the default's magnitudes,
+#: |w|) can rank one layer's weights all lowest (measured: DS-CNN's depthwise kernels at 75%,
 #: docs/against-tfmot-convnets.md)
-_MAGNITUDE_CAUSE = (
-    "a global magnitude ranking does this to a layer whose weights are all smaller than the "
-    "rest's, such as depthwise kernels"
+EMPTY_CAUSE = (
+    "a global ranking does this when a layer's p-values are uniformly high or its weights are all "
+    "smaller than the rest's, such as depthwise kernels"
 )
 
 
-def warn_empty_layers(mask: Mask, fix: str, cause: str, *, record: bool = True) -> Mask:
+def warn_empty_layers(
+    mask: Mask, fix: str, cause: str = EMPTY_CAUSE, *, record: bool = True
+) -> Mask:
     """Warn when ``mask`` prunes every kernel weight of a layer (the net no longer sees its
     input), naming the layers, the ``cause`` and the ``fix``; with ``record``, the layers go to
     ``mask.info["empty_layers"]``. The warning points at the caller of the mask's maker."""
