@@ -59,8 +59,10 @@ DEFAULT_MAX_OVERHEAD = 0.5
 #: The measured costs :func:`budget_every` needs, in seconds.
 COSTS = ("train_s", "snapshot_s", "lyapunov_s", "target_s")
 #: Optional: ``fit_steps``, the fit's training steps when known and the LEs run on the background
-#: thread: the last window's LEs are then waited for at the end of the fit.
-OPTIONAL_COSTS = ("fit_steps",)
+#: thread: the last window's LEs are then waited for at the end of the fit; ``snapshot_beside_s``,
+#: a snapshot taken while the background LEs run (slower: on 2 cores a snapshot's mean went from
+#: 0.59 ms alone to 2.46 ms over a whole fit, ``tools/bench_snapshot_tail.py``).
+OPTIONAL_COSTS = ("fit_steps", "snapshot_beside_s")
 
 
 def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: int = 1) -> dict:
@@ -123,21 +125,36 @@ def budget_every(costs: Mapping[str, float], budget: float, stride: int, every: 
     return {
         "every": chosen,
         "estimated_overhead": estimated_overhead(costs, chosen, stride),
-        "record_s_per_snapshot": _window_cost(costs, stride) / stride,
+        "record_s_per_snapshot": _window_cost(costs, stride, chosen) / stride,
     }
 
 
-def _window_cost(costs: Mapping[str, float], stride: int) -> float:
+def _window_cost(costs: Mapping[str, float], stride: int, every: int) -> float:
     """Recording seconds per window: the snapshot copies, the target and the LEs."""
     return (
-        stride * float(costs["snapshot_s"]) + float(costs["target_s"]) + float(costs["lyapunov_s"])
+        stride * _snapshot_cost(costs, stride, every)
+        + float(costs["target_s"])
+        + float(costs["lyapunov_s"])
     )
+
+
+def _snapshot_cost(costs: Mapping[str, float], stride: int, every: int) -> float:
+    """Seconds per snapshot: alone, plus, for the share of the training time the background LEs
+    run (one window's LEs over the window's training time), what running beside them adds. The
+    share falls as ``every`` grows, so the estimate still falls with ``every``."""
+    alone = float(costs["snapshot_s"])
+    beside = costs.get("snapshot_beside_s")
+    if beside is None:
+        return alone
+    train = max(float(costs["train_s"]), 1e-9)
+    share = min(1.0, float(costs["lyapunov_s"]) / (stride * every * train))
+    return alone + share * max(0.0, float(beside) - alone)
 
 
 def estimated_overhead(costs: Mapping[str, float], every: int, stride: int) -> float:
     """The cost model of :func:`budget_every`: recording seconds over training seconds."""
     train = max(float(costs["train_s"]), 1e-9)
-    return _window_cost(costs, stride) / (stride * every * train) + _final_wait(costs)
+    return _window_cost(costs, stride, every) / (stride * every * train) + _final_wait(costs)
 
 
 def _final_wait(costs: Mapping[str, float]) -> float:

@@ -200,7 +200,7 @@ class Scores:
         alpha: float | None = None,
         *,
         sparsity: float | None = None,
-        per_layer: bool = False,
+        per_layer: bool | str = False,
         block: tuple[int, int] | None = None,
         ranking: str | None = None,
         sparsity_m_by_n: tuple[int, int] | None = None,
@@ -214,7 +214,10 @@ class Scores:
                 test) are always kept in paper mode, and counted.
             sparsity: target mode: prune this fraction of the kernel weights, least important
                 first by ``ranking``.
-            per_layer: in target mode, reach the sparsity in every layer instead of globally.
+            per_layer: in target mode, ``False`` (one global ranking), ``True`` (the same sparsity
+                in every layer) or ``"lamp"`` (LAMP's per-layer sparsities from the kernels'
+                magnitudes, the ranking deciding within each layer); see
+                :func:`keras_legc.magnitude_mask`.
             block: in target mode, prune whole blocks: ``(1, 16)`` = 1 output unit x 16
                 consecutive input weights (TFLite's (out, in) orientation; in the Keras kernel,
                 16 consecutive rows of one column), the structure TFLite's sparse kernel runs
@@ -254,7 +257,7 @@ class Scores:
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
-        return warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer=True")
+        return warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'")
 
     def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
         check_mask_options(alpha, sparsity, block, ranking, m_by_n)

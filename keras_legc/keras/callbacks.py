@@ -747,7 +747,8 @@ class _Calibration:
         self.background = background
         self.rows: list[np.ndarray] = []
         self.train_s: list[float] = []
-        self.snapshot_s: list[float] = []
+        self.snapshot_s: list[float] = []  # alone
+        self.beside_s: list[float] = []  # beside the background LE timing
         self.steps: list[int] = []
         self._job = None  # the background LE timing: a thread and its result
         load_kernel_once()  # done when the recorder was made: its first call is not timed
@@ -756,8 +757,10 @@ class _Calibration:
         """Record one hook; True when the calibration is done."""
         if self._job is None:  # the steps beside the LE timing are slowed by it
             self.train_s.append(train_s)
+            self.snapshot_s.append(snapshot_s)
+        elif self._job[0].is_alive():  # a snapshot while LEs run, as some will while recording
+            self.beside_s.append(snapshot_s)
         self.rows.append(row)
-        self.snapshot_s.append(snapshot_s)
         self.steps.append(steps)
         if not self.background:
             return len(self.rows) == self.plain
@@ -797,15 +800,21 @@ class _Calibration:
         thread.start()
 
     def costs(self, target, window: int, threads: int | None) -> dict[str, float]:
-        """Seconds per training step and per snapshot (medians; the first training step, which
-        traces the train function, left out), per window's LEs with the window's copy and check
-        (at most :data:`CALIBRATION_LE_WEIGHTS` weights, scaled to all; beside training with a
-        background recorder, else alone, the median of three) and per target (the median of
-        three evaluations)."""
+        """Seconds per training step (the median; the first step, which traces the train
+        function, left out), per snapshot (means: a snapshot's cost adds up, and its tail is
+        most of it; alone, and with a background recorder beside the LE timing), per window's
+        LEs with the window's copy and check (at most :data:`CALIBRATION_LE_WEIGHTS` weights,
+        scaled to all; beside training with a background recorder, else alone, the median of
+        three) and per target (the median of three evaluations)."""
         n = self.rows[0].size
         scale = n / min(n, CALIBRATION_LE_WEIGHTS)
         train = float(np.median(self.train_s[1:] or self.train_s))
-        out = {"train_s": train, "snapshot_s": float(np.median(self.snapshot_s))}
+        out = {
+            "train_s": train,
+            "snapshot_s": float(np.mean(self.snapshot_s[1:] or self.snapshot_s)),
+        }
+        if self.beside_s:
+            out["snapshot_beside_s"] = float(np.mean(self.beside_s))
         if self.background:
             self.finish_job()
             if "error" in self._job[1]:

@@ -21,6 +21,7 @@ from keras_legc.keras.holders import holder_for
 from keras_legc.keras.registry import entries_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
+from keras_legc.masking.policy import check_per_layer
 from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
@@ -62,7 +63,8 @@ class GradualPruning(Callback):
         scores: evidence to use until the recorder has ``min_windows`` windows.
         recent_windows: how many of the latest LE windows each re-scoring uses.
         min_windows: windows needed before re-scoring (at least 5, a Granger test's minimum).
-        per_layer: reach the sparsity in every layer instead of globally.
+        per_layer: ``False`` (one global ranking), ``True`` (the same sparsity in every layer)
+            or ``"lamp"`` (LAMP's per-layer sparsities); see :func:`keras_legc.magnitude_mask`.
         test: the Granger test of the re-scoring (paper mode's p-values are not used here).
         verbose: print one line per pruning step when 1.
 
@@ -89,7 +91,7 @@ class GradualPruning(Callback):
         scores: Scores | None = None,
         recent_windows: int = 20,
         min_windows: int = 8,
-        per_layer: bool = False,
+        per_layer: bool | str = False,
         test: str = "ssr_ftest",
         verbose: int = 0,
     ):
@@ -111,7 +113,7 @@ class GradualPruning(Callback):
                 f"{recent_windows}, min_windows={min_windows}."
             )
         self.recorder, self.schedule, self.ranking = recorder, schedule, ranking
-        self.scores, self.per_layer, self.test = scores, bool(per_layer), test
+        self.scores, self.per_layer, self.test = scores, check_per_layer(per_layer), test
         self.recent_windows, self.min_windows = int(recent_windows), int(min_windows)
         self.verbose = verbose
         self.mask: Mask | None = None

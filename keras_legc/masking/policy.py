@@ -49,7 +49,7 @@ def mask_from_ranking(
     sort_keys: Mapping[str, Sequence[np.ndarray]],
     sparsity: float,
     *,
-    per_layer: bool = False,
+    per_layer: bool | Mapping[str, float] = False,
     info: Mapping | None = None,
     block: Sequence[int] | None = None,
     shapes: Mapping[str, Sequence[int]] | None = None,
@@ -62,7 +62,8 @@ def mask_from_ranking(
             row-major order). With ``block``, arrays of the layer's block grid shape
             (:func:`block_grid`), one entry per block.
         sparsity: fraction to prune, in [0, 1).
-        per_layer: prune that fraction in every layer instead of globally.
+        per_layer: prune that fraction in every layer instead of globally; or a mapping
+            ``{layer: sparsity}`` (what :func:`lamp_sparsities` chooses): each layer's own.
         block: prune whole blocks of this shape (see :func:`check_block`); whole blocks are
             pruned in rank order until the pruned weight count is nearest ``round(sparsity * n)``
             (so the reached sparsity is within half a block of the request, globally or per layer).
@@ -74,13 +75,15 @@ def mask_from_ranking(
         [[False, False], [False, True], [True, True]]
     """
     s = check_sparsity(sparsity)
+    per_layer = check_per_layer(per_layer, mapping=True)
     if block is not None:
         return _block_mask(sort_keys, s, check_block(block), shapes, per_layer, info)
     names = list(sort_keys)
     shapes = {n: np.shape(sort_keys[n][0]) for n in names}
-    if per_layer:
+    if per_layer is not False:
+        each = _layer_sparsities(per_layer, s, names)
         arrays = {
-            n: _prune_first([np.ravel(k) for k in sort_keys[n]], s).reshape(shapes[n])
+            n: _prune_first([np.ravel(k) for k in sort_keys[n]], each[n]).reshape(shapes[n])
             for n in names
         }
     else:
@@ -88,7 +91,83 @@ def mask_from_ranking(
         flat = [np.concatenate([np.ravel(sort_keys[n][i]) for n in names]) for i in range(n_keys)]
         keep = _prune_first(flat, s)
         arrays = split_by_layer(keep, names, shapes)
-    return Mask(arrays, {"sparsity": s, "per_layer": per_layer, **dict(info or {})})
+    return Mask(
+        arrays, {"sparsity": s, "per_layer": _info_per_layer(per_layer), **dict(info or {})}
+    )
+
+
+#: ``per_layer=LAMP``: per-layer sparsities chosen by LAMP's layer-adaptive score
+LAMP = "lamp"
+
+
+def check_per_layer(per_layer, *, mapping: bool = False):
+    """``per_layer`` as ``False`` (one global ranking), ``True`` (the same sparsity in every
+    layer) or ``"lamp"`` (per-layer sparsities from :func:`lamp_sparsities`); with ``mapping``,
+    also a ``{layer: sparsity}`` mapping (what ``"lamp"`` resolves to)."""
+    if isinstance(per_layer, (bool, np.bool_)):
+        return bool(per_layer)
+    if isinstance(per_layer, str) and per_layer == LAMP:
+        return LAMP
+    if mapping and isinstance(per_layer, Mapping):
+        return {str(n): check_sparsity(v) for n, v in per_layer.items()}
+    raise InvalidArgumentError(
+        f"per_layer must be False (one global ranking), True (the same sparsity in every layer) "
+        f"or {LAMP!r} (per-layer sparsities by LAMP's layer-adaptive score), got {per_layer!r}. "
+        f"Fix: pass one of False, True, {LAMP!r}."
+    )
+
+
+def lamp_sparsities(kernels: Mapping[str, np.ndarray], sparsity: float) -> dict[str, float]:
+    """Per-layer sparsities that prune ``round(sparsity * n)`` weights in all, chosen by LAMP
+    (Lee et al., "Layer-adaptive sparsity for the magnitude-based pruning", ICLR 2021).
+
+    A weight's LAMP score is its squared magnitude over the sum of the squares of the weights of
+    its layer at least as large (``w_u^2 / sum_{v >= u} w_v^2``, ``u`` in ascending ``|w|``
+    order); the lowest scores across all layers are pruned. Within a layer that is magnitude
+    order, so only how many each layer loses is decided here. Each layer's largest weight scores
+    1 and goes last, so no layer is emptied while the target leaves a weight per layer: a global
+    ``|w|`` ranking empties layers whose weights are all small (depthwise kernels), uniform
+    sparsity over-prunes small layers.
+
+    Example:
+        >>> k = {"big": np.arange(1.0, 9.0), "small": np.array([0.01, 0.02])}
+        >>> lamp_sparsities(k, 0.5)
+        {'big': 0.625, 'small': 0.0}
+    """
+    s = check_sparsity(sparsity)
+    names = list(kernels)
+    squares = [np.sort(np.square(np.ravel(kernels[n]).astype(np.float64))) for n in names]
+    if not any(sq.any() for sq in squares):
+        raise InvalidArgumentError(
+            f"per_layer={LAMP!r} allocates the sparsity by the weights' magnitudes, and every "
+            "kernel weight is zero. Fix: pass the trained weights (a model, or scores saved with "
+            "their kernels), or per_layer=True."
+        )
+    scores = []
+    for sq in squares:
+        suffix = np.cumsum(sq[::-1])[::-1]
+        score = np.divide(sq, suffix, out=np.zeros_like(sq), where=suffix > 0)
+        if sq.size:
+            score[-1] = np.inf  # each layer's largest weight goes last of all
+        scores.append(score)
+    flat = np.concatenate(scores)
+    layer = np.concatenate([np.full(sq.size, i) for i, sq in enumerate(squares)])
+    k = int(round(s * flat.size))
+    pruned = np.bincount(layer[np.lexsort((layer, flat))[:k]], minlength=len(names))
+    return {n: float(pruned[i] / squares[i].size) if squares[i].size else 0.0
+            for i, n in enumerate(names)}  # fmt: skip
+
+
+def _layer_sparsities(per_layer, sparsity: float, names) -> dict[str, float]:
+    """``{layer: sparsity}``: the same for every layer (``per_layer=True``), or the mapping given."""
+    if per_layer is True:
+        return dict.fromkeys(names, sparsity)
+    return {n: float(per_layer[n]) for n in names}
+
+
+def _info_per_layer(per_layer) -> bool | str:
+    """What a mask's ``info["per_layer"]`` says: a bool, or ``"lamp"`` for per-layer sparsities."""
+    return per_layer if isinstance(per_layer, bool) else LAMP
 
 
 def _prune_first(keys: list[np.ndarray], sparsity: float) -> np.ndarray:
@@ -105,7 +184,7 @@ def mask_from_importance(
     model_or_kernels,
     sparsity: float | None = None,
     *,
-    per_layer: bool = False,
+    per_layer: bool | str = False,
     block: Sequence[int] | None = None,
     info: Mapping | None = None,
     sparsity_m_by_n: Sequence[int] | None = None,
@@ -118,7 +197,9 @@ def mask_from_importance(
             :mod:`keras_legc.masking.importance`), or an :class:`Importance` already computed.
         model_or_kernels: a Keras model or ``{layer: kernel}``; what the scorer is given.
         sparsity: fraction of kernel weights to prune, in [0, 1).
-        per_layer: reach the sparsity in every layer instead of globally.
+        per_layer: ``False``: one global ranking; ``True``: the same sparsity in every layer;
+            ``"lamp"``: per-layer sparsities by LAMP's layer-adaptive score (see
+            :func:`lamp_sparsities`), which never empties a layer before the last weights.
         block: prune whole blocks: ``(1, 16)`` = 1 output unit x 16 consecutive input weights
             (TFLite's (out, in) orientation). Per-weight importance is aggregated over each block
             with the key's ``reduce`` rule; whole blocks are pruned in order until the pruned
@@ -149,8 +230,11 @@ def mask_from_importance(
     b = None if block is None else check_block(block)
     if b is not None:
         _check_blockable(model_or_kernels, b, layouts)
+    per_layer = check_per_layer(per_layer)
     importance = scorer if isinstance(scorer, imp.Importance) else scorer(kernels, block=b)
     keys = _ranking_keys(importance, b, {n: np.shape(k) for n, k in kernels.items()})
+    if per_layer == LAMP:
+        per_layer = lamp_sparsities(kernels, sparsity)
     return mask_from_ranking(
         keys, sparsity, per_layer=per_layer, info={**importance.info, **dict(info or {})},
         block=b, shapes={n: np.shape(k) for n, k in kernels.items()},
@@ -196,7 +280,7 @@ def magnitude_mask(
     model_or_kernels,
     sparsity: float | None = None,
     *,
-    per_layer: bool = False,
+    per_layer: bool | str = False,
     block: Sequence[int] | None = None,
     sparsity_m_by_n: Sequence[int] | None = None,
 ) -> Mask:
@@ -205,7 +289,9 @@ def magnitude_mask(
     Args:
         model_or_kernels: a Keras model or ``{layer: kernel}``.
         sparsity: fraction of kernel weights to prune, in [0, 1).
-        per_layer: reach the sparsity in every layer instead of globally.
+        per_layer: ``False``: one global ranking; ``True``: the same sparsity in every layer;
+            ``"lamp"``: per-layer sparsities by LAMP's layer-adaptive score (see
+            :func:`lamp_sparsities`), which never empties a layer before the last weights.
         block: prune whole blocks instead, smallest L2 norm first; ``(1, 16)`` = 1 output unit x
             16 consecutive input weights (see :func:`check_block`), the structure TFLite's sparse
             FULLY_CONNECTED kernel runs faster.
@@ -226,11 +312,14 @@ def magnitude_mask(
     return warn_empty_layers(mask, target_fix(per_layer), record=False)
 
 
-def target_fix(per_layer: bool) -> str:
+def target_fix(per_layer) -> str:
     """The fix for a layer emptied by a mask made to a target sparsity."""
-    if per_layer:
+    if per_layer is not False:
         return "a lower sparsity"
-    return "per_layer=True (the same sparsity in every layer), or a lower sparsity"
+    return (
+        f"per_layer={LAMP!r} (per-layer sparsities that keep every layer's largest weights), "
+        "per_layer=True (the same sparsity in every layer), or a lower sparsity"
+    )
 
 
 #: why a global ranking empties a layer: every ranking (LEGC p-values, the default's magnitudes,
@@ -276,7 +365,8 @@ def random_mask(
         model_or_shapes: a Keras model, a Mask, or ``{layer: kernel shape}``.
         sparsity: fraction of kernel weights to prune, in [0, 1).
         seed: the random seed.
-        per_layer: reach the sparsity in every layer instead of globally.
+        per_layer: reach the sparsity in every layer instead of globally (``"lamp"``, which
+            allocates by magnitude, has no meaning for random weights and is refused).
         block: prune whole blocks instead, chosen uniformly at random (see :func:`check_block`).
 
     Example:
@@ -304,7 +394,7 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
                     f"grid {grids[n]}. Fix: aggregate per-weight scores with block_reduce first."
                 )
 
-    def prune(keys, block_sizes):
+    def prune(keys, block_sizes, sparsity=sparsity):
         order = np.lexsort(keys)
         target = sparsity * block_sizes.sum()
         cum = np.concatenate([[0.0], np.cumsum(block_sizes[order])])
@@ -313,9 +403,12 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
         keep[order[:n_blocks]] = False
         return keep
 
-    if per_layer:
+    if per_layer is not False:
+        each = _layer_sparsities(per_layer, sparsity, names)
         keep_grid = {
-            n: prune([np.ravel(k) for k in sort_keys[n]], sizes[n].ravel()).reshape(grids[n])
+            n: prune([np.ravel(k) for k in sort_keys[n]], sizes[n].ravel(), each[n]).reshape(
+                grids[n]
+            )
             for n in names
         }
     else:
@@ -324,7 +417,9 @@ def _block_mask(sort_keys, sparsity, block, shapes, per_layer, info) -> Mask:
         keep = prune(flat, np.concatenate([sizes[n].ravel() for n in names]))
         keep_grid = split_by_layer(keep, names, grids)
     arrays = {n: block_expand(keep_grid[n], shapes[n], block) for n in names}
-    mask = Mask(arrays, {"sparsity": sparsity, "per_layer": per_layer, **dict(info or {})})
+    mask = Mask(
+        arrays, {"sparsity": sparsity, "per_layer": _info_per_layer(per_layer), **dict(info or {})}
+    )
     mask.info.update(
         block=list(block), reached_sparsity=mask.sparsity, layout="(out, in): r outputs x c inputs"
     )

@@ -52,7 +52,7 @@ def test_global_magnitude_that_empties_a_layer_warns_at_the_callers_line():
     rng = np.random.default_rng(0)
     kernels = {"dw": rng.uniform(-0.01, 0.01, (3, 3, 1, 8)), "pw": rng.normal(size=(1, 1, 8, 64))}
     with pytest.warns(
-        LegcWarning, match=r"\['dw'\].*depthwise kernels\)\. Fix: per_layer=True"
+        LegcWarning, match=r"\['dw'\].*depthwise kernels\)\. Fix: per_layer='lamp'"
     ) as w:
         mask = magnitude_mask(kernels, 0.75)
     assert not mask["dw"].any() and w[0].filename == __file__

@@ -60,3 +60,28 @@ def test_scores_load_against_their_own_model_and_refuse_another(rng, tmp_path):
         f"the scores in {tmp_path / 's.npz'} belong to another model: layers/shapes {have}, the "
         f"model has {want}. Fix: score this model's own history."
     )
+
+
+def test_lamp_on_a_depthwise_separable_keras_model_keeps_every_layer():
+    # DS-CNN's shape in small: depthwise kernels (9 weights per channel, small after training)
+    # between 1x1 convolutions; global magnitude at 90% empties the depthwise layer, LAMP keeps
+    # part of every kernel and prunes exactly 90% of all
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([
+        k.layers.Input(shape=(8, 8, 1)),
+        k.layers.Conv2D(16, 3, name="conv"),
+        k.layers.DepthwiseConv2D(3, name="dw"),
+        k.layers.Conv2D(32, 1, name="pw"),
+        k.layers.GlobalAveragePooling2D(),
+        k.layers.Dense(4, name="out"),
+    ])  # fmt: skip
+    dw = model.get_layer("dw")
+    dw.set_weights([w * 0.01 if w.ndim == 4 else w for w in dw.get_weights()])
+    with pytest.warns(LegcWarning, match="dw"):
+        glob = kl.magnitude_mask(model, 0.9)
+    assert not glob["dw/depthwise_kernel"].any()
+    lamp = kl.magnitude_mask(model, 0.9, per_layer="lamp")
+    assert all(keep.any() for _, keep in lamp.items())
+    assert lamp.n_pruned == round(0.9 * lamp.n_weights)
+    assert set(lamp.layers) == {"conv", "dw/depthwise_kernel", "pw", "out"}

@@ -5,6 +5,7 @@ import pytest
 
 from keras_legc import (
     InvalidArgumentError,
+    LegcWarning,
     Mask,
     MaskMismatchError,
     OutputExistsError,
@@ -15,7 +16,7 @@ from keras_legc._io import read_npz
 from keras_legc.masking import importance as imp
 from keras_legc.masking import mask_from_ranking
 from keras_legc.masking.mask import shapes_of
-from keras_legc.masking.policy import check_sparsity, mask_from_importance
+from keras_legc.masking.policy import check_sparsity, lamp_sparsities, mask_from_importance
 
 SHAPES = {"a": (6, 5), "b": (5, 3)}
 
@@ -255,3 +256,82 @@ def test_check_sparsity_messages_and_masks_defaults():
     expected = np.random.default_rng(0).random((6, 4)).ravel()
     pruned = np.sort(np.argsort(expected, kind="stable")[:12])
     assert np.flatnonzero(~random_mask(shapes, 0.5)["d"].ravel()).tolist() == pruned.tolist()
+
+
+# ---- per_layer="lamp": LAMP's layer-adaptive sparsities ------------------------------------------
+
+
+def _lamp_reference(kernels, sparsity):
+    """LAMP as Lee et al. (ICLR 2021) define it, written with loops: score(u) = w_u^2 over the sum
+    of w_v^2 for v at or after u in ascending |w| order; the k lowest scores (ties: layer order)
+    are pruned. Returns the pruned count per layer."""
+    entries = []
+    for i, (name, w) in enumerate(kernels.items()):
+        sq = sorted(float(v) ** 2 for v in np.ravel(w))
+        for u in range(len(sq)):
+            rest = sum(sq[u:])
+            entries.append((sq[u] / rest if rest > 0 else 0.0, i, name))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    k = int(round(sparsity * len(entries)))
+    pruned = dict.fromkeys(kernels, 0)
+    for _, _, name in entries[:k]:
+        pruned[name] += 1
+    return pruned
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.75, 0.9, 0.97])
+@pytest.mark.parametrize("case", ["random", "scales", "ties", "zeros"])
+def test_lamp_matches_the_reference(rng, sparsity, case):
+    kernels = {"a": rng.normal(size=(12, 7)), "b": 0.05 * rng.normal(size=(3, 3, 4, 1)),
+               "c": 30 * rng.normal(size=(9,)), "d": rng.normal(size=(2, 2))}  # fmt: skip
+    if case == "ties":
+        kernels = {n: np.round(k) for n, k in kernels.items()}  # many equal magnitudes
+    if case == "zeros":
+        kernels["a"][:6] = 0.0  # already pruned weights: score 0, pruned first
+    if case == "ties" and not kernels["b"].any():
+        kernels["b"][0, 0, 0, 0] = 1.0
+    layer = lamp_sparsities(kernels, sparsity)
+    ref = _lamp_reference(kernels, sparsity)
+    assert {n: round(s * kernels[n].size) for n, s in layer.items()} == ref
+    m = magnitude_mask(kernels, sparsity, per_layer="lamp")
+    assert m.n_pruned == round(sparsity * m.n_weights)
+    for n, w in kernels.items():  # within a layer, magnitude order
+        keep = m[n]
+        if keep.any() and (~keep).any():
+            assert np.abs(w[~keep]).max() <= np.abs(w[keep]).min()
+    assert m.info["per_layer"] == "lamp"
+
+
+def test_lamp_keeps_a_weight_in_every_layer_where_global_magnitude_empties_one(rng):
+    kernels = {"pw": rng.normal(size=(64, 64)), "dw": 0.01 * rng.normal(size=(3, 3, 64, 1)),
+               "out": rng.normal(size=(64, 10))}  # fmt: skip
+    with pytest.warns(LegcWarning, match="dw"):
+        glob = magnitude_mask(kernels, 0.9)
+    assert not glob["dw"].any()
+    lamp = magnitude_mask(kernels, 0.99, per_layer="lamp")
+    assert all(lamp[n].any() for n in kernels)
+    # the last weights of all are each layer's largest: at k = n - 1 one layer keeps one weight
+    n = sum(k.size for k in kernels.values())
+    counts = lamp_sparsities(kernels, (n - 2) / n)
+    assert sum(round(counts[m] * kernels[m].size) for m in kernels) == n - 2
+    assert sum(round(counts[m] * kernels[m].size) == kernels[m].size for m in kernels) <= 1
+
+
+def test_lamp_in_blocks_reaches_each_layers_share_within_half_a_block(rng):
+    kernels = {"a": rng.normal(size=(64, 8)), "b": 0.1 * rng.normal(size=(32, 4))}
+    m = magnitude_mask(kernels, 0.6, block=(1, 16), per_layer="lamp")
+    want = lamp_sparsities(kernels, 0.6)
+    for n, s in m.layer_sparsity().items():
+        assert abs(s - want[n]) * kernels[n].size <= 8
+    assert m.info["per_layer"] == "lamp" and m.info["block"] == [1, 16]
+
+
+def test_per_layer_values_and_lamp_without_weights_are_refused():
+    kernels = {"a": np.ones((4, 4))}
+    with pytest.raises(InvalidArgumentError, match=r"per_layer must be False.*'lamp'.*Fix"):
+        magnitude_mask(kernels, 0.5, per_layer="uniform")
+    with pytest.raises(InvalidArgumentError, match="every kernel weight is zero.*Fix"):
+        magnitude_mask({"a": np.zeros((4, 4))}, 0.5, per_layer="lamp")
+    with pytest.raises(InvalidArgumentError, match="every kernel weight is zero"):
+        random_mask(SHAPES, 0.5, per_layer="lamp")
+    assert magnitude_mask(kernels, 0.5, per_layer=np.bool_(True)).info["per_layer"] is True

@@ -22,6 +22,8 @@ def _random_costs(rng):
     }
     if rng.random() < 0.7:  # a background recorder, whose last window is waited for
         costs["fit_steps"] = int(rng.integers(1, 100_000))
+        if rng.random() < 0.7:  # and its snapshots beside the LEs, measured by the calibration
+            costs["snapshot_beside_s"] = costs["snapshot_s"] * float(rng.uniform(0.5, 20))
     return costs
 
 
@@ -33,6 +35,23 @@ def test_the_choice_follows_the_cost_model_by_hand():
         assert got["every"] == expected
         assert got["record_s_per_snapshot"] == pytest.approx(per_snapshot, rel=1e-12)
         assert got["estimated_overhead"] == pytest.approx(per_snapshot / (expected * 0.0022))
+
+
+def test_snapshots_beside_the_les_cost_more_for_the_share_of_time_the_les_run():
+    # the 2026-12-05 benchmark's calibration (tf_keras LeNet-300-100) with the whole fit's mean
+    # snapshot beside the LEs: 0.59 ms alone, 2.46 ms over the fit
+    costs = {"train_s": 0.0026, "snapshot_s": 0.00059, "lyapunov_s": 0.267, "target_s": 0.021}
+    beside = {**costs, "snapshot_beside_s": 0.008}
+    for every in (1, 3, 7, 20, 400):
+        share = min(1.0, 0.267 / (45 * every * 0.0026))  # of the training time the LEs run
+        snapshot = 0.00059 + share * (0.008 - 0.00059)
+        by_hand = (45 * snapshot + 0.021 + 0.267) / (45 * every * 0.0026)
+        assert estimated_overhead(beside, every, 45) == pytest.approx(by_hand, rel=1e-12)
+        assert estimated_overhead(beside, every, 45) > estimated_overhead(costs, every, 45)
+    # no slower beside the LEs (or faster): the model without it
+    same = {**costs, "snapshot_beside_s": 0.0004}
+    assert estimated_overhead(same, 7, 45) == estimated_overhead(costs, 7, 45)
+    assert budget_every(beside, 0.5, 45)["every"] > budget_every(costs, 0.5, 45)["every"]
 
 
 def test_identical_costs_give_the_identical_choice():

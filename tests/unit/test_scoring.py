@@ -238,9 +238,10 @@ def test_untestable_warning_text_threshold_and_caller():
 @pytest.mark.parametrize(
     "kwargs, fix",
     [
-        ({"alpha": 0.001}, "a higher alpha, or target mode: sparsity=..., per_layer=True"),
+        ({"alpha": 0.001}, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'"),
         (
             {"sparsity": 0.4},
+            "per_layer='lamp' (per-layer sparsities that keep every layer's largest weights), "
             "per_layer=True (the same sparsity in every layer), or a lower sparsity",
         ),
         ({"sparsity": 0.99, "per_layer": True}, "a lower sparsity"),
