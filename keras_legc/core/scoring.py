@@ -257,7 +257,9 @@ class Scores:
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
         m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
-        return warn_empty_layers(m, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'")
+        return warn_empty_layers(
+            m, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'"
+        )
 
     def _check_mode(self, alpha, sparsity, block, ranking, m_by_n=None) -> None:
         check_mask_options(alpha, sparsity, block, ranking, m_by_n)
