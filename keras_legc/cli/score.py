@@ -27,8 +27,14 @@ from keras_legc.cli._group import _run, main
     "--sparsity", type=float, help="Target mode: prune this fraction, least causal first."
 )
 @click.option(
-    "--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer."
-)
+    "--allocation", type=click.Choice(["lamp", "global", "uniform"]),
+    help="Target mode: how the sparsity is shared among layers (default lamp: LAMP's per-layer "
+    "sparsities; global: one ranking of all weights; uniform: the same in every layer).",
+)  # fmt: skip
+@click.option(
+    "--per-layer", is_flag=True, help="In target mode, reach the sparsity in every layer "
+    "(= --allocation uniform).",
+)  # fmt: skip
 @click.option(
     "--ranking",
     type=click.Choice(
@@ -63,7 +69,7 @@ from keras_legc.cli._group import _run, main
     help="Seconds to wait for the scheduler.",
 )  # fmt: skip
 def score(
-    run_dir, max_lag, test, alpha, sparsity, per_layer, ranking, out, lag, fdr, difference,
+    run_dir, max_lag, test, alpha, sparsity, allocation, per_layer, ranking, out, lag, fdr, difference,
     chunk_size, threads, progress, force, scheduler, scheduler_timeout,
 ):  # fmt: skip
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
@@ -78,6 +84,12 @@ def score(
             raise click.BadParameter("an integer >= 1, or auto", param_hint="--max-lag") from None
     # every option and output before any scoring or file is written
     _run(check_mask_options, alpha, sparsity, None, ranking)
+    if per_layer and allocation not in (None, "uniform"):
+        raise click.UsageError(f"--per-layer is --allocation uniform; it contradicts --allocation "
+                               f"{allocation}. Fix: give one of them.")  # fmt: skip
+    share = {None: None, "lamp": "lamp", "global": False, "uniform": True}[
+        "uniform" if per_layer else allocation
+    ]
     for path in (run_dir / "scores.npz", out or run_dir / "mask.npz"):
         _run(check_writable, path, force)
     client = owned = None
@@ -95,7 +107,7 @@ def score(
         if owned:
             client.close()
     _run(scores.save, run_dir / "scores.npz", overwrite=force)
-    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=per_layer, ranking=ranking)
+    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=share, ranking=ranking)
     path = _run(mask.save, out or run_dir / "mask.npz", overwrite=force)
     click.echo(scores.summary())
     click.echo(mask.summary())

@@ -14,7 +14,13 @@ import warnings
 import numpy as np
 
 from keras_legc.core.history import History
-from keras_legc.core.scoring import DEFAULT_RANKING, MIN_WINDOWS, Scores, score
+from keras_legc.core.scoring import (
+    DEFAULT_ALLOCATION,
+    DEFAULT_RANKING,
+    MIN_WINDOWS,
+    Scores,
+    score,
+)
 from keras_legc.errors import InvalidArgumentError, LegcWarning, ModelStructureError
 from keras_legc.keras.callback import Callback
 from keras_legc.keras.holders import holder_for
@@ -63,8 +69,10 @@ class GradualPruning(Callback):
         scores: evidence to use until the recorder has ``min_windows`` windows.
         recent_windows: how many of the latest LE windows each re-scoring uses.
         min_windows: windows needed before re-scoring (at least 5, a Granger test's minimum).
-        per_layer: ``False`` (one global ranking), ``True`` (the same sparsity in every layer)
-            or ``"lamp"`` (LAMP's per-layer sparsities); see :func:`keras_legc.magnitude_mask`.
+        per_layer: how each step's sparsity is shared among layers: ``"lamp"`` (the default,
+            as ``Scores.mask``: LAMP's per-layer sparsities from the weights' magnitudes),
+            ``False`` (one global ranking) or ``True`` (the same sparsity in every layer); see
+            :func:`keras_legc.magnitude_mask`.
         test: the Granger test of the re-scoring (paper mode's p-values are not used here).
         verbose: print one line per pruning step when 1.
 
@@ -91,7 +99,7 @@ class GradualPruning(Callback):
         scores: Scores | None = None,
         recent_windows: int = 20,
         min_windows: int = 8,
-        per_layer: bool | str = False,
+        per_layer: bool | str = DEFAULT_ALLOCATION,
         test: str = "ssr_ftest",
         verbose: int = 0,
     ):

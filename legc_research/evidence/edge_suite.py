@@ -168,6 +168,8 @@ class Method:
             API not there yet), or None. Its cells are recorded as skipped and re-tried next run.
         sparse: export with TFLite's sparse storage.
         about: one line for the report.
+        version: raised when what the method does changes (a library default): its cells of an
+            older version are dropped from the results and run again.
     """
 
     run: Callable
@@ -175,6 +177,7 @@ class Method:
     about: str
     missing: Callable[[], str | None] = lambda: None
     sparse: bool = True
+    version: int = 1
 
 
 def _dense(ctx: Context, target) -> object:
@@ -314,13 +317,16 @@ METHODS: dict[str, Method] = {
     "tfmot_2of4": Method(tfmot_2of4, "2:4", "TF-MOT prune_low_magnitude, sparsity_m_by_n=(2, 4)"),
     "legc_magnitude": Method(masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), s)),
                              "sparsity", "keras-legc global magnitude mask, fine-tuned"),
+    # version 2: the library's default allocation became LAMP (it was one global ranking)
     "legc_gradual": Method(legc_gradual, "sparsity",
-                           "keras-legc GradualPruning, default ranking, TF-MOT's schedule"),
+                           "keras-legc GradualPruning, default ranking, TF-MOT's schedule",
+                           version=2),
     "legc_default": Method(masked(lambda ctx, s: ctx.scores.mask(sparsity=s)), "sparsity",
-                           "keras-legc default ranking (Scores.mask), unstructured, fine-tuned"),
+                           "keras-legc default ranking (Scores.mask), unstructured, fine-tuned",
+                           version=2),
     "legc_default_block": Method(
         masked(lambda ctx, s: ctx.scores.mask(sparsity=s, block=(1, 16))), "sparsity",
-        "keras-legc default ranking in (1, 16) blocks, fine-tuned"),
+        "keras-legc default ranking in (1, 16) blocks, fine-tuned", version=2),
     "legc_2of4": Method(
         masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4))),
         "2:4", "keras-legc magnitude 2:4, fine-tuned",
@@ -448,11 +454,24 @@ def cell_key(c: dict) -> tuple:
     return c["net"], int(c["seed"]), c["method"], round(float(c["target"]), 6), c["quantization"]
 
 
-def _load_results(path: Path, force: bool) -> dict:
+def method_version(c: dict) -> int:
+    """The method version a cell was made with (cells from before versions were kept: 1)."""
+    return int(c.get("method_version", 1))
+
+
+def _load_results(path: Path, force: bool, log=lambda line: None) -> dict:
+    """The results so far, without the cells of an older method version (run again)."""
     if path.exists() and not force:
         results = json.loads(path.read_text())
         if results.get("format") != FORMAT:
             raise InvalidArgumentError(f"{path} is not an edge-suite results file.")
+        current = [c for c in results["cells"]
+                   if c["method"] not in METHODS
+                   or method_version(c) == METHODS[c["method"]].version]  # fmt: skip
+        dropped = len(results["cells"]) - len(current)
+        if dropped:
+            log(f"{dropped} cell(s) of an older method version dropped: they run again")
+            results["cells"] = current
         return results
     return {"format": FORMAT, "version": VERSION, "nets": {}, "cells": [], "invocations": []}
 
@@ -472,7 +491,7 @@ def run(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    results = _load_results(path, config.force)
+    results = _load_results(path, config.force, log)
     argv = list(sys.argv[1:] if argv is None else argv)
     results["invocations"].append({"argv": argv, "date": time.strftime("%Y-%m-%d %H:%M")})
     results["quick"] = config.quick
@@ -517,7 +536,8 @@ def run(
             dense_params = sum(int(np.size(w)) for w in dense.model.trainable_weights)
             for method, target in dict.fromkeys((m, t) for m, t, _ in todo):
                 quants = [q for m, t, q in todo if (m, t) == (method, target)]
-                base = {"net": net, "seed": seed, "method": method, "target": target}
+                base = {"net": net, "seed": seed, "method": method, "target": target,
+                        "method_version": METHODS[method].version}  # fmt: skip
                 why = METHODS[method].missing()
                 if why is not None:
                     for q in quants:
@@ -526,9 +546,10 @@ def run(
                     log(f"{net} seed {seed} {method} {target:g}: skipped ({why})")
                     continue
                 try:
-                    model, seconds = _model(
-                        ctx, method, target, models / f"{method}-{target:g}.keras", config.force
-                    )
+                    version = METHODS[method].version
+                    name = f"{method}-{target:g}" + (f"-v{version}" if version > 1 else "")
+                    model, seconds = _model(ctx, method, target, models / f"{name}.keras",
+                                            config.force)  # fmt: skip
                 except NoScoresError as exc:  # recorded as failed (redone with --force)
                     for q in quants:
                         save({**base, "quantization": q, "status": "failed", "error": str(exc)})

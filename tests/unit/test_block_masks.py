@@ -117,7 +117,7 @@ def make_scores(rng, degenerate_block=True):
 def test_legc_blocks_prune_the_least_causal_mean_evidence_first(rng):
     scores = make_scores(rng)
     block = (1, 16)
-    mask = scores.mask(sparsity=0.7, block=block, ranking="legc_pvalue")
+    mask = scores.mask(sparsity=0.7, block=block, ranking="legc_pvalue", per_layer=False)
     assert_block_structure(mask, block)
     assert mask.info["method"] == "legc" and "mean -log10 p" in mask.info["block_score"]
     p = scores.pvalues_by_layer()

@@ -156,13 +156,14 @@ def test_every_option_of_every_command_has_help_text():
     assert missing == []
 
 
-def _run_dir(tmp_path):
+def _run_dir(tmp_path, kernels=None):
     import keras_legc as kl
 
     rng = np.random.default_rng(0)
     history = kl.History(
         layers=["a"], shapes={"a": (4, 3)}, le=rng.normal(size=(12, 20)),
         target=rng.normal(size=20).cumsum(), window=10, overlap=0.1, every=1, n_snapshots=181,
+        final_kernels=kernels,
     )  # fmt: skip
     history.save(tmp_path / "run")
     return tmp_path / "run"
@@ -173,7 +174,8 @@ def _run_dir(tmp_path):
     [(["--sparsity", "1.5"], "sparsity must be in [0, 1)"),
      (["--sparsity", "0.8", "--alpha", "0.05"], "not both"),
      (["--alpha", "1.5"], "alpha must be in (0, 1)"),
-     (["--ranking", "legc"], "ranking= applies to target mode")],
+     (["--ranking", "legc"], "ranking= applies to target mode"),
+     (["--sparsity", "0.5", "--per-layer", "--allocation", "global"], "contradicts")],
 )  # fmt: skip
 def test_score_checks_its_options_before_scoring_or_writing(tmp_path, options, fragment):
     from click.testing import CliRunner
@@ -188,6 +190,21 @@ def test_score_checks_its_options_before_scoring_or_writing(tmp_path, options, f
     # the corrected command then runs: nothing was left behind to refuse it
     fixed = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5"])
     assert fixed.exit_code == 0, fixed.output
+
+
+@pytest.mark.parametrize(("options", "want"), [([], "lamp"), (["--allocation", "global"], False),
+                                               (["--per-layer"], True)])  # fmt: skip
+def test_score_shares_the_sparsity_as_asked(tmp_path, options, want):
+    from click.testing import CliRunner
+
+    from keras_legc import Mask
+    from keras_legc.cli import main
+
+    run = _run_dir(tmp_path, {"a": np.random.default_rng(1).normal(size=(4, 3))})
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5",
+                                     *options])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert Mask.load(run / "mask.npz").info["per_layer"] == want
 
 
 def test_score_refuses_an_existing_output_before_scoring(tmp_path, monkeypatch):

@@ -133,3 +133,17 @@ def test_ranking_methods_refuse_a_recording_without_scores():
     ctx = es.Context("lenet5", 0, None, dense, es.train.recipe("lenet5"))
     with pytest.raises(es.NoScoresError, match="lenet5 seed 0: the target series is constant"):
         ctx.scores  # noqa: B018
+
+
+def test_cells_of_an_older_method_version_are_dropped_to_run_again(tmp_path):
+    old = _cell("legc_default", 0.5, "float", 0.8, 100, 0.1)  # made before versions: 1
+    current = {**_cell("legc_default", 0.75, "float", 0.7, 90, 0.1),
+               "method_version": es.METHODS["legc_default"].version}  # fmt: skip
+    anchor = _cell("tfmot", 0.5, "float", 0.8, 100, 0.1)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"format": es.FORMAT, "version": es.VERSION, "nets": {},
+                                "cells": [old, current, anchor], "invocations": []}))  # fmt: skip
+    said = []
+    cells = es._load_results(path, force=False, log=said.append)["cells"]
+    assert es.METHODS["legc_default"].version > 1 and es.METHODS["tfmot"].version == 1
+    assert cells == [current, anchor] and said and "1 cell(s)" in said[0]

@@ -99,7 +99,7 @@ def test_magnitude_and_random_masks_are_the_policy_with_their_scorers(rng):
 @pytest.mark.parametrize("ranking", ["legc", "legc_protect", "legc_rank_product"])
 def test_static_weights_are_pruned_first(rng, ranking):
     scores = _scores(rng, n_static=100)
-    mask = scores.mask(sparsity=100 / N, ranking=ranking)
+    mask = scores.mask(sparsity=100 / N, ranking=ranking, per_layer=False)
     flat = np.concatenate([np.ravel(mask[n]) for n in SHAPES])
     assert not flat[:100].any() and flat[100:].all()
 
@@ -107,13 +107,13 @@ def test_static_weights_are_pruned_first(rng, ranking):
 def test_paper_era_ranking_keeps_degenerate_weights_last_and_collapses(rng):
     scores = _scores(rng, n_static=300)
     with pytest.warns(LegcWarning, match="no valid Granger test"):
-        old = scores.mask(sparsity=0.9, ranking="legc_pvalue")
+        old = scores.mask(sparsity=0.9, ranking="legc_pvalue", per_layer=False)
     flat = np.concatenate([np.ravel(old[n]) for n in SHAPES])
     assert flat[:300].sum() == flat.sum()  # every kept weight is a never-moved one
     assert old.info["kept_untestable"] == 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error", LegcWarning)
-        new = scores.mask(sparsity=0.9, ranking="legc")  # prunes them first
+        new = scores.mask(sparsity=0.9, ranking="legc", per_layer=False)  # prunes them first
     flat = np.concatenate([np.ravel(new[n]) for n in SHAPES])
     assert not flat[:300].any() and new.info["kept_untestable"] == 0.0
 
@@ -121,7 +121,7 @@ def test_paper_era_ranking_keeps_degenerate_weights_last_and_collapses(rng):
 def test_untestable_moved_weights_get_their_magnitude_rank_not_last(rng):
     scores = _scores(rng, untestable=60)
     big = np.abs(scores.kernels["a"]).ravel()
-    keep = scores.mask(sparsity=0.5, ranking="legc")
+    keep = scores.mask(sparsity=0.5, ranking="legc", per_layer=False)
     kept = np.ravel(keep["a"])[:60]
     # Untested weights survive by magnitude: the larger ones are kept more often.
     assert 0 < kept.sum() < 60

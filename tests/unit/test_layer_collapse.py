@@ -27,7 +27,7 @@ def test_global_ranking_that_empties_a_layer_warns_and_records_it():
         LegcWarning, match=r"every kernel weight of layer\(s\) \['b'\].*per_layer=True"
     ):
         mask = scores.mask(
-            sparsity=0.2, ranking="legc_pvalue"
+            sparsity=0.2, ranking="legc_pvalue", per_layer=False
         )  # 44 weights: all 20 of b first (highest p), 24 of a
     assert mask.info["empty_layers"] == ["b"] and not mask["b"].any()
     with pytest.warns(LegcWarning, match=r"\['b'\].*higher alpha"):
@@ -40,7 +40,7 @@ def test_no_warning_when_every_layer_keeps_weights():
         warnings.simplefilter("error", LegcWarning)
         per_layer = scores.mask(sparsity=0.2, per_layer=True, ranking="legc_pvalue")
         small = scores.mask(
-            sparsity=0.05, ranking="legc_pvalue"
+            sparsity=0.05, ranking="legc_pvalue", per_layer=False
         )  # 11 weights, all from b: 9 of b's 20 stay
     assert per_layer.info["empty_layers"] == [] and small.info["empty_layers"] == []
     assert per_layer["b"].mean() == pytest.approx(0.8)

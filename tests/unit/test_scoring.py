@@ -14,6 +14,7 @@ import pytest
 import keras_legc as kl
 from keras_legc.core.scoring import Scores
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
+from keras_legc.masking.policy import lamp_sparsities
 
 LAYERS = ["a", "b"]
 SHAPES = {"a": (2, 3), "b": [3, 1]}
@@ -209,11 +210,11 @@ def _target_scores(degenerate, **kw):
 
 
 def test_target_mode_provenance_and_nothing_kept():
-    m = _target_scores(DEG, lags=[2]).mask(sparsity=0.5)
+    m = _target_scores(DEG, lags=[2]).mask(sparsity=0.5, per_layer=False)
     assert (m.info["test"], m.info["max_lag"], m.info["lag"], m.info["fdr"]) == (
         "ssr_ftest", 3, 2, False)  # fmt: skip
     with pytest.warns(LegcWarning):  # every layer emptied
-        none_kept = _target_scores(DEG).mask(sparsity=0.99)
+        none_kept = _target_scores(DEG).mask(sparsity=0.99, per_layer=False)
     assert none_kept.n_kept == 0 and none_kept.info["kept_untestable"] == 0.0
 
 
@@ -240,7 +241,7 @@ def test_untestable_warning_text_threshold_and_caller():
     [
         ({"alpha": 0.001}, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'"),
         (
-            {"sparsity": 0.4},
+            {"sparsity": 0.4, "per_layer": False},
             "per_layer='lamp' (per-layer sparsities that keep every layer's largest weights), "
             "per_layer=True (the same sparsity in every layer), or a lower sparsity",
         ),
@@ -340,3 +341,24 @@ def test_scores_save_refuses_to_overwrite_by_default_and_round_trips(tmp_path):
     np.testing.assert_array_equal(back.qvalues, s.qvalues)
     np.testing.assert_array_equal(back.static, s.static)
     assert back.layers == s.layers and back.info["fdr"] is True
+
+
+def test_target_mode_shares_the_sparsity_by_lamp_by_default(rng):
+    # layer b's kernels are 1000x smaller: a global ranking empties it, LAMP (the default) keeps
+    # its largest weights and prunes the same total; without kernels the ranking is global
+    s = _target_scores(DEG)
+    s.kernels["b"] = s.kernels["b"] * 1e-3
+    default = s.mask(sparsity=0.6)
+    assert default.info["per_layer"] == "lamp" and default["b"].any()
+    want = lamp_sparsities(s.kernels, 0.6)
+    assert {n: round(v, 9) for n, v in default.layer_sparsity().items()} == {
+        n: round(v, 9) for n, v in want.items()
+    }
+    with pytest.warns(LegcWarning, match="every kernel weight of layer"):
+        assert not s.mask(sparsity=0.6, per_layer=False)["b"].any()
+    assert s.mask(sparsity=0.6, per_layer=True).info["per_layer"] is True
+    assert s.mask(sparsity_m_by_n=(2, 4)).info.get("per_layer") is None  # N:M: no allocation
+    s.kernels = None
+    assert s.mask(sparsity=0.6).info["per_layer"] is False
+    with pytest.raises(InvalidArgumentError, match="per_layer must be"):
+        s.mask(sparsity=0.6, per_layer="global")
