@@ -28,6 +28,8 @@ CONFIGS = {
     "plain": {"record": False},
     "default": {"record": True, "every": None},  # every and max_overhead left to the recorder
     "every_step": {"record": True, "every": 1},
+    # the LE kernel on one thread beside training (the default uses every core)
+    "default_1thread": {"record": True, "every": None, "threads": 1},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},
 }

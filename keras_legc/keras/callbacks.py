@@ -199,6 +199,10 @@ class WeightHistory(Callback):
         early_stopping=None,
     ):
         super().__init__()
+        # It reads no logs: tf_keras then hands the step's logs over as tensors instead of
+        # converting them to numpy after every step (0.3 s of a 2.5 s LeNet-300-100 fit, the
+        # cost of a callback with batch hooks that is not the recording's)
+        self._supports_tf_logs = True
         if target not in TARGETS:
             raise InvalidArgumentError(
                 f"target must be one of {TARGETS}, got {target!r}. Fix: 'misclassification' "

@@ -184,6 +184,8 @@ def worker_fit(spec: dict) -> dict:
         t0 = time.perf_counter()  # the recorder loads the LE kernel when made: timed apart
         # every None and no max_overhead: the recorder's defaults (its budget)
         budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
+        if "threads" in spec:  # the LE kernel's threads
+            budget["threads"] = spec["threads"]
         # units: one series per unit (filter, neuron) instead of per weight (issue 27)
         recorder_class = keras_legc.UnitHistory if spec.get("units") else keras_legc.WeightHistory
         recorder = recorder_class(
