@@ -56,6 +56,17 @@ def _made(run: dict) -> str:
     return "-" if made is None else f"{made:.2f}"
 
 
+def _to_train_end(runs: list[dict], rs: list[dict]) -> str:
+    """The median ratio of fit time to the end of ``on_train_end`` over the plain fits' median
+    (``-`` for results from before it was measured)."""
+    key = "fit_to_train_end_s"
+    plain = [r[key] for r in runs if r["config"] == "plain" and key in r]
+    if not plain or not all(key in r for r in rs):
+        return "-"
+    med = statistics.median(plain)
+    return f"{statistics.median(r[key] / med for r in rs):.2f}x"
+
+
 def _mean_timing(runs: list[dict], key: str) -> float:
     return sum((r.get("timings") or {}).get(key, 0.0) for r in runs) / len(runs)
 
@@ -64,9 +75,10 @@ def table(paths: list[Path]) -> str:
     """A markdown table of bench results: per file, the median plain fit and each config's ratios
     (fit / median plain), the chosen ``every`` and windows, and where the recording's time went."""
     rows = [
-        "| net (flavour, epochs) | plain fit | config | fit / plain per round | budget's estimate "
+        "| net (flavour, epochs) | plain fit | config | fit / plain per round | to train end / "
+        "plain (median) | budget's estimate "
         "| every/windows | recorder made in (s) | target s | snapshot s | LE s (worker) |",
-        "|---|---:|---|---|---|---|---|---:|---:|---:|",
+        "|---|---:|---|---|---|---|---|---|---:|---:|---:|",
     ]
     for path in paths:
         d = json.loads(path.read_text())
@@ -79,6 +91,7 @@ def table(paths: list[Path]) -> str:
             rows.append(
                 f"| {name} | {med:.2f} s | {config} | "
                 + ", ".join(f"{r['fit_s'] / med:.2f}x" for r in rs)
+                + " | " + _to_train_end(runs, rs)
                 + " | " + ", ".join(_estimate(r) for r in rs)
                 + " | " + ", ".join(f"{r.get('every')}/{r.get('n_windows')}" for r in rs)
                 + " | " + ", ".join(_made(r) for r in rs)
@@ -138,13 +151,15 @@ def main() -> int:
                 runs.append(res)
                 print(f"{config} round {r}: fit {res['fit_s']:.2f} s, every {res.get('every')}, "
                       f"windows {res.get('n_windows')}, load {res['load'][0]:.2f}", flush=True)  # fmt: skip
-    plain = statistics.median(r["fit_s"] for r in runs if r["config"] == "plain")
     summary = {}
-    for config in (c for c in configs if c != "plain"):
-        ratios = [r["fit_s"] / plain for r in runs if r["config"] == config]
-        summary[config] = ratios
-        print(f"{config}: fit / plain (median plain {plain:.2f} s) = "
-              + ", ".join(f"{x:.2f}x" for x in ratios))  # fmt: skip
+    for key in ("fit_s", "fit_to_train_end_s"):
+        plain = statistics.median(r[key] for r in runs if r["config"] == "plain")
+        for config in (c for c in configs if c != "plain"):
+            ratios = [r[key] / plain for r in runs if r["config"] == config]
+            summary[config if key == "fit_s" else f"{config} (to train end)"] = ratios
+            print(f"{config}: {key} / plain (median plain {plain:.2f} s) = "
+                  + ", ".join(f"{x:.2f}x" for x in ratios)
+                  + f"; median {statistics.median(ratios):.2f}x")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"arch": args.arch, "flavour": args.flavour, "epochs": args.epochs, "runs": runs, "ratios": summary},
                                     indent=1, default=float))  # fmt: skip

@@ -195,15 +195,20 @@ def worker_fit(spec: dict) -> dict:
         )  # fmt: skip
         made_s = time.perf_counter() - t0
         callbacks = [recorder]
+    ended = _TrainEnd(K)  # last: its on_train_end follows the recorder's
     rss_before = peak_rss_mib()
     t0 = time.perf_counter()
     fit = model.fit(
         x_train, data.y_train, batch_size=spec["batch_size"], epochs=spec["epochs"],
-        callbacks=callbacks, verbose=0,
+        callbacks=[*callbacks, ended], verbose=0,
     )  # fmt: skip
     fit_s = time.perf_counter() - t0
     out = {
         "fit_s": fit_s,
+        # to the end of the last callback's on_train_end: without what Keras does after the
+        # callbacks (tearing down the data iterator), which took 0-2.4 s at random in plain and
+        # recorded fits alike on the 2-core machine (2026-12-06)
+        "fit_to_train_end_s": ended.at - t0,
         "rss_before_fit_mib": rss_before,
         "rss_peak_mib": peak_rss_mib(),
         "init_sha256": digest.hexdigest(),
@@ -229,6 +234,20 @@ def worker_fit(spec: dict) -> dict:
             final_val_misclassification=float(h.target[-1]) if h.n_windows else None,
         )
     return out
+
+
+def _TrainEnd(K):
+    """A callback that notes when ``on_train_end`` reached it (put it last)."""
+
+    class TrainEnd(K.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.at = None
+
+        def on_train_end(self, logs=None):
+            self.at = time.perf_counter()
+
+    return TrainEnd()
 
 
 def _build_model(K, arch: str, hidden):

@@ -30,6 +30,8 @@ def test_one_round_on_lenet5_with_unit_recording_and_its_table(tmp_path):
     # 8,000 images / batch 32 = 250 steps, window 50 and overlap 0.1: a window every 45 steps
     assert units["optimizer_steps"] == 250 and units["every"] == 1 and units["n_windows"] == 5
     assert units["n_weights"] == 6 + 16 + 120 + 84 + 10  # one series per unit, not per weight
+    for run in result["runs"]:  # the fit up to the last on_train_end, within the whole fit
+        assert 0 < run["fit_to_train_end_s"] <= run["fit_s"]
     table = subprocess.run([sys.executable, "tools/bench_recording_budget.py", "--table", str(out)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert table.returncode == 0, table.stderr
