@@ -63,6 +63,24 @@ def test_verdicts_name_the_worst_sparsity_and_the_highest():
     one_seed = {"cells": [c for c in results["cells"] if c["seed"] == 0]}
     (line,) = ev.verdicts(ev.comparisons(one_seed))
     assert "(1 seed so far: not yet the evidence)" in line
+    # a failed (collapsed) cell of the headline method fails the target, whatever the rest did;
+    # the int8 cells failed without any pair, and still get their line
+    results["cells"] += [_cell("legc_default", 0.9, 3, 0.0, ok=False),
+                         _cell("legc_default", 0.75, 0, 0.0, quant="int8", ok=False)]  # fmt: skip
+    lines = ev.verdicts(ev.comparisons(results), results=results)
+    assert lines == ["- ds_cnn, float: NOT met: 1 cell(s) failed (at 90%; listed below).",
+                     "- ds_cnn, int8: NOT met: 1 cell(s) failed (at 75%; listed below)."]  # fmt: skip
+
+
+def test_the_share_pruned_is_given_for_both_sides():
+    results = {"cells": []}
+    for s in (0, 1):
+        results["cells"] += [{**_cell("tfmot", 0.9, s, 0.8), "pruned_share": 0.74 + 0.02 * s},
+                             {**_cell("legc_default", 0.9, s, 0.8), "pruned_share": 0.83}]  # fmt: skip
+    (row,) = ev.comparisons(results)
+    assert row["pruned_share"] == pytest.approx(0.83)
+    assert row["anchor_pruned_share"] == pytest.approx(0.75)
+    assert "| 0.83 / 0.75 |" in ev.table([row])[2]
 
 
 def test_the_doc_is_written_atomically_with_its_table(tmp_path):
