@@ -137,6 +137,13 @@ def lamp_sparsities(kernels: Mapping[str, np.ndarray], sparsity: float) -> dict[
     s = check_sparsity(sparsity)
     names = list(kernels)
     squares = [np.sort(np.square(np.ravel(kernels[n]).astype(np.float64))) for n in names]
+    bad = [n for n, sq in zip(names, squares, strict=True) if not np.isfinite(sq).all()]
+    if bad:
+        raise InvalidArgumentError(
+            f"per_layer={LAMP!r} allocates the sparsity by the weights' magnitudes, and the "
+            f"weights of {bad} are not all finite. Fix: mask a model whose training did not "
+            "diverge, or per_layer=True."
+        )
     if not any(sq.any() for sq in squares):
         raise InvalidArgumentError(
             f"per_layer={LAMP!r} allocates the sparsity by the weights' magnitudes, and every "
@@ -162,6 +169,11 @@ def _layer_sparsities(per_layer, sparsity: float, names) -> dict[str, float]:
     """``{layer: sparsity}``: the same for every layer (``per_layer=True``), or the mapping given."""
     if per_layer is True:
         return dict.fromkeys(names, sparsity)
+    if sorted(per_layer) != sorted(names):
+        raise InvalidArgumentError(
+            f"per-layer sparsities are given for {sorted(per_layer)} but the layers are "
+            f"{sorted(names)}. Fix: give one sparsity per layer of the ranking."
+        )
     return {n: float(per_layer[n]) for n in names}
 
 

@@ -335,3 +335,16 @@ def test_per_layer_values_and_lamp_without_weights_are_refused():
     with pytest.raises(InvalidArgumentError, match="every kernel weight is zero"):
         random_mask(SHAPES, 0.5, per_layer="lamp")
     assert magnitude_mask(kernels, 0.5, per_layer=np.bool_(True)).info["per_layer"] is True
+
+
+def test_lamp_refuses_non_finite_weights_and_a_mapping_of_other_layers():
+    with pytest.raises(InvalidArgumentError, match=r"\['b'\] are not all finite.*Fix"):
+        magnitude_mask({"a": np.ones((2, 2)), "b": np.array([1.0, np.inf])}, 0.5, per_layer="lamp")
+    keys = {"a": [np.arange(4.0)], "b": [np.arange(3.0)]}
+    with pytest.raises(InvalidArgumentError, match="one sparsity per layer"):
+        mask_from_ranking(keys, 0.5, per_layer={"a": 0.5})
+    m = mask_from_ranking(keys, 0.5, per_layer={"a": 0.5, "b": 1 / 3})
+    assert (
+        m.layer_sparsity() == {"a": 0.5, "b": pytest.approx(1 / 3)}
+        and m.info["per_layer"] == "lamp"
+    )
