@@ -61,7 +61,7 @@ COSTS = ("train_s", "snapshot_s", "lyapunov_s", "target_s")
 #: Optional: ``fit_steps``, the fit's training steps when known and the LEs run on the background
 #: thread: the last window's LEs are then waited for at the end of the fit; ``snapshot_beside_s``,
 #: a snapshot taken while the background LEs run (slower: on 2 cores a snapshot's mean went from
-#: 0.59 ms alone to 2.46 ms over a whole fit, ``tools/bench_snapshot_tail.py``).
+#: 0.59 ms alone to 2.46 ms over a whole fit, docs/recording-overhead/loaded-mlp-tf_keras.json).
 OPTIONAL_COSTS = ("fit_steps", "snapshot_beside_s")
 
 

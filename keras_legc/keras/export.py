@@ -309,8 +309,8 @@ def _check_responds(prepared: _Prepared, allow: bool) -> None:
         raise CollapsedModelError(
             f"the model's outputs are identical for all {len(rows)} reference inputs{why}: it no "
             "longer depends on its input, so it would export and verify 'OK' while being useless. "
-            "Fix: prune less, or with a ranking that does not empty layers (Scores.mask's default; "
-            "per_layer=True); or pass allow_constant_output=True (CLI: --allow-constant-output) "
+            "Fix: prune less, or with an allocation that does not empty layers (per_layer='lamp', "
+            "Scores.mask's default, or per_layer=True); or pass allow_constant_output=True (CLI: --allow-constant-output) "
             "if a constant model is what you want."
         )
 
