@@ -624,7 +624,8 @@ def test_export_refuses_a_collapsed_model_before_writing(tmp_path, params, layer
     )
     assert "so it would export and verify 'OK' while being useless. Fix: prune less, or" in message
     assert (
-        "(Scores.mask's default; per_layer=True); or pass allow_constant_output=True "
+        "(per_layer='lamp', Scores.mask's default, or per_layer=True); or pass "
+        "allow_constant_output=True "
         "(CLI: --allow-constant-output) if a constant"
     ) in message
     assert message.endswith("if a constant model is what you want.")
