@@ -267,6 +267,25 @@ def legc_gradual(ctx: Context, sparsity: float):
     return kl.strip(wrapped)
 
 
+def tfmot_share(model) -> float:
+    """The share of keras-legc's prunable weights that TF-MOT's registry prunes too: all but
+    depthwise kernels (TF-MOT lists no prunable weight for DepthwiseConv2D)."""
+    rows = kl.prunable_weights(model)
+    total = sum(int(np.prod(r.shape)) for r in rows)
+    depthwise = sum(int(np.prod(r.shape)) for r in rows
+                    if type(model.get_layer(r.layer)).__name__ == "DepthwiseConv2D")  # fmt: skip
+    return (total - depthwise) / total
+
+
+def legc_gradual_same_zeros(ctx: Context, sparsity: float):
+    """:func:`legc_gradual` to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
+    ``sparsity`` of every layer but the depthwise ones, so keras-legc's target over all its
+    prunable weights is ``sparsity x`` :func:`tfmot_share`. The target reached is saved."""
+    target = sparsity * tfmot_share(ctx.dense_model())
+    ctx.notes[("legc_gradual_same_zeros", sparsity)] = {"sparsity_over_prunable": target}
+    return legc_gradual(ctx, target)
+
+
 def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
     """A feature check: ``keras_legc.<name>`` exists (and takes ``parameter``)."""
 
@@ -321,6 +340,10 @@ METHODS: dict[str, Method] = {
     "legc_gradual": Method(legc_gradual, "sparsity",
                            "keras-legc GradualPruning, default ranking, TF-MOT's schedule",
                            version=2),
+    "legc_gradual_same_zeros": Method(
+        legc_gradual_same_zeros, "sparsity",
+        "keras-legc GradualPruning as legc_gradual, to as many zeros as TF-MOT at that sparsity "
+        "(TF-MOT leaves depthwise kernels dense)"),
     "legc_default": Method(masked(lambda ctx, s: ctx.scores.mask(sparsity=s)), "sparsity",
                            "keras-legc default ranking (Scores.mask), unstructured, fine-tuned",
                            version=2),
@@ -711,8 +734,8 @@ def estimate(epoch_times: dict, seconds_per_cell: float, seeds: int = len(SEEDS)
 
 # ---- report --------------------------------------------------------------------------------------
 
-LEGC_METHODS = ("legc_magnitude", "legc_gradual", "legc_default", "legc_default_block", "legc_2of4",
-                "channels")  # fmt: skip
+LEGC_METHODS = ("legc_magnitude", "legc_gradual", "legc_gradual_same_zeros", "legc_default",
+                "legc_default_block", "legc_2of4", "channels")  # fmt: skip
 TFMOT_METHODS = ("tfmot", "tfmot_2of4")
 #: "within 1 pp of dense": the issue's accuracy band.
 BAND = 0.01

@@ -24,6 +24,7 @@ from legc_research.results_report import paired
 PAIRS = (
     ("legc_magnitude", "tfmot"),
     ("legc_gradual", "tfmot"),
+    ("legc_gradual_same_zeros", "tfmot"),
     ("legc_default", "tfmot"),
     ("legc_default_block", "tfmot"),
     ("legc_2of4", "tfmot_2of4"),
