@@ -633,6 +633,10 @@ def _measure(ctx, model, method, target, quant, folder, runtimes, config, eval_r
         report = export(model, path, quant, METHODS[method].sparse, ctx, config.quick)
     except Exception as exc:  # noqa: BLE001 - recorded in the results, the run goes on
         return {"status": "failed", "error": f"export: {type(exc).__name__}: {exc}"[:400]}
+    if not report["verification"]["ok"]:  # kept aside as .failed.tflite, not written to path
+        why = str(report["verification"].get("failure", "")).split(": the runtime")[0]
+        return {"status": "failed", "error": f"export: verification failed: {why}"[:400],
+                "export_error": report["verification"]["max_abs_error"]}  # fmt: skip
     t1 = time.perf_counter()
     cell = {
         "status": "ok", "tflite_bytes": report["tflite_bytes"], "storage": report["storage"],

@@ -15,3 +15,19 @@ def test_tfmot_share_leaves_out_exactly_the_depthwise_kernels():
     assert es.tfmot_share(model) == (total - depthwise) / total
     assert es.tfmot_share(nets.build("resnet8", keras)) == 1.0  # no depthwise layer
     assert "legc_gradual_same_zeros" in es.METHODS and "legc_gradual_same_zeros" in es.LEGC_METHODS
+
+
+def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monkeypatch):
+    # export_tflite keeps such a file aside (.failed.tflite) and reports it; the suite records
+    # the cell as failed with the reason instead of reading a file that is not there
+    failure = ("the int8 TFLite model differs from the Keras model by up to 0.108 (tolerance 0.1) "
+               "on the reference inputs: the runtime computes it differently (...)")  # fmt: skip
+    report = {"verification": {"ok": False, "failure": failure, "max_abs_error": 0.108}}
+    monkeypatch.setattr(es, "export", lambda *a, **k: report)
+    config = es.RunConfig(quick=False, out=tmp_path)
+    cell = es._measure(None, None, "legc_gradual", 0.9, "int8", tmp_path, [], config, 10)
+    assert cell == {
+        "status": "failed", "export_error": 0.108,
+        "error": "export: verification failed: the int8 TFLite model differs from the Keras "
+                 "model by up to 0.108 (tolerance 0.1) on the reference inputs",
+    }  # fmt: skip
