@@ -385,6 +385,12 @@ def random_mask(
         >>> random_mask({"d": (32, 4)}, 0.5, block=(1, 16)).layer_sparsity()
         {'d': 0.5}
     """
+    if check_per_layer(per_layer) == LAMP:
+        raise InvalidArgumentError(
+            f"random_mask has no weights' magnitudes to share the sparsity by, so per_layer="
+            f"{LAMP!r} does not apply. Fix: per_layer=False (one random draw over all weights) or "
+            "True (the same sparsity in every layer)."
+        )
     placeholders = {n: np.zeros(s, dtype=np.int8) for n, s in shapes_of(model_or_shapes).items()}
     return mask_from_importance(
         imp.random(seed), placeholders, sparsity, per_layer=per_layer, block=block
