@@ -50,7 +50,7 @@ import numpy as np
 import keras_legc as kl
 from keras_legc._env import machine_summary
 from keras_legc._io import atomic_write_json
-from keras_legc.errors import ExportError, InvalidArgumentError, LegcWarning
+from keras_legc.errors import ExportError, InvalidArgumentError, LegcError, LegcWarning
 from legc_research.evidence import against_tfmot, edge_vs_tfmot
 from legc_research.evidence._provenance import REPO, machine, package_version, today
 from legc_research.zoo import nets as zoo
@@ -573,9 +573,11 @@ def run(
                     name = f"{method}-{target:g}" + (f"-v{version}" if version > 1 else "")
                     model, seconds = _model(ctx, method, target, models / f"{name}.keras",
                                             config.force)  # fmt: skip
-                except NoScoresError as exc:  # recorded as failed (redone with --force)
+                except LegcError as exc:  # refused by the library (no scores; a pattern a
+                    # layer cannot take): recorded as failed with why, redone with --force
+                    error = f"{type(exc).__name__}: {exc}"[:400]
                     for q in quants:
-                        save({**base, "quantization": q, "status": "failed", "error": str(exc)})
+                        save({**base, "quantization": q, "status": "failed", "error": error})
                         stats["cells_run"] += 1
                     log(f"{net} seed {seed} {method} {target:g}: failed ({exc})")
                     continue
