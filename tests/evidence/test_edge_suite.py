@@ -95,3 +95,19 @@ def test_quick_run_resume_and_report(tmp_path):
     for m, quant in [(m, q) for m in ("legc_magnitude", "legc_default", "legc_2of4")
                      for q in es.QUANTIZATIONS]:  # fmt: skip
         assert f"| lenet5 | {quant} | {'2:4' if m == 'legc_2of4' else '75%'} | {m} | 0 |" in versus
+
+    # a method the library refuses (here: a block pattern a layer cannot take) is a failed cell
+    # with the error, and the run goes on to the next method
+    def refused(ctx, target):
+        raise kl.InvalidArgumentError("block=(1, 16) ... Fix: block=None.")
+
+    es.METHODS["refused"] = es.Method(refused, "none", "refused by the library")
+    try:
+        from dataclasses import replace
+
+        done = es.run(replace(config, methods=("refused", "dense")), log=lines.append)
+    finally:
+        del es.METHODS["refused"]
+    failed = [c for c in done["results"]["cells"] if c["method"] == "refused"]
+    assert done["cells_run"] == 2 and [c["status"] for c in failed] == ["failed", "failed"]
+    assert failed[0]["error"] == "InvalidArgumentError: block=(1, 16) ... Fix: block=None."
