@@ -58,12 +58,13 @@ def portable_path(path: str | os.PathLike) -> str:
         >>> portable_path(REPO / "runs" / "bench.json")
         'runs/bench.json'
     """
-    resolved = Path(path).resolve()
-    data = [Path(d).resolve() for d in (os.environ.get("LEGC_DATA_DIR"), SHARED_DATA) if d]
-    for root, name in [*((d, DATA_VARIABLE) for d in data), (REPO.resolve(), "")]:
-        if resolved == root or root in resolved.parents:
-            rel = resolved.relative_to(root).as_posix()
-            return "/".join(p for p in (name, "" if rel == "." else rel) if p) or "."
+    # as written, then with links resolved: a virtualenv's python links out of the checkout
+    for candidate in (Path(os.path.normpath(Path(path).absolute())), Path(path).resolve()):
+        data = [Path(d).resolve() for d in (os.environ.get("LEGC_DATA_DIR"), SHARED_DATA) if d]
+        for root, name in [*((d, DATA_VARIABLE) for d in data), (REPO.resolve(), "")]:
+            if candidate == root or root in candidate.parents:
+                rel = candidate.relative_to(root).as_posix()
+                return "/".join(p for p in (name, "" if rel == "." else rel) if p) or "."
     return str(path)
 
 

@@ -40,3 +40,23 @@ def test_a_tool_command_names_no_machine_folder_and_still_runs_in_a_shell(tmp_pa
     ).stdout.split()  # fmt: skip
     assert echoed == ["runs/k3", "--data-dir", str(data), "--doc=docs/keras3.md", "-q"]
     assert shlex.split(tool_command("x", ["a b"]))[-1] == "a b"  # other arguments stay quoted
+
+
+def test_a_link_inside_the_checkout_stays_relative_though_it_points_out(tmp_path):
+    # a virtualenv's bin/python links to the interpreter outside the checkout; the command a doc
+    # gives names it where the user ran it, never the machine's folder it links to
+    from legc_research.evidence._provenance import REPO, portable_path
+
+    target = tmp_path / "python3.11"
+    target.write_text("")
+    link_dir = REPO / "runs" / "provenance-link-test"
+    link_dir.mkdir(parents=True, exist_ok=True)
+    link = link_dir / "python"
+    try:
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        assert portable_path(str(link)) == "runs/provenance-link-test/python"
+        assert portable_path(str(target)) == str(target)  # outside everything: unchanged
+    finally:
+        link.unlink(missing_ok=True)
+        link_dir.rmdir()
