@@ -383,7 +383,8 @@ def run_sweep_net(name: str, seed: int, config: ReproduceConfig, data_dir=None) 
         with warnings.catch_warnings():  # emptied layers are recorded per row instead
             warnings.simplefilter("ignore", LegcWarning)
             masks = {
-                "legc": scores.mask(sparsity=s, ranking="legc_pvalue"),
+                # the paper's one global ranking (target mode's default is LAMP since 2026-12-06)
+                "legc": scores.mask(sparsity=s, ranking="legc_pvalue", per_layer=False),
                 # The same sparsity in every layer: a global ranking can empty whole layers.
                 "legc_per_layer": scores.mask(sparsity=s, per_layer=True, ranking="legc_pvalue"),
                 "random": random_mask(scores.shapes, s, seed=seed),
