@@ -281,7 +281,7 @@ def legc_gradual_same_zeros(ctx: Context, sparsity: float):
     """:func:`legc_gradual` to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
     ``sparsity`` of every layer but the depthwise ones, so keras-legc's target over all its
     prunable weights is ``sparsity x`` :func:`tfmot_share`. The target reached is saved."""
-    target = sparsity * tfmot_share(ctx.dense_model())
+    target = sparsity * tfmot_share(ctx.dense.model)
     ctx.notes[("legc_gradual_same_zeros", sparsity)] = {"sparsity_over_prunable": target}
     return legc_gradual(ctx, target)
 

@@ -315,7 +315,7 @@ def test_making_a_recorder_loads_the_le_kernel_once_so_fit_does_not():
 
 def test_tf_keras_hands_the_recorder_its_step_logs_without_converting_them():
     # a callback with batch hooks that does not say it takes tensor logs makes tf_keras convert
-    # the step's logs to numpy after every step (about 0.3 s of a 2.5 s LeNet-300-100 fit); the
+    # the step's logs to numpy after every step (docs/performance.md); the
     # recorder reads no logs, so it says it takes them as they are
     k = keras()
     seen = []
