@@ -49,21 +49,30 @@ COLLAPSED_EXIT = EXIT_CONSTANT  # the edge runner uses the same code for constan
     help="Export even when the outputs are the same for every reference input (refused with "
     "exit code 6 by default: such a model ignores its input).",
 )
+@click.option(
+    "--tolerance",
+    type=float,
+    default=None,
+    help="Verification tolerance, times max(1, max |Keras output|) (default per quantization: "
+    "float 1e-4, float16 1e-2, dynamic 5e-2, int8 0.1). Raise it only after reading a failed "
+    "verification's mean error and top-class agreement; the device check uses it too.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @unsafe_load_option
 def export(
     model, out, quantization, sparse, representative_data, reference_inputs, n_reference,
-    allow_constant_output, force, unsafe_load,
+    allow_constant_output, tolerance, force, unsafe_load,
 ):  # fmt: skip
     """Convert a saved Keras MODEL (pruned or not) to OUT (.tflite) + .json + .reference.npz.
 
     Exit codes: 0 written and verified, 2 bad input, 3 verification over tolerance (the .tflite
     is kept as OUT's .failed.tflite), 6 the model's outputs are constant (collapsed)."""
     from keras_legc.errors import CollapsedModelError
-    from keras_legc.keras.export import check_combination, export_tflite
+    from keras_legc.keras.export import check_combination, check_tolerance, export_tflite
 
     # options first, before TensorFlow or the model is loaded
     _run(check_combination, quantization, sparse)
+    _run(check_tolerance, tolerance)
     if quantization == "int8" and representative_data is None:
         raise click.UsageError(
             "-q int8 needs --representative-data (a .npy of a few hundred of your model's "
@@ -76,6 +85,7 @@ def export(
             export_tflite, model, out, quantization=quantization, sparse=sparse,
             representative_data=representative_data, reference_inputs=reference_inputs,
             n_reference=n_reference, overwrite=force, allow_constant_output=allow_constant_output,
+            tolerance=tolerance,
         )  # fmt: skip
     except click.ClickException as exc:
         if isinstance(exc.__cause__, CollapsedModelError):
@@ -92,7 +102,8 @@ def export(
     )
     status = "OK" if v["ok"] else f"OVER TOLERANCE: {out} not written, see the warning above"
     click.echo(
-        f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']}): {status}"
+        f"verification on {v['n_inputs']} inputs: max |tflite - keras| = {v['max_abs_error']:.3g} (atol {v['atol']:.3g}"
+        f"{', given' if v.get('tolerance_given') else ''}){_agreement(v)}: {status}"
     )
     if "sparse_tflite_bytes" in report:
         click.echo(
@@ -102,6 +113,13 @@ def export(
         )
     if not v["ok"]:
         sys.exit(EXIT_MISMATCH)
+
+
+def _agreement(verification: dict) -> str:
+    """ ", top class kept on K of N", where the outputs have a top class."""
+    share = verification.get("top1_agreement")
+    n = verification["n_inputs"]
+    return "" if share is None else f", top class kept on {round(share * n)} of {n}"
 
 
 def _sparsity_line(report: dict) -> str:

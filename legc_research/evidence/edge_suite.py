@@ -637,8 +637,10 @@ def _measure(ctx, model, method, target, quant, folder, runtimes, config, eval_r
         return {"status": "failed", "error": f"export: {type(exc).__name__}: {exc}"[:400]}
     if not report["verification"]["ok"]:  # kept aside as .failed.tflite, not written to path
         why = str(report["verification"].get("failure", "")).split(": the runtime")[0]
+        v = report["verification"]
         return {"status": "failed", "error": f"export: verification failed: {why}"[:400],
-                "export_error": report["verification"]["max_abs_error"]}  # fmt: skip
+                "export_error": v["max_abs_error"], "export_mean_error": v.get("mean_abs_error"),
+                "export_top1_agreement": v.get("top1_agreement")}  # fmt: skip
     t1 = time.perf_counter()
     cell = {
         "status": "ok", "tflite_bytes": report["tflite_bytes"], "storage": report["storage"],

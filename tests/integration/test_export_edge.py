@@ -252,19 +252,27 @@ def test_cli_export_hints_sparse_and_prints_no_converter_chatter(pruned_model, e
     assert ".py:" not in sparse.stderr and "warnings.warn" not in sparse.stderr
 
 
-def test_cli_export_keeps_a_failed_tflite_aside_and_exits_3(exported, monkeypatch):
+def test_cli_export_keeps_a_failed_tflite_aside_and_exits_3(exported):
     from click.testing import CliRunner
 
     from keras_legc.cli import main
-    from keras_legc.keras import export as E
 
-    monkeypatch.setitem(E.TOLERANCE, "float16", 1e-9)  # float16 cannot meet it: verification fails
     out = exported / "f16.tflite"
-    done = CliRunner().invoke(main, ["export", str(exported / "pruned.keras"), str(out),
-                                     "-q", "float16"])  # fmt: skip
+    args = ["export", str(exported / "pruned.keras"), str(out), "-q", "float16"]
+    done = CliRunner().invoke(main, [*args, "--tolerance", "1e-9"])  # float16 cannot meet it
     assert done.exit_code == 3, done.output
     assert not out.exists() and out.with_suffix(".failed.tflite").exists()
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["tflite"] == "f16.failed.tflite" and "Fix:" in report["verification"]["failure"]
     assert f"wrote {out.with_suffix('.failed.tflite')}" in done.output
     assert f"OVER TOLERANCE: {out} not written" in done.output
+    assert "given)" in done.output and report["verification"]["tolerance_given"] is True
+    error = report["verification"]["max_abs_error"]
+    # the user's tolerance decides, and goes into the reference file the device check reads
+    passed = CliRunner().invoke(main, [*args, "--tolerance", str(2 * error), "--force"])
+    assert passed.exit_code == 0 and out.exists(), passed.output
+    atol = float(np.load(out.with_suffix(".reference.npz"))["atol"])
+    scale = json.loads(out.with_suffix(".json").read_text())["verification"]["reference_scale"]
+    assert atol == pytest.approx(2 * error * scale, rel=1e-6)
+    refused = CliRunner().invoke(main, [*args, "--tolerance", "0", "--force"])
+    assert refused.exit_code == 2 and "tolerance must be a finite number > 0" in refused.output

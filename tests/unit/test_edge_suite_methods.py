@@ -22,12 +22,14 @@ def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monk
     # the cell as failed with the reason instead of reading a file that is not there
     failure = ("the int8 TFLite model differs from the Keras model by up to 0.108 (tolerance 0.1) "
                "on the reference inputs: the runtime computes it differently (...)")  # fmt: skip
-    report = {"verification": {"ok": False, "failure": failure, "max_abs_error": 0.108}}
+    report = {"verification": {"ok": False, "failure": failure, "max_abs_error": 0.108,
+                               "mean_abs_error": 0.012, "top1_agreement": 0.9375}}  # fmt: skip
     monkeypatch.setattr(es, "export", lambda *a, **k: report)
     config = es.RunConfig(quick=False, out=tmp_path)
     cell = es._measure(None, None, "legc_gradual", 0.9, "int8", tmp_path, [], config, 10)
     assert cell == {
-        "status": "failed", "export_error": 0.108,
+        "status": "failed", "export_error": 0.108, "export_mean_error": 0.012,
+        "export_top1_agreement": 0.9375,
         "error": "export: verification failed: the int8 TFLite model differs from the Keras "
                  "model by up to 0.108 (tolerance 0.1) on the reference inputs",
     }  # fmt: skip

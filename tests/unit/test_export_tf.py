@@ -296,17 +296,61 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
     assert error > 0.1 * scale  # the case is real: LiteRT disagrees beyond int8's tolerance
     assert v["ok"] is False and v["max_abs_error"] == pytest.approx(error, rel=1e-3)
     assert v["atol"] == pytest.approx(0.1 * scale, rel=1e-5)
+    keras_out = forward(params, reference)
+    kept = int(np.sum(np.argmax(tflite_out, 1) == np.argmax(keras_out, 1)))
+    assert v["top1_agreement"] == pytest.approx(kept / 8) and v["tolerance_given"] is False
     messages = [str(w.message) for w in caught]
     assert any(
         m.startswith("the int8 TFLite model differs from the Keras model by up to ")
-        and f"(tolerance {v['atol']}) on the reference inputs: the runtime computes it" in m
+        and f"(tolerance {v['atol']:.3g}) on the 8 reference inputs: the runtime computes it" in m
         and f"kept as {tmp_path / 'm.failed.tflite'}, not written to m.tflite" in m
-        and "Fix: export with quantization 'float' or 'float16'" in m
+        and f"The mean error is {v['mean_abs_error']:.3g} and {kept} of 8 inputs keep" in m
+        and "inputs the model will see, or quantization 'float16' or 'float'" in m
+        and "tolerance=..., CLI --tolerance" in m
         for m in messages
     ), messages
     assert (tmp_path / "m.json").exists() and (tmp_path / "m.reference.npz").exists()
     on_disk = json.loads((tmp_path / "m.json").read_text())
     assert on_disk["verification"]["failure"] in messages and on_disk["tflite"] == "m.failed.tflite"
+
+
+def test_a_given_tolerance_decides_the_verification_and_the_device_check(tmp_path, params):
+    """The saturating int8 case above passes with a tolerance just above its error and fails
+    with one just below; the reference file carries the tolerance the device check applies."""
+    model = tf_keras_model(params)
+    calibration, reference = rows(100, seed=2, scale=0.01), rows(8, seed=3, scale=10.0)
+    kwargs = {"quantization": "int8", "representative_data": calibration,
+              "reference_inputs": reference}  # fmt: skip
+    with pytest.warns(LegcWarning):
+        first = E.export_tflite(model, tmp_path / "a.tflite", **kwargs)["verification"]
+    ratio = first["max_abs_error"] / first["reference_scale"]
+    above = E.export_tflite(model, tmp_path / "b.tflite", tolerance=ratio * 1.01, **kwargs)
+    v = above["verification"]
+    assert v["ok"] is True and v["tolerance_given"] is True and (tmp_path / "b.tflite").exists()
+    assert v["atol"] == pytest.approx(ratio * 1.01 * v["reference_scale"], rel=1e-9)
+    assert float(np.load(tmp_path / "b.reference.npz")["atol"]) == pytest.approx(v["atol"])
+    with pytest.warns(LegcWarning, match="differs from the Keras model"):
+        below = E.export_tflite(model, tmp_path / "c.tflite", tolerance=ratio * 0.99, **kwargs)
+    assert below["verification"]["ok"] is False and not (tmp_path / "c.tflite").exists()
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), True, "0.1x", [0.1]])
+def test_a_bad_tolerance_is_refused_before_anything_is_written(tmp_path, params, bad):
+    with pytest.raises(InvalidArgumentError, match="tolerance must be a finite number > 0"):
+        E.export_tflite(tf_keras_model(params), tmp_path / "m.tflite", tolerance=bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_top1_agreement_against_a_loop(params):
+    rng = np.random.default_rng(5)
+    for shape in [(7, 10), (3, 2), (4, 2, 3), (1, 5)]:
+        a, b = rng.normal(size=shape), rng.normal(size=shape)
+        b[0] = a[0]  # one row certain to agree
+        flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        same = [list(ra).index(max(ra)) == list(rb).index(max(rb))
+                for ra, rb in zip(flat_a, flat_b, strict=True)]  # fmt: skip
+        assert E.top1_agreement(a, b) == pytest.approx(sum(same) / len(same))
+    assert E.top1_agreement(np.ones((4, 1)), np.zeros((4, 1))) is None  # no top output
 
 
 # -- inference mode, and what the reference file holds ----------------------------------------
@@ -580,6 +624,8 @@ def test_report_counts_the_kernels_and_states_the_verification(tmp_path, sparse,
         "reference_scale": 2.0,
         "atol": 0.02,
         "tolerance": "0.01 x max(1, max |keras output|)",
+        "tolerance_given": False,
+        "top1_agreement": 1.0,  # both rows keep their first output on top
         "ok": ok,  # error <= atol, the boundary included
     }
 
