@@ -99,6 +99,8 @@ class Context:
     recipe: train.Recipe
     #: what a method chose on the way, per (method, target), saved with its cells
     notes: dict = field(default_factory=dict)
+    #: where this (net, seed)'s models are saved (:func:`_model`); None: nothing to reuse
+    models: Path | None = None
 
     def dense_model(self):
         """A fresh Keras 3 copy of the trained dense net."""
@@ -281,8 +283,15 @@ def legc_gradual_same_zeros(ctx: Context, sparsity: float):
     """:func:`legc_gradual` to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
     ``sparsity`` of every layer but the depthwise ones, so keras-legc's target over all its
     prunable weights is ``sparsity x`` :func:`tfmot_share`. The target reached is saved."""
-    target = sparsity * tfmot_share(ctx.dense.model)
-    ctx.notes[("legc_gradual_same_zeros", sparsity)] = {"sparsity_over_prunable": target}
+    share = tfmot_share(ctx.dense.model)
+    target = sparsity * share
+    note = {"sparsity_over_prunable": target}
+    ctx.notes[("legc_gradual_same_zeros", sparsity)] = note
+    gradual = None if ctx.models is None else ctx.models / _model_name("legc_gradual", sparsity)
+    if share == 1.0 and gradual is not None and gradual.is_file():
+        # no depthwise kernel: the same run as legc_gradual's (deterministic), so reuse its model
+        note["same_model_as"] = "legc_gradual"
+        return kl.load_model(gradual, compile=False)
     return legc_gradual(ctx, target)
 
 
@@ -553,9 +562,9 @@ def run(
                 **dense.meta, "params": dense.model.count_params(),
                 "macs": zoo.count_macs(dense.model),
             }  # fmt: skip
-            ctx = Context(net, seed, data, dense, train.recipe(net, config.quick))
             models = out / "models" / net / dense.folder.name
             models.mkdir(parents=True, exist_ok=True)
+            ctx = Context(net, seed, data, dense, train.recipe(net, config.quick), models=models)
             dense_params = sum(int(np.size(w)) for w in dense.model.trainable_weights)
             for method, target in dict.fromkeys((m, t) for m, t, _ in todo):
                 quants = [q for m, t, q in todo if (m, t) == (method, target)]
@@ -569,10 +578,8 @@ def run(
                     log(f"{net} seed {seed} {method} {target:g}: skipped ({why})")
                     continue
                 try:
-                    version = METHODS[method].version
-                    name = f"{method}-{target:g}" + (f"-v{version}" if version > 1 else "")
-                    model, seconds = _model(ctx, method, target, models / f"{name}.keras",
-                                            config.force)  # fmt: skip
+                    model, seconds = _model(ctx, method, target,
+                                            models / _model_name(method, target), config.force)  # fmt: skip
                 except LegcError as exc:  # refused by the library (no scores; a pattern a
                     # layer cannot take): recorded as failed with why, redone with --force
                     error = f"{type(exc).__name__}: {exc}"[:400]
@@ -601,6 +608,12 @@ def run(
                 _clear_sessions()
     atomic_write_json(path, results, overwrite=True)
     return {"results": results, **stats}
+
+
+def _model_name(method: str, target: float) -> str:
+    """The file a method's model is saved to (a new method version makes a new file)."""
+    version = METHODS[method].version
+    return f"{method}-{target:g}" + (f"-v{version}" if version > 1 else "") + ".keras"
 
 
 def _model(
@@ -1044,8 +1057,11 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         f"median p50 of {results['bench']['reps']} fresh process(es), on "
         f"{' and '.join(runtimes)}; parity = the runner's output check against the Keras "
         'reference. "zero/removed params": share of the dense net\'s trainable parameters that '
-        "are zero (or removed) in the model; keras-legc prunes Dense kernels only in this "
-        "checkout, TF-MOT every Conv2D and Dense kernel. Non-zero MACs count only non-zero "
+        "are zero (or removed) in the model; keras-legc prunes every registered kernel "
+        "(`kl.prunable_weights`: convolutions, depthwise and Dense), TF-MOT every Conv2D and "
+        "Dense kernel but no depthwise one (`legc_gradual_same_zeros` matches its count of "
+        "zeros). A cell that failed (refused, or its export's verification failed) is listed "
+        'under "Cells not measured" with its reason, not dropped. Non-zero MACs count only non-zero '
         "weights; MACs are structural (what the runtime computes without sparse kernels).",
         "",
         "## Targets (issue 28)",
@@ -1072,7 +1088,12 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
             seen.setdefault((c["method"], c["status"], c.get("reason") or c.get("error")),
                             []).append(c)  # fmt: skip
         for (method, status, why), cells in seen.items():
-            lines.append(f"- `{method}`: {len(cells)} cell(s) {status}: {why}.")
+            where = ", ".join(
+                f"{c['net']} {_label(c).removeprefix(method).strip()} {c['quantization']} seed "
+                f"{c['seed']}"
+                for c in cells
+            )
+            lines.append(f"- `{method}` ({where}): {status}: {why}.")
         lines += [""]
     mismatches = [
         f"{c['net']} {c['method']} {c['target']:g} {c['quantization']} (seed {c['seed']}) on "

@@ -2,6 +2,7 @@
 prunable weights that TF-MOT prunes too (its registry leaves DepthwiseConv2D dense)."""
 
 import keras
+import numpy as np
 
 from legc_research.evidence import edge_suite as es
 from legc_research.zoo import nets
@@ -33,3 +34,25 @@ def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monk
         "error": "export: verification failed: the int8 TFLite model differs from the Keras "
                  "model by up to 0.108 (tolerance 0.1) on the reference inputs",
     }  # fmt: skip
+
+
+def test_same_zeros_reuses_the_gradual_model_where_tf_mot_prunes_every_kernel(tmp_path):
+    # ResNet-8 has no depthwise kernel: its zeros-matched run is legc_gradual's run, so the saved
+    # model is loaded instead of trained again (a net with depthwise kernels trains its own)
+    import types
+
+    import keras_legc as kl
+
+    model = nets.build("resnet8", keras)
+    saved = tmp_path / es._model_name("legc_gradual", 0.5)
+    kl.save_model(model, saved)
+    ctx = es.Context("resnet8", 0, None, types.SimpleNamespace(model=model), None,
+                     models=tmp_path)  # fmt: skip
+    again = es.legc_gradual_same_zeros(ctx, 0.5)
+    assert [w.shape for w in again.weights] == [w.shape for w in model.weights]
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert ctx.notes[("legc_gradual_same_zeros", 0.5)] == {
+        "sparsity_over_prunable": 0.5, "same_model_as": "legc_gradual"}  # fmt: skip
+    assert es._model_name("legc_gradual", 0.5) == "legc_gradual-0.5-v2.keras"
+    assert es._model_name("legc_magnitude", 0.75) == "legc_magnitude-0.75.keras"
