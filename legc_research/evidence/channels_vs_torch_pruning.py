@@ -29,7 +29,8 @@ Results go to ``<out>/results.json`` after every cell (atomically); a rerun skip
 
     make evidence-venv
     python tools/channels_vs_torch_pruning.py --quick
-    python tools/channels_vs_torch_pruning.py --nets resnet8 --seeds 0,1,2
+    python tools/channels_vs_torch_pruning.py --nets resnet8 --seeds 0,1,2 \
+        --cache evidence/edge-suite/dense-cache   # the edge suite's trained nets, not retrained
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ def run(config: SimpleNamespace, log=None) -> dict:
                     if (net, seed, round(f, 6), c, s) not in done]  # fmt: skip
             if not todo:
                 continue
-            dense = train.train_dense(net, seed, data, out / "dense-cache", quick=config.quick,
-                                      log=log).model  # fmt: skip
+            cache = config.cache or out / "dense-cache"
+            dense = train.train_dense(net, seed, data, cache, quick=config.quick, log=log).model
             folder = out / "cells" / net / f"seed{seed}"
             spec, weights = write_twin(dense, folder / "dense")
             order = orders(seed, rec.finetune_epochs, len(data.y_train))
@@ -552,6 +553,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="LeNet-5, seed 0, 2x, l2, a subset")
     p.add_argument("--out", help="results folder (default runs/channels-vs-tp[-quick])")
     p.add_argument("--data-dir", default=None, help="holds fashion-mnist/ (default $LEGC_DATA_DIR)")
+    p.add_argument("--cache", help="dense checkpoints (default <out>/dense-cache); the edge "
+                   "suite's (evidence/edge-suite/dense-cache) holds the same nets")  # fmt: skip
     p.add_argument("--force", action="store_true", help="redo the cells that are done")
     p.add_argument("--report-only", action="store_true", help="only write the doc from results")
     p.add_argument("--epoch-times", help="edge_suite --time-epochs' epoch_times.json (estimate)")
@@ -569,6 +572,7 @@ def config_from_args(a: argparse.Namespace, argv) -> SimpleNamespace:
         factors=split(a.factors, float) if a.factors else (QUICK["factors"] if q else FACTORS),
         criteria=split(a.criteria) if a.criteria else (QUICK["criteria"] if q else CRITERIA),
         quick=q, data_dir=a.data_dir, force=a.force, argv=list(argv),
+        cache=Path(a.cache) if a.cache else None,
         out=Path(a.out) if a.out else REPO / "runs" / ("channels-vs-tp-quick" if q else
                                                         "channels-vs-tp"),
         bench=dict(QUICK["bench"]) if q else dict(edge_suite.BENCH),

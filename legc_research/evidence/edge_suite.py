@@ -234,7 +234,7 @@ def tfmot_2of4(ctx: Context, target):
 
 def masked(make_mask: Callable[[Context, float], kl.Mask]) -> Callable:
     """A method from a mask maker: the mask of the trained weights, held while fine-tuning
-    (``kl.prune``), then ``kl.strip``. It prunes what the library prunes (today Dense kernels)."""
+    (``kl.prune``), then ``kl.strip``. It prunes what the library prunes (``kl.prunable_weights``)."""
 
     def run(ctx: Context, target):
         with warnings.catch_warnings():  # emptied layers show in the accuracy instead

@@ -70,8 +70,11 @@ def test_quick_run_resume_and_report(tmp_path):
     a rerun does nothing new; the doc gets the Evidence section once, labelled quick."""
     out, doc = tmp_path / "run", tmp_path / "channels.md"
     doc.write_text("# Channels\n\nintro\n\n## Limits\n\n- one\n")
-    argv = ["--quick", "--out", str(out), "--doc", str(doc), "--data-dir", str(FASHION)]
+    cache = tmp_path / "shared-cache"  # e.g. the edge suite's: its dense nets are not retrained
+    argv = ["--quick", "--out", str(out), "--doc", str(doc), "--data-dir", str(FASHION),
+            "--cache", str(cache)]  # fmt: skip
     assert cvt.main(argv) == 0
+    assert any(cache.iterdir()) and not (out / "dense-cache").exists()
     results = json.loads((out / "results.json").read_text())
     cells = {c["side"]: c for c in results["cells"]}
     assert set(cells) == set(cvt.SIDES)
