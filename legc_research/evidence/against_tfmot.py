@@ -1086,7 +1086,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--docs", default="docs", help="report folder (default %(default)s)")
     p.add_argument("--data-dir", help="folder with mnist/ and legcnet/ (default $LEGC_DATA_DIR)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report")
-    p.add_argument("--force", action="store_true", help="redo cells and dense nets already done")
+    p.add_argument("--force", action="store_true",
+                   help="start the results file afresh: every cell in it is dropped and the "
+                   "selected ones run (dense nets retrained)")  # fmt: skip
     return p.parse_args(argv)
 
 

@@ -25,7 +25,7 @@ runner (edge_suite's ``bench``): LiteRT p50 at batch 1, one thread; speed-up ove
 divided by the MAC reduction.
 
 Results go to ``<out>/results.json`` after every cell (atomically); a rerun skips the cells it has
-(``--force`` redoes them). ``--report`` writes the "Evidence" section of ``docs/channels.md``.
+(``--force`` redoes the selected ones and keeps the others). ``--report`` writes the "Evidence" section of ``docs/channels.md``.
 
     make evidence-venv
     python tools/channels_vs_torch_pruning.py --quick
@@ -225,14 +225,19 @@ def run(config: SimpleNamespace, log=None) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    if path.exists() and not config.force:
+    if path.exists():
         results = json.loads(path.read_text())
+        if results.get("format") != FORMAT:
+            raise InvalidArgumentError(
+                f"{path} is not a {FORMAT} results file. Fix: pass another --out."
+            )
     else:
         results = {"format": FORMAT, "nets": {}, "cells": [], "invocations": []}
     results["invocations"].append({"argv": config.argv, "date": time.strftime("%Y-%m-%d %H:%M"),
                                    "machine": machine_summary()})  # fmt: skip
     results["quick"] = config.quick
-    done = {cell_key(c) for c in results["cells"]}
+    # --force: the selected cells run again, each replacing its old row; the others stay
+    done = set() if config.force else {cell_key(c) for c in results["cells"]}
     data = train.load_data(config.data_dir, subset=QUICK["subset"] if config.quick else None)
     data_npz = out / "data.npz"
 
@@ -555,7 +560,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="holds fashion-mnist/ (default $LEGC_DATA_DIR)")
     p.add_argument("--cache", help="dense checkpoints (default <out>/dense-cache); the edge "
                    "suite's (evidence/edge-suite/dense-cache) holds the same nets")  # fmt: skip
-    p.add_argument("--force", action="store_true", help="redo the cells that are done")
+    p.add_argument("--force", action="store_true",
+                   help="redo the selected cells that are done (the file keeps every other cell)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="only write the doc from results")
     p.add_argument("--epoch-times", help="edge_suite --time-epochs' epoch_times.json (estimate)")
     p.add_argument("--doc", default=str(REPO / "docs" / "channels.md"))

@@ -18,7 +18,7 @@ weights and gets the same fine-tuning budget (the net's ``finetune_epochs``, Ada
   net's parameters that are zero or removed.
 
 Results go to ``<out>/results.json`` after every cell (atomically); a rerun skips the cells it
-has (``--force`` redoes them), and re-tries the cells that were skipped because a method's
+has (``--force`` redoes the selected ones and keeps the others), and re-tries the cells that were skipped because a method's
 keras-legc API is not there yet. Pruned models are kept in ``<out>/models/`` so a rerun that adds a
 quantization does not prune again (``--force`` prunes again: do so after a library change). ``docs/edge-suite.md`` and its plots are written from the
 results (``--report-only`` rewrites them without running anything).
@@ -491,9 +491,10 @@ def method_version(c: dict) -> int:
     return int(c.get("method_version", 1))
 
 
-def _load_results(path: Path, force: bool, log=lambda line: None) -> dict:
-    """The results so far, without the cells of an older method version (run again)."""
-    if path.exists() and not force:
+def _load_results(path: Path, log=lambda line: None) -> dict:
+    """The results so far, without the cells of an older method version (run again). ``--force``
+    does not drop them: it redoes the selected cells, and keeps every other cell of the file."""
+    if path.exists():
         results = json.loads(path.read_text())
         if results.get("format") != FORMAT:
             raise InvalidArgumentError(f"{path} is not an edge-suite results file.")
@@ -523,12 +524,16 @@ def run(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    results = _load_results(path, config.force, log)
+    results = _load_results(path, log)
     argv = list(sys.argv[1:] if argv is None else argv)
     results["invocations"].append({"argv": argv, "date": time.strftime("%Y-%m-%d %H:%M")})
     results["quick"] = config.quick
     results["bench"] = config.bench
-    done = {cell_key(c) for c in results["cells"] if c["status"] != "skipped"}
+    # --force: nothing counts as done, so the selected cells run again (each replaces its old
+    # row when saved); cells outside the selection stay as they are
+    done = set() if config.force else {
+        cell_key(c) for c in results["cells"] if c["status"] != "skipped"
+    }  # fmt: skip
     stats = {"cells_run": 0, "cells_skipped": 0, "cells_done_before": 0}
     subset = QUICK["subset"] if config.quick else None
     data = train.load_data(config.data_dir, subset=subset)
@@ -1244,7 +1249,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-rows", type=int, help="test images each .tflite is scored on")
     p.add_argument("--runs", type=int, help=f"runner invokes (default {BENCH['runs']})")
     p.add_argument("--reps", type=int, help=f"runner processes (default {BENCH['reps']})")
-    p.add_argument("--force", action="store_true", help="redo cells that are done")
+    p.add_argument("--force", action="store_true",
+                   help="redo the selected cells that are done (the file keeps every other cell)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="only write the doc from results")
     p.add_argument("--time-epochs", action="store_true", help="time each net's epoch, then stop")
     p.add_argument("--doc", default=str(REPO / "docs" / "edge-suite.md"))

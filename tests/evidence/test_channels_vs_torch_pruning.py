@@ -97,6 +97,15 @@ def test_quick_run_resume_and_report(tmp_path):
     again = json.loads((out / "results.json").read_text())
     assert again["cells"] == results["cells"]
     assert len(again["invocations"]) == 2 and before != ""
+    # --force redoes the selected cells and keeps every other row of the file
+    other = {**results["cells"][0], "net": "resnet8", "note": "another net's cell"}
+    nets = {**again["nets"], "resnet8/seed0": again["nets"]["lenet5/seed0"]}  # for the report
+    (out / "results.json").write_text(
+        json.dumps({**again, "nets": nets, "cells": [*again["cells"], other]})
+    )
+    assert cvt.main([*argv, "--force"]) == 0
+    forced = json.loads((out / "results.json").read_text())
+    assert other in forced["cells"] and len(forced["cells"]) == len(results["cells"]) + 1
     text = doc.read_text()
     assert text.count(cvt.MARK_START) == 1 and text.index(cvt.MARK_END) < text.index("## Limits")
     assert "Quick run, not the evidence" in text and "| lenet5 | 2x | l2 |" in text

@@ -111,3 +111,12 @@ def test_quick_run_resume_and_report(tmp_path):
     failed = [c for c in done["results"]["cells"] if c["method"] == "refused"]
     assert done["cells_run"] == 2 and [c["status"] for c in failed] == ["failed", "failed"]
     assert failed[0]["error"] == "InvalidArgumentError: block=(1, 16) ... Fix: block=None."
+
+    # --force redoes the selected cells only: every other cell of the file stays as it was
+    before = {es.cell_key(c): c for c in json.loads((out / "results.json").read_text())["cells"]}
+    selected = replace(config, methods=("dense",), quantizations=("float",), force=True)
+    forced = es.run(selected, log=lines.append)
+    after = {es.cell_key(c): c for c in json.loads((out / "results.json").read_text())["cells"]}
+    redone = ("lenet5", 0, "dense", 0.0, "float")
+    assert forced["cells_run"] == 1 and set(after) == set(before) and redone in after
+    assert all(after[k] == before[k] for k in before if k != redone)

@@ -100,12 +100,14 @@ def test_targets_and_config_checks():
     assert es._floats("50,75,0.9") == (0.5, 0.75, 0.9)
 
 
-def test_results_of_another_tool_are_refused_and_force_starts_afresh(tmp_path):
+def test_results_of_another_tool_are_refused_and_a_new_file_starts_empty(tmp_path):
+    # --force does not reach here: it redoes the selected cells of a results file it keeps, and
+    # never replaces another tool's file
     path = tmp_path / "results.json"
+    assert es._load_results(path)["cells"] == []
     path.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(InvalidArgumentError, match="not an edge-suite results file"):
-        es._load_results(path, force=False)
-    assert es._load_results(path, force=True)["cells"] == []
+        es._load_results(path)
 
 
 def test_estimate_scales_measured_parts_to_the_full_run():
@@ -144,6 +146,6 @@ def test_cells_of_an_older_method_version_are_dropped_to_run_again(tmp_path):
     path.write_text(json.dumps({"format": es.FORMAT, "version": es.VERSION, "nets": {},
                                 "cells": [old, current, anchor], "invocations": []}))  # fmt: skip
     said = []
-    cells = es._load_results(path, force=False, log=said.append)["cells"]
+    cells = es._load_results(path, log=said.append)["cells"]
     assert es.METHODS["legc_default"].version > 1 and es.METHODS["tfmot"].version == 1
     assert cells == [current, anchor] and said and "1 cell(s)" in said[0]
