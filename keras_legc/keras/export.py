@@ -519,10 +519,28 @@ def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
             "higher sparsity or export without sparse."
         )
         return notes
+    # convolution kernels (3-D and more) have no sparse kernel on LiteRT's x86 builds
+    conv = [n for n, k in kernels.items() if np.ndim(k) >= 3 and stored[n] >= SPARSE_STORAGE_MIN]
+    dense_layers = [n for n, k in kernels.items() if np.ndim(k) < 3]
     unstructured = [
-        n for n in kernels if stored[n] >= SPARSE_STORAGE_MIN and structure[n] < 0.9
+        n for n in dense_layers if stored[n] >= SPARSE_STORAGE_MIN and structure[n] < 0.9
     ]  # the converter uses its block encoding when nearly all zeros are in blocks
-    if "DENSIFY" in ops or unstructured:
+    fc_sparsity = (  # the block note is about the Dense kernels alone
+        sparsity
+        if len(dense_layers) == len(kernels)
+        else _zero_share(kernels[n] for n in dense_layers)
+    )
+    if conv:
+        notes.append(
+            f"convolution kernels stored sparse (layers {', '.join(conv)}) are expanded at load: "
+            "LiteRT has no sparse convolution kernel here (measured 2026-12-06 on x86: "
+            "MobileNetV1-0.25 at 96x96x3, float, its 1x1 kernels 50-90% zero, unstructured or in "
+            "(1, 16) blocks, ran at 0.99-1.01x the dense file's speed; docs/layers.md). XNNPACK "
+            "runs sparse 1x1 convolutions only on ARM builds, and only in float. The file is "
+            "smaller. Fix: for speed on every runtime, int8 included, remove channels instead "
+            "(keras_legc.prune_channels)."
+        )
+    if unstructured or ("DENSIFY" in ops and not conv):
         notes.append(
             "the sparsity is unstructured (zeros not in blocks of 1 output x 16 consecutive "
             f"inputs{': layers ' + ', '.join(unstructured) if unstructured else ''}), so the "
@@ -530,13 +548,22 @@ def _sparse_warnings(sparse, sparsity, kernels, structure, ops) -> list[str]:
             "is smaller but there is no speed-up. Fix: prune with block=(1, 16) "
             "(Scores.mask / magnitude_mask / random_mask) for the sparse kernel."
         )
-    elif sparsity < SPARSE_SPEEDUP_MIN:
+    elif any(stored[n] >= SPARSE_STORAGE_MIN for n in dense_layers) and fc_sparsity < (
+        SPARSE_SPEEDUP_MIN
+    ):
         notes.append(
-            f"block-sparse at {100 * sparsity:.1f}%: the sparse kernel is slower than dense "
+            f"block-sparse at {100 * fc_sparsity:.1f}%: the sparse kernel is slower than dense "
             f"below about {100 * SPARSE_SPEEDUP_MIN:.0f}% (measured 2.5x slower at 50%). Fix: "
             "prune to >= 80% for a speed-up, or export without sparse for speed."
         )
     return notes
+
+
+def _zero_share(arrays) -> float:
+    """The share of zeros over all of ``arrays``."""
+    arrays = list(arrays)
+    size = sum(a.size for a in arrays)
+    return 1.0 - sum(int(np.count_nonzero(a)) for a in arrays) / size if size else 0.0
 
 
 def _parameter_counts(model) -> dict:

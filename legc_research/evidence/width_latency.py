@@ -58,8 +58,9 @@ def narrower(net: str, factor: float) -> tuple[object, int]:
     return best, _macs(net, best)
 
 
-def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict) -> dict:
-    """Export ``model`` and time it: the median p50 of ``reps`` runner processes."""
+def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict, sparse=False) -> dict:
+    """Export ``model`` (``sparse``: TFLite's sparse storage) and time it: the median p50 of
+    ``reps`` runner processes; the report's ops and verification come back too."""
     from keras_legc.errors import LegcWarning
     from keras_legc.keras.export import export_tflite
     from legc_research.evidence.edge_report import bench
@@ -69,8 +70,8 @@ def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict) -> dict
     path = folder / f"{name}-{quant}.tflite"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LegcWarning)
-        export_tflite(
-            model, path, quantization=quant,
+        report = export_tflite(
+            model, path, quantization=quant, sparse=sparse,
             representative_data=rng.uniform(0, 1, (100, *shape[1:])).astype(np.float32),
             reference_inputs=rng.uniform(0, 1, (8, *shape[1:])).astype(np.float32),
             overwrite=True, allow_constant_output=True,
@@ -82,7 +83,8 @@ def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict) -> dict
         if res is None:
             raise RuntimeError(f"the edge runner failed on {path.name} (see the log above)")
         p50s.append(res["latency"]["p50_ms"])
-    return {"p50_ms": float(np.median(p50s)), "p50_ms_runs": p50s, "bytes": path.stat().st_size}
+    return {"p50_ms": float(np.median(p50s)), "p50_ms_runs": p50s, "bytes": path.stat().st_size,
+            "ops": report["ops"], "export_ok": report["verification"]["ok"]}  # fmt: skip
 
 
 def pruned(net: str, factor: float, round_to: int):

@@ -237,6 +237,44 @@ def test_sparse_warnings_none_for_block_sparse_from_the_speedup_level(sparsity):
     assert E._sparse_warnings(True, sparsity, kernels, {"a": 1.0}, ["FULLY_CONNECTED"]) == []
 
 
+def conv_kernel(zero_fraction: float) -> np.ndarray:
+    """A (3, 3, 8, 16) convolution kernel with the first ``zero_fraction`` of its weights 0."""
+    return kernel(3 * 3 * 8, 16, zero_fraction).reshape(3, 3, 8, 16)
+
+
+def test_sparse_warnings_say_convolutions_get_no_speed_up_and_name_channel_pruning():
+    # a sparse convolution is densified at load (the DENSIFY op is its): one note, about it,
+    # with the measurement and the fix; a dense Dense head gets no note of its own
+    kernels = {"conv": conv_kernel(0.8), "head": kernel(16, 4, 0.0)}
+    structure = {"conv": 0.0, "head": 0.0}
+    notes = E._sparse_warnings(True, 0.79, kernels, structure, ["DENSIFY", "CONV_2D"])
+    assert len(notes) == 1
+    says(
+        notes[0],
+        "convolution kernels stored sparse (layers conv) are expanded at load",
+        "LiteRT has no sparse convolution kernel here (measured 2026-12-06 on x86",
+        "0.99-1.01x the dense file's speed; docs/layers.md",
+        "XNNPACK runs sparse 1x1 convolutions only on ARM builds, and only in float",
+        "Fix: for speed on every runtime, int8 included, remove channels instead "
+        "(keras_legc.prune_channels).",
+    )
+
+
+def test_sparse_warnings_for_convolutions_and_dense_kernels_together():
+    # an unstructured Dense kernel beside the convolution: both notes; a Dense kernel in blocks
+    # below 80%: the block note, at the Dense kernels' own sparsity (not the model's)
+    kernels = {"conv": conv_kernel(0.9), "fc": kernel(16, 4, 0.75)}
+    both = E._sparse_warnings(True, 0.9, kernels, {"conv": 0.0, "fc": 0.0}, ["DENSIFY"])
+    assert [n.split(" ")[0] for n in both] == ["convolution", "the"]
+    says(both[1], "consecutive inputs: layers fc), so the converter adds a DENSIFY op")
+    blocks = {"conv": conv_kernel(0.9), "fc": kernel(16, 4, 0.625)}
+    notes = E._sparse_warnings(True, 0.89, blocks, {"conv": 0.0, "fc": 1.0}, ["DENSIFY"])
+    assert len(notes) == 2 and notes[1].startswith("block-sparse at 62.5%: the sparse kernel")
+    # a convolution below the storage level is not stored sparse: no convolution note
+    light = {"conv": conv_kernel(0.3), "fc": kernel(16, 4, 0.9)}
+    assert E._sparse_warnings(True, 0.6, light, {"conv": 0.0, "fc": 1.0}, []) == []
+
+
 # -- the argument checks before any model is loaded -------------------------------------------
 
 
