@@ -25,7 +25,11 @@ from legc_research.evidence.width_latency import BENCH, measure
 
 SPARSITIES = (0.5, 0.8, 0.9)
 PATTERNS = ("unstructured", "block")
-QUICK = {"sparsities": (0.8,), "bench": {"runs": 20, "warmup": 5, "reps": 1}}
+QUICK = {
+    "sparsities": (0.8,),
+    "patterns": ("block",),
+    "bench": {"runs": 20, "warmup": 5, "reps": 1},
+}
 
 
 def pointwise_pruned(model, sparsity: float, pattern: str):
@@ -45,7 +49,7 @@ def pointwise_pruned(model, sparsity: float, pattern: str):
     return kl.strip(kl.prune(model, mask)), pointwise
 
 
-def run(sparsities, bench_cfg: dict, log=print) -> list[dict]:
+def run(sparsities, bench_cfg: dict, log=print, patterns=PATTERNS) -> list[dict]:
     """One row per (sparsity, pattern), the dense net first (sparsity 0, stored dense)."""
     import keras
 
@@ -58,7 +62,7 @@ def run(sparsities, bench_cfg: dict, log=print) -> list[dict]:
         rows.append({"sparsity": 0.0, "pattern": "dense", "speedup": 1.0, **dense})
         log(f"dense: p50 {dense['p50_ms']:.4f} ms, {dense['bytes']:,} B")
         for s in sparsities:
-            for pattern in PATTERNS:
+            for pattern in patterns:
                 pruned, pointwise = pointwise_pruned(model, s, pattern)
                 name = f"{pattern}-{int(round(100 * s))}"
                 res = measure(pruned, name, "float", Path(tmp), bench_cfg, sparse=True)
@@ -78,7 +82,11 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         zeros = r.get("pointwise_zero_share", 0.0)
-        label = r["pattern"] if r["pattern"] == "dense" else f"{r['pattern']} {100 * r['sparsity']:.0f}%"
+        label = (
+            r["pattern"]
+            if r["pattern"] == "dense"
+            else f"{r['pattern']} {100 * r['sparsity']:.0f}%"
+        )
         lines.append(
             f"| {label} "
             f"| {100 * zeros:.1f}% | {r['bytes']:,} | {'yes' if 'DENSIFY' in r['ops'] else 'no'} "
@@ -91,7 +99,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default=",".join(str(s) for s in SPARSITIES))
     ap.add_argument("--json", type=Path, help="write the rows here (refused if it exists)")
-    ap.add_argument("--quick", action="store_true", help="80% only, 20 invokes, 1 process")
+    ap.add_argument("--quick", action="store_true",
+                    help="blocks at 80%% only, 20 invokes, 1 process")  # fmt: skip
     args = ap.parse_args(argv)
     if args.json is not None and args.json.exists():
         print(f"error: {args.json} exists. Fix: choose another path or remove it.", file=sys.stderr)
@@ -103,7 +112,7 @@ def main(argv=None) -> int:
         print("error: --sparsities are fractions in (0, 1), e.g. 0.8.", file=sys.stderr)
         return 2
     bench_cfg = QUICK["bench"] if args.quick else BENCH
-    rows = run(sparsities, bench_cfg)
+    rows = run(sparsities, bench_cfg, patterns=QUICK["patterns"] if args.quick else PATTERNS)
     print(table(rows))
     if args.json is not None:
         from keras_legc._env import machine_summary
