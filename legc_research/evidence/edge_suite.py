@@ -788,6 +788,11 @@ def summarise(results: dict) -> list[dict]:
             p50 = [x["p50_ms"] for x in lat if "p50_ms" in x]
             row[f"p50_{runtime}"] = float(np.mean(p50)) if len(p50) == len(cells) else None
             row[f"parity_{runtime}"] = all(x.get("ok") for x in lat)
+            # the spread of a cell's process p50s (max - min over their median): how finely
+            # this machine tells two latencies apart
+            spreads = [np.ptp(x["p50_ms_runs"]) / np.median(x["p50_ms_runs"])
+                       for x in lat if len(x.get("p50_ms_runs") or ()) > 1]  # fmt: skip
+            row[f"p50_{runtime}_spread"] = float(np.mean(spreads)) if spreads else 0.0
         rows.append(row)
     dense = {(r["net"], r["quantization"]): r for r in rows if r["method"] == "dense"}
     for r in rows:
@@ -919,8 +924,10 @@ def _verdicts(rows: list[dict]) -> list[str]:
                 verdict = "NOT met: no keras-legc model within 1 pp of dense" + (
                     " (nor any TF-MOT model)" if tfmot is None else ""
                 )
-            elif tfmot is not None and tfmot[x] < legc[x]:
+            elif tfmot is not None and tfmot[x] < legc[x] and not _tied(legc, tfmot, x):
                 verdict = f"NOT met: TF-MOT's is {'smaller' if x == 'tflite_bytes' else 'faster'}"
+            elif tfmot is not None and tfmot[x] < legc[x]:
+                verdict = "met: tied (the two latencies differ by less than their runs' spread)"
             else:
                 verdict = "met" + ("" if id(legc) in front else " (but not on the front)")
             lines.append(
@@ -943,6 +950,15 @@ def _verdicts(rows: list[dict]) -> list[str]:
         lines.append("- Channel pruning int8 speed-up >= 0.75x its MAC reduction: not measured "
                      "(kl.prune_channels is not in this checkout).")  # fmt: skip
     return lines
+
+
+def _tied(a: dict, b: dict, x: str) -> bool:
+    """Two latencies this machine cannot tell apart: they differ by no more than the larger of
+    the two cells' process-to-process spread (bytes are exact: never tied)."""
+    if x == "tflite_bytes":
+        return False
+    spread = max(a.get(f"{x}_spread", 0.0), b.get(f"{x}_spread", 0.0))
+    return abs(a[x] - b[x]) <= spread * max(a[x], b[x])
 
 
 def _advice(rows: list[dict]) -> list[str]:

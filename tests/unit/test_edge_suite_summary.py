@@ -69,6 +69,31 @@ def test_verdicts_compare_the_best_of_each_side_within_one_point():
     assert "NOT met" in latency_line and "tfmot 90% (0.1500 ms)" in latency_line
 
 
+def _timed(cell, runs):
+    cell["latency"]["litert"].update(p50_ms=float(np.median(runs)), p50_ms_runs=runs)
+    return cell
+
+
+def test_latencies_within_the_runs_spread_are_a_tie_not_a_loss():
+    # the process p50s spread 2% here: 0.1857 against 0.1858 ms is a tie; 10% apart is not
+    dense = _timed(_cell("dense", 0.0, "float", 0.900, 1000, 0), [0.186, 0.1862, 0.1899])
+    legc = _timed(_cell("legc_magnitude", 0.75, "float", 0.899, 400, 0), [0.1858, 0.186, 0.183])
+    near = _timed(_cell("tfmot", 0.5, "float", 0.898, 900, 0), [0.1857, 0.1858, 0.1856])
+    rows = es.summarise({"cells": [dense, legc, near], "runtimes": ["litert"]})
+    spread = {r["method"]: r["p50_litert_spread"] for r in rows}
+    assert spread["legc_magnitude"] == pytest.approx((0.186 - 0.183) / 0.1858)
+    latency = next(line for line in es._verdicts(rows) if "LiteRT p50" in line)
+    assert latency.endswith("met: tied (the two latencies differ by less than their runs' spread).")
+    far = _timed(_cell("tfmot", 0.5, "float", 0.898, 900, 0), [0.167, 0.1672, 0.1671])
+    rows = es.summarise({"cells": [dense, legc, far], "runtimes": ["litert"]})
+    latency = next(line for line in es._verdicts(rows) if "LiteRT p50" in line)
+    assert latency.endswith("NOT met: TF-MOT's is faster.")
+    # a single run has no spread: exact comparison, as before
+    assert es._tied({"p50_litert": 1.0}, {"p50_litert": 0.999}, "p50_litert") is False
+    assert es._tied({"tflite_bytes": 1, "tflite_bytes_spread": 9}, {"tflite_bytes": 1},
+                    "tflite_bytes") is False  # fmt: skip
+
+
 def test_feature_checks_name_what_is_missing(monkeypatch):
     assert es._needs("no_such_api")() == "keras_legc.no_such_api is not in this checkout"
 
