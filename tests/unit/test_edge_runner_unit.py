@@ -610,6 +610,24 @@ def test_check_outputs_error_and_tolerance():
     assert check["relative_error"] == pytest.approx(np.abs(got * 0.99).max(), rel=1e-6)
 
 
+def test_check_outputs_against_the_export_run():
+    # the reference keeps the file's outputs as LiteRT computed them at export: the check says
+    # how far this runtime is from that run, and how far that run was from Keras
+    ref = reference()
+    got = bench.run_model(dense_interp(), ref["inputs"])
+    ref["tflite_outputs"] = got.copy()
+    ref["tflite_outputs"][1, 0] += np.float32(0.125)
+    check = bench.check_outputs(dense_interp(), ref)
+    assert check["max_abs_diff_from_export_run"] == pytest.approx(0.125, abs=1e-6)
+    want = ref["keras_outputs"]
+    assert check["export_run_error"] == pytest.approx(np.abs(ref["tflite_outputs"] - want).max())
+    for gone in ({k: v for k, v in ref.items() if k != "tflite_outputs"},  # an older reference
+                 ref | {"tflite_outputs": got[:2]},  # another shape
+                 ref | {"tflite_outputs": got.astype(object)}):  # not numbers  # fmt: skip
+        check = bench.check_outputs(dense_interp(), gone)
+        assert check["max_abs_diff_from_export_run"] is None and check["export_run_error"] is None
+
+
 def test_check_outputs_collapse():
     """Collapsed: the runtime's outputs spread less than 5% of the reference's."""
     ref = reference()
@@ -1012,7 +1030,10 @@ def test_main_output_mismatch_exit_3(models, capsys):
     assert (
         "legc-edge: OUTPUT MISMATCH (litert): max |error| 0.25 > atol 0.0001 on 6 reference" in err
     )
-    assert "This runtime computes wrong results for this model; do not ship it (try another" in err
+    # the runtime computes what LiteRT computed at export: the reference's Keras outputs moved
+    assert "It differs by up to 0 from the same file as LiteRT ran it at export (which was " \
+        "within 0.25 of Keras)." in err  # fmt: skip
+    assert "This runtime computes the file as LiteRT did at export: the file itself differs" in err
     assert "OVER BUDGET: the model is 1.5 KiB > --budget-kb 0.001" in err
     r = json.loads((models / "r.json").read_text())
     assert r["exit_code"] == 3 and r["check"]["ok"] is False and r["budget_kb"] == 0.001
