@@ -69,7 +69,11 @@ def prune_channels(
         history: for ``"legc"``: a unit-level History (``kl.UnitHistory``) or its
             run directory.
         round_to: kept channel counts per group are multiples of this (a group with fewer
-            channels than ``round_to``, or no multiple below its size, keeps them all).
+            channels than ``round_to``, or no multiple below its size, keeps them all). With
+            ``params`` or ``macs`` and the global ranking, whole chunks of ``round_to`` channels
+            go in order of their mean score, and a chunk that would take the model past the
+            target is skipped for the next ones, so the result lands near the target (rounding
+            channel by channel took ResNet-8 from a 1.5x MAC target to 2.1x).
         exclude: layer names (``outer/inner`` inside nested models) whose output channels are
             kept. The model's outputs (the classifier) are always kept.
         per_layer: remove the same fraction from every group (``ratio``; for ``params`` and
@@ -215,6 +219,60 @@ def _global(scores, sizes, k: int, round_to: int) -> dict[int, np.ndarray]:
     return _plan_from_counts(scores, counts, sizes)
 
 
+def _chunks(scores, sizes, round_to: int) -> list[tuple[float, int, int, int]]:
+    """Every group's removable channels in chunks that keep its count a multiple of
+    ``round_to``: ``(mean normalised score, group, index, channels)``, in the order to remove
+    them (globally by score; within a group its lowest channels first).
+
+    A group of ``size`` channels can keep ``size`` or a multiple of ``round_to`` from
+    ``round_to`` up (what :func:`_kept` rounds to): its first chunk takes it to the largest
+    multiple below ``size``, each next one ``round_to`` lower.
+    """
+    chunks = []
+    for gid, s in scores.items():
+        size = sizes[gid]
+        mean = float(np.mean(s))
+        normed = s / mean if mean > 0 else s
+        order = np.lexsort((np.arange(len(s)), normed))
+        kept, start = size, 0
+        for j, lower in enumerate(range((size - 1) // round_to * round_to, 0, -round_to)):
+            n = kept - lower
+            chunks.append((float(np.mean(normed[order[start : start + n]])), gid, j, n))
+            kept, start = lower, start + n
+    chunks.sort()
+    return chunks
+
+
+def _chunk_plan(scores, sizes, taken) -> dict[int, np.ndarray]:
+    """Remove the chunks ``taken`` (:func:`_chunks`' tuples)."""
+    counts = dict.fromkeys(scores, 0)
+    for _, gid, _, n in taken:
+        counts[gid] += n
+    return _plan_from_counts(scores, counts, sizes)
+
+
+def _fill_chunks(chunks, cost, value):
+    """Chunks to remove so that ``cost(taken) <= value``, as close to ``value`` as the chunks
+    allow: in their order, a chunk is taken while the cost stays above ``value``; one that would
+    bring it to ``value`` or below is a candidate, not taken, and the scan goes on with the
+    next ones (a group's later chunks wait behind a skipped one). The candidate with the
+    largest cost is returned; None when no candidate reaches ``value``."""
+    taken, blocked, best = [], set(), None
+    for chunk in chunks:
+        gid = chunk[1]
+        if gid in blocked:
+            continue
+        trial = [*taken, chunk]
+        c = cost(trial)
+        if c > value:
+            taken = trial
+            continue
+        if best is None or c > best[0]:
+            best = (c, trial)
+        blocked.add(gid)
+    return None if best is None else best[1]
+
+
 def keep_every_layer(graph: ChannelGraph, scores, plan: dict[int, np.ndarray]):
     """Give back a layer's best channel where ``plan`` would remove all of it: a group can span
     several layers (a Concatenate's branches merged into a residual stream), so one channel left
@@ -247,10 +305,27 @@ def choose(graph: ChannelGraph, scores, target, round_to: int, per_layer: bool):
         return keep_every_layer(graph, scores, plan)
 
     count = graph.count_params if kind == "params" else graph.count_macs
+    if round_to > 1 and not per_layer:
+        # whole chunks of round_to, skipping one that would overshoot: removing channels one by
+        # one and rounding each group up jumps past the target where a small group halves
+        # (ResNet-8's 16-channel stage at round_to=8 took a 1.5x MAC target to 2.1x)
+        chunks = _chunks(scores, sizes, round_to)
+
+        def cost(taken):
+            return count(keep_every_layer(graph, scores, _chunk_plan(scores, sizes, taken)))
+
+        taken = _fill_chunks(chunks, cost, value)
+        if taken is None:
+            best = cost(chunks)
+            raise InvalidArgumentError(
+                f"{kind}={int(value):,} cannot be reached in multiples of round_to={round_to}: "
+                f"the fewest it leaves is {best:,} ({count():,} now). Fix: ask for at least "
+                f"{best:,}, or a smaller round_to."
+            )
+        return keep_every_layer(graph, scores, _chunk_plan(scores, sizes, taken))
+    plans = None
     if per_layer:
         plans = [_uniform(scores, sizes, f, round_to) for f in np.linspace(0.0, 1.0, 201)]
-    else:
-        plans = None
 
     def plan_at(i):
         plan = plans[i] if plans is not None else _global(scores, sizes, i, round_to)

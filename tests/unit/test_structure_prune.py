@@ -344,3 +344,70 @@ def test_legc_importance_refuses_a_weight_level_history():
                 target=np.arange(6.0), window=4, overlap=0.0, every=1, n_snapshots=24)  # fmt: skip
     with pytest.raises(InvalidArgumentError, match="UnitHistory"):
         kl.prune_channels(convnet(), ratio=0.2, importance="legc", history=h)
+
+
+def test_round_to_chunks_keep_multiples_and_follow_each_groups_order():
+    from keras_legc.structure.prune import _chunks
+
+    rng = np.random.default_rng(0)
+    sizes_ = {0: 16, 1: 10, 2: 8, 3: 64}
+    scores = {g: rng.random(n) + 0.1 for g, n in sizes_.items()}
+    chunks = _chunks(scores, sizes_, 8)
+    per_group = {g: [c for c in chunks if c[1] == g] for g in sizes_}
+    # kept counts reachable: the full size, or multiples of 8 from 8 up; 8 or fewer: none
+    assert [c[3] for c in per_group[0]] == [8] and [c[3] for c in per_group[1]] == [2]
+    assert per_group[2] == [] and [c[3] for c in per_group[3]] == [8] * 7
+    for g, cs in per_group.items():
+        assert [c[2] for c in cs] == list(range(len(cs)))  # in the group's own order
+        normed = np.sort(scores[g] / scores[g].mean())
+        start = 0
+        for c in cs:  # each chunk is the next-lowest channels of its group, scored by their mean
+            assert c[0] == pytest.approx(normed[start : start + c[3]].mean())
+            start += c[3]
+    assert [c[0] for c in chunks] == sorted(c[0] for c in chunks)
+
+
+def test_fill_chunks_meets_the_target_closer_than_the_first_prefix():
+    from keras_legc.structure.prune import _fill_chunks
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        # (score, group, index in group, channels): scores sorted, a group's chunks in order
+        groups = rng.integers(0, 3, n)
+        chunks = []
+        seen = {}
+        for score, g in zip(np.sort(rng.random(n)), groups, strict=True):
+            chunks.append((float(score), int(g), seen.get(int(g), 0), 8))
+            seen[int(g)] = seen.get(int(g), 0) + 1
+        weight = {c: float(rng.integers(1, 100)) for c in chunks}
+        total = sum(weight.values()) + 10.0
+
+        def cost(taken, weight=weight, total=total):
+            return total - sum(weight[c] for c in taken)
+
+        value = float(rng.uniform(10.0, total))
+        got = _fill_chunks(chunks, cost, value)
+        prefix = next((chunks[: i + 1] for i in range(n) if cost(chunks[: i + 1]) <= value), None)
+        if prefix is None:
+            assert got is None
+            continue
+        assert cost(got) <= value and cost(got) >= cost(prefix)
+        for g in set(groups.tolist()):  # a group's chunks go in its order: a prefix of them
+            idx = sorted(c[2] for c in got if c[1] == g)
+            assert idx == list(range(len(idx)))
+
+
+def test_round_to_reaches_a_mac_target_without_jumping_past_it():
+    # ResNet-8's 16-channel stage halves in one step at round_to=8: rounding channel by channel
+    # took a 1.5x target to 2.1x; chunks that skip an overshooting step land near it
+    from legc_research.zoo import build
+
+    model = build("resnet8", keras, seed=0)
+    dense = kl.count_macs(model)
+    for factor in (1.5, 2.0, 3.0):
+        small = kl.prune_channels(model, macs=int(dense / factor), round_to=8)
+        macs = kl.count_macs(small)
+        assert macs <= dense / factor and dense / macs < 1.1 * factor, factor
+        for g in kl.channel_groups(small):
+            assert not g.prunable or g.size % 8 == 0 or g.size < 8, (g.layers, g.size)
