@@ -257,6 +257,8 @@ def _fill_chunks(chunks, cost, value):
     bring it to ``value`` or below is a candidate, not taken, and the scan goes on with the
     next ones (a group's later chunks wait behind a skipped one). The candidate with the
     largest cost is returned; None when no candidate reaches ``value``."""
+    if cost([]) <= value:  # met already: nothing to remove
+        return []
     taken, blocked, best = [], set(), None
     for chunk in chunks:
         gid = chunk[1]

@@ -386,8 +386,11 @@ def test_fill_chunks_meets_the_target_closer_than_the_first_prefix():
         def cost(taken, weight=weight, total=total):
             return total - sum(weight[c] for c in taken)
 
-        value = float(rng.uniform(10.0, total))
+        value = float(rng.uniform(10.0, total + 5.0))  # above total: met with nothing removed
         got = _fill_chunks(chunks, cost, value)
+        if total <= value:
+            assert got == []
+            continue
         prefix = next((chunks[: i + 1] for i in range(n) if cost(chunks[: i + 1]) <= value), None)
         if prefix is None:
             assert got is None
