@@ -71,6 +71,16 @@ SPARSE_FALLBACK = (
 )
 N_CALIBRATION = 500  # training images that calibrate int8
 N_REFERENCE = 16  # validation images: the export's and the runner's parity check
+#: int8 files are exported with this tolerance (times max(1, max |Keras output|)): export's
+#: default, 0.1 on the 16 reference rows, refused healthy files (2026-12-06, tools/
+#: int8_agreement.py on 2,000 test images: the dense MobileNetV1-0.25 at 0.237, its int8 file
+#: 0.15 pp MORE accurate than Keras and the same class on 97.5%; DS-CNN at 90%, 0.112, 0.85 pp
+#: below, 91.4%). What judges an int8 file here is its accuracy on the test set, measured for
+#: every file; the 16-row error and whether it met the default are kept in each cell.
+INT8_TOLERANCE = 1.0
+#: version of the int8 export policy: an int8 cell that failed verification under an older one
+#: is dropped on load and exported again from the saved model
+INT8_POLICY = 2
 BENCH = {"runs": 500, "warmup": 50, "reps": 3}
 #: --quick: LeNet-5, seed 0, 75%, a data subset, one bench process of 30 runs.
 QUICK = {
@@ -429,6 +439,7 @@ def export(model, path: Path, quant: str, sparse: bool, ctx: Context, quick: boo
         "quantization": quant, "representative_data": ctx.data.x_train[:N_CALIBRATION],
         "reference_inputs": ctx.data.x_val[:N_REFERENCE], "overwrite": True,
         "allow_constant_output": quick,
+        **({"tolerance": INT8_TOLERANCE} if quant == "int8" else {}),
     }  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LegcWarning)  # sparse-storage notes are in the report
@@ -493,6 +504,15 @@ def method_version(c: dict) -> int:
     return int(c.get("method_version", 1))
 
 
+def _old_int8_refusal(cell: dict) -> bool:
+    """An int8 cell that export's verification refused under an older :data:`INT8_POLICY`."""
+    return (
+        cell["quantization"] == "int8" and cell["status"] == "failed"
+        and str(cell.get("error", "")).startswith("export: verification failed")
+        and cell.get("int8_policy", 1) < INT8_POLICY
+    )  # fmt: skip
+
+
 def _load_results(path: Path, log=lambda line: None) -> dict:
     """The results so far, without the cells of an older method version (run again). ``--force``
     does not drop them: it redoes the selected cells, and keeps every other cell of the file."""
@@ -501,11 +521,15 @@ def _load_results(path: Path, log=lambda line: None) -> dict:
         if results.get("format") != FORMAT:
             raise InvalidArgumentError(f"{path} is not an edge-suite results file.")
         current = [c for c in results["cells"]
-                   if c["method"] not in METHODS
-                   or method_version(c) == METHODS[c["method"]].version]  # fmt: skip
+                   if (c["method"] not in METHODS
+                       or method_version(c) == METHODS[c["method"]].version)
+                   and not _old_int8_refusal(c)]  # fmt: skip
         dropped = len(results["cells"]) - len(current)
         if dropped:
-            log(f"{dropped} cell(s) of an older method version dropped: they run again")
+            log(
+                f"{dropped} cell(s) of an older method version or int8 export policy dropped: "
+                "they run again"
+            )
             results["cells"] = current
         return results
     return {"format": FORMAT, "version": VERSION, "nets": {}, "cells": [], "invocations": []}
@@ -660,12 +684,21 @@ def _measure(ctx, model, method, target, quant, folder, runtimes, config, eval_r
         v = report["verification"]
         return {"status": "failed", "error": f"export: verification failed: {why}"[:400],
                 "export_error": v["max_abs_error"], "export_mean_error": v.get("mean_abs_error"),
-                "export_top1_agreement": v.get("top1_agreement")}  # fmt: skip
+                "export_top1_agreement": v.get("top1_agreement"),
+                **({"int8_policy": INT8_POLICY} if quant == "int8" else {})}  # fmt: skip
+    from keras_legc.keras.export import TOLERANCE as DEFAULT_TOLERANCE
+
     t1 = time.perf_counter()
+    v = report["verification"]
     cell = {
         "status": "ok", "tflite_bytes": report["tflite_bytes"], "storage": report["storage"],
-        "export_ok": report["verification"]["ok"],
-        "export_error": report["verification"]["max_abs_error"],
+        "export_ok": v["ok"], "export_error": v["max_abs_error"],
+        "export_mean_error": v.get("mean_abs_error"),
+        "export_top1_agreement": v.get("top1_agreement"),
+        # would export's own default tolerance have passed it (int8 runs with INT8_TOLERANCE)?
+        "export_within_default": v["max_abs_error"]
+        <= DEFAULT_TOLERANCE[quant] * v["reference_scale"],
+        **({"int8_policy": INT8_POLICY} if quant == "int8" else {}),
         "accuracy": tflite_accuracy(path, ctx.data.x_test[:eval_rows],
                                     ctx.data.y_test[:eval_rows]),
         "eval_rows": eval_rows, "latency": {}, "seconds_export": t1 - t0,
@@ -1072,7 +1105,10 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         "",
         "Per cell: the model is exported by `keras_legc.keras.export.export_tflite` (float, or "
         f"full int8 calibrated on {N_CALIBRATION} training images; {N_REFERENCE} validation "
-        "images are the parity reference), TF-MOT's models after their weights are copied into "
+        "images are the parity reference; int8 with the tolerance "
+        f"{INT8_TOLERANCE:g}: export's default, 0.1 on those 16 rows, refused healthy int8 files, "
+        "so an int8 file is judged by its test accuracy below, and whether it met the default "
+        "is kept in its cell), TF-MOT's models after their weights are copied into "
         "the Keras 3 net, so one converter makes every file. Test accuracy is the .tflite's "
         f"(LiteRT, batch 1) on the first {results['cells'][0].get('eval_rows', '?')} test images "
         "(all 10,000 in a full run). Latency: `edge/bench.py` at batch 1, 1 thread, "

@@ -48,6 +48,10 @@ def test_quick_run_resume_and_report(tmp_path):
         assert c["status"] == "ok", c
         assert c["eval_rows"] == 500 and 0.0 <= c["accuracy"] <= 1.0
         assert c["export_ok"] and c["latency"]["litert"]["ok"], c  # parity on LiteRT
+        if c["quantization"] == "int8":  # exported with the suite's tolerance; the default's
+            assert c["int8_policy"] == es.INT8_POLICY and isinstance(
+                c["export_within_default"], bool
+            )
         assert c["latency"]["litert"]["p50_ms"] > 0
         if c["method"] == "channels":  # a smaller model: at most half the MACs (target 2x)
             assert c["macs"] <= count_macs(dense) / 2 and c["params"] < dense.count_params()

@@ -30,7 +30,7 @@ def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monk
     cell = es._measure(None, None, "legc_gradual", 0.9, "int8", tmp_path, [], config, 10)
     assert cell == {
         "status": "failed", "export_error": 0.108, "export_mean_error": 0.012,
-        "export_top1_agreement": 0.9375,
+        "export_top1_agreement": 0.9375, "int8_policy": es.INT8_POLICY,
         "error": "export: verification failed: the int8 TFLite model differs from the Keras "
                  "model by up to 0.108 (tolerance 0.1) on the reference inputs",
     }  # fmt: skip

@@ -174,3 +174,26 @@ def test_cells_of_an_older_method_version_are_dropped_to_run_again(tmp_path):
     cells = es._load_results(path, log=said.append)["cells"]
     assert es.METHODS["legc_default"].version > 1 and es.METHODS["tfmot"].version == 1
     assert cells == [current, anchor] and said and "1 cell(s)" in said[0]
+
+
+def test_int8_cells_refused_by_an_older_export_policy_are_dropped_to_run_again(tmp_path):
+    # int8 is now exported with INT8_TOLERANCE: a cell export refused at its default tolerance
+    # goes again (from the saved model); failures for other reasons, passing cells and cells
+    # refused under the current policy stay
+    def failed(why, **extra):
+        return {"net": "n", "seed": 0, "method": "tfmot", "target": 0.9, "quantization": "int8",
+                "status": "failed", "error": why, **extra}  # fmt: skip
+
+    refused = failed("export: verification failed: the int8 TFLite model differs ...")
+    collapsed = failed("export: CollapsedModelError: the model's outputs are identical ...")
+    now = failed("export: verification failed: ...", int8_policy=es.INT8_POLICY)
+    float_refused = {**refused, "quantization": "float", "target": 0.5}
+    passed = _cell("tfmot", 0.5, "int8", 0.8, 100, 0.1)
+    path = tmp_path / "results.json"
+    cells = [refused, collapsed, now, float_refused, passed]
+    path.write_text(json.dumps({"format": es.FORMAT, "version": es.VERSION, "nets": {},
+                                "cells": cells, "invocations": []}))  # fmt: skip
+    said = []
+    kept = es._load_results(path, log=said.append)["cells"]
+    assert kept == [collapsed, now, float_refused, passed] and "1 cell(s)" in said[0]
+    assert es.INT8_TOLERANCE >= 1.0  # int8 is judged by its test accuracy, not 16 rows' maximum
