@@ -426,6 +426,9 @@ def bench(
         "runtime_version": runs[-1].get("runtime_version"),
         "ok": bool(check.get("ok")), "max_abs_error": check.get("max_abs_error"),
         "atol": check.get("atol"), "collapsed": bool(check.get("collapsed")),
+        # this runtime against the same file as LiteRT ran it at export (int8's parity at the
+        # suite's tolerance is a collapse check; this says whether the runtime agrees)
+        "diff_from_export_run": check.get("max_abs_diff_from_export_run"),
     }  # fmt: skip
 
 

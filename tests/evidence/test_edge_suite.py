@@ -48,6 +48,8 @@ def test_quick_run_resume_and_report(tmp_path):
         assert c["status"] == "ok", c
         assert c["eval_rows"] == 500 and 0.0 <= c["accuracy"] <= 1.0
         assert c["export_ok"] and c["latency"]["litert"]["ok"], c  # parity on LiteRT
+        # the runner's LiteRT computes the file as export's LiteRT did
+        assert c["latency"]["litert"]["diff_from_export_run"] <= 1e-6, c["latency"]
         if c["quantization"] == "int8":  # exported with the suite's tolerance; the default's
             assert c["int8_policy"] == es.INT8_POLICY and isinstance(
                 c["export_within_default"], bool
