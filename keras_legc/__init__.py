@@ -50,6 +50,7 @@ _LAZY = {
     "export_tflite": "keras_legc.keras.export",
     "GradualPruning": "keras_legc.keras.gradual",
     "prune_channels": "keras_legc.structure",
+    "prune_channels_to_latency": "keras_legc.structure",
     "channel_groups": "keras_legc.structure",
     "count_macs": "keras_legc.structure",
 }
