@@ -16,6 +16,12 @@ from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_optio
 @click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
 @click.option("--params", type=int, help="Parameters to keep at most.")
 @click.option("--macs", type=int, help="Multiply-accumulates per sample to keep at most.")
+@click.option("--latency-ms", type=float,
+              help="Milliseconds per invoke on LiteRT (1 thread, batch 1) to reach at most: each "
+              "candidate is exported and timed (kl.prune_channels_to_latency).")  # fmt: skip
+@click.option("--int8-data", type=checks.ARRAY,
+              help="With --latency-ms: time int8 files, calibrated on these inputs (.npy/.npz); "
+              "float without it.")  # fmt: skip
 @click.option("--importance", type=click.Choice(["l2", "l1", "bn_scale", "random", "legc"]),
               default="l2", show_default=True,
               help="Channel score, lowest removed first (docs/channels.md); legc needs --history.")  # fmt: skip
@@ -29,21 +35,33 @@ from keras_legc.cli._group import _run, load_model_echo, main, unsafe_load_optio
 @click.option("--groups", "show_groups", is_flag=True, help="Print the channel groups first.")
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
 @unsafe_load_option
-def channels(model, out, ratio, params, macs, importance, history, round_to, exclude, per_layer,
-             show_groups, force, unsafe_load):  # fmt: skip
+def channels(model, out, ratio, params, macs, latency_ms, int8_data, importance, history,
+             round_to, exclude, per_layer, show_groups, force, unsafe_load):  # fmt: skip
     """Save a copy of MODEL with fewer channels (physically smaller layers) as OUT (.keras)."""
     import keras_legc as kl
     from keras_legc._io import check_writable
 
+    if int8_data is not None and latency_ms is None:
+        raise click.UsageError("--int8-data times int8 files for --latency-ms; give --latency-ms.")
     _run(check_writable, out, force)
     m = load_model_echo(model, unsafe=unsafe_load)
     if show_groups:
         for group in _run(kl.channel_groups, m, exclude=exclude):
             click.echo(str(group))
-    small = _run(
-        kl.prune_channels, m, ratio=ratio, params=params, macs=macs, importance=importance,
-        history=history, round_to=round_to, exclude=exclude, per_layer=per_layer,
-    )  # fmt: skip
+    common = {"importance": importance, "history": history, "round_to": round_to,
+              "exclude": exclude, "per_layer": per_layer}  # fmt: skip
+    if latency_ms is not None:
+        import functools
+
+        from keras_legc.structure import litert_p50_ms, prune_channels_to_latency
+
+        measure = litert_p50_ms if int8_data is None else functools.partial(
+            litert_p50_ms, quantization="int8", representative_data=int8_data
+        )  # fmt: skip
+        small = _run(prune_channels_to_latency, m, latency_ms, measure=measure, ratio=ratio,
+                     params=params, macs=macs, **common)  # fmt: skip
+    else:
+        small = _run(kl.prune_channels, m, ratio=ratio, params=params, macs=macs, **common)
     _run(kl.save_model, small, out, overwrite=force)
     click.echo(
         f"wrote {out}: {small.count_params():,} parameters (was {m.count_params():,}), "

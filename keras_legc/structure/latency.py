@@ -118,6 +118,7 @@ def prune_channels_to_latency(
             f"prune_channels_to_latency takes its target from latency_ms, not {given}. Fix: "
             "drop them, or call prune_channels for a ratio, parameter or MAC target."
         )
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("ratio", "params", "macs")}
     if isinstance(bisections, bool) or not isinstance(bisections, int) or bisections < 0:
         raise InvalidArgumentError(f"bisections must be an integer >= 0, got {bisections!r}.")
     measure = measure or litert_p50_ms

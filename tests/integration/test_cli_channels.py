@@ -3,6 +3,7 @@ overwrite without --force and reports library errors as one line."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -50,3 +51,22 @@ def test_channels_reports_a_bad_target_in_one_line(saved, tmp_path):
     run = CliRunner().invoke(main, ["channels", str(path), str(tmp_path / "x.keras")])
     assert run.exit_code != 0 and "InvalidArgumentError: give exactly one target" in run.output
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_channels_to_a_latency_measures_and_keeps_a_model_that_meets_it(saved, tmp_path):
+    # a tiny convnet runs far under 1000 ms: the one candidate timed (on LiteRT, in fresh
+    # processes) meets it, and nothing is removed
+    model, path = saved
+    out = tmp_path / "fast.keras"
+    run = CliRunner().invoke(main, ["channels", str(path), str(out), "--latency-ms", "1000"])
+    assert run.exit_code == 0, run.output
+    assert kl.load_model(out).count_params() == model.count_params()
+    assert "meets 1000.0 ms already" in run.output
+    both = CliRunner().invoke(main, ["channels", str(path), str(out), "--latency-ms", "1",
+                                     "--macs", "1000", "--force"])  # fmt: skip
+    assert both.exit_code != 0 and "takes its target from latency_ms, not ['macs']" in both.output
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((4, 8, 8, 1), np.float32))
+    alone = CliRunner().invoke(main, ["channels", str(path), str(tmp_path / "y.keras"),
+                                      "--int8-data", str(data)])  # fmt: skip
+    assert alone.exit_code == 2 and "--int8-data times int8 files for --latency-ms" in alone.output
