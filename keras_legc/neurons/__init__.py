@@ -10,7 +10,8 @@ Network* (see ``../shared/spec/neuron-pruning.md``):
   :mod:`~keras_legc.neurons.losses`: the targets, losses and accuracy evaluated on it;
 - :mod:`~keras_legc.neurons.scorers`: a **neuron scorer** is a callable
   ``(model, x, y) -> NeuronScores`` giving one score per hidden unit (lower = remove first):
-  :func:`brute_force`, :func:`taylor1`, :func:`taylor2`, :func:`legc` and :func:`random`;
+  :func:`brute_force`, :func:`taylor1`, :func:`taylor2`, :func:`legc` (per-weight evidence),
+  :func:`legc_units` (a unit-level history) and :func:`random`;
 - :mod:`~keras_legc.neurons.removal`: :func:`prune_neurons` ranks all hidden units together (one
   global ranking), single pass or re-ranked after every removal, and stops at a count, a fraction
   or a maximum accuracy drop; its :class:`NeuronPruning` record reads and writes JSON;
@@ -39,6 +40,7 @@ from keras_legc.neurons.scorers import (  # noqa: F401
     SCORERS,
     BruteForce,
     LegcNeurons,
+    LegcUnitNeurons,
     NeuronScorer,
     NeuronScores,
     RandomNeurons,
@@ -46,6 +48,7 @@ from keras_legc.neurons.scorers import (  # noqa: F401
     brute_force,
     get_scorer,
     legc,
+    legc_units,
     random,
     taylor1,
     taylor2,
@@ -60,11 +63,13 @@ __all__ = [
     "BruteForce",
     "Taylor",
     "LegcNeurons",
+    "LegcUnitNeurons",
     "RandomNeurons",
     "brute_force",
     "taylor1",
     "taylor2",
     "legc",
+    "legc_units",
     "random",
     "get_scorer",
     "prune_neurons",

@@ -352,6 +352,49 @@ def legc(scores, *, how: str = "mean_p", alpha: float = 0.05) -> LegcNeurons:
     return LegcNeurons(scores, how, alpha)
 
 
+class LegcUnitNeurons:
+    """Unit-level chaos-causality for hidden neurons (see :func:`legc_units`)."""
+
+    static = True
+
+    def __init__(self, history):
+        from keras_legc.structure.importance import UnitLegc
+
+        self._units = UnitLegc(history)  # the same scoring as prune_channels(importance="legc")
+        self.name = "legc_units"
+
+    def __call__(self, model, x=None, y=None) -> NeuronScores:
+        net = DenseNet.from_model(model)
+        out = {}
+        for name in net.hidden:
+            hit = self._units.by_weight.get((name, "kernel"))
+            if hit is None or len(hit[2]) != len(net.keep[name]):
+                raise MaskMismatchError(
+                    f"the unit-level history has no series of {len(net.keep[name])} units for "
+                    f"Dense layer {name!r}. Fix: pass the UnitHistory recorded while training "
+                    "this model."
+                )
+            out[name] = np.asarray(hit[2], np.float64)
+        return NeuronScores(_masked_nan(net, out), self.name, {"granularity": "unit"})
+
+
+def legc_units(history) -> LegcUnitNeurons:
+    """Score hidden neurons by unit-level chaos-causality: a neuron's own series (the norm of its
+    incoming weights, recorded by ``keras_legc.UnitHistory``) scored with the LE and Granger
+    machinery, never-moved neurons first, then the least causal by effect size: the ranking
+    ``prune_channels(importance="legc", history=...)`` uses for channels (issue 27).
+
+    Args:
+        history: the unit-level History (``recorder.history``) or its run directory.
+
+    Example:
+        >>> rec = keras_legc.UnitHistory(window=20, validation_data=(x_val, y_val))
+        >>> model.fit(x, y, epochs=10, callbacks=[rec])
+        >>> record = keras_legc.prune_neurons(model, legc_units(rec.history), x, y, fraction=0.3)
+    """
+    return LegcUnitNeurons(history)
+
+
 class RandomNeurons:
     """Uniform random scores (a baseline; see :func:`random`)."""
 

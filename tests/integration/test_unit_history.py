@@ -97,3 +97,41 @@ def test_unit_history_equals_a_plain_recomputation_and_feeds_channel_pruning():
 def test_unit_history_refuses_an_unknown_statistic():
     with pytest.raises(InvalidArgumentError, match="statistic"):
         kl.UnitHistory(window=10, statistic="median")
+
+
+def test_unit_history_scores_dense_neurons_for_the_neuron_pruner():
+    # issue 27: the unit importance that channel pruning reads also ranks hidden Dense neurons
+    from keras_legc import neurons
+    from keras_legc.core.units import unit_importance
+    from keras_legc.errors import MaskMismatchError
+    from keras_legc.structure.importance import UnitLegc
+
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential([
+        keras.Input((100,)), keras.layers.Dense(16, activation="relu", name="h1"),
+        keras.layers.Dense(8, activation="relu", name="h2"),
+        keras.layers.Dense(3, activation="softmax", name="out"),
+    ])  # fmt: skip
+    mlp.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    x, y = _data()
+    x = x.reshape(len(x), -1)
+    rec = kl.UnitHistory(every=1, window=12, overlap=0.0, validation_data=(x[:64], y[:64]),
+                         target="loss")  # fmt: skip
+    mlp.fit(x, y, batch_size=16, epochs=6, callbacks=[rec], verbose=0, shuffle=False)
+    scores = neurons.legc_units(rec.history)(mlp)
+    assert scores.layers == ["h1", "h2"] and scores.method == "legc_units"
+    # the same ranks as unit_importance of the history's own scores, layer by layer
+    unit = UnitLegc(rec.history)
+    values = rec.history.final_kernels
+    want = unit_importance(unit.scores, values)
+    for name in ("h1", "h2"):
+        np.testing.assert_array_equal(scores.scores[name], want[name])
+    record = neurons.prune_neurons(mlp, neurons.legc_units(rec.history), x[:64], y[:64],
+                                   fraction=0.25)  # fmt: skip
+    small = neurons.shrink(mlp, record)
+    assert small.count_params() < mlp.count_params()
+    # the history of another model is refused with the fix
+    other = keras.Sequential([keras.Input((100,)), keras.layers.Dense(5, name="h1"),
+                              keras.layers.Dense(8, name="h2"), keras.layers.Dense(3, name="out")])  # fmt: skip
+    with pytest.raises(MaskMismatchError, match="no series of 5 units for Dense layer 'h1'"):
+        neurons.legc_units(rec.history)(other)
