@@ -990,6 +990,34 @@ def _verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _int8_over_default(cells: list[dict]) -> list[str]:
+    """The int8 files export's default tolerance would have refused, with what the test set
+    says of them: evidence for how export should judge int8 (see :data:`INT8_TOLERANCE`)."""
+    over = [c for c in cells if c["status"] == "ok" and c.get("export_within_default") is False]
+    if not over:
+        return []
+    lines = [
+        "## int8 files export's default check would have refused",
+        "",
+        "Their largest error on the 16 reference rows is over export's default int8 tolerance "
+        "(0.1 x max(1, max |Keras output|)); the test set says how far each file really is from "
+        "its Keras model:",
+        "",
+        "| net | method | target | seed | 16-row max error | mean error | top class kept (16 rows) "
+        "| test acc. .tflite | test acc. Keras | diff (pp) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in sorted(over, key=lambda c: (c["net"], c["seed"], c["method"], c["target"])):
+        kept = c.get("export_top1_agreement")
+        lines.append(
+            f"| {c['net']} | {c['method']} | {_label(c).removeprefix(c['method']).strip() or '-'} "
+            f"| {c['seed']} | {c['export_error']:.3f} | {_fmt(c.get('export_mean_error'), '.4f')} "
+            f"| {'-' if kept is None else f'{kept:.0%}'} | {c['accuracy']:.4f} "
+            f"| {c['accuracy_keras']:.4f} | {100 * (c['accuracy'] - c['accuracy_keras']):+.2f} |"
+        )
+    return [*lines, ""]
+
+
 def _tied(a: dict, b: dict, x: str) -> bool:
     """Two latencies this machine cannot tell apart: they differ by no more than the larger of
     the two cells' process-to-process spread (bytes are exact: never tied)."""
@@ -1176,6 +1204,7 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
             "",
         ]
         lines += [f"- {m}" for m in mismatches] + [""]
+    lines += _int8_over_default(results["cells"])
     notes: dict = {}
     for c in results["cells"]:
         if c.get("note"):

@@ -197,3 +197,16 @@ def test_int8_cells_refused_by_an_older_export_policy_are_dropped_to_run_again(t
     kept = es._load_results(path, log=said.append)["cells"]
     assert kept == [collapsed, now, float_refused, passed] and "1 cell(s)" in said[0]
     assert es.INT8_TOLERANCE >= 1.0  # int8 is judged by its test accuracy, not 16 rows' maximum
+
+
+def test_int8_files_over_the_default_tolerance_are_listed_with_their_test_accuracy():
+    over = {**_cell("tfmot", 0.9, "int8", 0.8690, 100, 0.1), "accuracy_keras": 0.8675,
+            "export_error": 0.237, "export_mean_error": 0.0045, "export_top1_agreement": 1.0,
+            "export_within_default": False}  # fmt: skip
+    within = {**_cell("tfmot", 0.5, "int8", 0.9, 100, 0.1), "export_within_default": True}
+    older = _cell("dense", 0.0, "int8", 0.9, 100, 0.1)  # before the field: not listed
+    lines = es._int8_over_default([over, within, older])
+    assert lines[0] == "## int8 files export's default check would have refused"
+    rows = [line for line in lines if line.startswith("| n |")]
+    assert rows == ["| n | tfmot | 90% | 0 | 0.237 | 0.0045 | 100% | 0.8690 | 0.8675 | +0.15 |"]
+    assert es._int8_over_default([within, older]) == []
