@@ -83,9 +83,11 @@ def shrink(model, remove, *, fold_mean_activations=None):
         fold_mean_activations: inputs ``x`` to fold removed units' mean activations, or None.
 
     Returns:
-        A new ``Sequential`` of the same Keras as ``model``, with the same layer names,
-        activations and configuration,
-        fewer units; it exports to TFLite like any model.
+        A new model of the same Keras as ``model``, with the same layer names, activations and
+        configuration, fewer units; it exports to TFLite like any model. Keras 3 (TensorFlow,
+        JAX): rebuilt by the channel graph's :func:`keras_legc.structure.remove_channels`, the
+        same class as ``model``; tf_keras and the PyTorch backend: a ``Sequential`` of the Dense
+        layers (after an Input and a Flatten where ``model`` has one).
 
     Raises:
         InvalidArgumentError: unknown layer, the output layer, bad indices, or all units of a
@@ -96,12 +98,16 @@ def shrink(model, remove, *, fold_mean_activations=None):
         >>> small.count_params() < model.count_params()
         True
     """
-    from keras_legc.keras.flavour import keras_of
+    from keras_legc.keras.flavour import keras_of, model_flavour
     from keras_legc.keras.layers import kernel_dtype
 
     k = keras_of(model)  # the small model is of the same Keras as ``model``
     net = DenseNet.from_model(model)
     rm = _removal_map(net, remove)
+    if model_flavour(model) == "keras3":  # one structural pruner: the channel graph's rebuild
+        small = _shrink_by_channel_graph(model, net, rm, fold_mean_activations)
+        if small is not None:
+            return small
     keep = {n: np.setdiff1d(np.arange(net.sizes[n]), rm.get(n, [])) for n in net.hidden}
     if fold_mean_activations is not None:  # the next layers' biases absorb the removed means
         net = net.with_removed(rm).with_means_folded(fold_mean_activations)
@@ -129,6 +135,44 @@ def shrink(model, remove, *, fold_mean_activations=None):
     ):
         layer.set_weights(ws)
     return small
+
+
+def _shrink_by_channel_graph(model, net: DenseNet, rm, fold):
+    """``shrink`` of a Keras 3 model through :func:`keras_legc.structure.remove_channels` (the
+    removed units are channels of their Dense layer's group), so channel and neuron pruning
+    rebuild models one way; None where that path cannot take it (the PyTorch backend; a folded
+    bias on a layer without one; a unit group the graph does not let go), and the Dense-chain
+    rebuild (tf_keras's path) does it instead."""
+    from keras_legc.keras.saving import keras3_backend
+    from keras_legc.structure import build_graph, remove_channels
+
+    if keras3_backend() not in ("tensorflow", "jax"):  # the channel graph's tested backends
+        return None
+    source = model
+    if fold is not None:  # the next layers' biases absorb the removed means, then the removal
+        folded = net.with_removed(rm).with_means_folded(fold)
+        layers = [model.get_layer(n) for n in folded.names]
+        if any(not la.use_bias and np.any(b != 0) for la, b in zip(layers, folded.biases,
+                                                                   strict=True)):  # fmt: skip
+            return None
+        import keras
+
+        source = keras.models.clone_model(model)
+        source.set_weights(model.get_weights())
+        for name, bias in zip(folded.names, folded.biases, strict=True):
+            layer = source.get_layer(name)
+            if layer.use_bias:
+                kernel, old = layer.get_weights()
+                layer.set_weights([kernel, bias.astype(old.dtype)])
+    graph = build_graph(source)
+    groups = {tuple(g.layers): g for g in graph.groups}
+    plan = {}
+    for name, units in rm.items():
+        group = groups.get((name,))
+        if group is None or not group.prunable:
+            return None
+        plan[group.id] = np.asarray(units, dtype=np.int64)
+    return remove_channels(graph, plan)
 
 
 def count_macs(model) -> int:

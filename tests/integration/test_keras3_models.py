@@ -170,3 +170,36 @@ def test_shrink_and_neuron_pruning_return_a_keras3_model():
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     with pytest.raises(ModelStructureError, match="strip"):
         kl.shrink(kl.prune(model, kl.magnitude_mask(model, 0.5)), {"h": [0]})
+
+
+def test_keras3_shrink_is_the_channel_graphs_rebuild_with_means_folded_too():
+    # Keras 3 models are shrunk by structure.remove_channels (one structural pruner): a
+    # Functional chain stays Functional (the Dense-chain rebuild returns a Sequential), and the
+    # outputs equal the numpy view with the units removed, or replaced by their means
+    from keras_legc.neurons import DenseNet
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(12, activation="relu", name="a")(inp)
+    h = keras.layers.Dense(6, activation="tanh", name="b")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    x = np.random.default_rng(5).normal(size=(40, 8)).astype("float32")
+    remove = {"a": [0, 4, 7], "b": [2]}
+    net = DenseNet.from_model(model).with_removed(remove)
+    small = kl.shrink(model, remove)
+    assert type(small) is type(model) and [la.name for la in small.layers] == [
+        la.name for la in model.layers
+    ]  # fmt: skip
+    assert small.get_layer("a").units == 9 and small.get_layer("b").units == 5
+    np.testing.assert_allclose(small(x), net.output(x), rtol=1e-5, atol=1e-5)
+    folded = kl.shrink(model, remove, fold_mean_activations=x)
+    np.testing.assert_allclose(folded(x), net.with_means_folded(x).output(x), rtol=1e-5,
+                               atol=1e-5)  # fmt: skip
+    assert np.max(np.abs(np.asarray(folded(x)) - np.asarray(small(x)))) > 1e-3
+    # a layer without a bias that folding gives one: the Dense-chain rebuild adds it
+    nobias = keras.Sequential([keras.Input((8,)), keras.layers.Dense(12, activation="relu",
+                               name="a"), keras.layers.Dense(3, use_bias=False, name="out")])  # fmt: skip
+    f2 = kl.shrink(nobias, {"a": [1]}, fold_mean_activations=x)
+    assert f2.get_layer("out").use_bias
+    want = DenseNet.from_model(nobias).with_removed({"a": [1]}).with_means_folded(x).output(x)
+    np.testing.assert_allclose(f2(x), want, rtol=1e-5, atol=1e-5)
