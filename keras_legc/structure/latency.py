@@ -1,6 +1,6 @@
 """Channel pruning to a measured latency: the MAC target is searched, and each candidate is
-exported to .tflite and timed on LiteRT in a fresh process, as the edge runner times it (1 thread,
-batch 1, the median of repeated invokes after a warm-up).
+exported to .tflite and timed by the edge runner (``legc_edge.bench``) on LiteRT in fresh
+processes (1 thread, batch 1, the median of repeated invokes after a warm-up).
 
 Latency is a staircase in the MACs, not a line (``docs/channels.md``: XNNPACK's channel tiles and
 its per-invoke floor), so the search measures instead of predicting: it halves the MACs until a
@@ -38,14 +38,15 @@ def litert_p50_ms(
     reps: int = 3,
     seed: int = 0,
 ) -> float:
-    """The median latency in ms of ``model`` exported to .tflite (``quantization``) and invoked
-    ``runs`` times at batch 1 on LiteRT with 1 thread, after ``warmup`` invokes, in ``reps``
-    fresh processes (``keras_legc.structure._timer``), as the edge runner times it: the median
-    of their medians (one process's median wandered by up to 70% on the 2-core development
-    machine, 2026-12-06).
+    """The median latency in ms of ``model`` exported to .tflite (``quantization``) and timed by
+    the edge runner (``python -m legc_edge.bench``, installed with keras-legc: LiteRT, 1 thread,
+    batch 1, ``runs`` invokes after ``warmup``, its output check against the export's reference)
+    in ``reps`` fresh processes: the median of their medians (one process's median wandered by
+    up to 70% on the 2-core development machine, 2026-12-06; timed in the process that had just
+    run the converter, an int8 DS-CNN read 0.159 ms against 0.067 ms fresh).
 
-    Only the speed is measured here: int8 is exported with a wide verification tolerance (the
-    caller exports the chosen model properly). The input is seeded uniform noise in [0, 1].
+    Only the speed is judged here: int8 is exported with a wide verification tolerance (the
+    caller exports the chosen model properly), and constant outputs are allowed.
     """
     from keras_legc.keras.export import export_tflite
 
@@ -59,15 +60,19 @@ def litert_p50_ms(
             reference_inputs=rng.uniform(0.0, 1.0, (4, *shape)).astype(np.float32),
             allow_constant_output=True, tolerance=1.0 if quantization == "int8" else None,
         )  # fmt: skip
-        cmd = [sys.executable, "-m", "keras_legc.structure._timer", str(path), str(runs),
-               str(warmup)]  # fmt: skip
+        out = Path(tmp) / "bench.json"
+        cmd = [sys.executable, "-m", "legc_edge.bench", str(path), "--runtime", "litert",
+               "--threads", "1", "--runs", str(runs), "--warmup", str(warmup),
+               "--allow-constant-output", "--json", str(out), "--force"]  # fmt: skip
         p50s = []
         for _ in range(reps):
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no message"
-                raise ExportError(f"timing the .tflite failed (exit {done.returncode}): {why}")
-            p50s.append(float(json.loads(done.stdout.strip().splitlines()[-1])["p50_ms"]))
+                raise ExportError(
+                    f"the edge runner could not time the .tflite (exit {done.returncode}): {why}"
+                )
+            p50s.append(float(json.loads(out.read_text())["latency"]["p50_ms"]))
     return float(np.median(p50s))
 
 
@@ -136,7 +141,13 @@ def prune_channels_to_latency(
             if "cannot be reached" not in str(exc):
                 raise
             return None, math.inf
-        ms = float(measure(small))
+        got = measure(small)
+        ms = float(got) if isinstance(got, int | float | np.number) else math.nan
+        if not (math.isfinite(ms) and ms > 0):
+            raise InvalidArgumentError(
+                f"measure(model) must return the latency in milliseconds, a finite number > 0; "
+                f"it returned {got!r}. Fix: return e.g. the median of timed invokes, in ms."
+            )
         say(f"{dense_macs / count_macs(small):.2f}x fewer MACs: {ms:.4f} ms")
         return small, ms
 

@@ -200,15 +200,21 @@ def _uniform(scores, sizes, fraction: float, round_to: int) -> dict[int, np.ndar
     return _plan_from_counts(scores, counts, sizes)
 
 
+def _normalised_order(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A group's scores divided by their mean (so groups compare in a global ranking) and its
+    channels from the lowest (ties: lower index)."""
+    mean = float(np.mean(s))
+    normed = s / mean if mean > 0 else s
+    return normed, np.lexsort((np.arange(len(s)), normed))
+
+
 def _global(scores, sizes, k: int, round_to: int) -> dict[int, np.ndarray]:
     """Remove the ``k`` globally lowest channels (scores divided by each group's mean), each
     group keeping at least one channel, then round each group's kept count up."""
     rows = []
     for gid, s in scores.items():
-        mean = float(np.mean(s))
-        normed = s / mean if mean > 0 else s
-        order = np.lexsort((np.arange(len(s)), normed))[: sizes[gid] - 1]
-        rows += [(float(normed[c]), gid, int(c)) for c in order]
+        normed, order = _normalised_order(s)
+        rows += [(float(normed[c]), gid, int(c)) for c in order[: sizes[gid] - 1]]
     rows.sort()
     counts = dict.fromkeys(scores, 0)
     for _, gid, _ in rows[:k]:
@@ -231,9 +237,7 @@ def _chunks(scores, sizes, round_to: int) -> list[tuple[float, int, int, int]]:
     chunks = []
     for gid, s in scores.items():
         size = sizes[gid]
-        mean = float(np.mean(s))
-        normed = s / mean if mean > 0 else s
-        order = np.lexsort((np.arange(len(s)), normed))
+        normed, order = _normalised_order(s)
         kept, start = size, 0
         for j, lower in enumerate(range((size - 1) // round_to * round_to, 0, -round_to)):
             n = kept - lower

@@ -72,6 +72,12 @@ def test_bad_latency_is_refused(bad):
         L.prune_channels_to_latency(convnet(), bad, measure=staircase)
 
 
+@pytest.mark.parametrize("bad", [None, "0.1", math.nan, -1.0, 0.0])
+def test_a_measure_that_returns_no_latency_is_refused(bad):
+    with pytest.raises(InvalidArgumentError, match="measure\\(model\\) must return the latency"):
+        L.prune_channels_to_latency(convnet(), 1.0, measure=lambda m: bad, verbose=False)
+
+
 def test_a_second_target_or_bad_bisections_is_refused():
     with pytest.raises(InvalidArgumentError, match=r"not \['macs'\]"):
         L.prune_channels_to_latency(convnet(), 1.0, measure=staircase, macs=100)
