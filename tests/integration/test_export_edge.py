@@ -221,6 +221,27 @@ def test_layering_library_and_edge_runner_do_not_import_each_other():
     assert not forbidden & _imported_modules(root / "edge" / "bench.py")
 
 
+def test_library_and_edge_runner_judge_outputs_alike():
+    """edge/bench.py keeps its own copy of the output rule (it stays one copyable file): export's
+    verification and the device check must pass and refuse the same outputs."""
+    from legc_edge import bench
+
+    from keras_legc.keras import tflite_runner
+
+    assert tflite_runner.MIN_TOP1_ROWS == bench.MIN_TOP1_ROWS
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        shape = [(16, 10), (8, 2), (7, 3), (9, 1), (5, 2, 2)][trial % 5]
+        want = rng.random(shape)
+        got = want + rng.normal(0, [0.002, 0.02, 0.2][trial % 3], size=shape)
+        if trial % 4 == 0:
+            got = got[:, ::-1]
+        args = [(0.1, None, None), (0.1, 0.025, 0.75), (0.5, 0.05, None)][trial % 3]
+        assert tflite_runner.judge_outputs(want, got, *args) == bench.judge_outputs(
+            want, got, *args
+        )
+
+
 def test_cli_export_hints_sparse_and_prints_no_converter_chatter(pruned_model, exported):
     """A pruned model exported without --sparse: a hint with the size --sparse gives (checked
     against a real --sparse export); sparsity over all parameters next to the Dense kernels';
@@ -230,6 +251,12 @@ def test_cli_export_hints_sparse_and_prints_no_converter_chatter(pruned_model, e
     out = exported / "int8.tflite"
     proc = run(*legc, str(out), "-q", "int8", "--representative-data", str(exported / "x.npy"))
     assert proc.returncode == 0, proc.stderr
+    v = json.loads(out.with_suffix(".json").read_text())["verification"]  # int8: the mean rule
+    assert v["rule"] == "mean" and v["min_top1_agreement"] == 0.6
+    assert (
+        f"mean |tflite - keras| = {v['mean_abs_error']:.3g} (tolerance {v['mean_atol']:.3g})"
+        in (proc.stdout)
+    ), proc.stdout
     assert "fully_quantize" not in proc.stderr and "W0000" not in proc.stderr, proc.stderr
     report = json.loads(out.with_suffix(".json").read_text())
     weights = [np.asarray(w) for w in kl.strip(pruned_model[0]).get_weights()]

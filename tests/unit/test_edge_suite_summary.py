@@ -200,13 +200,31 @@ def test_int8_cells_refused_by_an_older_export_policy_are_dropped_to_run_again(t
 
 
 def test_int8_files_over_the_default_tolerance_are_listed_with_their_test_accuracy():
-    over = {**_cell("tfmot", 0.9, "int8", 0.8690, 100, 0.1), "accuracy_keras": 0.8675,
-            "export_error": 0.237, "export_mean_error": 0.0045, "export_top1_agreement": 1.0,
-            "export_within_default": False}  # fmt: skip
-    within = {**_cell("tfmot", 0.5, "int8", 0.9, 100, 0.1), "export_within_default": True}
-    older = _cell("dense", 0.0, "int8", 0.9, 100, 0.1)  # before the field: not listed
-    lines = es._int8_over_default([over, within, older])
-    assert lines[0] == "## int8 files export's default check would have refused"
+    def int8(target, max_error, mean_error, top1, scale=None, acc=0.9):
+        return {**_cell("tfmot", target, "int8", acc, 100, 0.1), "accuracy_keras": 0.8675,
+                "export_error": max_error, "export_mean_error": mean_error,
+                "export_top1_agreement": top1,
+                **({} if scale is None else {"export_reference_scale": scale})}  # fmt: skip
+
+    healthy = int8(0.9, 0.237, 0.0045, 1.0, acc=0.8690)  # refused by the old max rule only
+    wrong = int8(0.75, 0.9, 0.15, 0.25)  # refused by both
+    moved = int8(0.8, 0.05, 0.02, 0.5625)  # mean within, top outputs moved: refused now only
+    within = int8(0.5, 0.08, 0.003, 1.0)
+    logits = int8(0.6, 0.5, 0.1, 1.0, scale=5.0)  # within both once scaled by max |output|
+    older = _cell("dense", 0.0, "int8", 0.9, 100, 0.1)  # no statistics kept: not judged
+    assert es.default_verdicts(healthy) == (False, True)
+    assert es.default_verdicts(wrong) == (False, False)
+    assert es.default_verdicts(moved) == (True, False)
+    assert es.default_verdicts(within) == es.default_verdicts(logits) == (True, True)
+    assert es.default_verdicts(older) == (None, None)
+    lines = es._int8_over_default([healthy, wrong, moved, within, logits, older])
+    assert lines[0] == "## int8 files export's default check refuses"
+    assert "Of 5 int8 files with the statistics kept" in lines[2]
+    assert "refuses 2; today's default" in lines[2] and "refuses 2. The test set" in lines[2]
     rows = [line for line in lines if line.startswith("| n |")]
-    assert rows == ["| n | tfmot | 90% | 0 | 0.237 | 0.0045 | 100% | 0.8690 | 0.8675 | +0.15 |"]
-    assert es._int8_over_default([within, older]) == []
+    assert rows == [
+        "| n | tfmot | 75% | 0 | 0.900 | 0.1500 | 25% | refuses | refuses | 0.9000 | 0.8675 | +3.25 |",
+        "| n | tfmot | 80% | 0 | 0.050 | 0.0200 | 56% | passes | refuses | 0.9000 | 0.8675 | +3.25 |",
+        "| n | tfmot | 90% | 0 | 0.237 | 0.0045 | 100% | refuses | passes | 0.8690 | 0.8675 | +0.15 |",
+    ]
+    assert es._int8_over_default([within, logits, older]) == []

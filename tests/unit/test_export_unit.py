@@ -348,7 +348,7 @@ def prepared_and_check(out):
     keras_out = rng.standard_normal((5, 2)).astype(np.float32)
     tflite_out = keras_out + np.float32(1e-3)
     prepared = E._Prepared(E.sidecar_paths(out), None, None, (4,), None, inputs, True)
-    check = E._Check(keras_out, tflite_out, ["FULLY_CONNECTED"], 1e-3, 2.5, 2.5e-4)
+    check = E._Check(keras_out, tflite_out, ["FULLY_CONNECTED"], 2.5, 2.5e-4)
     return prepared, check
 
 
