@@ -55,8 +55,6 @@ RUNTIMES = ("litert", "tflite_runtime")
 # Outputs whose spread across the reference rows is below this fraction of the reference's spread
 # have collapsed (e.g. near all-zero): a mismatch even when within the absolute tolerance.
 COLLAPSE_RATIO = 0.05
-# The top-output criterion of a "mean" reference needs this many rows to mean anything.
-MIN_TOP1_ROWS = 8
 
 
 class EdgeError(Exception):
@@ -368,16 +366,12 @@ def _reference_problem(ref: dict) -> str | None:
         return f"{len(outputs) if outputs.ndim else 0} outputs for {len(inputs)} inputs"
     if atol.size != 1 or not np.isfinite(atol).all() or float(atol.ravel()[0]) < 0:
         return f"tolerance atol={atol!r} is not one finite non-negative number"
-    for name in ("mean_atol", "min_top1"):  # a "mean" reference (export's int8 default)
-        value = ref.get(name)
-        if value is None:
-            continue
-        if value.dtype.kind not in "biuf" or value.size != 1 or not np.isfinite(value).all():
-            return f"tolerance {name}={value!r} is not one finite number"
-        if float(value.ravel()[0]) < 0 or (name == "min_top1" and float(value.ravel()[0]) > 1):
-            return f"tolerance {name}={value!r} is out of range"
-    if "min_top1" in ref and "mean_atol" not in ref:
-        return "min_top1 without mean_atol"
+    mean_atol = ref.get("mean_atol")  # a "mean" reference (export's int8 default)
+    if mean_atol is not None and (
+        mean_atol.dtype.kind not in "biuf" or mean_atol.size != 1
+        or not np.isfinite(mean_atol).all() or float(mean_atol.ravel()[0]) < 0
+    ):  # fmt: skip
+        return f"tolerance mean_atol={mean_atol!r} is not one finite non-negative number"
     if not (np.isfinite(inputs).all() and np.isfinite(outputs).all()):
         return "NaN or inf in the reference inputs or outputs"
     return None
@@ -401,7 +395,6 @@ def check_outputs(interp, ref: dict) -> dict:
     judged = judge_outputs(
         want, got, float(ref["atol"]),
         mean_atol=None if "mean_atol" not in ref else float(ref["mean_atol"]),
-        min_top1=None if "min_top1" not in ref else float(ref["min_top1"]),
     )  # fmt: skip
     err = judged["max_abs_error"]
     scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
@@ -451,21 +444,17 @@ def top1_agreement(reference: np.ndarray, other: np.ndarray) -> float | None:
 
 
 def judge_outputs(
-    want: np.ndarray,
-    got: np.ndarray,
-    atol: float,
-    mean_atol: float | None = None,
-    min_top1: float | None = None,
+    want: np.ndarray, got: np.ndarray, atol: float, mean_atol: float | None = None
 ) -> dict:
     """Whether ``got`` (a .tflite's outputs) matches ``want`` (the Keras model's): export and the
     device check judge with this one rule.
 
     Without ``mean_atol`` the rule is ``"max"``: max |got - want| <= ``atol``. With it, the rule
-    is ``"mean"`` (export's default for int8): mean |got - want| <= ``mean_atol`` and, for
-    outputs with a top entry on at least :data:`MIN_TOP1_ROWS` rows, the share of rows that keep
-    it >= ``min_top1``. A quantized file errs most on the few inputs near a decision boundary, so
-    its largest error depends on which rows were drawn; its typical error and its top outputs do
-    not, and a runtime that computes the file wrongly moves both (docs/export.md).
+    is ``"mean"`` (export's default for int8): mean |got - want| <= ``mean_atol``. A quantized
+    file errs most on the few inputs near a decision boundary, so its largest error depends on
+    which rows were drawn; its mean error does not, and a runtime that computes the file wrongly
+    moves it (docs/export.md). The top outputs are reported, not judged: where outputs are nearly
+    tied (an untrained model) they flip on errors far below any tolerance.
 
     Example:
         >>> judge_outputs(np.array([[0.1, 0.9]]), np.array([[0.3, 0.7]]), atol=0.1)["ok"]
@@ -476,14 +465,12 @@ def judge_outputs(
     diff = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
     err = float(diff.max()) if diff.size else 0.0
     mean = float(diff.mean()) if diff.size else 0.0
-    top1 = top1_agreement(want, got)
     judged = {"rule": "max" if mean_atol is None else "mean", "max_abs_error": err,
-              "mean_abs_error": mean, "top1_agreement": top1, "atol": float(atol)}  # fmt: skip
+              "mean_abs_error": mean, "top1_agreement": top1_agreement(want, got),
+              "atol": float(atol)}  # fmt: skip
     if mean_atol is None:
         return {**judged, "ok": bool(err <= atol)}
-    top1_counts = top1 is not None and min_top1 is not None and len(diff) >= MIN_TOP1_ROWS
-    ok = mean <= mean_atol and (not top1_counts or top1 >= min_top1)
-    return {**judged, "mean_atol": float(mean_atol), "min_top1": min_top1, "ok": bool(ok)}
+    return {**judged, "mean_atol": float(mean_atol), "ok": bool(mean <= mean_atol)}
 
 
 def time_model(interp, sample: np.ndarray, runs: int = 500, warmup: int = 50) -> dict:
@@ -901,11 +888,9 @@ def _mismatch(check: dict) -> str:
     """Which statistic failed and by how much."""
     if check.get("rule") != "mean":
         return f"max |error| {check['max_abs_error']:.6g} > atol {check['atol']:.3g}"
-    if check["mean_abs_error"] > check["mean_atol"]:
-        return f"mean |error| {check['mean_abs_error']:.3g} > {check['mean_atol']:.3g}"
-    return (
-        f"the top output is kept on {check['top1_agreement']:.0%} of inputs < "
-        f"{check['min_top1']:.0%}"
+    kept = check.get("top1_agreement")
+    return f"mean |error| {check['mean_abs_error']:.3g} > {check['mean_atol']:.3g}" + (
+        "" if kept is None else f" (top output kept on {kept:.0%} of inputs)"
     )
 
 

@@ -44,14 +44,13 @@ QUANTIZATIONS = ("float", "float16", "dynamic", "int8")
 # Largest |TFLite - Keras| output difference accepted per quantization, for outputs of order 1; for
 # larger outputs (e.g. logits) the tolerance scales with the reference's scale max(1, max |y|).
 TOLERANCE = {"float": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1e-1}
-# int8's default check: the mean |TFLite - Keras| (times the same scale) and the share of inputs
-# that keep their top output. Its largest error depends on which rows were drawn: over 16-row
-# groups of 2,000 test images, 0.1 refused up to 90% of the groups of healthy files (test accuracy
-# within about 1 pp of Keras); these refuse none, and every group from a runtime that computes a
-# file wrongly (tflite-runtime 2.14 int8 block-sparse: mean >= 0.031). Chosen on DS-CNN and the
-# MNIST MLPs, confirmed on ResNet-8 and MobileNetV1-0.25: docs/export.md.
+# int8's default check: the mean |TFLite - Keras| <= this x the same scale. An int8 file's largest
+# error depends on which rows were drawn: over 16-row groups of 2,000 test images, the max rule at
+# 0.1 refused up to 90% (DS-CNN) and 96% (MobileNet) of the groups of healthy files (test accuracy
+# within 1.3 pp of Keras); the mean rule refuses none of them, and every group from a runtime that
+# computes a file wrongly (tflite-runtime 2.14 int8 block-sparse: group means >= 0.031). Chosen on
+# DS-CNN and the MNIST MLPs, confirmed on ResNet-8 and MobileNetV1-0.25: docs/export.md.
 INT8_MEAN_TOLERANCE = 0.025
-INT8_MIN_TOP1 = 0.6
 # Sparse storage: TFLite stores a weight tensor sparsely only from 50% zeros, and measured on a
 # 784-1024-1024-10 MLP (shared notes) int8 at 50% is larger than dense and block-sparse float is
 # slower than dense below ~80% (2.5x slower at 50%, 1.5x faster at 80%, 3x at 90%).
@@ -140,9 +139,8 @@ def export_tflite(
             and a verification that compares two constants would say "OK".
         tolerance: None (default) checks float, float16 and dynamic files by max |TFLite -
             Keras| on the reference inputs <= :data:`TOLERANCE` x max(1, max |Keras output|),
-            and int8 files by their mean error (<= :data:`INT8_MEAN_TOLERANCE` x the same scale)
-            and the share of inputs that keep their top output (>= :data:`INT8_MIN_TOP1`):
-            quantized outputs err most on the few inputs near a decision boundary, so an int8
+            and int8 files by their mean error (<= :data:`INT8_MEAN_TOLERANCE` x the same
+            scale): quantized outputs err most on the few inputs near a decision boundary, so an int8
             file's largest error depends on which rows were drawn. A number checks any
             quantization by max |TFLite - Keras| <= ``tolerance x max(1, max |Keras output|)``
             instead; pass one only after reading a failed verification's numbers. The
@@ -212,12 +210,9 @@ class _Check:
     scale: float
     atol: float
     mean_atol: float | None = None
-    min_top1: float | None = None
 
     def __post_init__(self):
-        self.judged = judge_outputs(
-            self.keras_out, self.tflite_out, self.atol, self.mean_atol, self.min_top1
-        )
+        self.judged = judge_outputs(self.keras_out, self.tflite_out, self.atol, self.mean_atol)
         self.error = self.judged["max_abs_error"]
 
 
@@ -265,21 +260,21 @@ def _failure(prepared: _Prepared, check: _Check, quantization: str, verification
 
 
 def _mean_failure(prepared: _Prepared, check: _Check, verification: dict) -> str:
-    """Why an int8 file failed export's default check (typical error, top outputs), and the fix."""
+    """Why an int8 file failed export's default check (its mean error), and the fix."""
     paths, n = prepared.paths, verification["n_inputs"]
     agreement = verification["top1_agreement"]
     kept = "" if agreement is None else f"; {round(agreement * n)} of {n} keep their top output"
     return (
         f"the int8 TFLite model differs from the Keras model on the {n} reference inputs by "
         f"{verification['mean_abs_error']:.3g} on average (tolerance {verification['mean_atol']:.3g}"
-        f"{kept}, at least {INT8_MIN_TOP1:.0%} needed; largest difference {check.error:.3g}): "
-        "the int8 file computes something else than the model (the quantization does not fit "
-        f"the model's values, or the runtime mis-runs an op), so it was kept as {paths['failed']}, "
-        f"not written to {paths['tflite'].name}; see {paths['json']}. Fix: representative data "
-        "that covers the inputs the model will see (a few hundred rows of the training data), or "
-        "quantization 'float16' or 'float'. If you have measured the file on your test data and "
-        "accept it, pass tolerance=... (CLI --tolerance): the check is then max |TFLite - Keras| "
-        "<= tolerance x max(1, max |Keras output|), here and on the device."
+        f"{kept}; largest difference {check.error:.3g}): the int8 file computes something else "
+        "than the model (the quantization does not fit the model's values, or the runtime "
+        f"mis-runs an op), so it was kept as {paths['failed']}, not written to "
+        f"{paths['tflite'].name}; see {paths['json']}. Fix: representative data that covers the "
+        "inputs the model will see (a few hundred rows of the training data), or quantization "
+        "'float16' or 'float'. If you have measured the file on your test data and accept it, "
+        "pass tolerance=... (CLI --tolerance): the check is then max |TFLite - Keras| <= "
+        "tolerance x max(1, max |Keras output|), here and on the device."
     )
 
 
@@ -430,7 +425,6 @@ def _verify(
     return _Check(
         keras_out, tflite_out, ops, scale, factor * scale,
         mean_atol=INT8_MEAN_TOLERANCE * scale if mean_rule else None,
-        min_top1=INT8_MIN_TOP1 if mean_rule else None,
     )  # fmt: skip
 
 
@@ -477,11 +471,7 @@ def _report(
             "mean_abs_error": check.judged["mean_abs_error"],
             "reference_scale": check.scale,
             "atol": check.atol,
-            **(
-                {"mean_atol": check.judged["mean_atol"], "min_top1_agreement": INT8_MIN_TOP1}
-                if check.judged["rule"] == "mean"
-                else {}
-            ),
+            **({"mean_atol": check.judged["mean_atol"]} if check.judged["rule"] == "mean" else {}),
             "tolerance": _tolerance_text(check.judged["rule"], quantization, tolerance),
             "tolerance_given": tolerance is not None,
             "top1_agreement": check.judged["top1_agreement"],
@@ -496,10 +486,7 @@ def _report(
 def _tolerance_text(rule: str, quantization: str, tolerance) -> str:
     """The check in words, for the report."""
     if rule == "mean":
-        return (
-            f"mean |tflite - keras| <= {INT8_MEAN_TOLERANCE} x max(1, max |keras output|), and "
-            f"the top output kept on >= {INT8_MIN_TOP1:.0%} of inputs (from 8 inputs)"
-        )
+        return f"mean |tflite - keras| <= {INT8_MEAN_TOLERANCE} x max(1, max |keras output|)"
     factor = TOLERANCE[quantization] if tolerance is None else tolerance
     return f"max |tflite - keras| <= {factor} x max(1, max |keras output|)"
 
@@ -517,14 +504,8 @@ def _write(prepared: _Prepared, flatbuffer: bytes, check: _Check, report: dict, 
             keras_outputs=check.keras_out,
             tflite_outputs=check.tflite_out,
             atol=np.float64(check.atol),
-            **(  # the device check applies the same rule (older runners read atol alone)
-                {
-                    "mean_atol": np.float64(check.judged["mean_atol"]),
-                    "min_top1": np.float64(check.judged["min_top1"]),
-                }
-                if check.judged["rule"] == "mean"
-                else {}
-            ),  # fmt: skip
+            # the device check applies the same rule (older runners read atol alone)
+            **({"mean_atol": np.float64(check.mean_atol)} if check.mean_atol is not None else {}),
         )
 
     atomic_write(paths["reference"], write_reference, overwrite=overwrite)

@@ -14,9 +14,6 @@ import numpy as np
 from keras_legc._quiet import native_noise_filtered
 from keras_legc.errors import ExportError, MissingDependencyError
 
-# The top-output criterion of a "mean" rule needs this many rows to mean anything (edge/bench.py
-# has the same constant).
-MIN_TOP1_ROWS = 8
 # Interpreter modules in order of preference (the same order as edge/bench.py's "auto").
 INTERPRETERS = (
     ("litert", "ai_edge_litert.interpreter"),
@@ -134,22 +131,18 @@ def top1_agreement(reference: np.ndarray, other: np.ndarray) -> float | None:
 
 
 def judge_outputs(
-    want: np.ndarray,
-    got: np.ndarray,
-    atol: float,
-    mean_atol: float | None = None,
-    min_top1: float | None = None,
+    want: np.ndarray, got: np.ndarray, atol: float, mean_atol: float | None = None
 ) -> dict:
     """Whether ``got`` (a .tflite's outputs) matches ``want`` (the Keras model's): export and the
     device check judge with this one rule.
 
     Without ``mean_atol`` the rule is ``"max"``: max |got - want| <= ``atol``. With it, the rule
-    is ``"mean"`` (export's default for int8): mean |got - want| <= ``mean_atol`` and, for
-    outputs with a top entry on at least :data:`MIN_TOP1_ROWS` rows, the share of rows that keep
-    it >= ``min_top1``. A quantized file errs most on the few inputs near a decision boundary, so
-    its largest error depends on which rows were drawn; its typical error and its top outputs do
-    not, and a runtime that computes the file wrongly moves both (docs/export.md). edge/bench.py holds
-    the same function (it stays one copyable file); a test checks that both agree.
+    is ``"mean"`` (export's default for int8): mean |got - want| <= ``mean_atol``. A quantized
+    file errs most on the few inputs near a decision boundary, so its largest error depends on
+    which rows were drawn; its mean error does not, and a runtime that computes the file wrongly
+    moves it (docs/export.md). edge/bench.py holds the same function (it
+    stays one copyable file); a test checks that both agree. The top outputs are reported, not judged: where outputs are nearly
+    tied (an untrained model) they flip on errors far below any tolerance.
 
     Example:
         >>> judge_outputs(np.array([[0.1, 0.9]]), np.array([[0.3, 0.7]]), atol=0.1)["ok"]
@@ -160,11 +153,9 @@ def judge_outputs(
     diff = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
     err = float(diff.max()) if diff.size else 0.0
     mean = float(diff.mean()) if diff.size else 0.0
-    top1 = top1_agreement(want, got)
     judged = {"rule": "max" if mean_atol is None else "mean", "max_abs_error": err,
-              "mean_abs_error": mean, "top1_agreement": top1, "atol": float(atol)}  # fmt: skip
+              "mean_abs_error": mean, "top1_agreement": top1_agreement(want, got),
+              "atol": float(atol)}  # fmt: skip
     if mean_atol is None:
         return {**judged, "ok": bool(err <= atol)}
-    top1_counts = top1 is not None and min_top1 is not None and len(diff) >= MIN_TOP1_ROWS
-    ok = mean <= mean_atol and (not top1_counts or top1 >= min_top1)
-    return {**judged, "mean_atol": float(mean_atol), "min_top1": min_top1, "ok": bool(ok)}
+    return {**judged, "mean_atol": float(mean_atol), "ok": bool(mean <= mean_atol)}

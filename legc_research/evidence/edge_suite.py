@@ -993,8 +993,7 @@ def default_verdicts(cell: dict) -> tuple[bool | None, bool | None]:
     :data:`INT8_TOLERANCE`)? ``(the max rule used until 2026-12-06, today's default)``, from the
     statistics the cell keeps; None where it keeps none. The zoo nets end in softmax, so the
     reference scale of cells that predate ``export_reference_scale`` is 1."""
-    from keras_legc.keras.export import INT8_MEAN_TOLERANCE, INT8_MIN_TOP1, TOLERANCE
-    from keras_legc.keras.tflite_runner import MIN_TOP1_ROWS
+    from keras_legc.keras.export import INT8_MEAN_TOLERANCE, TOLERANCE
 
     if cell.get("status") != "ok" or cell.get("export_error") is None:
         return None, None
@@ -1002,11 +1001,8 @@ def default_verdicts(cell: dict) -> tuple[bool | None, bool | None]:
     max_rule = cell["export_error"] <= TOLERANCE[quant] * scale
     if quant != "int8":
         return max_rule, max_rule
-    mean, top1 = cell.get("export_mean_error"), cell.get("export_top1_agreement")
-    if mean is None:
-        return max_rule, None
-    counts = top1 is not None and cell.get("export_rows", 16) >= MIN_TOP1_ROWS
-    return max_rule, mean <= INT8_MEAN_TOLERANCE * scale and (not counts or top1 >= INT8_MIN_TOP1)
+    mean = cell.get("export_mean_error")
+    return max_rule, None if mean is None else mean <= INT8_MEAN_TOLERANCE * scale
 
 
 def _int8_over_default(cells: list[dict]) -> list[str]:
@@ -1023,7 +1019,7 @@ def _int8_over_default(cells: list[dict]) -> list[str]:
         f"Of {len(judged)} int8 files with the statistics kept, the max rule export used until "
         "2026-12-06 (largest error on the 16 reference rows <= 0.1 x max(1, max |Keras "
         f"output|)) refuses {sum(old is False for _, old, _ in judged)}; today's default (mean "
-        "error <= 0.025 x the same scale, top output kept on >= 60% of the rows) refuses "
+        "error <= 0.025 x the same scale) refuses "
         f"{sum(new is False for _, _, new in judged)}. The test set says how far each file "
         "really is from its Keras model:",
         "",

@@ -8,7 +8,9 @@ and 28: target at least 0.75 for int8).
     python tools/width_latency.py [--nets ds_cnn,resnet8,mobilenet_v1_025] [--json F] [--quick]
 
 Weights are seeded random (BatchNorm at its initial statistics): latency does not depend on the
-values; int8 is calibrated on seeded random images in [0, 1].
+values; int8 is calibrated on seeded random images in [0, 1]. ``--reference-shapes`` builds the
+nets at MLPerf Tiny's own input shapes (DS-CNN 49x10x1, ResNet-8 32x32x3, MobileNetV1-0.25
+96x96x3) instead of Fashion-MNIST's 28x28x1: more time per channel, the same per-invoke floor.
 """
 
 from __future__ import annotations
@@ -33,18 +35,24 @@ BENCH = {"runs": 500, "warmup": 50, "reps": 3}
 QUICK = {"nets": ("ds_cnn",), "factors": (2.0,), "bench": {"runs": 20, "warmup": 5, "reps": 1}}
 
 
+#: build the nets at MLPerf Tiny's input shapes (``--reference-shapes``)
+SHAPES = {"reference": False}
+
+
 def _build(net: str, width):
     import keras
 
     from legc_research.zoo import nets as zoo
 
     keras.utils.set_random_seed(0)
-    arg = WIDTHS[net][0]
-    return zoo.NETS[net].builder(keras, **{arg: width})
+    arg, spec = WIDTHS[net][0], zoo.NETS[net]
+    if SHAPES["reference"]:
+        return spec.builder(keras, spec.reference_input, spec.reference_classes, **{arg: width})
+    return spec.builder(keras, **{arg: width})
 
 
 @functools.cache
-def _macs(net: str, width) -> int:
+def _macs(net: str, width, reference: bool = False) -> int:
     from legc_research.zoo import count_macs
 
     return count_macs(_build(net, width))
@@ -53,9 +61,10 @@ def _macs(net: str, width) -> int:
 def narrower(net: str, factor: float) -> tuple[object, int]:
     """The candidate width whose MACs are closest to the full net's over ``factor``, and its MACs."""
     _, full, candidates = WIDTHS[net]
-    target = _macs(net, full) / factor
-    best = min(candidates, key=lambda w: abs(_macs(net, w) - target))
-    return best, _macs(net, best)
+    macs = functools.partial(_macs, net, reference=SHAPES["reference"])  # cached per shape
+    target = macs(full) / factor
+    best = min(candidates, key=lambda w: abs(macs(w) - target))
+    return best, macs(best)
 
 
 def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict, sparse=False) -> dict:
@@ -110,7 +119,7 @@ def run(nets, factors, bench_cfg: dict, log=print, widths=None, quants=("float",
     with tempfile.TemporaryDirectory() as tmp:
         for net in nets:
             full = WIDTHS[net][1]
-            full_macs = _macs(net, full)
+            full_macs = _macs(net, full, SHAPES["reference"])
             # (factor, label, model maker): the full width first
             plan = [(1.0, full, lambda net=net, w=full: _build(net, w))]
             if round_tos:
@@ -168,6 +177,11 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", help="comma-separated widths (filters, or alpha for MobileNet) "
                     "instead of the MAC factors: a sweep")  # fmt: skip
     ap.add_argument("--quantizations", default="float,int8", help="float,int8 (default both)")
+    ap.add_argument(
+        "--reference-shapes",
+        action="store_true",
+        help="MLPerf Tiny's input shapes (49x10x1, 32x32x3, 96x96x3), not 28x28x1",
+    )
     ap.add_argument("--round-to", help="comma-separated round_to values: channel-pruned nets "
                     "(kl.prune_channels, L2) at the MAC factors instead of narrower ones")  # fmt: skip
     args = ap.parse_args(argv)
@@ -189,11 +203,13 @@ def main(argv=None) -> int:
     if set(quants) - {"float", "int8"}:
         print("error: --quantizations takes float and/or int8.", file=sys.stderr)
         return 2
+    SHAPES["reference"] = args.reference_shapes
     rows = run(nets, factors, QUICK["bench"] if args.quick else BENCH, widths=widths,
                quants=quants, round_tos=round_tos)  # fmt: skip
     print(table(rows))
     if args.json is not None:
         from keras_legc._io import atomic_write_json
 
-        atomic_write_json(args.json, {"rows": rows, "bench": BENCH, "quick": args.quick})
+        atomic_write_json(args.json, {"rows": rows, "bench": BENCH, "quick": args.quick,
+                                      "reference_shapes": args.reference_shapes})  # fmt: skip
     return 0

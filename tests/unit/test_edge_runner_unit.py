@@ -457,6 +457,9 @@ def good_ref(**changes) -> dict:
     return ref
 
 
+MEAN_ATOL_PROBLEM = "tolerance mean_atol={mean_atol!r} is not one finite non-negative number"
+
+
 @pytest.mark.parametrize(
     "changes, problem",
     [
@@ -473,18 +476,16 @@ def good_ref(**changes) -> dict:
         ({"inputs": np.full((3, 4), np.nan)}, "NaN or inf in the reference inputs or outputs"),
         ({"keras_outputs": np.array([[0, 1], [0, np.inf], [0, 0]])},
          "NaN or inf in the reference inputs or outputs"),
-        ({"mean_atol": np.float64(np.nan)}, "tolerance mean_atol={mean_atol!r} is not one finite number"),
-        ({"mean_atol": np.array(["x"])}, "tolerance mean_atol={mean_atol!r} is not one finite number"),
-        ({"mean_atol": np.float64(-0.1)}, "tolerance mean_atol={mean_atol!r} is out of range"),
-        ({"mean_atol": np.float64(0.1), "min_top1": np.float64(1.5)},
-         "tolerance min_top1={min_top1!r} is out of range"),
-        ({"min_top1": np.float64(0.75)}, "min_top1 without mean_atol"),
+        ({"mean_atol": np.float64(np.nan)}, MEAN_ATOL_PROBLEM),
+        ({"mean_atol": np.array(["x"])}, MEAN_ATOL_PROBLEM),
+        ({"mean_atol": np.float64(-0.1)}, MEAN_ATOL_PROBLEM),
+        ({"mean_atol": np.array([0.1, 0.2])}, MEAN_ATOL_PROBLEM),
     ],
 )  # fmt: skip
 def test_reference_problems(changes, problem):
     ref = good_ref(**changes)
     assert bench._reference_problem(ref) == problem.format(
-        atol=ref["atol"], mean_atol=ref.get("mean_atol"), min_top1=ref.get("min_top1")
+        atol=ref["atol"], mean_atol=ref.get("mean_atol")
     )
 
 
@@ -492,7 +493,7 @@ def test_reference_problems(changes, problem):
     "changes",
     [{}, {"atol": np.float64(0)}, {"atol": np.array([[0.5]])}, {"inputs": np.ones((1, 4), bool),
      "keras_outputs": np.ones(1, np.int8)}, {"inputs": np.ones((3, 2, 2), np.uint8)},
-     {"mean_atol": np.float64(0.025), "min_top1": np.float64(0.75)}, {"mean_atol": np.float64(0)}],
+     {"mean_atol": np.float64(0.025)}, {"mean_atol": np.float64(0)}],
 )  # fmt: skip
 def test_usable_references(changes):
     assert bench._reference_problem(good_ref(**changes)) is None
@@ -619,26 +620,18 @@ def test_check_outputs_error_and_tolerance():
     assert check["relative_error"] == pytest.approx(np.abs(got * 0.99).max(), rel=1e-6)
 
 
-def _judge_by_loop(want, got, atol, mean_atol=None, min_top1=None):
+def _judge_by_loop(want, got, atol, mean_atol=None):
     """judge_outputs' rule written out element by element, as the reference."""
     rows_w = [list(np.ravel(r)) for r in want]
     rows_g = [list(np.ravel(r)) for r in got]
-    diffs = [
-        abs(float(a) - float(b))
-        for rw, rg in zip(rows_w, rows_g, strict=True)
-        for a, b in zip(rw, rg, strict=True)
-    ]
+    diffs = [abs(float(a) - float(b)) for rw, rg in zip(rows_w, rows_g, strict=True)
+             for a, b in zip(rw, rg, strict=True)]  # fmt: skip
     err, mean = max(diffs), sum(diffs) / len(diffs)
-    if mean_atol is None:
-        return err <= atol, err, mean, None
     top1 = None
     if len(rows_w[0]) >= 2:
-        top1 = sum(
-            rw.index(max(rw)) == rg.index(max(rg)) for rw, rg in zip(rows_w, rows_g, strict=True)
-        )
-        top1 /= len(rows_w)
-    counts = top1 is not None and min_top1 is not None and len(rows_w) >= bench.MIN_TOP1_ROWS
-    return mean <= mean_atol and (not counts or top1 >= min_top1), err, mean, top1
+        top1 = sum(rw.index(max(rw)) == rg.index(max(rg))
+                   for rw, rg in zip(rows_w, rows_g, strict=True)) / len(rows_w)  # fmt: skip
+    return (err <= atol if mean_atol is None else mean <= mean_atol), err, mean, top1
 
 
 @pytest.mark.parametrize("shape", [(16, 10), (8, 2), (7, 10), (12, 1), (9, 2, 3), (1, 4)])
@@ -649,15 +642,13 @@ def test_judge_outputs_against_a_loop(shape):
         got = want + rng.normal(0, [0.001, 0.01, 0.05, 0.3][trial % 4], size=shape)
         if trial % 5 == 0:
             got[: len(got) // 2] = got[: len(got) // 2, ::-1]  # top outputs moved on half the rows
-        for atol, mean_atol, min_top1 in [(0.1, None, None), (0.1, 0.025, 0.75), (1.0, 0.05, 0.5),
-                                          (0.01, 0.2, None), (0.1, 0.0, 0.75)]:  # fmt: skip
-            judged = bench.judge_outputs(want, got, atol, mean_atol, min_top1)
-            ok, err, mean, top1 = _judge_by_loop(want, got, atol, mean_atol, min_top1)
+        for atol, mean_atol in [(0.1, None), (0.1, 0.025), (1.0, 0.05), (0.01, 0.2), (0.1, 0.0)]:
+            judged = bench.judge_outputs(want, got, atol, mean_atol)
+            ok, err, mean, top1 = _judge_by_loop(want, got, atol, mean_atol)
             assert judged["ok"] is ok and judged["rule"] == ("max" if mean_atol is None else "mean")
             assert judged["max_abs_error"] == pytest.approx(err, rel=1e-12)
             assert judged["mean_abs_error"] == pytest.approx(mean, rel=1e-12)
-            if top1 is not None:
-                assert judged["top1_agreement"] == pytest.approx(top1)
+            assert judged["top1_agreement"] == (None if top1 is None else pytest.approx(top1))
 
 
 def test_judge_outputs_edges():
@@ -665,25 +656,23 @@ def test_judge_outputs_edges():
     off_one = want.copy()
     off_one[3] = [0.6, 0.4]  # one input of 8 near its boundary: large error, top output moved
     assert bench.judge_outputs(want, off_one, 0.1)["ok"] is False  # max rule: refused
-    mean_ok = bench.judge_outputs(want, off_one, 0.1, mean_atol=0.0625, min_top1=0.75)
+    mean_ok = bench.judge_outputs(want, off_one, 0.1, mean_atol=0.0625)
     assert mean_ok["ok"] is True and mean_ok["top1_agreement"] == 7 / 8
     assert bench.judge_outputs(want, off_one, 0.1, mean_atol=np.nextafter(0.0625, 0))["ok"] is False
-    moved = want[:, ::-1].copy()
-    moved[:3] = want[:3]  # 3 of 8 keep their top output
-    assert bench.judge_outputs(want, moved, 1.0, mean_atol=1.0, min_top1=0.75)["ok"] is False
-    assert bench.judge_outputs(want, moved, 1.0, mean_atol=1.0, min_top1=3 / 8)["ok"] is True
-    # fewer rows than MIN_TOP1_ROWS, or one output per row: the mean alone decides
-    assert bench.judge_outputs(want[:7], moved[:7], 1.0, mean_atol=1.0, min_top1=0.75)["ok"]
-    one = bench.judge_outputs(np.zeros((9, 1)), np.full((9, 1), 0.01), 0.0, 0.01, 0.75)
+    # nearly tied outputs (an untrained model): every top output flips on a tiny error, which the
+    # mean rule passes (the top outputs are reported, not judged)
+    tied = np.array([[0.5 + 1e-4, 0.5 - 1e-4]] * 8)
+    flipped = bench.judge_outputs(tied, tied[:, ::-1], 0.1, mean_atol=0.025)
+    assert flipped["ok"] is True and flipped["top1_agreement"] == 0.0
+    one = bench.judge_outputs(np.zeros((9, 1)), np.full((9, 1), 0.01), 0.0, 0.01)
     assert one["ok"] is True and one["top1_agreement"] is None
-    assert bench.judge_outputs(want, want, 0.0, mean_atol=0.0, min_top1=1.0)["ok"] is True
+    assert bench.judge_outputs(want, want, 0.0, mean_atol=0.0)["ok"] is True
 
 
 def test_check_outputs_mean_rule_with_a_real_interpreter():
     """A reference with mean_atol (export's int8 default): the device check applies the mean
-    and top-output rule to what the runtime computes, and says which statistic failed."""
+    rule to what the runtime computes, and says which statistic failed."""
     ref = reference()
-    ref["inputs"] = np.concatenate([ref["inputs"]] * 2)  # 12 rows: the top-output rule counts
     got = bench.run_model(dense_interp(), ref["inputs"])
     ref["keras_outputs"] = got.copy()
     ref["keras_outputs"][2, 1] += 0.5  # one output off by 0.5: over a max tolerance of 0.1
@@ -691,21 +680,14 @@ def test_check_outputs_mean_rule_with_a_real_interpreter():
     ref["atol"] = np.float64(0.1)
     assert bench.check_outputs(dense_interp(), ref)["ok"] is False
     mean = 0.5 / got.size
-    ref["mean_atol"], ref["min_top1"] = np.float64(mean * 1.000001), np.float64(0.75)
+    ref["mean_atol"] = np.float64(mean * 1.000001)
     check = bench.check_outputs(dense_interp(), ref)
     assert check["ok"] is True and check["rule"] == "mean"
     assert check["mean_abs_error"] == pytest.approx(mean, rel=1e-5)
-    assert "mean |error|" in bench._match(check)
+    assert bench._match(check).startswith(f"mean |error| {check['mean_abs_error']:.3g} <= ")
     ref["mean_atol"] = np.float64(mean * 0.99)
     check = bench.check_outputs(dense_interp(), ref)
     assert check["ok"] is False and bench._mismatch(check).startswith("mean |error| ")
-    # top outputs moved on most rows, the mean within its tolerance: refused for the top outputs
-    swapped = got[:, ::-1].copy()
-    ref["keras_outputs"], ref["mean_atol"] = swapped, np.float64(10.0)
-    check = bench.check_outputs(dense_interp(), ref)
-    top1 = float(np.mean(swapped.argmax(1) == got.argmax(1)))
-    assert top1 < 0.75 and check["top1_agreement"] == pytest.approx(top1)
-    assert check["ok"] is False and "top output is kept on" in bench._mismatch(check)
 
 
 def test_check_outputs_against_the_export_run():

@@ -208,7 +208,7 @@ def test_int8_files_over_the_default_tolerance_are_listed_with_their_test_accura
 
     healthy = int8(0.9, 0.237, 0.0045, 1.0, acc=0.8690)  # refused by the old max rule only
     wrong = int8(0.75, 0.9, 0.15, 0.25)  # refused by both
-    moved = int8(0.8, 0.05, 0.02, 0.5625)  # mean within, top outputs moved: refused now only
+    moved = int8(0.8, 0.05, 0.03, 0.9375)  # max within 0.1, mean over 0.025: refused now only
     within = int8(0.5, 0.08, 0.003, 1.0)
     logits = int8(0.6, 0.5, 0.1, 1.0, scale=5.0)  # within both once scaled by max |output|
     older = _cell("dense", 0.0, "int8", 0.9, 100, 0.1)  # no statistics kept: not judged
@@ -224,7 +224,7 @@ def test_int8_files_over_the_default_tolerance_are_listed_with_their_test_accura
     rows = [line for line in lines if line.startswith("| n |")]
     assert rows == [
         "| n | tfmot | 75% | 0 | 0.900 | 0.1500 | 25% | refuses | refuses | 0.9000 | 0.8675 | +3.25 |",
-        "| n | tfmot | 80% | 0 | 0.050 | 0.0200 | 56% | passes | refuses | 0.9000 | 0.8675 | +3.25 |",
+        "| n | tfmot | 80% | 0 | 0.050 | 0.0300 | 94% | passes | refuses | 0.9000 | 0.8675 | +3.25 |",
         "| n | tfmot | 90% | 0 | 0.237 | 0.0045 | 100% | refuses | passes | 0.8690 | 0.8675 | +0.15 |",
     ]
     assert es._int8_over_default([within, logits, older]) == []

@@ -307,7 +307,7 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
     assert any(
         m.startswith("the int8 TFLite model differs from the Keras model on the 8 reference ")
         and f"by {v['mean_abs_error']:.3g} on average (tolerance {v['mean_atol']:.3g}; " in m
-        and f"{kept} of 8 keep their top output, at least 60% needed" in m
+        and f"{kept} of 8 keep their top output; " in m
         and f"largest difference {v['max_abs_error']:.3g}" in m
         and f"kept as {tmp_path / 'm.failed.tflite'}, not written to m.tflite" in m
         and "inputs the model will see" in m
@@ -317,7 +317,6 @@ def test_export_says_when_the_tflite_model_differs(tmp_path, params):
     ), messages
     with np.load(tmp_path / "m.reference.npz") as ref:  # the device check applies the same rule
         assert float(ref["mean_atol"]) == pytest.approx(v["mean_atol"])
-        assert float(ref["min_top1"]) == E.INT8_MIN_TOP1
     assert (tmp_path / "m.json").exists() and (tmp_path / "m.reference.npz").exists()
     on_disk = json.loads((tmp_path / "m.json").read_text())
     assert on_disk["verification"]["failure"] in messages and on_disk["tflite"] == "m.failed.tflite"
