@@ -1119,3 +1119,36 @@ def test_report_gives_the_sparsity_over_all_parameters_beside_the_dense_kernels(
     assert report["parameter_sparsity"] == pytest.approx(1 - nonzero / n)
     assert report["layer_sparsity"]["head"] == pytest.approx(0.8, abs=1 / w.size)
     assert report["parameter_sparsity"] < 0.7 < report["layer_sparsity"]["head"]
+
+
+@pytest.mark.parametrize(("quantization", "wrong_on"), [("int8", ["tflite_runtime<=2.14"]),
+                                                        ("float", [])])  # fmt: skip
+def test_int8_block_sparse_convolutions_name_the_runtime_too(tmp_path, quantization, wrong_on):
+    """A convolution pruned in (1, 16) blocks is densified at load (DENSIFY), yet tflite-runtime
+    2.14 collapsed the edge suite's ResNet-8 so pruned to 90%: export names that runtime for int8
+    sparse files however their weights are stored; an unstructured one is not named."""
+    import keras_legc as kl
+    from keras_legc.keras.saving import keras3
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((8, 8, 16)), k.layers.Conv2D(32, 3, name="conv"),
+                          k.layers.GlobalAveragePooling2D(), k.layers.Dense(4, name="head")])  # fmt: skip
+    data = np.random.default_rng(0).random((64, 8, 8, 16), dtype=np.float32)
+    reports = {}
+    for name, block in (("blocks", (1, 16)), ("unstructured", None)):
+        mask = kl.magnitude_mask(model, 0.9, block=block)
+        pruned = kl.strip(kl.prune(model, mask))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reports[name] = E.export_tflite(pruned, tmp_path / f"{name}.tflite", sparse=True,
+                                            quantization=quantization, representative_data=data)  # fmt: skip
+        reports[name]["said"] = [str(w.message) for w in caught]
+    blocks = reports["blocks"]
+    assert blocks["block_structured_zeros"]["conv"] == 1.0 and blocks["verification"]["ok"]
+    assert blocks["layer_sparsity"]["conv"] >= 0.5 and "DENSIFY" in blocks["ops"]
+    assert blocks["wrong_on_runtimes"] == wrong_on
+    assert sum("ResNet-8 with (1, 16)-block convolutions" in m for m in blocks["said"]) == len(
+        wrong_on
+    )
+    assert reports["unstructured"]["wrong_on_runtimes"] == []
