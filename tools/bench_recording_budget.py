@@ -30,6 +30,8 @@ CONFIGS = {
     "every_step": {"record": True, "every": 1},
     # the LE kernel on one thread beside training (the default uses every core)
     "default_1thread": {"record": True, "every": None, "threads": 1},
+    # the LEs on the training thread (background=False): no LE thread competing for the cores
+    "default_inline": {"record": True, "every": None, "background": False},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},
 }

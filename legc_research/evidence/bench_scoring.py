@@ -186,6 +186,8 @@ def worker_fit(spec: dict) -> dict:
         budget = {"max_overhead": spec["max_overhead"]} if "max_overhead" in spec else {}
         if "threads" in spec:  # the LE kernel's threads
             budget["threads"] = spec["threads"]
+        if "background" in spec:  # the LEs on a worker thread (default) or inline
+            budget["background"] = spec["background"]
         # units: one series per unit (filter, neuron) instead of per weight (issue 27)
         recorder_class = keras_legc.UnitHistory if spec.get("units") else keras_legc.WeightHistory
         recorder = recorder_class(
