@@ -20,7 +20,9 @@ weights and gets the same fine-tuning budget (the net's ``finetune_epochs``, Ada
 Results go to ``<out>/results.json`` after every cell (atomically); a rerun skips the cells it
 has (``--force`` redoes the selected ones and keeps the others), and re-tries the cells that were skipped because a method's
 keras-legc API is not there yet. Pruned models are kept in ``<out>/models/`` so a rerun that adds a
-quantization does not prune again (``--force`` prunes again: do so after a library change). ``docs/edge-suite.md`` and its plots are written from the
+quantization does not prune again (``--force`` prunes again: do so after a library change;
+``--retime`` exports and times the selected cells again from their saved models, so a cell's
+float and int8 files stay one model's). ``docs/edge-suite.md`` and its plots are written from the
 results (``--report-only`` rewrites them without running anything).
 
 A method is one entry of :data:`METHODS`: a :class:`Method` (a function ``(Context, target) ->
@@ -478,6 +480,7 @@ class RunConfig:
     eval_rows: int | None = None
     bench: dict = field(default_factory=lambda: dict(BENCH))
     force: bool = False
+    retime: bool = False  # redo the selected cells' export and timing from their saved models
 
     def check(self) -> None:
         bad = [n for n in self.nets if n not in zoo.NETS] + [
@@ -561,7 +564,7 @@ def run(
     results["bench"] = config.bench
     # --force: nothing counts as done, so the selected cells run again (each replaces its old
     # row when saved); cells outside the selection stay as they are
-    done = set() if config.force else {
+    done = set() if config.force or config.retime else {
         cell_key(c) for c in results["cells"] if c["status"] != "skipped"
     }  # fmt: skip
     stats = {"cells_run": 0, "cells_skipped": 0, "cells_done_before": 0}
@@ -614,7 +617,8 @@ def run(
                     continue
                 try:
                     model, seconds = _model(ctx, method, target,
-                                            models / _model_name(method, target), config.force)  # fmt: skip
+                                            models / _model_name(method, target),
+                                            config.force and not config.retime)  # fmt: skip
                 except LegcError as exc:  # refused by the library (no scores; a pattern a
                     # layer cannot take): recorded as failed with why, redone with --force
                     error = f"{type(exc).__name__}: {exc}"[:400]
@@ -1359,6 +1363,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, help=f"runner processes (default {BENCH['reps']})")
     p.add_argument("--force", action="store_true",
                    help="redo the selected cells that are done (the file keeps every other cell)")  # fmt: skip
+    p.add_argument("--retime", action="store_true",
+                   help="export and time the selected cells again from their saved models "
+                   "(not pruned again)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="only write the doc from results")
     p.add_argument("--time-epochs", action="store_true", help="time each net's epoch, then stop")
     p.add_argument("--doc", default=str(REPO / "docs" / "edge-suite.md"))
@@ -1384,6 +1391,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     default_out = REPO / "runs" / ("edge-suite-quick" if a.quick else "edge-suite")
     given.update(out=Path(a.out) if a.out else default_out, data_dir=a.data_dir,
                  device_python=a.device_python, eval_rows=a.eval_rows, force=a.force,
+                 retime=a.retime,
                  cache=Path(a.cache) if a.cache else None)  # fmt: skip
     config = RunConfig.quick_config(**given) if a.quick else RunConfig(**given)
     if a.quick and a.eval_rows is None:

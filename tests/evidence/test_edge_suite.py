@@ -50,10 +50,10 @@ def test_quick_run_resume_and_report(tmp_path):
         assert c["export_ok"] and c["latency"]["litert"]["ok"], c  # parity on LiteRT
         # the runner's LiteRT computes the file as export's LiteRT did
         assert c["latency"]["litert"]["diff_from_export_run"] <= 1e-6, c["latency"]
-        if c["quantization"] == "int8":  # exported with the suite's tolerance; the default's
-            assert c["int8_policy"] == es.INT8_POLICY and isinstance(
-                c["export_within_default"], bool
-            )
+        if c["quantization"] == "int8":  # exported with the suite's tolerance; both rules'
+            # verdicts read off the statistics the cell keeps
+            assert c["int8_policy"] == es.INT8_POLICY and c["export_rows"] == es.N_REFERENCE
+            assert all(isinstance(v, bool) for v in es.default_verdicts(c)), c
         assert c["latency"]["litert"]["p50_ms"] > 0
         if c["method"] == "channels":  # a smaller model: at most half the MACs (target 2x)
             assert c["macs"] <= count_macs(dense) / 2 and c["params"] < dense.count_params()
@@ -126,3 +126,14 @@ def test_quick_run_resume_and_report(tmp_path):
     redone = ("lenet5", 0, "dense", 0.0, "float")
     assert forced["cells_run"] == 1 and set(after) == set(before) and redone in after
     assert all(after[k] == before[k] for k in before if k != redone)
+
+    # --retime exports and times a cell again from its saved model (not pruned again), so the
+    # cell's float and int8 files stay one model's
+    saved = next((out / "models").rglob("legc_magnitude-0.75*.keras"))
+    stamp = (saved.stat().st_mtime_ns, saved.read_bytes())
+    again = es.run(replace(config, methods=("legc_magnitude",), quantizations=("int8",),
+                           retime=True), log=lines.append)  # fmt: skip
+    assert again["cells_run"] == 1 and (saved.stat().st_mtime_ns, saved.read_bytes()) == stamp
+    cell = next(c for c in again["results"]["cells"]
+                if es.cell_key(c) == ("lenet5", 0, "legc_magnitude", 0.75, "int8"))  # fmt: skip
+    assert cell["status"] == "ok" and cell["seconds_prune"] == 0.0
