@@ -56,7 +56,10 @@ def _ratio(mine: dict, anchor: dict, seeds: Sequence[int], get) -> float | None:
 
 
 def _p50(cell: dict) -> float | None:
-    return (cell.get("latency") or {}).get("litert", {}).get("p50_ms")
+    """The cell's LiteRT latency, as the edge suite reads it (its fastest runner process)."""
+    from legc_research.evidence.edge_suite import cell_p50
+
+    return cell_p50((cell.get("latency") or {}).get("litert", {}))
 
 
 def comparisons(results: dict) -> list[dict]:
