@@ -908,7 +908,9 @@ def plot(rows: list[dict], net: str, x: str, xlabel: str, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%), .tflite")
-    ax.set_title(f"{net}: accuracy vs {xlabel}\n(dashed: Pareto front per quantization)", fontsize=10)
+    ax.set_title(
+        f"{net}: accuracy vs {xlabel}\n(dashed: Pareto front per quantization)", fontsize=10
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
