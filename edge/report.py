@@ -80,8 +80,16 @@ def _row(r: dict, path) -> dict:
         "p99_ms": float(r["latency"]["p99_ms"]),
         "throughput": float(r["latency"]["throughput_per_s"]),
         "peak_rss_mib": r.get("peak_rss_bytes", 0) / 2**20,
-        "error": None if check is None else float(check["max_abs_error"]),
-        "atol": None if check is None else float(check["atol"]),
+        # the statistic the check judged: the mean error for export's int8 default, else the max
+        "rule": None if check is None else check.get("rule", "max"),
+        "error": None
+        if check is None
+        else float(
+            check["mean_abs_error"] if check.get("rule") == "mean" else check["max_abs_error"]
+        ),
+        "atol": None
+        if check is None
+        else float(check["mean_atol"] if check.get("rule") == "mean" else check["atol"]),
         "ok": None if check is None else bool(check["ok"]),
         "collapsed": bool(check and check.get("collapsed")),
         "notes": r.get("notes", []),
@@ -108,7 +116,7 @@ def markdown_table(rows: list[dict], baseline: str = "dense") -> str:
     """The Markdown table: one line per (model, runtime)."""
     header = (
         "| model | variant | runtime | quant | sparsity | structure | bytes | p50 ms | p90 ms | "
-        f"p99 ms | speed-up vs {baseline} | max abs error (tol) | output |"
+        f"p99 ms | speed-up vs {baseline} | abs error (tol) | output |"
     )
     lines = [header, "|" + "---|" * 13]
     for r, sp in zip(rows, speedups(rows, baseline), strict=True):
@@ -118,7 +126,13 @@ def markdown_table(rows: list[dict], baseline: str = "dense") -> str:
             status = "ok"
         else:
             status = "**MISMATCH** (collapsed)" if r["collapsed"] else "**MISMATCH**"
-        err = "-" if r["error"] is None else f"{r['error']:.2g} ({r['atol']:.2g})"
+        err = (
+            "-"
+            if r["error"] is None
+            else (
+                f"{'mean ' if r.get('rule') == 'mean' else 'max '}{r['error']:.2g} ({r['atol']:.2g})"
+            )
+        )
         sparsity = "-" if r["sparsity"] is None else f"{100 * r['sparsity']:.1f}%"
         lines.append(
             f"| {r['group']} | {r['variant']} | {r['runtime']} | {r['quantization']} | {sparsity} "

@@ -77,6 +77,17 @@ def test_mismatch_rows_are_flagged(results, tmp_path):
     assert proc.returncode == 0 and "**MISMATCH** (collapsed)" in proc.stdout
 
 
+def test_a_mean_rule_row_shows_the_mean_error_and_its_tolerance(results, tmp_path):
+    """An int8 export's default reference is judged by its mean error: the table says so."""
+    _, paths = results
+    r = json.loads(paths[0].read_text())
+    r["check"].update(rule="mean", mean_abs_error=0.0123, mean_atol=0.025, max_abs_error=0.3)
+    (tmp_path / "mean.json").write_text(json.dumps(r))
+    proc = run("edge/report.py", tmp_path / "mean.json")
+    assert proc.returncode == 0 and "| mean 0.012 (0.025) | ok |" in proc.stdout, proc.stdout
+    assert "| max " in run("edge/report.py", paths[0]).stdout  # an older/max reference
+
+
 def test_bad_inputs(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     proc = run("edge/report.py", tmp_path / "x.json")
