@@ -42,10 +42,10 @@ def litert_p50_ms(
     the edge runner (``python -m legc_edge.bench``, installed with keras-legc: LiteRT, 1 thread,
     batch 1, ``runs`` invokes after ``warmup``, its output check against the export's reference)
     in ``reps`` fresh processes: the smallest of their medians. A fresh process runs a file in
-    one of two modes on the 2-core development machine (2026-12-06: 16 identical int8 MobileNet
-    files gave 0.085 or 0.104 ms per process, at random; one process's median wandered by up to
-    70%), so only a slow mode adds time; timed in the process that had just run the converter, an
-    int8 DS-CNN read 0.159 ms against 0.067 ms fresh.
+    one of two modes on the 2-core development machine (2026-12-06: 13 int8 MobileNet files of
+    the same size and ops gave 0.085 or 0.104 ms per process, at random; one process's median
+    wandered by up to 70%), so only a slow mode adds time; timed in the process that had just run
+    the converter, an int8 DS-CNN read 0.159 ms against 0.067 ms fresh.
 
     Only the speed is judged here: int8 is exported with a wide verification tolerance (the
     caller exports the chosen model properly), and constant outputs are allowed.

@@ -411,7 +411,7 @@ def tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 def cell_p50(latency: dict) -> float | None:
     """A cell's latency on one runtime: the smallest p50 of its runner processes. On this machine
     a fresh process runs a file in one of two modes: the edge suite's MobileNetV1-0.25 int8 files
-    stored dense (the same 320,136 bytes and ops, 16 of them) gave per-process p50s of 0.085 ms
+    stored dense (the same 320,136 bytes and ops, 13 of them) gave per-process p50s of 0.085 ms
     or 0.104 ms (+23%), one, two or three of a cell's three processes slow at random, so the
     median of three compared equal files as 20% apart. The fastest process is the file's own
     speed; cells that kept only ``p50_ms`` (one process) give it."""
@@ -1192,7 +1192,7 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         "(all 10,000 in a full run). Latency: `edge/bench.py` at batch 1, 1 thread, "
         f"{results['bench']['runs']} invokes after {results['bench']['warmup']} warm-up, the "
         f"smallest p50 of {results['bench']['reps']} fresh process(es) (a fresh process runs a "
-        "file in one of two modes here, the slow one about 23% slower: identical dense int8 "
+        "file in one of two modes here, the slow one about 23% slower: same-sized dense int8 "
         "MobileNet files gave 0.085 or 0.104 ms per process), on "
         f"{' and '.join(runtimes)}; parity = the runner's output check against the Keras "
         'reference. "zero/removed params": share of the dense net\'s trainable parameters that '
