@@ -874,22 +874,15 @@ def _first_invoke_main(args) -> int:
     return EXIT_OK
 
 
-def _match(check: dict) -> str:
-    """The statistic that passed, for the one-line verdict."""
-    if check.get("rule") != "mean":
-        return f"max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}"
-    kept = check.get("top1_agreement")
-    return f"mean |error| {check['mean_abs_error']:.3g} <= {check['mean_atol']:.3g}" + (
-        "" if kept is None else f", top output kept on {kept:.0%} of inputs"
-    )
-
-
-def _mismatch(check: dict) -> str:
-    """Which statistic failed and by how much."""
-    if check.get("rule") != "mean":
+def _judged(check: dict) -> str:
+    """The statistic the check judged, against its tolerance (``<=`` passed, ``>`` failed)."""
+    if check.get("rule") != "mean":  # a failure shows more digits: the gap may be small
+        if check["max_abs_error"] <= check["atol"]:
+            return f"max |error| {check['max_abs_error']:.3g} <= {check['atol']:.3g}"
         return f"max |error| {check['max_abs_error']:.6g} > atol {check['atol']:.3g}"
+    sign = "<=" if check["mean_abs_error"] <= check["mean_atol"] else ">"
     kept = check.get("top1_agreement")
-    return f"mean |error| {check['mean_abs_error']:.3g} > {check['mean_atol']:.3g}" + (
+    return f"mean |error| {check['mean_abs_error']:.3g} {sign} {check['mean_atol']:.3g}" + (
         "" if kept is None else f" (top output kept on {kept:.0%} of inputs)"
     )
 
@@ -917,7 +910,7 @@ def _report(result: dict, args) -> int:
             f"the outputs collapsed (std {check['output_std']:.3g} vs the reference's "
             f"{check['reference_std']:.3g})"
             if check["collapsed"]
-            else _mismatch(check)
+            else _judged(check)
         )
         diff = check.get("max_abs_diff_from_export_run")
         against_export = (
@@ -958,7 +951,7 @@ def _report(result: dict, args) -> int:
         )
         code = EXIT_CONSTANT
     else:
-        print(f"outputs match the reference: {_match(check)}")
+        print(f"outputs match the reference: {_judged(check)}")
     budgets = {}
     if args.budget_ms is not None:
         budgets["budget_ms"] = args.budget_ms

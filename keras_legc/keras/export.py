@@ -438,7 +438,7 @@ def _report(
     sparsity = 1.0 - n_nonzero / n_weights if n_weights else 0.0
     structure = {n: block_structure(k, KERNEL_BLOCK) for n, k in kernels.items()}
     notes = _sparse_warnings(sparse, sparsity, kernels, structure, check.ops) if sparse else []
-    wrong_on = _wrong_runtimes(quantization, sparse, kernels, structure, check.ops)
+    wrong_on = _wrong_runtimes(quantization, sparse, kernels, structure)
     notes += [WRONG_RUNTIMES[name] for name in wrong_on]
     report = {
         "keras_legc": __version__,
@@ -535,7 +535,7 @@ WRONG_RUNTIMES = {
 }
 
 
-def _wrong_runtimes(quantization, sparse, kernels, structure, ops) -> list[str]:
+def _wrong_runtimes(quantization, sparse, kernels, structure) -> list[str]:
     """The runtimes of WRONG_RUNTIMES that compute this export wrongly: full int8 with sparse
     storage of a weight >= 50% zeros, nearly all in blocks. Convolutions count too, although the
     converter densifies them at load (DENSIFY): tflite-runtime 2.14 collapsed the edge suite's

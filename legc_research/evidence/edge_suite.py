@@ -507,6 +507,11 @@ class RunConfig:
             raise InvalidArgumentError("need seeds, and sparsities in (0, 1) (e.g. 0.5,0.9).")
         if any(f <= 1.0 for f in self.mac_factors):
             raise InvalidArgumentError("MAC factors are reductions: each must be > 1 (e.g. 2).")
+        if self.force and self.retime:
+            raise InvalidArgumentError(
+                "--force prunes the selected cells again, --retime re-times them from their saved "
+                "models. Fix: pass one of them."
+            )
 
     @classmethod
     def quick_config(cls, **overrides) -> RunConfig:
@@ -630,7 +635,7 @@ def run(
                 try:
                     model, seconds = _model(ctx, method, target,
                                             models / _model_name(method, target),
-                                            config.force and not config.retime)  # fmt: skip
+                                            config.force)  # fmt: skip
                 except LegcError as exc:  # refused by the library (no scores; a pattern a
                     # layer cannot take): recorded as failed with why, redone with --force
                     error = f"{type(exc).__name__}: {exc}"[:400]

@@ -35,18 +35,14 @@ BENCH = {"runs": 500, "warmup": 50, "reps": 3}
 QUICK = {"nets": ("ds_cnn",), "factors": (2.0,), "bench": {"runs": 20, "warmup": 5, "reps": 1}}
 
 
-#: build the nets at MLPerf Tiny's input shapes (``--reference-shapes``)
-SHAPES = {"reference": False}
-
-
-def _build(net: str, width):
+def _build(net: str, width, reference: bool = False):
     import keras
 
     from legc_research.zoo import nets as zoo
 
     keras.utils.set_random_seed(0)
     arg, spec = WIDTHS[net][0], zoo.NETS[net]
-    if SHAPES["reference"]:
+    if reference:  # MLPerf Tiny's input shape and class count (--reference-shapes)
         return spec.builder(keras, spec.reference_input, spec.reference_classes, **{arg: width})
     return spec.builder(keras, **{arg: width})
 
@@ -55,13 +51,13 @@ def _build(net: str, width):
 def _macs(net: str, width, reference: bool = False) -> int:
     from legc_research.zoo import count_macs
 
-    return count_macs(_build(net, width))
+    return count_macs(_build(net, width, reference))
 
 
-def narrower(net: str, factor: float) -> tuple[object, int]:
+def narrower(net: str, factor: float, reference: bool = False) -> tuple[object, int]:
     """The candidate width whose MACs are closest to the full net's over ``factor``, and its MACs."""
     _, full, candidates = WIDTHS[net]
-    macs = functools.partial(_macs, net, reference=SHAPES["reference"])  # cached per shape
+    macs = functools.partial(_macs, net, reference=reference)
     target = macs(full) / factor
     best = min(candidates, key=lambda w: abs(macs(w) - target))
     return best, macs(best)
@@ -96,22 +92,22 @@ def measure(model, name: str, quant: str, folder: Path, bench_cfg: dict, sparse=
             "ops": report["ops"], "export_ok": report["verification"]["ok"]}  # fmt: skip
 
 
-def pruned(net: str, factor: float, round_to: int):
+def pruned(net: str, factor: float, round_to: int, reference: bool = False):
     """The full-width net (seeded random weights) channel-pruned by ``kl.prune_channels`` (global
     L2, the default) to 1/``factor`` of its MACs, kept counts rounded up to ``round_to``."""
     import keras_legc as kl
     from legc_research.zoo import count_macs
 
-    model = _build(net, WIDTHS[net][1])
+    model = _build(net, WIDTHS[net][1], reference)
     return kl.prune_channels(model, macs=int(count_macs(model) / factor), round_to=round_to)
 
 
 def run(nets, factors, bench_cfg: dict, log=print, widths=None, quants=("float", "int8"),
-        round_tos=()):  # fmt: skip
+        round_tos=(), reference=False):  # fmt: skip
     """One row per (net, factor, quantization), the full width first (factor 1); ``widths``:
     these widths instead of the factors' (a sweep, to see where the runtime's speed steps);
     ``round_tos``: channel-pruned nets at the factors, one per ``round_to``, instead of narrower
-    ones."""
+    ones; ``reference``: the nets at MLPerf Tiny's input shapes."""
     from keras_legc.errors import InvalidArgumentError
     from legc_research.zoo import count_macs
 
@@ -119,16 +115,16 @@ def run(nets, factors, bench_cfg: dict, log=print, widths=None, quants=("float",
     with tempfile.TemporaryDirectory() as tmp:
         for net in nets:
             full = WIDTHS[net][1]
-            full_macs = _macs(net, full, SHAPES["reference"])
+            full_macs = _macs(net, full, reference)
             # (factor, label, model maker): the full width first
-            plan = [(1.0, full, lambda net=net, w=full: _build(net, w))]
+            plan = [(1.0, full, lambda net=net, w=full: _build(net, w, reference))]
             if round_tos:
-                plan += [(f, f"pruned, round_to={r}", lambda f=f, r=r, net=net: pruned(net, f, r))
+                plan += [(f, f"pruned, round_to={r}", lambda f=f, r=r, net=net: pruned(net, f, r, reference))
                          for f in factors for r in round_tos]  # fmt: skip
             else:
                 chosen = [(None, w) for w in widths if w != full] if widths else [
-                    (f, narrower(net, f)[0]) for f in factors]  # fmt: skip
-                plan += [(f, w, lambda w=w, net=net: _build(net, w)) for f, w in chosen]
+                    (f, narrower(net, f, reference)[0]) for f in factors]  # fmt: skip
+                plan += [(f, w, lambda w=w, net=net: _build(net, w, reference)) for f, w in chosen]
             for quant in quants:
                 base = None
                 for i, (factor, width, make) in enumerate(plan):
@@ -203,9 +199,8 @@ def main(argv=None) -> int:
     if set(quants) - {"float", "int8"}:
         print("error: --quantizations takes float and/or int8.", file=sys.stderr)
         return 2
-    SHAPES["reference"] = args.reference_shapes
     rows = run(nets, factors, QUICK["bench"] if args.quick else BENCH, widths=widths,
-               quants=quants, round_tos=round_tos)  # fmt: skip
+               quants=quants, round_tos=round_tos, reference=args.reference_shapes)  # fmt: skip
     print(table(rows))
     if args.json is not None:
         from keras_legc._io import atomic_write_json

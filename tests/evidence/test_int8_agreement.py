@@ -109,3 +109,14 @@ def test_tflite_runtime_outputs_through_the_edge_runner(exported):
                                   ref["inputs"])  # fmt: skip
     assert out.shape == ref["tflite_outputs"].shape
     assert np.max(np.abs(out - ref["tflite_outputs"])) <= 4 / 256
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
+    """A group of no rows, or an MLP folder holding an earlier run's files: a usage error."""
+    with pytest.raises(SystemExit) as exc:
+        ia.main(["a.keras", "a.tflite", "--group", "0", "--data-dir", str(tmp_path)])
+    assert exc.value.code == 2 and "--group must be between 1 and --rows" in capsys.readouterr().err
+    (tmp_path / "old.tflite").write_bytes(b"x")
+    with pytest.raises(SystemExit) as exc:
+        ia.main(["--mnist-block-mlps", str(tmp_path), "--data-dir", str(tmp_path)])
+    assert exc.value.code == 2 and "holds files of an earlier run" in capsys.readouterr().err

@@ -119,7 +119,8 @@ def test_targets_and_config_checks():
     assert es.targets(es.METHODS["tfmot_2of4"], config) == (0.5,)
     assert es.targets(es.METHODS["channels"], config) == (2.0,)
     for bad in ({"nets": ("resnet50",)}, {"methods": ("obd",)}, {"sparsities": (1.5,)},
-                {"mac_factors": (0.5,)}, {"quantizations": ("int4",)}):  # fmt: skip
+                {"mac_factors": (0.5,)}, {"quantizations": ("int4",)},
+                {"force": True, "retime": True}):  # fmt: skip
         with pytest.raises(InvalidArgumentError, match="Fix|need|must"):
             es.RunConfig(**bad).check()
     quick = es.RunConfig.quick_config(out=Path("/tmp/x"))
