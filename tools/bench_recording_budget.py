@@ -32,6 +32,8 @@ CONFIGS = {
     "default_1thread": {"record": True, "every": None, "threads": 1},
     # the LEs on the training thread (background=False): no LE thread competing for the cores
     "default_inline": {"record": True, "every": None, "background": False},
+    # no recorder, an empty per-step hook: the floor of any recording at every step
+    "batch_hook": {"record": False, "batch_hook": True},
     # issue 27: one series per unit (filter, neuron), every step
     "units_every_step": {"record": True, "every": 1, "units": True},
 }

@@ -197,6 +197,8 @@ def worker_fit(spec: dict) -> dict:
         )  # fmt: skip
         made_s = time.perf_counter() - t0
         callbacks = [recorder]
+    elif spec.get("batch_hook"):  # the floor of any per-step recorder: a hook that does nothing
+        callbacks = [_BatchHook(K)]
     ended = _TrainEnd(K)  # last: its on_train_end follows the recorder's
     rss_before = peak_rss_mib()
     t0 = time.perf_counter()
@@ -250,6 +252,17 @@ def _TrainEnd(K):
             self.at = time.perf_counter()
 
     return TrainEnd()
+
+
+def _BatchHook(K):
+    """A callback with an empty ``on_train_batch_end``: what Keras itself charges a callback that
+    runs at every step (Keras 3 turns the step's logs into Python numbers for it)."""
+
+    class BatchHook(K.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    return BatchHook()
 
 
 def _build_model(K, arch: str, hidden):
