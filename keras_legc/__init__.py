@@ -1,9 +1,10 @@
-"""keras-legc: prune dense Keras networks by chaos and causality (LEGCNet), ship them to TFLite.
+"""keras-legc: prune Keras networks (weights or whole channels) by chaos and causality (LEGCNet) and
+other criteria, ship them to TFLite.
 
-Importing it selects no Keras: Keras 3 models (``import keras``, TensorFlow or JAX backend) and Keras 2
-models (``tf_keras``, pruned with TF-MOT) are both served, the path chosen from each model object.
-TensorFlow and Keras are imported lazily, on first use of a name that needs them, so the numpy core
-imports fast.
+Importing it selects no Keras: Keras 3 models (``import keras``, TensorFlow, JAX or PyTorch
+backend) and Keras 2 models (``tf_keras``, pruned with TF-MOT) are both served, the path chosen from
+each model object. TensorFlow and Keras are imported lazily, on first use of a name that needs
+them, so the numpy core imports fast.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ unsafe_load_option = click.option(
     help="Show TensorFlow's C++ start-up log lines (hidden by default). Also LEGC_VERBOSE=1.",
 )  # fmt: skip
 def main(verbose):
-    """keras-legc: prune dense Keras networks by chaos and causality, ship them to TFLite.
+    """keras-legc: prune Keras networks (weights or whole channels), ship them to TFLite.
 
     Exit codes: 0 done; 2 bad input (options, files, model, data); 3 the .tflite's outputs differ
     from the model's; 4 over a budget and 5 over the memory limit (bench); 6 the model's outputs
