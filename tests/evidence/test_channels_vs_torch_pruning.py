@@ -15,7 +15,7 @@ from legc_research.datasets import FASHION_FILES, find_data_dir
 from legc_research.evidence import channels_vs_torch_pruning as cvt
 from legc_research.zoo import build
 
-pytestmark = pytest.mark.skipif(
+needs_venv = pytest.mark.skipif(
     cvt.evidence_python() is None,
     reason="needs the evidence virtualenv (torch, torch-pruning): run `make evidence-venv`",
 )
@@ -43,6 +43,7 @@ def _randomised(net: str):
     return model
 
 
+@needs_venv
 @pytest.mark.parametrize("net", CONV_NETS)
 def test_twin_equals_keras(net, tmp_path):
     """Softmax outputs of the twin and the Keras model on 32 random images (and 4 all-zero and
@@ -65,6 +66,7 @@ def test_twin_equals_keras(net, tmp_path):
 
 
 @pytest.mark.skipif(FASHION is None, reason="needs LEGC_DATA_DIR with fashion-mnist/")
+@needs_venv
 def test_quick_run_resume_and_report(tmp_path):
     """--quick: both sides' cell recorded (ok), at most the target MACs, the same dense start;
     a rerun does nothing new; the doc gets the Evidence section once, labelled quick."""
@@ -83,6 +85,7 @@ def test_quick_run_resume_and_report(tmp_path):
         assert c["pruned_macs"] <= c["target_macs"] == c["dense_macs"] // 2
         assert c["pruned_macs"] > 0.8 * c["target_macs"], side  # the target is hit, not undershot
         assert 0.0 <= c["accuracy_before"] <= 1.0 and 0.0 <= c["accuracy"] <= 1.0
+    assert cells["keras_legc"]["version"] == cvt.KERAS_SIDE_VERSION
     assert cells["torch_pruning"]["macs"] == cells["keras_legc"]["dense_macs"]
     assert cells["torch_pruning"]["torch_pruning"] == "1.6.1"
     # the twin starts from the same trained weights: the same dense test accuracy
@@ -110,3 +113,13 @@ def test_quick_run_resume_and_report(tmp_path):
     assert text.count(cvt.MARK_START) == 1 and text.index(cvt.MARK_END) < text.index("## Limits")
     assert "Quick run, not the evidence" in text and "| lenet5 | 2x | l2 |" in text
     assert "not a verdict" in text and "Measured cost on this machine" in text
+
+
+def test_keras_side_cells_of_an_older_version_are_dropped():
+    cells = [
+        {"side": "keras_legc", "net": "a"},  # before versions: 1
+        {"side": "keras_legc", "net": "b", "version": cvt.KERAS_SIDE_VERSION - 1},
+        {"side": "keras_legc", "net": "c", "version": cvt.KERAS_SIDE_VERSION},
+        {"side": "torch_pruning", "net": "a"},  # the other side has no version: kept
+    ]
+    assert [c["net"] for c in cvt.current_cells(cells)] == ["c", "a"]
