@@ -256,7 +256,7 @@ def _TrainEnd(K):
 
 def _BatchHook(K):
     """A callback with an empty ``on_train_batch_end``: what Keras itself charges a callback that
-    runs at every step (Keras 3 turns the step's logs into Python numbers for it)."""
+    runs at every step."""
 
     class BatchHook(K.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
