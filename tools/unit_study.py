@@ -37,6 +37,13 @@ def main(argv=None) -> int:
         default=os.environ.get("LEGC_DATA_DIR"),
         help="folder holding fashion-mnist/ (default $LEGC_DATA_DIR)",
     )
+    ap.add_argument(
+        "--target",
+        default=study.TARGETS[0],
+        choices=study.TARGETS,
+        help="the recorders' target series (default misclassification; loss: the unit LEGC "
+        "criteria only, from a dense net trained again with those recorders)",
+    )
     ap.add_argument("--report", type=Path, help="write the markdown report here, run nothing")
     ap.add_argument("--force", action="store_true", help="overwrite the report")
     ap.add_argument(
@@ -59,7 +66,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     criteria = [c for c in args.criteria.split(",") if c]
     path = study.run(args.out, nets=nets, seeds=seeds, criteria=criteria, data_dir=args.data_dir,
-                     log=lambda m: print(m, flush=True))  # fmt: skip
+                     log=lambda m: print(m, flush=True), target=args.target)  # fmt: skip
     print(f"results: {path}")
     return 0
 

@@ -55,6 +55,10 @@ BASELINES = ("l1", "bn_scale", "taylor")
 PROBE_ROWS = 256
 TAYLOR_ROWS = 512
 VAL_ROWS = 2000  # the recorders' target: misclassification on these validation images
+#: The recorders' target series (``WeightHistory(target=...)``). The study's cells use the first;
+#: ``target="loss"`` reruns the unit LEGC criteria against the validation loss, which keeps moving
+#: where the error rate stands still (the recorder's own advice), in a cache of its own.
+TARGETS = ("misclassification", "loss")
 
 
 @dataclass(frozen=True)
@@ -204,25 +208,31 @@ class Recorded:
     meta: dict
 
 
-def train_recorded(net: str, seed: int, data, cache: Path, log=print, budget=None) -> Recorded:
-    """The dense net trained from ``seed``, with both unit recorders; cached in ``cache``."""
+def train_recorded(net: str, seed: int, data, cache: Path, log=print, budget=None,
+                   target: str = TARGETS[0]) -> Recorded:  # fmt: skip
+    """The dense net trained from ``seed``, with both unit recorders (their target series:
+    ``target``); cached in ``cache``."""
     import keras
 
     from legc_research.zoo.train import deterministic
 
     budget = budget or BUDGETS[net]
-    folder = cache / net / f"seed{seed}"
+    folder = cache / net / (f"seed{seed}" if target == TARGETS[0] else f"seed{seed}-{target}")
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         return Recorded(kl.load_model(folder / "dense.keras", compile=False),
                         kl.History.load(folder / "weight"), kl.History.load(folder / "act"),
                         json.loads(meta_path.read_text()))  # fmt: skip
-    log(f"training {net} seed {seed}: {budget.epochs} epochs, recording units every step")
+    log(
+        f"training {net} seed {seed}: {budget.epochs} epochs, recording units every step "
+        f"(target: {target})"
+    )
     deterministic(seed)
     model = build(net, seed)
     _compile(model, budget.lr)
     val = (data.x_val[:VAL_ROWS], data.y_val[:VAL_ROWS])
-    common = dict(window=budget.window, every=1, validation_data=val, verbose=0, overwrite=True)
+    common = dict(window=budget.window, every=1, validation_data=val, target=target, verbose=0,
+                  overwrite=True)  # fmt: skip
     rec_w = kl.UnitHistory(run_dir=folder / "weight", **common)
     rec_a = activation_history_class()(data.x_val[-PROBE_ROWS:], run_dir=folder / "act", **common)
     t0 = time.perf_counter()
@@ -312,7 +322,17 @@ def fine_tune(model, data, budget: Budget, seed: int) -> float:
 
 
 def _key(row: dict) -> tuple:
-    return (row["net"], row["seed"], row["criterion"], row.get("reduction"))
+    return (row["net"], row["seed"], row["criterion"], row.get("reduction"), target_of(row))
+
+
+def target_of(row: dict) -> str:
+    """The recorders' target of a row (rows before the option have the first of :data:`TARGETS`)."""
+    return row.get("target", TARGETS[0])
+
+
+def of_target(rows: list[dict], target: str = TARGETS[0]) -> list[dict]:
+    """The rows recorded against ``target`` (the study's tables use the first target's)."""
+    return [r for r in rows if target_of(r) == target]
 
 
 def read_results(path: Path) -> list[dict]:
@@ -330,9 +350,11 @@ def _append(path: Path, row: dict) -> None:
 
 
 def run(out: Path, nets=NETS, seeds=SEEDS, criteria=CRITERIA, reductions=REDUCTIONS,
-        data_dir=None, log=print, budgets: dict | None = None) -> Path:  # fmt: skip
+        data_dir=None, log=print, budgets: dict | None = None, target: str = TARGETS[0]) -> Path:  # fmt: skip
     """Every missing cell of ``nets x seeds x criteria x reductions``; returns the results file.
-    ``budgets`` replaces :data:`BUDGETS` entries (the tests' short runs)."""
+    ``budgets`` replaces :data:`BUDGETS` entries (the tests' short runs). ``target``: the
+    recorders' target; other than the first of :data:`TARGETS`, only the unit LEGC criteria
+    (the others do not read it), from a dense net trained again with those recorders."""
     budgets = {**BUDGETS, **(budgets or {})}
     import keras
 
@@ -344,22 +366,30 @@ def run(out: Path, nets=NETS, seeds=SEEDS, criteria=CRITERIA, reductions=REDUCTI
             f"unknown net or criterion {unknown}. Fix: nets from {list(NETS)}, criteria from "
             f"{list(CRITERIA)}."
         )
+    if target not in TARGETS:
+        raise InvalidArgumentError(f"unknown target {target!r}. Fix: use one of {list(TARGETS)}.")
+    if target != TARGETS[0] and any(not c.startswith("legc") for c in criteria):
+        raise InvalidArgumentError(
+            f"target={target!r} changes the unit LEGC criteria only. Fix: "
+            f"--criteria {','.join(c for c in CRITERIA if c.startswith('legc'))}."
+        )
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
     done = {_key(r) for r in read_results(path)}
     for net in nets:
         for seed in seeds:
             todo = [(c, f) for c in criteria for f in reductions
-                    if (net, seed, c, f) not in done]  # fmt: skip
-            if not todo and (net, seed, "dense", None) in done:
+                    if (net, seed, c, f, target) not in done]  # fmt: skip
+            if not todo and (net, seed, "dense", None, target) in done:
                 continue
             data = load(net, seed, data_dir)
-            rec = train_recorded(net, seed, data, out / "cache", log, budgets[net])
+            rec = train_recorded(net, seed, data, out / "cache", log, budgets[net], target)
             base_macs = kl.count_macs(rec.model)
-            if (net, seed, "dense", None) not in done:
+            tag = {} if target == TARGETS[0] else {"target": target}
+            if (net, seed, "dense", None, target) not in done:
                 _append(path, {"net": net, "seed": seed, "criterion": "dense", "reduction": None,
                                "macs": base_macs, "params": int(rec.model.count_params()),
-                               "acc_before": rec.meta["test_accuracy"], **rec.meta})  # fmt: skip
+                               "acc_before": rec.meta["test_accuracy"], **rec.meta, **tag})  # fmt: skip
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LegcWarning)
                 scorers = {"weight": legc_scorer(rec.weight_history),
@@ -367,7 +397,7 @@ def run(out: Path, nets=NETS, seeds=SEEDS, criteria=CRITERIA, reductions=REDUCTI
             evidence = {k: unit_evidence(s, h) for (k, s), h in zip(
                 scorers.items(), (rec.weight_history, rec.act_history), strict=True)}  # fmt: skip
             for criterion, factor in todo:
-                row = {"net": net, "seed": seed, "criterion": criterion, "reduction": factor}
+                row = {"net": net, "seed": seed, "criterion": criterion, "reduction": factor, **tag}
                 importance, calib = criterion_importance(criterion, scorers, data, seed)
                 t0 = time.perf_counter()
                 try:
@@ -406,8 +436,8 @@ def _mean_sd(values):
 
 
 def summarise(rows: list[dict]) -> dict:
-    """``{(net, criterion, reduction): {before, after: (mean, sd, n)}}`` and per net its dense
-    accuracy and evidence."""
+    """``{(net, criterion, reduction): {before, after: (mean, sd, n)}}`` of ``rows`` (the caller
+    chooses the target: :func:`of_target`)."""
     cells: dict = {}
     for r in rows:
         if r.get("status") == "n/a":
@@ -423,7 +453,8 @@ def summarise(rows: list[dict]) -> dict:
 
 def verdicts(rows: list[dict]) -> list[dict]:
     """Per net: the best unit LEGC against the best of :data:`BASELINES` at 2x before fine-tuning
-    (paired by seed), and whether it clears issue 27's 1 pp."""
+    (paired by seed), and whether it clears issue 27's 1 pp (the study's target only)."""
+    rows = of_target(rows)
     out = []
     for net in dict.fromkeys(r["net"] for r in rows):
         by = {}

@@ -52,10 +52,7 @@ def evidence_table(rows: list[dict]) -> list[str]:
     out = ["| net | series | units | tested | causal (BH q < 0.05) | never moved | max lag | "
            "Spearman ρ vs final L2 |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for net in dict.fromkeys(r["net"] for r in rows):
-        for crit, label in (
-            ("legc_weight", "weight L2 norm"),
-            ("legc_act", "mean abs. activation"),
-        ):
+        for crit, label in SERIES:
             ev = {}
             for r in rows:
                 if r["net"] == net and r["criterion"] == crit and "evidence" in r:
@@ -88,8 +85,66 @@ def verdict_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+SERIES = (("legc_weight", "weight L2 norm"), ("legc_act", "mean abs. activation"))
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    """The unit LEGC criteria recorded against another target (``--target loss``) beside the
+    study's own: causal units per seed, and test accuracy at 2x fewer MACs before fine-tuning
+    against the best of :data:`~unit_study.BASELINES` (the seeds both targets have)."""
+    first = study.TARGETS[0]
+    others = [t for t in study.TARGETS[1:] if study.of_target(rows, t)]
+    out = []
+    for t in others:
+        out += [f"## The unit LEGC criteria against the validation {t}", "",
+                f"The same nets and seeds trained again with the recorders' target `{t}` "
+                f"(`python tools/unit_study.py --target {t} --criteria legc_weight,legc_act`); "
+                "the other criteria do not read the target, so the baseline is the study's own "
+                "cell. *Same dense net*: the seed's dense test accuracy equal under both targets "
+                "(the recorders do not change training).", "",
+                f"| net | series | seeds | causal units, {first} → {t} | 2x before FT, {first} "
+                f"| 2x before FT, {t} | best of L1 / BN / Taylor | same dense net |",
+                "|---|---|---|---|---:|---:|---:|---|"]  # fmt: skip
+        other = study.of_target(rows, t)
+        main = study.of_target(rows, first)
+        for net in dict.fromkeys(r["net"] for r in other):
+            dense = {tg: {r["seed"]: r["acc_before"] for r in rs
+                          if r["net"] == net and r["criterion"] == "dense"}
+                     for tg, rs in ((first, main), (t, other))}  # fmt: skip
+            for crit, label in SERIES:
+
+                def cells(rs, c=crit, n=net):
+                    return {r["seed"]: r for r in rs if r["net"] == n and r["criterion"] == c
+                            and r.get("reduction") == 2.0 and r.get("status") == "ok"}  # fmt: skip
+
+                a, b = cells(main), cells(other)
+                seeds = sorted(set(a) & set(b))
+                if not seeds:
+                    continue
+                base = {c: cells(main, c) for c in study.BASELINES}
+                base = {c: v for c, v in base.items() if all(s in v for s in seeds)}
+                best = max(base, key=lambda c: np.mean([base[c][s]["acc_before"] for s in seeds]),
+                           default=None)  # fmt: skip
+                causal = ", ".join(f"{a[s]['evidence']['causal']} → {b[s]['evidence']['causal']}"
+                                   for s in seeds)  # fmt: skip
+                same = all(dense[first].get(s) == dense[t].get(s) for s in seeds)
+
+                def acc(cs, keep=seeds):
+                    return f"{100 * np.mean([cs[s]['acc_before'] for s in keep]):.1f}"
+
+                out.append(
+                    f"| {net} | {label} | {','.join(map(str, seeds))} | {causal} "
+                    f"(of {a[seeds[0]]['evidence']['units']}) | {acc(a)} | {acc(b)} | "
+                    + (f"{acc(base[best])} ({best})" if best else "-")
+                    + f" | {'yes' if same else 'no'} |"
+                )
+        out.append("")
+    return out
+
+
 def write_report(results: Path, doc: Path, prose: str | None = None) -> Path:
-    rows = study.read_results(results)
+    every = study.read_results(results)
+    rows = study.of_target(every)
     nets = list(dict.fromkeys(r["net"] for r in rows))
     dense = {}
     for r in rows:
@@ -109,6 +164,7 @@ def write_report(results: Path, doc: Path, prose: str | None = None) -> Path:
         lines += [prose.strip(), ""]
     lines += ["## Verdict at 2x fewer MACs, before fine-tuning", ""] + verdict_lines(rows) + [""]
     lines += ["## How many units the test finds causal", ""] + evidence_table(rows) + [""]
+    lines += target_lines(every)
     lines += ["## Test accuracy (%) per criterion, mean ± sd over seeds", ""]
     for net in nets:
         d = dense.get(net, [])

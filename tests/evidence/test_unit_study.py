@@ -76,8 +76,26 @@ def test_a_short_study_runs_resumes_and_reports(tmp_path):
     study.run(tmp_path, **kwargs)
     assert len(study.read_results(path)) == len(rows)
     doc = write_report(path, tmp_path / "units.md")
-    text = doc.read_text()
+    text = first = doc.read_text()
     assert "digits" in text and "legc_act" in text and "Spearman" in text
+    assert "validation loss" not in text
+
+    # The unit LEGC criteria again against the validation loss: rows of their own, the same
+    # dense net (the recorders do not change training), a section of the report of their own.
+    study.run(tmp_path, **{**kwargs, "criteria": ["legc_act"]}, target="loss")
+    loss = study.of_target(study.read_results(path), "loss")
+    assert {(r["criterion"], r["target"]) for r in loss} == {
+        ("dense", "loss"),
+        ("legc_act", "loss"),
+    }
+    assert study.of_target(study.read_results(path)) == rows  # the study's rows unchanged
+    dense = [r["acc_before"] for r in study.read_results(path) if r["criterion"] == "dense"]
+    assert dense[0] == dense[1]
+    text = write_report(path, tmp_path / "units.md").read_text()
+    section = text.split("## The unit LEGC criteria against the validation loss")[1]
+    assert "| digits_mlp | mean abs. activation | 0 |" in section and "| yes |" in section
+    tables = "## Test accuracy"  # the study's tables: its own target's rows only
+    assert text.split(tables)[1] == first.split(tables)[1]
 
 
 def test_unknown_net_or_criterion_is_refused(tmp_path):
@@ -85,6 +103,10 @@ def test_unknown_net_or_criterion_is_refused(tmp_path):
 
     with pytest.raises(InvalidArgumentError, match="unknown net or criterion"):
         study.run(tmp_path, nets=["vgg16"], seeds=[0])
+    with pytest.raises(InvalidArgumentError, match="unknown target"):
+        study.run(tmp_path, nets=["digits_mlp"], seeds=[0], target="accuracy")
+    with pytest.raises(InvalidArgumentError, match="--criteria legc_weight,legc_act"):
+        study.run(tmp_path, nets=["digits_mlp"], seeds=[0], criteria=["l2"], target="loss")
     assert not (tmp_path / "results.jsonl").exists()
 
 
