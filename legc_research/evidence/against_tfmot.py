@@ -86,7 +86,7 @@ class NetSpec:
         epochs: dense training epochs (recorded).
         finetune_epochs: the fine-tuning budget of every method.
         role: ``"development"`` (defaults are chosen on it) or ``"confirmation"``.
-        conv: a Conv2D(8, 3) + MaxPool front end before the Dense layers (only Dense is pruned).
+        conv: a Conv2D(8, 3) + MaxPool front end before the Dense layers (its kernel is pruned too).
         binary: one sigmoid output unit (binary cross-entropy) instead of a softmax.
         window: LE window of the recorder, in optimizer steps.
     """
@@ -1097,7 +1097,7 @@ def _plot(net: str, rows: dict, results: dict, folder: Path) -> Path | None:
     dense = [d["dense_accuracy"] for k, d in results["dense"].items() if k.split("/")[0] == net]
     if dense:
         ax.axhline(np.mean(dense), color="grey", linestyle=":", label="dense")
-    ax.set(xlabel="sparsity of the Dense kernels (%)", ylabel="test accuracy",
+    ax.set(xlabel="sparsity of the prunable kernels (%)", ylabel="test accuracy",
            title=f"{net}: mean ± sd over seeds")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
