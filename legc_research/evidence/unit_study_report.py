@@ -112,34 +112,36 @@ def target_lines(rows: list[dict]) -> list[str]:
                           if r["net"] == net and r["criterion"] == "dense"}
                      for tg, rs in ((first, main), (t, other))}  # fmt: skip
             for crit, label in SERIES:
-
-                def cells(rs, c=crit, n=net):
-                    return {r["seed"]: r for r in rs if r["net"] == n and r["criterion"] == c
-                            and r.get("reduction") == 2.0 and r.get("status") == "ok"}  # fmt: skip
-
-                a, b = cells(main), cells(other)
+                a, b = _at_2x(main, net, crit), _at_2x(other, net, crit)
                 seeds = sorted(set(a) & set(b))
                 if not seeds:
                     continue
-                base = {c: cells(main, c) for c in study.BASELINES}
+                base = {c: _at_2x(main, net, c) for c in study.BASELINES}
                 base = {c: v for c, v in base.items() if all(s in v for s in seeds)}
-                best = max(base, key=lambda c: np.mean([base[c][s]["acc_before"] for s in seeds]),
-                           default=None)  # fmt: skip
+                best = max(base, key=lambda c: _mean_before(base[c], seeds), default=None)
                 causal = ", ".join(f"{a[s]['evidence']['causal']} → {b[s]['evidence']['causal']}"
                                    for s in seeds)  # fmt: skip
                 same = all(dense[first].get(s) == dense[t].get(s) for s in seeds)
-
-                def acc(cs, keep=seeds):
-                    return f"{100 * np.mean([cs[s]['acc_before'] for s in keep]):.1f}"
-
                 out.append(
                     f"| {net} | {label} | {','.join(map(str, seeds))} | {causal} "
-                    f"(of {a[seeds[0]]['evidence']['units']}) | {acc(a)} | {acc(b)} | "
-                    + (f"{acc(base[best])} ({best})" if best else "-")
+                    f"(of {a[seeds[0]]['evidence']['units']}) | {_mean_before(a, seeds):.1f} | "
+                    f"{_mean_before(b, seeds):.1f} | "
+                    + (f"{_mean_before(base[best], seeds):.1f} ({best})" if best else "-")
                     + f" | {'yes' if same else 'no'} |"
                 )
         out.append("")
     return out
+
+
+def _at_2x(rows: list[dict], net: str, criterion: str) -> dict[int, dict]:
+    """``{seed: row}`` of a criterion's finished cells at 2x fewer MACs."""
+    return {r["seed"]: r for r in rows if r["net"] == net and r["criterion"] == criterion
+            and r.get("reduction") == 2.0 and r.get("status") == "ok"}  # fmt: skip
+
+
+def _mean_before(cells: dict[int, dict], seeds) -> float:
+    """Mean test accuracy (%) before fine-tuning over ``seeds``."""
+    return 100 * float(np.mean([cells[s]["acc_before"] for s in seeds]))
 
 
 def write_report(results: Path, doc: Path, prose: str | None = None) -> Path:
