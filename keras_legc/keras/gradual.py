@@ -27,7 +27,7 @@ from keras_legc.keras.holders import holder_for
 from keras_legc.keras.registry import entries_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
-from keras_legc.masking.policy import check_per_layer
+from keras_legc.masking.policy import LAMP, check_lamp_room, check_per_layer
 from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
@@ -140,6 +140,8 @@ class GradualPruning(Callback):
                 "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
                 "keras_legc.prune(model, keras_legc.Mask.keep_all(model)), then fit wrapped."
             )
+        if self.per_layer == LAMP:  # refused before training, not at the schedule's last step
+            check_lamp_room([np.size(k) for k in start.values()], self.schedule.final_sparsity)
         self.mask = Mask(start)
         self._step = 0
         self._maybe_prune(0)

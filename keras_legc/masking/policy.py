@@ -9,6 +9,7 @@ number of pruned weights. Numpy only.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -150,6 +151,7 @@ def lamp_sparsities(kernels: Mapping[str, np.ndarray], sparsity: float) -> dict[
             "kernel weight is zero. Fix: pass the trained weights (a model, or scores saved with "
             "their kernels), or per_layer=True."
         )
+    check_lamp_room([sq.size for sq in squares], s)
     scores = []
     for sq in squares:
         suffix = np.cumsum(sq[::-1])[::-1]
@@ -163,6 +165,31 @@ def lamp_sparsities(kernels: Mapping[str, np.ndarray], sparsity: float) -> dict[
     pruned = np.bincount(layer[np.lexsort((layer, flat))[:k]], minlength=len(names))
     return {n: float(pruned[i] / squares[i].size) if squares[i].size else 0.0
             for i, n in enumerate(names)}  # fmt: skip
+
+
+def check_lamp_room(sizes: Sequence[int], sparsity: float) -> None:
+    """Refuse a ``sparsity`` that ``per_layer="lamp"`` cannot reach without emptying a layer.
+
+    LAMP keeps each layer's largest weight, so of ``n`` kernel weights in ``L`` non-empty layers
+    at most ``n - L`` can go; past that the model would no longer depend on its input. Raises
+    :class:`InvalidArgumentError` naming the highest sparsity that fits.
+
+    Example:
+        >>> check_lamp_room([12, 24], 0.9)   # 32 of 36 pruned: one weight per layer is left
+        >>> check_lamp_room([12, 24], 0.98)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        keras_legc.errors.InvalidArgumentError: ... (sparsity <= 0.9444) ...
+    """
+    n, n_layers = int(sum(sizes)), sum(1 for size in sizes if size)
+    k = int(round(check_sparsity(sparsity) * n))
+    if k > n - n_layers:
+        most = math.floor((n - n_layers) / n * 1e4) / 1e4
+        raise InvalidArgumentError(
+            f"sparsity={sparsity!r} prunes {k} of {n} kernel weights, but per_layer={LAMP!r} "
+            f"keeps at least one weight in each of the {n_layers} layers, so at most "
+            f"{n - n_layers} can go (sparsity <= {most:g}). Fix: pass a sparsity of at most "
+            f"{most:g}, or per_layer=False (one global ranking, which may empty whole layers)."
+        )
 
 
 def _layer_sparsities(per_layer, sparsity: float, names) -> dict[str, float]:
@@ -228,7 +255,7 @@ def mask_from_importance(
     Example:
         >>> kernels = {"d": np.arange(8.0).reshape(4, 2) - 3}
         >>> mask_from_importance(imp.magnitude(), kernels, 0.25)["d"].astype(int).tolist()
-        [[1, 1], [1, 0], [0, 1], [1, 1]]
+        [[1, 1], [0, 0], [1, 1], [1, 1]]
     """
     kernels = kernels_of(model_or_kernels)
     if sparsity_m_by_n is not None:

@@ -609,10 +609,11 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
                 atomic_write_json(path, results, overwrite=True)
                 stats["cells_run"] += 1
                 n = stats["cells_run"] + stats["cells_skipped"]
-                log(f"[{n}/{total}] {name} seed {seed} {method} {s:.0%}: accuracy "
-                    f"{cell['accuracy']:.4f}" + _before(cell) + f", sparsity "
-                    f"{cell['reached_sparsity']:.3f} [{cell['seconds']:.1f} s, elapsed "
-                    f"{time.perf_counter() - t0:.0f} s]")  # fmt: skip
+                what = (f"refused ({cell['refusal'].split(' Fix:')[0]})" if cell["accuracy"] is None
+                        else f"accuracy {cell['accuracy']:.4f}" + _before(cell) + ", sparsity "
+                        f"{cell['reached_sparsity']:.3f}")  # fmt: skip
+                log(f"[{n}/{total}] {name} seed {seed} {method} {s:.0%}: {what} "
+                    f"[{cell['seconds']:.1f} s, elapsed {time.perf_counter() - t0:.0f} s]")  # fmt: skip
     atomic_write_json(path, results, overwrite=True)
     return {"results": results, **stats}
 
@@ -624,7 +625,13 @@ def _before(cell: dict) -> str:
 
 def _run_cell(ctx: Context, method: str, sparsity: float) -> dict:
     t = time.perf_counter()
-    record = METHODS[method](ctx, sparsity)
+    try:
+        record = METHODS[method](ctx, sparsity)
+    except InvalidArgumentError as e:
+        # keras-legc refused the request on this net (e.g. LAMP at a sparsity that would empty a
+        # layer of a tiny MLP): kept as a refused cell, reported, outside the means
+        record = {"status": "refused", "refusal": str(e), "accuracy": None,
+                  "accuracy_before_ft": None, "reached_sparsity": None, "empty_layers": []}  # fmt: skip
     keras().backend.clear_session()  # layer names are fixed, so nothing depends on the counters
     return {
         "net": ctx.net.name, "seed": ctx.seed, "method": method, "sparsity": sparsity,
@@ -642,7 +649,7 @@ def summarise(results: dict) -> dict:
     from scipy import stats as st
 
     by: dict = {}
-    for c in results["cells"]:
+    for c in _measured(results["cells"]):
         by.setdefault(c["net"], {}).setdefault(c["sparsity"], {}).setdefault(c["method"], {})[
             c["seed"]
         ] = c["accuracy"]
@@ -662,6 +669,11 @@ def summarise(results: dict) -> dict:
                         cell[m][key] = _paired(methods[m], methods[ref], st)
             summary[net][f"{s:g}"] = cell
     return summary
+
+
+def _measured(cells) -> list[dict]:
+    """The cells that ran to an accuracy (not the ones keras-legc refused)."""
+    return [c for c in cells if c.get("status", "ok") != "refused"]
 
 
 def _paired(a: dict, b: dict, st) -> dict:
@@ -1061,8 +1073,12 @@ def _diagnostics(net: str, results: dict) -> list[str]:
     whose reached sparsity is off the target by more than 0.5 pp (e.g. per-layer rounding)."""
     empty: dict = {}
     short: dict = {}
+    refused: dict = {}
     for c in results["cells"]:
         if c["net"] != net:
+            continue
+        if c.get("status") == "refused":
+            refused.setdefault((c["method"], c["sparsity"]), []).append(c["seed"])
             continue
         if c["empty_layers"]:
             empty.setdefault((c["method"], c["sparsity"]), []).append(c["seed"])
@@ -1071,6 +1087,12 @@ def _diagnostics(net: str, results: dict) -> list[str]:
     lines = ["Layers emptied (every kernel weight pruned): " + "; ".join(
         f"{m} at {s:.0%} (seeds {', '.join(map(str, seeds))})" for (m, s), seeds in sorted(empty.items()))
         + "." if empty else "No method emptied a whole layer."]  # fmt: skip
+    if refused:
+        first = next(c["refusal"] for c in results["cells"]
+                     if c["net"] == net and c.get("status") == "refused")  # fmt: skip
+        lines += ["", "Refused by keras-legc (no accuracy; outside the means and tests): " + "; ".join(
+            f"{m} at {s:.0%} (seeds {', '.join(map(str, seeds))})" for (m, s), seeds in sorted(refused.items()))
+            + f". The first refusal: \"{first.split(' Fix:')[0]}\""]  # fmt: skip
     if short:
         lines += ["", "Reached sparsity off the target by > 0.5 pp: " + "; ".join(
             f"{m} at {s:.0%} reached {np.mean(r):.1%}" for (m, s), r in sorted(short.items())) + "."]  # fmt: skip

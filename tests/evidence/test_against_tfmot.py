@@ -104,3 +104,33 @@ def test_results_of_another_version_are_refused(tmp_path, paper_data_dir):
     assert at.main(argv) == 2
     assert at.main([*argv, "--force"]) == 0
     assert json.loads((tmp_path / "results.json").read_text())["version"] == at.VERSION
+
+
+def test_a_sparsity_keras_legc_refuses_is_a_refused_cell_and_the_run_goes_on(
+    tmp_path, paper_data_dir
+):
+    # Vowel's 3-4-6 MLP has 36 kernel weights in 2 layers: at 98% LAMP (the default allocation of
+    # `default` and `legc_gradual`) would have to empty a layer, and refuses; global magnitude
+    # empties one and is measured. The run records both and carries on to the next sparsity.
+    docs = tmp_path / "d"
+    argv = ["--quick", "--nets", "vowel", "--methods", "magnitude,default,legc_gradual",
+            "--sparsities", "98,50", "--out", str(tmp_path), "--docs", str(docs),
+            "--data-dir", str(paper_data_dir)]  # fmt: skip
+    assert at.main(argv) == 0
+    cells = {(c["method"], c["sparsity"]): c for c in
+             json.loads((tmp_path / "results.json").read_text())["cells"]}  # fmt: skip
+    assert len(cells) == 6
+    for m in ("default", "legc_gradual"):
+        c = cells[(m, 0.98)]
+        assert c["status"] == "refused" and c["accuracy"] is None
+        assert "keeps at least one weight in each of the 2 layers" in c["refusal"]
+        assert 0.0 <= cells[(m, 0.5)]["accuracy"] <= 1.0
+    assert cells[("magnitude", 0.98)]["empty_layers"]
+    summary = at.summarise({"cells": list(cells.values())})["vowel"]
+    assert set(summary["0.98"]) == {"magnitude"} and set(summary["0.5"]) == {
+        "magnitude",
+        "default",
+        "legc_gradual",
+    }
+    md = (docs / "against-tfmot.md").read_text()
+    assert "Refused by keras-legc" in md and "default at 98% (seeds 0)" in md

@@ -93,6 +93,15 @@ def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_earl
             verbose=0,
             callbacks=[rec2, kl.GradualPruning(rec2, schedule), *kl.pruning_callbacks()],
         )
+    # 192 kernel weights in 2 layers: LAMP (the default allocation) can prune at most 190, so a
+    # final 99.5% (191) is refused when fit starts, not at the schedule's last step
+    rec3 = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
+    before = [w.copy() for w in wrapped.get_weights()]
+    too_far = kl.PolynomialDecay(0.995, begin_step=0, end_step=5, frequency=1)
+    with pytest.raises(InvalidArgumentError, match=r"at most 190 can go.*Fix: pass a sparsity"):
+        wrapped.fit(xtr, ytr, epochs=1, batch_size=50, verbose=0,
+                    callbacks=[rec3, kl.GradualPruning(rec3, too_far), *kl.pruning_callbacks()])  # fmt: skip
+    assert all(np.array_equal(a, b) for a, b in zip(before, wrapped.get_weights(), strict=True))
     with pytest.raises(InvalidArgumentError, match="unknown ranking"):
         kl.GradualPruning(rec, schedule, ranking="movement")
     with pytest.raises(InvalidArgumentError, match="WeightHistory of the same fit"):

@@ -1,5 +1,7 @@
 """Mask, the ranking policy, random and magnitude baselines (numpy only)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -310,11 +312,42 @@ def test_lamp_keeps_a_weight_in_every_layer_where_global_magnitude_empties_one(r
     assert not glob["dw"].any()
     lamp = magnitude_mask(kernels, 0.99, per_layer="lamp")
     assert all(lamp[n].any() for n in kernels)
-    # the last weights of all are each layer's largest: at k = n - 1 one layer keeps one weight
+    # the last weights of all are each layer's largest: at k = n - 3 each layer keeps one
     n = sum(k.size for k in kernels.values())
-    counts = lamp_sparsities(kernels, (n - 2) / n)
-    assert sum(round(counts[m] * kernels[m].size) for m in kernels) == n - 2
-    assert sum(round(counts[m] * kernels[m].size) == kernels[m].size for m in kernels) <= 1
+    counts = lamp_sparsities(kernels, (n - 3) / n)
+    assert {m: round(counts[m] * kernels[m].size) for m in kernels} == {
+        m: kernels[m].size - 1 for m in kernels
+    }
+    assert all(
+        magnitude_mask(kernels, (n - 3) / n, per_layer="lamp")[m].sum() == 1 for m in kernels
+    )
+
+
+@pytest.mark.parametrize("sizes", [(12, 24), (5, 1, 30), (1,)])
+def test_lamp_refuses_a_sparsity_that_would_empty_a_layer(rng, sizes):
+    # a tiny net (Vowel's 3-4-6 MLP: 36 kernel weights, 2 layers) at 98%: 35 would go, one per
+    # layer must stay; refused with the highest sparsity that fits, which is then reached
+    kernels = {f"k{i}": rng.normal(size=(s,)) for i, s in enumerate(sizes)}
+    n, layers = sum(sizes), sum(1 for s in sizes if s)
+    top = (n - layers) / n
+    over = (n - layers + 0.6) / n  # rounds to one weight more than fits
+    with pytest.raises(InvalidArgumentError, match=r"keeps at least one weight in each.*Fix: pass"):
+        lamp_sparsities(kernels, over)
+    with pytest.raises(InvalidArgumentError, match=r"per_layer=False"):
+        magnitude_mask(kernels, over, per_layer="lamp")
+    most = float(re.search(r"sparsity <= ([0-9.]+)", _refusal(kernels, over)).group(1))
+    assert most <= top and round(most * n) == n - layers
+    if most > 0:
+        m = magnitude_mask(kernels, most, per_layer="lamp")
+        assert m.n_pruned == n - layers and all(m[k].sum() == 1 for k in kernels if m[k].size)
+    with pytest.warns(LegcWarning, match="prunes every kernel weight"):  # global: warned, emptied
+        assert magnitude_mask(kernels, over, per_layer=False).n_pruned == round(over * n)
+
+
+def _refusal(kernels, sparsity) -> str:
+    with pytest.raises(InvalidArgumentError) as e:
+        lamp_sparsities(kernels, sparsity)
+    return str(e.value)
 
 
 def test_lamp_in_blocks_reaches_each_layers_share_within_half_a_block(rng):
