@@ -974,8 +974,22 @@ def _header(results: dict, env: dict, command: str | None) -> list[str]:
         f"- Date: {time.strftime('%Y-%m-%d')}",
         f"- Versions: {versions}",
         f"- Seconds: {secs:.0f} (dense training + scoring + every cell, summed over runs)",
+        _completeness(results),
         "",
     ]
+
+
+def _completeness(results: dict) -> str:
+    """Whether every net has the full protocol's cells; where not, which are short (a report
+    of a run still going says so)."""
+    have = {net: sum(c["net"] == net for c in results["cells"]) for net in NETS}
+    short = {net: n for net, n in have.items() if n < FULL_CELLS}
+    if not short:
+        return f"- Complete: every net has the full protocol's {FULL_CELLS} cells."
+    return (f"- **Incomplete**: {sum(have.values())} of {len(NETS) * FULL_CELLS} cells ("
+            + ", ".join(f"{net} {n}/{FULL_CELLS}" for net, n in short.items())
+            + "); the run resumes where it stopped (the same command skips the finished cells)."
+            " Means and tests below use the seeds each cell has (n in the tables).")  # fmt: skip
 
 
 def _protocol(results: dict) -> list[str]:

@@ -134,3 +134,7 @@ def test_a_sparsity_keras_legc_refuses_is_a_refused_cell_and_the_run_goes_on(
     }
     md = (docs / "against-tfmot.md").read_text()
     assert "Refused by keras-legc" in md and "default at 98% (seeds 0)" in md
+    assert (
+        f"**Incomplete**: 6 of {len(at.NETS) * at.FULL_CELLS} cells" in md
+    )  # a partial run says so
+    assert f"vowel 6/{at.FULL_CELLS}" in md
