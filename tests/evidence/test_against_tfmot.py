@@ -138,3 +138,7 @@ def test_a_sparsity_keras_legc_refuses_is_a_refused_cell_and_the_run_goes_on(
         f"**Incomplete**: 6 of {len(at.NETS) * at.FULL_CELLS} cells" in md
     )  # a partial run says so
     assert f"vowel 6/{at.FULL_CELLS}" in md
+    # a rerun asks the refused cells again (the library may have changed) and replaces them
+    again = at.run(at.config_from_args(at.parse_args(argv)), log=lambda line: None)
+    assert (again["cells_run"], again["cells_skipped"], again["dense_trained"]) == (2, 4, 0)
+    assert len(again["results"]["cells"]) == 6
