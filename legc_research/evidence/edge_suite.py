@@ -292,20 +292,35 @@ def tfmot_share(model) -> float:
     return (total - depthwise) / total
 
 
-def legc_gradual_same_zeros(ctx: Context, sparsity: float):
-    """:func:`legc_gradual` to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
+def same_zeros(base: str, run: Callable[[Context, float], object]) -> Callable:
+    """``run`` (method ``base``) to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
     ``sparsity`` of every layer but the depthwise ones, so keras-legc's target over all its
-    prunable weights is ``sparsity x`` :func:`tfmot_share`. The target reached is saved."""
-    share = tfmot_share(ctx.dense.model)
-    target = sparsity * share
-    note = {"sparsity_over_prunable": target}
-    ctx.notes[("legc_gradual_same_zeros", sparsity)] = note
-    gradual = None if ctx.models is None else ctx.models / _model_name("legc_gradual", sparsity)
-    if share == 1.0 and gradual is not None and gradual.is_file():
-        # no depthwise kernel: the same run as legc_gradual's (deterministic), so reuse its model
-        note["same_model_as"] = "legc_gradual"
-        return kl.load_model(gradual, compile=False)
-    return legc_gradual(ctx, target)
+    prunable weights is ``sparsity x`` :func:`tfmot_share`. The target reached is saved. Where
+    TF-MOT prunes every kernel (share 1) it is ``base``'s run, so ``base``'s saved model is used."""
+    name = f"{base}_same_zeros"
+
+    def method(ctx: Context, sparsity: float):
+        share = tfmot_share(ctx.dense.model)
+        target = sparsity * share
+        note = {"sparsity_over_prunable": target}
+        ctx.notes[(name, sparsity)] = note
+        saved = None if ctx.models is None else ctx.models / _model_name(base, sparsity)
+        if share == 1.0 and saved is not None and saved.is_file():
+            note["same_model_as"] = base
+            return kl.load_model(saved, compile=False)
+        return run(ctx, target)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+legc_gradual_same_zeros = same_zeros("legc_gradual", legc_gradual)
+
+
+_legc_default = masked(lambda ctx, s: ctx.scores.mask(sparsity=s))
+
+
+legc_default_same_zeros = same_zeros("legc_default", _legc_default)
 
 
 def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
@@ -366,9 +381,13 @@ METHODS: dict[str, Method] = {
         legc_gradual_same_zeros, "sparsity",
         "keras-legc GradualPruning as legc_gradual, to as many zeros as TF-MOT at that sparsity "
         "(TF-MOT leaves depthwise kernels dense)"),
-    "legc_default": Method(masked(lambda ctx, s: ctx.scores.mask(sparsity=s)), "sparsity",
+    "legc_default": Method(_legc_default, "sparsity",
                            "keras-legc default ranking (Scores.mask), unstructured, fine-tuned",
                            version=2),
+    "legc_default_same_zeros": Method(
+        legc_default_same_zeros, "sparsity",
+        "keras-legc default ranking as legc_default, to as many zeros as TF-MOT at that sparsity "
+        "(TF-MOT leaves depthwise kernels dense)"),
     "legc_default_block": Method(
         masked(lambda ctx, s: ctx.scores.mask(sparsity=s, block=(1, 16))), "sparsity",
         "keras-legc default ranking in (1, 16) blocks, fine-tuned", version=2),
@@ -817,7 +836,7 @@ def estimate(epoch_times: dict, seconds_per_cell: float, seeds: int = len(SEEDS)
 # ---- report --------------------------------------------------------------------------------------
 
 LEGC_METHODS = ("legc_magnitude", "legc_gradual", "legc_gradual_same_zeros", "legc_default",
-                "legc_default_block", "legc_2of4", "channels")  # fmt: skip
+                "legc_default_same_zeros", "legc_default_block", "legc_2of4", "channels")  # fmt: skip
 TFMOT_METHODS = ("tfmot", "tfmot_2of4")
 #: "within 1 pp of dense": the issue's accuracy band.
 BAND = 0.01
@@ -1203,8 +1222,8 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         'reference. "zero/removed params": share of the dense net\'s trainable parameters that '
         "are zero (or removed) in the model; keras-legc prunes every registered kernel "
         "(`kl.prunable_weights`: convolutions, depthwise and Dense), TF-MOT every Conv2D and "
-        "Dense kernel but no depthwise one (`legc_gradual_same_zeros` matches its count of "
-        "zeros). A cell that failed (refused, or its export's verification failed) is listed "
+        "Dense kernel but no depthwise one (`legc_default_same_zeros` and "
+        "`legc_gradual_same_zeros` match its count of zeros). A cell that failed (refused, or its export's verification failed) is listed "
         'under "Cells not measured" with its reason, not dropped. Non-zero MACs count only non-zero '
         "weights; MACs are structural (what the runtime computes without sparse kernels).",
         "",

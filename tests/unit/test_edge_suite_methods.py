@@ -3,6 +3,7 @@ prunable weights that TF-MOT prunes too (its registry leaves DepthwiseConv2D den
 
 import keras
 import numpy as np
+import pytest
 
 from legc_research.evidence import edge_suite as es
 from legc_research.zoo import nets
@@ -15,7 +16,8 @@ def test_tfmot_share_leaves_out_exactly_the_depthwise_kernels():
     total = 10 * 4 * 64 + depthwise + pointwise + 64 * 10
     assert es.tfmot_share(model) == (total - depthwise) / total
     assert es.tfmot_share(nets.build("resnet8", keras)) == 1.0  # no depthwise layer
-    assert "legc_gradual_same_zeros" in es.METHODS and "legc_gradual_same_zeros" in es.LEGC_METHODS
+    for name in ("legc_gradual_same_zeros", "legc_default_same_zeros"):
+        assert name in es.METHODS and name in es.LEGC_METHODS
 
 
 def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monkeypatch):
@@ -36,23 +38,46 @@ def test_a_model_whose_export_fails_verification_is_a_failed_cell(tmp_path, monk
     }  # fmt: skip
 
 
-def test_same_zeros_reuses_the_gradual_model_where_tf_mot_prunes_every_kernel(tmp_path):
-    # ResNet-8 has no depthwise kernel: its zeros-matched run is legc_gradual's run, so the saved
-    # model is loaded instead of trained again (a net with depthwise kernels trains its own)
+@pytest.mark.parametrize("base", ["legc_gradual", "legc_default"])
+def test_same_zeros_reuses_the_base_model_where_tf_mot_prunes_every_kernel(tmp_path, base):
+    # ResNet-8 has no depthwise kernel: its zeros-matched run is the base method's run, so the
+    # saved model is loaded instead of trained again (a net with depthwise kernels trains its own)
     import types
 
     import keras_legc as kl
 
     model = nets.build("resnet8", keras)
-    saved = tmp_path / es._model_name("legc_gradual", 0.5)
+    saved = tmp_path / es._model_name(base, 0.5)
     kl.save_model(model, saved)
     ctx = es.Context("resnet8", 0, None, types.SimpleNamespace(model=model), None,
                      models=tmp_path)  # fmt: skip
-    again = es.legc_gradual_same_zeros(ctx, 0.5)
+    again = es.METHODS[f"{base}_same_zeros"].run(ctx, 0.5)
     assert [w.shape for w in again.weights] == [w.shape for w in model.weights]
     for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert ctx.notes[("legc_gradual_same_zeros", 0.5)] == {
-        "sparsity_over_prunable": 0.5, "same_model_as": "legc_gradual"}  # fmt: skip
+    assert ctx.notes[(f"{base}_same_zeros", 0.5)] == {
+        "sparsity_over_prunable": 0.5, "same_model_as": base}  # fmt: skip
     assert es._model_name("legc_gradual", 0.5) == "legc_gradual-0.5-v2.keras"
     assert es._model_name("legc_magnitude", 0.75) == "legc_magnitude-0.75.keras"
+
+
+def test_same_zeros_asks_its_base_for_tf_mots_share_where_depthwise_kernels_are_left_dense(
+    tmp_path,
+):
+    # DS-CNN: TF-MOT leaves the depthwise kernels dense, so the base method is run (not loaded,
+    # though a saved model is there) at sparsity x the share TF-MOT prunes
+    import types
+
+    import keras_legc as kl
+
+    model = nets.build("ds_cnn", keras)
+    kl.save_model(model, tmp_path / es._model_name("legc_default", 0.9))
+    asked = []
+    method = es.same_zeros("legc_default", lambda ctx, target: asked.append(target) or model)
+    ctx = es.Context("ds_cnn", 0, None, types.SimpleNamespace(model=model), None,
+                     models=tmp_path)  # fmt: skip
+    assert method(ctx, 0.9) is model
+    share = es.tfmot_share(model)
+    assert share < 1 and asked == [pytest.approx(0.9 * share)]
+    assert ctx.notes[("legc_default_same_zeros", 0.9)] == {
+        "sparsity_over_prunable": pytest.approx(0.9 * share)}  # fmt: skip

@@ -99,10 +99,16 @@ def test_the_doc_is_written_atomically_with_its_table(tmp_path):
     text = ev.write_doc(results, doc, "c", "m").read_text()
     assert ("- ds_cnn legc_magnitude 90% float, seed 0: export: CollapsedModelError: the model's "
             "outputs are identical for all 16 reference inputs.") in text  # fmt: skip
-    # one line per headline method: the one-shot default and gradual to TF-MOT's zeros
-    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 2
+    # one line per headline method: the one-shot default, and both to TF-MOT's zeros
+    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 3
     results["cells"] += [_cell("legc_gradual_same_zeros", t, s, 0.9) for t in (0.5, 0.75, 0.9)
+                         for s in (0, 1, 2)]  # fmt: skip
+    results["cells"] += [_cell("legc_default_same_zeros", t, s, 0.5) for t in (0.5, 0.75, 0.9)
                          for s in (0, 1, 2)]  # fmt: skip
     text = ev.write_doc(results, doc, "c", "m").read_text()
     same = text.split("as many zeros as TF-MOT (`legc_gradual_same_zeros`):")[1].split("##")[0]
     assert "- ds_cnn, float: worst +" in same and ": ahead." in same
+    one_shot = text.split(
+        "one-shot default ranking to as many zeros as TF-MOT (`legc_default_same_zeros`):"
+    )[1].split("For keras-legc")[0]
+    assert "- ds_cnn, float: worst -" in one_shot and "NOT met" in one_shot
