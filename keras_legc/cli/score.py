@@ -44,6 +44,10 @@ from keras_legc.cli._group import _run, main
     "|w|; see README, 'Target mode').",
 )
 @click.option(
+    "--exclude", multiple=True, help="A layer (or weight key) the mask keeps whole, as TF-MOT "
+    "leaves layers it is not given (repeat); --sparsity is then that of the other weights.",
+)  # fmt: skip
+@click.option(
     "--out", type=click.Path(path_type=Path), help="Mask file (default RUN_DIR/mask.npz)."
 )
 @click.option("--lag", type=int, help="Beyond the paper: test this single lag only.")
@@ -69,8 +73,8 @@ from keras_legc.cli._group import _run, main
     help="Seconds to wait for the scheduler.",
 )  # fmt: skip
 def score(
-    run_dir, max_lag, test, alpha, sparsity, allocation, per_layer, ranking, out, lag, fdr, difference,
-    chunk_size, threads, progress, force, scheduler, scheduler_timeout,
+    run_dir, max_lag, test, alpha, sparsity, allocation, per_layer, ranking, exclude, out, lag, fdr,
+    difference, chunk_size, threads, progress, force, scheduler, scheduler_timeout,
 ):  # fmt: skip
     """Score a recorded RUN_DIR (from WeightHistory(run_dir=...)) and write scores and a mask."""
     import keras_legc as kl
@@ -107,7 +111,8 @@ def score(
         if owned:
             client.close()
     _run(scores.save, run_dir / "scores.npz", overwrite=force)
-    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=share, ranking=ranking)
+    mask = _run(scores.mask, alpha, sparsity=sparsity, per_layer=share, ranking=ranking,
+                exclude=exclude or None)  # fmt: skip
     path = _run(mask.save, out or run_dir / "mask.npz", overwrite=force)
     click.echo(scores.summary())
     click.echo(mask.summary())

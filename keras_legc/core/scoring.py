@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
 from keras_legc.masking.policy import (
     LAMP,
+    check_exclude,
     check_per_layer,
     check_sparsity,
     mask_from_importance,
@@ -211,6 +213,7 @@ class Scores:
         block: tuple[int, int] | None = None,
         ranking: str | None = None,
         sparsity_m_by_n: tuple[int, int] | None = None,
+        exclude: Iterable[str] | str | None = None,
     ) -> Mask:
         """A mask from the scores.
 
@@ -250,6 +253,10 @@ class Scores:
                 ``(2, 4)`` keeps at most 2 of every 4 consecutive weights along each weight's
                 input-channel axis (the 2 ``ranking`` puts last in each group). N-D weights are
                 read as convolution kernels ``(..., in, out)``.
+            exclude: weights kept whole (what TF-MOT does with the layers it is not given, such
+                as depthwise kernels): layer names or weight keys (``self.layers``); in target
+                mode ``sparsity`` is then that of the other weights. See
+                :func:`keras_legc.masking.policy.check_exclude`.
 
         In target mode the mask records ``info["kept_untestable"]``, the share of kept weights
         with no valid test, and warns when it is above one half: the mask then rests on
@@ -262,12 +269,18 @@ class Scores:
         """
         self._check_mode(alpha, sparsity, block, ranking, sparsity_m_by_n)
         base = self._provenance()
+        excluded = check_exclude(exclude, self.layers)
         if sparsity is not None or sparsity_m_by_n is not None:
             return self._target_mask(sparsity, self._allocation(per_layer, sparsity_m_by_n), block,
-                                     ranking or DEFAULT_RANKING, base, sparsity_m_by_n)  # fmt: skip
+                                     ranking or DEFAULT_RANKING, base, sparsity_m_by_n,
+                                     excluded)  # fmt: skip
         alpha = _check_alpha(0.05 if alpha is None else alpha)
         keep = (self.degenerate != OK) | (self.evidence < alpha)
-        m = Mask(self._split(keep), {**base, "alpha": float(alpha)})
+        arrays = self._split(keep)
+        arrays.update({k: np.ones_like(arrays[k]) for k in excluded})
+        m = Mask(
+            arrays, {**base, "alpha": float(alpha), **({"exclude": excluded} if excluded else {})}
+        )
         return warn_empty_layers(
             m, "a higher alpha, or target mode: sparsity=..., per_layer='lamp'"
         )
@@ -329,18 +342,20 @@ class Scores:
             base["lag"] = self.lags[0]
         return base
 
-    def _target_mask(self, sparsity, per_layer, block, ranking, base, m_by_n=None) -> Mask:
+    def _target_mask(self, sparsity, per_layer, block, ranking, base, m_by_n=None,
+                     exclude=()) -> Mask:  # fmt: skip
         kernels = self.kernels or {n: np.zeros(self.shapes[n]) for n in self.layers}
         scorer = importance.get_scorer(ranking, self)
         m = mask_from_importance(scorer, kernels, sparsity, per_layer=per_layer, block=block,
                                  info=base, sparsity_m_by_n=m_by_n,
-                                 layouts=self.info.get("layouts"))  # fmt: skip
+                                 layouts=self.info.get("layouts"), exclude=exclude)  # fmt: skip
         m.info["ranking"] = ranking
-        self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n)
+        self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n, exclude)
         self._warn_untestable(m)
         return warn_empty_layers(m, target_fix(per_layer))
 
-    def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n) -> None:
+    def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n,
+                         exclude=()) -> None:  # fmt: skip
         """Record how many kept weights are causal (target mode's test) and, for the default and
         ``legc_protect``, how many of them the causal evidence kept: those the same ranking
         without the Granger test (``static_magnitude``, the default, which uses none) would have
@@ -356,7 +371,8 @@ class Scores:
             return
         without = mask_from_importance(importance.static_magnitude(self), kernels, sparsity,
                                        per_layer=per_layer, block=block, sparsity_m_by_n=m_by_n,
-                                       layouts=self.info.get("layouts"))  # fmt: skip
+                                       layouts=self.info.get("layouts"),
+                                       exclude=exclude)  # fmt: skip
         plain = np.concatenate([np.ravel(without[n]) for n in self.layers])
         protected = int((kept & ~plain).sum())
         mask.info["kept_by_evidence"] = protected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from keras_legc.keras.holders import holder_for
 from keras_legc.keras.registry import entries_by_key
 from keras_legc.masking import importance
 from keras_legc.masking.mask import Mask
-from keras_legc.masking.policy import LAMP, check_lamp_room, check_per_layer
+from keras_legc.masking.policy import LAMP, check_exclude, check_lamp_room, check_per_layer
 from keras_legc.masking.schedule import PruningSchedule, check_schedule, grow_mask
 
 GRADUAL_RANKINGS = (*importance.LEGC_RANKINGS, "static_magnitude", "magnitude")
@@ -74,6 +75,9 @@ class GradualPruning(Callback):
             ``False`` (one global ranking) or ``True`` (the same sparsity in every layer); see
             :func:`keras_legc.magnitude_mask`.
         test: the Granger test of the re-scoring (paper mode's p-values are not used here).
+        exclude: weights left whole (as TF-MOT leaves the layers it is not given, such as
+            depthwise kernels): layer names or weight keys (``keras_legc.prunable_weights``); the
+            schedule's sparsity is then that of the other weights, and :attr:`mask` covers those.
         verbose: print one line per pruning step when 1.
 
     After ``fit``, :attr:`mask` is the final mask and :attr:`log` one entry per pruning step
@@ -101,6 +105,7 @@ class GradualPruning(Callback):
         min_windows: int = 8,
         per_layer: bool | str = DEFAULT_ALLOCATION,
         test: str = "ssr_ftest",
+        exclude: Iterable[str] | str | None = None,
         verbose: int = 0,
     ):
         super().__init__()
@@ -123,6 +128,7 @@ class GradualPruning(Callback):
         self.recorder, self.schedule, self.ranking = recorder, schedule, ranking
         self.scores, self.per_layer, self.test = scores, check_per_layer(per_layer), test
         self.recent_windows, self.min_windows = int(recent_windows), int(min_windows)
+        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
         self.verbose = verbose
         self.mask: Mask | None = None
         self.log: list[dict] = []
@@ -133,13 +139,16 @@ class GradualPruning(Callback):
         self._holder = holder_for(model)
         held = self._holder.read(model) if self._holder.is_held(model) else None
         entries = entries_by_key(model, warn=False)
-        self._layers = {key: entries[key] for key in (held.layers if held is not None else [])}
-        start = {key: held[key] for key in self._layers}
-        if not self._layers:
+        held_keys = held.layers if held is not None else []
+        if not held_keys:
             raise ModelStructureError(
                 "GradualPruning needs a model wrapped for pruning. Fix: wrapped = "
                 "keras_legc.prune(model, keras_legc.Mask.keep_all(model)), then fit wrapped."
             )
+        left = set(check_exclude(self.exclude, held_keys)) if self.exclude else set()
+        self._all = {key: entries[key] for key in held_keys}  # what the evidence covers
+        self._layers = {key: entries[key] for key in held_keys if key not in left}  # pruned
+        start = {key: held[key] for key in self._layers}
         if self.per_layer == LAMP:  # refused before training, not at the schedule's last step
             check_lamp_room([np.size(k) for k in start.values()], self.schedule.final_sparsity)
         self.mask = Mask(start)
@@ -169,8 +178,14 @@ class GradualPruning(Callback):
     def _prune(self, step: int, target: float) -> None:
         t0 = time.perf_counter()
         model = self.model  # on JAX: the training state synced into the variables
-        kernels = {key: unit.numpy() for key, unit in self._layers.items()}
+        kernels = {key: unit.numpy() for key, unit in self._all.items()}
         evidence, source, windows = self._evidence(kernels)
+        if len(self._layers) < len(self._all):  # excluded weights: scored, then left out
+            got = evidence if isinstance(evidence, importance.Importance) else evidence(kernels)
+            evidence = importance.Importance(
+                {k: got.keys[k] for k in self._layers}, got.reduce, got.block, dict(got.info)
+            )
+            kernels = {k: kernels[k] for k in self._layers}
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
         self._write_mask(model)
         entry = {"step": step, "sparsity": self.mask.sparsity, "target": target,
@@ -195,7 +210,9 @@ class GradualPruning(Callback):
         if history is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LegcWarning)
-                kept = np.concatenate([np.ravel(self.mask[n]) for n in history.layers])
+                kept = np.concatenate([np.ravel(self.mask[n]) if n in self._layers
+                                       else np.ones(np.size(kernels[n]), bool)
+                                       for n in history.layers])  # fmt: skip
                 scores = score(history, test=self.test, weights=kept, progress=False)
             return self._scorer(scores), "recent windows", history.n_windows
         if self.scores is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -228,6 +228,7 @@ def mask_from_importance(
     info: Mapping | None = None,
     sparsity_m_by_n: Sequence[int] | None = None,
     layouts: Mapping[str, Sequence] | None = None,
+    exclude: Iterable[str] | str | None = None,
 ) -> Mask:
     """Prune the ``round(sparsity * n)`` least important kernel weights (or whole blocks).
 
@@ -251,6 +252,10 @@ def mask_from_importance(
         layouts: ``{key: (input-channel axis, block layout)}`` for weights given as arrays (what
             a History records for non-Dense weights; see :func:`~keras_legc.masking.mask.layouts_of`);
             a model's come from its registry.
+        exclude: weights kept whole, as TF-MOT leaves the layers it is not given: layer names
+            (every prunable weight of the layer; a nested model's name: all of it) or weight keys
+            (``"sep/pointwise_kernel"``). ``sparsity`` (or the N:M pattern) is then that of the
+            other weights; see :func:`check_exclude`.
 
     Example:
         >>> kernels = {"d": np.arange(8.0).reshape(4, 2) - 3}
@@ -258,6 +263,10 @@ def mask_from_importance(
         [[1, 1], [0, 0], [1, 1], [1, 1]]
     """
     kernels = kernels_of(model_or_kernels)
+    excluded = check_exclude(exclude, kernels)
+    if excluded:
+        return _excluding(excluded, scorer, model_or_kernels, kernels, sparsity, per_layer, block,
+                          info, sparsity_m_by_n, layouts)  # fmt: skip
     if sparsity_m_by_n is not None:
         return _m_by_n_from_importance(scorer, model_or_kernels, kernels, sparsity, per_layer,
                                        block, info, sparsity_m_by_n, layouts)  # fmt: skip
@@ -278,6 +287,61 @@ def mask_from_importance(
         keys, sparsity, per_layer=per_layer, info={**importance.info, **dict(info or {})},
         block=b, shapes={n: np.shape(k) for n, k in kernels.items()},
     )  # fmt: skip
+
+
+def check_exclude(exclude: Iterable[str] | str | None, keys: Iterable[str]) -> list[str]:
+    """The weight keys (of ``keys``, in their order) that ``exclude`` names: a key itself, or a
+    layer (or nested model) name, which names every key under it (``"dw1"`` names
+    ``"dw1/depthwise_kernel"``). Names that match no key, or that leave nothing to prune, are
+    refused.
+
+    Example:
+        >>> check_exclude(["dw1", "out"], ["conv1", "dw1/depthwise_kernel", "pw1", "out"])
+        ['dw1/depthwise_kernel', 'out']
+    """
+    if exclude is None:
+        return []
+    names = [exclude] if isinstance(exclude, str) else [str(n) for n in exclude]
+    keys = list(keys)
+
+    def named(key: str, name: str) -> bool:
+        return key == name or key.startswith(name + "/")
+
+    unknown = [n for n in names if not any(named(k, n) for k in keys)]
+    if unknown:
+        raise InvalidArgumentError(
+            f"exclude names {unknown}, which are not prunable weights (or their layers) of the "
+            f"model. Fix: use layer names or weight keys from {keys} "
+            "(keras_legc.prunable_weights(model) lists them)."
+        )
+    chosen = [k for k in keys if any(named(k, n) for n in names)]
+    if len(chosen) == len(keys):
+        raise InvalidArgumentError(
+            f"exclude={names} keeps every prunable weight whole, so there is nothing left to "
+            "prune. Fix: exclude fewer layers."
+        )
+    return chosen
+
+
+def _excluding(excluded, scorer, source, kernels, sparsity, per_layer, block, info, m_by_n,
+               layouts) -> Mask:  # fmt: skip
+    """The mask of the weights not ``excluded`` (the scorer sees every weight, as without
+    ``exclude``), with the excluded weights kept whole."""
+    importance = scorer if isinstance(scorer, imp.Importance) else scorer(
+        kernels, block=None if block is None else check_block(block))  # fmt: skip
+    rest = [k for k in kernels if k not in excluded]
+    known = layouts_of(source, layouts)
+    sub = mask_from_importance(
+        imp.Importance({k: importance.keys[k] for k in rest}, importance.reduce, importance.block,
+                       dict(importance.info)),
+        {k: kernels[k] for k in rest}, sparsity, per_layer=per_layer, block=block, info=info,
+        sparsity_m_by_n=m_by_n, layouts={k: known[k] for k in rest if k in known},
+    )  # fmt: skip
+    arrays = {
+        k: sub[k] if k in sub.layers else np.ones(np.shape(kernels[k]), bool) for k in kernels
+    }
+    return Mask(arrays, {**sub.info, "exclude": excluded,
+                         "sparsity_of_the_rest": sub.sparsity})  # fmt: skip
 
 
 def _ranking_keys(importance, block, shapes) -> dict[str, list[np.ndarray]]:
@@ -322,6 +386,7 @@ def magnitude_mask(
     per_layer: bool | str = False,
     block: Sequence[int] | None = None,
     sparsity_m_by_n: Sequence[int] | None = None,
+    exclude: Iterable[str] | str | None = None,
 ) -> Mask:
     """Prune the smallest ``|w|`` kernel weights (of a trained model, or a ``{layer: kernel}``).
 
@@ -336,6 +401,9 @@ def magnitude_mask(
             FULLY_CONNECTED kernel runs faster.
         sparsity_m_by_n: instead of ``sparsity``, TF-MOT's N:M pattern: ``(2, 4)`` keeps the 2
             largest ``|w|`` of every 4 consecutive weights along the input-channel axis.
+        exclude: weights kept whole (layer names or weight keys), as TF-MOT leaves the layers it
+            is not given; ``sparsity`` is then that of the other weights (see
+            :func:`check_exclude`).
 
     Example:
         >>> m = magnitude_mask({"d": np.random.default_rng(0).normal(size=(32, 4))}, 0.5,
@@ -346,7 +414,7 @@ def magnitude_mask(
     info = {"block_score": "L2 norm"} if block is not None else None
     mask = mask_from_importance(
         imp.magnitude(), model_or_kernels, sparsity, per_layer=per_layer, block=block, info=info,
-        sparsity_m_by_n=sparsity_m_by_n,
+        sparsity_m_by_n=sparsity_m_by_n, exclude=exclude,
     )  # fmt: skip
     return warn_empty_layers(mask, target_fix(per_layer), record=False)
 
@@ -397,6 +465,7 @@ def random_mask(
     seed: int = 0,
     per_layer: bool = False,
     block: Sequence[int] | None = None,
+    exclude: Iterable[str] | str | None = None,
 ) -> Mask:
     """Prune a uniformly random subset of kernel weights, reproducibly for a given ``seed``.
 
@@ -407,6 +476,7 @@ def random_mask(
         per_layer: reach the sparsity in every layer instead of globally (``"lamp"``, which
             allocates by magnitude, has no meaning for random weights and is refused).
         block: prune whole blocks instead, chosen uniformly at random (see :func:`check_block`).
+        exclude: weights kept whole (see :func:`check_exclude`).
 
     Example:
         >>> random_mask({"d": (32, 4)}, 0.5, block=(1, 16)).layer_sparsity()
@@ -420,7 +490,12 @@ def random_mask(
         )
     placeholders = {n: np.zeros(s, dtype=np.int8) for n, s in shapes_of(model_or_shapes).items()}
     return mask_from_importance(
-        imp.random(seed), placeholders, sparsity, per_layer=per_layer, block=block
+        imp.random(seed),
+        placeholders,
+        sparsity,
+        per_layer=per_layer,
+        block=block,
+        exclude=exclude,
     )
 
 
@@ -479,8 +554,8 @@ def _check_blockable(model_or_kernels, block, layouts=None) -> None:
         raise InvalidArgumentError(
             f"block={tuple(block)} applies to Dense kernels and to Conv/pointwise kernels (read as "
             f"(out, h, w, in), as LiteRT stores them); these weights have no block layout a "
-            f"LiteRT sparse kernel uses: {refused}. Fix: block=None (unstructured) or "
-            "sparsity_m_by_n for them, or a mask per pattern combined by hand."
+            f"LiteRT sparse kernel uses: {refused}. Fix: leave them dense with "
+            f"exclude={refused}, or use block=None (unstructured) or sparsity_m_by_n."
         )
 
 

@@ -73,6 +73,30 @@ def test_gradual_pruning_reaches_the_exact_sparsity_with_monotone_masks(dense):
     assert (out == yv).mean() > 0.7  # 90% pruned, still far above chance
 
 
+def test_gradual_pruning_leaves_excluded_layers_whole(dense):
+    # exclude=: the output layer is left dense (as TF-MOT leaves layers it is not given), the
+    # schedule's sparsity is reached in the other layer, with given scores and re-scored windows
+    model, scores, (xtr, ytr, xv, yv) = dense
+    wrapped = kl.prune(model, kl.Mask.keep_all(model))
+    wrapped.compile(k.optimizers.Adam(0.005), "sparse_categorical_crossentropy")
+    rec = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
+    schedule = kl.PolynomialDecay(0.8, begin_step=0, end_step=90, frequency=15)
+    gradual = kl.GradualPruning(rec, schedule, scores=scores, recent_windows=8, min_windows=6,
+                                exclude=["o"])  # fmt: skip
+    wrapped.fit(xtr, ytr, epochs=3, batch_size=10, verbose=0,
+                callbacks=[rec, gradual, *kl.pruning_callbacks()])  # fmt: skip
+    assert gradual.mask.layers == ["h"] and gradual.mask.n_pruned == round(0.8 * 10 * 16)
+    assert {"given scores", "recent windows"} <= {e["evidence"] for e in gradual.log}
+    stripped = kl.strip(wrapped)
+    assert np.all(stripped.get_layer("o").kernel.numpy() != 0.0)
+    assert np.all(stripped.get_layer("h").kernel.numpy()[~gradual.mask["h"]] == 0.0)
+    rec2 = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))
+    with pytest.raises(InvalidArgumentError, match=r"exclude names \['out'\]"):
+        wrapped.fit(xtr, ytr, epochs=1, batch_size=50, verbose=0,
+                    callbacks=[rec2, kl.GradualPruning(rec2, schedule, exclude="out"),
+                               *kl.pruning_callbacks()])  # fmt: skip
+
+
 def test_gradual_pruning_refuses_an_unwrapped_model_and_warns_when_fit_ends_early(dense):
     model, scores, (xtr, ytr, xv, yv) = dense
     rec = kl.WeightHistory(every=1, window=10, validation_data=(xv, yv))

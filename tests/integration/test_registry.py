@@ -454,3 +454,33 @@ def test_a_custom_layer_opts_in_with_get_prunable_weights_and_blocks_are_refused
     pruned = kl.prune(model, kl.magnitude_mask(model, 0.5))
     assert type(pruned.get_layer("mix").kernel.constraint).__name__ == "MaskConstraint"
     assert pruned.get_layer("mix").get_config()["kernel_constraint"] is not None
+
+
+def test_exclude_leaves_depthwise_kernels_dense_so_the_rest_can_go_in_blocks():
+    # what TF-MOT does with DepthwiseConv2D (its registry prunes none): the user names the layer
+    import keras_legc as kl
+    from keras_legc.errors import InvalidArgumentError
+
+    keras = _keras3()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, name="conv")(inp)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.Conv2D(32, 1, name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(16, name="out")(x))
+    with pytest.raises(InvalidArgumentError, match="no block layout"):
+        kl.magnitude_mask(model, 0.5, block=(1, 16))
+    mask = kl.magnitude_mask(model, 0.5, block=(1, 16), exclude=["dw"])
+    assert mask["dw/depthwise_kernel"].all() and mask.info["exclude"] == ["dw/depthwise_kernel"]
+    rest = [k for k in mask.layers if k != "dw/depthwise_kernel"]
+    pruned = sum(int((~mask[k]).sum()) for k in rest)
+    assert abs(pruned / sum(mask[k].size for k in rest) - 0.5) < 0.05
+    wrapped = kl.prune(model, mask)
+    wrapped.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    rng = np.random.default_rng(0)
+    wrapped.fit(rng.normal(size=(32, 8, 8, 3)), rng.normal(size=(32, 16)), epochs=2, verbose=0)
+    small = kl.strip(wrapped)
+    assert np.all(small.get_layer("dw").kernel.numpy() != 0.0)
+    pw = small.get_layer("pw").kernel.numpy()
+    np.testing.assert_array_equal(pw != 0, mask["pw"])

@@ -207,6 +207,31 @@ def test_score_shares_the_sparsity_as_asked(tmp_path, options, want):
     assert Mask.load(run / "mask.npz").info["per_layer"] == want
 
 
+def test_score_exclude_keeps_the_layer_whole(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_legc import Mask
+    from keras_legc.cli import main
+
+    rng = np.random.default_rng(1)
+    run = tmp_path / "run"
+    import keras_legc as kl
+
+    kl.History(
+        layers=["a", "b"], shapes={"a": (4, 3), "b": (3, 2)}, le=rng.normal(size=(18, 20)),
+        target=rng.normal(size=20).cumsum(), window=10, overlap=0.1, every=1, n_snapshots=181,
+        final_kernels={"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(3, 2))},
+    ).save(run)  # fmt: skip
+    done = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5",
+                                     "--exclude", "b"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    mask = Mask.load(run / "mask.npz")
+    assert mask["b"].all() and mask.layer_sparsity()["a"] == 0.5
+    bad = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5",
+                                    "--exclude", "c", "--force"])  # fmt: skip
+    assert bad.exit_code != 0 and "exclude names ['c']" in bad.output
+
+
 def test_score_refuses_an_existing_output_before_scoring(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -381,3 +381,59 @@ def test_lamp_refuses_non_finite_weights_and_a_mapping_of_other_layers():
         m.layer_sparsity() == {"a": 0.5, "b": pytest.approx(1 / 3)}
         and m.info["per_layer"] == "lamp"
     )
+
+
+EXCLUDE_KERNELS = {"conv": (3, 3, 4, 8), "dw/depthwise_kernel": (3, 3, 8, 1), "pw": (8, 16)}
+
+
+@pytest.mark.parametrize("per_layer", [False, True, "lamp"])
+@pytest.mark.parametrize("sparsity", [0.3, 0.9])
+def test_exclude_keeps_those_weights_whole_and_prunes_the_rest_as_if_alone(rng, per_layer,
+                                                                           sparsity):  # fmt: skip
+    # TF-MOT's way of leaving layers dense: the excluded weights are kept whole, and the others
+    # get exactly the mask they would get with the excluded ones not there at all
+    kernels = {k: rng.normal(size=s) for k, s in EXCLUDE_KERNELS.items()}
+    got = magnitude_mask(kernels, sparsity, per_layer=per_layer, exclude=["dw"])
+    alone = magnitude_mask({k: kernels[k] for k in ("conv", "pw")}, sparsity, per_layer=per_layer)
+    assert got.layers == list(EXCLUDE_KERNELS) and got["dw/depthwise_kernel"].all()
+    for k in ("conv", "pw"):
+        np.testing.assert_array_equal(got[k], alone[k])
+    assert got.info["exclude"] == ["dw/depthwise_kernel"]
+    assert got.info["sparsity_of_the_rest"] == alone.sparsity
+    n_rest = sum(np.prod(EXCLUDE_KERNELS[k]) for k in ("conv", "pw"))
+    if per_layer is True:  # rounded in each layer
+        assert got.n_pruned == sum(
+            round(sparsity * np.prod(EXCLUDE_KERNELS[k])) for k in ("conv", "pw")
+        )
+    else:
+        assert got.n_pruned == round(sparsity * n_rest)
+
+
+def test_exclude_with_blocks_n_by_m_random_and_a_weight_key(rng):
+    kernels = {k: rng.normal(size=s) for k, s in EXCLUDE_KERNELS.items()}
+    # a depthwise kernel has no block layout (as a model's registry says): excluding it is what
+    # lets the others go in blocks
+    layouts = {"dw/depthwise_kernel": (2, None)}
+    with pytest.raises(InvalidArgumentError, match="no block layout"):
+        mask_from_importance(imp.magnitude(), kernels, 0.5, block=(1, 16), layouts=layouts)
+    blocks = mask_from_importance(imp.magnitude(), kernels, 0.5, block=(1, 16), layouts=layouts,
+                                  exclude="dw/depthwise_kernel")  # fmt: skip
+    assert blocks["dw/depthwise_kernel"].all()
+    # within half a (1, 16) block of the 416 weights not excluded
+    assert abs(blocks.info["reached_sparsity"] - 0.5) <= 8 / 416
+    assert blocks.info["sparsity_of_the_rest"] == blocks.info["reached_sparsity"]
+    two_of_four = magnitude_mask(kernels, sparsity_m_by_n=(2, 4), exclude=["conv"])
+    assert two_of_four["conv"].all() and two_of_four.layer_sparsity()["pw"] == 0.5
+    drawn = random_mask({k: np.shape(v) for k, v in kernels.items()}, 0.5, seed=3, exclude=["pw"])
+    assert drawn["pw"].all() and drawn.n_pruned == round(0.5 * (3 * 3 * 4 * 8 + 3 * 3 * 8))
+
+
+def test_exclude_refuses_unknown_names_and_excluding_everything(rng):
+    kernels = {k: rng.normal(size=s) for k, s in EXCLUDE_KERNELS.items()}
+    with pytest.raises(InvalidArgumentError, match=r"exclude names \['depthwise'\].*Fix: use "):
+        magnitude_mask(kernels, 0.5, exclude=["dw", "depthwise"])
+    with pytest.raises(InvalidArgumentError, match="nothing left to prune"):
+        magnitude_mask(kernels, 0.5, exclude=["conv", "dw", "pw"])
+    # "d" is not a prefix match of "dw/...": only a whole layer name or key names a weight
+    with pytest.raises(InvalidArgumentError, match=r"\['d'\]"):
+        magnitude_mask(kernels, 0.5, exclude="d")

@@ -362,3 +362,17 @@ def test_target_mode_shares_the_sparsity_by_lamp_by_default(rng):
     assert s.mask(sparsity=0.6).info["per_layer"] is False
     with pytest.raises(InvalidArgumentError, match="per_layer must be"):
         s.mask(sparsity=0.6, per_layer="global")
+
+
+@pytest.mark.parametrize("mode", [{"sparsity": 0.5}, {"alpha": 0.05},
+                                  {"sparsity": 0.5, "ranking": "legc_protect"}])  # fmt: skip
+def test_mask_exclude_keeps_the_named_layer_whole_in_both_modes(mode):
+    s = _target_scores(DEG)
+    m = s.mask(exclude=["b"], **mode)
+    assert m["b"].all() and m.info["exclude"] == ["b"]
+    if "sparsity" in mode:  # target mode: the sparsity is that of the other layer
+        assert m.layer_sparsity()["a"] == 0.5
+    else:  # paper mode: the other layer's weights as without exclude
+        np.testing.assert_array_equal(m["a"], s.mask(**mode)["a"])
+    with pytest.raises(InvalidArgumentError, match=r"exclude names \['c'\]"):
+        s.mask(exclude="c", **mode)
