@@ -282,6 +282,15 @@ def legc_gradual(ctx: Context, sparsity: float):
     return kl.strip(wrapped)
 
 
+def no_block_layout(model) -> list[str] | None:
+    """The keys of ``model``'s prunable weights that no LiteRT sparse kernel runs in blocks
+    (depthwise kernels), which ``block=`` refuses: left dense (``exclude=``) by
+    ``legc_default_block``. None where there are none (ResNet-8: the method is unchanged)."""
+    from keras_legc.keras.registry import layouts
+
+    return [k for k, (_axis, layout) in layouts(model).items() if layout is None] or None
+
+
 def tfmot_share(model) -> float:
     """The share of keras-legc's prunable weights that TF-MOT's registry prunes too: all but
     depthwise kernels (TF-MOT lists no prunable weight for DepthwiseConv2D)."""
@@ -389,8 +398,10 @@ METHODS: dict[str, Method] = {
         "keras-legc default ranking as legc_default, to as many zeros as TF-MOT at that sparsity "
         "(TF-MOT leaves depthwise kernels dense)"),
     "legc_default_block": Method(
-        masked(lambda ctx, s: ctx.scores.mask(sparsity=s, block=(1, 16))), "sparsity",
-        "keras-legc default ranking in (1, 16) blocks, fine-tuned", version=2),
+        masked(lambda ctx, s: ctx.scores.mask(sparsity=s, block=(1, 16),
+                                              exclude=no_block_layout(ctx.dense_model()))),
+        "sparsity", "keras-legc default ranking in (1, 16) blocks, fine-tuned; weights with no "
+        "LiteRT block layout (depthwise kernels) left dense (exclude=)", version=2),
     "legc_2of4": Method(
         masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4))),
         "2:4", "keras-legc magnitude 2:4, fine-tuned",

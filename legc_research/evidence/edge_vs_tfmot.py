@@ -187,7 +187,8 @@ def write_doc(results: dict, doc: Path, command: str, machine: str) -> Path:
         "",
         "Every layer pruned: TF-MOT `prune_low_magnitude` + `PolynomialDecay` (and its 2:4) "
         "against keras-legc's global magnitude (`legc_magnitude`, `per_layer=False`), gradual, "
-        "default ranking (unstructured and (1, 16) blocks; these three share the sparsity among "
+        "default ranking (unstructured and (1, 16) blocks, which leave depthwise kernels dense as "
+        "no LiteRT kernel runs them in blocks; these three share the sparsity among "
         "layers by LAMP, the default since 2026-12-06: [allocation.md](allocation.md)) and 2:4, "
         "from the same dense checkpoint with the same fine-tuning budget, paired by seed. "
         "Accuracy is the .tflite's on the test set (LiteRT); bytes and LiteRT p50 (1 thread, "

@@ -81,3 +81,12 @@ def test_same_zeros_asks_its_base_for_tf_mots_share_where_depthwise_kernels_are_
     assert share < 1 and asked == [pytest.approx(0.9 * share)]
     assert ctx.notes[("legc_default_same_zeros", 0.9)] == {
         "sparsity_over_prunable": pytest.approx(0.9 * share)}  # fmt: skip
+
+
+def test_the_block_method_leaves_exactly_the_depthwise_kernels_dense():
+    # legc_default_block asks for (1, 16) blocks, which depthwise kernels have no LiteRT layout
+    # for: it leaves those dense; on ResNet-8 (none) it is the plain default in blocks
+    assert es.no_block_layout(nets.build("ds_cnn", keras)) == [
+        f"dw{i}/depthwise_kernel" for i in range(1, 5)
+    ]
+    assert es.no_block_layout(nets.build("resnet8", keras)) is None
