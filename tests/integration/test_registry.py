@@ -484,3 +484,21 @@ def test_exclude_leaves_depthwise_kernels_dense_so_the_rest_can_go_in_blocks():
     assert np.all(small.get_layer("dw").kernel.numpy() != 0.0)
     pw = small.get_layer("pw").kernel.numpy()
     np.testing.assert_array_equal(pw != 0, mask["pw"])
+    # gradual pruning on Keras 3 with the depthwise layer left dense, re-scored from the recording
+    model2 = keras.models.clone_model(model)
+    model2.set_weights(model.get_weights())
+    wrapped = kl.prune(model2, kl.Mask.keep_all(model2))
+    wrapped.compile(keras.optimizers.SGD(0.05), "mse")
+    x, y = rng.normal(size=(64, 8, 8, 3)), rng.normal(size=(64, 16))
+    rec = kl.WeightHistory(every=1, window=4, overlap=0.0, validation_data=(x[:16], y[:16]),
+                           background=False, target="loss")  # fmt: skip
+    gradual = kl.GradualPruning(rec, kl.PolynomialDecay(0.7, begin_step=0, end_step=30,
+                                                        frequency=6),
+                                min_windows=5, recent_windows=5, exclude="dw")  # fmt: skip
+    wrapped.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[rec, gradual])
+    assert "dw/depthwise_kernel" not in gradual.mask.layers
+    assert gradual.mask.n_pruned == round(0.7 * gradual.mask.n_weights)
+    assert "recent windows" in {e["evidence"] for e in gradual.log}
+    small = kl.strip(wrapped)
+    assert np.all(small.get_layer("dw").kernel.numpy() != 0.0)
+    np.testing.assert_array_equal(small.get_layer("pw").kernel.numpy() != 0, gradual.mask["pw"])
