@@ -351,7 +351,7 @@ class Scores:
                                  layouts=self.info.get("layouts"), exclude=exclude)  # fmt: skip
         m.info["ranking"] = ranking
         self._count_protected(m, kernels, sparsity, per_layer, block, ranking, m_by_n, exclude)
-        self._warn_untestable(m)
+        self._warn_untestable(m, exclude)
         return warn_empty_layers(m, target_fix(per_layer))
 
     def _count_protected(self, mask, kernels, sparsity, per_layer, block, ranking, m_by_n,
@@ -360,7 +360,7 @@ class Scores:
         ``legc_protect``, how many of them the causal evidence kept: those the same ranking
         without the Granger test (``static_magnitude``, the default, which uses none) would have
         pruned; the rest were kept by magnitude alone."""
-        kept = np.concatenate([np.ravel(mask[n]) for n in self.layers])
+        kept = self._kept(mask, exclude)
         if self.f_pvalue is not None:
             mask.info["kept_causal"] = int((kept & importance.causal_weights(self)).sum())
         if ranking == DEFAULT_RANKING:
@@ -378,9 +378,15 @@ class Scores:
         mask.info["kept_by_evidence"] = protected
         mask.info["kept_by_magnitude"] = int(kept.sum()) - protected
 
-    def _warn_untestable(self, mask: Mask) -> None:
-        """Record (and warn above one half) the share of kept weights with no valid test."""
-        kept = np.concatenate([np.ravel(mask[n]) for n in self.layers])
+    def _kept(self, mask: Mask, exclude=()) -> np.ndarray:
+        """The weights ``mask`` keeps, flat in score order; the ``exclude``d ones (kept whole, by
+        no evidence) count as not kept."""
+        return np.concatenate([np.ravel(mask[n]) & (n not in exclude) for n in self.layers])
+
+    def _warn_untestable(self, mask: Mask, exclude=()) -> None:
+        """Record (and warn above one half) the share of kept weights with no valid test (the
+        ``exclude``d weights left out)."""
+        kept = self._kept(mask, exclude)
         n_kept = int(kept.sum())
         untestable = int((kept & (self.degenerate != OK)).sum())
         share = untestable / n_kept if n_kept else 0.0

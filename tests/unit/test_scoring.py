@@ -372,6 +372,10 @@ def test_mask_exclude_keeps_the_named_layer_whole_in_both_modes(mode):
     assert m["b"].all() and m.info["exclude"] == ["b"]
     if "sparsity" in mode:  # target mode: the sparsity is that of the other layer
         assert m.layer_sparsity()["a"] == 0.5
+        # the counts of kept weights are of layer a's (b's are kept by no evidence): 3 of 6,
+        # 1 of them untestable (DEG[2])
+        assert m.info["kept_by_evidence"] + m.info["kept_by_magnitude"] == 3
+        assert m.info["kept_untestable"] == pytest.approx(int(m["a"].ravel()[2]) / 3)
     else:  # paper mode: the other layer's weights as without exclude
         np.testing.assert_array_equal(m["a"], s.mask(**mode)["a"])
     with pytest.raises(InvalidArgumentError, match=r"exclude names \['c'\]"):
