@@ -1234,7 +1234,8 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         "are zero (or removed) in the model; keras-legc prunes every registered kernel "
         "(`kl.prunable_weights`: convolutions, depthwise and Dense), TF-MOT every Conv2D and "
         "Dense kernel but no depthwise one (`legc_default_same_zeros` and "
-        "`legc_gradual_same_zeros` match its count of zeros). A cell that failed (refused, or its export's verification failed) is listed "
+        "`legc_gradual_same_zeros` match its count of zeros). A cell that failed (refused, or "
+        "its export's verification failed) is listed "
         'under "Cells not measured" with its reason, not dropped. Non-zero MACs count only non-zero '
         "weights; MACs are structural (what the runtime computes without sparse kernels).",
         "",
