@@ -182,9 +182,7 @@ class GradualPruning(Callback):
         evidence, source, windows = self._evidence(kernels)
         if len(self._layers) < len(self._all):  # excluded weights: scored, then left out
             got = evidence if isinstance(evidence, importance.Importance) else evidence(kernels)
-            evidence = importance.Importance(
-                {k: got.keys[k] for k in self._layers}, got.reduce, got.block, dict(got.info)
-            )
+            evidence = got.only(self._layers)
             kernels = {k: kernels[k] for k in self._layers}
         self.mask = grow_mask(self.mask, evidence, kernels, target, per_layer=self.per_layer)
         self._write_mask(model)

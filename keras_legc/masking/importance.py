@@ -110,6 +110,11 @@ class Importance:
     def layers(self) -> list[str]:
         return list(self.keys)
 
+    def only(self, keys) -> Importance:
+        """The same importance for ``keys`` only (in that order): what a mask with some weights
+        excluded ranks, the scorer having seen every weight."""
+        return Importance({k: self.keys[k] for k in keys}, self.reduce, self.block, dict(self.info))
+
 
 Scorer = Callable[..., Importance]
 

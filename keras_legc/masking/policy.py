@@ -332,9 +332,8 @@ def _excluding(excluded, scorer, source, kernels, sparsity, per_layer, block, in
     rest = [k for k in kernels if k not in excluded]
     known = layouts_of(source, layouts)
     sub = mask_from_importance(
-        imp.Importance({k: importance.keys[k] for k in rest}, importance.reduce, importance.block,
-                       dict(importance.info)),
-        {k: kernels[k] for k in rest}, sparsity, per_layer=per_layer, block=block, info=info,
+        importance.only(rest), {k: kernels[k] for k in rest}, sparsity, per_layer=per_layer,
+        block=block, info=info,
         sparsity_m_by_n=m_by_n, layouts={k: known[k] for k in rest if k in known},
     )  # fmt: skip
     arrays = {
@@ -489,6 +488,7 @@ def random_mask(
             "True (the same sparsity in every layer)."
         )
     placeholders = {n: np.zeros(s, dtype=np.int8) for n, s in shapes_of(model_or_shapes).items()}
+    # a model's own layouts, so block= refuses depthwise kernels here as in the other makers
     return mask_from_importance(
         imp.random(seed),
         placeholders,
@@ -496,6 +496,7 @@ def random_mask(
         per_layer=per_layer,
         block=block,
         exclude=exclude,
+        layouts=layouts_of(model_or_shapes),
     )
 
 

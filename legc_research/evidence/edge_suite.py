@@ -399,7 +399,7 @@ METHODS: dict[str, Method] = {
         "(TF-MOT leaves depthwise kernels dense)"),
     "legc_default_block": Method(
         masked(lambda ctx, s: ctx.scores.mask(sparsity=s, block=(1, 16),
-                                              exclude=no_block_layout(ctx.dense_model()))),
+                                              exclude=no_block_layout(ctx.dense.model))),
         "sparsity", "keras-legc default ranking in (1, 16) blocks, fine-tuned; weights with no "
         "LiteRT block layout (depthwise kernels) left dense (exclude=)", version=2),
     "legc_2of4": Method(

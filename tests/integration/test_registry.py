@@ -469,8 +469,11 @@ def test_exclude_leaves_depthwise_kernels_dense_so_the_rest_can_go_in_blocks():
     x = keras.layers.Conv2D(32, 1, name="pw")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inp, keras.layers.Dense(16, name="out")(x))
-    with pytest.raises(InvalidArgumentError, match="no block layout"):
-        kl.magnitude_mask(model, 0.5, block=(1, 16))
+    for maker in (kl.magnitude_mask, kl.random_mask):  # random used to block it silently
+        with pytest.raises(InvalidArgumentError, match="no block layout"):
+            maker(model, 0.5, block=(1, 16))
+    drawn = kl.random_mask(model, 0.5, block=(1, 16), exclude="dw")
+    assert drawn["dw/depthwise_kernel"].all()
     mask = kl.magnitude_mask(model, 0.5, block=(1, 16), exclude=["dw"])
     assert mask["dw/depthwise_kernel"].all() and mask.info["exclude"] == ["dw/depthwise_kernel"]
     rest = [k for k in mask.layers if k != "dw/depthwise_kernel"]
