@@ -96,6 +96,12 @@ def score(
     ]
     for path in (run_dir / "scores.npz", out or run_dir / "mask.npz"):
         _run(check_writable, path, force)
+    # the names exclude gives are checked against the recording before it is scored (minutes)
+    history = _run(kl.History.load, run_dir)
+    if exclude:
+        from keras_legc.masking.policy import check_exclude
+
+        _run(check_exclude, exclude, [str(k) for k in history.layers])
     client = owned = None
     if scheduler:
         from keras_legc.core.distributed import connect
@@ -103,7 +109,7 @@ def score(
         client, owned = _run(connect, scheduler, scheduler_timeout)
     try:
         scores = _run(
-            kl.score, run_dir, max_lag=max_lag, test=test, lag=lag, fdr=fdr,
+            kl.score, history, max_lag=max_lag, test=test, lag=lag, fdr=fdr,
             difference=difference, chunk_size=chunk_size, threads=threads, progress=progress,
             client=client,
         )  # fmt: skip

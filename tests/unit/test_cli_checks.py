@@ -222,6 +222,11 @@ def test_score_exclude_keeps_the_layer_whole(tmp_path):
         target=rng.normal(size=20).cumsum(), window=10, overlap=0.1, every=1, n_snapshots=181,
         final_kernels={"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(3, 2))},
     ).save(run)  # fmt: skip
+    # an unknown name is refused before the recording is scored: nothing is written
+    early = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5",
+                                      "--exclude", "nope"])  # fmt: skip
+    assert early.exit_code != 0 and "exclude names ['nope']" in early.output
+    assert not (run / "scores.npz").exists() and not (run / "mask.npz").exists()
     done = CliRunner().invoke(main, ["score", str(run), "--no-progress", "--sparsity", "0.5",
                                      "--exclude", "b"])  # fmt: skip
     assert done.exit_code == 0, done.output
