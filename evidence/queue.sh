@@ -1,9 +1,10 @@
 #!/bin/bash
 # Session 20 (fifth form): waits for a running suite or Torch-Pruning process, then per net the
 # edge suite's seeds 0-2 (the cells still missing) and the Torch-Pruning comparison on the same
-# dense checkpoints; ResNet-8 first (its seed-1 and seed-2 cells), then MobileNet (on DS-CNN and
-# MobileNet legc_default_block is forced once, now that it leaves depthwise kernels dense; the
-# marker runs/block-forced-NET says it was). One job at a time: both time LiteRT latency.
+# dense checkpoints; by default ResNet-8, then MobileNet (QUEUE_NETS picks). No cell is forced:
+# the failed legc_default_block cells of the old refusal are all gone (redone or dropped with
+# MobileNet's lost checkpoint), so a missing cell is simply made. One job at a time: both time
+# LiteRT latency.
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
 export LEGC_DATA_DIR=${LEGC_DATA_DIR:-/work/shared/data}
@@ -12,11 +13,6 @@ S="python tools/edge_suite.py --out evidence/edge-suite --no-doc --device-python
 while pgrep -f "tools/edge_suite.py|tools/channels_vs_torch_pruning.py" >/dev/null; do sleep 10; done
 for net in ${QUEUE_NETS:-resnet8 mobilenet_v1_025}; do
   echo "queue: suite $net starts $(date -u)"
-  if [ $net != resnet8 ] && [ ! -f runs/block-forced-$net ]; then
-    $S --nets $net --seeds 0,1,2 --methods legc_default_block --force; rc=$?
-    echo "queue: block forced $net rc=$rc $(date -u)"
-    [ $rc = 0 ] && touch runs/block-forced-$net
-  fi
   $S --nets $net --seeds 0,1,2; rc=$?
   echo "queue: suite $net ends $(date -u) rc=$rc"
   python tools/channels_vs_torch_pruning.py --nets $net --seeds 0,1,2 --criteria l2 --factors 1.5,2,3 --cache evidence/edge-suite/dense-cache --out evidence/channels-vs-tp --no-doc; rc=$?
