@@ -12,6 +12,7 @@ import platform
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def package_version(name: str, default: str | None = None) -> str | None:
@@ -63,8 +64,39 @@ def usable_cpus() -> int | None:
         return os.cpu_count()
 
 
+# the vector extensions that decide which oneDNN / XNNPACK kernels run, hence the last bits of
+# a trained net's weights and a model's latency
+_SIMD_PREFIXES = ("sse4", "avx", "fma", "amx", "sve", "asimd")
+
+
+def cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU's model name and its SIMD extensions, from ``cpuinfo`` (Linux); empty elsewhere.
+
+    Two machines with the same Python and packages but different extensions (AVX-512 or AMX
+    present or not) can train a net to different weights under op determinism.
+
+    Example:
+        >>> sorted(cpu())
+        ['model', 'simd']
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:  # the first processor's fields
+            fields[key.strip()] = value.strip()
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    return {
+        "model": fields.get("model name") or fields.get("CPU part") or platform.processor(),
+        "simd": sorted(f for f in flags if f.startswith(_SIMD_PREFIXES)),
+    }
+
+
 def machine() -> dict:
-    """Platform, processor, CPU counts and the Python version.
+    """Platform, processor, CPU model and extensions, CPU counts and the Python version.
 
     Example:
         >>> machine()["python"]
@@ -73,6 +105,7 @@ def machine() -> dict:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),
         "python": platform.python_version(),

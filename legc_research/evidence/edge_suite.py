@@ -50,7 +50,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import keras_legc as kl
-from keras_legc._env import machine_summary
+from keras_legc._env import cpu, machine_summary
 from keras_legc._io import atomic_write_json
 from keras_legc.errors import ExportError, InvalidArgumentError, LegcError, LegcWarning
 from legc_research.evidence import against_tfmot, edge_vs_tfmot
@@ -606,7 +606,8 @@ def run(
     path = out / "results.json"
     results = _load_results(path, log)
     argv = list(sys.argv[1:] if argv is None else argv)
-    results["invocations"].append({"argv": argv, "date": time.strftime("%Y-%m-%d %H:%M")})
+    results["invocations"].append({"argv": argv, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                   "cpu": cpu()})  # fmt: skip
     results["quick"] = config.quick
     results["bench"] = config.bench
     # --force: nothing counts as done, so the selected cells run again (each replaces its old

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import keras_legc as kl
+from keras_legc._env import machine
 from keras_legc._io import atomic_write_json
 from keras_legc.errors import HistoryError, InvalidArgumentError, LegcWarning
 from legc_research.datasets import Split, fashion_mnist
@@ -204,6 +205,8 @@ def train_dense(
         "recording_overhead": getattr(recorder, "overhead", None),
         "windows": None if scores is None else scores.info.get("n_windows"),
         "scores_error": scores_error, "key": folder.name,
+        # a net trained again on another CPU can differ (session 20: MobileNet 0.8612 vs 0.8684)
+        "machine": machine(),
     }  # fmt: skip
     atomic_write_json(meta_path, meta, overwrite=True)  # last: marks the checkpoint complete
     log(f"  {net} seed {seed}: validation accuracy {meta['val_accuracy']:.4f} "

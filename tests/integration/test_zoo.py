@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tf_keras
 
+from keras_legc._env import machine
 from keras_legc.errors import InvalidArgumentError
 from legc_research.datasets import find_data_dir
 from legc_research.zoo import NETS, build, count_macs
@@ -137,6 +138,8 @@ def test_training_is_deterministic_and_cached_by_recipe(tmp_path):
         np.testing.assert_array_equal(wa, wb)
     again = train_dense("lenet_300_100", 3, data, tmp_path / "a", quick=True, log=logs.append)
     assert len(logs) == 4 and again.folder == a.folder  # loaded, not retrained
+    # the checkpoint names the CPU it was trained on (another CPU can train other weights)
+    assert again.meta["machine"]["cpu"] == machine()["cpu"]
     np.testing.assert_array_equal(again.model.get_weights()[0], a.model.get_weights()[0])
     assert again.scores.n_weights == a.scores.n_weights
     assert again.history.n_windows == a.history.n_windows
