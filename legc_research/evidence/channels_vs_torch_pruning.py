@@ -172,15 +172,20 @@ def orders(seed: int, epochs: int, n: int) -> np.ndarray:
     return np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)])
 
 
-def keras_finetune(model, data, rec: train.Recipe, order: np.ndarray) -> float:
-    """Adam at the fine-tuning rate (fresh), the given order per epoch, the recipe's batch."""
+def keras_finetune(model, data, rec: train.Recipe, order: np.ndarray, after_epoch=None) -> float:
+    """Adam at the fine-tuning rate (fresh), the given order per epoch, the recipe's batch;
+    ``after_epoch(epochs_done)`` after each epoch (not timed)."""
     train.deterministic(1000)
     train.compile_model(model, rec.finetune_lr)
-    t0 = time.perf_counter()
-    for idx in order:
+    seconds = 0.0
+    for epoch, idx in enumerate(order, 1):
+        t0 = time.perf_counter()
         model.fit(data.x_train[idx], data.y_train[idx], batch_size=rec.batch_size, epochs=1,
                   shuffle=False, verbose=0)  # fmt: skip
-    return time.perf_counter() - t0
+        seconds += time.perf_counter() - t0
+        if after_epoch is not None:
+            after_epoch(epoch)
+    return seconds
 
 
 def keras_cell(dense, criterion, target_macs, data, rec, order) -> tuple[object, dict]:
