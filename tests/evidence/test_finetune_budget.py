@@ -54,5 +54,8 @@ def test_report_gives_the_mean_gap_per_epoch_and_each_seeds():
     assert "seeds 0, 1;" in text
     assert "| 1 | 0.8500 | 0.8400 | -1.00 | -2.00, +0.00 |" in text
     assert "| 3 | 0.8700 | 0.8650 | -0.50 | +0.00, -1.00 |" in text
+    # epochs 2-3: seed 0 (-1, 0) -> -0.5, seed 1 (-1, -1) -> -1; the dense swing: seed 0's 1 pp
+    assert "Averaged over epochs 2-3, pruned - dense: -0.75 pp (per seed -0.50, -1.00)" in text
+    assert "moves by up to 1.00 pp from one epoch" in text
     assert "- seed 0, after 2 epochs: dense 0.9100 here, 0.9100 in the comparison; pruned " \
            "0.9000 here, 0.9050 there" in text  # fmt: skip
