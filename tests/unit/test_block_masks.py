@@ -227,3 +227,30 @@ def test_block_structure_counts_zeros_in_all_zero_blocks():
     k[5, 1] = 0.0  # a lone zero
     assert block_structure(k, (1, 4)) == pytest.approx(4 / 5)
     assert block_structure(np.ones((4, 4)), (1, 4)) == 1.0
+
+
+def test_a_block_mask_that_empties_outputs_says_so():
+    from keras_legc import LegcWarning
+    from keras_legc.masking import mask_from_ranking
+
+    # a 64-input, 8-output kernel: 4 (1, 16) blocks per output; outputs 4-7 rank lowest in all
+    # their blocks, so half the weights pruned empties them
+    grid = block_grid((64, 8), (1, 16))
+    low_outputs = np.tile(np.r_[np.full(4, 10.0), np.full(4, 1.0)], (grid[0], 1))
+    with pytest.warns(LegcWarning, match=r"d: 4 of 8\).*Fix: a lower sparsity"):
+        mask = mask_from_ranking({"d": [low_outputs]}, 0.5, block=(1, 16), shapes={"d": (64, 8)})
+    assert mask.info["outputs_without_weights"] == {"d": 4}
+    assert not np.asarray(mask["d"])[:, 4:].any() and np.asarray(mask["d"])[:, :4].all()
+    # the same share of blocks taken from every output: none emptied, nothing to warn of
+    by_input = np.tile(np.arange(grid[0], dtype=float)[:, None], (1, grid[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)
+        mask = mask_from_ranking({"d": [by_input]}, 0.5, block=(1, 16), shapes={"d": (64, 8)})
+    assert mask.info["outputs_without_weights"] == {}
+    # a quarter or fewer emptied: counted, not warned
+    two = low_outputs.copy()
+    two[:, 6:] = 0.5  # outputs 6-7 lowest: 25% of the blocks is all of theirs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegcWarning)
+        mask = mask_from_ranking({"d": [two]}, 0.25, block=(1, 16), shapes={"d": (64, 8)})
+    assert mask.info["outputs_without_weights"] == {"d": 2}
