@@ -78,13 +78,15 @@ def run(args, log=print) -> dict:
     for net in args.nets:
         rec = train.recipe(net)
         for seed in args.seeds:
-            for arm in ARMS:
+            todo = [arm for arm in ARMS if not any(
+                _key(c) == (net, seed, arm, args.factor, args.criterion)
+                and len(c["accuracy"]) >= args.epochs for c in results["cells"])]  # fmt: skip
+            if not todo:
+                continue
+            dense = train.train_dense(net, seed, data, args.cache, log=log).model
+            order = orders(seed, args.epochs, len(data.y_train))
+            for arm in todo:
                 key = (net, seed, arm, args.factor, args.criterion)
-                have = [c for c in results["cells"] if _key(c) == key]
-                if have and len(have[0]["accuracy"]) >= args.epochs:
-                    continue
-                dense = train.train_dense(net, seed, data, args.cache, log=log).model
-                order = orders(seed, args.epochs, len(data.y_train))
                 log(f"{net} seed {seed} {arm}: {args.epochs} epochs")
                 cell = {"net": net, "seed": seed, "arm": arm, "factor": args.factor,
                         "criterion": args.criterion, "finetune_lr": rec.finetune_lr,
@@ -171,8 +173,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", default="resnet8", help="comma-separated zoo nets")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--factor", type=float, default=2.0, help="MAC reduction (default 2)")
-    ap.add_argument("--criterion", default="l2", help="prune_channels importance (default l2)")
+    ap.add_argument("--factor", type=float, default=2.0, help="MAC reduction, > 1 (default 2)")
+    ap.add_argument("--criterion", default="l2", choices=("l1", "l2", "bn_scale", "random"),
+                    help="prune_channels importance (default l2; taylor and legc need data "
+                         "this run does not pass)")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs to run (default 8)")
     ap.add_argument("--cache", default="evidence/edge-suite/dense-cache",
                     help="the dense checkpoints (trained there when missing)")  # fmt: skip
@@ -187,7 +191,12 @@ def main(argv=None) -> int:
     unknown = [n for n in args.nets if n not in zoo.NETS]
     if unknown:
         ap.error(f"unknown net {unknown[0]!r}; use one of {', '.join(zoo.NETS)}")
-    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        ap.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    if not args.factor > 1:
+        ap.error(f"--factor is a MAC reduction and must be above 1, got {args.factor:g}")
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
     results = _load(Path(args.out) / "results.json") if args.report_only else run(args)

@@ -59,3 +59,15 @@ def test_report_gives_the_mean_gap_per_epoch_and_each_seeds():
     assert "moves by up to 1.00 pp from one epoch" in text
     assert "- seed 0, after 2 epochs: dense 0.9100 here, 0.9100 in the comparison; pruned " \
            "0.9000 here, 0.9050 there" in text  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--factor", "1"], "must be above 1"), (["--seeds", "0,a"], "comma-separated integers"),
+     (["--criterion", "taylor"], "invalid choice"), (["--nets", "vgg"], "unknown net")],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_anything_trains(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        fb.main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
