@@ -123,3 +123,31 @@ def test_keras_side_cells_of_an_older_version_are_dropped():
         {"side": "torch_pruning", "net": "a"},  # the other side has no version: kept
     ]
     assert [c["net"] for c in cvt.current_cells(cells)] == ["c", "a"]
+
+
+def _cell(side, seed, accuracy, before, factor=3.0):
+    return {"side": side, "seed": seed, "net": "n", "factor": factor, "criterion": "l2",
+            "status": "ok", "accuracy": accuracy, "accuracy_before": before,
+            "tflite": {"int8": {}}}  # fmt: skip
+
+
+def test_a_miss_against_torch_pruning_is_paired_by_seed_and_explained():
+    # Torch-Pruning's cells arrive in another seed order: the pairs must still be by seed.
+    legc = [_cell("keras_legc", s, a, 0.3) for s, a in [(0, 0.80), (1, 0.85), (2, 0.90)]]
+    tp = [_cell("torch_pruning", s, a, 0.2) for s, a in [(2, 0.91), (0, 0.80), (1, 0.87)]]
+    met = [_cell(side, 0, 0.5, 0.1, factor=2.0) for side in ("keras_legc", "torch_pruning")]
+    lines = cvt.verdicts({"cells": legc + tp + met, "nets": {}})
+    verdict = next(x for x in lines if x.startswith("- No worse than Torch-Pruning"))
+    assert "1 of 2 (net, factor, criterion) met" in verdict
+    # mean of (0.00, -2.00, -1.00) pp; before fine-tuning +10 pp on every seed
+    assert "n 3x l2 -1.00 pp (per seed +0.00, -2.00, -1.00, paired t-test p 0.23" in verdict
+    assert "before fine-tuning +10.00 pp" in verdict
+    noise = next(x for x in lines if x.startswith("- Seed noise"))
+    assert "reaches 2.00 pp" in noise
+
+
+def test_no_miss_no_noise_line():
+    cells = [_cell(side, 0, 0.5, 0.1) for side in ("keras_legc", "torch_pruning")]
+    lines = cvt.verdicts({"cells": cells, "nets": {}})
+    assert any(x.endswith("1 of 1 (net, factor, criterion) met") for x in lines)
+    assert not any(x.startswith("- Seed noise") for x in lines)
