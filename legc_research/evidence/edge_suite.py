@@ -90,7 +90,7 @@ QUICK = {
     "nets": ("lenet5",), "seeds": (0,), "sparsities": (0.75,), "mac_factors": (2.0,),
     "subset": (2000, 300, 500), "bench": {"runs": 30, "warmup": 5, "reps": 1},
     "methods": ("dense", "tfmot", "tfmot_2of4", "legc_magnitude", "legc_gradual", "legc_default",
-                "legc_default_block", "legc_2of4", "channels"),
+                "legc_default_block", "legc_2of4", "legc_2of4_same_zeros", "channels"),
 }  # fmt: skip
 
 
@@ -291,14 +291,21 @@ def no_block_layout(model) -> list[str] | None:
     return [k for k, (_axis, layout) in layouts(model).items() if layout is None] or None
 
 
+def tfmot_leaves_dense(model) -> list[str]:
+    """The layers whose prunable weights TF-MOT's registry does not prune: DepthwiseConv2D (it
+    lists no prunable weight for it)."""
+    return sorted({r.layer for r in kl.prunable_weights(model)
+                   if type(model.get_layer(r.layer)).__name__ == "DepthwiseConv2D"})  # fmt: skip
+
+
 def tfmot_share(model) -> float:
     """The share of keras-legc's prunable weights that TF-MOT's registry prunes too: all but
-    depthwise kernels (TF-MOT lists no prunable weight for DepthwiseConv2D)."""
+    those of :func:`tfmot_leaves_dense`."""
     rows = kl.prunable_weights(model)
+    left = set(tfmot_leaves_dense(model))
     total = sum(int(np.prod(r.shape)) for r in rows)
-    depthwise = sum(int(np.prod(r.shape)) for r in rows
-                    if type(model.get_layer(r.layer)).__name__ == "DepthwiseConv2D")  # fmt: skip
-    return (total - depthwise) / total
+    dense = sum(int(np.prod(r.shape)) for r in rows if r.layer in left)
+    return (total - dense) / total
 
 
 def same_zeros(base: str, run: Callable[[Context, float], object]) -> Callable:
@@ -330,6 +337,23 @@ _legc_default = masked(lambda ctx, s: ctx.scores.mask(sparsity=s))
 
 
 legc_default_same_zeros = same_zeros("legc_default", _legc_default)
+
+
+_legc_2of4 = masked(lambda ctx, _t: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4)))
+
+
+def legc_2of4_same_zeros(ctx: Context, target: float):
+    """keras-legc's 2:4 on the weights TF-MOT's 2:4 prunes: the layers of
+    :func:`tfmot_leaves_dense` left dense (``exclude=``). Where there are none it is
+    ``legc_2of4``'s run, so that method's saved model is used."""
+    left = tfmot_leaves_dense(ctx.dense.model)
+    note = ctx.notes[("legc_2of4_same_zeros", target)] = {"excluded": left}
+    saved = None if ctx.models is None else ctx.models / _model_name("legc_2of4", target)
+    if not left and saved is not None and saved.is_file():
+        note["same_model_as"] = "legc_2of4"
+        return kl.load_model(saved, compile=False)
+    return masked(lambda c, _t: kl.magnitude_mask(c.dense_model(), sparsity_m_by_n=(2, 4),
+                                                  exclude=left or None))(ctx, target)  # fmt: skip
 
 
 def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
@@ -402,9 +426,11 @@ METHODS: dict[str, Method] = {
                                               exclude=no_block_layout(ctx.dense.model))),
         "sparsity", "keras-legc default ranking in (1, 16) blocks, fine-tuned; weights with no "
         "LiteRT block layout (depthwise kernels) left dense (exclude=)", version=2),
-    "legc_2of4": Method(
-        masked(lambda ctx, s: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4))),
-        "2:4", "keras-legc magnitude 2:4, fine-tuned",
+    "legc_2of4": Method(_legc_2of4, "2:4", "keras-legc magnitude 2:4, fine-tuned",
+                        missing=_needs("magnitude_mask", "sparsity_m_by_n")),
+    "legc_2of4_same_zeros": Method(
+        legc_2of4_same_zeros, "2:4", "keras-legc magnitude 2:4 as legc_2of4, on the weights "
+        "TF-MOT's 2:4 prunes (depthwise kernels left dense, exclude=)",
         missing=_needs("magnitude_mask", "sparsity_m_by_n")),
     "channels": Method(channels, "macs", "keras-legc channel pruning (kl.prune_channels, L2, "
                        f"round_to={CHANNEL_ROUND_TO})",
@@ -848,7 +874,7 @@ def estimate(epoch_times: dict, seconds_per_cell: float, seeds: int = len(SEEDS)
 # ---- report --------------------------------------------------------------------------------------
 
 LEGC_METHODS = ("legc_magnitude", "legc_gradual", "legc_gradual_same_zeros", "legc_default",
-                "legc_default_same_zeros", "legc_default_block", "legc_2of4", "channels")  # fmt: skip
+                "legc_default_same_zeros", "legc_default_block", "legc_2of4", "legc_2of4_same_zeros", "channels")  # fmt: skip
 TFMOT_METHODS = ("tfmot", "tfmot_2of4")
 #: "within 1 pp of dense": the issue's accuracy band.
 BAND = 0.01
@@ -1229,7 +1255,8 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
         "are zero (or removed) in the model; keras-legc prunes every registered kernel "
         "(`kl.prunable_weights`: convolutions, depthwise and Dense), TF-MOT every Conv2D and "
         "Dense kernel but no depthwise one (`legc_default_same_zeros` and "
-        "`legc_gradual_same_zeros` match its count of zeros). A cell that failed (refused, or "
+        "`legc_gradual_same_zeros` match its count of zeros, `legc_2of4_same_zeros` its 2:4 "
+        "weights). A cell that failed (refused, or "
         "its export's verification failed) is listed "
         'under "Cells not measured" with its reason, not dropped. Non-zero MACs count only non-zero '
         "weights; MACs are structural (what the runtime computes without sparse kernels).",

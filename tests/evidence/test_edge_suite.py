@@ -69,6 +69,10 @@ def test_quick_run_resume_and_report(tmp_path):
             assert c["pruned_share"] == pytest.approx(0.5 * conv_dense_kernels / params, abs=0.02)
         if c["method"] != "dense":
             assert c["macs_nonzero"] < c["macs"]
+    # LeNet-5 has no layer TF-MOT leaves dense: the 2:4 like-for-like cell is legc_2of4's model
+    for q in es.QUANTIZATIONS:
+        same, base = cells[("legc_2of4_same_zeros", q)], cells[("legc_2of4", q)]
+        assert (same["accuracy"], same["tflite_bytes"]) == (base["accuracy"], base["tflite_bytes"])
     assert cells[("dense", "float")]["accuracy"] > 0.5  # 10 classes: well above chance
     assert cells[("dense", "int8")]["tflite_bytes"] < cells[("dense", "float")]["tflite_bytes"] / 3
     assert cells[("tfmot", "float")]["tflite_bytes"] < cells[("dense", "float")]["tflite_bytes"] / 2
@@ -98,9 +102,14 @@ def test_quick_run_resume_and_report(tmp_path):
     # issue 25's TF-MOT comparison, beside it: each quick cell paired with TF-MOT's, per quant
     versus = (doc.parent / "against-tfmot-convnets.md").read_text()
     assert "A `--quick` run" in versus
-    for m, quant in [(m, q) for m in ("legc_magnitude", "legc_default", "legc_2of4")
+    two_of_four = ("legc_2of4", "legc_2of4_same_zeros")
+    for m, quant in [(m, q) for m in ("legc_magnitude", "legc_default", *two_of_four)
                      for q in es.QUANTIZATIONS]:  # fmt: skip
-        assert f"| lenet5 | {quant} | {'2:4' if m == 'legc_2of4' else '75%'} | {m} | 0 |" in versus
+        assert f"| lenet5 | {quant} | {'2:4' if m in two_of_four else '75%'} | {m} | 0 |" in versus
+    assert (
+        "- lenet5, float: +0.00 pp (p -; share pruned"
+        in versus.split("`legc_2of4_same_zeros`):")[1]
+    )
 
     # a method the library refuses (here: a block pattern a layer cannot take) is a failed cell
     # with the error, and the run goes on to the next method
@@ -137,3 +146,22 @@ def test_quick_run_resume_and_report(tmp_path):
     cell = next(c for c in again["results"]["cells"]
                 if es.cell_key(c) == ("lenet5", 0, "legc_magnitude", 0.75, "int8"))  # fmt: skip
     assert cell["status"] == "ok" and cell["seconds_prune"] == 0.0
+
+
+@pytest.mark.parametrize("net", ["ds_cnn", "mobilenet_v1_025"])
+def test_2of4_like_tfmot_leaves_the_depthwise_kernels_dense(net):
+    model = build(net, keras, seed=0)
+    left = es.tfmot_leaves_dense(model)
+    depthwise = [la.name for la in model.layers if type(la).__name__ == "DepthwiseConv2D"]
+    assert left == sorted(depthwise) and left
+    mask = kl.magnitude_mask(model, sparsity_m_by_n=(2, 4), exclude=left)
+    rows = kl.prunable_weights(model)
+    for r in rows:
+        keep = np.asarray(mask[r.layer, r.weight])
+        if r.layer in left or r.shape[-2] < 4:  # fewer than 4 input channels: no group of 4
+            assert keep.all(), r
+        else:  # 2 of every 4 along the input channels: half of the weights
+            assert keep.mean() == pytest.approx(0.5, abs=0.01), r
+    total = sum(int(np.prod(r.shape)) for r in rows)
+    kept_dense = sum(int(np.prod(r.shape)) for r in rows if r.layer in left)
+    assert es.tfmot_share(model) == pytest.approx((total - kept_dense) / total)

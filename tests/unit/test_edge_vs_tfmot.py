@@ -99,8 +99,8 @@ def test_the_doc_is_written_atomically_with_its_table(tmp_path):
     text = ev.write_doc(results, doc, "c", "m").read_text()
     assert ("- ds_cnn legc_magnitude 90% float, seed 0: export: CollapsedModelError: the model's "
             "outputs are identical for all 16 reference inputs.") in text  # fmt: skip
-    # one line per headline method: the one-shot default, and both to TF-MOT's zeros
-    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 3
+    # one line per headline method (the one-shot default, and both to TF-MOT's zeros) and per 2:4
+    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 5
     results["cells"] += [_cell("legc_gradual_same_zeros", t, s, 0.9) for t in (0.5, 0.75, 0.9)
                          for s in (0, 1, 2)]  # fmt: skip
     results["cells"] += [_cell("legc_default_same_zeros", t, s, 0.5) for t in (0.5, 0.75, 0.9)
@@ -112,3 +112,23 @@ def test_the_doc_is_written_atomically_with_its_table(tmp_path):
         "one-shot default ranking to as many zeros as TF-MOT (`legc_default_same_zeros`):"
     )[1].split("For keras-legc")[0]
     assert "- ds_cnn, float: worst -" in one_shot and "NOT met" in one_shot
+
+
+def test_the_2of4_verdicts_judge_one_target_per_method(tmp_path):
+    results = {"cells": []}
+    for s in (0, 1, 2):
+        results["cells"] += [
+            {**_cell("tfmot_2of4", 0.5, s, 0.85), "pruned_share": 0.45},
+            {**_cell("legc_2of4", 0.5, s, 0.83 + 0.001 * s), "pruned_share": 0.48},
+            {**_cell("legc_2of4_same_zeros", 0.5, s, 0.852), "pruned_share": 0.45},
+        ]
+    rows = ev.comparisons(results)
+    (every,) = ev.verdicts_2of4(rows, "legc_2of4")
+    assert every.startswith("- ds_cnn, float: -1.90 pp (p ")
+    assert "share pruned 0.48 against 0.45): NOT met (>= -0.3 pp)." in every
+    (same,) = ev.verdicts_2of4(rows, "legc_2of4_same_zeros")
+    assert same.startswith("- ds_cnn, float: +0.20 pp (p 0.000;") and ": met (>= -0.3 pp)." in same
+    one = ev.verdicts_2of4(ev.comparisons({"cells": results["cells"][:3]}), "legc_2of4")
+    assert one[0].endswith("(1 seed so far: not yet the evidence).")
+    text = ev.write_doc(results, tmp_path / "vs.md", "c", "m").read_text()
+    assert "TF-MOT's 2:4, on the weights TF-MOT's 2:4 prunes" in text and same in text
