@@ -339,7 +339,13 @@ _legc_default = masked(lambda ctx, s: ctx.scores.mask(sparsity=s))
 legc_default_same_zeros = same_zeros("legc_default", _legc_default)
 
 
-_legc_2of4 = masked(lambda ctx, _t: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4)))
+def _two_of_four(exclude: list[str] | None = None) -> Callable:
+    """keras-legc's magnitude 2:4 (TF-MOT's ``sparsity_m_by_n``), ``exclude=`` layers left dense."""
+    return masked(lambda ctx, _t: kl.magnitude_mask(ctx.dense_model(), sparsity_m_by_n=(2, 4),
+                                                    exclude=exclude))  # fmt: skip
+
+
+_legc_2of4 = _two_of_four()
 
 
 def legc_2of4_same_zeros(ctx: Context, target: float):
@@ -352,8 +358,7 @@ def legc_2of4_same_zeros(ctx: Context, target: float):
     if not left and saved is not None and saved.is_file():
         note["same_model_as"] = "legc_2of4"
         return kl.load_model(saved, compile=False)
-    return masked(lambda c, _t: kl.magnitude_mask(c.dense_model(), sparsity_m_by_n=(2, 4),
-                                                  exclude=left or None))(ctx, target)  # fmt: skip
+    return _two_of_four(left or None)(ctx, target)
 
 
 def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
@@ -874,7 +879,8 @@ def estimate(epoch_times: dict, seconds_per_cell: float, seeds: int = len(SEEDS)
 # ---- report --------------------------------------------------------------------------------------
 
 LEGC_METHODS = ("legc_magnitude", "legc_gradual", "legc_gradual_same_zeros", "legc_default",
-                "legc_default_same_zeros", "legc_default_block", "legc_2of4", "legc_2of4_same_zeros", "channels")  # fmt: skip
+                "legc_default_same_zeros", "legc_default_block", "legc_2of4",
+                "legc_2of4_same_zeros", "channels")  # fmt: skip
 TFMOT_METHODS = ("tfmot", "tfmot_2of4")
 #: "within 1 pp of dense": the issue's accuracy band.
 BAND = 0.01
