@@ -438,43 +438,37 @@ def verdicts(results: dict) -> list[str]:
     for c in ok:
         pairs.setdefault((c["net"], c["factor"], c["criterion"]), {}).setdefault(
             c["side"], {})[c["seed"]] = c  # fmt: skip
-    diffs, miss = {}, []
+    pp = lambda cs, f: [100 * c[f] for c in cs]  # noqa: E731
+    diffs, miss, per_seed = {}, [], []
     for k, v in pairs.items():
         seeds = sorted(set(v.get("keras_legc", {})) & set(v.get("torch_pruning", {})))
         if not seeds:
             continue
-        side = lambda s, f, v=v, seeds=seeds: [100 * v[s][x][f] for x in seeds]  # noqa: E731
-        after = paired(side("keras_legc", "accuracy"), side("torch_pruning", "accuracy"))
+        legc, tp = ([v[side][x] for x in seeds] for side in ("keras_legc", "torch_pruning"))
+        a, b = pp(legc, "accuracy"), pp(tp, "accuracy")
+        after, d = paired(a, b), np.subtract(a, b)
         diffs[k] = after["mean"]
+        per_seed += list(np.abs(d))
         if after["mean"] < -0.3:
-            before = paired(side("keras_legc", "accuracy_before"),
-                            side("torch_pruning", "accuracy_before"))  # fmt: skip
-            per_seed = ", ".join(
-                f"{100 * (v['keras_legc'][x]['accuracy'] - v['torch_pruning'][x]['accuracy']):+.2f}"
-                for x in seeds
-            )
+            before = paired(pp(legc, "accuracy_before"), pp(tp, "accuracy_before"))
             p = "" if np.isnan(after["p"]) else f", paired t-test p {after['p']:.2f}"
-            miss.append(f"{k[0]} {k[1]:g}x {k[2]} {after['mean']:+.2f} pp (per seed {per_seed}"
-                        f"{p}; before fine-tuning {before['mean']:+.2f} pp)")  # fmt: skip
+            miss.append(f"{k[0]} {k[1]:g}x {k[2]} {after['mean']:+.2f} pp (per seed "
+                        f"{', '.join(f'{x:+.2f}' for x in d)}{p}; before fine-tuning "
+                        f"{before['mean']:+.2f} pp)")  # fmt: skip
     if diffs:
         lines.append(
             f"- No worse than Torch-Pruning by more than 0.3 pp at equal MACs and criterion: "
             f"{len(diffs) - len(miss)} of {len(diffs)} (net, factor, criterion) met"
             + ("; misses: " + "; ".join(miss) if miss else "")
         )
-        spread = [
-            abs(100 * (v["keras_legc"][x]["accuracy"] - v["torch_pruning"][x]["accuracy"]))
-            for v in pairs.values() if len(v) == 2
-            for x in set(v["keras_legc"]) & set(v["torch_pruning"])
-        ]  # fmt: skip
-        if miss and spread:
-            lines.append(
-                f"- Seed noise of that comparison: one seed's keras-legc - Torch-Pruning difference "
-                f"after fine-tuning reaches {max(spread):.2f} pp in these cells (median "
-                f"{float(np.median(spread)):.2f} pp): both sides stop after a few epochs at a "
-                "constant rate, where a net's test accuracy still moves by points from epoch to "
-                'epoch (`docs/channels.md`, "ResNet-8 at 2x fewer MACs against dense")'
-            )
+    if miss:
+        lines.append(
+            f"- Seed noise of that comparison: one seed's keras-legc - Torch-Pruning difference "
+            f"after fine-tuning reaches {max(per_seed):.2f} pp in these cells (median "
+            f"{float(np.median(per_seed)):.2f} pp): both sides stop after a few epochs at a "
+            "constant rate, where a net's test accuracy still moves by points from epoch to "
+            'epoch (`docs/channels.md`, "ResNet-8 at 2x fewer MACs against dense")'
+        )
     return lines
 
 

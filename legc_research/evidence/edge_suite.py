@@ -308,6 +308,16 @@ def tfmot_share(model) -> float:
     return (total - dense) / total
 
 
+def _base_model(ctx: Context, base: str, target: float, note: dict):
+    """``base``'s saved model at ``target`` (None if it has none), for a like-for-like method
+    that prunes exactly what ``base`` prunes on this net; ``note`` records that it was reused."""
+    saved = None if ctx.models is None else ctx.models / _model_name(base, target)
+    if saved is None or not saved.is_file():
+        return None
+    note["same_model_as"] = base
+    return kl.load_model(saved, compile=False)
+
+
 def same_zeros(base: str, run: Callable[[Context, float], object]) -> Callable:
     """``run`` (method ``base``) to as many zeros as TF-MOT at ``sparsity``: TF-MOT prunes
     ``sparsity`` of every layer but the depthwise ones, so keras-legc's target over all its
@@ -320,11 +330,8 @@ def same_zeros(base: str, run: Callable[[Context, float], object]) -> Callable:
         target = sparsity * share
         note = {"sparsity_over_prunable": target}
         ctx.notes[(name, sparsity)] = note
-        saved = None if ctx.models is None else ctx.models / _model_name(base, sparsity)
-        if share == 1.0 and saved is not None and saved.is_file():
-            note["same_model_as"] = base
-            return kl.load_model(saved, compile=False)
-        return run(ctx, target)
+        reused = _base_model(ctx, base, sparsity, note) if share == 1.0 else None
+        return reused if reused is not None else run(ctx, target)
 
     method.__name__ = method.__qualname__ = name
     return method
@@ -354,11 +361,8 @@ def legc_2of4_same_zeros(ctx: Context, target: float):
     ``legc_2of4``'s run, so that method's saved model is used."""
     left = tfmot_leaves_dense(ctx.dense.model)
     note = ctx.notes[("legc_2of4_same_zeros", target)] = {"excluded": left}
-    saved = None if ctx.models is None else ctx.models / _model_name("legc_2of4", target)
-    if not left and saved is not None and saved.is_file():
-        note["same_model_as"] = "legc_2of4"
-        return kl.load_model(saved, compile=False)
-    return _two_of_four(left or None)(ctx, target)
+    reused = None if left else _base_model(ctx, "legc_2of4", target, note)
+    return reused if reused is not None else _two_of_four(left or None)(ctx, target)
 
 
 def _needs(name: str, parameter: str | None = None) -> Callable[[], str | None]:
