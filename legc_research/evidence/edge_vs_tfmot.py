@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_bytes
-from legc_research.results_report import paired
+from legc_research.results_report import SIGNIFICANCE, paired
 
 #: (keras-legc method, the TF-MOT method it is paired with)
 PAIRS = (
@@ -40,6 +40,9 @@ HEADLINE = "legc_default"
 SAME_ZEROS = ("legc_default_same_zeros", "legc_gradual_same_zeros")
 #: keras-legc's 2:4 against TF-MOT's: on every prunable weight, and on TF-MOT's weights only
 TWO_OF_FOUR = ("legc_2of4", "legc_2of4_same_zeros")
+#: issue 27: the default ranking against what a user would pick instead, global magnitude (the
+#: same one-shot budget, the same sparsity of every prunable weight)
+MAGNITUDE = "legc_magnitude"
 
 
 def _cells(results: dict) -> dict[tuple, dict]:
@@ -166,6 +169,54 @@ def verdicts_2of4(rows: list[dict], method: str) -> list[str]:
     return lines
 
 
+def verdicts_vs_magnitude(results: dict, method: str = HEADLINE) -> list[str]:
+    """Issue 27's target on the conv nets, per net and quantization: ``method`` no worse than
+    global magnitude (:data:`MAGNITUDE`) beyond seed noise at any sparsity, i.e. missed where a
+    paired t-test over the seeds finds it worse (p < ``SIGNIFICANCE``) or where a cell of
+    ``method`` failed. A seed on which global magnitude's model failed (collapsed) while
+    ``method``'s ran is counted as such, not paired: there is no accuracy to pair with."""
+    by = {}
+    for c in results["cells"]:
+        if c["method"] in (method, MAGNITUDE):
+            key = (c["net"], c["quantization"], round(float(c["target"]), 6))
+            by.setdefault(key, {}).setdefault(c["method"], {})[int(c["seed"])] = c
+    lines = []
+    for net, quant in sorted({k[:2] for k in by}):
+        parts, missed, seeds = [], False, set()
+        for target in sorted(t for n, q, t in by if (n, q) == (net, quant)):
+            cell = by[net, quant, target]
+            mine, theirs = cell.get(method, {}), cell.get(MAGNITUDE, {})
+            common = sorted(set(mine) & set(theirs))
+            if not common:
+                continue
+            seeds |= set(common)
+            ok = [s for s in common if mine[s]["status"] == theirs[s]["status"] == "ok"]
+            lost = [s for s in common if mine[s]["status"] != "ok"]
+            collapsed = [s for s in common if theirs[s]["status"] != "ok" and s not in lost]
+            said = []
+            if lost:
+                missed = True
+                said.append(f"{len(lost)} of its cells failed")
+            elif ok:
+                t = paired([mine[s]["accuracy"] for s in ok], [theirs[s]["accuracy"] for s in ok])
+                worse = t["n"] > 1 and t["mean"] < 0 and t["p"] < SIGNIFICANCE
+                missed |= worse
+                said.append(f"{100 * t['mean']:+.2f} pp (p {_p(t['p'])})" + (" worse" * worse))
+            if collapsed:
+                said.append(f"global magnitude failed on {len(collapsed)} of {len(common)} seeds "
+                            f"where {method} ran")  # fmt: skip
+            parts.append(f"{100 * target:.0f}%: " + ", and ".join(said))
+        if not parts:
+            continue
+        n = len(seeds)
+        lines.append(
+            f"- {net}, {quant}: {'; '.join(parts)}: {'NOT met' if missed else 'met'}"
+            + ("" if n >= 3 else f" ({n} seed{'s' if n > 1 else ''} so far: not yet the evidence)")
+            + "."
+        )
+    return lines
+
+
 def _p(p: float) -> str:
     return "-" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.3f}"
 
@@ -243,6 +294,10 @@ def write_doc(results: dict, doc: Path, command: str, machine: str) -> Path:
                            strict=True):  # fmt: skip
         lines += ["", f"keras-legc's 2:4 against TF-MOT's 2:4, {how} (`{method}`):", ""]
         lines += verdicts_2of4(rows, method) or ["- no cell has both methods yet."]
+    lines += ["", f"The default ranking (`{HEADLINE}`) against global magnitude (`{MAGNITUDE}`), "
+              "issue 27's target: no worse beyond seed noise (paired t-test, p < "
+              f"{SIGNIFICANCE}) at any sparsity:", ""]  # fmt: skip
+    lines += verdicts_vs_magnitude(results) or ["- no cell has both methods yet."]
     lines += ["", "## Every comparison", ""] + table(rows) + [""]
     failed = failures(results)
     if failed:

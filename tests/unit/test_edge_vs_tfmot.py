@@ -99,8 +99,9 @@ def test_the_doc_is_written_atomically_with_its_table(tmp_path):
     text = ev.write_doc(results, doc, "c", "m").read_text()
     assert ("- ds_cnn legc_magnitude 90% float, seed 0: export: CollapsedModelError: the model's "
             "outputs are identical for all 16 reference inputs.") in text  # fmt: skip
-    # one line per headline method (the one-shot default, and both to TF-MOT's zeros) and per 2:4
-    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 5
+    # one line per headline method (the one-shot default, and both to TF-MOT's zeros), per 2:4 and
+    # for the default against global magnitude
+    assert ev.write_doc({"cells": []}, doc, "c", "m").read_text().count("no cell has both") == 6
     results["cells"] += [_cell("legc_gradual_same_zeros", t, s, 0.9) for t in (0.5, 0.75, 0.9)
                          for s in (0, 1, 2)]  # fmt: skip
     results["cells"] += [_cell("legc_default_same_zeros", t, s, 0.5) for t in (0.5, 0.75, 0.9)
@@ -132,3 +133,32 @@ def test_the_2of4_verdicts_judge_one_target_per_method(tmp_path):
     assert one[0].endswith("(1 seed so far: not yet the evidence).")
     text = ev.write_doc(results, tmp_path / "vs.md", "c", "m").read_text()
     assert "TF-MOT's 2:4, on the weights TF-MOT's 2:4 prunes" in text and same in text
+
+
+def test_the_default_against_global_magnitude_is_missed_only_beyond_seed_noise(tmp_path):
+    """Issue 27's verdict: worse with p < 0.05 misses, a smaller or noisy loss does not; a seed on
+    which global magnitude collapsed is counted, not paired; a failed default cell misses."""
+    results = {"cells": [], "invocations": []}
+    for s in (0, 1, 2):
+        for net, t, d in (("a", 0.5, -0.010 - 0.001 * s),  # worse on every seed: p < 0.05
+                          ("a", 0.9, 0.05),
+                          ("b", 0.5, (-0.02, 0.01, 0.005)[s]),  # a mean loss within the noise
+                          ("c", 0.5, 0.0)):  # fmt: skip
+            results["cells"] += [_cell("legc_magnitude", t, s, 0.8, net=net),
+                                 _cell("legc_default", t, s, 0.8 + d, net=net)]  # fmt: skip
+        results["cells"] += [_cell("legc_magnitude", 0.9, s, None, net="b", ok=s > 0),
+                             _cell("legc_default", 0.9, s, 0.7, net="b"),
+                             _cell("legc_magnitude", 0.9, s, 0.6, net="c"),
+                             _cell("legc_default", 0.9, s, None, net="c", ok=s != 1)]  # fmt: skip
+    lines = {line.split(",")[0][2:]: line for line in ev.verdicts_vs_magnitude(results)}
+    diffs = [-0.010 - 0.001 * s for s in (0, 1, 2)]
+    p = ttest_rel([0.8 + d for d in diffs], [0.8] * 3).pvalue
+    assert f"50%: {100 * np.mean(diffs):+.2f} pp (p {p:.3f}) worse" in lines["a"]
+    assert lines["a"].endswith("NOT met.")
+    assert "50%: -0.17 pp" in lines["b"] and "global magnitude failed on 1 of 3 seeds" in lines["b"]
+    assert lines["b"].endswith(": met.")
+    assert "90%: 1 of its cells failed" in lines["c"] and lines["c"].endswith("NOT met.")
+    only_two = {"cells": [c for c in results["cells"] if c["seed"] < 2 and c["net"] == "a"]}
+    assert ev.verdicts_vs_magnitude(only_two)[0].endswith("(2 seeds so far: not yet the evidence).")
+    ev.write_doc(results, tmp_path / "d.md", "cmd", "machine")
+    assert "against global magnitude (`legc_magnitude`)" in (tmp_path / "d.md").read_text()
