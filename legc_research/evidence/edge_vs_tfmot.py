@@ -1,7 +1,8 @@
 """keras-legc against TF-MOT on the zoo's conv nets, from the edge suite's results (issue 25's
 evidence): every keras-legc unstructured method against TF-MOT ``prune_low_magnitude`` +
 ``PolynomialDecay`` at the same sparsity, and keras-legc's 2:4 against TF-MOT's 2:4, paired by
-seed (the same dense checkpoint, the same fine-tuning budget), float and int8.
+seed (the same dense checkpoint, the same fine-tuning budget), float and int8; and the default
+ranking against global magnitude (issue 27's target on the conv nets).
 
     python tools/edge_suite.py --report-only   # written beside edge-suite.md
 
