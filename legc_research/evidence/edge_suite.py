@@ -484,6 +484,16 @@ def cell_p50(latency: dict) -> float | None:
     return float(min(runs)) if runs else None
 
 
+def timed_p50(cell: dict, runtime: str = "litert") -> float | None:
+    """:func:`cell_p50` of a cell on ``runtime``, or None where the cell's latency is marked not
+    comparable with its net's other cells (``latency_unreliable``: the reason, e.g. timed when
+    this machine ran the net's dense file measurably faster, ``evidence/retime_check.py``)."""
+    if cell.get("latency_unreliable"):
+        return None
+    lat = (cell.get("latency") or {}).get(runtime, {})
+    return cell_p50(lat) if "p50_ms" in lat or lat.get("p50_ms_runs") else None
+
+
 def bench(
     runtime: str, python: str, path: Path, label: str, bench_cfg: dict, allow_constant: bool
 ) -> dict:
@@ -906,9 +916,11 @@ def summarise(results: dict) -> list[dict]:
             row[key] = float(np.mean([c[key] for c in cells]))
         row["accuracy_sd"] = float(np.std([c["accuracy"] for c in cells], ddof=1)) if len(
             cells) > 1 else None  # fmt: skip
+        row["latency_unreliable"] = sorted({c["latency_unreliable"] for c in cells
+                                            if c.get("latency_unreliable")})  # fmt: skip
         for runtime in results.get("runtimes", ["litert"]):
             lat = [c["latency"].get(runtime, {}) for c in cells]
-            p50 = [cell_p50(x) for x in lat if "p50_ms" in x]
+            p50 = [v for c in cells if (v := timed_p50(c, runtime)) is not None]
             row[f"p50_{runtime}"] = float(np.mean(p50)) if len(p50) == len(cells) else None
             row[f"parity_{runtime}"] = all(x.get("ok") for x in lat)
             # the spread of a cell's process p50s (max - min over their median): how finely
@@ -1012,7 +1024,7 @@ def table(rows: list[dict], runtimes: Sequence[str]) -> list[str]:
             f"| {r['quantization']} | {r['n']} | {acc} | {_fmt(r['delta_pp'], '+.2f')} "
             f"| {100 * r['pruned_share']:.1f}% | {r['tflite_bytes']:,.0f} | {r['macs']:,.0f} "
             f"| {r['macs_nonzero']:,.0f} | {_fmt(r['p50_litert'], '.4f')} "
-            f"| {_fmt(r['speedup'], '.2f')}x |"
+            f"| {_fmt(r['speedup'], '.2f')}{'x' if r['speedup'] else ''} |"
             + (f" {_fmt(r.get('p50_tflite_runtime'), '.4f')} |" if tfr else "")
             + f" {parity} | {r['storage']} |"
         )  # fmt: skip
@@ -1178,6 +1190,22 @@ def _advice(rows: list[dict]) -> list[str]:
     return lines
 
 
+def latencies_not_compared(rows: list[dict]) -> list[str]:
+    """The report's section on rows whose latency is marked not comparable (their p50 is left out
+    of the table, the speed-ups and the verdicts), each with its reason; empty if there are none."""
+    unreliable = [r for r in rows if r.get("latency_unreliable")]
+    if not unreliable:
+        return []
+    lines = ["## Latencies not compared", "",
+             "These rows' files were timed when this machine ran their net's files faster than in "
+             "the runs that timed the other rows, so their p50 is left out of the table, the "
+             "speed-ups and the verdicts above (accuracy and bytes stand):", ""]  # fmt: skip
+    for r in unreliable:
+        lines.append(f"- {r['net']} {_label(r)} {r['quantization']}: "
+                     f"{'; '.join(r['latency_unreliable'])}")  # fmt: skip
+    return lines + [""]
+
+
 def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) -> Path:
     """``docs/edge-suite.md`` and its plots from ``results`` (and ``<out>/epoch_times.json``)."""
     rows = summarise(results)
@@ -1287,6 +1315,7 @@ def write_doc(results: dict, doc: Path, img_dir: Path, command: str, out: Path) 
                                ("tflite_bytes", ".tflite bytes", "bytes")):  # fmt: skip
             png = plot(rows, net, x, xlabel, img_dir / f"edge_suite_{net}_{tag}.png")
             lines += [f"![{net}: accuracy vs {tag}]({os.path.relpath(png, doc.parent)})", ""]
+    lines += latencies_not_compared(rows)
     other = [c for c in results["cells"] if c["status"] != "ok"]
     if other:
         lines += ["## Cells not measured", ""]

@@ -65,10 +65,11 @@ def _ratio(mine: dict, anchor: dict, seeds: Sequence[int], get) -> float | None:
 
 
 def _p50(cell: dict) -> float | None:
-    """The cell's LiteRT latency, as the edge suite reads it (its fastest runner process)."""
-    from legc_research.evidence.edge_suite import cell_p50
+    """The cell's LiteRT latency, as the edge suite reads it (its fastest runner process; None
+    where it is marked not comparable)."""
+    from legc_research.evidence.edge_suite import timed_p50
 
-    return cell_p50((cell.get("latency") or {}).get("litert", {}))
+    return timed_p50(cell)
 
 
 def comparisons(results: dict) -> list[dict]:

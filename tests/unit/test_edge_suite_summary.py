@@ -242,3 +242,33 @@ def test_a_cells_latency_is_its_fastest_process():
     slow = _timed(_cell("tfmot", 0.5, "int8", 0.86, 100, 0), [0.1047, 0.0852, 0.1057])
     rows = es.summarise({"cells": [slow], "runtimes": ["litert"]})
     assert rows[0]["p50_litert"] == 0.0852
+
+
+def test_a_latency_marked_not_comparable_is_left_out_of_every_speed_comparison():
+    """A cell timed when the machine ran its net faster (``latency_unreliable``, written by
+    evidence/retime_check.py) keeps its accuracy and bytes; its p50 and speed-up are not shown,
+    it cannot be the fastest, and the report says why."""
+    cells = [_cell("dense", 0.0, "float", 0.90, 1000, 0.2),
+             _cell("tfmot_2of4", 0.5, "float", 0.90, 800, 0.2),
+             _cell("legc_2of4_same_zeros", 0.5, "float", 0.90, 800, 0.1),
+             _cell("channels", 1.5, "float", 0.90, 700, 0.15)]  # fmt: skip
+    results = {"cells": cells, "runtimes": ["litert"]}
+    before = {r["method"]: r for r in es.summarise(results)}
+    assert before["legc_2of4_same_zeros"]["speedup"] == pytest.approx(2.0)
+    assert es.timed_p50(cells[2]) == 0.1
+    cells[2]["latency_unreliable"] = "re-timed: the dense file ran 0.1 ms against 0.2 ms"
+    assert es.timed_p50(cells[2]) is None and es.timed_p50(cells[1]) == 0.2
+    rows = {r["method"]: r for r in es.summarise(results)}
+    mine = rows["legc_2of4_same_zeros"]
+    assert mine["p50_litert"] is None and mine["speedup"] is None
+    assert mine["accuracy"] == 0.90 and mine["tflite_bytes"] == 800
+    fastest = es._best(list(rows.values()), rows["dense"], es.LEGC_METHODS, "p50_litert")
+    assert fastest["method"] == "channels"
+    from legc_research.evidence import edge_vs_tfmot as ev
+
+    (pair,) = [r for r in ev.comparisons(results) if r["method"] == "legc_2of4_same_zeros"]
+    assert pair["p50_ratio"] is None and pair["bytes_ratio"] == pytest.approx(1.0)
+    section = es.latencies_not_compared(list(rows.values()))
+    assert section[0] == "## Latencies not compared"
+    assert section[4] == "- n legc_2of4_same_zeros 50% float: " + cells[2]["latency_unreliable"]
+    assert es.latencies_not_compared(list(before.values())) == []
