@@ -10,7 +10,8 @@ with the numbers): the report then leaves their latency out (``edge_suite.timed_
 The dense file is exported again from the suite's dense checkpoint (seed 0, float, unpruned: the
 same graph as the suite's dense cell). Prints each process's LiteRT p50 and the fastest per file,
 next to the p50 the suite's results hold for those cells. Session 23 (2026-12-07): the cells made
-13:27-13:37 UTC ran 8-38% faster than every earlier cell of their nets, this says why.
+13:27-13:37 UTC (DS-CNN, ResNet-8) looked 1.1-1.7x faster than dense; this showed the dense
+file itself then ran 16-38% faster than when the other cells were timed.
 """
 
 from __future__ import annotations
