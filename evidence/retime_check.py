@@ -34,13 +34,19 @@ def main(net: str, cell: str, mark: bool = False, reps: int = 3) -> None:
 
     from keras_legc.keras.export import export_tflite
 
-    (ckpt,) = sorted((ROOT / "evidence/edge-suite/dense-cache" / net).glob("seed0-*"))
-    (kept,) = sorted((ROOT / "evidence/edge-suite/models" / net).glob(f"seed0-*/{cell}.tflite"))
+    ckpts = sorted((ROOT / "evidence/edge-suite/dense-cache" / net).glob("seed0-*/dense.keras"))
+    kept = sorted((ROOT / "evidence/edge-suite/models" / net).glob(f"seed0-*/{cell}.tflite"))
+    if len(ckpts) != 1 or len(kept) != 1:
+        raise SystemExit(f"retime_check: need one seed-0 dense checkpoint of {net!r} and one kept "
+                         f"file {cell}.tflite (METHOD-TARGET-QUANT, e.g. legc_2of4-0.5-float) "
+                         f"under evidence/edge-suite; found {len(ckpts)} and {len(kept)}. Fix: run "
+                         "the suite for that net and seed first.")  # fmt: skip
+    (ckpt,), (kept,) = ckpts, kept
     out = ROOT / "runs" / "retime" / net
     out.mkdir(parents=True, exist_ok=True)
     dense = out / "dense-float.tflite"
     if not dense.exists():
-        export_tflite(keras.models.load_model(ckpt / "dense.keras"), dense, overwrite=True)
+        export_tflite(keras.models.load_model(ckpt), dense, overwrite=True)
     # the suite's two runners: LiteRT in this environment, tflite_runtime in the device venv
     pythons = {"litert": sys.executable, "tflite_runtime": str(ROOT / ".venv-device/bin/python")}
     p50 = {(rt, name): [] for rt in pythons for name in ("dense", cell)}
@@ -66,8 +72,11 @@ def main(net: str, cell: str, mark: bool = False, reps: int = 3) -> None:
             f"{', '.join(f'{r:.4f}' for r in runs)}); in the suite's results "
             f"{float('nan') if then is None else then:.4f} ms"
         )
-    then = cell_p50(stored["dense"]["litert"])
     if mark:
+        if "dense" not in stored:
+            raise SystemExit(f"retime_check: no measured dense cell of {net} seed 0 to compare "
+                             "with; nothing marked.")  # fmt: skip
+        then = cell_p50(stored["dense"]["litert"])
         why = (
             f"re-timed beside the dense file on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"the same dense {net} float file ran {min(p50['litert', 'dense']):.4f} ms on LiteRT "

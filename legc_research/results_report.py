@@ -75,7 +75,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict:
     return out
 
 
-def _direction(c: dict) -> str:
+def direction(c: dict) -> str:
+    """A :func:`paired` comparison's verdict: better, worse (p < SIGNIFICANCE), no difference,
+    or too few seeds."""
     if c["n"] < 2:
         return "too few seeds"
     if c["p"] < SIGNIFICANCE and c["mean"] > 0:
@@ -193,7 +195,7 @@ def _verdicts(per: dict) -> list[dict]:
     for base in ("random", "magnitude"):
         dirs = {}
         for v in ("ft", "pt"):
-            for d, r in collect(f"{v}-{base}_{v}", _direction).items():
+            for d, r in collect(f"{v}-{base}_{v}", direction).items():
                 dirs[f"{d} {v.upper()}"] = r
         better = sorted(k for k, r in dirs.items() if r == "better")
         worse = sorted(k for k, r in dirs.items() if r == "worse")
@@ -212,7 +214,7 @@ def _verdicts(per: dict) -> list[dict]:
                     f"; better on {', '.join(better)}" if better else ""
                 )
         verdicts.append({"claim": claim, "verdict": verdict, "why": why, "per_dataset": dirs})
-    epochs = collect("epochs ft-dense", _direction)
+    epochs = collect("epochs ft-dense", direction)
     fewer = sorted(d for d, r in epochs.items() if r == "worse")  # negative difference = fewer
     more = sorted(d for d, r in epochs.items() if r == "better")
     verdict, why = _majority(fewer, more, len(epochs), "fewer epochs", "more epochs")
@@ -613,7 +615,7 @@ def _md_sweep(results: dict, table: dict, plots, docs) -> list[str]:
             cells = [f"{_ms(r[m][0])} ({np.mean(r[m][1]):.4f})" for m in methods]
             for a, b in pairs:
                 c = paired(r[a][0], r[b][0])
-                cells.append(f"{_fmt_pair(c)} {_direction(c)}")
+                cells.append(f"{_fmt_pair(c)} {direction(c)}")
             lines.append(f"| {100 * s:.0f} | " + " | ".join(cells) + " |")
         lines += ["", *_collapse_lines(results.get("sweep", []), net), ""]
     for p in plots:

@@ -490,8 +490,7 @@ def timed_p50(cell: dict, runtime: str = "litert") -> float | None:
     this machine ran the net's dense file measurably faster, ``evidence/retime_check.py``)."""
     if cell.get("latency_unreliable"):
         return None
-    lat = (cell.get("latency") or {}).get(runtime, {})
-    return cell_p50(lat) if "p50_ms" in lat or lat.get("p50_ms_runs") else None
+    return cell_p50((cell.get("latency") or {}).get(runtime, {}))
 
 
 def bench(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_legc._io import atomic_write_bytes
-from legc_research.results_report import SIGNIFICANCE, paired
+from legc_research.results_report import SIGNIFICANCE, direction, paired
 
 #: (keras-legc method, the TF-MOT method it is paired with)
 PAIRS = (
@@ -201,7 +201,7 @@ def verdicts_vs_magnitude(results: dict, method: str = HEADLINE) -> list[str]:
                 said.append(f"{len(lost)} of its cells failed")
             elif ok:
                 t = paired([mine[s]["accuracy"] for s in ok], [theirs[s]["accuracy"] for s in ok])
-                worse = t["n"] > 1 and t["mean"] < 0 and t["p"] < SIGNIFICANCE
+                worse = direction(t) == "worse"
                 missed |= worse
                 said.append(f"{100 * t['mean']:+.2f} pp (p {_p(t['p'])})" + (" worse" * worse))
             if collapsed:
